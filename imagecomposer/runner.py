@@ -1,0 +1,163 @@
+"""The single choke point through which imagecomposer runs host tools.
+
+Every call logs a command line that can be pasted into a shell to replay it (environment
+overrides and working directory included), keeps the tail of the tool's output, and turns a
+failure into a precise :mod:`imagecomposer.errors` class. Children run in their own process
+group so that an interrupt or timeout kills the whole tree they started (a chroot's dpkg and
+its maintainer scripts included).
+
+Tests fake tools by putting small executables on ``PATH``; nothing here special-cases them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.errors import (
+    CommandError,
+    InsufficientDiskSpace,
+    PermissionDenied,
+    ToolNotFound,
+)
+
+log = logging.getLogger("imagecomposer.run")
+
+TAIL_LINES = 25
+
+
+@attrs.frozen
+class Completed:
+    """What a finished command left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    output_tail: str
+
+
+def command_line(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | str | None = None,
+                 env: Mapping[str, str] | None = None) -> str:
+    """A shell line that replays ``argv`` with the given overrides."""
+    parts = [shlex.join(str(a) for a in argv)]
+    if env:
+        parts.insert(0, " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
+    line = " ".join(parts)
+    if cwd is not None:
+        line = f"(cd {shlex.quote(str(cwd))} && {line})"
+    return line
+
+
+def tail(text: bytes | str, lines: int = TAIL_LINES) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    capture: bool = False,
+    check: bool = True,
+    timeout: float | None = None,
+    error: type[CommandError] = CommandError,
+    what: str | None = None,
+) -> Completed:
+    """Run ``argv``; raise ``error`` (or a more precise class) if it fails.
+
+    ``env`` holds overrides on top of the current environment. With ``capture`` the standard
+    output is returned; otherwise it is merged into the logged output. ``what`` names the
+    action in error messages ("post-install script ./post.sh").
+    """
+    args = [str(a) for a in argv]
+    log.info("+ %s", command_line(args, cwd=cwd, env=env))
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolNotFound(f"Tool not found: {args[0]} (is its package installed?)",
+                           args) from exc
+    except PermissionError as exc:
+        raise PermissionDenied(f"Permission denied: cannot execute {args[0]}", args) from exc
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise error(f"Command timed out after {timeout} s: {command_line(args)}", args) from exc
+    except BaseException:
+        _kill(proc)
+        raise
+    output = err if capture else out
+    output_tail = tail(output or b"")
+    for line in output_tail.splitlines():
+        log.debug("  %s", line)
+    if check and proc.returncode != 0:
+        raise _failure(error, args, proc.returncode, output_tail, what)
+    return Completed(tuple(args), proc.returncode, out if capture else b"", output_tail)
+
+
+def _failure(error: type[CommandError], args: list[str], code: int, output_tail: str,
+             what: str | None) -> Exception:
+    subject = what or args[0]
+    lowered = output_tail.lower()
+    if "no space left on device" in lowered:
+        return InsufficientDiskSpace(
+            f"Insufficient disk space: {subject} failed with 'No space left on device'\n"
+            + output_tail)
+    if "permission denied" in lowered or "operation not permitted" in lowered:
+        return PermissionDenied(f"Permission denied: {subject} (exit code {code})", args, code,
+                                output_tail)
+    if error.__name__ == "ScriptFailed":
+        message = f"Script returned non-zero exit code {code}: {subject}"
+    else:
+        message = f"Command failed with exit code {code}: {command_line(args)}"
+    return error(message, args, code, output_tail)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the child's whole process group and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def which(tool: str) -> str | None:
+    """Find ``tool`` on PATH, also looking in the sbin directories a non-root PATH lacks."""
+    import shutil
+
+    found = shutil.which(tool)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
+        candidate = Path(directory) / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def require(tool: str, package: str) -> str:
+    """The path of ``tool``, or :class:`ToolNotFound` naming the Debian package to install."""
+    found = which(tool)
+    if found is None:
+        raise ToolNotFound(f"Tool not found: {tool} (install the Debian package '{package}')",
+                           [tool])
+    return found

@@ -1,0 +1,246 @@
+"""The typed build spec: frozen attrs classes that mirror the JSON Schema (``schema.json``).
+
+These classes are what every other part of imagecomposer reads. They are produced by
+:func:`imagecomposer.spec.loader.load_spec` after YAML parsing, template merging, variable
+substitution and schema validation, so a value here is always well-formed; relative paths
+are already resolved against the spec file's directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+BaseType = Literal["minimal", "server", "development"]
+Arch = Literal["x86_64", "aarch64"]
+PartitionTable = Literal["gpt", "mbr"]
+PartitionType = str  # esp | root | swap | home | var | xbootldr | verity | generic | a GUID
+Filesystem = Literal["ext4", "xfs", "vfat", "swap", "squashfs", "erofs", "none"]
+Bootloader = Literal["systemd-boot", "grub", "none"]
+Format = Literal["raw", "qcow2", "vhd", "vhd-fixed", "vhdx", "vmdk", "vmdk-stream", "vdi"]
+Compression = Literal["none", "gzip", "xz", "zstd"]
+SbomFormat = Literal["spdx", "cyclonedx"]
+StageName = Literal["validate", "packages", "compose", "configuration", "sign", "finalize"]
+
+STAGES: tuple[StageName, ...] = (
+    "validate", "packages", "compose", "configuration", "sign", "finalize",
+)
+
+
+@attrs.frozen
+class Base:
+    os: str  # provider profile family: debian | ubuntu | azurelinux | fedora | rocky | ...
+    version: str  # "12", "22.04", "3.0"
+    type: BaseType = "minimal"
+    arch: Arch = "x86_64"
+
+
+@attrs.frozen
+class Image:
+    name: str
+    base: Base
+    version: str = "0.0.0"
+
+
+@attrs.frozen
+class Repository:
+    """An extra package repository (deb or rpm-md), besides the base OS ones."""
+
+    name: str
+    url: str  # http(s)://, file://, or a local directory of packages
+    suite: str | None = None  # deb: distribution (bookworm); None for flat repositories
+    components: tuple[str, ...] = ("main",)
+    key: Path | None = None  # OpenPGP key file (armored or binary)
+    priority: int = 500  # APT semantics: <0 never, 500 default, 990 preferred, >=1000 downgrades
+    packages: tuple[str, ...] = ()  # allow-list of name globs; empty means all
+    trusted: bool = False  # explicit, loudly logged opt-out of signature checks
+    kind: Literal["deb", "rpm"] | None = None  # None: the base OS family
+
+
+@attrs.frozen
+class Packages:
+    install: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    recommends: bool = False
+
+
+@attrs.frozen
+class User:
+    name: str
+    uid: int | None = None
+    groups: tuple[str, ...] = ()
+    password_hash: str | None = None  # crypt(3) hash; plaintext is refused at load
+    ssh_keys: tuple[str, ...] = ()
+    shell: str = "/bin/bash"
+    home: str | None = None
+    sudo: bool = False  # passwordless sudo via /etc/sudoers.d
+
+
+@attrs.frozen
+class Services:
+    enabled: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class File:
+    destination: str  # absolute path inside the image
+    source: Path | None = None  # a file or directory next to the spec
+    content: str | None = None  # inline content instead of a source
+    mode: str | None = None  # octal string "0644"
+    owner: str = "root"
+    group: str = "root"
+
+
+@attrs.frozen
+class Interface:
+    match: str = "en*"
+    dhcp4: bool = True
+    dhcp6: bool = False
+    addresses: tuple[str, ...] = ()  # CIDR, e.g. "192.0.2.10/24"
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Network:
+    interfaces: tuple[Interface, ...] = (Interface(),)
+
+
+@attrs.frozen
+class Scripts:
+    pre_install: tuple[Path, ...] = ()
+    post_install: tuple[Path, ...] = ()
+
+
+@attrs.frozen
+class Kernel:
+    package: str | None = None  # None: the OS profile's default kernel
+    cmdline: str = ""
+    serial_console: bool = True
+
+
+@attrs.frozen
+class Ssh:
+    permit_root_login: bool = False
+    password_authentication: bool = False
+
+
+@attrs.frozen
+class SecureBoot:
+    key: Path
+    cert: Path
+
+
+@attrs.frozen
+class Security:
+    read_only_root: bool = False  # dm-verity protected root; writable /var
+    selinux: Literal["disabled", "permissive", "enforcing"] = "disabled"
+    secure_boot: SecureBoot | None = None
+
+
+@attrs.frozen
+class Customizations:
+    hostname: str | None = None
+    timezone: str = "UTC"
+    locale: str = "C.UTF-8"
+    keyboard: str | None = None
+    packages: Packages = Packages()
+    users: tuple[User, ...] = ()
+    root_password_hash: str | None = None  # None: root account locked
+    ssh: Ssh = Ssh()
+    services: Services = Services()
+    files: tuple[File, ...] = ()
+    network: Network = Network()
+    scripts: Scripts = Scripts()
+    kernel: Kernel = Kernel()
+    bootloader: Bootloader = "systemd-boot"
+    security: Security = Security()
+
+
+@attrs.frozen
+class Partition:
+    name: str
+    type: PartitionType
+    size: int | None  # bytes; None means "rest"
+    filesystem: Filesystem = "ext4"
+    mountpoint: str | None = None
+    label: str | None = None
+    mount_options: str = "defaults"
+    uuid: str | None = None  # partition UUID; None: derived deterministically
+
+
+@attrs.frozen
+class Disk:
+    size: int | None = None  # bytes; None means "auto" (content plus margin)
+    partition_table: PartitionTable = "gpt"
+    partitions: tuple[Partition, ...] = ()
+
+
+@attrs.frozen
+class Sign:
+    key: Path
+    cert: Path | None = None
+    passphrase_file: Path | None = None
+    passphrase_env: str | None = None
+    algorithm: Literal["auto", "rsa-pss", "rsa-pkcs1v15"] = "auto"
+
+
+@attrs.frozen
+class Output:
+    formats: tuple[Format, ...] = ("raw",)
+    compression: Compression = "none"
+    sbom: tuple[SbomFormat, ...] = ("spdx",)
+    sign: Sign | None = None
+    directory: Path | None = None  # None: ./output/<image name> next to the spec
+
+
+@attrs.frozen
+class BuildCache:
+    use_package_cache: bool = True
+    use_image_cache: bool = True
+
+
+@attrs.frozen
+class Build:
+    cache: BuildCache = BuildCache()
+    stages: tuple[StageName, ...] = STAGES
+
+
+@attrs.frozen
+class Spec:
+    """A loaded, validated build spec.
+
+    ``path`` is the spec file (None for specs built in memory); ``source`` keeps the merged
+    document as plain data, with secrets, for hashing into the image cache key.
+    """
+
+    image: Image
+    customizations: Customizations = Customizations()
+    repositories: tuple[Repository, ...] = ()
+    disk: Disk = Disk()
+    output: Output = Output()
+    build: Build = Build()
+    variables: tuple[tuple[str, str], ...] = ()
+    path: Path | None = attrs.field(default=None, eq=False)
+
+    @property
+    def directory(self) -> Path:
+        """The directory relative paths in the spec were resolved against."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def referenced_files(self) -> tuple[Path, ...]:
+        """Every local file the spec refers to (their contents key the image cache)."""
+        c = self.customizations
+        found: list[Path] = [f.source for f in c.files if f.source is not None]
+        found += c.scripts.pre_install + c.scripts.post_install
+        found += [r.key for r in self.repositories if r.key is not None]
+        if c.security.secure_boot is not None:
+            found += [c.security.secure_boot.key, c.security.secure_boot.cert]
+        if self.output.sign is not None:
+            found.append(self.output.sign.key)
+            if self.output.sign.cert is not None:
+                found.append(self.output.sign.cert)
+        return tuple(found)
