@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine (as root) for imagecomposer: host tools from apt, a
+# virtual environment in ./.venv with nox, and imagecomposer itself with libsolv built
+# from source with Debian support (the PyPI wheel lacks it).
+#
+# Usage: scripts/setup-host.sh            # from the checkout's top directory
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # building libsolv's Python module
+  gcc python3-dev python3-venv libxml2-dev zlib1g-dev liblzma-dev libzstd-dev libbz2-dev
+  # repository metadata and package verification
+  gpgv gnupg debian-archive-keyring apt dpkg-dev rpm createrepo-c
+  # disk assembly without loop devices or mounts
+  fdisk dosfstools mtools e2fsprogs xfsprogs squashfs-tools erofs-utils cryptsetup-bin
+  util-linux eatmydata
+  # boot, signing, export
+  qemu-system-x86 qemu-utils ovmf sbsigntool openssl zstd pigz xz-utils
+  # reference tools the tests and benchmarks compare against
+  mmdebstrap busybox-static cpio
+)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}"
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q nox
+# libsolv with Debian support, built once into a wheelhouse that nox sessions reuse.
+scripts/build-solv-wheel.sh .wheelhouse .venv/bin/pip
+.venv/bin/pip install -q --find-links .wheelhouse -e .
+echo "imagecomposer is installed in .venv: .venv/bin/imagecomposer --help"

@@ -1,0 +1,172 @@
+"""The engine's skip/rerun/--stage/--skip-stage/--timeout behaviour, with test stages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import pytest
+
+from imagecomposer.errors import BuildTimeout, UsageError
+from imagecomposer.pipeline.engine import Pipeline, RunOptions, parse_duration
+from imagecomposer.pipeline.events import Event, StageSkipped, StageStarted
+from imagecomposer.pipeline.workspace import Workspace
+
+
+@attrs.define
+class Ctx:
+    values: dict[str, str]
+    ran: list[str] = attrs.Factory(list)
+    out: Path | None = None
+
+
+@attrs.define
+class FileStage:
+    """Writes ``<name>.out`` holding its input; reads the input named ``key`` from the ctx."""
+
+    name: str
+    key: str
+    sleep: float = 0.0
+    fail: bool = False
+
+    def inputs(self, ctx: Ctx) -> Mapping[str, str]:
+        return {self.key: ctx.values[self.key]}
+
+    def outputs_present(self, ctx: Ctx) -> bool:
+        assert ctx.out is not None
+        return (ctx.out / f"{self.name}.out").exists()
+
+    def run(self, ctx: Ctx) -> None:
+        ctx.ran.append(self.name)
+        if self.sleep:
+            time.sleep(self.sleep)
+        if self.fail:
+            raise RuntimeError(f"{self.name} broke")
+        assert ctx.out is not None
+        (ctx.out / f"{self.name}.out").write_text(ctx.values[self.key])
+
+
+def make(tmp_path: Path, **overrides: FileStage) -> tuple[Pipeline[Ctx], Workspace, Ctx, list[Event]]:
+    events: list[Event] = []
+    stages = [overrides.get(n, FileStage(n, k)) for n, k in
+              [("validate", "spec"), ("packages", "request"), ("compose", "lock")]]
+    ws = Workspace(tmp_path / "ws")
+    ctx = Ctx({"spec": "s1", "request": "r1", "lock": "l1"}, out=ws.root)
+    return Pipeline(stages, events=events.append), ws, ctx, events
+
+
+def test_first_run_runs_everything_then_skips_up_to_date(tmp_path: Path) -> None:
+    pipe, ws, ctx, events = make(tmp_path)
+    report = pipe.run(ctx, ws)
+    assert ctx.ran == ["validate", "packages", "compose"]
+    assert [o.reason for o in report.outcomes] == ["first run"] * 3
+    ctx.ran.clear()
+    report = pipe.run(ctx, ws)
+    assert ctx.ran == []
+    assert {o.reason for o in report.outcomes} == {"up to date"}
+    assert StageSkipped("build", "packages", "up to date") in events
+
+
+def test_changed_input_reruns_that_stage_and_everything_after(tmp_path: Path) -> None:
+    pipe, ws, ctx, events = make(tmp_path)
+    pipe.run(ctx, ws)
+    ctx.ran.clear()
+    ctx.values["request"] = "r2"
+    report = pipe.run(ctx, ws)
+    assert ctx.ran == ["packages", "compose"]
+    reasons = {o.stage: o.reason for o in report.outcomes}
+    assert reasons == {"validate": "up to date", "packages": "input 'request' changed",
+                       "compose": "an earlier stage changed"}
+
+
+def test_missing_outputs_rerun(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path)
+    pipe.run(ctx, ws)
+    (ws.root / "compose.out").unlink()
+    ctx.ran.clear()
+    report = pipe.run(ctx, ws)
+    assert ctx.ran == ["compose"]
+    assert report.outcomes[-1].reason == "outputs missing"
+
+
+def test_stage_until_and_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pipe, ws, ctx, _ = make(tmp_path)
+    report = pipe.run(ctx, ws, RunOptions(until="packages"))
+    assert ctx.ran == ["validate", "packages"]
+    assert report.outcomes[-1].reason == "after --stage packages"
+    ctx.ran.clear()
+    pipe.run(ctx, ws, RunOptions(skip=("validate",), force=True))
+    assert ctx.ran == ["packages", "compose"]
+    assert "not recommended" in caplog.text
+
+
+def test_selected_stages_and_force(tmp_path: Path) -> None:
+    pipe, ws, ctx, events = make(tmp_path)
+    pipe.run(ctx, ws, RunOptions(selected=("validate", "compose")))
+    assert ctx.ran == ["validate", "compose"]
+    ctx.ran.clear()
+    pipe.run(ctx, ws, RunOptions(force=True))
+    assert ctx.ran == ["validate", "packages", "compose"]
+    assert StageStarted("build", "compose", "forced (--no-cache)") in events
+
+
+def test_unknown_stage_is_a_usage_error(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path)
+    with pytest.raises(UsageError, match="unknown stage 'packagez'"):
+        pipe.run(ctx, ws, RunOptions(until="packagez"))
+
+
+def test_failure_records_nothing_for_the_failed_stage(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path, compose=FileStage("compose", "lock", fail=True))
+    with pytest.raises(RuntimeError, match="compose broke"):
+        pipe.run(ctx, ws)
+    assert set(ws.records()) == {"validate", "packages"}
+    state = json.loads((ws.root / "state.json").read_text())
+    assert "compose" not in state["stages"]
+
+
+def test_timeout_aborts_cleanly_and_leaves_no_record(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path, packages=FileStage("packages", "request", sleep=5))
+    t0 = time.monotonic()
+    with pytest.raises(BuildTimeout, match="timed out after 0.3s"):
+        pipe.run(ctx, ws, RunOptions(timeout=0.3))
+    assert time.monotonic() - t0 < 2
+    assert set(ws.records()) == {"validate"}
+    assert not (ws.root / "packages.out").exists()
+
+
+def test_rerun_after_interrupted_stage_runs_it_again(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path)
+    pipe.run(ctx, ws)
+    slow, ws2, ctx2, _ = make(tmp_path, packages=FileStage("packages", "request", sleep=5))
+    ctx2.values["request"] = "r2"
+    with pytest.raises(BuildTimeout):
+        slow.run(ctx2, ws2, RunOptions(timeout=0.2))
+    assert "packages" not in ws2.records()
+    ctx.ran.clear()
+    ctx.values["request"] = "r2"
+    pipe.run(ctx, ws)
+    assert ctx.ran == ["packages", "compose"]
+
+
+def test_timing_table_lists_every_stage(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path)
+    table = pipe.run(ctx, ws).table()
+    lines = table.splitlines()
+    assert lines[0].split() == ["stage", "status", "seconds", "reason"]
+    assert [line.split()[0] for line in lines[1:]] == ["validate", "packages", "compose", "total"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h30m", 5400), ("90s", 90),
+                                              ("45", 45), ("1.5m", 90)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "30x", "1m30", "-5"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid duration"):
+        parse_duration(text)
