@@ -93,7 +93,7 @@ class RunReport:
                          for r in rows)
 
 
-class Pipeline(Generic[Ctx]):
+class Engine(Generic[Ctx]):
     def __init__(self, stages: Sequence[Stage[Ctx]], *, events: EventSink | None = None) -> None:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):

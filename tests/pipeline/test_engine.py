@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from imagecomposer.errors import BuildTimeout, UsageError
-from imagecomposer.pipeline.engine import Pipeline, RunOptions, parse_duration
+from imagecomposer.pipeline.engine import Engine, RunOptions, parse_duration
 from imagecomposer.pipeline.events import Event, StageSkipped, StageStarted
 from imagecomposer.pipeline.workspace import Workspace
 
@@ -49,7 +49,7 @@ class FileStage:
         (ctx.out / f"{self.name}.out").write_text(ctx.values[self.key])
 
 
-Made = tuple[Pipeline[Ctx], Workspace, Ctx, list[Event]]
+Made = tuple[Engine[Ctx], Workspace, Ctx, list[Event]]
 
 
 def make(tmp_path: Path, **overrides: FileStage) -> Made:
@@ -58,7 +58,7 @@ def make(tmp_path: Path, **overrides: FileStage) -> Made:
               [("validate", "spec"), ("packages", "request"), ("compose", "lock")]]
     ws = Workspace(tmp_path / "ws")
     ctx = Ctx({"spec": "s1", "request": "r1", "lock": "l1"}, out=ws.root)
-    return Pipeline(stages, events=events.append), ws, ctx, events
+    return Engine(stages, events=events.append), ws, ctx, events
 
 
 def test_first_run_runs_everything_then_skips_up_to_date(tmp_path: Path) -> None:
