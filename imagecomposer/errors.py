@@ -79,8 +79,8 @@ class ProviderNotConfigured(ConfigError):
     """The spec names an OS no provider is configured for."""
 
 
-class TemplateError(ImageComposerError):
-    """A template is missing, cyclic, too deep, or does not render."""
+class TemplateError(ValidationError):
+    """A template is missing, cyclic, too deep, or does not render (with every problem)."""
 
 
 # --- host tools -----------------------------------------------------------------------------
