@@ -96,7 +96,7 @@ def check_fields(data: dict[str, Any], where: SourceMap) -> list[Problem]:
             problems.append(where.problem(("customizations", "users", i, "password_hash"), why))
         keys = user.get("ssh_keys")
         for j, key in enumerate(keys if isinstance(keys, list) else []):
-            if isinstance(key, str) and why := ssh_key_problem(key):
+            if isinstance(key, str) and (why := ssh_key_problem(key)):
                 problems.append(where.problem(("customizations", "users", i, "ssh_keys", j), why))
     return problems
 
