@@ -121,10 +121,23 @@ def normalize(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     if "size" in disk:
         disk["size"] = parse_size(disk["size"])
     disk["partitions"] = [
-        {**p, "size": parse_size(p["size"])} for p in disk.get("partitions", [])]
+        {**p, "size": parse_size(p["size"])} for p in disk.get("partitions", [])] or \
+        default_partitions(disk.get("partition_table", "gpt"),
+                           (data.get("customizations") or {}).get("bootloader", "systemd-boot"))
     out["disk"] = disk
     resolved: dict[str, Any] = _resolve_paths(out, base_dir, ())
     return resolved
+
+
+def default_partitions(table: str, bootloader: str) -> list[dict[str, Any]]:
+    """The layout of a spec without ``disk.partitions``: ESP + ext4 root on UEFI, else root."""
+    root = {"name": "root", "type": "root", "size": None, "filesystem": "ext4",
+            "mountpoint": "/"}
+    if table == "gpt" and bootloader != "none":
+        esp = {"name": "esp", "type": "esp", "size": 512 * 1024 * 1024, "filesystem": "vfat",
+               "mountpoint": "/boot/efi"}
+        return [esp, root]
+    return [root]
 
 
 def _resolve_paths(value: Any, base_dir: Path, path: PathKey) -> Any:
