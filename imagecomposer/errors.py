@@ -75,6 +75,10 @@ class ConfigError(ImageComposerError):
     """The global configuration is invalid or names something that does not exist."""
 
 
+class InvalidConfig(ValidationError, ConfigError):
+    """A global configuration file (or override) is invalid; holds every problem."""
+
+
 class ProviderNotConfigured(ConfigError):
     """The spec names an OS no provider is configured for."""
 
