@@ -51,6 +51,7 @@ def spec_data(spec: Spec, *, secrets: bool) -> dict[str, Any]:
     """``spec`` as JSON-ready data; ``secrets=False`` redacts hashes and inline contents."""
     raw: dict[str, Any] = _KEEP_PATHS.unstructure(spec)
     raw.pop("path", None)
+    raw.pop("base_dir", None)
     raw.pop("source_map", None)
     raw["variables"] = dict(spec.variables)
     data: dict[str, Any] = _paths(raw, spec.directory)

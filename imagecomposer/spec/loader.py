@@ -76,10 +76,13 @@ def load_text(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
     schemacheck.coerce_strings(root, schema)
     where = source_map(root, name)
     data = to_plain(root)
-    problems += schemacheck.check(data, schemacheck.compiled(SCHEMA_PACKAGE), schema, where)
-    problems += check_fields(data, where)
+    # A value already reported (say, an undefined variable) is not reported again.
+    reported = {p.path for p in problems}
+    later = schemacheck.check(data, schemacheck.compiled(SCHEMA_PACKAGE), schema, where)
+    later += check_fields(data, where)
+    problems += [p for p in later if p.path not in reported]
     if problems:
         raise ValidationError(_ordered(problems))
     data["variables"] = values
     spec = to_spec(data, base_dir)
-    return attrs.evolve(spec, path=path, source_map=where)
+    return attrs.evolve(spec, path=path, base_dir=base_dir, source_map=where)

@@ -230,6 +230,8 @@ class Spec:
     build: Build = Build()
     variables: tuple[tuple[str, str], ...] = ()
     path: Path | None = attrs.field(default=None, eq=False)
+    # The directory relative paths were resolved against, for specs loaded from text.
+    base_dir: Path | None = attrs.field(default=None, eq=False, repr=False)
     # Where each field was written (file:line:column, maybe in a template), for messages.
     source_map: SourceMap = attrs.field(factory=SourceMap, eq=False, repr=False)
 
@@ -271,6 +273,8 @@ class Spec:
     @property
     def directory(self) -> Path:
         """The directory relative paths in the spec were resolved against."""
+        if self.base_dir is not None:
+            return self.base_dir
         return self.path.parent if self.path is not None else Path.cwd()
 
     def referenced_files(self) -> tuple[Path, ...]:
