@@ -49,7 +49,7 @@ def test_bare_template_name_uses_the_spec_profile() -> None:
 
 
 def test_template_without_base_needs_a_profile() -> None:
-    with pytest.raises(TemplateError, match="needs image.base"):
+    with pytest.raises(TemplateError, match=r"needs image\.base"):
         Spec.from_text("image: {name: web}\nextends: minimal-system\n", name="web.yml")
 
 
