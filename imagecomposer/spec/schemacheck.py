@@ -79,10 +79,17 @@ def coerce_strings(node: Node, root: dict[str, Any], path: PathKey = ()) -> None
     """Read unquoted numbers as the text the user wrote where the schema wants a string.
 
     ``version: 22.04`` must stay "22.04" (a float would print 22.04 but "22.10" would become
-    22.1), and ``mode: 0644`` must stay "0644".
+    22.1), and ``mode: 0644`` must stay "0644". Also drops empty (null) values where the
+    schema wants a mapping or a list: an empty section means "unset".
     """
     if isinstance(node.value, dict):
-        for key, child in node.value.items():
+        for key, child in list(node.value.items()):
+            if child.value is None and child.style is None:
+                # ``customizations:`` with everything below commented out means "unset".
+                schema = subschema(root, (*path, key))
+                if schema is not None and schema.get("type") in ("object", "array"):
+                    del node.value[key]
+                    continue
             coerce_strings(child, root, (*path, key))
         return
     if isinstance(node.value, list):

@@ -152,3 +152,9 @@ def test_size_errors_and_formatting() -> None:
     with pytest.raises(ValueError, match="invalid size"):
         parse_size("4 gigs")
     assert format_size(3 * 1024**3) == "3GiB" and format_size(1000) == "1000B"
+
+
+def test_empty_sections_mean_unset() -> None:
+    spec = Spec.from_text(BASE + "customizations:\n  # nothing yet\noutput:\n")
+    assert spec.customizations.hostname is None
+    assert spec.output.formats == ("raw",)
