@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagecomposer.spec.model import (
@@ -37,13 +39,13 @@ from imagecomposer.spec.sourcemap import Pos, SourceMap
 
 if TYPE_CHECKING:
     from imagecomposer.config.model import Config
-    from imagecomposer.spec.validate import Report
+    from imagecomposer.spec.validation import Report
 
 __all__ = [
     "STAGES", "Base", "Build", "BuildCache", "Customizations", "Disk", "File", "Image",
     "Interface", "Kernel", "Network", "Output", "Packages", "Partition", "Pos", "Repository",
     "Scripts", "SecureBoot", "Security", "Services", "Sign", "SourceMap", "Spec", "Ssh", "User",
-    "builtin_templates", "check", "schema_text", "validate",
+    "builtin_templates", "check", "inputs_digest", "schema_text", "validate", "validate_file",
 ]
 
 
@@ -56,16 +58,31 @@ def schema_text() -> str:
 
 def validate(spec: Spec, config: Config) -> None:
     """Raise :class:`~imagecomposer.errors.ValidationError` with every semantic problem."""
-    from imagecomposer.spec.validate import validate as run
+    from imagecomposer.spec.validation import validate as run
 
     run(spec, config)
 
 
 def check(spec: Spec, config: Config) -> Report:
     """Errors and warnings of ``spec`` without raising."""
-    from imagecomposer.spec.validate import check as run
+    from imagecomposer.spec.validation import check as run
 
     return run(spec, config)
+
+
+def validate_file(path: str | Path, config: Config, *,
+                  variables: Mapping[str, str] | None = None) -> Spec:
+    """Load and validate a spec file (``imagecomposer validate``); all problems are raised."""
+    spec = Spec.load(path, variables=variables)
+    validate(spec, config)
+    return spec
+
+
+def inputs_digest(spec: Spec) -> str:
+    """sha256 of the canonical spec and of the contents of every file it references."""
+    from imagecomposer.spec.export import inputs_digest as digest
+
+    return digest(spec)
 
 
 def builtin_templates() -> list[str]:

@@ -13,7 +13,6 @@ read as the strings the user wrote when the schema expects a string.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,9 +74,9 @@ def _scalar(node: ynodes.ScalarNode) -> Any:
     if tag == _TAG + "int":
         cleaned = text.replace("_", "")
         try:
-            return int(cleaned, 0)
+            return int(cleaned, 0)  # 0x1f, 0o17, 42
         except ValueError:
-            return int(cleaned, 8) if cleaned.startswith("0") else int(cleaned)
+            return int(cleaned, 10)  # YAML 1.2: 0644 is decimal (strings keep "0644")
     if tag == _TAG + "float":
         lowered = text.lower()
         if lowered in (".inf", "+.inf"):
@@ -158,8 +157,6 @@ def _convert(node: ynodes.Node, file: str, problems: list[Problem], depth: int) 
     try:
         value = node.value if style else _scalar(node)
     except ValueError:
-        value = node.value
-    if isinstance(value, datetime.date):  # pragma: no cover - we never construct dates
         value = node.value
     return Node(value, pos, raw=str(node.value), style=style)
 

@@ -158,3 +158,43 @@ def test_empty_sections_mean_unset() -> None:
     spec = Spec.from_text(BASE + "customizations:\n  # nothing yet\noutput:\n")
     assert spec.customizations.hostname is None
     assert spec.output.formats == ("raw",)
+
+
+def test_inputs_digest_follows_referenced_file_contents(tmp_path: Path) -> None:
+    from imagecomposer.spec import inputs_digest, validate_file
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "motd").write_text("hello\n")
+    spec_file = tmp_path / "web.yml"
+    spec_file.write_text(BASE + "customizations:\n  files:\n"
+                         "    - {source: ./files, destination: /etc/extra}\n")
+    spec = validate_file(spec_file, Config())
+    first = inputs_digest(spec)
+    assert inputs_digest(Spec.load(spec_file)) == first
+    (tmp_path / "files" / "motd").write_text("changed\n")
+    assert inputs_digest(spec) != first
+    assert spec.digest() == Spec.load(spec_file).digest()  # the spec text did not change
+
+
+def test_provider_typo_gets_a_suggestion() -> None:
+    spec = Spec.from_text("image: {name: web, base: {os: debain, version: '12'}}\n")
+    assert str(check(spec, Config()).errors[0]).endswith("(did you mean 'debian'?)")
+
+
+def test_yaml_integers() -> None:
+    spec = Spec.from_text(BASE + "customizations: {users: [{name: a, uid: 0644}, "
+                          "{name: b, uid: 0x10}]}\n")
+    assert [u.uid for u in spec.customizations.users] == [644, 16]
+
+
+def test_public_functions_are_not_shadowed_by_submodules() -> None:
+    import importlib
+
+    import imagecomposer.spec as package
+
+    for name in package.__all__:
+        try:
+            importlib.import_module(f"imagecomposer.spec.{name}")
+        except ModuleNotFoundError:
+            continue
+        assert not isinstance(getattr(package, name), type(importlib)), name
