@@ -79,6 +79,8 @@ def ssh_key_problem(line: str) -> str | None:
         blob = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         return "not a valid OpenSSH public key (the key data is not base64)"
+    if len(blob) < 16:
+        return "not a valid OpenSSH public key (the key data is truncated)"
     embedded = _embedded_type(blob)
     if embedded != kind:
         return f"not a valid OpenSSH public key (declared type '{kind}' does not match the " \

@@ -147,4 +147,5 @@ def apply_extends(node: Node, directory: Path | None, key: str, problems: list[P
             absolutize(parent, found.directory)
         parent = apply_extends(parent, found.directory, found.key, problems, chain, profile)
         merged = parent if merged is None else merge(merged, parent)
+        profile = profile or _profile(merged)  # later bare names may use an earlier base
     return rest if merged is None else merge(merged, rest)
