@@ -75,12 +75,16 @@ class ConfigError(ImageComposerError):
     """The global configuration is invalid or names something that does not exist."""
 
 
+class InvalidConfig(ValidationError, ConfigError):
+    """A global configuration file (or override) is invalid; holds every problem."""
+
+
 class ProviderNotConfigured(ConfigError):
     """The spec names an OS no provider is configured for."""
 
 
-class TemplateError(ImageComposerError):
-    """A template is missing, cyclic, too deep, or does not render."""
+class TemplateError(ValidationError):
+    """A template is missing, cyclic, too deep, or does not render (with every problem)."""
 
 
 # --- host tools -----------------------------------------------------------------------------

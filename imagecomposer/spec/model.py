@@ -8,10 +8,15 @@ are already resolved against the spec file's directory.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
+
+from imagecomposer.spec.sourcemap import SourceMap
 
 BaseType = Literal["minimal", "server", "development"]
 Arch = Literal["x86_64", "aarch64"]
@@ -225,10 +230,51 @@ class Spec:
     build: Build = Build()
     variables: tuple[tuple[str, str], ...] = ()
     path: Path | None = attrs.field(default=None, eq=False)
+    # The directory relative paths were resolved against, for specs loaded from text.
+    base_dir: Path | None = attrs.field(default=None, eq=False, repr=False)
+    # Where each field was written (file:line:column, maybe in a template), for messages.
+    source_map: SourceMap = attrs.field(factory=SourceMap, eq=False, repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path, *, variables: Mapping[str, str] | None = None) -> Spec:
+        """Load, merge templates, substitute variables and check a spec file.
+
+        Raises :class:`~imagecomposer.errors.ValidationError` with every problem found.
+        """
+        from imagecomposer.spec.loader import load_spec
+
+        return load_spec(Path(path), variables=variables)
+
+    @classmethod
+    def from_text(cls, text: str, *, name: str = "<spec>", base_dir: Path | None = None,
+                  variables: Mapping[str, str] | None = None) -> Spec:
+        """Like :meth:`load` for YAML text (``name`` is used in messages)."""
+        from imagecomposer.spec.loader import load_text
+
+        return load_text(text, name=name, base_dir=base_dir, variables=variables)
+
+    def to_data(self) -> dict[str, Any]:
+        """Normalized plain data for manifests: secrets removed, paths relative to the spec."""
+        from imagecomposer.spec.export import spec_data
+
+        return spec_data(self, secrets=False)
+
+    def canonical_json(self) -> str:
+        """Stable JSON of the whole spec, secrets included: the input of cache keys."""
+        from imagecomposer.spec.export import spec_data
+
+        return json.dumps(spec_data(self, secrets=True), sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=False)
+
+    def digest(self) -> str:
+        """sha256 of :meth:`canonical_json`."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
     @property
     def directory(self) -> Path:
         """The directory relative paths in the spec were resolved against."""
+        if self.base_dir is not None:
+            return self.base_dir
         return self.path.parent if self.path is not None else Path.cwd()
 
     def referenced_files(self) -> tuple[Path, ...]:

@@ -1,0 +1,88 @@
+"""Loading a build spec: YAML → templates → variables → schema → field checks → Spec.
+
+Every step collects problems instead of stopping at the first; the first step that found
+any raises :class:`~imagecomposer.errors.ValidationError` with all of them (later steps would
+only repeat them in other words). Template problems raise its subclass
+:class:`~imagecomposer.errors.TemplateError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.errors import Problem, TemplateError, ValidationError
+from imagecomposer.spec import schemacheck
+from imagecomposer.spec.model import Spec
+from imagecomposer.spec.positions import YamlSyntaxError, compose, source_map, to_plain
+from imagecomposer.spec.structure import check_fields, refuse_plaintext, to_spec
+from imagecomposer.spec.templates import apply_extends
+from imagecomposer.spec.variables import resolve_variables, substitute
+
+SCHEMA_PACKAGE = "imagecomposer.spec"
+
+
+def schema_text() -> str:
+    """The JSON Schema of build specs (``imagecomposer schema``), for editors."""
+    from importlib import resources
+
+    return resources.files(SCHEMA_PACKAGE).joinpath("schema.json").read_text(encoding="utf-8")
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
+
+
+def load_spec(path: Path, *, variables: Mapping[str, str] | None = None) -> Spec:
+    """Load the spec file at ``path``; relative paths in it are relative to its directory."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError([Problem("build spec not found", str(path))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Problem(f"build spec cannot be read: {exc}", str(path))]) \
+            from None
+    return load_text(text, name=str(path), base_dir=path.parent.absolute(),
+                     variables=variables, path=path.absolute())
+
+
+def load_text(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
+              variables: Mapping[str, str] | None = None, path: Path | None = None) -> Spec:
+    """Load a spec from YAML ``text``; ``name`` is the file name used in messages."""
+    base_dir = (base_dir or Path.cwd()).absolute()
+    try:
+        root = compose(text, name)
+    except YamlSyntaxError as exc:
+        raise ValidationError(exc.problems) from None
+    if root is None:
+        raise ValidationError([Problem("the build spec is empty", name, 1, 1)])
+    if not isinstance(root.value, dict):
+        raise ValidationError([Problem("a build spec must be a mapping (image:, "
+                                       "customizations:, ...)", name, root.pos.line,
+                                       root.pos.column)])
+    template_problems: list[Problem] = []
+    key = str(path) if path is not None else f"{base_dir}/{name}"
+    root = apply_extends(root, base_dir, key, template_problems)
+    if template_problems:
+        raise TemplateError(_ordered(template_problems))
+
+    problems: list[Problem] = []
+    values = resolve_variables(root.get("variables"), variables or {}, problems)
+    substitute(root, values, problems)
+    refuse_plaintext(root, problems)
+    schema = schemacheck.load_schema(SCHEMA_PACKAGE)
+    schemacheck.coerce_strings(root, schema)
+    where = source_map(root, name)
+    data = to_plain(root)
+    # A value already reported (say, an undefined variable) is not reported again.
+    reported = {p.path for p in problems}
+    later = schemacheck.check(data, schemacheck.compiled(SCHEMA_PACKAGE), schema, where)
+    later += check_fields(data, where)
+    problems += [p for p in later if p.path not in reported]
+    if problems:
+        raise ValidationError(_ordered(problems))
+    data["variables"] = values
+    spec = to_spec(data, base_dir)
+    return attrs.evolve(spec, path=path, base_dir=base_dir, source_map=where)

@@ -1,0 +1,151 @@
+"""``extends:``: build specs derived from templates.
+
+A template is a partial spec. ``extends`` names a built-in template or a file:
+
+- a path (starts with ``./``, ``../``, ``/`` or ``~``, or ends with ``.yml``/``.yaml``) is
+  read relative to the file that names it;
+- anything else is a built-in template shipped in ``imagecomposer/spec/templates/``:
+  ``debian-12/production-server`` names one directly, and a bare ``production-server`` picks
+  the one for the OS profile of the spec (``image.base.os``-``image.base.version``).
+
+Templates may extend other templates, up to :data:`MAX_DEPTH` levels; a cycle is an error
+that shows the chain. A list of templates is merged in order, the spec itself last. The merge
+rules are in :mod:`imagecomposer.spec.merge`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.errors import Problem
+from imagecomposer.spec.merge import merge
+from imagecomposer.spec.positions import Node, YamlSyntaxError, compose
+from imagecomposer.spec.structure import absolutize
+from imagecomposer.spec.suggest import did_you_mean
+
+MAX_DEPTH = 8
+
+
+def _template_root() -> Traversable:
+    return resources.files("imagecomposer.spec").joinpath("templates")
+
+
+def builtin_templates() -> list[str]:
+    """Names of the built-in templates, ``profile/name``."""
+    names: list[str] = []
+    for profile in _template_root().iterdir():
+        if profile.is_dir():
+            names += [f"{profile.name}/{f.name.removesuffix('.yml')}"
+                      for f in profile.iterdir() if f.name.endswith(".yml")]
+    return sorted(names)
+
+
+def is_path_reference(ref: str) -> bool:
+    return ref.startswith(("./", "../", "/", "~")) or ref.endswith((".yml", ".yaml"))
+
+
+@attrs.frozen
+class _Source:
+    key: str  # identity for cycle detection
+    display: str  # file name in messages
+    text: str
+    directory: Path | None
+
+
+def _profile(node: Node) -> str | None:
+    image = node.get("image")
+    base = image.get("base") if image is not None else None
+    if base is None:
+        return None
+    os_node, version_node = base.get("os"), base.get("version")
+    if os_node is None or version_node is None:
+        return None
+    version = version_node.raw if version_node.raw is not None else str(version_node.value)
+    return f"{os_node.value}-{version}"
+
+
+def _find(ref: str, directory: Path | None, profile: str | None) -> _Source | str:
+    """The template named ``ref``, or why it cannot be found."""
+    if is_path_reference(ref):
+        path = Path(ref).expanduser()
+        if not path.is_absolute():
+            path = (directory or Path.cwd()) / path
+        try:
+            return _Source(str(path.resolve()), str(path), path.read_text(encoding="utf-8"),
+                           path.parent)
+        except FileNotFoundError:
+            return f"template file '{ref}' not found (looked for {path})"
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"template file '{ref}' cannot be read: {exc}"
+    names = builtin_templates()
+    candidates = [ref] if "/" in ref else ([f"{profile}/{ref}"] if profile else [])
+    for name in candidates:
+        if name in names:
+            text = _template_root().joinpath(f"{name}.yml").read_text(encoding="utf-8")
+            return _Source(f"builtin:{name}", f"<template {name}>", text, None)
+    if "/" not in ref and profile is None:
+        return f"template '{ref}' needs image.base (os and version) to pick the OS profile, " \
+               f"or name one: {', '.join(n for n in names if n.endswith('/' + ref)) or ref}"
+    short = sorted({n.split("/", 1)[1] for n in names})
+    hint = did_you_mean(ref.split("/")[-1], short) if "/" not in ref else did_you_mean(ref, names)
+    available = ", ".join(n for n in names if profile is None or n.startswith(profile + "/"))
+    return f"unknown template '{ref}'{hint}; built-in templates: {available or 'none'}"
+
+
+def apply_extends(node: Node, directory: Path | None, key: str, problems: list[Problem],
+                  chain: tuple[str, ...] = (), profile: str | None = None) -> Node:
+    """``node`` with its ``extends`` resolved and merged (the key itself is removed)."""
+    chain = (*chain, key)
+    extends = node.get("extends")
+    if extends is None:
+        return node
+    assert isinstance(node.value, dict)
+    rest = Node({k: v for k, v in node.value.items() if k != "extends"}, node.pos, node.key_pos)
+    refs = extends.value if isinstance(extends.value, list) else [extends]
+    profile = _profile(node) or profile
+    merged: Node | None = None
+    for ref_node in refs:
+        ref = ref_node.value
+        if not isinstance(ref, str) or not ref:
+            problems.append(Problem("extends: must be a template name or path, or a list of them",
+                                    ref_node.pos.file, ref_node.pos.line, ref_node.pos.column,
+                                    "extends"))
+            continue
+        found = _find(ref, directory, profile)
+        if isinstance(found, str):
+            problems.append(Problem(found, ref_node.pos.file, ref_node.pos.line,
+                                    ref_node.pos.column, "extends"))
+            continue
+        if found.key in chain:
+            names = [c.removeprefix("builtin:") for c in (*chain, found.key)]
+            problems.append(Problem("template cycle: " + " -> ".join(names),
+                                    ref_node.pos.file, ref_node.pos.line, ref_node.pos.column,
+                                    "extends"))
+            continue
+        if len(chain) > MAX_DEPTH:
+            problems.append(Problem(f"templates nested more than {MAX_DEPTH} levels deep: "
+                                    + " -> ".join(c.removeprefix("builtin:") for c in chain),
+                                    ref_node.pos.file, ref_node.pos.line, ref_node.pos.column,
+                                    "extends"))
+            continue
+        try:
+            parent = compose(found.text, found.display)
+        except YamlSyntaxError as exc:
+            problems.extend(exc.problems)
+            continue
+        if parent is None:
+            continue
+        if not isinstance(parent.value, dict):
+            problems.append(Problem("a template must be a mapping", found.display,
+                                    parent.pos.line, parent.pos.column))
+            continue
+        if found.directory is not None:
+            absolutize(parent, found.directory)
+        parent = apply_extends(parent, found.directory, found.key, problems, chain, profile)
+        merged = parent if merged is None else merge(merged, parent)
+        profile = profile or _profile(merged)  # later bare names may use an earlier base
+    return rest if merged is None else merge(merged, rest)

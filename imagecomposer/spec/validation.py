@@ -1,0 +1,131 @@
+"""The validate stage (seed: "Validate Stage") for a loaded spec and a global config.
+
+Loading (:meth:`Spec.load`) already checked YAML syntax, the schema, templates, variables
+and field formats. This adds what needs the configuration or the file system, and the
+combination matrix of :mod:`imagecomposer.spec.combinations`:
+
+- the provider named by ``image.base.os`` is configured;
+- every referenced local file exists (relative to the spec);
+- settings combinations are legal; the disk layout, accounts, files, services are coherent.
+
+:func:`validate` raises one :class:`~imagecomposer.errors.ValidationError` with every
+problem and logs warnings; :func:`check` returns both lists for callers that want them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.config.model import Config
+from imagecomposer.errors import Problem, ValidationError
+from imagecomposer.spec import combinations, semantics
+from imagecomposer.spec.model import Spec
+from imagecomposer.spec.sourcemap import PathKey
+from imagecomposer.spec.suggest import did_you_mean
+
+log = logging.getLogger("imagecomposer.spec")
+
+
+@attrs.frozen
+class Report:
+    errors: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+
+
+def check_provider(spec: Spec, config: Config) -> list[Problem]:
+    os_name = spec.image.base.os
+    where = spec.source_map
+    provider = config.providers.get(os_name)
+    if provider is None:
+        configured = ", ".join(sorted(config.providers)) or "none"
+        return [where.problem(("image", "base", "os"),
+                              f"Provider '{os_name}' is not configured in the global "
+                              f"configuration (configured: {configured})"
+                              f"{did_you_mean(os_name, config.providers)}")]
+    problems: list[Problem] = []
+    for i, repo in enumerate(spec.repositories):
+        if repo.kind is not None and repo.kind != provider.kind:
+            problems.append(where.problem(
+                ("repositories", i, "kind"),
+                f"a {repo.kind} repository cannot serve the {provider.kind} based "
+                f"'{os_name}' image"))
+    return problems
+
+
+def referenced_paths(spec: Spec) -> Iterator[tuple[PathKey, Path, bool]]:
+    """(field path, file, must be a regular file) for every local file the spec needs."""
+    c = spec.customizations
+    for i, f in enumerate(c.files):
+        if f.source is not None:
+            yield ("customizations", "files", i, "source"), f.source, False
+    for phase in ("pre_install", "post_install"):
+        for i, script in enumerate(getattr(c.scripts, phase)):
+            yield ("customizations", "scripts", phase, i), script, True
+    for i, repo in enumerate(spec.repositories):
+        if repo.key is not None:
+            yield ("repositories", i, "key"), repo.key, True
+    sb = c.security.secure_boot
+    if sb is not None:
+        yield ("customizations", "security", "secure_boot", "key"), sb.key, True
+        yield ("customizations", "security", "secure_boot", "cert"), sb.cert, True
+    sign = spec.output.sign
+    if sign is not None:
+        yield ("output", "sign", "key"), sign.key, True
+        if sign.cert is not None:
+            yield ("output", "sign", "cert"), sign.cert, True
+        if sign.passphrase_file is not None:
+            yield ("output", "sign", "passphrase_file"), sign.passphrase_file, True
+
+
+def as_written(path: Path, spec: Spec) -> str:
+    """``./files/sshd_config`` for files under the spec's directory, else the full path."""
+    try:
+        return "./" + path.relative_to(spec.directory).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def check_files_exist(spec: Spec) -> list[Problem]:
+    problems: list[Problem] = []
+    for field, path, regular in referenced_paths(spec):
+        shown = as_written(path, spec)
+        if not path.exists():
+            problems.append(spec.source_map.problem(
+                field, f"Missing required file '{shown}' referenced in build spec"))
+        elif regular and not path.is_file():
+            problems.append(spec.source_map.problem(field, f"'{shown}' is not a regular file"))
+    return problems
+
+
+def check(spec: Spec, config: Config) -> Report:
+    """Every problem and warning of ``spec`` under ``config``."""
+    errors = [
+        *check_provider(spec, config),
+        *check_files_exist(spec),
+        *combinations.check_output(spec),
+        *combinations.check_boot(spec),
+        *semantics.check_disk(spec),
+        *semantics.check_accounts(spec),
+        *semantics.check_files(spec),
+        *semantics.check_services_and_network(spec),
+        *semantics.check_repositories_and_stages(spec),
+    ]
+    warnings = [*semantics.warnings(spec), *combinations.boot_warnings(spec)]
+
+    def order(p: Problem) -> tuple[str, int, int]:
+        return (p.file or "", p.line or 0, p.column or 0)
+
+    return Report(tuple(sorted(errors, key=order)), tuple(sorted(warnings, key=order)))
+
+
+def validate(spec: Spec, config: Config) -> None:
+    """Raise ValidationError with every problem of ``spec``; log its warnings."""
+    report = check(spec, config)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    if report.errors:
+        raise ValidationError(report.errors)
