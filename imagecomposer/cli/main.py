@@ -129,6 +129,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
     from imagecomposer import logsetup
 
     logsetup.configure(args.log_level or "info", args.log_file)

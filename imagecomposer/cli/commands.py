@@ -1,0 +1,263 @@
+"""Subcommand handlers: each turns parsed arguments into one library call and prints.
+
+Nothing here does work of its own; the objects it calls are the public API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from imagecomposer import __version__
+from imagecomposer.config.loader import LoadedConfig
+from imagecomposer.errors import UsageError, ValidationError
+
+log = logging.getLogger("imagecomposer")
+
+
+def _variables(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set takes NAME=VALUE, got '{pair}'")
+        out[name] = value
+    return out
+
+
+def _config(args: argparse.Namespace, overrides: Mapping[str, object] | None = None
+            ) -> LoadedConfig:
+    from imagecomposer.config import load_config
+
+    loaded = load_config(args.config, overrides=overrides)
+    if args.log_level is None:
+        from imagecomposer import logsetup
+
+        logsetup.configure(loaded.config.logging.level,
+                           args.log_file or loaded.config.logging.file)
+    return loaded
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"imagecomposer {__version__}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from imagecomposer.spec import schema_text
+
+    print(schema_text())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from imagecomposer.spec import validate_file
+
+    config = _config(args).config
+    failed = 0
+    for path in args.specs:
+        try:
+            validate_file(path, config, variables=_variables(args.set))
+        except ValidationError as exc:
+            failed += 1
+            log.error("%s", exc)
+        else:
+            print(f"{path}: valid")
+    return 1 if failed else 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from imagecomposer.config import default_config_text, render_config
+
+    if args.config_command == "init":
+        if args.path.exists() and not args.force:
+            raise UsageError(f"{args.path} exists (use --force to overwrite)")
+        args.path.write_text(default_config_text())
+        print(f"wrote {args.path}")
+        return 0
+    print(render_config(_config(args)), end="")
+    return 0
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    if args.parallel is not None:
+        overrides["core.parallel"] = args.parallel
+    if args.no_cache or args.no_package_cache:
+        overrides["storage.package_cache.enabled"] = False
+    if args.no_cache or args.no_image_cache:
+        overrides["storage.image_cache.enabled"] = False
+    return overrides
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if len(args.specs) > 1:
+        return _build_many(args)
+    from imagecomposer.config import apply_overrides, spec_overrides
+    from imagecomposer.pipeline.build import BuildOptions, ImagePipeline
+    from imagecomposer.pipeline.engine import parse_duration
+    from imagecomposer.spec import Spec
+
+    spec = Spec.load(args.specs[0], variables=_variables(args.set))
+    cli = _cli_overrides(args)
+    loaded = _config(args)
+    cache = spec.build.cache
+    loaded = apply_overrides(loaded, spec_overrides(cache.use_package_cache,
+                                                    cache.use_image_cache), "spec")
+    if cli:
+        loaded = apply_overrides(loaded, cli, "command line")
+    options = BuildOptions(
+        until=args.stage, skip=tuple(args.skip_stage), no_cache=args.no_cache,
+        no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
+        timeout=parse_duration(args.timeout) if args.timeout else None,
+        parallel=args.parallel, keep_temp=args.keep_temp,
+        locked=_locked_path(args, spec), output_dir=args.output)
+    report = ImagePipeline(loaded.config).build(spec, options)
+    print(report.table())
+    print(f"outputs: {report.output_dir}")
+    return 0
+
+
+def _locked_path(args: argparse.Namespace, spec: object) -> Path | None:
+    if not args.locked:
+        return None
+    from imagecomposer.spec import Spec
+
+    assert isinstance(spec, Spec)
+    out = args.output or spec.output.directory or spec.directory / "output" / spec.image.name
+    lock = Path(out) / f"{spec.image.name}.lock.json"
+    if not lock.exists():
+        raise UsageError(f"--locked: no lock at {lock} (build once without --locked first)")
+    return lock
+
+
+def _build_many(args: argparse.Namespace) -> int:
+    """``build a.yml b.yml``: one child process per spec, ``max_concurrent_builds`` at once."""
+    config = _config(args).config
+    argv = [a for a in args.argv if Path(a) not in args.specs]
+    index = argv.index("build")
+
+    def one(spec: Path) -> int:
+        child = [sys.executable, "-m", "imagecomposer", *argv[:index + 1], str(spec),
+                 *argv[index + 1:]]
+        return subprocess.run(child, check=False).returncode
+
+    with ThreadPoolExecutor(max_workers=max(1, config.core.max_concurrent_builds)) as pool:
+        codes = list(pool.map(one, args.specs))
+    for spec, code in zip(args.specs, codes, strict=True):
+        log.info("%s: %s", spec, "ok" if code == 0 else f"failed (exit code {code})")
+    return max(codes)
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from imagecomposer.resolver import Resolver
+    from imagecomposer.spec import Spec
+
+    spec = Spec.load(args.spec, variables=_variables(args.set))
+    resolution = Resolver(_config(args).config).resolve(spec)
+    if args.explain:
+        print(resolution.explain(args.explain))
+    else:
+        print(resolution)
+    if args.lock is not None:
+        resolution.lock.write(args.lock)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from imagecomposer.cache import PackageCache
+    from imagecomposer.cache.images import ImageCache
+
+    config = _config(args).config
+    packages = PackageCache(config)
+    images = ImageCache(config.image_cache_dir,
+                        max_count=config.storage.image_cache.max_count)
+    if args.cache_command == "list":
+        entries = packages.list()
+        print(f"packages: {len(entries)} in {config.package_cache_dir}")
+        for entry in entries:
+            print(f"  {entry}")
+        image_entries = images.list()
+        print(f"images: {len(image_entries)} in {config.image_cache_dir}")
+        for image in image_entries:
+            print(f"  {image}")
+        return 0
+    dry = args.dry_run
+    verb = "would remove" if dry else "removed"
+    action = args.cache_command
+    if not args.images_only:
+        gone = packages.prune(dry) if action == "prune" else packages.clean(dry)
+        print(f"packages: {verb} {len(gone)}")
+    if not args.packages_only:
+        removed = images.prune(dry) if action == "prune" else images.clean(dry)
+        print(f"images: {verb} {len(removed)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from imagecomposer.export import Exporter
+
+    output = args.output or args.image.parent
+    result = Exporter().export(args.image, args.formats or ["qcow2"], args.compression,
+                               output, name=args.image.name.removesuffix(".raw"))
+    for artifact in result.artifacts:
+        print(f"{result.path(artifact)}  {artifact.size}  sha256:{artifact.sha256}")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from imagecomposer.sign import Signer
+
+    signer = Signer.from_key_file(args.key, cert=args.cert,
+                                  passphrase_file=args.passphrase_file,
+                                  passphrase_env=args.passphrase_env)
+    for path in args.files:
+        print(signer.sign_file(path))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from imagecomposer.export.verify import verify_outputs
+
+    verify_outputs(args.directory, args.key)
+    print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
+    return 0
+
+
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
+    from imagecomposer.resolver.lock import Lock
+
+    lock = Lock.read(args.lock)
+    documents = generate_sboms(lock, args.tree, ImageInfo(args.name),
+                               args.formats or ("spdx", "cyclonedx"))
+    for path in write_sboms(args.output, args.name, documents):
+        print(path)
+    return 0
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from imagecomposer.boot import boot
+
+    result = boot(args.image, timeout=args.timeout, secure_boot=args.secure_boot,
+                  db_cert=args.sb_cert, firmware="bios" if args.bios else "uefi",
+                  console_log=args.console_log)
+    print(result.summary())
+    return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "version": cmd_version, "schema": cmd_schema, "validate": cmd_validate,
+    "config": cmd_config, "build": cmd_build, "resolve": cmd_resolve, "cache": cmd_cache,
+    "export": cmd_export, "sign": cmd_sign, "verify": cmd_verify, "sbom": cmd_sbom,
+    "boot": cmd_boot,
+}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return HANDLERS[args.command](args)

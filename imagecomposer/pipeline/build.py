@@ -1,0 +1,130 @@
+"""The default image pipeline: the six stages wired to the library objects, plus the image
+cache around them.
+
+``ImagePipeline(config).build(spec)`` is what ``imagecomposer build`` runs. After the
+packages stage the image cache key (spec, referenced files, lock, tool version) is known;
+a hit restores the outputs and ends the build, a miss says which input changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import attrs
+
+from imagecomposer import __version__
+from imagecomposer.cache.images import CacheKey, ImageCache, image_key
+from imagecomposer.config.model import Config
+from imagecomposer.pipeline.context import BuildContext, BuildOptions
+from imagecomposer.pipeline.engine import Engine, RunOptions, RunReport, StageOutcome
+from imagecomposer.pipeline.events import EventSink, StageSkipped, fan_out, log_event
+from imagecomposer.pipeline.stages import DEFAULT_STAGES
+from imagecomposer.pipeline.workspace import Workspace
+from imagecomposer.spec.model import STAGES, Spec
+
+log = logging.getLogger("imagecomposer.pipeline")
+
+
+@attrs.frozen
+class BuildReport:
+    """What a build did: per-stage outcomes and where its outputs are."""
+
+    run: RunReport
+    output_dir: Path
+    image_cache_hit: bool = False
+
+    def table(self) -> str:
+        return self.run.table()
+
+    def _repr_html_(self) -> str:  # Jupyter
+        rows = "".join(f"<tr><td>{o.stage}</td><td>{o.status}</td><td>{o.seconds:.1f}</td>"
+                       f"<td>{o.reason}</td></tr>" for o in self.run.outcomes)
+        return (f"<p>build <b>{self.run.build}</b> → <code>{self.output_dir}</code></p>"
+                "<table><tr><th>stage</th><th>status</th><th>s</th><th>reason</th></tr>"
+                f"{rows}</table>")
+
+
+class ImagePipeline:
+    """Builds images with the default stages for one global configuration."""
+
+    def __init__(self, config: Config, *, events: EventSink | None = None) -> None:
+        self.config = config
+        self.events = fan_out(log_event, events)
+        self.engine = Engine(DEFAULT_STAGES, events=self.events)
+
+    def build(self, spec: Spec, options: BuildOptions = BuildOptions()) -> BuildReport:
+        workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
+        ctx = BuildContext(spec, self.config, options, workspace, self.events)
+        base = RunOptions(selected=tuple(spec.build.stages), until=options.until,
+                          skip=tuple(options.skip), force=options.no_cache,
+                          timeout=options.timeout or self.config.core.timeout)
+        try:
+            report = self._build(ctx, base)
+        except BaseException:
+            if self.config.core.cleanup_on_failure and not options.keep_temp:
+                workspace.remove_temp()
+            raise
+        finally:
+            ctx.close()
+        if not options.keep_temp:
+            workspace.remove_temp()
+        return report
+
+    def _build(self, ctx: BuildContext, base: RunOptions) -> BuildReport:
+        names = list(STAGES)
+        until_index = names.index(base.until) if base.until else len(names) - 1
+        if until_index <= names.index("packages") or not ctx.use_image_cache:
+            return BuildReport(self._run(ctx, base), ctx.output_dir)
+        first = self._run(ctx, attrs.evolve(base, until="packages"))
+        key = self._image_key(ctx)
+        if key is not None:
+            cache = self._image_cache()
+            entry = cache.lookup(key)
+            if entry is not None:
+                cache.restore(entry, ctx.output_dir)
+                log.info("[%s] image cache hit: restored %s", ctx.name, ctx.output_dir)
+                rest = [StageOutcome(n, "skipped", "image cache hit")
+                        for n in names[names.index("packages") + 1:until_index + 1]]
+                for outcome in rest:
+                    self.events(StageSkipped(ctx.name, outcome.stage, outcome.reason))
+                run = RunReport(ctx.name, first.outcomes + tuple(rest), first.seconds)
+                return BuildReport(run, ctx.output_dir, image_cache_hit=True)
+            log.info("[%s] %s", ctx.name, cache.explain_miss(key))
+        done = ("validate", "packages")
+        second = self._run(ctx, attrs.evolve(base, skip=tuple({*base.skip, *done})))
+        outcomes = first.outcomes + tuple(o for o in second.outcomes if o.stage not in done)
+        run = RunReport(ctx.name, outcomes, first.seconds + second.seconds)
+        if key is not None and base.until in (None, "finalize") and \
+                (ctx.output_dir / "SHA256SUMS").exists():
+            self._image_cache().store(key, ctx.output_dir)
+        return BuildReport(run, ctx.output_dir)
+
+    def _run(self, ctx: BuildContext, options: RunOptions) -> RunReport:
+        report = self.engine.run(ctx, ctx.workspace, options, build=ctx.name)
+        ctx.stage_seconds.update({o.stage: o.seconds for o in report.outcomes
+                                  if o.status == "ran"})
+        return report
+
+    def _image_key(self, ctx: BuildContext) -> CacheKey | None:
+        if not ctx.lock_path.exists():
+            return None
+        return image_key(ctx.spec.canonical_json(), ctx.spec.referenced_files(),
+                         ctx.lock().hash, __version__, name=ctx.name, base=ctx.spec.directory)
+
+    def _image_cache(self) -> ImageCache:
+        settings = self.config.storage.image_cache
+        return ImageCache(self.config.image_cache_dir, max_count=settings.max_count)
+
+
+def build(spec: Spec | Path | str, *, config: Config | None = None,
+          options: BuildOptions = BuildOptions(), events: EventSink | None = None
+          ) -> BuildReport:
+    """Build one image with the default pipeline (the library form of ``imagecomposer build``)."""
+    if not isinstance(spec, Spec):
+        spec = Spec.load(spec)
+    if config is None:
+        from imagecomposer.config import load_config
+
+        config = load_config().config
+    return ImagePipeline(config, events=events).build(spec, options)

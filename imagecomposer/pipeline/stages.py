@@ -1,0 +1,246 @@
+"""The default stages of an image build, each a thin wrapper around one library object.
+
+validate → packages → compose → configuration → sign → finalize. Each stage names the
+inputs its result depends on; the engine reruns it only when one of them changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import cattrs
+
+from imagecomposer import __version__
+from imagecomposer.cache.images import hash_input
+from imagecomposer.pipeline.context import BuildContext, digest
+
+log = logging.getLogger("imagecomposer.pipeline")
+
+
+def _files_digest(paths: tuple[Path, ...]) -> str:
+    return digest([(str(p), hash_input(p)) for p in paths])
+
+
+class ValidateStage:
+    name = "validate"
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        from imagecomposer.spec import inputs_digest
+
+        return {"spec": inputs_digest(ctx.spec),
+                "providers": digest(cattrs.unstructure(ctx.config.providers))}
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        return True
+
+    def run(self, ctx: BuildContext) -> None:
+        from imagecomposer.spec import validate
+
+        validate(ctx.spec, ctx.config)
+
+
+class PackagesStage:
+    name = "packages"
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        spec = ctx.spec
+        inputs = {
+            "request": digest(cattrs.unstructure(spec.image.base),
+                              cattrs.unstructure(spec.customizations.packages),
+                              spec.customizations.kernel.package,
+                              spec.customizations.bootloader,
+                              spec.customizations.security.selinux),
+            "repositories": digest(cattrs.unstructure(spec.repositories),
+                                   _files_digest(tuple(r.key for r in spec.repositories
+                                                       if r.key is not None))),
+            "providers": digest(cattrs.unstructure(ctx.config.providers)),
+        }
+        if ctx.options.locked is not None:
+            inputs["locked"] = hash_input(ctx.options.locked)
+        return inputs
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        return ctx.lock_path.exists()
+
+    def run(self, ctx: BuildContext) -> None:
+        from imagecomposer.resolver import Resolver
+        from imagecomposer.resolver.lock import Lock
+
+        if ctx.options.locked is not None:
+            lock = Lock.read(ctx.options.locked)
+            log.info("installing exactly the lock %s (%d packages)", ctx.options.locked,
+                     len(lock.packages))
+        else:
+            resolution = Resolver(ctx.config, events=ctx.package_events).resolve(ctx.spec)
+            lock = resolution.lock
+        ctx.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock.write(ctx.lock_path)
+        ctx.fetch_packages(lock)
+
+
+class ComposeStage:
+    """Installs the locked packages into a root tree; the tree cache keys it by lock hash."""
+
+    name = "compose"
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        return {"lock": ctx.lock().hash}
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        return ctx.composer().has_installed_tree(ctx.lock())
+
+    def run(self, ctx: BuildContext) -> None:
+        lock = ctx.lock()
+        packages = ctx.fetch_packages(lock)
+        ctx.composer().ensure_installed_tree(lock, packages, ctx.tree_dir)
+
+
+class ConfigurationStage:
+    """Configures a copy of the installed tree and assembles the raw disk image."""
+
+    name = "configuration"
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        spec = ctx.spec
+        return {
+            "lock": ctx.lock().hash,
+            "image": digest(cattrs.unstructure(spec.image)),
+            "customizations": digest(cattrs.unstructure(spec.customizations)),
+            "disk": digest(cattrs.unstructure(spec.disk)),
+            "files": _files_digest(spec.referenced_files()),
+            "sbom": digest(list(spec.output.sbom)),
+        }
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        return ctx.raw_path.exists() and ctx.layout_path.exists()
+
+    def run(self, ctx: BuildContext) -> None:
+        from imagecomposer.export.sbom import collect
+
+        lock = ctx.lock()
+        packages = ctx.fetch_packages(lock)
+        out_dir = ctx.raw_path.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        def describe(root: Path) -> None:
+            # The tree exists only now: take what the SBOMs need from it, embed a copy.
+            sbom_packages = collect(lock, root)
+            data = cattrs.unstructure(sbom_packages)
+            tmp = ctx.sbom_packages_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, sort_keys=True))
+            tmp.replace(ctx.sbom_packages_path)
+            if ctx.spec.output.sbom:
+                from imagecomposer.export.sbom import ImageInfo, embed_sboms
+
+                embed_sboms(root, ctx.name, _sbom_documents(ctx, sbom_packages, lock.hash,
+                                                           ImageInfo(ctx.name, ctx.spec.image.version)))
+
+        result = ctx.composer().compose(ctx.spec, lock, packages, ctx.workspace.root / "tmp-compose",
+                                        ctx.raw_path, on_configured=describe)
+        from imagecomposer.export.manifest import layout_data
+
+        ctx.layout_path.write_text(json.dumps(layout_data(result.layout), indent=1,
+                                              sort_keys=True))
+
+
+class SignStage:
+    """Signs the raw disk image (finalize signs every published artifact too)."""
+
+    name = "sign"
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        sign = ctx.spec.output.sign
+        if sign is None:
+            return {"sign": "none"}
+        keys = tuple(p for p in (sign.key, sign.cert) if p is not None)
+        return {"sign": digest(cattrs.unstructure(sign)), "keys": _files_digest(keys)}
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        return ctx.spec.output.sign is None or _sig(ctx.raw_path).exists()
+
+    def run(self, ctx: BuildContext) -> None:
+        sign = ctx.spec.output.sign
+        if sign is None:
+            log.info("sign: the spec asks for no signature (output.sign)")
+            return
+        from imagecomposer.sign import Signer
+
+        Signer.from_spec(sign).sign_file(ctx.raw_path)
+
+
+class FinalizeStage:
+    """Converts, compresses, writes SBOMs and the manifest, publishes atomically."""
+
+    name = "finalize"
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        return {"output": digest(cattrs.unstructure(ctx.spec.output), str(ctx.output_dir),
+                                 __version__)}
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        return (ctx.output_dir / "SHA256SUMS").exists()
+
+    def run(self, ctx: BuildContext) -> None:
+        from imagecomposer.export import Exporter
+        from imagecomposer.export.manifest import build_manifest
+        from imagecomposer.export.sbom import ImageInfo, SbomPackage, write_sboms
+        from imagecomposer.sign.signer import sha256_file
+
+        spec, lock = ctx.spec, ctx.lock()
+        scratch = ctx.workspace.root / "tmp-finalize"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        lock_copy = scratch / f"{ctx.name}.lock.json"
+        shutil.copyfile(ctx.lock_path, lock_copy)
+        extra = [lock_copy]
+        if spec.output.sbom:
+            packages = cattrs.structure(json.loads(ctx.sbom_packages_path.read_text()),
+                                        tuple[SbomPackage, ...])
+            image = ImageInfo(ctx.name, spec.image.version, sha256_file(ctx.raw_path),
+                              f"{ctx.name}.raw")
+            extra += write_sboms(scratch, ctx.name,
+                                 _sbom_documents(ctx, packages, lock.hash, image))
+        signer = None
+        if spec.output.sign is not None:
+            from imagecomposer.sign import Signer
+
+            signer = Signer.from_spec(spec.output.sign)
+        layout = json.loads(ctx.layout_path.read_text())
+
+        def manifest(artifacts: object, directory: Path) -> dict[str, object]:
+            doc = build_manifest(
+                spec_data=spec.to_data(), artifacts=artifacts,  # type: ignore[arg-type]
+                image_name=ctx.name, image_version=spec.image.version,
+                arch=spec.image.base.arch, base_os=cattrs.unstructure(spec.image.base),
+                lock_hash=lock.hash, stage_timings=ctx.stage_seconds, output_dir=directory,
+                spec_hash=spec.digest())
+            doc["layout"] = layout
+            return doc
+
+        try:
+            Exporter(parallel=ctx.parallel).export(
+                ctx.raw_path, spec.output.formats, spec.output.compression, ctx.output_dir,
+                extra_files=extra, name=ctx.name, signer=signer, manifest=manifest)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sbom_documents(ctx: BuildContext, packages: object, lock_hash: str,
+                    image: object) -> dict[str, dict[str, object]]:
+    from imagecomposer.export.sbom import cyclonedx_document, spdx_document
+
+    makers = {"spdx": spdx_document, "cyclonedx": cyclonedx_document}
+    return {fmt: makers[fmt](image, packages, lock_hash)  # type: ignore[arg-type]
+            for fmt in ctx.spec.output.sbom}
+
+
+def _sig(path: Path) -> Path:
+    return path.with_name(path.name + ".sig")
+
+
+DEFAULT_STAGES = (ValidateStage(), PackagesStage(), ComposeStage(), ConfigurationStage(),
+                  SignStage(), FinalizeStage())
