@@ -114,7 +114,7 @@ def flip(path: Path, offset: int = 0) -> None:
 def test_verify_detects_changed_artifact(exported: tuple[Path, Path]) -> None:
     out, pub = exported
     flip(out / "edge.raw", 4096)
-    with pytest.raises(ExportError, match="edge.raw: SHA256 mismatch"):
+    with pytest.raises(ExportError, match=r"edge\.raw: SHA256 mismatch"):
         verify_outputs(out, pub)
 
 
@@ -130,7 +130,7 @@ def test_verify_detects_resigned_sums(exported: tuple[Path, Path], tmp_path: Pat
     (out / "manifest.json").write_text(json.dumps(manifest))
     write_sums(out, [p.name for p in out.iterdir() if not p.name.startswith("SHA256SUMS")])
     verify_outputs(out)  # consistent without the key...
-    with pytest.raises(SigningError, match="edge.raw.sig: bad signature"):
+    with pytest.raises(SigningError, match=r"edge\.raw\.sig: bad signature"):
         verify_outputs(out, pub)
 
 
