@@ -9,6 +9,7 @@ accept any.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 
 import attrs
@@ -66,6 +67,16 @@ def format_info(name: str) -> FormatInfo:
                           f"{', '.join(FORMATS)})") from None
 
 
+def _allowed(name: str) -> tuple[str, ...]:
+    """Legal compressions of a format: spec validation's matrix when it is present
+    (``imagecomposer.spec.combinations.FORMATS``), so both agree; else this module's."""
+    try:
+        rules = importlib.import_module("imagecomposer.spec.combinations").FORMATS
+        return tuple(rules[name].compressions)
+    except (ImportError, AttributeError, KeyError):
+        return FORMATS[name].compressions
+
+
 def combination_problems(formats: Iterable[str], compression: str) -> list[str]:
     """Every illegal format/compression pair, as the messages validation shows."""
     problems: list[str] = []
@@ -77,7 +88,7 @@ def combination_problems(formats: Iterable[str], compression: str) -> list[str]:
         info = FORMATS.get(name)
         if info is None:
             problems.append(f"unknown output format '{name}' (known: {', '.join(FORMATS)})")
-        elif compression not in info.compressions:
+        elif compression not in _allowed(name):
             problems.append(f"Invalid combination of compression '{compression}' with "
                             f"format '{name}'")
     return problems
