@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from imagecomposer.export.sbom import (
     collect,
     embed_sboms,
     generate_sboms,
+    sbom_command,
     write_sboms,
 )
 from imagecomposer.export.sbom.licenses import dep5_license, spdx_or_ref
@@ -198,3 +202,62 @@ def test_rpm_database_cross_check(tmp_path: Path, fake_tool: Any) -> None:
     assert spdx_errors(path) == []
     with pytest.raises(ExportError, match=r"'bash' is installed \(rpmdb\) but not in the lock"):
         generate_sboms(evolve(rpm_lock, packages=rpms[1:]), tmp_path, IMAGE)
+
+
+RPM_SPEC = """\
+Name: hello-ic
+Version: 1.0
+Release: 2
+Epoch: 1
+Summary: imagecomposer SBOM test package
+License: MIT AND GPL-2.0-or-later
+Packager: Test Team <test@example.org>
+BuildArch: noarch
+%description
+test
+%files
+"""
+
+
+@pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="needs rpmbuild (rpm)")
+def test_real_rpmdb(tmp_path: Path) -> None:
+    """A real rpmdb in a tree, written by rpm itself, read through `rpm --root`."""
+    top = tmp_path / "rpmbuild"
+    (top / "SPECS").mkdir(parents=True)
+    (top / "SPECS/hello.spec").write_text(RPM_SPEC)
+    subprocess.run(["rpmbuild", "--define", f"_topdir {top}", "-bb", top / "SPECS/hello.spec"],
+                   check=True, capture_output=True)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    subprocess.run(["rpm", "--root", tree, "--initdb"], check=True)
+    subprocess.run(["rpm", "--root", tree, "-i", "--nodeps", "--justdb", "--nosignature",
+                    *(top / "RPMS/noarch").glob("*.rpm")], check=True, capture_output=True)
+    from attrs import evolve
+
+    pkg = LockedPackage("hello-ic", "1:1.0-2", "noarch", "base", "https://rpm.invalid/h.rpm",
+                        "22" * 32, 1, kind="rpm")
+    lock = evolve(make_lock(), os="fedora", version="40", kind="rpm", packages=(pkg,))
+    docs = generate_sboms(lock, tree, IMAGE)
+    comp = docs["cyclonedx"]["components"][0]
+    assert comp["licenses"] == [{"expression": "MIT AND GPL-2.0-or-later"}]
+    assert comp["purl"] == "pkg:rpm/fedora/hello-ic@1.0-2?arch=noarch&distro=fedora-40&epoch=1"
+    path = tmp_path / "r.spdx.json"
+    path.write_text(json.dumps(docs["spdx"]))
+    assert spdx_errors(path) == []
+    assert cyclonedx_errors(json.dumps(docs["cyclonedx"])) is None
+    with pytest.raises(ExportError, match=r"lock has version 1:1\.0-3"):
+        generate_sboms(evolve(lock, packages=(evolve(pkg, version="1:1.0-3"),)), tree, IMAGE)
+
+
+def test_sbom_command(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    lock_file = tmp_path / "edge.lock.json"
+    make_lock().write(lock_file)
+    image = tmp_path / "edge.qcow2"
+    image.write_bytes(b"image bytes")
+    paths = sbom_command(lock_file, tree, tmp_path / "out", image=image, version="2.0")
+    assert [p.name for p in paths] == ["edge.spdx.json", "edge.cdx.json"]
+    doc = json.loads(paths[0].read_text())
+    assert doc["packages"][0]["checksums"][0]["checksumValue"] == hashlib.sha256(
+        b"image bytes").hexdigest()
+    assert spdx_errors(paths[0]) == []

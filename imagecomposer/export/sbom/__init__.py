@@ -19,7 +19,8 @@ SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
 EMBED_DIR = "usr/share/sbom"
 
 __all__ = ["EMBED_DIR", "SUFFIXES", "ImageInfo", "SbomPackage", "collect", "cyclonedx_document",
-           "embed_sboms", "generate_sboms", "spdx_document", "write_sbom", "write_sboms"]
+           "embed_sboms", "generate_sboms", "sbom_command", "spdx_document", "write_sbom",
+           "write_sboms"]
 
 
 def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
@@ -63,3 +64,17 @@ def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]
     for path in paths:
         path.chmod(0o644)
     return paths
+
+
+def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | None = None,
+                 version: str = "0.0.0", image: Path | None = None,
+                 formats: Iterable[str] = ("spdx", "cyclonedx")) -> list[Path]:
+    """What ``imagecomposer sbom LOCK TREE`` does: read the lock, describe the tree (and the
+    image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``."""
+    from imagecomposer.sign.signer import sha256_file
+
+    lock = Lock.read(lock_file)
+    name = name or (image.name.split(".")[0] if image is not None else lock_file.stem)
+    info = ImageInfo(name, version, sha256_file(image) if image is not None else None,
+                     image.name if image is not None else None)
+    return write_sboms(output_dir, name, generate_sboms(lock, tree, info, formats))
