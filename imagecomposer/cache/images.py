@@ -1,0 +1,331 @@
+"""The image cache: finished build outputs keyed by every input of the build.
+
+Key = SHA256 over the per-input hashes: the normalized spec (with secrets, since a changed
+password must rebuild), the content of every file the spec references (scripts, files, keys),
+the lock hash and the tool version. The per-input hashes are kept in each entry so a miss can
+name the input that changed. Entries are written to a temporary directory and renamed into
+place (never a partial entry); files are stored read-only. A hit restores the outputs with a
+reflink, else a hard link, else a copy, into a staging directory that atomically replaces the
+output directory. At most ``max_count`` entries per image name are kept, least recently used
+first out.
+
+Layout: ``ROOT/<name>/<digest>/{entry.json, used, files/...}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.errors import CacheError, CommandError
+from imagecomposer.export.staging import staged
+from imagecomposer.runner import run
+
+log = logging.getLogger("imagecomposer.cache")
+
+ENTRY = "entry.json"
+FILES = "files"
+USED = "used"
+FORMAT = 1
+
+
+@attrs.frozen
+class CacheKey:
+    name: str  # image name: max_count applies per name
+    digest: str
+    inputs: tuple[tuple[str, str], ...]  # (input label, sha256), sorted
+
+
+@attrs.frozen
+class CachedFile:
+    name: str
+    size: int
+    sha256: str
+    mtime_ns: int  # as stored: a change means someone wrote through a hard link
+
+
+@attrs.frozen
+class Entry:
+    name: str
+    digest: str
+    path: Path
+    inputs: tuple[tuple[str, str], ...]
+    files: tuple[CachedFile, ...]
+    created: float
+    last_used: float
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def _hash_file(path: Path, digest: hashlib._Hash) -> None:
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+
+
+def hash_input(path: Path) -> str:
+    """SHA256 of a file, or of a directory tree (names, modes, contents, link targets)."""
+    digest = hashlib.sha256()
+    if not path.exists() and not path.is_symlink():
+        return "missing"
+    if path.is_file():
+        _hash_file(path, digest)
+        return digest.hexdigest()
+    for item in sorted(path.rglob("*")):
+        rel = item.relative_to(path).as_posix()
+        mode = item.lstat().st_mode
+        digest.update(f"{rel}\0{stat.S_IMODE(mode):o}\0".encode())
+        if item.is_symlink():
+            digest.update(b"L" + os.fsencode(item.readlink()))
+        elif item.is_file():
+            digest.update(b"F")
+            _hash_file(item, digest)
+    return digest.hexdigest()
+
+
+def _label(path: Path, base: Path | None) -> str:
+    if base is not None:
+        with contextlib.suppress(ValueError):
+            return path.relative_to(base).as_posix()
+    return path.as_posix()
+
+
+def image_key(spec_canonical: str, referenced_files: Iterable[Path], lock_hash: str,
+              tool_version: str, *, name: str | None = None,
+              base: Path | None = None) -> CacheKey:
+    """The cache key of a build. ``base`` (the spec's directory) makes file labels short;
+    ``name`` defaults to ``image.name`` of the canonical spec JSON."""
+    if name is None:
+        try:
+            name = str(json.loads(spec_canonical)["image"]["name"])
+        except (ValueError, KeyError, TypeError):
+            name = "default"
+    inputs = {"spec": hashlib.sha256(spec_canonical.encode()).hexdigest(),
+              "lock": lock_hash, "tool version": tool_version}
+    for path in referenced_files:
+        inputs[_label(path, base)] = hash_input(path)
+    pairs = tuple(sorted(inputs.items()))
+    digest = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+    return CacheKey(name, digest, pairs)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "default"
+
+
+class ImageCache:
+    def __init__(self, root: Path, *, max_count: int = 5, enabled: bool = True) -> None:
+        self.root = root
+        self.max_count = max(1, max_count)
+        self.enabled = enabled
+
+    # --- internals --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _read(self, path: Path) -> Entry | None:
+        try:
+            data = json.loads((path / ENTRY).read_text())
+            used = (path / USED).stat().st_mtime
+            return Entry(data["name"], data["digest"], path,
+                         tuple((str(a), str(b)) for a, b in data["inputs"]),
+                         tuple(CachedFile(**f) for f in data["files"]), data["created"], used)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _entries(self, name: str | None = None) -> list[Entry]:
+        if not self.root.is_dir():
+            return []
+        dirs = [self.root / _safe(name)] if name is not None else sorted(
+            p for p in self.root.iterdir() if p.is_dir())
+        found = []
+        for directory in dirs:
+            if not directory.is_dir():
+                continue
+            for path in directory.iterdir():
+                if not path.name.startswith(".") and (entry := self._read(path)) is not None:
+                    found.append(entry)
+        return sorted(found, key=lambda e: (e.name, -e.last_used))
+
+    @staticmethod
+    def _intact(entry: Entry) -> bool:
+        for f in entry.files:
+            try:
+                st = (entry.path / FILES / f.name).stat()
+            except OSError:
+                return False
+            if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
+                return False
+        return True
+
+    # --- public API -------------------------------------------------------------------------
+
+    def lookup(self, key: CacheKey) -> Entry | None:
+        if not self.enabled:
+            return None
+        entry = self._read(self.root / _safe(key.name) / key.digest)
+        if entry is None:
+            return None
+        if not self._intact(entry):
+            log.warning("image cache entry %s was modified; discarding it", entry.path)
+            with self._locked():
+                shutil.rmtree(entry.path, ignore_errors=True)
+            return None
+        return entry
+
+    def restore(self, entry: Entry, output_dir: Path) -> list[Path]:
+        """Put the entry's files into ``output_dir`` (replacing it atomically)."""
+        started = time.monotonic()
+        sources = [entry.path / FILES / f.name for f in entry.files]
+        with staged(output_dir) as stage:
+            _link_or_copy(sources, stage)
+        os.utime(entry.path / USED)
+        log.info("image cache hit: %s %s restored to %s in %.2f s", entry.name,
+                 entry.digest[:12], output_dir, time.monotonic() - started)
+        return [output_dir / f.name for f in entry.files]
+
+    def store(self, key: CacheKey, artifacts_dir: Path) -> Entry | None:
+        """Copy every file of ``artifacts_dir`` into a new entry; evict beyond max_count."""
+        if not self.enabled:
+            return None
+        files = sorted(p for p in artifacts_dir.iterdir() if p.is_file())
+        directory = self.root / _safe(key.name)
+        final = directory / key.digest
+        with self._locked():
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".tmp-{key.digest[:16]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            try:
+                (tmp / FILES).mkdir(parents=True)
+                if files:
+                    run(["cp", "--reflink=auto", "--sparse=always", "-t", tmp / FILES, *files])
+                records = []
+                for path in sorted((tmp / FILES).iterdir()):
+                    path.chmod(0o444)
+                    digest = hashlib.sha256()
+                    _hash_file(path, digest)
+                    st = path.stat()
+                    records.append(attrs.asdict(CachedFile(path.name, st.st_size,
+                                                           digest.hexdigest(), st.st_mtime_ns)))
+                (tmp / ENTRY).write_text(json.dumps({
+                    "format": FORMAT, "name": key.name, "digest": key.digest,
+                    "inputs": key.inputs, "files": records, "created": time.time()}, indent=1))
+                (tmp / USED).touch()
+                if final.exists():
+                    shutil.rmtree(final)
+                tmp.rename(final)
+            except (OSError, CommandError) as exc:
+                raise CacheError(f"cannot store image in cache {directory}: {exc}") from None
+            finally:
+                if tmp.exists():
+                    _rmtree(tmp)
+            self._evict(key.name, dry_run=False)
+        log.info("image cache: stored %s %s", key.name, key.digest[:12])
+        return self._read(final)
+
+    def explain_miss(self, key: CacheKey) -> str:
+        if not self.enabled:
+            return "image cache disabled"
+        entries = self._entries(key.name)
+        if not entries:
+            return f"image cache miss: no cached image for '{key.name}'"
+        if any(e.digest == key.digest for e in entries):
+            return f"image cache miss: the entry for '{key.name}' was damaged and discarded"
+        old, new = dict(entries[0].inputs), dict(key.inputs)
+        reasons = [f"input '{k}' changed" for k in sorted(old.keys() & new.keys())
+                   if old[k] != new[k]]
+        reasons += [f"input '{k}' added" for k in sorted(new.keys() - old.keys())]
+        reasons += [f"input '{k}' removed" for k in sorted(old.keys() - new.keys())]
+        return "image cache miss: " + "; ".join(reasons or ["unknown change"])
+
+    def _evict(self, name: str, *, dry_run: bool) -> list[Path]:
+        victims = [e.path for e in self._entries(name)[self.max_count:]]
+        if not dry_run:
+            for path in victims:
+                _rmtree(path)
+        return victims
+
+    def prune(self, dry_run: bool = False) -> list[Path]:
+        """Remove leftovers of interrupted stores, damaged entries, and entries beyond
+        ``max_count`` per image; returns what was (or would be) removed."""
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        with self._locked():
+            for directory in (p for p in self.root.iterdir() if p.is_dir()):
+                for path in directory.iterdir():
+                    entry = None if path.name.startswith(".") else self._read(path)
+                    if entry is None or not self._intact(entry):
+                        removed.append(path)
+                        if not dry_run:
+                            _rmtree(path)
+                names = {e.name for e in self._entries() if e.path.parent == directory}
+                for name in names:
+                    removed += self._evict(name, dry_run=dry_run)
+        return removed
+
+    def clean(self, dry_run: bool = False) -> list[Path]:
+        """Remove every entry."""
+        if not self.root.is_dir():
+            return []
+        with self._locked():
+            removed = [p for p in self.root.iterdir() if p.is_dir()]
+            if not dry_run:
+                for path in removed:
+                    _rmtree(path)
+        return removed
+
+    def list(self) -> list[Entry]:  # last: the name shadows the builtin in the class body
+        """Every entry, by image name, most recently used first."""
+        return self._entries()
+
+
+def _rmtree(path: Path) -> None:
+    """Remove an entry even though its files are read-only (the directories are not)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _link_or_copy(sources: list[Path], dest: Path) -> None:
+    """Reflink when the filesystem can, else hard link (O(1) for any image size), else a
+    sparse copy (another filesystem)."""
+    if not sources:
+        return
+    try:
+        run(["cp", "--reflink=always", "-t", dest, *sources])
+        for path in dest.iterdir():
+            path.chmod(0o644)
+        return
+    except CommandError:
+        for path in dest.iterdir():
+            path.unlink()
+    try:
+        for src in sources:
+            os.link(src, dest / src.name)
+        return
+    except OSError:
+        for path in dest.iterdir():
+            path.unlink()
+    run(["cp", "--sparse=always", "-t", dest, *sources])
+    for path in dest.iterdir():
+        path.chmod(0o644)

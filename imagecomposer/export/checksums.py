@@ -1,0 +1,30 @@
+"""``SHA256SUMS`` in the format ``sha256sum -c`` reads, and its parsing for verification."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from imagecomposer.errors import ExportError
+from imagecomposer.sign.signer import sha256_file
+
+SUMS = "SHA256SUMS"
+
+
+def write_sums(directory: Path, names: Iterable[str]) -> Path:
+    """Hash the named files of ``directory`` into ``directory/SHA256SUMS`` (sorted)."""
+    lines = [f"{sha256_file(directory / name)}  {name}\n" for name in sorted(names)]
+    path = directory / SUMS
+    path.write_text("".join(lines))
+    return path
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """``{file name: hex digest}``; malformed lines are an error, not skipped."""
+    sums: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or "/" in name or not name:
+            raise ExportError(f"{path}:{number}: malformed line")
+        sums[name.removeprefix("*")] = digest.lower()
+    return sums

@@ -1,0 +1,247 @@
+"""The Exporter: raw disk image → the requested formats, compressed, checksummed, signed,
+moved into the output directory in one atomic step.
+
+Conversions go through ``qemu-img convert`` and compression through the multithreaded tools
+(``zstd -T0``, ``xz -T0``, ``pigz`` when present, else ``gzip``), all via
+:func:`imagecomposer.runner.run`. Everything is written into a staging directory first; only
+a complete, checksummed (and, with a signer, signed) set of files replaces the previous
+outputs (see :mod:`imagecomposer.export.staging`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from imagecomposer.errors import CommandError, ExportError
+from imagecomposer.export.checksums import SUMS, write_sums
+from imagecomposer.export.formats import (
+    COMPRESSIONS,
+    check_combination,
+    format_info,
+    round_up_mib,
+)
+from imagecomposer.export.manifest import MANIFEST, write_manifest
+from imagecomposer.export.staging import staged
+from imagecomposer.runner import require, run, which
+from imagecomposer.sign.signer import sha256_file
+
+
+class FileSigner(Protocol):
+    """What export needs of a signer (:class:`imagecomposer.sign.Signer` fits)."""
+
+    @property
+    def sig_alg(self) -> str: ...
+
+    def sign_file(self, path: Path, *, out: Path | None = None) -> Path: ...
+
+
+@attrs.frozen
+class Artifact:
+    """One output file as the manifest records it."""
+
+    name: str  # file name inside the output directory
+    format: str  # raw | qcow2 | ... | manifest | sbom-spdx | sbom-cyclonedx | extra
+    compression: str
+    size: int
+    sha256: str
+    signature: str | None = None  # name of the detached signature file
+    sig_alg: str | None = None
+
+
+@attrs.frozen
+class ExportEvent:
+    """Progress, for a UI or the pipeline's timing records."""
+
+    kind: str  # convert | compress | checksum | sign | commit
+    name: str
+    seconds: float
+
+
+@attrs.frozen
+class ExportResult:
+    output_dir: Path
+    artifacts: tuple[Artifact, ...]
+    sums: Path
+    manifest: Path | None = None
+    timings: tuple[ExportEvent, ...] = ()
+
+    def path(self, artifact: Artifact) -> Path:
+        return self.output_dir / artifact.name
+
+
+# (artifacts, the directory holding them and their signatures) -> manifest document
+ManifestBuilder = Callable[[Sequence[Artifact], Path], Mapping[str, Any]]
+
+
+class Exporter:
+    """Converts, compresses and publishes disk images. Stateless apart from its settings."""
+
+    def __init__(self, *, parallel: int | None = None,
+                 events: Callable[[ExportEvent], None] | None = None) -> None:
+        self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
+        self._events = events
+        self._timings: list[ExportEvent] = []
+
+    def _event(self, kind: str, name: str, started: float) -> None:
+        event = ExportEvent(kind, name, round(time.monotonic() - started, 3))
+        self._timings.append(event)
+        if self._events is not None:
+            self._events(event)
+
+    # --- single steps -----------------------------------------------------------------------
+
+    def convert(self, raw: Path, fmt: str, out: Path, *, compressed: bool = False) -> Path:
+        """Convert a raw image to ``fmt``; ``compressed`` asks qcow2 for compressed clusters."""
+        info = format_info(fmt)
+        if not raw.is_file():
+            raise ExportError(f"raw image {raw} does not exist")
+        qemu_img = require("qemu-img", "qemu-utils")
+        started = time.monotonic()
+        source = raw
+        padded: Path | None = None
+        try:
+            if info.name == "raw":
+                run(["cp", "--reflink=auto", "--sparse=always", raw, out], error=CommandError)
+                return out
+            size = raw.stat().st_size
+            if info.round_to_mib and size != round_up_mib(size):
+                padded = out.with_name(f".{out.name}.padded.raw")
+                run(["cp", "--reflink=auto", "--sparse=always", raw, padded])
+                os.truncate(padded, round_up_mib(size))
+                source = padded
+            argv: list[str | Path] = [qemu_img, "convert", "-f", "raw", "-O", info.qemu_format]
+            if info.options:
+                argv += ["-o", ",".join(info.options)]
+            if compressed:
+                if info.name != "qcow2":
+                    raise ExportError(f"format '{fmt}' has no internal compression")
+                argv.append("-c")
+            run([*argv, source, out], what=f"qemu-img convert to {fmt}")
+            return out
+        except CommandError as exc:
+            out.unlink(missing_ok=True)
+            raise ExportError(f"conversion of {raw} to {fmt} failed: {exc}") from None
+        finally:
+            if padded is not None:
+                padded.unlink(missing_ok=True)
+            self._event("convert", fmt, started)
+
+    def compress(self, path: Path, compression: str, *, keep: bool = False) -> Path:
+        """Compress ``path`` next to itself (``.gz``/``.xz``/``.zst``); returns the new path.
+        The input is removed unless ``keep``; gzip output carries no name or timestamp."""
+        if compression not in COMPRESSIONS:
+            raise ExportError(f"unknown compression '{compression}'")
+        if compression == "none":
+            return path
+        out = path.with_name(path.name + COMPRESSIONS[compression].suffix)
+        started = time.monotonic()
+        if compression == "zstd":
+            argv: list[str | Path] = [require("zstd", "zstd"), "-T0", "-q", "-f", path, "-o", out]
+        elif compression == "xz":
+            argv = [require("xz", "xz-utils"), "-T0", "-k", "-f", path]
+        else:
+            gzip = which("pigz") or require("gzip", "gzip")
+            argv = [gzip, "-n", "-k", "-f", path]
+        try:
+            run(argv, what=f"{compression} compression of {path.name}")
+        except CommandError as exc:
+            out.unlink(missing_ok=True)
+            raise ExportError(f"{compression} compression of {path} failed: {exc}") from None
+        finally:
+            self._event("compress", f"{path.name} ({compression})", started)
+        if not keep:
+            path.unlink()
+        return out
+
+    # --- the whole finalize step ------------------------------------------------------------
+
+    def export(self, raw: Path, formats: Iterable[str], compression: str, output_dir: Path, *,
+               extra_files: Iterable[Path] = (), name: str | None = None,
+               qcow2_compressed: bool = False, signer: FileSigner | None = None,
+               manifest: ManifestBuilder | None = None) -> ExportResult:
+        """Convert ``raw`` to every format, compress, add ``extra_files`` (SBOMs, ...),
+        sign (with ``signer``), write the manifest (``manifest`` maps the artifacts to its
+        document), ``SHA256SUMS`` (and its signature), then replace ``output_dir``
+        atomically. On any failure ``output_dir`` is left as it was."""
+        formats = tuple(dict.fromkeys(formats))
+        if not formats:
+            raise ExportError("no output format requested")
+        check_combination(formats, compression)
+        extra = tuple(extra_files)
+        for path in extra:
+            if not path.is_file():
+                raise ExportError(f"extra file {path} does not exist")
+        stem = name or raw.name.removesuffix(".raw")
+        self._timings = []
+        with staged(output_dir) as stage:
+            converted = self._convert_all(raw, formats, compression, stage, stem,
+                                          qcow2_compressed)
+            artifacts = [self._artifact(stage, path, fmt, compression, signer)
+                         for fmt, path in converted]
+            for path in extra:
+                copy = stage / path.name
+                if copy.exists():
+                    raise ExportError(f"extra file {path.name} clashes with another output")
+                run(["cp", "--reflink=auto", path, copy])
+                artifacts.append(self._artifact(stage, copy, _kind_of(path.name), "none",
+                                                signer))
+            manifest_path = None
+            if manifest is not None:
+                manifest_path = stage / MANIFEST
+                write_manifest(manifest_path, manifest(artifacts, stage))
+                if signer is not None:
+                    self._sign(signer, manifest_path)
+            started = time.monotonic()
+            names = [p.name for p in stage.iterdir() if p.is_file()]
+            sums = write_sums(stage, names)
+            self._event("checksum", SUMS, started)
+            if signer is not None:
+                self._sign(signer, sums)
+            started = time.monotonic()
+        self._event("commit", str(output_dir), started)
+        return ExportResult(output_dir, tuple(artifacts), output_dir / SUMS,
+                            output_dir / MANIFEST if manifest_path else None,
+                            tuple(self._timings))
+
+    def _convert_all(self, raw: Path, formats: Sequence[str], compression: str, stage: Path,
+                     stem: str, qcow2_compressed: bool) -> list[tuple[str, Path]]:
+        def one(fmt: str) -> tuple[str, Path]:
+            out = stage / (stem + format_info(fmt).suffix)
+            self.convert(raw, fmt, out, compressed=qcow2_compressed and fmt == "qcow2")
+            return fmt, self.compress(out, compression)
+
+        if self.parallel == 1 or len(formats) == 1:
+            return [one(fmt) for fmt in formats]
+        with concurrent.futures.ThreadPoolExecutor(self.parallel) as pool:
+            return list(pool.map(one, formats))
+
+    def _sign(self, signer: FileSigner, path: Path) -> Path:
+        started = time.monotonic()
+        try:
+            return signer.sign_file(path)
+        finally:
+            self._event("sign", path.name, started)
+
+    def _artifact(self, stage: Path, path: Path, fmt: str, compression: str,
+                  signer: FileSigner | None) -> Artifact:
+        started = time.monotonic()
+        digest = sha256_file(path)
+        self._event("checksum", path.name, started)
+        signature = self._sign(signer, path).name if signer is not None else None
+        return Artifact(path.name, fmt, compression, path.stat().st_size, digest, signature,
+                        signer.sig_alg if signer is not None else None)
+
+
+def _kind_of(name: str) -> str:
+    if name.endswith(".spdx.json"):
+        return "sbom-spdx"
+    if name.endswith(".cdx.json"):
+        return "sbom-cyclonedx"
+    return "extra"

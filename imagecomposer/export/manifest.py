@@ -1,0 +1,153 @@
+"""The build manifest: what was built, from what, and how to check it.
+
+One JSON document per build. Besides provenance (tool version, normalized spec without
+secrets and its hash, lock hash, base OS, partition layout with UUIDs, stage timings) it
+carries the fields an A/B updater needs to accept the image (schema_version, image_version,
+built_at, arch, size_bytes, hash, hash_alg, signature, sig_alg, min_current_version), taken
+from the primary artifact (the first requested format).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from imagecomposer import __version__
+from imagecomposer.errors import ExportError
+
+if TYPE_CHECKING:
+    from imagecomposer.compose.layout import Layout
+    from imagecomposer.export.exporter import Artifact
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+REDACTED = "<redacted>"
+# Keys whose values are secrets (crypt hashes, passphrases, credentials) wherever they occur.
+SECRET_KEYS = frozenset({"password", "password_hash", "root_password_hash", "passphrase",
+                         "secret", "token", "credentials", "private_key"})
+
+
+def build_time() -> datetime.datetime:
+    """``SOURCE_DATE_EPOCH`` when set (reproducible builds), else now; always UTC."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+        except ValueError:
+            raise ExportError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able plain data: Paths as strings, tuples as lists, attrs classes as dicts."""
+    if attrs.has(type(value)):
+        return _plain(attrs.asdict(value, recurse=False))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def redact(data: Any) -> Any:
+    """A copy of ``data`` with every secret value replaced by ``<redacted>``."""
+    if isinstance(data, Mapping):
+        return {k: (REDACTED if k in SECRET_KEYS and v not in (None, "") else redact(v))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(_plain(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def normalize_spec(spec_data: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec as plain, key-sorted data with secrets removed."""
+    result: dict[str, Any] = json.loads(canonical_json(redact(_plain(spec_data))))
+    return result
+
+
+def layout_data(layout: Layout) -> dict[str, Any]:
+    plain: dict[str, Any] = _plain(layout)
+    return plain
+
+
+def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact],
+                   image_name: str, image_version: str = "0.0.0", arch: str = "x86_64",
+                   base_os: Mapping[str, str] | None = None, lock_hash: str | None = None,
+                   layout: Layout | None = None,
+                   stage_timings: Mapping[str, float] | None = None,
+                   output_dir: Path | None = None, min_current_version: str | None = None,
+                   spec_hash: str | None = None) -> dict[str, Any]:
+    """The manifest document. ``output_dir`` (where the artifacts and their ``.sig`` files
+    are) lets the A/B ``signature`` field carry the primary artifact's signature."""
+    spec = normalize_spec(spec_data)
+    images = [a for a in artifacts if not a.format.startswith(("sbom", "manifest", "extra"))]
+    primary = images[0] if images else None
+    signature = None
+    if primary is not None and primary.signature and output_dir is not None:
+        sig_path = output_dir / primary.signature
+        if sig_path.is_file():
+            signature = base64.b64encode(sig_path.read_bytes()).decode()
+    return {
+        # A/B update fields
+        "schema_version": SCHEMA_VERSION,
+        "image_version": image_version,
+        "built_at": iso(build_time()),
+        "arch": arch,
+        "size_bytes": primary.size if primary else None,
+        "hash": primary.sha256 if primary else None,
+        "hash_alg": "sha256",
+        "signature": signature,
+        "sig_alg": primary.sig_alg if primary else None,
+        "min_current_version": min_current_version,
+        "image": primary.name if primary else None,
+        # provenance
+        "name": image_name,
+        "tool": {"name": "imagecomposer", "version": __version__},
+        "base_os": dict(base_os or {}),
+        "spec": spec,
+        "spec_hash": spec_hash or hashlib.sha256(canonical_json(spec).encode()).hexdigest(),
+        "lock_hash": lock_hash,
+        "layout": layout_data(layout) if layout is not None else None,
+        "artifacts": [attrs.asdict(a) for a in artifacts],
+        "stage_timings": {k: round(v, 3) for k, v in (stage_timings or {}).items()},
+    }
+
+
+def write_manifest(path: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write the manifest as stable, indented JSON (atomically)."""
+    text = json.dumps(_plain(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write manifest {path}: {exc.strerror}") from None
+    return path
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot read manifest {path}: {exc}") from None
+    return data

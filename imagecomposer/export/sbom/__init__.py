@@ -1,0 +1,80 @@
+"""SPDX 2.3 and CycloneDX 1.6 SBOMs of an image, from its lock and its root tree."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from imagecomposer.errors import ExportError
+from imagecomposer.export.sbom.common import ImageInfo
+from imagecomposer.export.sbom.cyclonedx import cyclonedx_document
+from imagecomposer.export.sbom.packages import SbomPackage, collect
+from imagecomposer.export.sbom.spdx import spdx_document
+from imagecomposer.resolver.lock import Lock
+
+SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
+EMBED_DIR = "usr/share/sbom"
+
+__all__ = ["EMBED_DIR", "SUFFIXES", "ImageInfo", "SbomPackage", "collect", "cyclonedx_document",
+           "embed_sboms", "generate_sboms", "sbom_command", "spdx_document", "write_sbom",
+           "write_sboms"]
+
+
+def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
+                   formats: Iterable[str] = ("spdx", "cyclonedx")) -> dict[str, dict[str, Any]]:
+    """``{format: document}``. Raises ExportError when lock and tree disagree."""
+    packages = collect(lock, tree)
+    documents: dict[str, dict[str, Any]] = {}
+    for fmt in formats:
+        if fmt == "spdx":
+            documents[fmt] = spdx_document(image, packages, lock.hash)
+        elif fmt == "cyclonedx":
+            documents[fmt] = cyclonedx_document(image, packages, lock.hash)
+        else:
+            raise ExportError(f"unknown SBOM format '{fmt}' (known: spdx, cyclonedx)")
+    return documents
+
+
+def write_sbom(path: Path, document: Mapping[str, Any]) -> Path:
+    """Stable JSON (sorted keys), written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
+                       + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write SBOM {path}: {exc.strerror}") from None
+    return path
+
+
+def write_sboms(directory: Path, stem: str,
+                documents: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return [write_sbom(directory / f"{stem}{SUFFIXES[fmt]}", doc)
+            for fmt, doc in documents.items()]
+
+
+def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+    """Install the SBOMs into the image at ``/usr/share/sbom/`` (mode 0644)."""
+    paths = write_sboms(tree / EMBED_DIR, stem, documents)
+    for path in paths:
+        path.chmod(0o644)
+    return paths
+
+
+def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | None = None,
+                 version: str = "0.0.0", image: Path | None = None,
+                 formats: Iterable[str] = ("spdx", "cyclonedx")) -> list[Path]:
+    """What ``imagecomposer sbom LOCK TREE`` does: read the lock, describe the tree (and the
+    image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``."""
+    from imagecomposer.sign.signer import sha256_file
+
+    lock = Lock.read(lock_file)
+    name = name or (image.name.split(".")[0] if image is not None else lock_file.stem)
+    info = ImageInfo(name, version, sha256_file(image) if image is not None else None,
+                     image.name if image is not None else None)
+    return write_sboms(output_dir, name, generate_sboms(lock, tree, info, formats))

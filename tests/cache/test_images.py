@@ -1,0 +1,181 @@
+"""Image cache: hit, miss with the changed input named, eviction, atomicity, ≤ 1 s restores."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from imagecomposer.cache.images import ImageCache, hash_input, image_key
+from imagecomposer.errors import CacheError
+
+SPEC = json.dumps({"image": {"name": "edge"}, "customizations": {"hostname": "a"}},
+                  sort_keys=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    spec_dir = tmp_path / "project"
+    (spec_dir / "files").mkdir(parents=True)
+    (spec_dir / "files/motd").write_text("hello\n")
+    (spec_dir / "post.sh").write_text("#!/bin/sh\necho hi\n")
+    return spec_dir
+
+
+def key_for(project: Path, spec: str = SPEC, lock: str = "aa" * 32, tool: str = "0.1.0"):  # type: ignore[no-untyped-def]
+    return image_key(spec, [project / "files/motd", project / "post.sh"], lock, tool,
+                     base=project)
+
+
+def outputs(tmp: Path, name: str, size: int = 1 << 20) -> Path:
+    out = tmp / name
+    out.mkdir()
+    with (out / "edge.raw").open("wb") as f:
+        f.truncate(size)
+        f.write(b"image " + name.encode())
+    (out / "SHA256SUMS").write_text("x  edge.raw\n")
+    return out
+
+
+def test_hit_restores_identical_outputs(tmp_path: Path, project: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    cache = ImageCache(tmp_path / "cache")
+    key = key_for(project)
+    assert cache.lookup(key) is None
+    assert cache.explain_miss(key) == "image cache miss: no cached image for 'edge'"
+    built = outputs(tmp_path, "built")
+    stored = cache.store(key, built)
+    assert stored is not None and stored.name == "edge" and len(stored.files) == 2
+    caplog.set_level(logging.INFO)
+    again = key_for(project)
+    entry = cache.lookup(again)
+    assert entry is not None and entry.digest == key.digest
+    out = tmp_path / "output"
+    (out).mkdir()
+    (out / "old-file").write_text("previous build")
+    restored = cache.restore(entry, out)
+    assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS", "edge.raw"]
+    assert [p.read_bytes() for p in sorted(restored)] == [
+        (built / "SHA256SUMS").read_bytes(), (built / "edge.raw").read_bytes()]
+    assert "image cache hit" in caplog.text
+    assert not [p for p in tmp_path.iterdir() if ".staging" in p.name]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("motd", "input 'files/motd' changed"),
+    ("script", "input 'post.sh' changed"),
+    ("spec", "input 'spec' changed"),
+    ("lock", "input 'lock' changed"),
+    ("tool", "input 'tool version' changed"),
+])
+def test_changed_input_is_named(tmp_path: Path, project: Path, change: str,
+                                message: str) -> None:
+    cache = ImageCache(tmp_path / "cache")
+    cache.store(key_for(project), outputs(tmp_path, "built"))
+    spec, lock, tool = SPEC, "aa" * 32, "0.1.0"
+    if change == "motd":
+        (project / "files/motd").write_text("changed\n")
+    elif change == "script":
+        (project / "post.sh").write_text("#!/bin/sh\necho bye\n")
+    elif change == "spec":
+        spec = SPEC.replace('"a"', '"b"')
+    elif change == "lock":
+        lock = "bb" * 32
+    else:
+        tool = "0.2.0"
+    key = key_for(project, spec, lock, tool)
+    assert cache.lookup(key) is None
+    assert cache.explain_miss(key) == f"image cache miss: {message}"
+
+
+def test_directory_inputs_and_added_files(tmp_path: Path, project: Path) -> None:
+    tree = project / "files"
+    before = hash_input(tree)
+    (tree / "sub").mkdir()
+    assert hash_input(tree) != before
+    (tree / "sub/x").write_text("x")
+    assert hash_input(tree) != before
+    assert hash_input(project / "nope") == "missing"
+    cache = ImageCache(tmp_path / "cache")
+    cache.store(key_for(project), outputs(tmp_path, "built"))
+    key = image_key(SPEC, [project / "files/motd", project / "post.sh", tree], "aa" * 32,
+                    "0.1.0", base=project)
+    assert cache.explain_miss(key) == "image cache miss: input 'files' added"
+
+
+def test_lru_eviction_per_name(tmp_path: Path, project: Path) -> None:
+    cache = ImageCache(tmp_path / "cache", max_count=2)
+    keys = [key_for(project, lock=f"{i:064x}") for i in range(3)]
+    for i, key in enumerate(keys):
+        cache.store(key, outputs(tmp_path, f"b{i}"))
+        entry = cache.lookup(key)
+        assert entry is not None
+        os.utime(entry.path / "used", (1000 + i, 1000 + i))
+    # keys[0] was evicted when keys[2] arrived; now use keys[1] so keys[2] is the LRU one
+    assert cache.lookup(keys[0]) is None
+    entry1 = cache.lookup(keys[1])
+    assert entry1 is not None
+    cache.restore(entry1, tmp_path / "out")
+    other = image_key(SPEC.replace("edge", "other"), [], "cc" * 32, "0.1.0")
+    cache.store(other, outputs(tmp_path, "o"))
+    cache.store(key_for(project, lock="ff" * 32), outputs(tmp_path, "b3"))
+    names = [(e.name, e.digest) for e in cache.list()]
+    assert (("edge", keys[1].digest) in names and ("edge", keys[2].digest) not in names
+            and ("other", other.digest) in names and len(names) == 3)
+
+
+def test_store_is_atomic_and_modified_entries_are_dropped(tmp_path: Path, project: Path,
+                                                          fake_tool: object) -> None:
+    cache = ImageCache(tmp_path / "cache")
+    key = key_for(project)
+    fake_tool("cp", "echo 'cp: error writing: Input/output error' >&2; exit 1")  # type: ignore[operator]
+    with pytest.raises(CacheError, match="cannot store image"):
+        cache.store(key, outputs(tmp_path, "built"))
+    assert cache.list() == [] and not list((tmp_path / "cache/edge").iterdir())
+    os.environ["PATH"] = os.environ["PATH"].split(os.pathsep, 1)[1]  # drop the fake cp
+    entry = cache.store(key, outputs(tmp_path, "built2"))
+    assert entry is not None
+    raw = entry.path / "files/edge.raw"
+    assert raw.stat().st_mode & 0o222 == 0  # stored read-only
+    raw.chmod(0o644)
+    with raw.open("r+b") as f:
+        f.write(b"CORRUPT")
+    assert cache.lookup(key) is None
+    assert not entry.path.exists()
+
+
+def test_prune_clean_and_disabled(tmp_path: Path, project: Path) -> None:
+    cache = ImageCache(tmp_path / "cache", max_count=1)
+    cache.store(key_for(project), outputs(tmp_path, "a"))
+    stale = tmp_path / "cache/edge/.tmp-deadbeef-1-abc"
+    stale.mkdir()
+    assert cache.prune(dry_run=True) == [stale] and stale.exists()
+    assert cache.prune() == [stale] and not stale.exists()
+    assert len(cache.clean(dry_run=True)) == 1 and len(cache.list()) == 1
+    cache.clean()
+    assert cache.list() == []
+    off = ImageCache(tmp_path / "cache", enabled=False)
+    assert off.store(key_for(project), outputs(tmp_path, "b")) is None
+    assert off.lookup(key_for(project)) is None
+    assert off.explain_miss(key_for(project)) == "image cache disabled"
+
+
+def test_identical_rebuild_under_one_second(tmp_path: Path, project: Path) -> None:
+    """Key computation + lookup + restore of a 2 GiB sparse image with some data."""
+    cache = ImageCache(tmp_path / "cache")
+    built = outputs(tmp_path, "built", size=2 << 30)
+    with (built / "edge.raw").open("r+b") as f:
+        f.seek(1 << 30)
+        f.write(os.urandom(8 << 20))
+    cache.store(key_for(project), built)
+    started = time.monotonic()
+    entry = cache.lookup(key_for(project))
+    assert entry is not None
+    cache.restore(entry, tmp_path / "out")
+    elapsed = time.monotonic() - started
+    assert (tmp_path / "out/edge.raw").stat().st_size == 2 << 30
+    assert elapsed <= 1.0, f"identical rebuild took {elapsed:.2f} s"
