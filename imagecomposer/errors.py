@@ -166,6 +166,10 @@ class BootError(ImageComposerError):
     """A boot test did not reach a login prompt."""
 
 
+class BootToolError(CommandError, BootError):
+    """A tool preparing or running a boot test (virt-fw-vars, apt-get, sbsign) failed."""
+
+
 class SigningError(ImageComposerError):
     """A key could not be read, or a signature could not be made or verified."""
 
