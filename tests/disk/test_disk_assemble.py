@@ -228,7 +228,8 @@ def _no_leftovers(tmp_path: Path) -> None:
 def test_failing_mkfs_leaves_nothing(tmp_path: Path, root_tree: Path, esp_tree: Path,
                                      fake_tool: Callable[[str, str], Path]) -> None:
     fake_tool("mkfs.ext4", "echo 'mkfs.ext4: Could not allocate block' >&2; exit 1")
-    with pytest.raises(DiskToolError, match=r"Command failed with exit code 1: mkfs\.ext4 ") as info:
+    failed = r"Command failed with exit code 1: mkfs\.ext4 "
+    with pytest.raises(DiskToolError, match=failed) as info:
         build(tmp_path, GPT, {"esp": esp_tree, "root": root_tree, "usr-ro": root_tree,
                               "opt-ro": root_tree})
     assert "Could not allocate block" in str(info.value)
