@@ -83,12 +83,23 @@ def _ext4(part: PlannedPartition, tree: Path | None, target: Path, offset: int,
     if part.label:
         argv += ["-L", part.label]
     if tree is not None:
-        argv += ["-d", tree]
+        argv += ["-N", str(ext4_inodes(tree, size)), "-d", tree]
     # The explicit size is required: without it mke2fs fills the file to its end and
     # overwrites the backup GPT.
     argv += [target, f"{size // 1024}k"]
     runner.run(argv, env=build_env(), error=DiskToolError,
                what=f"mkfs.ext4 for partition '{part.name}'")
+
+
+def ext4_inodes(tree: Path, size: int) -> int:
+    """Inodes for an ext4 filesystem of ``size`` bytes that must hold ``tree``.
+
+    mke2fs allots one inode per 16 KiB; a tree of many small files (a Debian root's
+    /usr/share) can need more, and ``mke2fs -d`` then fails half-way with "Could not
+    allocate inode". Keep the default unless the tree needs more, with room to grow.
+    """
+    count = sum(1 + len(dirs) + len(files) for _, dirs, files in os.walk(tree))
+    return max(size // 16384, count * 3 // 2 + 256)
 
 
 def fat_bits(size: int) -> int:
@@ -139,10 +150,14 @@ def _readonly(part: PlannedPartition, tree: Path | None, target: Path) -> None:
         raise ComposeError(f"read-only {part.filesystem} partition '{part.name}' needs content")
     target.unlink(missing_ok=True)
     if part.filesystem == "squashfs":
+        # zstd: smaller than the gzip default at the same speed here; the Debian kernel has
+        # SQUASHFS_ZSTD built in.
         argv: list[str | Path] = [_tool("squashfs"), tree, target, "-noappend", "-quiet",
-                                  "-no-progress"]
+                                  "-no-progress", "-comp", "zstd"]
     else:
-        argv = [_tool("erofs"), "--quiet", f"-U{part.fsuuid}", "--preserve-mtime", target, tree]
+        # lz4: 3.5x faster than lz4hc for 10 % more bytes; EROFS_FS_ZIP covers both.
+        argv = [_tool("erofs"), "--quiet", "-zlz4", f"-U{part.fsuuid}", "--preserve-mtime",
+                target, tree]
     runner.run(argv, env=build_env(), error=DiskToolError,
                what=f"{argv[0]} for partition '{part.name}'")
 
