@@ -209,11 +209,20 @@ def test_same_seed_gives_a_byte_identical_disk(tmp_path: Path, root_tree: Path,
         Partition("esp", "esp", 40 * M), Partition("usr", "generic", 8 * M,
                                                    filesystem="squashfs"),
         Partition("root", "root", 32 * M), Partition("root-verity", "verity", 1 * M)))
+    (root_tree / ".hidden").write_text("dot file\n")
     trees = {"esp": flat_esp_tree, "usr": root_tree, "root": root_tree}
+    # The first build reads the fresh tree and so moves its atimes (relatime); ext4
+    # timestamps are clamped to SOURCE_DATE_EPOCH, so the second build still matches.
     first = build(tmp_path / "a", disk, trees)
+    (root_tree / "etc" / "hostname").chmod(0o644)  # a new ctime, same content and mode
     second = build(tmp_path / "b", disk, trees)
     assert first.layout == second.layout and first.roothash == second.roothash
     assert first.output.read_bytes() == second.output.read_bytes()
+    stamp = subprocess.run(["debugfs", "-R", "stat /.hidden",
+                            f"{first.output}?offset={first.layout.root.start}"],
+                           capture_output=True, text=True).stdout
+    for field in ("atime", "ctime", "mtime", "crtime"):  # all clamped to the epoch
+        assert f"{field}: 0x6553f100:00000000" in stamp
     other = build(tmp_path / "c", disk, trees, seed="another")
     assert other.layout.disk_id != first.layout.disk_id
 
