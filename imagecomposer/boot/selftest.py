@@ -22,6 +22,7 @@ import libarchive
 
 from imagecomposer import runner
 from imagecomposer.compose.disk import AssemblyResult, assemble, plan_layout
+from imagecomposer.compose.disk.table import write_boot_code
 from imagecomposer.errors import BootError, BootToolError
 from imagecomposer.spec.model import Disk, Partition
 
@@ -49,15 +50,18 @@ class SelftestInputs:
     kernel: Path  # vmlinuz
     busybox: Path  # static busybox binary
     systemd_boot: Path  # systemd-bootx64.efi
+    syslinux: Path  # the mtools-based syslinux installer (BIOS images)
+    mbr: Path  # syslinux's mbr.bin
 
 
 def fetch_inputs(cache: Path) -> SelftestInputs:
     """Download (once) and unpack what the self-test image needs into ``cache``."""
     cache.mkdir(parents=True, exist_ok=True)
-    kernel, busybox, sdboot = (cache / "vmlinuz", cache / "busybox",
-                               cache / "systemd-bootx64.efi")
-    if kernel.is_file() and busybox.is_file() and sdboot.is_file():
-        return SelftestInputs(kernel, busybox, sdboot)
+    found_inputs = SelftestInputs(cache / "vmlinuz", cache / "busybox",
+                                  cache / "systemd-bootx64.efi", cache / "syslinux",
+                                  cache / "mbr.bin")
+    if all(p.is_file() for p in attrs.astuple(found_inputs)):
+        return found_inputs
     depends = runner.run(["apt-cache", "depends", "linux-image-amd64"], capture=True,
                          error=BootToolError).stdout.decode()
     found = re.search(r"Depends:\s*(linux-image-[0-9][^\s]*-amd64)", depends)
@@ -66,20 +70,27 @@ def fetch_inputs(cache: Path) -> SelftestInputs:
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         work = Path(tmp)
         runner.run(["apt-get", "download", found.group(1), "busybox-static",
-                    "systemd-boot-efi"], cwd=work, error=BootToolError,
-                   what="apt-get download")
+                    "systemd-boot-efi", "syslinux", "syslinux-common"], cwd=work,
+                   error=BootToolError, what="apt-get download")
         debs = {p.name.split("_")[0]: p for p in work.glob("*.deb")}
         tree = work / "tree"
         for name, members in ((found.group(1), ["./boot/vmlinuz-*"]),
                               ("busybox-static", ["./bin/busybox"]),
-                              ("systemd-boot-efi", ["./usr/lib/systemd/boot/efi/*x64.efi"])):
+                              ("systemd-boot-efi", ["./usr/lib/systemd/boot/efi/*x64.efi"]),
+                              ("syslinux", ["./usr/bin/syslinux"]),
+                              ("syslinux-common", ["./usr/lib/syslinux/mbr/mbr.bin"])):
             tree.mkdir(exist_ok=True)
             _unpack(debs[name], tree, members)
-        shutil.copyfile(next((tree / "boot").glob("vmlinuz-*")), kernel)
-        shutil.copyfile(tree / "bin" / "busybox", busybox)
-        busybox.chmod(0o755)
-        shutil.copyfile(tree / "usr/lib/systemd/boot/efi/systemd-bootx64.efi", sdboot)
-    return SelftestInputs(kernel, busybox, sdboot)
+        shutil.copyfile(tree / "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+                        found_inputs.systemd_boot)
+        shutil.copyfile(tree / "usr/lib/syslinux/mbr/mbr.bin", found_inputs.mbr)
+        for source, target in ((tree / "bin" / "busybox", found_inputs.busybox),
+                               (tree / "usr/bin/syslinux", found_inputs.syslinux)):
+            shutil.copyfile(source, target)
+            target.chmod(0o755)
+        # the kernel last: its presence marks a complete cache
+        shutil.copyfile(next((tree / "boot").glob("vmlinuz-*")), found_inputs.kernel)
+    return found_inputs
 
 
 def _unpack(deb: Path, target: Path, members: list[str]) -> None:
@@ -107,12 +118,15 @@ def write_initramfs(busybox: Path, target: Path) -> None:
 
 def build_selftest_image(inputs: SelftestInputs, output: Path, *, workdir: Path,
                          marker: str = "ok", sign: tuple[Path, Path] | None = None,
-                         table: str = "gpt") -> AssemblyResult:
+                         firmware: str = "uefi") -> AssemblyResult:
     """Assemble the self-test disk at ``output``; with ``sign=(key, cert)`` the loader and
-    the kernel are signed with ``sbsign`` for Secure Boot."""
+    the kernel are signed with ``sbsign`` for Secure Boot. ``firmware="bios"`` makes an
+    MBR disk booted by syslinux instead of a GPT disk with systemd-boot."""
     workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="selftest-", dir=workdir))
     try:
+        if firmware == "bios":
+            return _bios_image(inputs, output, work, marker)
         esp = work / "esp"
         (esp / "EFI" / "BOOT").mkdir(parents=True)
         (esp / "loader" / "entries").mkdir(parents=True)
@@ -130,13 +144,40 @@ def build_selftest_image(inputs: SelftestInputs, output: Path, *, workdir: Path,
         root = work / "root"
         (root / "etc").mkdir(parents=True)
         (root / "etc" / "hostname").write_text("testimage\n")
-        disk = Disk(size=None, partition_table=table,  # type: ignore[arg-type]
+        disk = Disk(size=None, partition_table="gpt",
                     partitions=(Partition("esp", "esp", 48 * MIB),
                                 Partition("root", "root", 16 * MIB)))
         layout = plan_layout(disk, seed=f"selftest:{marker}")
         return assemble(layout, {"esp": esp, "root": root}, output, workdir=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _bios_image(inputs: SelftestInputs, output: Path, work: Path,
+                marker: str) -> AssemblyResult:
+    """MBR disk, one active FAT partition with syslinux (installed with mtools, no mount),
+    syslinux's mbr.bin as boot code."""
+    boot_tree = work / "boot"
+    boot_tree.mkdir()
+    shutil.copyfile(inputs.kernel, boot_tree / "vmlinuz")
+    write_initramfs(inputs.busybox, boot_tree / "initrd.img")
+    (boot_tree / "syslinux.cfg").write_text(
+        "SERIAL 0 115200\nDEFAULT selftest\nPROMPT 0\nTIMEOUT 0\nLABEL selftest\n"
+        "  KERNEL /vmlinuz\n"
+        f"  APPEND initrd=/initrd.img console=ttyS0 loglevel=3 panic=-1 "
+        f"selftest.marker={marker}\n")
+    disk = Disk(size=None, partition_table="mbr",
+                partitions=(Partition("boot", "xbootldr", 48 * MIB),))
+    layout = plan_layout(disk, seed=f"selftest-bios:{marker}")
+    staged = work / "disk.raw"
+    result = assemble(layout, {"boot": boot_tree}, staged, workdir=work)
+    runner.run([inputs.syslinux, "--install", "--offset", str(layout.partitions[0].start),
+                staged], env={"MTOOLS_SKIP_CHECK": "1"}, error=BootToolError,
+               what="syslinux --install")
+    write_boot_code(staged, inputs.mbr.read_bytes())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staged, output)
+    return attrs.evolve(result, output=output.absolute())
 
 
 def _sbsign(binary: Path, key: Path, cert: Path) -> None:

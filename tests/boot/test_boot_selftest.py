@@ -74,3 +74,15 @@ def test_secure_boot_accepts_signed_and_refuses_unsigned(
         boot(unsigned.output, expect=LOGIN, secure_boot=True, secure_boot_cert=cert,
              timeout=120)
     assert "failed to load Boot0001" in str(info.value)
+
+
+def test_bios_mbr_image_boots_with_seabios(tmp_path: Path, inputs: SelftestInputs) -> None:
+    built = build_selftest_image(inputs, tmp_path / "bios.raw", workdir=tmp_path / "work",
+                                 marker="bios", firmware="bios")
+    assert built.layout.table == "mbr"
+    assert built.output.read_bytes()[510:512] == b"\x55\xaa"
+    result = boot(built.output, firmware="bios", expect=LOGIN, timeout=120,
+                  markers=["selftest: marker bios"])
+    print(result.summary)
+    assert result.firmware == "bios"
+    assert read_file(built.output, 1, "/syslinux.cfg").startswith(b"SERIAL 0")

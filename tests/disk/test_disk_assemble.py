@@ -300,3 +300,15 @@ def test_unknown_tree_name_is_refused(tmp_path: Path, root_tree: Path) -> None:
         Partition("root", "root", None),)), seed="x")
     with pytest.raises(ComposeError, match="not in the layout"):
         assemble(layout, {"rooot": root_tree}, tmp_path / "d.raw", workdir=tmp_path / "w")
+
+
+def test_boot_code_keeps_the_partition_table(tmp_path: Path, root_tree: Path) -> None:
+    from imagecomposer.compose.disk.table import write_boot_code
+
+    disk = Disk(size=64 * M, partition_table="mbr", partitions=(Partition("root", "root", None),))
+    result = build(tmp_path, disk, {"root": root_tree})
+    before = sh("sfdisk", "--dump", result.output)
+    write_boot_code(result.output, b"\xeb\x63" + bytes(510))  # a 512-byte boot.img
+    data = result.output.read_bytes()[:512]
+    assert data[:2] == b"\xeb\x63" and data[510:] == b"\x55\xaa"
+    assert sh("sfdisk", "--dump", result.output) == before

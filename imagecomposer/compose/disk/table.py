@@ -59,3 +59,15 @@ def read_table(disk: Path) -> dict[str, Any]:
     done = runner.run(["sfdisk", "--json", disk], capture=True, error=DiskToolError)
     table: dict[str, Any] = json.loads(done.stdout)["partitiontable"]
     return table
+
+
+MBR_CODE_SIZE = 440  # boot code area before the disk signature and the partition entries
+
+
+def write_boot_code(disk: Path, code: bytes) -> None:
+    """Write BIOS boot code (syslinux's mbr.bin, GRUB's boot.img) into the MBR, leaving the
+    disk signature and the partition table behind it untouched."""
+    if len(code) > MBR_CODE_SIZE:
+        code = code[:MBR_CODE_SIZE]  # boot.img is 512 bytes; only its code part is ours
+    with disk.open("r+b") as handle:
+        handle.write(code)
