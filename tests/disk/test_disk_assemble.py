@@ -312,3 +312,14 @@ def test_boot_code_keeps_the_partition_table(tmp_path: Path, root_tree: Path) ->
     data = result.output.read_bytes()[:512]
     assert data[:2] == b"\xeb\x63" and data[510:] == b"\x55\xaa"
     assert sh("sfdisk", "--dump", result.output) == before
+
+
+@pytest.mark.parametrize(("size", "version"), [(4, "FAT12"), (16, "FAT16"), (40, "FAT32")])
+def test_fat_variant_follows_the_size(tmp_path: Path, esp_tree: Path, size: int,
+                                      version: str) -> None:
+    disk = Disk(size=None, partitions=(Partition("esp", "esp", size * M),))
+    result = build(tmp_path, disk, {"esp": esp_tree})
+    assert blkid(result.output, M)["VERSION"] == version
+    extract_partition(result.output, "esp", tmp_path / "fat.img")
+    sh("fsck.vfat", "-n", tmp_path / "fat.img")
+    assert read_file(result.output, "esp", "/loader/loader.conf") == b"timeout 0\n"

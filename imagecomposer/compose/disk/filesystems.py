@@ -135,8 +135,11 @@ def ext4_inodes(tree: Path, size: int) -> int:
 
 def fat_bits(size: int) -> int:
     """FAT32 with one sector per cluster from 36 MiB up (mkfs.vfat's default cluster size
-    produced invalid FAT32 here); FAT16 below, as FAT32 needs 65525 clusters."""
-    return 32 if size >= FAT32_MIN else 16
+    produced invalid FAT32 here); FAT32 needs 65525 clusters, so FAT16 below that, and
+    FAT12 below 9 MiB where mkfs.vfat cannot make FAT16 (too few clusters)."""
+    if size >= FAT32_MIN:
+        return 32
+    return 16 if size >= 9 * MIB else 12
 
 
 def _vfat(part: PlannedPartition, tree: Path | None, target: Path, offset: int,

@@ -32,7 +32,7 @@ DEFAULT_MOUNTPOINTS = {"root": "/", "home": "/home", "var": "/var", "xbootldr": 
 DEFAULT_FILESYSTEMS = {"esp": "vfat", "xbootldr": "vfat", "swap": "swap", "verity": "none"}
 LABEL_LIMITS = {"ext4": 16, "xfs": 12, "vfat": 11, "swap": 15, "erofs": 15, "squashfs": 0,
                 "none": 0}
-FAT32_MIN = 36 * MIB  # below this an ESP is formatted FAT16 (FAT32 needs 65525 clusters)
+FAT32_MIN = 36 * MIB  # below this a FAT partition is FAT16 or FAT12 (FAT32 needs 65525 clusters)
 XFS_MIN = 300 * MIB  # mkfs.xfs refuses smaller filesystems
 VERITY_BLOCK = 4096
 VERITY_DIGEST = 32  # sha256
