@@ -147,3 +147,33 @@ def test_kvm_can_be_ruled_out(monkeypatch: pytest.MonkeyPatch) -> None:
         assert accel.kvm_works() is False
     finally:
         accel.kvm_works.cache_clear()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_qemu_dies_when_the_caller_is_terminated(tmp_path: Path,
+                                                 fake_qemu: Callable[[str], Path],
+                                                 signal_name: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    image = fake_qemu("still booting\\n")
+    code = ("import sys; from pathlib import Path; from imagecomposer.boot import boot\n"
+            "from imagecomposer.errors import BuildInterrupted\n"
+            "try:\n"
+            f"    boot(Path({str(image)!r}), timeout=300, accelerator='tcg')\n"
+            "except BuildInterrupted as exc:\n"
+            "    print(exc); sys.exit(130)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    caller = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              text=True)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "pid").exists():
+        assert time.monotonic() < deadline, "fake QEMU never started"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    caller.send_signal(getattr(signal, signal_name))
+    out, _ = caller.communicate(timeout=20)
+    if signal_name == "SIGTERM":
+        assert caller.returncode == 130 and "QEMU was stopped" in out
+    _assert_dead(tmp_path)
