@@ -164,7 +164,9 @@ def test_qemu_dies_when_the_caller_is_terminated(tmp_path: Path,
             f"    boot(Path({str(image)!r}), timeout=300, accelerator='tcg')\n"
             "except BuildInterrupted as exc:\n"
             "    print(exc); sys.exit(130)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    # TMPDIR: a SIGKILLed caller cannot remove its temporary directory; keep it in tmp_path
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "TMPDIR": str(tmp_path)}
     caller = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               text=True)
     deadline = time.monotonic() + 20
