@@ -162,8 +162,16 @@ class ComposeError(ImageComposerError):
     """The root tree, the configuration or the disk could not be built."""
 
 
+class DiskToolError(CommandError, ComposeError):
+    """A tool building the disk (sfdisk, mkfs.*, mcopy, veritysetup) failed."""
+
+
 class BootError(ImageComposerError):
     """A boot test did not reach a login prompt."""
+
+
+class BootToolError(CommandError, BootError):
+    """A tool preparing or running a boot test (virt-fw-vars, apt-get, sbsign) failed."""
 
 
 class SigningError(ImageComposerError):

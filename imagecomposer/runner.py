@@ -17,8 +17,9 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import attrs
 
@@ -161,3 +162,38 @@ def require(tool: str, package: str) -> str:
         raise ToolNotFound(f"Tool not found: {tool} (install the Debian package '{package}')",
                            [tool])
     return found
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask the kernel to SIGKILL the child when its parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def spawn(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO[bytes] | None = None,
+          stderr: int | IO[bytes] | None = None, env: Mapping[str, str] | None = None,
+          cwd: Path | str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a long-running tool (QEMU) that the caller watches while it runs.
+
+    The same choke point as :func:`run` (logged replayable command line, precise
+    :class:`ToolNotFound`), but the caller reads its output as it comes. The child runs in
+    its own process group and dies with its parent; leaving the ``with`` block kills the
+    whole group, whatever happened inside it.
+    """
+    args = [str(a) for a in argv]
+    log.info("+ %s", command_line(args, cwd=cwd, env=env))
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                                stdout=stdout, stderr=stderr, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+    except FileNotFoundError as exc:
+        raise ToolNotFound(f"Tool not found: {args[0]} (is its package installed?)",
+                           args) from exc
+    try:
+        yield proc
+    finally:
+        _kill(proc)

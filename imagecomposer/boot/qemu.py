@@ -1,0 +1,191 @@
+"""Boot a disk image in QEMU and wait for its login prompt on the serial console.
+
+The image is attached with ``snapshot=on`` so the boot never changes it; writes go to a
+temporary overlay QEMU discards. The serial console goes to a file that is polled for the
+expected text, for failure patterns (a kernel panic, Secure Boot's "Access Denied") and for
+markers a one-shot check unit printed. QEMU always dies when :func:`boot` returns or raises
+(its process group is killed; it also dies with this process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+
+import attrs
+
+from imagecomposer import runner
+from imagecomposer.boot.accel import kvm_works
+from imagecomposer.boot.firmware import find_ovmf, vars_copy
+from imagecomposer.errors import BootError, BuildInterrupted, UsageError
+
+Firmware = Literal["uefi", "bios"]
+TAIL_LINES = 40
+ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]")
+FAIL_ON = (
+    "Kernel panic - not syncing",
+    "Access Denied",  # OVMF refusing an image under Secure Boot
+    "KVM internal error",
+    "Give root password for maintenance",
+    "You are in emergency mode",
+)
+
+
+@attrs.frozen
+class BootResult:
+    seconds: float  # from starting QEMU to the expected text
+    console_tail: str
+    accelerator: str  # "kvm" or "tcg"
+    firmware: str
+    secure_boot: bool
+    markers: tuple[str, ...] = ()  # markers that were seen
+
+    @property
+    def summary(self) -> str:
+        return f"login prompt reached in {self.seconds:.1f} s ({self.accelerator})"
+
+
+def qemu_command(image: Path, *, console: Path, firmware: Firmware, accelerator: str,
+                 memory: str, cpus: int, code: Path | None, varstore: Path | None,
+                 secure_boot: bool, network: bool) -> list[str]:
+    """The QEMU command line (kept separate so it can be logged, tested and replayed)."""
+    machine = "q35"
+    if secure_boot:
+        machine += ",smm=on"
+    argv = [runner.require("qemu-system-x86_64", "qemu-system-x86"),
+            "-machine", f"{machine},accel={accelerator}",
+            "-cpu", "host" if accelerator == "kvm" else "max",
+            "-smp", str(cpus), "-m", memory, "-nodefaults", "-no-reboot",
+            "-display", "none", "-monitor", "none", "-serial", f"file:{console}",
+            "-drive", f"if=none,id=disk,format=raw,file={image},snapshot=on",
+            "-device", "virtio-blk-pci,drive=disk,bootindex=0",
+            "-device", "virtio-rng-pci"]
+    if network:
+        argv += ["-nic", "user,model=virtio-net-pci"]
+    else:
+        argv += ["-net", "none"]
+    if firmware == "uefi":
+        assert code is not None and varstore is not None
+        if secure_boot:
+            argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={varstore}"]
+    return argv
+
+
+def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
+         firmware: Firmware = "uefi", memory: str = "1G", cpus: int = 2,
+         expect: str = "login:", console_log: Path | None = None,
+         markers: Sequence[str] = (), fail_on: Sequence[str] = FAIL_ON,
+         secure_boot_cert: Path | None = None, network: bool = True,
+         accelerator: str | None = None,
+         check: Callable[[Path], None] | None = None) -> BootResult:
+    """Boot ``image`` until ``expect`` appears on the serial console.
+
+    ``markers`` must all appear before ``expect`` (a one-shot check unit's output); ``check``
+    runs afterwards on the image file for offline checks (see ``imagecomposer.boot.inspect``).
+    Secure Boot enrolls ``secure_boot_cert`` and enforces it. ``accelerator`` forces "kvm" or
+    "tcg"; by default KVM is used only when :func:`kvm_works`.
+    Raises :class:`BootError` with the console tail on timeout, QEMU exit or a failure text.
+    """
+    image = Path(image)
+    if not image.is_file():
+        raise UsageError(f"no such image: {image}")
+    if secure_boot and firmware != "uefi":
+        raise UsageError("Secure Boot needs UEFI firmware")
+    accel = accelerator or ("kvm" if kvm_works() else "tcg")
+    with tempfile.TemporaryDirectory(prefix="imagecomposer-boot-") as tmp:
+        work = Path(tmp)
+        console = console_log or work / "console.log"
+        console.parent.mkdir(parents=True, exist_ok=True)
+        console.write_bytes(b"")
+        code = varstore = None
+        if firmware == "uefi":
+            ovmf = find_ovmf(secure_boot=secure_boot)
+            code = ovmf.code
+            varstore = vars_copy(ovmf, work / "vars.fd", cert=secure_boot_cert)
+        argv = qemu_command(image.absolute(), console=console, firmware=firmware,
+                            accelerator=accel, memory=memory, cpus=cpus, code=code,
+                            varstore=varstore, secure_boot=secure_boot, network=network)
+        errors_path = work / "qemu.stderr"
+        with errors_path.open("wb") as errors, _sigterm_raises(), \
+                runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=errors) as proc:
+            seconds, seen = _watch(proc, console, errors_path, expect=expect, markers=markers,
+                                   fail_on=fail_on, timeout=timeout, accel=accel)
+        tail = _tail(_read(console))
+    if check is not None:
+        check(image)
+    return BootResult(seconds=seconds, console_tail=tail, accelerator=accel, firmware=firmware,
+                      secure_boot=secure_boot, markers=seen)
+
+
+def _watch(proc: subprocess.Popen[bytes], console: Path, errors: Path, *, expect: str,
+           markers: Sequence[str], fail_on: Sequence[str], timeout: float,
+           accel: str) -> tuple[float, tuple[str, ...]]:
+    began = time.monotonic()
+    while True:
+        text = _read(console)
+        elapsed = time.monotonic() - began
+        failed = next((f for f in fail_on if f in text or f in _read(errors)), None)
+        if failed is not None:
+            raise BootError(f"Boot failed after {elapsed:.1f} s ({accel}): '{failed}' on the "
+                            f"console\n{_indent(_tail(text + _read(errors)))}")
+        if expect in text:
+            head = text[: text.index(expect)]
+            missing = [m for m in markers if m not in head]
+            if missing:
+                raise BootError(f"Boot reached '{expect}' in {elapsed:.1f} s but the check "
+                                f"markers {missing} were not printed\n{_indent(_tail(text))}")
+            return elapsed, tuple(markers)
+        if proc.poll() is not None:
+            raise BootError(f"QEMU exited with code {proc.returncode} after {elapsed:.1f} s "
+                            f"before '{expect}'\n{_indent(_tail(text + _read(errors)))}")
+        if elapsed > timeout:
+            raise BootError(f"Boot timed out: no '{expect}' after {timeout:.0f} s ({accel})\n"
+                            f"{_indent(_tail(text))}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception while QEMU runs, so the ``finally`` that kills it
+    runs too (only from the main thread, and only if nobody else handles SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        raise BuildInterrupted("Boot test interrupted by SIGTERM; QEMU was stopped")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _tail(text: str) -> str:
+    """The last lines of console output, without the firmware's ANSI escapes."""
+    clean = ANSI.sub("", text).replace("\r", "")
+    return "\n".join([line for line in clean.splitlines() if line.strip()][-TAIL_LINES:])
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  | " + line for line in text.splitlines())
