@@ -244,10 +244,12 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 def cmd_boot(args: argparse.Namespace) -> int:
     from imagecomposer.boot import boot
 
+    if args.secure_boot and args.sb_cert is None:
+        raise UsageError("--secure-boot needs --sb-cert (the db certificate to enroll)")
     result = boot(args.image, timeout=args.timeout, secure_boot=args.secure_boot,
-                  db_cert=args.sb_cert, firmware="bios" if args.bios else "uefi",
+                  secure_boot_cert=args.sb_cert, firmware="bios" if args.bios else "uefi",
                   console_log=args.console_log)
-    print(result.summary())
+    print(result.summary)
     return 0
 
 
