@@ -68,10 +68,10 @@ class Progress:
         elif isinstance(event, PackageFetched):
             if event.downloaded:
                 self.done_packages += 1
-                self._update(force=not self.tty and self.done_packages == self.total_packages)
+                self._update(force=self.done_packages == self.total_packages)
         elif isinstance(event, FetchFinished):
             if self.tty and self.total_packages:
-                self.stream.write("\r\033[K")
+                self.stream.write("\n")  # keep the final bar
                 self.stream.flush()
             rate = event.downloaded_bytes / event.seconds if event.seconds > 0 else 0.0
             log.info("packages: downloaded %d (%s, %s/s), %d from the cache, %.1f s",

@@ -71,8 +71,9 @@ def _deb822(path: Path, text: str) -> Iterator[AptSource]:
                             fields.get("signed-by"), str(path))
 
 
-def read_sources(etc: Path = APT_ETC) -> list[AptSource]:
+def read_sources(etc: Path | None = None) -> list[AptSource]:
     """Every enabled ``deb`` source of the host, in apt's reading order."""
+    etc = etc or APT_ETC
     found: list[AptSource] = []
     main = etc / "sources.list"
     files: Iterable[Path] = [main] if main.is_file() else []
@@ -89,7 +90,7 @@ def read_sources(etc: Path = APT_ETC) -> list[AptSource]:
     return found
 
 
-def mirror_for(suite: str, etc: Path = APT_ETC) -> str | None:
+def mirror_for(suite: str, etc: Path | None = None) -> str | None:
     """The URI of the first host source that serves ``suite``, or None."""
     for source in read_sources(etc):
         if suite in source.suites and source.uri.startswith(("http://", "https://", "file:")):

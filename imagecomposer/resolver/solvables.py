@@ -6,6 +6,7 @@ libsolv in the same attributes whatever the metadata format was.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any, Literal
 
 from imagecomposer.resolver.lock import LockedPackage
@@ -32,7 +33,8 @@ def locked_package(solvable: Any, *, repository: str, base_url: str,
         version=solvable.evr,
         arch=solvable.arch,
         repository=repository,
-        url=base_url.rstrip("/") + "/" + str(location).lstrip("/"),
+        url=base_url.rstrip("/") + "/" + urllib.parse.quote(str(location).lstrip("/"),
+                                                          safe="/+~"),
         sha256=sha256_of(solvable),
         size=int(size),
         kind=kind,
