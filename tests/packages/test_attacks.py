@@ -52,7 +52,7 @@ def test_tampered_packages(config: Config, archive: DebArchive) -> None:
     text = lzma.decompress(packages.read_bytes()).replace(b"Version: 5.2.15-2",
                                                           b"Version: 9.9.9-9")
     packages.write_bytes(lzma.compress(text))
-    with pytest.raises(ChecksumMismatch, match="Checksum mismatch: .*Packages.xz"):
+    with pytest.raises(ChecksumMismatch, match=r"Checksum mismatch: .*Packages.xz"):
         resolve(config)
     by_hash = config.metadata_cache_dir / "by-hash"
     assert not by_hash.exists() or list(by_hash.iterdir()) == []
@@ -86,7 +86,7 @@ def test_expired_release(tmp_path: Path, config: Config, archive: DebArchive,
                          server: RepoServer, gpg_key: GpgKey) -> None:
     archive.valid_until["bookworm-security"] = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     archive.publish()
-    with pytest.raises(MetadataExpired, match="expired on .*check_valid_until: false"):
+    with pytest.raises(MetadataExpired, match=r"expired on .*check_valid_until: false"):
         resolve(config)
     snapshot = make_config(tmp_path, server.url + "/debian", gpg_key.keyring,
                            check_valid_until=False)
@@ -98,7 +98,7 @@ def test_tampered_deb(config: Config, archive: DebArchive) -> None:
     deb = archive.deb_path("bash")
     deb.write_bytes(deb.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
     cache = fast_cache(config)
-    with pytest.raises(ChecksumMismatch, match="Checksum mismatch: .*bash"):
+    with pytest.raises(ChecksumMismatch, match=r"Checksum mismatch: .*bash"):
         cache.fetch(lock, parallel=1)
     bash = lock.package("bash")
     assert bash is not None and not cache.path_for(bash).exists()

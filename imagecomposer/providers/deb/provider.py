@@ -62,11 +62,18 @@ class DebProvider:
     def arch(self) -> str:
         return self._arch
 
-    def _mirror(self, role: str, suite: str) -> str:
+    def _mirror(self, role: str) -> str:
+        """The configured mirror for ``role`` (main, security), or the host's.
+
+        With ``auto`` the host's apt sources are searched for the first suite of that role
+        in the profile (bookworm, bookworm-security); the other suites of the role (e.g.
+        bookworm-updates) come from the same archive.
+        """
         key = "mirror" if role == "main" else "security_mirror"
         value = getattr(self.settings, key)
         if value and value != "auto":
             return str(value)
+        suite = next(r.suite for r in self.profile.repositories if r.mirror == role)
         found = aptsources.mirror_for(suite)
         if found:
             return found
@@ -81,7 +88,7 @@ class DebProvider:
         hint = (f"for a snapshot, set providers.{self.os}.check_valid_until: false in the "
                 "global configuration")
         sources = [
-            DebSource(name=r.suite, url=self._mirror(r.mirror, r.suite), suite=r.suite,
+            DebSource(name=r.suite, url=self._mirror(r.mirror), suite=r.suite,
                       components=self.profile.components, arch=self._arch, keyring=keyring,
                       check_valid_until=self.settings.check_valid_until, hint=hint)
             for r in self.profile.repositories
