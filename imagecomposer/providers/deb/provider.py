@@ -161,6 +161,10 @@ class DebProvider:
         if disabled:
             pool.set_disabled_list(disabled)
 
+    def index_files(self) -> list[Path]:
+        """The verified Packages files loaded (for comparisons with apt; after load)."""
+        return [i.index for i in self._facts() if i.index is not None]
+
     def _facts(self) -> list[LoadedIndex]:
         if not self._loaded:
             raise RepositoryError("DebProvider.load(pool) must run before asking for the "

@@ -55,6 +55,7 @@ class LoadedIndex:
     base_url: str  # Filename fields are relative to this
     facts: IndexFacts
     from_cache: bool
+    index: Path | None = None  # the verified (compressed) Packages file, when there is one
 
 
 def _local_dir(url: str) -> Path | None:
@@ -234,7 +235,8 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             fp.close()
         if ok:
             facts = IndexFacts.from_json(json.loads(json_path.read_text()))
-            return LoadedIndex(repo, source, base, facts, True)
+            return LoadedIndex(repo, source, base, facts, True,
+                               path if path.is_file() else None)
         repo.free(True)
     facts, sizes = scan(_decompress(path))
     repo = _fresh_repo(pool, source)
@@ -245,4 +247,4 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
         fp.close()
     _set_sizes(repo, sizes)
     store.write_solv(entry.sha256, repo, facts.to_json())
-    return LoadedIndex(repo, source, base, facts, False)
+    return LoadedIndex(repo, source, base, facts, False, path)
