@@ -7,6 +7,9 @@ Three kinds of entries, all written atomically (temporary name, then rename):
   load costs one round trip that answers 304.
 - ``by-hash/``: index files (Packages.xz, primary.xml.zst) stored by the SHA256 their signed
   release file names; an index whose hash is unchanged is never downloaded again.
+- ``verified/``: the signed text of a release file gpgv accepted, keyed by the SHA256 of
+  the exact signed bytes and of the keyring; unchanged bytes checked against an unchanged
+  keyring need no second gpgv run (Valid-Until is still checked on every load).
 - ``solv/``: the parsed pool of one index as a libsolv ``.solv`` file plus a JSON sidecar,
   keyed by the index hash and the libsolv version; loading it is ~20x faster than parsing.
 """
@@ -66,6 +69,21 @@ class MetadataStore:
                 "last-modified": resp_headers.get("last-modified")}
         _atomic_write(meta_path, json.dumps(meta).encode())
         return body
+
+    def _verified_path(self, signed: bytes, keyring: Path) -> Path:
+        digest = hashlib.sha256(signed)
+        digest.update(hashlib.sha256(keyring.read_bytes()).digest())
+        return self.root / "verified" / digest.hexdigest()
+
+    def verified(self, signed: bytes, keyring: Path) -> str | None:
+        """The text gpgv accepted for exactly these bytes and this keyring, if any."""
+        try:
+            return self._verified_path(signed, keyring).read_text()
+        except OSError:
+            return None
+
+    def remember_verified(self, signed: bytes, keyring: Path, text: str) -> None:
+        _atomic_write(self._verified_path(signed, keyring), text.encode())
 
     def index(self, url: str, sha256: str, size: int | None, suffix: str) -> Path:
         """The index file with this ``sha256``, downloaded (and verified) only if missing."""

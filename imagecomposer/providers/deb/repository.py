@@ -139,7 +139,7 @@ def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
         if source.trusted:
             return rel.parse_release(_strip_clearsign(inrelease.decode("utf-8", "replace")))
         assert keyring is not None
-        return rel.parse_release(rel.verify(keyring, inrelease=inrelease, what=what))
+        return rel.parse_release(_verify(store, keyring, inrelease, None, what))
     try:
         release = store.document(dist_url + "Release")
     except NotFound:
@@ -155,8 +155,21 @@ def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
         raise SignatureError(f"Signature verification failed for {what}: Release is not "
                                  "signed (no InRelease, no Release.gpg)") from None
     assert keyring is not None
-    return rel.parse_release(rel.verify(keyring, release=release, signature=signature,
-                                        what=what))
+    return rel.parse_release(_verify(store, keyring, release, signature, what))
+
+
+def _verify(store: MetadataStore, keyring: Path, signed: bytes, signature: bytes | None,
+            what: str) -> str:
+    """gpgv's verdict, reused when these exact bytes were verified with this keyring."""
+    key = signed if signature is None else signed + b"\0" + signature
+    text = store.verified(key, keyring)
+    if text is None:
+        if signature is None:
+            text = rel.verify(keyring, inrelease=signed, what=what)
+        else:
+            text = rel.verify(keyring, release=signed, signature=signature, what=what)
+        store.remember_verified(key, keyring, text)
+    return text
 
 
 def _strip_clearsign(text: str) -> str:
