@@ -130,3 +130,26 @@ def test_progress_bar_on_tty(config: Config, lock: Lock) -> None:
     bar = out.getvalue()
     assert f"{len(lock.packages)}/{len(lock.packages)} packages" in bar
     assert "/s ETA" in bar and "\r" in bar
+
+
+def test_packages_stage_then_locked_rebuild(config: Config, server: RepoServer,
+                                            tmp_path: Path) -> None:
+    from imagecomposer.packages import run_packages_stage
+
+    lock_path = tmp_path / "out" / "packages.lock.json"
+    first = run_packages_stage(make_spec(("openssh-server",)), config, lock_path=lock_path)
+    first.cache.close()
+    assert Lock.read(lock_path) == first.lock and first.resolution is not None
+    downloads = server.count(".deb")
+    assert downloads == len(first.lock.packages)
+    metadata = server.count("InRelease")
+    again = run_packages_stage(make_spec(("openssh-server",)), config, lock_path=lock_path,
+                               locked=True)
+    assert again.packages == first.packages and again.resolution is None
+    assert server.count(".deb") == downloads and server.count("InRelease") == metadata
+    # --no-package-cache: a throwaway store, gone after close()
+    throwaway = run_packages_stage(make_spec(("openssh-server",)), config,
+                                   lock_path=lock_path, locked=True, use_package_cache=False)
+    assert server.count(".deb") == 2 * downloads
+    throwaway.cache.close()
+    assert not throwaway.cache.root.exists()
