@@ -153,3 +153,21 @@ def test_packages_stage_then_locked_rebuild(config: Config, server: RepoServer,
     assert server.count(".deb") == 2 * downloads
     throwaway.cache.close()
     assert not throwaway.cache.root.exists()
+
+
+def test_parts_of_a_killed_build_are_removed(config: Config, lock: Lock) -> None:
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = PackageCache(config)
+    package = lock.packages[0]
+    target = cache.path_for(package)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stale = target.with_name(f".{target.name}.part-{dead.pid}-1-2")
+    stale.write_bytes(b"half a package")
+    mine = target.with_name(f".{target.name}.part-{1}-1-2")  # pid 1 is alive: kept
+    mine.write_bytes(b"someone else's download in progress")
+    cache.fetch(lock)
+    assert not stale.exists() and mine.exists()
+    assert all(not e.path.name.startswith(".") for e in cache.list())
