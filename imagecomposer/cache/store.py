@@ -143,7 +143,12 @@ class PackageCache:
                 alive = False
             except PermissionError:
                 pass
-            if not alive or (pid == os.getpid() and time.time() - part.stat().st_mtime > DAY):
+            try:  # another thread or build may rename or remove it meanwhile
+                stale = not alive or (pid == os.getpid()
+                                      and time.time() - part.stat().st_mtime > DAY)
+            except FileNotFoundError:
+                continue
+            if stale:
                 part.unlink(missing_ok=True)
 
     def list(self) -> builtins.list[CacheEntry]:
@@ -155,7 +160,10 @@ class PackageCache:
                 continue
             sha = path.name.split(".", 1)[0]
             meta = index.get(sha, {})
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # evicted by a concurrent prune
+                continue
             entries.append(CacheEntry(
                 sha256=sha, path=path, size=stat.st_size, name=meta.get("name", "?"),
                 version=meta.get("version", "?"), arch=meta.get("arch", "?"),

@@ -153,6 +153,13 @@ class Resolver:
                     requested=tuple([*profile_names, *packages.install]))
         reasons = _reasons(solver, pool, installed, spec_names,
                            f"{base.os} {base.version} base.type {base.type}")
+        for entry in locked:  # say which part of the profile's request it was
+            reason = reasons.get(entry.name)
+            if reason is not None and reason.kind == "profile":
+                why = ("Essential: yes" if entry.essential else
+                       "Priority: required" if entry.priority == "required" else "")
+                if why:
+                    reasons[entry.name] = Reason("profile", detail=f"{reason.detail}, {why}")
         seconds = time.monotonic() - start
         if self.events is not None:
             self.events(Resolved(len(locked), sum(p.size for p in locked), seconds))

@@ -148,3 +148,14 @@ def test_404_for_one_package(config: Config, server: RepoServer) -> None:
 
     for entry in cache.list():
         assert hashlib.sha256(entry.path.read_bytes()).hexdigest() == entry.sha256
+
+
+def test_release_of_another_suite_is_refused(config: Config, archive: DebArchive) -> None:
+    # validly signed, but the updates suite's Release replayed as the release suite's
+    import shutil
+
+    shutil.copyfile(archive.release_dir("bookworm-updates") / "InRelease",
+                    archive.release_dir("bookworm") / "InRelease")
+    with pytest.raises(SignatureError, match="its Release is for bookworm-updates, not "
+                                             "bookworm"):
+        resolve(config)

@@ -140,3 +140,24 @@ def test_default_config_has_no_mirror_host() -> None:
     config = Config(core=Core())
     assert config.providers["debian"].mirror == "auto"
     assert isinstance(config.providers["debian"], ProviderConfig)
+
+
+def test_ubuntu_profile_with_configured_provider(tmp_path: Path, www: Path, gpg_key: GpgKey,
+                                                 server: RepoServer) -> None:
+    archive = DebArchive(www / "ubuntu", gpg_key)
+    archive.add("noble", *base_system(kernel="linux-image-generic"))
+    for suite in ("noble", "noble-updates", "noble-security"):
+        archive.add(suite, component="universe")  # the profile's components: main universe
+    archive.add("noble-updates")
+    archive.add("noble-security")
+    archive.publish()
+    config = Config(core=Core(cache_dir=tmp_path / "cache"), providers={
+        "ubuntu": ProviderConfig(kind="deb", mirror=server.url + "/ubuntu",
+                                 security_mirror=server.url + "/ubuntu",
+                                 keyring=gpg_key.keyring)})
+    res = Resolver(config).resolve(make_spec(os="ubuntu", version="24.04"))
+    assert {"linux-image-generic", "systemd-boot", "systemd-sysv"} <= {
+        p.name for p in res.lock.packages}
+    assert [r.suite for r in res.lock.repositories] == ["noble", "noble-updates",
+                                                        "noble-security"]
+    assert "Essential: yes" in res.explain("bash")

@@ -128,16 +128,7 @@ class DebProvider:
             keyring = None
             if not source.trusted and source.keyring is not None:
                 keyring = gpg_keyring(source.keyring, keyrings)
-            if not source.trusted and keyring is None and "://" in source.url \
-                    and not source.url.startswith("file:"):
-                raise ConfigError(f"repository {source.name!r} has no keyring")
-            if keyring is None and not source.trusted and source.url.startswith("file:"):
-                raise ConfigError(f"repository {source.name!r} ({source.url}) has no key: "
-                                  "set key:, or trusted: true to skip signature checks")
-            try:
-                loaded = load_source(pool, source, self.store, keyring)
-            except ConfigError:
-                raise
+            loaded = load_source(pool, source, self.store, keyring)
             for item in loaded:
                 self._loaded[item.repo.id] = item
                 repos.append(item.repo)

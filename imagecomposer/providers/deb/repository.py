@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from imagecomposer.cache.http import NotFound
-from imagecomposer.errors import RepositoryError, SignatureError
+from imagecomposer.errors import ConfigError, RepositoryError, SignatureError
 from imagecomposer.providers.deb import release as rel
 from imagecomposer.providers.deb.index import IndexFacts, index_directory, scan
 from imagecomposer.providers.metadata import MetadataStore
@@ -128,6 +128,10 @@ def load_local(pool: Any, source: DebSource, directory: Path) -> list[LoadedInde
 
 def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
              keyring: Path | None) -> rel.Release | None:
+    if keyring is None and not source.trusted:
+        raise ConfigError(f"repository {source.name!r} ({source.url}) has no key: set key: "
+                          "to its OpenPGP public key file, or trusted: true to skip "
+                          "signature checks")
     try:
         inrelease: bytes | None = store.document(dist_url + "InRelease")
     except NotFound:
@@ -191,6 +195,13 @@ def load_source(pool: Any, source: DebSource, store: MetadataStore,
     release = _release(store, source, dist_url, what, keyring)
     if release is not None and source.check_valid_until:
         release.check_valid_until(what, source.hint)
+    if release is not None and source.suite:
+        names = {release.fields.get("suite"), release.fields.get("codename")} - {None}
+        if names and source.suite not in names:
+            # a validly signed Release of another suite (replay/downgrade): refuse it
+            raise SignatureError(f"Signature verification failed for {what}: its Release is "
+                                 f"for {' / '.join(sorted(n for n in names if n))}, not "
+                                 f"{source.suite}")
     if release is not None and source.suite:
         suite_arches = release.fields.get("architectures", "").split()
         if suite_arches and source.arch not in suite_arches:
