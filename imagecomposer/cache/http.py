@@ -78,6 +78,11 @@ class Http:
 
     def headers(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = {"User-Agent": "imagecomposer", "Accept-Encoding": "identity"}
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None:  # user:password@ in a configured mirror URL
+            token = (f"{urllib.parse.unquote(parts.username)}:"
+                     f"{urllib.parse.unquote(parts.password or '')}").encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
         for cred in self.credentials:
             if url.startswith(cred.url_prefix):
                 token = f"{cred.username}:{_password(cred)}".encode()
@@ -109,7 +114,8 @@ class Http:
         last = ""
         for attempt in self._attempts(url):
             try:
-                resp = self.pool.request("GET", url, headers=self.headers(url, headers),
+                resp = self.pool.request("GET", _redact(url),
+                                         headers=self.headers(url, headers),
                                          decode_content=False, redirect=True)
             except urllib3.exceptions.HTTPError as exc:
                 last = str(exc)
@@ -198,7 +204,8 @@ class Http:
             except FileNotFoundError:
                 raise NotFound(f"Download failed: {url}: no such file") from None
             return
-        resp = self.pool.request("GET", url, headers=self.headers(url), preload_content=False,
+        resp = self.pool.request("GET", _redact(url), headers=self.headers(url),
+                                 preload_content=False,
                                  decode_content=False, redirect=True)
         try:
             if resp.status == 404:

@@ -161,3 +161,13 @@ def test_ubuntu_profile_with_configured_provider(tmp_path: Path, www: Path, gpg_
     assert [r.suite for r in res.lock.repositories] == ["noble", "noble-updates",
                                                         "noble-security"]
     assert "Essential: yes" in res.explain("bash")
+
+
+def test_credentials_never_in_urls(config: Config, tmp_path: Path, gpg_key: GpgKey) -> None:
+    spec = make_spec(repositories=(Repository(name="x", url="https://u:pw@repo.invalid/deb",
+                                              suite="stable", key=gpg_key.keyring),))
+    with pytest.raises(ConfigError, match="credentials must not be written in the spec"):
+        provider_for(spec, config)
+    leaky = make_config(tmp_path, "http://u:pw@mirror.invalid/debian", gpg_key.keyring)
+    with pytest.raises(ConfigError, match="do not put credentials in the URL"):
+        provider_for(make_spec(), leaky)

@@ -72,6 +72,10 @@ class DebProvider:
         key = "mirror" if role == "main" else "security_mirror"
         value = getattr(self.settings, key)
         if value and value != "auto":
+            if "@" in str(value).split("://", 1)[-1].split("/", 1)[0]:
+                raise ConfigError(f"providers.{self.os}.{key}: do not put credentials in the "
+                                  "URL (they would end up in locks and logs); use the "
+                                  "credentials section (url_prefix, username, password_env)")
             return str(value)
         suite = next(r.suite for r in self.profile.repositories if r.mirror == role)
         found = aptsources.mirror_for(suite)
@@ -100,6 +104,10 @@ class DebProvider:
         return sources
 
     def _extra(self, repo: Repository, hint: str) -> DebSource:
+        if "@" in repo.url.split("://", 1)[-1].split("/", 1)[0]:
+            raise ConfigError(f"repository {repo.name!r}: credentials must not be written in "
+                              "the spec; put them in the global configuration (credentials: "
+                              "url_prefix, username, password_env)")
         if repo.key is None and not repo.trusted and "://" in repo.url \
                 and not repo.url.startswith("file:"):
             raise ConfigError(f"repository {repo.name!r} has no key: set key: to its "
