@@ -7,6 +7,7 @@ providers themselves live in ``imagecomposer.providers.<kind>``.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,9 @@ def provider_for(spec: Spec, config: Config, *, cache_dir: Path | None = None,
             raise ProviderNotConfigured(
                 f"Provider '{os_name}' has kind rpm, which this build does not support") \
                 from exc
-        provider: Provider = module.RpmProvider(spec, config, cache_dir=cache_dir,
-                                                events=events)
+        factory = module.RpmProvider
+        extra = ({"events": events}
+                 if "events" in inspect.signature(factory).parameters else {})
+        provider: Provider = factory(spec, config, cache_dir=cache_dir, **extra)
         return provider
     raise ProviderNotConfigured(f"Provider '{os_name}' has unknown kind {settings.kind!r}")
