@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -143,13 +144,21 @@ class Http:
         ``on_bytes(n)`` is called as data arrives (negative n when a retry discards bytes).
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{id(self):x}-{time.monotonic_ns()}")
+        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident():x}-"
+                             f"{time.monotonic_ns()}")
         last = ""
+        received = [0]
+
+        def count(n: int) -> None:
+            received[0] += n
+            if on_bytes is not None:
+                on_bytes(n)
+
         try:
             for attempt in self._attempts(url):
-                received = 0
+                received[0] = 0
                 try:
-                    received = self._stream(url, tmp, sha256, size, on_bytes)
+                    self._stream(url, tmp, sha256, size, count)
                     tmp.replace(dest)
                     return
                 except (NotFound, ChecksumMismatch):
@@ -162,8 +171,8 @@ class Http:
                     if url.startswith("file:"):
                         raise DownloadError(f"Download failed: {url}: {exc}") from exc
                     last = str(exc)
-                if on_bytes is not None and received:
-                    on_bytes(-received)
+                if on_bytes is not None and received[0]:
+                    on_bytes(-received[0])  # the failed attempt's bytes are discarded
                 if attempt < self.retries:
                     log.warning("retrying %s after error: %s", _redact(url), last)
                     self._sleep(attempt)
