@@ -159,3 +159,26 @@ def test_release_of_another_suite_is_refused(config: Config, archive: DebArchive
     with pytest.raises(SignatureError, match="its Release is for bookworm-updates, not "
                                              "bookworm"):
         resolve(config)
+
+
+def test_ctrl_c_during_download_leaves_no_partial_file(config: Config,
+                                                       server: RepoServer) -> None:
+    import _thread
+    import threading
+
+    from imagecomposer.errors import BuildInterrupted
+
+    lock = resolve(config)
+    libc = lock.package("libc6")
+    assert libc is not None
+    server.stall.add(libc.url[len(server.url):])  # 100 bytes, then nothing
+    cache = fast_cache(config, stall_timeout=1.0)
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    with pytest.raises(BuildInterrupted, match="partial downloads were removed"):
+        cache.fetch(lock, parallel=2)
+    assert not cache.path_for(libc).exists()
+    no_partial_files(cache.root)
+    import hashlib
+
+    for entry in cache.list():
+        assert hashlib.sha256(entry.path.read_bytes()).hexdigest() == entry.sha256
