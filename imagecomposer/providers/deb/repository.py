@@ -262,13 +262,8 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             return LoadedIndex(repo, source, base, facts, True,
                                path if path.is_file() else None)
         repo.free(True)
-    facts, sizes = scan(_decompress(path))
-    repo = _fresh_repo(pool, source)
-    fp = solv.xfopen(str(path))
-    try:
-        repo.add_debpackages(fp)
-    finally:
-        fp.close()
-    _set_sizes(repo, sizes)
+    text = _decompress(path)  # once: libsolv parses the plain text, no second xz pass
+    facts, sizes = scan(text)
+    repo = _load_text(pool, source, text, sizes)
     store.write_solv(entry.sha256, repo, facts.to_json())
     return LoadedIndex(repo, source, base, facts, False, path)
