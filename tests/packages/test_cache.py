@@ -171,3 +171,13 @@ def test_parts_of_a_killed_build_are_removed(config: Config, lock: Lock) -> None
     cache.fetch(lock)
     assert not stale.exists() and mine.exists()
     assert all(not e.path.name.startswith(".") for e in cache.list())
+
+
+def test_format_entries(config: Config, lock: Lock) -> None:
+    from imagecomposer.cache import format_entries
+
+    cache = PackageCache(config)
+    cache.fetch(lock)
+    text = format_entries(cache.clean(dry_run=True), verb="would remove")
+    assert "bash" in text and "5.2.15-2" in text
+    assert text.splitlines()[-1].startswith(f"would remove {len(lock.packages)} package(s), ")
