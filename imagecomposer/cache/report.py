@@ -1,0 +1,25 @@
+"""Plain-text tables of cache entries for ``imagecomposer cache list|prune|clean``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from imagecomposer.cache.progress import human
+from imagecomposer.cache.store import CacheEntry
+
+
+def format_entries(entries: Sequence[CacheEntry], *, verb: str = "") -> str:
+    """One line per entry (name, version, size, last use), then a total.
+
+    ``verb`` prefixes the total ("removed", "would remove").
+    """
+    lines = []
+    for e in sorted(entries, key=lambda e: (e.name, e.version)):
+        used = dt.datetime.fromtimestamp(e.last_used, dt.UTC).strftime("%Y-%m-%d")
+        lines.append(f"{e.name:<40} {e.version:<32} {e.arch:<6} {human(e.size):>10}  "
+                     f"{used}  {e.sha256[:12]}")
+    total = sum(e.size for e in entries)
+    head = f"{verb} " if verb else ""
+    lines.append(f"{head}{len(entries)} package(s), {human(total)}")
+    return "\n".join(lines)

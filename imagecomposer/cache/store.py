@@ -1,0 +1,323 @@
+"""The content-addressed package store shared by every build on the machine.
+
+Layout under ``Config.package_cache_dir``::
+
+    objects/ab/ab12...ef.deb   the package whose SHA256 is ab12...ef (written only after
+                               its hash was checked while streaming, then renamed in)
+    index.json                 sha256 -> name, version, arch, size, added, last_used
+    .lock                      fcntl lock: index updates and eviction are exclusive
+
+The object files are the truth; the index only remembers names and access times for
+``cache list`` and LRU eviction, and entries are reconciled against the objects on every
+read. Temporary download files carry the downloading process id, so those left behind by a
+killed build are recognised and removed. ``enabled=False`` (``--no-package-cache``) gives a
+throwaway store in the work directory, removed by :meth:`PackageCache.close`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from imagecomposer.cache.http import Http
+from imagecomposer.config.model import Config
+from imagecomposer.errors import BuildInterrupted, CacheError, ImageComposerError, LockError
+from imagecomposer.events import (
+    DownloadProgress,
+    Event,
+    FetchFinished,
+    FetchStarted,
+    PackageFetched,
+)
+from imagecomposer.providers.base import Provider
+from imagecomposer.resolver.lock import Lock, LockedPackage
+
+log = logging.getLogger("imagecomposer.cache")
+
+_PART = re.compile(r"^\..+\.part-(\d+)-")
+DAY = 86400.0
+
+
+@attrs.frozen
+class CacheEntry:
+    sha256: str
+    path: Path
+    size: int
+    name: str = "?"
+    version: str = "?"
+    arch: str = "?"
+    added: float = 0.0
+    last_used: float = 0.0
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class PackageCache:
+    """Fetch a :class:`Lock`'s packages into the store; list, prune and clean it."""
+
+    def __init__(self, config: Config, *, enabled: bool = True, http: Http | None = None
+                 ) -> None:
+        self.config = config
+        settings = config.storage.package_cache
+        self.enabled = enabled and settings.enabled
+        self.max_bytes = int(settings.max_size_gb * 1024**3)
+        self.retention = settings.retention_days * DAY
+        if self.enabled:
+            self.root = config.package_cache_dir
+        else:
+            base = config.core.work_dir
+            base.mkdir(parents=True, exist_ok=True)
+            self.root = Path(tempfile.mkdtemp(prefix="packages-", dir=base))
+        self.objects = self.root / "objects"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.http = http or Http(config, maxsize=max(config.core.parallel, 8))
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove a throwaway store (``enabled=False``); no-op for the shared one."""
+        if not self.enabled:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> PackageCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.root / ".lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def path_for(self, package: LockedPackage) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", package.sha256):
+            raise LockError(f"package {package.name} has no valid SHA256 in the lock")
+        ext = "rpm" if package.kind == "rpm" else "deb"
+        return self.objects / package.sha256[:2] / f"{package.sha256}.{ext}"
+
+    def _read_index(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads((self.root / "index.json").read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _write_index(self, index: dict[str, dict[str, Any]]) -> None:
+        path = self.root / "index.json"
+        tmp = path.with_name(f".index.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(index, indent=0, sort_keys=True))
+        tmp.replace(path)
+
+    def _remove_stale_parts(self) -> None:
+        for part in self.objects.glob("*/.*.part-*"):
+            match = _PART.match(part.name)
+            if match is None:
+                continue
+            pid = int(match.group(1))
+            alive = True
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                pass
+            try:  # another thread or build may rename or remove it meanwhile
+                stale = not alive or (pid == os.getpid()
+                                      and time.time() - part.stat().st_mtime > DAY)
+            except FileNotFoundError:
+                continue
+            if stale:
+                part.unlink(missing_ok=True)
+
+    def list(self) -> builtins.list[CacheEntry]:
+        """Every package in the store (index data reconciled with the object files)."""
+        index = self._read_index()
+        entries = []
+        for path in sorted(self.objects.glob("*/*.*")):
+            if path.name.startswith("."):
+                continue
+            sha = path.name.split(".", 1)[0]
+            meta = index.get(sha, {})
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # evicted by a concurrent prune
+                continue
+            entries.append(CacheEntry(
+                sha256=sha, path=path, size=stat.st_size, name=meta.get("name", "?"),
+                version=meta.get("version", "?"), arch=meta.get("arch", "?"),
+                added=meta.get("added", stat.st_mtime),
+                last_used=meta.get("last_used", stat.st_mtime)))
+        return entries
+
+    def _evict(self, entries: builtins.list[CacheEntry], dry_run: bool,
+               ) -> builtins.list[CacheEntry]:
+        if dry_run or not entries:
+            return entries
+        with self._locked():
+            index = self._read_index()
+            for entry in entries:
+                entry.path.unlink(missing_ok=True)
+                index.pop(entry.sha256, None)
+            self._write_index(index)
+        return entries
+
+    def prune(self, dry_run: bool = False, *, keep: frozenset[str] = frozenset()
+              ) -> builtins.list[CacheEntry]:
+        """Evict entries unused for ``retention_days``, then least recently used ones until
+        the store fits ``max_size_gb``. ``keep`` protects SHA256s (the current build's)."""
+        now = time.time()
+        if not dry_run:
+            self._remove_stale_parts()
+        entries = sorted(self.list(), key=lambda e: e.last_used)
+        victims = [e for e in entries
+                   if now - e.last_used > self.retention and e.sha256 not in keep]
+        total = sum(e.size for e in entries if e not in victims)
+        for entry in entries:
+            if total <= self.max_bytes:
+                break
+            if entry in victims or entry.sha256 in keep:
+                continue
+            victims.append(entry)
+            total -= entry.size
+        return self._evict(victims, dry_run)
+
+    def clean(self, dry_run: bool = False) -> builtins.list[CacheEntry]:
+        """Remove every package from the store."""
+        if not dry_run:
+            self._remove_stale_parts()
+        return self._evict(self.list(), dry_run)
+
+    # --- fetching ---------------------------------------------------------------------
+
+    def missing(self, lock: Lock) -> builtins.list[LockedPackage]:
+        """Packages of ``lock`` the store does not hold yet."""
+        return [p for p in lock.packages if not self._present(p)]
+
+    def _present(self, package: LockedPackage) -> bool:
+        path = self.path_for(package)
+        try:
+            return path.stat().st_size == package.size or package.size == 0
+        except FileNotFoundError:
+            return False
+
+    def fetch(self, lock: Lock, *, parallel: int = 8, provider: Provider | None = None,
+              offline: bool = False, events: Callable[[Event], None] | None = None,
+              ) -> dict[str, Path]:
+        """Make every package of ``lock`` available; return ``{name: path in the store}``.
+
+        Missing packages are downloaded in parallel, each verified against the lock's
+        SHA256 while streaming. The first failure cancels the rest and is raised alone; the
+        store is left consistent (completed downloads stay, partial ones are removed).
+        ``offline=True`` fails with :class:`CacheError` if anything would be downloaded.
+        """
+        start = time.monotonic()
+        emit = _serialized(events)
+        self._remove_stale_parts()
+        todo = self.missing(lock)
+        if offline and todo:
+            names = ", ".join(p.name for p in todo[:10])
+            raise CacheError(f"offline: {len(todo)} package(s) of the lock are not in the "
+                             f"package cache ({names}{', ...' if len(todo) > 10 else ''})")
+        emit(FetchStarted(len(lock.packages), len(lock.packages) - len(todo), len(todo),
+                          sum(p.size for p in todo)))
+        for package in lock.packages:
+            if package not in todo:
+                emit(PackageFetched(package.name, self.path_for(package), package.size, False))
+        self._download_all(todo, parallel, emit)
+        result = {p.name: self.path_for(p) for p in lock.packages}
+        if provider is not None:
+            for package in lock.packages:
+                provider.verify_package(package, result[package.name])
+        self._touch(lock, downloaded={p.sha256 for p in todo})
+        emit(FetchFinished(len(todo), sum(p.size for p in todo),
+                           len(lock.packages) - len(todo), time.monotonic() - start))
+        if self.enabled:
+            self.prune(keep=frozenset(p.sha256 for p in lock.packages))
+        return result
+
+    def _download_all(self, todo: builtins.list[LockedPackage], parallel: int,
+                      emit: Callable[[Event], None]) -> None:
+        if not todo:
+            return
+        cancel = threading.Event()
+
+        def one(package: LockedPackage) -> None:
+            def progress(n: int) -> None:
+                if cancel.is_set():
+                    raise _Cancelled
+                emit(DownloadProgress(package.name, n))
+
+            dest = self.path_for(package)
+            self.http.download(package.url, dest, sha256=package.sha256,
+                               size=package.size or None, on_bytes=progress)
+            emit(PackageFetched(package.name, dest, package.size, True))
+
+        pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="fetch")
+        futures: builtins.list[Future[None]] = [pool.submit(one, p) for p in todo]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f.done() and f.exception() is not None
+                      and not isinstance(f.exception(), _Cancelled)]
+            if failed:
+                cancel.set()
+                raise _first_error(failed)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise BuildInterrupted("Interrupted while downloading packages; partial "
+                                   "downloads were removed") from None
+        finally:
+            cancel.set()  # all done on success; stops the others otherwise
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _touch(self, lock: Lock, downloaded: set[str]) -> None:
+        now = time.time()
+        with self._locked():
+            index = self._read_index()
+            for package in lock.packages:
+                meta = index.setdefault(package.sha256, {"added": now})
+                meta.update(name=package.name, version=package.version, arch=package.arch,
+                            size=package.size, last_used=now)
+                if package.sha256 in downloaded:
+                    meta["added"] = now
+            self._write_index(index)
+
+
+def _first_error(failed: builtins.list[Future[None]]) -> BaseException:
+    exc = failed[0].exception()
+    assert exc is not None
+    if isinstance(exc, ImageComposerError):
+        return exc
+    return CacheError(f"download failed: {exc}")
+
+
+def _serialized(events: Callable[[Event], None] | None) -> Callable[[Event], None]:
+    lock = threading.Lock()
+
+    def emit(event: Event) -> None:
+        if events is not None:
+            with lock:
+                events(event)
+
+    return emit

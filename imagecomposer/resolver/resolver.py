@@ -1,0 +1,172 @@
+"""The family-generic resolver core: a libsolv pool, the request as jobs, the solution.
+
+Family semantics come from the provider (``load``, ``base_request``, ``jobs``, ``locked``),
+so the same code resolves deb and rpm requests. Defaults follow the image use case:
+weak dependencies (Recommends) are off unless ``customizations.packages.recommends`` is
+true; ``customizations.packages.remove`` locks packages out, and if something needs one of
+them the build fails with libsolv's explanation instead of silently dropping it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from imagecomposer.config.model import Config
+from imagecomposer.errors import DependencyError, PackageNotFound
+from imagecomposer.events import Event, Resolved
+from imagecomposer.providers.base import Provider
+from imagecomposer.resolver import request as req
+from imagecomposer.resolver.lock import Lock, LockedPackage
+from imagecomposer.resolver.resolution import Reason, Resolution
+from imagecomposer.spec.model import Spec
+
+log = logging.getLogger("imagecomposer.resolver")
+
+
+def new_pool(provider: Provider) -> Any:
+    import solv
+
+    pool = solv.Pool()
+    disttype = solv.Pool.DISTTYPE_DEB if provider.kind == "deb" else solv.Pool.DISTTYPE_RPM
+    if pool.setdisttype(disttype) < 0:
+        raise RuntimeError(f"libsolv was built without {provider.kind} support")
+    pool.setarch(provider.arch)
+    return pool
+
+
+def _problems(solver: Any, problems: list[Any]) -> DependencyError:
+    lines = []
+    for problem in problems:
+        lines.append(f"  Problem {problem.id}: {problem}")
+        for rule in problem.findallproblemrules():
+            for info in rule.allinfos():
+                text = info.problemstr()
+                if f"    - {text}" not in lines:
+                    lines.append(f"    - {text}")
+    return DependencyError("Failed to resolve dependencies: no set of packages satisfies "
+                           "the request\n" + "\n".join(lines))
+
+
+def _reasons(solver: Any, pool: Any, installed: list[Any], spec_jobs: set[str],
+             profile: str) -> dict[str, Reason]:
+    import solv
+
+    reasons: dict[str, Reason] = {}
+    for s in installed:
+        kind, rule = solver.describe_decision(s)
+        if kind == solv.Solver.SOLVER_REASON_WEAKDEP:
+            weak = solver.describe_weakdep_decision(s)
+            if weak:
+                _, by, dep = weak[0]
+                reasons[s.name] = Reason("recommended", by.name, pool.dep2str(dep.id)
+                                         if hasattr(dep, "id") else str(dep))
+                continue
+        info = rule.info() if rule is not None else None
+        if info is None:
+            reasons[s.name] = Reason("other")
+        elif info.type == solv.Solver.SOLVER_RULE_JOB:
+            reasons[s.name] = (Reason("spec") if s.name in spec_jobs
+                               else Reason("profile", detail=profile))
+        elif info.type == solv.Solver.SOLVER_RULE_PKG_REQUIRES and info.solvable is not None:
+            reasons[s.name] = Reason("dependency", info.solvable.name, str(info.dep))
+        else:
+            reasons[s.name] = Reason("other", detail=info.problemstr())
+    return reasons
+
+
+def _depends(pool: Any, s: Any, chosen: dict[int, str]) -> tuple[str, ...]:
+    import solv
+
+    names: set[str] = set()
+    for marker in (-1, 1):
+        for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, marker):
+            for provider in pool.whatprovides(dep.id):
+                if provider.id in chosen and provider.id != s.id:
+                    names.add(chosen[provider.id])
+    return tuple(sorted(names))
+
+
+class Resolver:
+    """Resolve a spec's package request into a :class:`Resolution` (its ``.lock``)."""
+
+    def __init__(self, config: Config, *, events: Callable[[Event], None] | None = None
+                 ) -> None:
+        self.config = config
+        self.events = events
+
+    def resolve(self, spec: Spec, *, provider: Provider | None = None) -> Resolution:
+        import solv
+
+        start = time.monotonic()
+        if provider is None:
+            from imagecomposer.providers import provider_for
+
+            provider = provider_for(spec, self.config, events=self.events)
+        pool = new_pool(provider)
+        provider.load(pool)
+        pool.addfileprovides()
+        pool.createwhatprovides()  # before any select(); a .solv-loaded pool crashes without
+
+        packages = spec.customizations.packages
+        removed = set(packages.remove)
+        profile_names = [n for n in provider.base_request() if n not in removed]
+        jobs = list(provider.jobs(pool))
+        missing: list[PackageNotFound] = []
+        for text in [*profile_names, *packages.install]:
+            try:
+                jobs += req.jobs_for(pool, text, solv.Job.SOLVER_INSTALL)
+            except PackageNotFound as exc:
+                missing.append(exc)
+        if missing:
+            if len(missing) == 1:
+                raise missing[0]
+            raise PackageNotFound("\n".join(str(m) for m in missing))
+        for text in removed:
+            try:
+                jobs += req.jobs_for(pool, text, solv.Job.SOLVER_LOCK)
+            except PackageNotFound:
+                log.warning("remove: %s matches no package; nothing to lock out", text)
+
+        solver = pool.Solver()
+        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
+                        0 if packages.recommends else 1)
+        problems = solver.solve(jobs)
+        if problems:
+            raise _problems(solver, problems)
+        trans = solver.transaction()
+        trans.order()
+        installed = [s for s in trans.steps()
+                     if trans.steptype(s, solv.Transaction.SOLVER_TRANSACTION_SHOW_ACTIVE)
+                     == solv.Transaction.SOLVER_TRANSACTION_INSTALL]
+        chosen = {s.id: s.name for s in installed}
+        locked: list[LockedPackage] = []
+        for s in installed:
+            entry = provider.locked(s)
+            locked.append(_with_depends(entry, _depends(pool, s, chosen)))
+        spec_names = {req.parse(t).name for t in packages.install}
+        base = spec.image.base
+        lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
+                    repositories=tuple(provider.repositories()), packages=tuple(locked),
+                    requested=tuple([*profile_names, *packages.install]))
+        reasons = _reasons(solver, pool, installed, spec_names,
+                           f"{base.os} {base.version} base.type {base.type}")
+        for entry in locked:  # say which part of the profile's request it was
+            reason = reasons.get(entry.name)
+            if reason is not None and reason.kind == "profile":
+                why = ("Essential: yes" if entry.essential else
+                       "Priority: required" if entry.priority == "required" else "")
+                if why:
+                    reasons[entry.name] = Reason("profile", detail=f"{reason.detail}, {why}")
+        seconds = time.monotonic() - start
+        if self.events is not None:
+            self.events(Resolved(len(locked), sum(p.size for p in locked), seconds))
+        return Resolution(lock, reasons, seconds)
+
+
+def _with_depends(entry: LockedPackage, depends: tuple[str, ...]) -> LockedPackage:
+    import attrs
+
+    return attrs.evolve(entry, depends=depends)

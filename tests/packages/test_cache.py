@@ -1,0 +1,183 @@
+"""The content-addressed package cache: hits, offline, eviction, throwaway, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+
+from imagecomposer.cache import PackageCache, Progress
+from imagecomposer.config.model import Config, PackageCacheConfig, Storage
+from imagecomposer.errors import CacheError
+from imagecomposer.events import FetchFinished, FetchStarted, PackageFetched
+from imagecomposer.providers import provider_for
+from imagecomposer.resolver import Resolver
+from imagecomposer.resolver.lock import Lock
+from tests.fixtures.debrepo import RepoServer
+from tests.packages.conftest import make_spec
+
+
+@pytest.fixture
+def lock(config: Config) -> Lock:
+    return Resolver(config).resolve(make_spec(("openssh-server",))).lock
+
+
+def test_fetch_then_hit(config: Config, lock: Lock, server: RepoServer) -> None:
+    events: list[object] = []
+    cache = PackageCache(config)
+    spec = make_spec()
+    paths = cache.fetch(lock, parallel=4, provider=provider_for(spec, config),
+                        events=events.append)
+    assert set(paths) == {p.name for p in lock.packages}
+    for package in lock.packages:
+        assert hashlib.sha256(paths[package.name].read_bytes()).hexdigest() == package.sha256
+    assert events[0] == FetchStarted(len(lock.packages), 0, len(lock.packages),
+                                     sum(p.size for p in lock.packages))
+    finished = events[-1]
+    assert isinstance(finished, FetchFinished) and finished.downloaded == len(lock.packages)
+    before = server.count(".deb")
+    events.clear()
+    again = PackageCache(config).fetch(lock, events=events.append)
+    assert again == paths and server.count(".deb") == before  # zero downloads
+    assert all(isinstance(e, PackageFetched) and not e.downloaded
+               for e in events[1:-1])
+    # offline works when everything is cached
+    assert PackageCache(config).fetch(lock, offline=True) == paths
+    listed = {e.name: e for e in cache.list()}
+    assert listed["bash"].version == "5.2.15-2" and listed["bash"].size > 0
+
+
+def test_offline_missing(config: Config, lock: Lock) -> None:
+    with pytest.raises(CacheError, match=r"offline: \d+ package\(s\) of the lock are not"):
+        PackageCache(config).fetch(lock, offline=True)
+
+
+def test_throwaway_store(config: Config, lock: Lock) -> None:
+    with PackageCache(config, enabled=False) as cache:
+        paths = cache.fetch(lock)
+        assert all(p.is_file() for p in paths.values())
+        assert config.core.work_dir in cache.root.parents
+    assert not cache.root.exists()
+    assert not config.package_cache_dir.exists() or not list(
+        config.package_cache_dir.rglob("*.deb"))
+
+
+def test_prune_retention_and_size(config: Config, lock: Lock) -> None:
+    cache = PackageCache(config)
+    cache.fetch(lock)
+    index_path = cache.root / "index.json"
+    index = json.loads(index_path.read_text())
+    old = lock.package("bash")
+    assert old is not None
+    index[old.sha256]["last_used"] = time.time() - 40 * 86400
+    index_path.write_text(json.dumps(index))
+    would = cache.prune(dry_run=True)
+    assert [e.name for e in would] == ["bash"] and cache.path_for(old).exists()
+    assert [e.name for e in cache.prune()] == ["bash"] and not cache.path_for(old).exists()
+    # size limit: evict least recently used first
+    tiny = attrs.evolve(config, storage=Storage(package_cache=PackageCacheConfig(
+        max_size_gb=1e-9)))
+    removed = PackageCache(tiny).prune()
+    assert len(removed) == len(lock.packages) - 1 and PackageCache(tiny).list() == []
+
+
+def test_clean(config: Config, lock: Lock) -> None:
+    cache = PackageCache(config)
+    cache.fetch(lock)
+    assert len(cache.clean(dry_run=True)) == len(lock.packages)
+    assert len(cache.list()) == len(lock.packages)
+    assert len(cache.clean()) == len(lock.packages)
+    assert cache.list() == [] and json.loads((cache.root / "index.json").read_text()) == {}
+
+
+def test_concurrent_builds_share_the_store(config: Config, lock: Lock) -> None:
+    results: list[dict[str, Path]] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            results.append(PackageCache(config).fetch(lock, parallel=3))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 3 and results[0] == results[1] == results[2]
+    index = json.loads((config.package_cache_dir / "index.json").read_text())
+    assert set(index) == {p.sha256 for p in lock.packages}
+
+
+def test_progress_plain_lines(config: Config, lock: Lock,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="imagecomposer.packages")
+    PackageCache(config).fetch(lock, events=Progress(io.StringIO(), tty=False))
+    text = caplog.text
+    assert "to download" in text and f"downloaded {len(lock.packages)}" in text
+
+
+def test_progress_bar_on_tty(config: Config, lock: Lock) -> None:
+    out = io.StringIO()
+    PackageCache(config).fetch(lock, events=Progress(out, tty=True))
+    bar = out.getvalue()
+    assert f"{len(lock.packages)}/{len(lock.packages)} packages" in bar
+    assert "/s ETA" in bar and "\r" in bar
+
+
+def test_packages_stage_then_locked_rebuild(config: Config, server: RepoServer,
+                                            tmp_path: Path) -> None:
+    from imagecomposer.packages import run_packages_stage
+
+    lock_path = tmp_path / "out" / "packages.lock.json"
+    first = run_packages_stage(make_spec(("openssh-server",)), config, lock_path=lock_path)
+    first.cache.close()
+    assert Lock.read(lock_path) == first.lock and first.resolution is not None
+    downloads = server.count(".deb")
+    assert downloads == len(first.lock.packages)
+    metadata = server.count("InRelease")
+    again = run_packages_stage(make_spec(("openssh-server",)), config, lock_path=lock_path,
+                               locked=True)
+    assert again.packages == first.packages and again.resolution is None
+    assert server.count(".deb") == downloads and server.count("InRelease") == metadata
+    # --no-package-cache: a throwaway store, gone after close()
+    throwaway = run_packages_stage(make_spec(("openssh-server",)), config,
+                                   lock_path=lock_path, locked=True, use_package_cache=False)
+    assert server.count(".deb") == 2 * downloads
+    throwaway.cache.close()
+    assert not throwaway.cache.root.exists()
+
+
+def test_parts_of_a_killed_build_are_removed(config: Config, lock: Lock) -> None:
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = PackageCache(config)
+    package = lock.packages[0]
+    target = cache.path_for(package)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stale = target.with_name(f".{target.name}.part-{dead.pid}-1-2")
+    stale.write_bytes(b"half a package")
+    mine = target.with_name(f".{target.name}.part-{1}-1-2")  # pid 1 is alive: kept
+    mine.write_bytes(b"someone else's download in progress")
+    cache.fetch(lock)
+    assert not stale.exists() and mine.exists()
+    assert all(not e.path.name.startswith(".") for e in cache.list())
+
+
+def test_format_entries(config: Config, lock: Lock) -> None:
+    from imagecomposer.cache import format_entries
+
+    cache = PackageCache(config)
+    cache.fetch(lock)
+    text = format_entries(cache.clean(dry_run=True), verb="would remove")
+    assert "bash" in text and "5.2.15-2" in text
+    assert text.splitlines()[-1].startswith(f"would remove {len(lock.packages)} package(s), ")
