@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from imagecomposer.cache import PackageCache, Progress
 from imagecomposer.config.model import Config
 from imagecomposer.errors import LockError
 from imagecomposer.pipeline.events import EventSink
@@ -49,9 +50,9 @@ class BuildContext:
     workspace: Workspace
     events: EventSink
     stage_seconds: dict[str, float] = attrs.Factory(dict)
-    _package_cache: Any = None
+    _package_cache: PackageCache | None = None
     _packages: dict[str, dict[str, Path]] = attrs.Factory(dict)
-    _progress: Any = None
+    _progress: Progress | None = None
 
     @property
     def name(self) -> str:
@@ -108,23 +109,24 @@ class BuildContext:
     def package_events(self, event: Any) -> None:
         """Packages-stage events: progress bar or log lines, then the build's own sink."""
         if self._progress is None:
-            from imagecomposer.cache.progress import Progress
-
             self._progress = Progress()
         self._progress(event)
 
+    def adopt_packages(self, lock: Lock, packages: dict[str, Path], cache: PackageCache
+                       ) -> None:
+        """Keep what the packages stage fetched for the stages after it."""
+        self.close()
+        self._package_cache = cache
+        self._packages[lock.hash] = packages
+
     def fetch_packages(self, lock: Lock) -> dict[str, Path]:
-        """The lock's packages in the package cache (downloading what is missing)."""
+        """The lock's packages, for a stage that runs after a skipped packages stage: from
+        the cache, downloading only what is missing (a throwaway store starts empty)."""
         if lock.hash not in self._packages:
             if self._package_cache is None:
-                from imagecomposer.cache import PackageCache
-
                 self._package_cache = PackageCache(self.config, enabled=self.use_package_cache)
-            from imagecomposer.providers import provider_for
-
-            provider = provider_for(self.spec, self.config)
             self._packages[lock.hash] = self._package_cache.fetch(
-                lock, parallel=self.parallel, provider=provider, events=self.package_events)
+                lock, parallel=self.parallel, events=self.package_events)
         return self._packages[lock.hash]
 
     def composer(self) -> Any:

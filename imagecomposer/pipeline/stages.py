@@ -67,19 +67,18 @@ class PackagesStage:
         return ctx.lock_path.exists()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.resolver import Resolver
-        from imagecomposer.resolver.lock import Lock
+        from imagecomposer.packages import run_packages_stage
 
-        if ctx.options.locked is not None:
-            lock = Lock.read(ctx.options.locked)
-            log.info("installing exactly the lock %s (%d packages)", ctx.options.locked,
-                     len(lock.packages))
-        else:
-            resolution = Resolver(ctx.config, events=ctx.package_events).resolve(ctx.spec)
-            lock = resolution.lock
-        ctx.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock.write(ctx.lock_path)
-        ctx.fetch_packages(lock)
+        locked = ctx.options.locked
+        if locked is not None:
+            ctx.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(locked, ctx.lock_path)
+            log.info("installing exactly the lock %s", locked)
+        result = run_packages_stage(
+            ctx.spec, ctx.config, lock_path=ctx.lock_path, locked=locked is not None,
+            parallel=ctx.parallel, use_package_cache=ctx.use_package_cache,
+            events=ctx.package_events)
+        ctx.adopt_packages(result.lock, result.packages, result.cache)
 
 
 class ComposeStage:
