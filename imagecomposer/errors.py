@@ -158,6 +158,10 @@ class ComposeError(ImageComposerError):
     """The root tree, the configuration or the disk could not be built."""
 
 
+class UnitNotFound(ComposeError):
+    """A service the spec enables or disables has no unit file in the image."""
+
+
 class BootError(ImageComposerError):
     """A boot test did not reach a login prompt."""
 

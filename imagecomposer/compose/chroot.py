@@ -41,7 +41,7 @@ DEVICES: tuple[tuple[str, int, int, str], ...] = (
     ("console", 5, 1, "600"),
 )
 
-# $1 is the tree, then the environment as NAME=VALUE words up to "--", then the command.
+# $1 is the tree, then the host command to exec (env -i ... chroot TREE argv).
 _SETUP = r"""
 set -eu
 T=$1; shift
@@ -60,10 +60,7 @@ ln -s pts/ptmx "$T/dev/ptmx"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$T/dev/shm"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$T/run"
 {binds}
-ENV=""
-while [ "$1" != "--" ]; do ENV="$ENV $(printf '%s' "$1" | sed "s/'/'\\\\''/g; s/^/'/; s/\$/'/")"; shift; done
-shift
-eval "exec env -i $ENV chroot \"\$T\" \"\$@\""
+exec "$@"
 """
 
 
@@ -102,7 +99,8 @@ def chroot_argv(tree: Path, argv: Sequence[str], env: Mapping[str, str] | None =
         unshare.append("--net")
     return [
         *unshare, "--", "sh", "-c", setup_script(binds), "imagecomposer-chroot", str(tree),
-        *(f"{k}={v}" for k, v in sorted(full_env.items())), "--", *argv,
+        "env", "-i", *(f"{k}={v}" for k, v in sorted(full_env.items())), "chroot", str(tree),
+        *argv,
     ]
 
 
