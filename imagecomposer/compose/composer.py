@@ -155,7 +155,7 @@ class Composer:
         self.events("configuration: post-install scripts")
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
         self.events("initramfs")
-        kernels = initramfs.build(tree, timeout=timeout)
+        kernels = initramfs.build(tree, root_fstype=layout.root.filesystem, timeout=timeout)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         if esp is not None:

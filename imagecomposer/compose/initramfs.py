@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CONF = "/etc/initramfs-tools/conf.d/90-imagecomposer.conf"
 RunInChroot = Callable[..., object]
+FSCK_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
 
 
 @attrs.frozen
@@ -56,15 +57,22 @@ def compression(tree: Path) -> str:
     return "zstd" if paths.installed(tree, "/usr/bin/zstd") else "gzip"
 
 
-def build(tree: Path, *, chroot: RunInChroot = run_in_chroot,
+def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = run_in_chroot,
           timeout: float | None = None) -> list[Kernel]:
-    """Generate the initrd of every installed kernel; return the kernels."""
+    """Generate the initrd of every installed kernel; return the kernels.
+
+    ``root_fstype`` names the root filesystem for initramfs-tools' fsck hook: it cannot probe
+    the not-yet-existing root device at build time (``FSTYPE=auto`` would then leave fsck out
+    of the initramfs, and the root filesystem would never be checked at boot).
+    """
     found = kernels(tree)
     if not found:
         raise ComposeError("the image has no kernel (/boot/vmlinuz-*): add a kernel package")
     if paths.installed(tree, "/usr/sbin/update-initramfs"):
-        paths.write(tree, CONF, "# written by imagecomposer\n"
-                    f"COMPRESS={compression(tree)}\n")
+        conf = f"# written by imagecomposer\nCOMPRESS={compression(tree)}\n"
+        if root_fstype in FSCK_TYPES:
+            conf += f"FSTYPE={root_fstype}\n"
+        paths.write(tree, CONF, conf)
         for kernel in found:
             kernel.initrd.unlink(missing_ok=True)
             start = time.monotonic()
