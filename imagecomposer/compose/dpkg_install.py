@@ -204,20 +204,55 @@ def failed_packages(output: str) -> list[str]:
     return found
 
 
+LOG = "/var/log/imagecomposer-dpkg.log"
+EXIT_STATUS = re.compile(r"returned error exit status (\d+)")
+
+
+def failure_excerpt(output: str, names: list[str], context: int = 15) -> str:
+    """The lines of ``output`` that explain each failed package: its own script output up to
+    dpkg's error (the tail alone is mostly trigger noise printed after the failure)."""
+    lines = output.splitlines()
+    keep: list[str] = []
+    for name in names:
+        for i, line in enumerate(lines):
+            if ERROR_PACKAGE.search(line) and re.search(rf"\b{re.escape(name)}\b", line):
+                start = max(0, i - context)
+                for j in range(i - 1, start - 1, -1):
+                    if re.match(rf"(Setting up|Unpacking|Preparing to unpack) .*\b"
+                                rf"{re.escape(name)}\b", lines[j]):
+                        start = j
+                        break
+                keep += [*lines[start:i + 2], "..."]
+                break
+    return "\n".join(keep + lines[-5:])
+
+
 def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
                 binds: list[tuple[Path, str]], phase: str, timeout: float | None) -> None:
+    """Run one dpkg phase with its output in a log file in the tree, so that on failure the
+    maintainer script's own output can be cut out of it (then the log is removed)."""
+    log_file = tree / LOG.lstrip("/")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = (f"rc=0; (set -e\n{script}\n) > {LOG} 2>&1 || rc=$?\n"
+               f"tail -n 40 {LOG}; exit $rc")
     try:
-        run_in_chroot(tree, ["sh", "-c", "set -e\n" + script], env=env, binds=binds,
+        run_in_chroot(tree, ["sh", "-c", wrapped], env=env, binds=binds,
                       timeout=timeout, what=f"dpkg --{phase}")
     except CommandError as exc:
         if exc.returncode is None:
             raise
-        names = failed_packages(exc.stderr_tail)
+        output = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        log.debug("dpkg --%s output:\n%s", phase, output)
+        names = failed_packages(output or exc.stderr_tail)
         subject = ", ".join(names) if names else "(see the output)"
+        status = EXIT_STATUS.search(output)
+        code = int(status.group(1)) if status else exc.returncode
         raise ScriptFailed(
-            f"Script returned non-zero exit code {exc.returncode}: dpkg --{phase} failed in the "
-            f"maintainer script of package {subject}", exc.argv, exc.returncode,
-            exc.stderr_tail) from exc
+            f"Script returned non-zero exit code {code}: dpkg --{phase} failed in the "
+            f"maintainer script of package {subject}", exc.argv, code,
+            failure_excerpt(output, names) if names else exc.stderr_tail) from exc
+    finally:
+        log_file.unlink(missing_ok=True)
 
 
 def _cleanup(tree: Path) -> None:

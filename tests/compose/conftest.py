@@ -11,7 +11,8 @@ import pytest
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.spec.model import Base, Image, Spec
 
-PASSWD = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+PASSWD = ("root:x:0:0:root:/root:/bin/bash\n"
+          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
 GROUP = "root:x:0:\nadm:x:4:\nsudo:x:27:\nusers:x:100:\nnogroup:x:65534:\n"
 SHADOW = "root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"
 GSHADOW = "root:*::\nadm:*::\nsudo:*::\nusers:*::\nnogroup:*::\n"

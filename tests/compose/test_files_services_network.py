@@ -48,7 +48,7 @@ def test_file_errors(fake_tree: Path, tmp_path: Path) -> None:
         files.apply_one(fake_tree, File(destination="etc/x", content=""))
     with pytest.raises(ComposeError, match="does not exist in the image"):
         files.apply_one(fake_tree, File(destination="/etc/x", content="", owner="ghost"))
-    with pytest.raises(ComposeError, match="source .* does not exist"):
+    with pytest.raises(ComposeError, match=r"source .* does not exist"):
         files.apply_one(fake_tree, File(destination="/etc/x", source=tmp_path / "missing"))
 
 
@@ -64,7 +64,8 @@ def test_services_enabled_and_disabled_with_systemctl_root(fake_tree: Path) -> N
 
 def test_missing_unit_is_a_clear_error(fake_tree: Path, fake_tool) -> None:  # type: ignore[no-untyped-def]
     fake_tool("systemctl", "echo must not run >&2; exit 1")
-    with pytest.raises(UnitNotFound, match="Service not found: unit nginx.service does not exist"):
+    with pytest.raises(UnitNotFound,
+                       match=r"Service not found: unit nginx\.service does not exist"):
         services.apply(fake_tree, ("nginx",), ())
 
 

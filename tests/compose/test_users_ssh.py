@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -100,7 +99,7 @@ def test_ssh_keys_for_root(fake_tree: Path) -> None:
     assert keys == fake_tree / "root/.ssh/authorized_keys"
     assert keys.stat().st_mode & 0o777 == 0o600
     assert (fake_tree / "root/.ssh").stat().st_mode & 0o777 == 0o700
-    assert os.stat(keys).st_uid == 0
+    assert keys.stat().st_uid == 0
 
 
 def test_sshd_drop_in_and_host_keys(fake_tree: Path) -> None:
