@@ -209,3 +209,28 @@ def test_compose_raw_disk_and_config_only_rebuild(
           + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     assert not mounts_under(tmp_path)
 
+
+
+def processes_rooted_in(tree: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if Path(proc / "root").resolve() == tree.resolve():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_timeout_kills_everything_in_the_chroot(installed: tuple[Path, float]) -> None:
+    from imagecomposer.errors import CommandError
+
+    tree, _ = installed
+    start = time.monotonic()
+    with pytest.raises(CommandError, match="timed out"):
+        run_in_chroot(tree, ["sh", "-c", "sleep 300 & sleep 300 & wait"], timeout=2)
+    assert time.monotonic() - start < 30
+    time.sleep(0.5)
+    assert processes_rooted_in(tree) == []  # the PID namespace took the daemons with it
+    assert not mounts_under(tree)
