@@ -35,7 +35,9 @@ from imagecomposer.resolver.lock import Lock, LockedPackage
 
 log = logging.getLogger(__name__)
 
-MERGED_USR = {"x86_64": ("bin", "sbin", "lib", "lib64"), "aarch64": ("bin", "sbin", "lib")}
+# By Lock.arch: the resolver records the family's name (amd64), specs use x86_64.
+MERGED_USR = {"x86_64": ("bin", "sbin", "lib", "lib64"), "amd64": ("bin", "sbin", "lib", "lib64"),
+              "aarch64": ("bin", "sbin", "lib"), "arm64": ("bin", "sbin", "lib")}
 POLICY_RC_D = "usr/sbin/policy-rc.d"
 UPDATE_INITRAMFS = "/usr/sbin/update-initramfs"
 DIVERTED_SUFFIX = ".imagecomposer"
