@@ -93,6 +93,10 @@ def chroot_argv(tree: Path, argv: Sequence[str], env: Mapping[str, str] | None =
                 binds: Sequence[tuple[Path, str]] = (), *, network: bool = False) -> list[str]:
     """The host command line that runs ``argv`` inside ``tree`` (exposed for tests and logs)."""
     full_env = {**BASE_ENV, **(env or {})}
+    # LD_PRELOAD names a library inside the tree: set it only after chroot, or the host's
+    # chroot binary would complain that it cannot preload it.
+    preload = full_env.pop("LD_PRELOAD", None)
+    inner = ["/usr/bin/env", f"LD_PRELOAD={preload}"] if preload else []
     unshare = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                "--kill-child", "--uts", "--ipc"]
     if not network:
@@ -100,7 +104,7 @@ def chroot_argv(tree: Path, argv: Sequence[str], env: Mapping[str, str] | None =
     return [
         *unshare, "--", "sh", "-c", setup_script(binds), "imagecomposer-chroot", str(tree),
         "env", "-i", *(f"{k}={v}" for k, v in sorted(full_env.items())), "chroot", str(tree),
-        *argv,
+        *inner, *argv,
     ]
 
 
