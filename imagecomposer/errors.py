@@ -166,6 +166,10 @@ class DiskToolError(CommandError, ComposeError):
     """A tool building the disk (sfdisk, mkfs.*, mcopy, veritysetup) failed."""
 
 
+class UnitNotFound(ComposeError):
+    """A service the spec enables or disables has no unit file in the image."""
+
+
 class BootError(ImageComposerError):
     """A boot test did not reach a login prompt."""
 

@@ -1,0 +1,55 @@
+"""/etc/fstab from the planned layout: filesystems by UUID, so device names never matter.
+
+The root line is written too (with ``errors=remount-ro`` for ext4 as Debian's installer does)
+so ``systemd-remount-fs`` applies its options; read-only filesystems (squashfs, erofs, or a
+dm-verity root) are mounted ``ro``. The mount points of every non-root partition are created
+in the root tree. Partitions without a mount point (ESP without one, BIOS boot, verity
+hashes) are left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagecomposer.compose.configure import paths
+from imagecomposer.compose.layout import Layout, PlannedPartition
+
+READ_ONLY_FS = ("squashfs", "erofs")
+
+
+def _entry(part: PlannedPartition, *, verity_root: bool) -> str | None:
+    if part.filesystem in ("none", "") or (part.mountpoint is None and part.filesystem != "swap"):
+        return None
+    if part.filesystem == "swap":
+        return f"UUID={part.fsuuid}\tnone\tswap\tsw\t0\t0"
+    mountpoint = part.mountpoint or "/"
+    options = part.mount_options or "defaults"
+    is_root = mountpoint == "/"
+    if is_root and verity_root:
+        return f"/dev/mapper/root\t/\t{part.filesystem}\tro\t0\t0"
+    if part.filesystem in READ_ONLY_FS and "ro" not in options.split(","):
+        options = f"{options},ro" if options != "defaults" else "ro"
+    if is_root and part.filesystem == "ext4" and options == "defaults":
+        options = "errors=remount-ro"
+    if part.filesystem == "vfat" and options == "defaults":
+        options = "umask=0077"
+    passno = 0 if part.filesystem in (*READ_ONLY_FS, "xfs") else (1 if is_root else 2)
+    return f"UUID={part.fsuuid}\t{mountpoint}\t{part.filesystem}\t{options}\t0\t{passno}"
+
+
+def render(layout: Layout, *, verity_root: bool = False) -> str:
+    lines = ["# /etc/fstab: written by imagecomposer from the disk layout",
+             "# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>"]
+    ordered = sorted(layout.partitions, key=lambda p: (p.mountpoint or "~", p.number))
+    for part in ordered:
+        line = _entry(part, verity_root=verity_root)
+        if line is not None:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def configure(tree: Path, layout: Layout, *, verity_root: bool = False) -> Path:
+    for part in layout.partitions:
+        if part.mountpoint and part.mountpoint != "/":
+            paths.inside(tree, part.mountpoint).mkdir(parents=True, exist_ok=True)
+    return paths.write(tree, "/etc/fstab", render(layout, verity_root=verity_root))

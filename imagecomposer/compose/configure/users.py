@@ -1,0 +1,104 @@
+"""Users, groups, passwords, sudo and SSH authorized keys.
+
+Accounts are made with the host's ``useradd``/``usermod``/``groupadd`` with ``--root TREE``:
+they chroot into the tree and edit only its passwd/shadow/group files, honour the image's
+login.defs and /etc/skel, and need no tool inside the image. Passwords are crypt(3) hashes
+only (the spec loader refuses plaintext); root stays locked unless the spec gives a hash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from imagecomposer import runner
+from imagecomposer.compose.configure import paths
+from imagecomposer.errors import ComposeError
+from imagecomposer.spec.model import User
+
+NAME = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
+SUDOERS_DIR = "/etc/sudoers.d"
+
+
+def ensure_groups(tree: Path, names: tuple[str, ...]) -> list[str]:
+    """Create the groups of ``names`` the image lacks; return the created ones."""
+    existing = paths.groups(tree)
+    created = []
+    for name in names:
+        if name in existing or name in created:
+            continue
+        if not NAME.match(name):
+            raise ComposeError(f"invalid group name {name!r}")
+        runner.run([runner.require("groupadd", "passwd"), "--root", str(tree), name],
+                   what=f"groupadd {name}")
+        created.append(name)
+    return created
+
+
+def add_user(tree: Path, user: User) -> None:
+    """Create (or update) ``user``: uid, groups, shell, home, password hash, sudo, SSH keys."""
+    if not NAME.match(user.name) or len(user.name) > 32:
+        raise ComposeError(f"invalid user name {user.name!r}")
+    ensure_groups(tree, user.groups)
+    exists = user.name in paths.passwd(tree)
+    argv = [runner.require("usermod" if exists else "useradd", "passwd"),
+            "--root", str(tree), "--shell", user.shell]
+    if user.uid is not None:
+        argv += ["--uid", str(user.uid)]
+    if user.groups:
+        argv += ["--groups", ",".join(user.groups)]
+        if exists:
+            argv.append("--append")
+    if user.home is not None:
+        argv += ["--home" if exists else "--home-dir", user.home]
+        if exists:
+            argv.append("--move-home")
+    argv.append("--password")
+    argv.append(user.password_hash if user.password_hash else "!")
+    if not exists:
+        argv += ["--create-home", "--user-group"]
+    argv.append(user.name)
+    runner.run(argv, what=f"{'usermod' if exists else 'useradd'} {user.name}")
+    if user.sudo:
+        grant_sudo(tree, user.name)
+    if user.ssh_keys:
+        authorized_keys(tree, user.name, user.ssh_keys)
+
+
+def grant_sudo(tree: Path, name: str) -> None:
+    """Passwordless sudo through a 0440 drop-in; needs the sudo package in the image."""
+    if not paths.installed(tree, "/usr/bin/sudo"):
+        raise ComposeError(
+            f"user {name!r} has sudo: true but the image has no sudo "
+            "(add 'sudo' to customizations.packages.install)")
+    paths.write(tree, f"{SUDOERS_DIR}/90-imagecomposer-{name}",
+                f"# written by imagecomposer from the spec\n{name} ALL=(ALL:ALL) NOPASSWD: ALL\n",
+                mode=0o440)
+
+
+def root_password(tree: Path, password_hash: str | None) -> None:
+    """Set root's password hash, or lock root's password when there is none."""
+    argv = [runner.require("usermod", "passwd"), "--root", str(tree)]
+    argv += ["--password", password_hash] if password_hash else ["--lock"]
+    runner.run([*argv, "root"], what="usermod root")
+
+
+def authorized_keys(tree: Path, name: str, keys: tuple[str, ...]) -> Path:
+    """~/.ssh/authorized_keys (0600) in a 0700 ~/.ssh, owned by the user, as sshd demands."""
+    row = paths.passwd(tree).get(name)
+    if row is None:
+        raise ComposeError(f"cannot add SSH keys: user {name!r} does not exist in the image")
+    uid, gid, home = int(row[2]), int(row[3]), row[5]
+    for key in keys:
+        if "\n" in key.strip() or not key.strip():
+            raise ComposeError(f"SSH key of {name!r} must be one non-empty line")
+    ssh_dir = paths.inside(tree, f"{home}/.ssh")
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    os.chown(ssh_dir, uid, gid)
+    ssh_dir.chmod(0o700)
+    home_dir = ssh_dir.parent
+    if home_dir != tree and home_dir.stat().st_uid == 0 and uid != 0:
+        os.chown(home_dir, uid, gid)  # a home created by --home without --create-home
+    return paths.write(tree, f"{home}/.ssh/authorized_keys",
+                       "".join(k.strip() + "\n" for k in keys), mode=0o600, uid=uid, gid=gid)

@@ -1,0 +1,275 @@
+"""Install a locked Debian package set into an empty tree, the way mmdebstrap does it.
+
+Driven by our own resolution, not by apt: the :class:`Lock` already holds the transaction
+order and the package cache the verified .deb files. The steps:
+
+1. merged-/usr symlinks (``/bin -> usr/bin`` ...), as debootstrap and mmdebstrap create them
+   for Debian 12 and later;
+2. the Essential set (Essential: yes, Priority: required and their dependencies) is extracted
+   with ``dpkg-deb --fsys-tarfile | tar`` so that the tree has a shell, a libc and dpkg;
+3. inside the chroot (see :mod:`imagecomposer.compose.chroot`): ONE ``dpkg --unpack`` of
+   every package in transaction order, then ONE ``dpkg --configure -a``. Per-package calls
+   would cost a dpkg database load each.
+
+Speed: ``--force-unsafe-io`` and, when the host has it, libeatmydata preloaded (bind-mounted
+under the namespace's private ``/run`` so it never lands in the tree). Nothing starts:
+``/usr/sbin/policy-rc.d`` answers 101 during the install. ``update-initramfs`` is diverted to a
+no-op while packages are configured (the kernel postinst and the initramfs-tools trigger would
+otherwise each build an initrd, ~10 s apiece); :func:`imagecomposer.compose.initramfs.build`
+runs it once, after fstab exists. All of these are undone before returning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from imagecomposer import runner
+from imagecomposer.compose.chroot import run_in_chroot
+from imagecomposer.errors import CommandError, ComposeError, LockError, ScriptFailed
+from imagecomposer.resolver.lock import Lock, LockedPackage
+
+log = logging.getLogger(__name__)
+
+# By Lock.arch: the resolver records the family's name (amd64), specs use x86_64.
+MERGED_USR = {"x86_64": ("bin", "sbin", "lib", "lib64"), "amd64": ("bin", "sbin", "lib", "lib64"),
+              "aarch64": ("bin", "sbin", "lib"), "arm64": ("bin", "sbin", "lib")}
+POLICY_RC_D = "usr/sbin/policy-rc.d"
+UPDATE_INITRAMFS = "/usr/sbin/update-initramfs"
+DIVERTED_SUFFIX = ".imagecomposer"
+PKG_MOUNT = "/run/imagecomposer/packages"
+EATMYDATA_MOUNT = "/run/imagecomposer/libeatmydata.so"
+EATMYDATA_HOST = (
+    Path("/usr/lib/x86_64-linux-gnu/libeatmydata.so.1"),
+    Path("/usr/lib/aarch64-linux-gnu/libeatmydata.so.1"),
+    Path("/usr/lib/libeatmydata.so.1"),
+)
+DPKG_OPTIONS = ("--force-unsafe-io", "--force-confdef", "--force-confold")
+
+
+def essential_set(lock: Lock) -> list[LockedPackage]:
+    """Packages to extract before dpkg runs: Essential, required, and what they depend on.
+
+    In transaction order. Extracting a few packages more than strictly needed is harmless:
+    dpkg unpacks every package again right after and takes ownership of the files.
+    """
+    by_name = {p.name: p for p in lock.packages}
+    wanted = {p.name for p in lock.packages if p.essential or p.priority == "required"}
+    todo = list(wanted)
+    while todo:
+        for dep in by_name[todo.pop()].depends:
+            if dep in by_name and dep not in wanted:
+                wanted.add(dep)
+                todo.append(dep)
+    return [p for p in lock.packages if p.name in wanted]
+
+
+def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
+    """The .deb of every locked package, in transaction order; LockError names what is missing."""
+    missing = [p.name for p in lock.packages
+               if p.name not in packages or not Path(packages[p.name]).is_file()]
+    if missing:
+        raise LockError(
+            f"{len(missing)} locked package(s) are not in the package cache: "
+            + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    if lock.kind != "deb":
+        raise ComposeError(f"cannot install {lock.kind} packages with dpkg")
+    return [Path(packages[p.name]) for p in lock.packages]
+
+
+def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
+            eatmydata: bool = True, timeout: float | None = None) -> None:
+    """Install every package of ``lock`` into the empty directory ``tree``."""
+    files = package_files(lock, packages)
+    tree.mkdir(parents=True, exist_ok=True)
+    if any(tree.iterdir()):
+        raise ComposeError(f"install target {tree} is not empty")
+    _merged_usr(tree, lock.arch)
+    essential = essential_set(lock)
+    if not essential:
+        raise ComposeError("the lock has no Essential packages: cannot bootstrap dpkg")
+    extract([Path(packages[p.name]) for p in essential], tree)
+    _prepare_dpkg(tree)
+    binds, in_chroot = _bind_packages(files)
+    env: dict[str, str] = {"INITRD": "No"}
+    eat = _eatmydata_library() if eatmydata else None
+    if eat is not None:
+        binds.append((eat, EATMYDATA_MOUNT))
+        env["LD_PRELOAD"] = EATMYDATA_MOUNT
+    _write_policy_rc_d(tree)
+    try:
+        unpack = (
+            f"dpkg-divert --quiet --local --rename --divert {UPDATE_INITRAMFS}{DIVERTED_SUFFIX}"
+            f" --add {UPDATE_INITRAMFS}\n"
+            f"printf '#!/bin/sh\\n# imagecomposer: initramfs is built once, later\\nexit 0\\n'"
+            f" > {UPDATE_INITRAMFS}\nchmod 755 {UPDATE_INITRAMFS}\n"
+            "exec dpkg " + " ".join(DPKG_OPTIONS) + " --force-depends --unpack "
+            + " ".join(shlex.quote(f) for f in in_chroot)
+        )
+        _dpkg_phase(tree, unpack, env, binds, "unpack", timeout)
+        _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
+                    env, binds, "configure", timeout)
+    finally:
+        (tree / POLICY_RC_D).unlink(missing_ok=True)
+    restore_update_initramfs(tree)
+    _cleanup(tree)
+
+
+def restore_update_initramfs(tree: Path) -> None:
+    """Undo the diversion of update-initramfs (no-op if it is not diverted)."""
+    diverted = tree / (UPDATE_INITRAMFS.lstrip("/") + DIVERTED_SUFFIX)
+    stub = tree / UPDATE_INITRAMFS.lstrip("/")
+    if not (tree / "var/lib/dpkg/diversions").is_file():
+        return
+    if UPDATE_INITRAMFS not in (tree / "var/lib/dpkg/diversions").read_text().splitlines():
+        return
+    stub.unlink(missing_ok=True)
+    run_in_chroot(tree, ["dpkg-divert", "--quiet", "--local", "--rename", "--divert",
+                         UPDATE_INITRAMFS + DIVERTED_SUFFIX, "--remove", UPDATE_INITRAMFS],
+                  what="dpkg-divert --remove update-initramfs")
+    if diverted.exists():  # the package was not installed: nothing to rename back
+        diverted.unlink()
+
+
+def extract(debs: list[Path], tree: Path) -> None:
+    """Extract the data of ``debs`` into ``tree``, keeping merged-/usr directory symlinks.
+
+    Packages are extracted in parallel, one ``xargs`` slot per CPU: decompressing xz data is
+    what this step spends its time on, and Essential packages never share files.
+    """
+    script = (
+        'set -euo pipefail; T=$1; shift\n'
+        'printf "%s\\0" "$@" | xargs -0 -r -n 4 -P "$(nproc)" bash -c '
+        '\'set -euo pipefail; T=$0; for deb; do dpkg-deb --fsys-tarfile "$deb" | '
+        'tar -x --keep-directory-symlink -C "$T" -f -; done\' "$T"'
+    )
+    runner.require("dpkg-deb", "dpkg")
+    runner.run(["bash", "-c", script, "extract", str(tree), *map(str, debs)],
+               what="extracting the Essential packages")
+
+
+def _merged_usr(tree: Path, arch: str) -> None:
+    for name in MERGED_USR.get(arch, ("bin", "sbin", "lib")):
+        (tree / "usr" / name).mkdir(parents=True, exist_ok=True)
+        (tree / name).symlink_to(f"usr/{name}")
+
+
+def _prepare_dpkg(tree: Path) -> None:
+    dpkg = tree / "var/lib/dpkg"
+    for sub in ("info", "updates", "triggers", "alternatives", "parts"):
+        (dpkg / sub).mkdir(parents=True, exist_ok=True)
+    for name in ("status", "available"):
+        (dpkg / name).touch()
+    (tree / "etc").mkdir(exist_ok=True)
+
+
+def _write_policy_rc_d(tree: Path) -> None:
+    path = tree / POLICY_RC_D
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n# imagecomposer: no service starts while the image is built\n"
+                    "exit 101\n")
+    path.chmod(0o755)
+
+
+def _bind_packages(files: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Bind each directory holding packages under /run in the chroot; their paths there."""
+    dirs: dict[Path, str] = {}
+    inside: list[str] = []
+    for f in files:
+        parent = f.resolve().parent
+        if parent not in dirs:
+            dirs[parent] = f"{PKG_MOUNT}/{len(dirs)}"
+        inside.append(f"{dirs[parent]}/{f.name}")
+    return [(d, target) for d, target in dirs.items()], inside
+
+
+def _eatmydata_library() -> Path | None:
+    for candidate in EATMYDATA_HOST:
+        if candidate.is_file():
+            return candidate
+    log.info("libeatmydata not found on the host: dpkg will fsync (install 'eatmydata')")
+    return None
+
+
+ERRORS_HEADER = re.compile(r"^Errors were encountered while processing:\n((?:^ .*\n?)+)", re.M)
+ERROR_PACKAGE = re.compile(r"error processing (?:package|archive) (\S+)")
+
+
+def failed_packages(output: str) -> list[str]:
+    """Names of the packages dpkg reports as failed in ``output``."""
+    found: list[str] = []
+    match = ERRORS_HEADER.search(output)
+    names = match.group(1).split() if match else ERROR_PACKAGE.findall(output)
+    for name in names:
+        base = Path(name).name.split("_", 1)[0]
+        if base not in found:
+            found.append(base)
+    return found
+
+
+LOG = "/var/log/imagecomposer-dpkg.log"
+EXIT_STATUS = re.compile(r"returned error exit status (\d+)")
+
+
+def failure_excerpt(output: str, names: list[str], context: int = 15) -> str:
+    """The lines of ``output`` that explain each failed package: its own script output up to
+    dpkg's error (the tail alone is mostly trigger noise printed after the failure)."""
+    lines = output.splitlines()
+    keep: list[str] = []
+    for name in names:
+        for i, line in enumerate(lines):
+            if ERROR_PACKAGE.search(line) and re.search(rf"\b{re.escape(name)}\b", line):
+                start = max(0, i - context)
+                for j in range(i - 1, start - 1, -1):
+                    if re.match(rf"(Setting up|Unpacking|Preparing to unpack) .*\b"
+                                rf"{re.escape(name)}\b", lines[j]):
+                        start = j
+                        break
+                keep += [*lines[start:i + 2], "..."]
+                break
+    return "\n".join(keep + lines[-5:])
+
+
+def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
+                binds: list[tuple[Path, str]], phase: str, timeout: float | None) -> None:
+    """Run one dpkg phase with its output in a log file in the tree, so that on failure the
+    maintainer script's own output can be cut out of it (then the log is removed)."""
+    log_file = tree / LOG.lstrip("/")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = (f"rc=0; (set -e\n{script}\n) > {LOG} 2>&1 || rc=$?\n"
+               f"tail -n 40 {LOG}; exit $rc")
+    try:
+        run_in_chroot(tree, ["sh", "-c", wrapped], env=env, binds=binds,
+                      timeout=timeout, what=f"dpkg --{phase}")
+    except CommandError as exc:
+        if exc.returncode is None:
+            raise
+        output = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        log.debug("dpkg --%s output:\n%s", phase, output)
+        names = failed_packages(output or exc.stderr_tail)
+        subject = ", ".join(names) if names else "(see the output)"
+        status = EXIT_STATUS.search(output)
+        code = int(status.group(1)) if status else exc.returncode
+        raise ScriptFailed(
+            f"Script returned non-zero exit code {code}: dpkg --{phase} failed in the "
+            f"maintainer script of package {subject}", exc.argv, code,
+            failure_excerpt(output, names) if names else exc.stderr_tail) from exc
+    finally:
+        log_file.unlink(missing_ok=True)
+
+
+def _cleanup(tree: Path) -> None:
+    """Drop what installation leaves that must not be baked into every image."""
+    for rel in ("var/lib/dpkg/status-old", "var/lib/dpkg/available-old",
+                "var/lib/dpkg/diversions-old", "var/cache/debconf/config.dat-old",
+                "var/cache/debconf/templates.dat-old", "var/cache/ldconfig/aux-cache"):
+        (tree / rel).unlink(missing_ok=True)
+    for rel in ("etc/ssh",):
+        for key in (tree / rel).glob("ssh_host_*"):
+            key.unlink()
+    if os.path.lexists(tree / "etc/machine-id"):
+        (tree / "etc/machine-id").write_text("")

@@ -1,0 +1,94 @@
+"""Build the initramfs once, in the image, after fstab and the configuration are in place.
+
+Package installation diverts ``update-initramfs`` to a no-op (see
+:mod:`imagecomposer.compose.dpkg_install`): mmdebstrap spends ~20 s building it twice, once in
+the kernel postinst and again in the initramfs-tools trigger, and an initramfs built before
+fstab exists lacks fsck for the root filesystem. Here it runs once per installed kernel with
+zstd compression when the image has zstd (gzip otherwise: what initramfs-tools can unpack
+without it). dracut-based images are handled the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.compose.chroot import run_in_chroot
+from imagecomposer.compose.configure import paths
+from imagecomposer.errors import ComposeError
+
+log = logging.getLogger(__name__)
+
+CONF = "/etc/initramfs-tools/conf.d/90-imagecomposer.conf"
+RunInChroot = Callable[..., object]
+FSCK_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
+
+
+@attrs.frozen
+class Kernel:
+    version: str
+    image: Path  # host path of the kernel in the tree
+    initrd: Path  # host path of the initrd in the tree (exists after build())
+
+
+def _version_key(version: str) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for chunk in version.replace("-", ".").split("."):
+        out.append((int(chunk), "") if chunk.isdigit() else (-1, chunk))
+    return out
+
+
+def kernels(tree: Path) -> list[Kernel]:
+    """Installed kernels (a /boot/vmlinuz-V with its /usr/lib/modules/V), newest first."""
+    found = []
+    boot = paths.inside(tree, "/boot")
+    for image in boot.glob("vmlinuz-*"):
+        version = image.name.removeprefix("vmlinuz-")
+        if paths.inside(tree, f"/usr/lib/modules/{version}").is_dir():
+            found.append(Kernel(version, image, boot / f"initrd.img-{version}"))
+    return sorted(found, key=lambda k: _version_key(k.version), reverse=True)
+
+
+def compression(tree: Path) -> str:
+    return "zstd" if paths.installed(tree, "/usr/bin/zstd") else "gzip"
+
+
+def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = run_in_chroot,
+          timeout: float | None = None) -> list[Kernel]:
+    """Generate the initrd of every installed kernel; return the kernels.
+
+    ``root_fstype`` names the root filesystem for initramfs-tools' fsck hook: it cannot probe
+    the not-yet-existing root device at build time (``FSTYPE=auto`` would then leave fsck out
+    of the initramfs, and the root filesystem would never be checked at boot).
+    """
+    found = kernels(tree)
+    if not found:
+        raise ComposeError("the image has no kernel (/boot/vmlinuz-*): add a kernel package")
+    if paths.installed(tree, "/usr/sbin/update-initramfs"):
+        conf = f"# written by imagecomposer\nCOMPRESS={compression(tree)}\n"
+        if root_fstype in FSCK_TYPES:
+            conf += f"FSTYPE={root_fstype}\n"
+        paths.write(tree, CONF, conf)
+        for kernel in found:
+            kernel.initrd.unlink(missing_ok=True)
+            start = time.monotonic()
+            chroot(tree, ["update-initramfs", "-c", "-k", kernel.version],
+                   what=f"update-initramfs {kernel.version}", timeout=timeout)
+            log.info("initramfs for %s built in %.1f s", kernel.version, time.monotonic() - start)
+    elif paths.installed(tree, "/usr/bin/dracut"):
+        for kernel in found:
+            inner = "/" + str(kernel.initrd.relative_to(tree))
+            chroot(tree, ["dracut", "--force", "--no-hostonly", f"--{compression(tree)}",
+                          inner, kernel.version],
+                   what=f"dracut {kernel.version}", timeout=timeout)
+    else:
+        raise ComposeError("the image has neither initramfs-tools nor dracut: "
+                           "cannot build an initramfs")
+    missing = [k.version for k in found if not k.initrd.is_file()]
+    if missing:
+        raise ComposeError(f"no initramfs was generated for kernel {', '.join(missing)}")
+    return found

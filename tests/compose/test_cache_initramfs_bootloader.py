@@ -1,0 +1,256 @@
+"""Tree cache atomicity, initramfs driving, bootloader files, signing hook, cleanup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from conftest import make_layout
+
+from imagecomposer.compose import bootloader, cleanup, initramfs, signing, tree_cache
+from imagecomposer.compose.layout import Layout, PlannedPartition
+from imagecomposer.errors import CacheError, ComposeError
+from imagecomposer.spec.model import Customizations, Kernel, SecureBoot, Security, Spec
+
+# --- tree cache ----------------------------------------------------------------------------
+
+
+def make_tree(path: Path) -> Path:
+    (path / "etc").mkdir(parents=True)
+    (path / "etc/os-release").write_text("ID=debian\n")
+    (path / "usr/bin").mkdir(parents=True)
+    (path / "usr/bin/tool").write_text("x")
+    (path / "usr/bin/tool").chmod(0o4755)
+    os.link(path / "usr/bin/tool", path / "usr/bin/tool-link")
+    (path / "bin").symlink_to("usr/bin")
+    return path
+
+
+def test_store_and_restore(tmp_path: Path) -> None:
+    cache = tree_cache.TreeCache(tmp_path / "cache")
+    tree = make_tree(tmp_path / "tree")
+    assert cache.lookup("k1") is None
+    assert not cache.restore("k1", tmp_path / "miss")
+    cache.store("k1", tree)
+    dest = tmp_path / "work/root"
+    assert cache.restore("k1", dest)
+    assert (dest / "etc/os-release").read_text() == "ID=debian\n"
+    assert (dest / "usr/bin/tool").stat().st_mode & 0o7777 == 0o4755
+    assert (dest / "usr/bin/tool").stat().st_ino == (dest / "usr/bin/tool-link").stat().st_ino
+    assert (dest / "bin").readlink() == Path("usr/bin")
+    (dest / "etc/os-release").write_text("changed\n")  # a restored tree is a copy
+    assert (cache.entry("k1") / "etc/os-release").read_text() == "ID=debian\n"
+    with pytest.raises(CacheError, match="non-empty"):
+        cache.restore("k1", dest)
+
+
+def test_store_is_atomic_and_stale_partials_are_removed(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tree_cache.TreeCache(tmp_path / "cache")
+    tree = make_tree(tmp_path / "tree")
+
+    def interrupted(source: Path, dest: Path) -> None:
+        dest.mkdir()
+        (dest / "half").write_text("")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tree_cache, "_copy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.store("k2", tree)
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial entry, no leftovers
+    # a partial entry of a killed process (pid that does not exist) is swept on next store
+    stale = tmp_path / "cache" / ".tmp-v1-k3-999999999"
+    stale.mkdir()
+    monkeypatch.undo()
+    cache.store("k3", tree)
+    assert not stale.exists()
+    assert cache.lookup("k3") is not None
+
+
+def test_prune_keeps_most_recent(tmp_path: Path) -> None:
+    cache = tree_cache.TreeCache(tmp_path / "cache")
+    tree = make_tree(tmp_path / "tree")
+    for i, key in enumerate(("a", "b", "c")):
+        entry = cache.store(key, tree)
+        os.utime(entry, (1000 + i, 1000 + i))
+    removed = cache.prune(keep=2)
+    assert [p.name for p in removed] == ["v1-a"]
+    assert cache.lookup("b") and cache.lookup("c")
+
+
+# --- cleanup -------------------------------------------------------------------------------
+
+
+def test_remove_tree_refuses_mount_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    victim = tmp_path / "work/root"
+    (victim / "dev").mkdir(parents=True)
+    info = tmp_path / "mountinfo"
+    info.write_text(f"36 35 0:5 / {victim}/dev rw,nosuid - devtmpfs udev rw\n")
+    monkeypatch.setattr(cleanup, "MOUNTINFO", info)
+    with pytest.raises(ComposeError, match="refusing to remove"):
+        cleanup.remove_tree(tmp_path / "work")
+    assert victim.exists()
+    info.write_text("36 35 0:5 / /elsewhere rw - tmpfs tmpfs rw\n")
+    cleanup.remove_tree(tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+# --- initramfs -----------------------------------------------------------------------------
+
+
+def kernel_tree(tree: Path, *versions: str) -> Path:
+    for version in versions:
+        (tree / "boot").mkdir(parents=True, exist_ok=True)
+        (tree / f"boot/vmlinuz-{version}").write_bytes(b"MZ kernel " + version.encode())
+        (tree / f"usr/lib/modules/{version}").mkdir(parents=True)
+    return tree
+
+
+def test_kernels_newest_first(fake_tree: Path) -> None:
+    kernel_tree(fake_tree, "6.1.0-9-amd64", "6.1.0-10-amd64")
+    (fake_tree / "boot/vmlinuz-5.0-orphan").write_text("")  # no modules: not a kernel
+    assert [k.version for k in initramfs.kernels(fake_tree)] == ["6.1.0-10-amd64",
+                                                                 "6.1.0-9-amd64"]
+
+
+def test_initramfs_built_once_per_kernel_with_zstd_and_fstype(fake_tree: Path) -> None:
+    kernel_tree(fake_tree, "6.1.0-10-amd64")
+    (fake_tree / "usr/sbin/update-initramfs").write_text("#!/bin/sh\n")
+    (fake_tree / "usr/bin/zstd").parent.mkdir(parents=True, exist_ok=True)
+    (fake_tree / "usr/bin/zstd").write_text("")
+    calls = []
+
+    def chroot(tree: Path, argv: list[str], **kw: Any) -> None:
+        calls.append(argv)
+        (tree / f"boot/initrd.img-{argv[-1]}").write_bytes(b"\x28\xb5\x2f\xfd")
+
+    found = initramfs.build(fake_tree, root_fstype="ext4", chroot=chroot)
+    assert calls == [["update-initramfs", "-c", "-k", "6.1.0-10-amd64"]]
+    conf = (fake_tree / initramfs.CONF.lstrip("/")).read_text()
+    assert "COMPRESS=zstd\n" in conf and "FSTYPE=ext4\n" in conf
+    assert found[0].initrd.read_bytes().startswith(b"\x28\xb5\x2f\xfd")
+
+
+def test_initramfs_errors(fake_tree: Path) -> None:
+    with pytest.raises(ComposeError, match="has no kernel"):
+        initramfs.build(fake_tree)
+    kernel_tree(fake_tree, "6.1.0-10-amd64")
+    with pytest.raises(ComposeError, match="neither initramfs-tools nor dracut"):
+        initramfs.build(fake_tree)
+    (fake_tree / "usr/sbin/update-initramfs").write_text("")
+    with pytest.raises(ComposeError, match="no initramfs was generated"):
+        initramfs.build(fake_tree, chroot=lambda *a, **k: None)
+    assert initramfs.compression(fake_tree) == "gzip"
+
+
+# --- bootloader ----------------------------------------------------------------------------
+
+
+def boot_tree(fake_tree: Path) -> list[initramfs.Kernel]:
+    kernel_tree(fake_tree, "6.1.0-10-amd64")
+    (fake_tree / "boot/initrd.img-6.1.0-10-amd64").write_bytes(b"initrd")
+    efi = fake_tree / "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+    efi.parent.mkdir(parents=True)
+    efi.write_bytes(b"MZ systemd-boot")
+    return initramfs.kernels(fake_tree)
+
+
+def test_kernel_cmdline(spec: Spec, layout: Layout) -> None:
+    assert bootloader.kernel_cmdline(spec, layout) == (
+        "root=UUID=33333333-3333-4333-8333-333333333333 ro console=tty0 console=ttyS0,115200")
+    quiet = attrs.evolve(spec, customizations=Customizations(
+        kernel=Kernel(cmdline="quiet loglevel=3", serial_console=False)))
+    assert bootloader.kernel_cmdline(quiet, layout) == (
+        "root=UUID=33333333-3333-4333-8333-333333333333 ro quiet loglevel=3")
+
+
+def test_kernel_cmdline_verity(spec: Spec) -> None:
+    verity = PlannedPartition(name="hash", type="verity", type_guid="x", filesystem="none",
+                              start=0, size=1, partuuid="88888888-8888-4888-8888-888888888888",
+                              fsuuid="", number=3)
+    line = bootloader.kernel_cmdline(spec, make_layout(verity), roothash="ab" * 32)
+    assert line.startswith("root=/dev/mapper/root roothash=" + "ab" * 32)
+    assert "systemd.verity_root_data=PARTUUID=22222222-2222-4222-8222-222222222222" in line
+    assert "systemd.verity_root_hash=PARTUUID=88888888-8888-4888-8888-888888888888" in line
+    with pytest.raises(ComposeError, match="no verity partition"):
+        bootloader.kernel_cmdline(spec, make_layout(), roothash="ab")
+
+
+def test_systemd_boot_esp_tree(fake_tree: Path, spec: Spec, layout: Layout,
+                               tmp_path: Path) -> None:
+    kernels = boot_tree(fake_tree)
+    esp = tmp_path / "esp"
+    binaries = bootloader.install(fake_tree, esp, spec, layout, kernels)
+    assert (esp / "EFI/systemd/systemd-bootx64.efi").read_bytes() == b"MZ systemd-boot"
+    assert (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes() == b"MZ systemd-boot"
+    assert (esp / "demo/6.1.0-10-amd64/linux").read_bytes().startswith(b"MZ kernel")
+    assert (esp / "demo/6.1.0-10-amd64/initrd").read_bytes() == b"initrd"
+    assert "default demo-*\n" in (esp / "loader/loader.conf").read_text()
+    entry = (esp / "loader/entries/demo-6.1.0-10-amd64.conf").read_text()
+    assert entry == (
+        "title demo 1.2.3\nversion 6.1.0-10-amd64\nlinux /demo/6.1.0-10-amd64/linux\n"
+        "initrd /demo/6.1.0-10-amd64/initrd\noptions root=UUID=33333333-3333-4333-8333-"
+        "333333333333 ro console=tty0 console=ttyS0,115200\n")
+    assert esp / "demo/6.1.0-10-amd64/linux" in binaries
+    bootloader.rewrite_entries(esp, "root=/dev/mapper/root roothash=ff ro")
+    assert "options root=/dev/mapper/root roothash=ff ro\n" in (
+        esp / "loader/entries/demo-6.1.0-10-amd64.conf").read_text()
+
+
+def test_systemd_boot_missing(fake_tree: Path, spec: Spec, layout: Layout,
+                              tmp_path: Path) -> None:
+    kernels = boot_tree(fake_tree)
+    (fake_tree / "usr/lib/systemd/boot/efi/systemd-bootx64.efi").unlink()
+    with pytest.raises(ComposeError, match="add the package systemd-boot"):
+        bootloader.install(fake_tree, tmp_path / "esp", spec, layout, kernels)
+    no_esp = Layout(table="gpt", size=1, disk_id="x", partitions=(layout.root,))
+    with pytest.raises(ComposeError, match="needs an ESP"):
+        bootloader.install(fake_tree, tmp_path / "esp", spec, no_esp, kernels)
+
+
+def test_secure_boot_signs_every_efi_binary(fake_tree: Path, spec: Spec, layout: Layout,
+                                           tmp_path: Path, fake_tool) -> None:  # type: ignore[no-untyped-def]
+    kernels = boot_tree(fake_tree)
+    key, cert = tmp_path / "db.key", tmp_path / "db.crt"
+    key.write_text("k")
+    cert.write_text("c")
+    log = tmp_path / "sbsign.log"
+    # a fake sbsign: records its arguments and writes the "signed" output
+    fake_tool("sbsign", f'echo "$@" >> {log}; while [ $# -gt 1 ]; do '
+              'case $1 in --output) out=$2; shift;; esac; shift; done; '
+              '{ cat "$1"; echo SIGNED; } > "$out"')
+    signed = attrs.evolve(spec, customizations=Customizations(
+        security=Security(secure_boot=SecureBoot(key=key, cert=cert))))
+    binaries = bootloader.install(fake_tree, tmp_path / "esp", signed, layout, kernels)
+    assert len(log.read_text().splitlines()) == len(binaries) == 3
+    for binary in binaries:
+        assert binary.read_bytes().endswith(b"SIGNED\n")
+        assert not binary.with_name(binary.name + ".signed-tmp").exists()
+
+
+def test_sign_efi_missing_key(tmp_path: Path) -> None:
+    from imagecomposer.errors import SigningError
+
+    target = tmp_path / "x.efi"
+    target.write_bytes(b"MZ")
+    with pytest.raises(SigningError, match="does not exist"):
+        signing.sign_efi(target, tmp_path / "no.key", tmp_path / "no.crt")
+
+
+def test_grub_config(spec: Spec, layout: Layout) -> None:
+    kernel = initramfs.Kernel("6.1.0-10-amd64", Path("/k"), Path("/i"))
+    text = bootloader.grub_config(spec, layout, [(kernel, "/demo/v/linux", "/demo/v/initrd")])
+    assert "serial --unit=0 --speed=115200\n" in text
+    assert "\tlinux /demo/v/linux root=UUID=33333333-3333-4333-8333-333333333333 ro" in text
+    assert "\tinitrd /demo/v/initrd\n" in text
+
+
+def test_grub_needs_its_modules(fake_tree: Path, spec: Spec, layout: Layout,
+                                tmp_path: Path) -> None:
+    kernels = boot_tree(fake_tree)
+    grub = attrs.evolve(spec, customizations=Customizations(bootloader="grub"))
+    with pytest.raises(ComposeError, match="grub-efi-amd64-bin"):
+        bootloader.install(fake_tree, tmp_path / "esp", grub, layout, kernels)

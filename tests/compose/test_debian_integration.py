@@ -1,0 +1,236 @@
+"""A real Debian 12 installation: dpkg in the namespaced chroot, the tree cache, the full
+configuration with a real initramfs and systemd-boot, failure reporting, and (when the disk
+side is present) the whole compose into a raw disk.
+
+Marked root + network + slow: the package set is resolved and downloaded with apt in a
+scratch root (test-only helper, see compose_debset.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+from conftest import make_layout
+
+from imagecomposer.compose import dpkg_install
+from imagecomposer.compose.chroot import run_in_chroot
+from imagecomposer.compose.composer import Composer
+from imagecomposer.config.model import Config, Core
+from imagecomposer.errors import ScriptFailed
+from imagecomposer.resolver.lock import Lock, LockedPackage
+from imagecomposer.spec.model import (
+    Base,
+    Customizations,
+    File,
+    Image,
+    Scripts,
+    Services,
+    Spec,
+    Ssh,
+    User,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]
+Packages = tuple[Lock, dict[str, Path]]
+HASH = "$6$rounds=1000$saltsalt$hlO0mCzpp5zq2bXbFVBv6z3I5Z6b8p7b3M2gH0vQ3xQ"
+
+
+def mounts_under(path: Path) -> list[str]:
+    return [line for line in Path("/proc/mounts").read_text().splitlines()
+            if str(path) in line]
+
+
+@pytest.fixture(scope="module")
+def composer(tmp_path_factory: pytest.TempPathFactory) -> Composer:
+    base = tmp_path_factory.mktemp("compose")
+    return Composer(Config(core=Core(cache_dir=base / "cache", work_dir=base / "work")))
+
+
+@pytest.fixture(scope="module")
+def installed(composer: Composer, debian_packages: Packages,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    lock, files = debian_packages
+    work = tmp_path_factory.mktemp("install")
+    start = time.monotonic()
+    tree = composer.installed_tree(lock, files, work)
+    return tree, time.monotonic() - start
+
+
+def test_install_registers_every_package_and_leaves_nothing_behind(
+        installed: tuple[Path, float], debian_packages: Packages) -> None:
+    tree, seconds = installed
+    lock, _ = debian_packages
+    status = (tree / "var/lib/dpkg/status").read_text()
+    assert status.count("Status: install ok installed") == len(lock.packages)
+    assert (tree / "bin").readlink() == Path("usr/bin")
+    assert not mounts_under(tree)
+    assert not (tree / "usr/sbin/policy-rc.d").exists()
+    assert "update-initramfs" not in (tree / "var/lib/dpkg/diversions").read_text()
+    assert (tree / "usr/sbin/update-initramfs").read_text().startswith("#!/bin/sh")
+    assert "imagecomposer" not in (tree / "usr/sbin/update-initramfs").read_text()
+    assert not list((tree / "boot").glob("initrd.img-*"))  # built once, later
+    assert not list((tree / "run").iterdir()) and not list((tree / "dev").iterdir())
+    assert not list(tree.rglob("libeatmydata*"))
+    print(f"\ninstalled {len(lock.packages)} packages in {seconds:.1f} s")
+
+
+def test_tree_cache_reuses_the_installation(
+        composer: Composer, installed: tuple[Path, float], debian_packages: Packages,
+        tmp_path: Path) -> None:
+    lock, _ = debian_packages
+    _, install_seconds = installed
+    assert composer.cache.lookup(lock.hash) is not None
+    start = time.monotonic()
+    tree = composer.installed_tree(lock, {}, tmp_path)  # no package files needed on a hit
+    seconds = time.monotonic() - start
+    assert (tree / "var/lib/dpkg/status").read_text().count("install ok installed") == len(
+        lock.packages)
+    assert seconds < install_seconds
+    print(f"\ncache restore {seconds:.1f} s (install {install_seconds:.1f} s)")
+
+
+def full_spec(tmp_path: Path) -> Spec:
+    post = tmp_path / "post.sh"
+    post.write_text('#!/bin/sh\nset -e\necho "$IMAGECOMPOSER_IMAGE_NAME $IMAGECOMPOSER_STAGE '
+                    '$IMAGECOMPOSER_ROOT" > /etc/built-by\necho done\n')
+    return Spec(
+        image=Image(name="it-demo", version="2.0", base=Base(os="debian", version="12")),
+        customizations=Customizations(
+            hostname="it-host", root_password_hash=HASH,
+            users=(User(name="ops", groups=("adm",), password_hash=HASH,
+                        ssh_keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA ops@ci",)),),
+            ssh=Ssh(permit_root_login=False, password_authentication=False),
+            files=(File(destination="/etc/motd", content="welcome\n", mode="0644"),),
+            services=Services(enabled=("e2scrub_all.timer",), disabled=("e2scrub_reap",)),
+            scripts=Scripts(post_install=(post,)),
+        ),
+    )
+
+
+def test_configure_a_real_tree(composer: Composer, installed: tuple[Path, float],
+                               debian_packages: Packages, tmp_path: Path) -> None:
+    lock, _ = debian_packages
+    tree = composer.installed_tree(lock, {}, tmp_path)
+    spec = full_spec(tmp_path)
+    start = time.monotonic()
+    trees = composer.configure(spec, tree, make_layout(), lock)
+    seconds = time.monotonic() - start
+    print(f"\nconfigure (with initramfs and bootloader) {seconds:.1f} s")
+    assert trees == {"root": tree, "esp": tmp_path / "part-esp"}
+    assert (tree / "etc/hostname").read_text() == "it-host\n"
+    assert "ops:" in (tree / "etc/passwd").read_text()
+    keys = tree / "home/ops/.ssh/authorized_keys"
+    assert keys.read_text() == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA ops@ci\n"
+    assert (tree / "etc/built-by").read_text() == "it-demo post-install /\n"
+    assert (tree / "etc/machine-id").read_text() == ""
+    assert (tree / "etc/systemd/system/timers.target.wants/e2scrub_all.timer").is_symlink()
+    assert (tree / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+            ).is_symlink()
+    assert "UUID=33333333-3333-4333-8333-333333333333\t/\text4" in (
+        tree / "etc/fstab").read_text()
+    sources = (tree / "etc/apt/sources.list.d/debian.sources").read_text()
+    assert f"URIs: {lock.repositories[0].url}\n" in sources
+    initrd = next((tree / "boot").glob("initrd.img-*"))
+    assert initrd.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd, built once
+    listing = run_in_chroot(tree, ["lsinitramfs", f"/boot/{initrd.name}"], capture=True)
+    assert b"sbin/fsck.ext4" in listing.stdout  # fstab and FSTYPE were in place
+    esp = trees["esp"]
+    assert (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes()[:2] == b"MZ"
+    entry = next((esp / "loader/entries").glob("it-demo-*.conf")).read_text()
+    assert "options root=UUID=33333333-3333-4333-8333-333333333333 ro console=tty0" in entry
+    assert not mounts_under(tmp_path)
+
+
+def test_failing_post_install_script(composer: Composer, installed: tuple[Path, float],
+                                     debian_packages: Packages, tmp_path: Path) -> None:
+    lock, _ = debian_packages
+    tree = composer.installed_tree(lock, {}, tmp_path)
+    bad = tmp_path / "bad.sh"
+    bad.write_text("echo about to fail\nexit 7\n")
+    spec = attrs.evolve(full_spec(tmp_path), customizations=Customizations(
+        scripts=Scripts(post_install=(bad,))))
+    with pytest.raises(ScriptFailed, match=r"Script returned non-zero exit code 7: post-install "
+                       r"script bad\.sh") as info:
+        composer.configure(spec, tree, make_layout(), lock)
+    assert "about to fail" in info.value.stderr_tail
+    assert not mounts_under(tmp_path)
+
+
+def build_deb(directory: Path, name: str, postinst: str) -> Path:
+    root = directory / name
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t.invalid>\n"
+        "Description: test package\n")
+    (root / "DEBIAN/postinst").write_text(postinst)
+    (root / "DEBIAN/postinst").chmod(0o755)
+    out = directory / f"{name}_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+def test_failing_maintainer_script_names_the_package(debian_packages: Packages,
+                                                     tmp_path: Path) -> None:
+    lock, files = debian_packages
+    deb = build_deb(tmp_path, "icfail", "#!/bin/sh\necho postinst is failing >&2\nexit 3\n")
+    essential = dpkg_install.essential_set(lock)
+    failing = LockedPackage(name="icfail", version="1.0", arch="all", repository="local",
+                            url=deb.as_uri(), sha256="0" * 64, size=deb.stat().st_size)
+    small = attrs.evolve(lock, packages=(*essential, failing))
+    tree = tmp_path / "tree"
+    with pytest.raises(ScriptFailed, match="Script returned non-zero exit code 3: dpkg "
+                       "--configure failed in the maintainer script of package icfail") as info:
+        dpkg_install.install(small, {**files, "icfail": deb}, tree)
+    assert "postinst is failing" in info.value.stderr_tail
+    assert not mounts_under(tmp_path)
+    assert not (tree / "usr/sbin/policy-rc.d").exists()
+
+
+def test_compose_raw_disk_and_config_only_rebuild(
+        composer: Composer, installed: tuple[Path, float], debian_packages: Packages,
+        tmp_path: Path) -> None:
+    pytest.importorskip("imagecomposer.compose.disk")
+    lock, files = debian_packages
+    spec = full_spec(tmp_path)
+    out = tmp_path / "out/demo.raw"
+    result = composer.compose(spec, lock, files, tmp_path / "work", out)
+    assert result.cache_hit
+    table = subprocess.run(["sfdisk", "--json", str(out)], capture_output=True, text=True,
+                           check=True).stdout
+    assert result.layout.root.partuuid in table.lower()
+    assert not (tmp_path / "work/root").exists()  # temporary trees removed
+    total = sum(result.timings.values())
+    print(f"\nconfiguration-only rebuild {total:.1f} s: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    assert not mounts_under(tmp_path)
+
+
+
+def processes_rooted_in(tree: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if Path(proc / "root").resolve() == tree.resolve():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_timeout_kills_everything_in_the_chroot(installed: tuple[Path, float]) -> None:
+    from imagecomposer.errors import CommandError
+
+    tree, _ = installed
+    start = time.monotonic()
+    with pytest.raises(CommandError, match="timed out"):
+        run_in_chroot(tree, ["sh", "-c", "sleep 300 & sleep 300 & wait"], timeout=2)
+    assert time.monotonic() - start < 30
+    time.sleep(0.5)
+    assert processes_rooted_in(tree) == []  # the PID namespace took the daemons with it
+    assert not mounts_under(tree)

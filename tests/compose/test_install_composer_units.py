@@ -1,0 +1,126 @@
+"""Installer and Composer logic that needs neither root nor network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+from conftest import make_layout
+
+from imagecomposer.compose import chroot, composer, dpkg_install
+from imagecomposer.compose.layout import PlannedPartition
+from imagecomposer.errors import InsufficientDiskSpace, LockError, PermissionDenied
+from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
+from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
+
+
+def pkg(name: str, *, essential: bool = False, priority: str | None = "optional",
+        depends: tuple[str, ...] = ()) -> LockedPackage:
+    return LockedPackage(name=name, version="1", arch="amd64", repository="debian",
+                         url=f"http://m.invalid/{name}.deb", sha256="0" * 64, size=1000,
+                         essential=essential, priority=priority, depends=depends)
+
+
+LOCK = Lock(
+    os="debian", version="12", arch="x86_64", kind="deb",
+    repositories=(LockedRepository(name="debian", url="http://m.invalid", kind="deb"),),
+    packages=(pkg("libc6", priority="required"), pkg("libzstd1"), pkg("libsel"),
+              pkg("dpkg", essential=True, depends=("libc6", "libzstd1")),
+              pkg("coreutils", essential=True, depends=("libsel",)), pkg("vim"),
+              pkg("vim-runtime")))
+
+
+def test_essential_set_is_the_closure_in_transaction_order() -> None:
+    names = [p.name for p in dpkg_install.essential_set(LOCK)]
+    assert names == ["libc6", "libzstd1", "libsel", "dpkg", "coreutils"]
+
+
+def test_missing_package_files(tmp_path: Path) -> None:
+    files = {p.name: tmp_path / p.filename for p in LOCK.packages}
+    for name in ("libc6", "dpkg", "coreutils", "libzstd1", "libsel"):
+        files[name].write_bytes(b"!<arch>")
+    del files["vim-runtime"]
+    with pytest.raises(LockError, match=r"2 locked package.*vim, vim-runtime"):
+        dpkg_install.package_files(LOCK, files)
+
+
+def test_failed_packages_from_dpkg_output() -> None:
+    output = (
+        "Setting up foo (1.0) ...\nboom\n"
+        "dpkg: error processing package foo (--configure):\n"
+        " installed foo package post-installation script subprocess returned error exit "
+        "status 3\nErrors were encountered while processing:\n foo\n bar\n")
+    assert dpkg_install.failed_packages(output) == ["foo", "bar"]
+    unpack = ("dpkg: error processing archive /run/imagecomposer/packages/0/baz_1_amd64.deb "
+              "(--unpack):\n new baz package pre-installation script subprocess returned "
+              "error exit status 1\n")
+    assert dpkg_install.failed_packages(unpack) == ["baz"]
+    noisy = ("Setting up foo (1.0) ...\nboom\ndpkg: error processing package foo (--configure):\n"
+             " installed foo package post-installation script subprocess returned error exit "
+             "status 3\n" + "Processing triggers for libc-bin ...\n" * 40)
+    excerpt = dpkg_install.failure_excerpt(noisy, ["foo"])
+    assert excerpt.startswith("Setting up foo (1.0) ...\nboom\ndpkg: error processing package foo")
+
+
+def test_chroot_command_line_isolates_the_child() -> None:
+    argv = chroot.chroot_argv(Path("/t"), ["dpkg", "--configure", "-a"], {"A": "1"},
+                              [(Path("/host/debs"), "/run/imagecomposer/packages/0")])
+    assert argv[:9] == ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+                        "--kill-child", "--uts", "--ipc"]
+    assert "--net" in argv
+    script = argv[argv.index("-c") + 1]
+    assert 'mount -t proc' in script and "mknod -m 666 \"$T/dev/null\" c 1 3" in script
+    assert "mount --bind '/host/debs' \"$T/run/imagecomposer/packages/0\"" in script
+    tail = argv[argv.index("/t") + 1:]
+    assert tail[:2] == ["env", "-i"] and "A=1" in tail and "DEBIAN_FRONTEND=noninteractive" in tail
+    assert tail[-5:] == ["chroot", "/t", "dpkg", "--configure", "-a"]
+    assert "--net" not in chroot.chroot_argv(Path("/t"), ["true"], network=True)
+
+
+def test_chroot_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chroot.os, "geteuid", lambda: 1000)
+    with pytest.raises(PermissionDenied, match="needs root"):
+        chroot.run_in_chroot(tmp_path, ["true"])
+
+
+def spec_with(disk: Disk | None = None) -> Spec:
+    return Spec(image=Image(name="demo", base=Base(os="debian", version="12")),
+                disk=disk or Disk())
+
+
+def test_default_disk_and_seed() -> None:
+    disk = composer.default_disk(spec_with())
+    assert [(p.name, p.type, p.size) for p in disk.partitions] == [
+        ("esp", "esp", 256 << 20), ("root", "root", None)]
+    given = Disk(partitions=(Partition(name="r", type="root", size=None),))
+    assert composer.default_disk(spec_with(given)) == given
+    assert composer.layout_seed(spec_with(), LOCK) == composer.layout_seed(spec_with(), LOCK)
+    other = attrs.evolve(LOCK, packages=LOCK.packages[:-1])
+    assert composer.layout_seed(spec_with(), LOCK) != composer.layout_seed(spec_with(), other)
+
+
+def test_insufficient_disk_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Usage:
+        free = 10 << 20
+
+    monkeypatch.setattr(composer.shutil, "disk_usage", lambda path: Usage())
+    with pytest.raises(InsufficientDiskSpace,
+                       match=r"Insufficient disk space: need \d+ MiB, have 10 MiB"):
+        composer.check_free_space(tmp_path, LOCK, spec_with())
+
+
+def test_split_partitions_moves_mounted_content_out(tmp_path: Path) -> None:
+    tree = tmp_path / "root"
+    (tree / "var/log").mkdir(parents=True)
+    (tree / "var/log/dpkg.log").write_text("log")
+    (tree / "var/lib").mkdir()
+    (tree / "home").mkdir()
+    var = PlannedPartition(name="var", type="var", type_guid="x", filesystem="ext4",
+                           start=0, size=1, partuuid="p", fsuuid="f", number=3,
+                           mountpoint="/var")
+    home = attrs.evolve(var, name="home", mountpoint="/home", number=4)
+    trees = composer.split_partitions(tree, make_layout(var, home))
+    assert trees == {"var": tmp_path / "part-var", "home": tmp_path / "part-home"}
+    assert (tmp_path / "part-var/log/dpkg.log").read_text() == "log"
+    assert (tree / "var").is_dir() and not any((tree / "var").iterdir())
