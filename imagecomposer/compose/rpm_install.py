@@ -13,8 +13,9 @@ not checked again here (``--nosignature``): the packages stage already checked e
 against the repository's configured keys (``RpmProvider.verify_package``); the keys can be
 imported into the target's database (``keys=``) so that its own rpm trusts them later.
 
-A failing scriptlet raises :class:`~imagecomposer.errors.ScriptFailed` with the tail of
-rpm's output. The tree is then incomplete: the caller (the Composer) discards it.
+A failing scriptlet (even a %post, which rpm itself only warns about) raises
+:class:`~imagecomposer.errors.ScriptFailed` with the tail of rpm's output. The tree is then
+incomplete: the caller (the Composer) discards it.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     output = done.stdout.decode("utf-8", "replace")
     for line in output.splitlines():
         log.info("rpm: %s", line)
-    if done.returncode != 0:
+    # rpm only warns about a failing %post/%posttrans (exit code 0): an image with a
+    # half-configured package is still a failed build.
+    if done.returncode != 0 or _SCRIPTLET.search(done.output_tail + "\n" + output):
         raise _failure(done, output)
     seconds = time.monotonic() - started
     if events is not None:

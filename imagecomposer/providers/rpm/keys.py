@@ -88,10 +88,18 @@ def prepare_keyring(sources: Sequence[Path], cache_root: Path, *, what: str) -> 
 
 
 def _build(files: Sequence[Path], staging: Path, *, what: str) -> None:
-    home = staging / "gnupg"
-    home.mkdir(mode=0o700)
+    # A short GnuPG home outside the cache (agent socket paths are limited to ~100 bytes);
+    # importing and exporting public keys never needs the agent: --no-autostart.
+    home = Path(tempfile.mkdtemp(prefix="ic-gpg-"))
+    try:
+        _build_in(files, staging, home, what=what)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _build_in(files: Sequence[Path], staging: Path, home: Path, *, what: str) -> None:
     gpg = [runner.require("gpg", "gnupg"), "--homedir", str(home), "--batch", "--no-tty",
-           "--quiet"]
+           "--quiet", "--no-autostart"]
     for path in files:
         try:
             runner.run([*gpg, "--import", str(path)], capture=True)
@@ -121,6 +129,5 @@ def _build(files: Sequence[Path], staging: Path, *, what: str) -> None:
             runner.run([*gpg, "--armor", "--export", fingerprint], capture=True).stdout)
         runner.run([rpmkeys, "--dbpath", str(rpmdb), "--import", str(armored)],
                    what=f"importing key {fingerprint} into a private rpm database")
-    shutil.rmtree(home)
     with contextlib.suppress(OSError):
         staging.chmod(0o755)

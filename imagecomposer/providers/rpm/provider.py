@@ -277,7 +277,7 @@ class RpmProvider:
 
     # --- for compose ----------------------------------------------------------------------
 
-    def keys(self) -> tuple[Path, ...]:
+    def trusted_keys(self) -> tuple[Path, ...]:
         """Armored files of every configured key (to import into the target's rpmdb)."""
         found: list[Path] = []
         for name in self._sources:
