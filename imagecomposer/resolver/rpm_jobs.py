@@ -108,7 +108,8 @@ def request_jobs(pool: Any, text: str, how: int) -> list[Any]:
         jobs = list(selection.jobs(how))
     if not candidates:
         raise not_found(pool, text, " (no version matches)" if relation else "")
-    if considered is not None and not any(s.id in considered for s in candidates):
+    if (how & solv.Job.SOLVER_JOBMASK) == solv.Job.SOLVER_INSTALL and considered is not None \
+            and not any(s.id in considered for s in candidates):
         raise not_found(pool, text, " (every match is excluded by customizations.packages."
                         "remove, another architecture or a repository allow-list)")
     return jobs
