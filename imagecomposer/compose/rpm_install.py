@@ -98,12 +98,33 @@ def rpm_command(tree: Path, dbpath: str, db_backend: str) -> list[str]:
             "--define", f"_db_backend {db_backend}"]
 
 
+# Seen by every scriptlet: no kernel-install/dracut run per kernel package (the configuration
+# stage builds the initramfs once), and systemd tools know they run offline.
+SCRIPTLET_ENV = {"KERNEL_INSTALL_BYPASS": "1", "SYSTEMD_OFFLINE": "1"}
+
+
+def sandboxed(tree: Path, argv: Sequence[str]) -> list[str]:
+    """``argv`` (a host command acting on ``tree``) inside the compose chroot namespaces."""
+    from imagecomposer.compose.chroot import setup_script
+
+    unshare = [runner.require("unshare", "util-linux"), "--mount", "--propagation",
+               "private", "--pid", "--fork", "--kill-child", "--uts", "--ipc", "--net"]
+    return [*unshare, "--", "sh", "-c", setup_script(), "imagecomposer-rpm", str(tree),
+            *argv]
+
+
 def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                  events: Callable[[Any], None] | None = None,
                  dbpath: str = SYSIMAGE_DBPATH, db_backend: str = "sqlite",
                  keys: Sequence[Path] = (), order: Literal["rpm", "lock"] = "rpm",
-                 timeout: float | None = None) -> RpmInstallResult:
-    """Install ``lock``'s packages (files from ``packages``, by name) into ``tree``."""
+                 sandbox: bool = True, timeout: float | None = None) -> RpmInstallResult:
+    """Install ``lock``'s packages (files from ``packages``, by name) into ``tree``.
+
+    ``sandbox`` runs the transaction in private namespaces in which the tree has ``/proc``,
+    ``/sys``, a minimal ``/dev`` and ``/run`` (see :mod:`imagecomposer.compose.chroot`):
+    scriptlets redirect to ``/dev/null`` and read ``/proc`` like on a real system, have no
+    network, and any daemon they start dies with the transaction. Needs root.
+    """
     paths = _ordered_paths(lock, packages)
     started = time.monotonic()
     if events is not None:
@@ -115,7 +136,9 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
         runner.run([*rpm, "--import", str(key)], what=f"rpm --import {key}")
     argv = [*rpm, "--define", "_pkgverify_level digest", "--nosignature", "-i", "-v",
             *(["--noorder"] if order == "lock" else []), *map(str, paths)]
-    done = runner.run(argv, capture=True, check=False, timeout=timeout,
+    if sandbox:
+        argv = sandboxed(tree, argv)
+    done = runner.run(argv, capture=True, check=False, timeout=timeout, env=SCRIPTLET_ENV,
                       what=f"rpm transaction of {len(paths)} packages")
     output = done.stdout.decode("utf-8", "replace")
     for line in output.splitlines():

@@ -49,6 +49,9 @@ def test_install_runs_scriptlets_and_fills_rpmdb(rpm_fixture: RpmFixture, rpm_co
     assert "alpha pre-install scriptlet ran in /" in result.output  # chrooted
     assert "alpha post-install scriptlet ran" in result.output
     assert (tree / "var/alpha-post.log").read_text() == "alpha-was-here\n"
+    assert "alpha sees /dev/null and /proc" in result.output  # the sandbox's mounts
+    for mountpoint in ("dev", "proc", "sys", "run"):  # ... are gone with the transaction
+        assert not any((tree / mountpoint).iterdir()), mountpoint
     assert (tree / "usr/libexec/helper/tool").is_file()
     installed = query(tree, "/usr/lib/sysimage/rpm", "-qa", "--qf", "%{NAME}-%{VERSION}\\n")
     expected = sorted(f"{p.name}-{p.version.split('-')[0]}" for p in lock.packages)
@@ -59,6 +62,14 @@ def test_install_runs_scriptlets_and_fills_rpmdb(rpm_fixture: RpmFixture, rpm_co
     # the database is consistent: rpm verifies the installed files against it
     subprocess.run([*rpm_command(tree, "/usr/lib/sysimage/rpm", "sqlite"), "-V", "alpha"],
                    check=True)
+
+
+def test_install_without_sandbox(rpm_fixture: RpmFixture, rpm_config: Config,
+                                 tmp_path: Path) -> None:
+    _, lock, files = fetch(rpm_fixture, rpm_config, "alpha", directory=tmp_path / "dl")
+    result = install_rpms(lock, files, tmp_path / "tree", sandbox=False)
+    assert "alpha post-install scriptlet ran" in result.output
+    assert "alpha sees /dev/null" not in result.output  # plain rpm --root: no /dev, /proc
 
 
 def test_install_el_dbpath_and_lock_order(rpm_fixture: RpmFixture, rpm_config: Config,
