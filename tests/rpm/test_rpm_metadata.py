@@ -36,11 +36,17 @@ def test_every_compression_loads(rpm_fixture: RpmFixture, rpm_config: Config,
     assert loaded.filelists  # filedep's /usr/libexec/helper/tool is only in filelists.xml
 
 
-def test_solv_cache_is_reused(rpm_fixture: RpmFixture, rpm_config: Config) -> None:
-    first = load(rpm_fixture, rpm_config, "main")
+def test_solv_cache_is_reused(rpm_fixture: RpmFixture, rpm_config: Config,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "imagecomposer.run"):
+        first = load(rpm_fixture, rpm_config, "main")
     assert not first.loaded["main"].from_cache
-    second = load(rpm_fixture, rpm_config, "main")
+    assert "gpgv --keyring" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "imagecomposer.run"):
+        second = load(rpm_fixture, rpm_config, "main")
     assert second.loaded["main"].from_cache and second.loaded["main"].filelists
+    assert "gpgv" not in caplog.text  # same repomd bytes and keyring: verdict reused
     # a pool loaded from .solv selects and solves (createwhatprovides ran in load())
     lock = resolve_rpm(make_spec(rpm_fixture, install=("filedep", "alpha")), rpm_config)
     assert {"helper", "beta"} <= {p.name for p in lock.packages}

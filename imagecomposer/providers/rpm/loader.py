@@ -91,7 +91,11 @@ def fetch_repomd(source: RpmSource, store: MetadataStore) -> Repomd:
             if source.keyring is None:
                 raise SignatureError(f"repository {source.name} has no keys to verify "
                                      "repomd.xml.asc with")
-            verify_repomd(body, signature, source.keyring, url=url)
+            # gpgv once per (repomd, signature, keyring): a warm load skips it
+            signed = body + b"\0" + signature
+            if store.verified(signed, source.keyring.gpgv_keyring) is None:
+                verify_repomd(body, signature, source.keyring, url=url)
+                store.remember_verified(signed, source.keyring.gpgv_keyring, "repomd.xml")
     return parse_repomd(body, url=url)
 
 
