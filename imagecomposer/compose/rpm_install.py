@@ -92,6 +92,27 @@ def prepare_tree(tree: Path, dbpath: str) -> None:
             legacy.symlink_to("../../usr/lib/sysimage/rpm")
 
 
+DBPATHS = (SYSIMAGE_DBPATH, "/var/lib/rpm")
+_DB_FILES = {"rpmdb.sqlite": "sqlite", "Packages.db": "ndb", "Packages": "bdb_ro"}
+
+
+def find_rpmdb(tree: Path) -> tuple[str, str] | None:
+    """(dbpath, backend) of the rpm database in ``tree``, or None.
+
+    Anything that queries an image's rpm database with the host's rpm must pass ``--dbpath``
+    (and the backend): Debian's rpm looks in ``/root/.rpmdb`` by default, not where the
+    target distribution keeps it.
+    """
+    for dbpath in DBPATHS:
+        directory = tree / dbpath.lstrip("/")
+        if directory.is_symlink():
+            continue  # /var/lib/rpm -> ../../usr/lib/sysimage/rpm: found under its target
+        for name, backend in _DB_FILES.items():
+            if (directory / name).is_file():
+                return dbpath, backend
+    return None
+
+
 def rpm_command(tree: Path, dbpath: str, db_backend: str) -> list[str]:
     """``rpm`` aimed at ``tree``'s database (also what tests and users query it with)."""
     return [runner.require("rpm", "rpm"), "--root", str(tree), "--dbpath", dbpath,

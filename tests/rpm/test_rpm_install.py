@@ -9,7 +9,7 @@ import pytest
 from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.cache.http import Http
-from imagecomposer.compose.rpm_install import install_rpms, rpm_command
+from imagecomposer.compose.rpm_install import find_rpmdb, install_rpms, rpm_command
 from imagecomposer.config.model import Config
 from imagecomposer.errors import LockError, ScriptFailed
 from imagecomposer.providers.rpm import RpmProvider
@@ -57,7 +57,7 @@ def test_install_runs_scriptlets_and_fills_rpmdb(rpm_fixture: RpmFixture, rpm_co
     expected = sorted(f"{p.name}-{p.version.split('-')[0]}" for p in lock.packages)
     assert [n for n in installed if not n.startswith("gpg-pubkey")] == expected
     assert any(n.startswith("gpg-pubkey") for n in installed)  # the key, for the target's rpm
-    assert (tree / "usr/lib/sysimage/rpm/rpmdb.sqlite").is_file()
+    assert find_rpmdb(tree) == ("/usr/lib/sysimage/rpm", "sqlite")
     assert (tree / "var/lib/rpm").resolve() == (tree / "usr/lib/sysimage/rpm").resolve()
     # the database is consistent: rpm verifies the installed files against it
     subprocess.run([*rpm_command(tree, "/usr/lib/sysimage/rpm", "sqlite"), "-V", "alpha"],
@@ -77,7 +77,7 @@ def test_install_el_dbpath_and_lock_order(rpm_fixture: RpmFixture, rpm_config: C
     _, lock, files = fetch(rpm_fixture, rpm_config, "mailer", directory=tmp_path / "dl")
     tree = tmp_path / "tree"
     install_rpms(lock, files, tree, dbpath="/var/lib/rpm", order="lock")
-    assert (tree / "var/lib/rpm/rpmdb.sqlite").is_file()
+    assert find_rpmdb(tree) == ("/var/lib/rpm", "sqlite")
     assert not (tree / "usr/lib/sysimage").exists()
     assert "mailer-1.0-1.noarch" in query(tree, "/var/lib/rpm", "-qa")
 
@@ -99,3 +99,4 @@ def test_missing_package_file(rpm_fixture: RpmFixture, rpm_config: Config,
     with pytest.raises(LockError, match="beta"):
         install_rpms(lock, files, tmp_path / "tree")
     assert not (tmp_path / "tree").exists()
+    assert find_rpmdb(tmp_path) is None
