@@ -1,12 +1,14 @@
 """The RPM provider inside the family-generic pipeline pieces (Resolver, PackageCache).
 
-These live on the deb branch; the module is skipped until both branches are merged.
+These live on the deb branch (and the Composer on the rootfs branch); the module is skipped
+until the branches are merged.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 from rpm_helpers import RpmFixture, make_spec
 
@@ -68,3 +70,55 @@ def _root() -> bool:
     import os
 
     return os.geteuid() == 0
+
+
+@pytest.mark.root
+def test_packages_compose_configuration_on_fixture(rpm_fixture: RpmFixture,
+                                                   rpm_config: Config, tmp_path: Path) -> None:
+    """The stages as the pipeline should chain them for an rpm lock (see docs/rpm.md)."""
+    import subprocess
+
+    from imagecomposer.compose.layout import Layout, PlannedPartition
+    from imagecomposer.compose.rpm_configure import apply_presets, expose_kernels
+    from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
+    from imagecomposer.compose.rpm_repos import write_repo_files
+    from imagecomposer.spec.model import Services, User
+
+    composer = pytest.importorskip("imagecomposer.compose.composer")
+    packages_stage = pytest.importorskip("imagecomposer.packages")
+    spec = make_spec(rpm_fixture, install=("fixture-setup", "fixture-systemd",
+                                           "fixture-kernel", "fixture-dracut", "alpha"))
+    spec = attrs.evolve(spec, customizations=attrs.evolve(
+        spec.customizations, hostname="rpm-fixture", bootloader="none",
+        users=(User(name="alice"),), services=Services(enabled=("fixture-hello",))))
+    result = packages_stage.run_packages_stage(spec, rpm_config,
+                                               lock_path=tmp_path / "lock.json")
+    provider = providers.provider_for(spec, rpm_config)
+    tree = tmp_path / "root"
+    install_rpms(result.lock, result.packages, tree, dbpath=provider.profile.rpmdb.path,
+                 keys=provider.trusted_keys())
+    assert expose_kernels(tree) == ["6.1.0-fixture"]
+    assert apply_presets(tree)
+    write_repo_files(tree, provider)
+    root = PlannedPartition(
+        name="root", type="root", type_guid="4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+        filesystem="ext4", start=1 << 20, size=(1 << 30) - (2 << 20),
+        partuuid="00000000-0000-4000-8000-000000000002",
+        fsuuid="00000000-0000-4000-8000-000000000003", number=1, mountpoint="/")
+    layout = Layout(table="gpt", size=1 << 30, disk_id="00000000-0000-4000-8000-000000000001",
+                    partitions=(root,))
+    composer.Composer(rpm_config).configure(spec, tree, layout, result.lock)
+    assert (tree / "etc/hostname").read_text() == "rpm-fixture\n"
+    assert "alice:" in (tree / "etc/passwd").read_text()
+    assert (tree / "boot/initrd.img-6.1.0-fixture").is_file()
+    wants = tree / "etc/systemd/system/multi-user.target.wants"
+    assert {p.name for p in wants.iterdir()} >= {"fixture-hello.service",
+                                                 "systemd-networkd.service"}
+    assert (tree / "var/alpha-post.log").is_file()
+    rpmdb = find_rpmdb(tree)
+    assert rpmdb is not None
+    installed = subprocess.run([*rpm_command(tree, *rpmdb), "-qa", "--qf", "%{NAME}\\n"],
+                               capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(n for n in installed if n != "gpg-pubkey") == sorted(
+        p.name for p in result.lock.packages)
+    result.cache.close()
