@@ -1,0 +1,193 @@
+"""Install a locked RPM package set into a root directory with the host's ``rpm --root``.
+
+One ``rpm -i`` transaction installs everything, as dnf does: rpm chroots into the tree for
+every scriptlet (so they run against the target's own ``/bin/sh`` and files) and orders the
+transaction itself from the packages' ``Requires(pre/post)``; pass ``order="lock"`` to keep
+the lock's (libsolv's) order instead (``--noorder``). rpm checks the dependencies again.
+
+The rpm database is created where the target distribution's rpm looks for it (the profile's
+``rpmdb``: ``/usr/lib/sysimage/rpm`` on Fedora, ``/var/lib/rpm`` on Enterprise Linux 9 and
+Azure Linux) with the target's backend (sqlite); for the sysimage location the
+``/var/lib/rpm`` compatibility symlink Fedora ships is created too. Package signatures are
+not checked again here (``--nosignature``): the packages stage already checked each one
+against the repository's configured keys (``RpmProvider.verify_package``); the keys can be
+imported into the target's database (``keys=``) so that its own rpm trusts them later.
+
+A failing scriptlet (even a %post, which rpm itself only warns about) raises
+:class:`~imagecomposer.errors.ScriptFailed` with the tail of rpm's output. The tree is then
+incomplete: the caller (the Composer) discards it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from imagecomposer import runner
+from imagecomposer.errors import (
+    CommandError,
+    DependencyError,
+    ImageComposerError,
+    LockError,
+    ScriptFailed,
+)
+from imagecomposer.resolver.lock import Lock
+
+log = logging.getLogger("imagecomposer.rpm")
+
+SYSIMAGE_DBPATH = "/usr/lib/sysimage/rpm"
+
+
+@attrs.frozen
+class RpmInstallStarted:
+    packages: int
+    tree: Path
+
+
+@attrs.frozen
+class RpmInstallFinished:
+    packages: int
+    seconds: float
+
+
+@attrs.frozen
+class RpmInstallResult:
+    packages: int
+    seconds: float
+    output: str  # rpm's standard output: scriptlet output and the -v progress lines
+
+
+def _ordered_paths(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
+    if lock.kind != "rpm":
+        raise LockError(f"install_rpms needs an rpm lock, not a {lock.kind} one")
+    missing = [p.name for p in lock.packages if p.name not in packages]
+    if missing:
+        raise LockError(f"packages missing from the download set: {', '.join(missing)}")
+    paths = [packages[p.name] for p in lock.packages]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        raise LockError(f"package files do not exist: {', '.join(absent)}")
+    return paths
+
+
+def prepare_tree(tree: Path, dbpath: str) -> None:
+    """Directories rpm needs before the first package lands (it writes scriptlets to
+    ``/var/tmp`` of the root) and the compatibility symlink of the sysimage database."""
+    tree.mkdir(parents=True, exist_ok=True)
+    vartmp = tree / "var" / "tmp"
+    if not vartmp.exists():
+        vartmp.mkdir(parents=True)
+        vartmp.chmod(0o1777)
+    (tree / dbpath.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    if dbpath == SYSIMAGE_DBPATH:
+        legacy = tree / "var" / "lib" / "rpm"
+        if not legacy.exists() and not legacy.is_symlink():
+            legacy.parent.mkdir(parents=True, exist_ok=True)
+            legacy.symlink_to("../../usr/lib/sysimage/rpm")
+
+
+DBPATHS = (SYSIMAGE_DBPATH, "/var/lib/rpm")
+_DB_FILES = {"rpmdb.sqlite": "sqlite", "Packages.db": "ndb", "Packages": "bdb_ro"}
+
+
+def find_rpmdb(tree: Path) -> tuple[str, str] | None:
+    """(dbpath, backend) of the rpm database in ``tree``, or None.
+
+    Anything that queries an image's rpm database with the host's rpm must pass ``--dbpath``
+    (and the backend): Debian's rpm looks in ``/root/.rpmdb`` by default, not where the
+    target distribution keeps it.
+    """
+    for dbpath in DBPATHS:
+        directory = tree / dbpath.lstrip("/")
+        if directory.is_symlink():
+            continue  # /var/lib/rpm -> ../../usr/lib/sysimage/rpm: found under its target
+        for name, backend in _DB_FILES.items():
+            if (directory / name).is_file():
+                return dbpath, backend
+    return None
+
+
+def rpm_command(tree: Path, dbpath: str, db_backend: str) -> list[str]:
+    """``rpm`` aimed at ``tree``'s database (also what tests and users query it with)."""
+    return [runner.require("rpm", "rpm"), "--root", str(tree), "--dbpath", dbpath,
+            "--define", f"_db_backend {db_backend}"]
+
+
+# Seen by every scriptlet: no kernel-install/dracut run per kernel package (the configuration
+# stage builds the initramfs once), and systemd tools know they run offline.
+SCRIPTLET_ENV = {"KERNEL_INSTALL_BYPASS": "1", "SYSTEMD_OFFLINE": "1"}
+
+
+def sandboxed(tree: Path, argv: Sequence[str]) -> list[str]:
+    """``argv`` (a host command acting on ``tree``) inside the compose chroot namespaces."""
+    from imagecomposer.compose.chroot import setup_script
+
+    unshare = [runner.require("unshare", "util-linux"), "--mount", "--propagation",
+               "private", "--pid", "--fork", "--kill-child", "--uts", "--ipc", "--net"]
+    return [*unshare, "--", "sh", "-c", setup_script(), "imagecomposer-rpm", str(tree),
+            *argv]
+
+
+def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
+                 events: Callable[[Any], None] | None = None,
+                 dbpath: str = SYSIMAGE_DBPATH, db_backend: str = "sqlite",
+                 keys: Sequence[Path] = (), order: Literal["rpm", "lock"] = "rpm",
+                 sandbox: bool = True, timeout: float | None = None) -> RpmInstallResult:
+    """Install ``lock``'s packages (files from ``packages``, by name) into ``tree``.
+
+    ``sandbox`` runs the transaction in private namespaces in which the tree has ``/proc``,
+    ``/sys``, a minimal ``/dev`` and ``/run`` (see :mod:`imagecomposer.compose.chroot`):
+    scriptlets redirect to ``/dev/null`` and read ``/proc`` like on a real system, have no
+    network, and any daemon they start dies with the transaction. Needs root.
+    """
+    paths = _ordered_paths(lock, packages)
+    started = time.monotonic()
+    if events is not None:
+        events(RpmInstallStarted(len(paths), tree))
+    prepare_tree(tree, dbpath)
+    rpm = rpm_command(tree, dbpath, db_backend)
+    runner.run([*rpm, "--initdb"], what="rpm --initdb")
+    for key in keys:
+        runner.run([*rpm, "--import", str(key)], what=f"rpm --import {key}")
+    argv = [*rpm, "--define", "_pkgverify_level digest", "--nosignature", "-i", "-v",
+            *(["--noorder"] if order == "lock" else []), *map(str, paths)]
+    if sandbox:
+        argv = sandboxed(tree, argv)
+    done = runner.run(argv, capture=True, check=False, timeout=timeout, env=SCRIPTLET_ENV,
+                      what=f"rpm transaction of {len(paths)} packages")
+    output = done.stdout.decode("utf-8", "replace")
+    for line in output.splitlines():
+        log.info("rpm: %s", line)
+    # rpm only warns about a failing %post/%posttrans (exit code 0): an image with a
+    # half-configured package is still a failed build.
+    if done.returncode != 0 or _SCRIPTLET.search(done.output_tail + "\n" + output):
+        raise _failure(done, output)
+    seconds = time.monotonic() - started
+    if events is not None:
+        events(RpmInstallFinished(len(paths), seconds))
+    return RpmInstallResult(len(paths), seconds, output)
+
+
+_SCRIPTLET = re.compile(r"%(\w+)\(([^)]+)\) scriptlet failed, exit status (\d+)")
+
+
+def _failure(done: runner.Completed, output: str) -> ImageComposerError:
+    text = (output + "\n" + done.output_tail).strip()
+    tail = runner.tail(text)
+    scriptlet = _SCRIPTLET.search(text)
+    if scriptlet:
+        phase, package, status = scriptlet.groups()
+        return ScriptFailed(
+            f"Script returned non-zero exit code {status}: %{phase} scriptlet of {package}",
+            done.argv, done.returncode, tail)
+    if "Failed dependencies" in text:
+        return DependencyError("Failed to resolve dependencies: rpm refused the transaction\n"
+                               + tail)
+    return CommandError(f"rpm transaction failed with exit code {done.returncode}",
+                        done.argv, done.returncode, tail)

@@ -1,0 +1,183 @@
+"""RPM semantics on top of libsolv: requests, excludes, weak dependencies, problems.
+
+dnf is the reference:
+
+* requests: ``name``, globs (``python3-*``), provides (``mta``), file paths, ``name.arch``,
+  ``name-version`` / ``name-version-release`` pins (libsolv's ``SELECTION_CANON``, which
+  dnf also uses) and relations ``name >= 1.2`` (``=``, ``==``, ``<``, ``<=``, ``>``, ``>=``);
+* ``remove:`` patterns are dnf *excludes*: matching packages are invisible to the solver
+  (removed from the pool's considered set), so another provider is chosen or the problem
+  says what needed them;
+* weak dependencies (Recommends, Supplements) are off unless ``recommends: true``, like
+  ``install_weak_deps=False``;
+* repository priority: the provider maps dnf's "lower number wins" onto libsolv's repo
+  priority, and libsolv prefers the highest priority before the highest version — exactly
+  dnf's rule;
+* arch policy: ``pool.setarch`` plus the provider's considered set (basearch + noarch).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+import attrs
+import solv
+
+from imagecomposer.errors import DependencyError, PackageNotFound, UsageError
+
+_RELATION = re.compile(r"^\s*([^\s<>=!]+)\s*(==|=|<=|>=|<|>)\s*(\S+)\s*$")
+_REL_FLAGS = {"=": solv.REL_EQ, "==": solv.REL_EQ, "<": solv.REL_LT, ">": solv.REL_GT,
+              "<=": solv.REL_LT | solv.REL_EQ, ">=": solv.REL_GT | solv.REL_EQ}
+_SELECT = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_PROVIDES
+           | solv.Selection.SELECTION_GLOB | solv.Selection.SELECTION_CANON
+           | solv.Selection.SELECTION_DOTARCH | solv.Selection.SELECTION_FILELIST)
+
+
+@attrs.frozen
+class RpmRequest:
+    install: tuple[str, ...]
+    remove: tuple[str, ...] = ()
+    recommends: bool = False
+
+
+def new_pool(arch: str) -> Any:
+    """An empty RPM pool for ``arch`` (x86_64, aarch64): noarch is always compatible."""
+    pool = solv.Pool()
+    pool.setdisttype(solv.Pool.DISTTYPE_RPM)
+    pool.setarch(arch)
+    return pool
+
+
+def excluded(name: str, patterns: Iterable[str]) -> str | None:
+    """The first ``remove:`` pattern matching ``name``."""
+    return next((p for p in patterns if fnmatchcase(name, p)), None)
+
+
+def apply_excludes(pool: Any, patterns: Sequence[str]) -> set[str]:
+    """Drop packages whose name matches a pattern from the considered set; their names."""
+    if not patterns:
+        return set()
+    current = pool.get_considered_list()
+    ids = current if current else [s.id for s in pool.solvables_iter()]
+    keep: list[int] = []
+    names: set[str] = set()
+    for sid in ids:
+        name = pool.solvables[sid].name
+        if excluded(name, patterns):
+            names.add(name)
+        else:
+            keep.append(sid)
+    pool.set_considered_list(keep)
+    return names
+
+
+def _considered(pool: Any) -> set[int] | None:
+    current = pool.get_considered_list()
+    return set(current) if current else None
+
+
+def suggestions(pool: Any, name: str) -> list[str]:
+    names = {s.name for s in pool.solvables_iter()}
+    return difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.75)
+
+
+def not_found(pool: Any, text: str, why: str = "") -> PackageNotFound:
+    close = suggestions(pool, _RELATION.sub(r"\1", text).strip())
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return PackageNotFound(f"Package not found: {text}{why}{hint}")
+
+
+def request_jobs(pool: Any, text: str, how: int) -> list[Any]:
+    """Jobs doing ``how`` (``SOLVER_INSTALL``) on what the dnf-style ``text`` names."""
+    if not text.strip():
+        raise UsageError("empty package request")
+    considered = _considered(pool)
+    relation = _RELATION.match(text)
+    if relation:
+        name, op, version = relation.groups()
+        dep = pool.rel2id(pool.str2id(name), pool.str2id(version), _REL_FLAGS[op])
+        candidates = pool.whatprovides(dep)
+        jobs = [pool.Job(how | solv.Job.SOLVER_SOLVABLE_PROVIDES, dep)]
+    else:
+        selection = pool.select(text.strip(), _SELECT)
+        candidates = selection.solvables()
+        jobs = list(selection.jobs(how))
+    if not candidates:
+        raise not_found(pool, text, " (no version matches)" if relation else "")
+    if (how & solv.Job.SOLVER_JOBMASK) == solv.Job.SOLVER_INSTALL and considered is not None \
+            and not any(s.id in considered for s in candidates):
+        raise not_found(pool, text, " (every match is excluded by customizations.packages."
+                        "remove, another architecture or a repository allow-list)")
+    return jobs
+
+
+def build_jobs(pool: Any, request: RpmRequest) -> list[Any]:
+    """Install jobs for the whole request; a requested name that is also removed is an error."""
+    jobs: list[Any] = []
+    for text in request.install:
+        name = _RELATION.sub(r"\1", text).strip()
+        pattern = excluded(name, request.remove)
+        if pattern is not None:
+            raise DependencyError(f"Failed to resolve dependencies: {text} is requested but "
+                                  f"customizations.packages.remove excludes {pattern}")
+        jobs += request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
+    return jobs
+
+
+def solve(pool: Any, jobs: Sequence[Any], *, recommends: bool,
+          excluded_names: Iterable[str] = ()) -> Any:
+    """Run the solver; the ordered transaction, or DependencyError explaining why not."""
+    solver = pool.Solver()
+    solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if recommends else 1)
+    solver.set_flag(solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY, 1)
+    problems = solver.solve(list(jobs))
+    if problems:
+        raise DependencyError(describe_problems(problems, set(excluded_names)))
+    transaction = solver.transaction()
+    transaction.order()
+    return transaction
+
+
+def describe_problems(problems: Sequence[Any], excluded_names: set[str]) -> str:
+    lines = ["Failed to resolve dependencies:"]
+    for index, problem in enumerate(problems, 1):
+        lines.append(f"  Problem {index}: {problem}")
+        seen = {str(problem)}
+        for rule in problem.findallproblemrules():
+            text = rule.info().problemstr()
+            if text not in seen:
+                seen.add(text)
+                lines.append(f"    - {text}")
+    text = "\n".join(lines)
+    hits = sorted(n for n in excluded_names if re.search(rf"(?<![\w.+-]){re.escape(n)}\b", text))
+    if hits or (excluded_names and "nothing provides" in text):
+        lines.append("  (excluded by customizations.packages.remove: "
+                     f"{', '.join(hits or sorted(excluded_names))})")
+    return "\n".join(lines)
+
+
+def ordered_installs(transaction: Any) -> list[Any]:
+    """The solvables to install, in the transaction's install order."""
+    new = {s.id for s in transaction.newsolvables()}
+    return [s for s in transaction.steps() if s.id in new]
+
+
+def requires_of(solvable: Any) -> list[Any]:
+    """Every requirement of ``solvable`` (pre-install ones included, marker dropped)."""
+    return [dep for dep in solvable.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)
+            if dep.id != solv.SOLVABLE_PREREQMARKER]
+
+
+def dependency_names(pool: Any, solvable: Any, chosen: dict[int, str]) -> tuple[str, ...]:
+    """Names of chosen packages that satisfy a requirement of ``solvable`` (for the SBOM)."""
+    names: list[str] = []
+    for dep in requires_of(solvable):
+        for provider in pool.whatprovides(dep):
+            name = chosen.get(provider.id)
+            if name is not None and name != solvable.name and name not in names:
+                names.append(name)
+    return tuple(sorted(names))

@@ -1,0 +1,102 @@
+"""Installing a resolved RPM set into a root with the host's rpm (scriptlets in a chroot)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from rpm_helpers import RpmFixture, make_spec
+
+from imagecomposer.cache.http import Http
+from imagecomposer.compose.rpm_install import find_rpmdb, install_rpms, rpm_command
+from imagecomposer.config.model import Config
+from imagecomposer.errors import LockError, ScriptFailed
+from imagecomposer.providers.rpm import RpmProvider
+from imagecomposer.resolver.lock import Lock
+from imagecomposer.resolver.rpm_resolve import resolve_rpm
+
+pytestmark = pytest.mark.root
+
+
+def fetch(fixture: RpmFixture, config: Config, *install: str,
+          directory: Path) -> tuple[RpmProvider, Lock, dict[str, Path]]:
+    spec = make_spec(fixture, install=install)
+    provider = RpmProvider(spec, config)
+    lock = resolve_rpm(spec, config, provider=provider)
+    http = Http(config)
+    files: dict[str, Path] = {}
+    for package in lock.packages:
+        path = files[package.name] = directory / package.filename
+        http.download(package.url, path, sha256=package.sha256, size=package.size)
+        provider.verify_package(package, path)
+    return provider, lock, files
+
+
+def query(tree: Path, dbpath: str, *args: str) -> list[str]:
+    out = subprocess.run([*rpm_command(tree, dbpath, "sqlite"), *args], capture_output=True,
+                         text=True, check=True).stdout
+    return sorted(out.split())
+
+
+def test_install_runs_scriptlets_and_fills_rpmdb(rpm_fixture: RpmFixture, rpm_config: Config,
+                                                 tmp_path: Path) -> None:
+    provider, lock, files = fetch(rpm_fixture, rpm_config, "alpha", "rich", "filedep",
+                                  directory=tmp_path / "dl")
+    tree = tmp_path / "tree"
+    result = install_rpms(lock, files, tree, keys=provider.trusted_keys())
+    assert result.packages == len(lock.packages)
+    assert "alpha pre-install scriptlet ran in /" in result.output  # chrooted
+    assert "alpha post-install scriptlet ran" in result.output
+    assert (tree / "var/alpha-post.log").read_text() == "alpha-was-here\n"
+    assert "alpha sees /dev/null and /proc" in result.output  # the sandbox's mounts
+    for mountpoint in ("dev", "proc", "sys", "run"):  # ... are gone with the transaction
+        assert not any((tree / mountpoint).iterdir()), mountpoint
+    assert (tree / "usr/libexec/helper/tool").is_file()
+    installed = query(tree, "/usr/lib/sysimage/rpm", "-qa", "--qf", "%{NAME}-%{VERSION}\\n")
+    expected = sorted(f"{p.name}-{p.version.split('-')[0]}" for p in lock.packages)
+    assert [n for n in installed if not n.startswith("gpg-pubkey")] == expected
+    assert any(n.startswith("gpg-pubkey") for n in installed)  # the key, for the target's rpm
+    assert find_rpmdb(tree) == ("/usr/lib/sysimage/rpm", "sqlite")
+    assert (tree / "var/lib/rpm").resolve() == (tree / "usr/lib/sysimage/rpm").resolve()
+    # the database is consistent: rpm verifies the installed files against it
+    subprocess.run([*rpm_command(tree, "/usr/lib/sysimage/rpm", "sqlite"), "-V", "alpha"],
+                   check=True)
+
+
+def test_install_without_sandbox(rpm_fixture: RpmFixture, rpm_config: Config,
+                                 tmp_path: Path) -> None:
+    _, lock, files = fetch(rpm_fixture, rpm_config, "alpha", directory=tmp_path / "dl")
+    result = install_rpms(lock, files, tmp_path / "tree", sandbox=False)
+    assert "alpha post-install scriptlet ran" in result.output
+    assert "alpha sees /dev/null" not in result.output  # plain rpm --root: no /dev, /proc
+
+
+def test_install_el_dbpath_and_lock_order(rpm_fixture: RpmFixture, rpm_config: Config,
+                                          tmp_path: Path) -> None:
+    _, lock, files = fetch(rpm_fixture, rpm_config, "mailer", directory=tmp_path / "dl")
+    tree = tmp_path / "tree"
+    install_rpms(lock, files, tree, dbpath="/var/lib/rpm", order="lock")
+    assert find_rpmdb(tree) == ("/var/lib/rpm", "sqlite")
+    assert not (tree / "usr/lib/sysimage").exists()
+    assert "mailer-1.0-1.noarch" in query(tree, "/var/lib/rpm", "-qa")
+
+
+def test_failing_scriptlet(rpm_fixture: RpmFixture, rpm_config: Config,
+                           tmp_path: Path) -> None:
+    _, lock, files = fetch(rpm_fixture, rpm_config, "badpost", directory=tmp_path / "dl")
+    with pytest.raises(ScriptFailed) as info:
+        install_rpms(lock, files, tmp_path / "tree")
+    message = str(info.value)
+    assert "Script returned non-zero exit code 3: %post scriptlet of badpost" in message
+    assert "badpost is about to fail" in message  # the tail of the output
+
+
+def test_missing_package_file(rpm_fixture: RpmFixture, rpm_config: Config,
+                              tmp_path: Path) -> None:
+    _, lock, files = fetch(rpm_fixture, rpm_config, "alpha", directory=tmp_path / "dl")
+    del files["beta"]
+    with pytest.raises(LockError, match="beta"):
+        install_rpms(lock, files, tmp_path / "tree")
+    assert not (tmp_path / "tree").exists()
+    assert find_rpmdb(tmp_path) is None

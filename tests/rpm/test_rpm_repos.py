@@ -1,0 +1,54 @@
+"""dnf .repo files written into an RPM-family image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rpm_helpers import RpmFixture, make_spec
+
+from imagecomposer.compose.rpm_repos import write_repo_files
+from imagecomposer.config.model import Config, Core, ProviderConfig
+from imagecomposer.providers.rpm import RpmProvider
+from imagecomposer.providers.rpm.profile import RpmPackageSet, RpmProfile, RpmProfileRepository
+from imagecomposer.spec.model import Repository
+
+
+def test_extra_repositories_with_keys(rpm_fixture: RpmFixture, rpm_config: Config,
+                                      tmp_path: Path) -> None:
+    extra = Repository(name="extra", url=rpm_fixture.repo_url("extra"), key=rpm_fixture.key,
+                       kind="rpm", priority=50, packages=("beta",))
+    local = Repository(name="local", url=str(rpm_fixture.repos["lonely"]), kind="rpm",
+                       trusted=True)
+    provider = RpmProvider(make_spec(rpm_fixture, "main", extra, local), rpm_config)
+    tree = tmp_path / "tree"
+    written = write_repo_files(tree, provider)
+    assert [p.name for p in written] == ["imagecomposer-main.repo", "imagecomposer-extra.repo"]
+    text = (tree / "etc/yum.repos.d/imagecomposer-extra.repo").read_text()
+    assert f"baseurl={rpm_fixture.repo_url('extra')}\n" in text
+    assert "priority=50\n" in text and "includepkgs=beta\n" in text and "gpgcheck=1\n" in text
+    assert "gpgkey=file:///etc/pki/rpm-gpg/imagecomposer-extra-1.asc\n" in text
+    key = tree / "etc/pki/rpm-gpg/imagecomposer-extra-1.asc"
+    assert key.read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert not (tree / "etc/yum.repos.d/imagecomposer-local.repo").exists()  # host-local
+
+
+def test_base_repositories_only_without_release_repo_files(rpm_fixture: RpmFixture,
+                                                           tmp_path: Path) -> None:
+    profile = RpmProfile(
+        os="fixture", version="1", kind="rpm", releasever="1", keyring=rpm_fixture.key,
+        repositories=(RpmProfileRepository(name="base", path="main/", priority=10),),
+        architectures={"x86_64": "x86_64"}, kernel=None,
+        package_sets={"minimal": RpmPackageSet()})
+    config = Config(core=Core(cache_dir=tmp_path / "cache"), providers={
+        "fixture": ProviderConfig(kind="rpm", mirror=rpm_fixture.url)})
+    provider = RpmProvider(make_spec(rpm_fixture, "extra"), config, profile=profile)
+    bare = tmp_path / "bare"
+    assert [p.name for p in write_repo_files(bare, provider)] == [
+        "imagecomposer-base.repo", "imagecomposer-extra.repo"]
+    base = (bare / "etc/yum.repos.d/imagecomposer-base.repo").read_text()
+    assert f"baseurl={rpm_fixture.url}main/\n" in base and "priority=10\n" in base
+    shipped = tmp_path / "shipped"
+    (shipped / "etc/yum.repos.d").mkdir(parents=True)
+    (shipped / "etc/yum.repos.d/fixture.repo").write_text("[fixture]\n")
+    assert [p.name for p in write_repo_files(shipped, provider)] == [
+        "imagecomposer-extra.repo"]
