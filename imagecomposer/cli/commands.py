@@ -99,7 +99,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if len(args.specs) > 1:
         return _build_many(args)
     from imagecomposer.config import apply_overrides, spec_overrides
-    from imagecomposer.pipeline.build import BuildOptions, ImagePipeline
+    from imagecomposer.pipeline.build import ImagePipeline
+    from imagecomposer.pipeline.context import BuildOptions
     from imagecomposer.pipeline.engine import parse_duration
     from imagecomposer.spec import Spec
 
@@ -155,7 +156,7 @@ def _build_many(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from imagecomposer.resolver import Resolver
+    from imagecomposer.resolver.resolver import Resolver
     from imagecomposer.spec import Spec
 
     spec = Spec.load(args.spec, variables=_variables(args.set))

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("lock", type=Path)
     sb.add_argument("tree", type=Path)
     sb.add_argument("--format", action="append", choices=("spdx", "cyclonedx"), dest="formats")
-    sb.add_argument("-o", "--output", type=Path, default=Path("."))
+    sb.add_argument("-o", "--output", type=Path, default=Path())
     sb.add_argument("--name", default="image", help="name of the described image")
 
     bt = sub.add_parser("boot", help="boot an image in QEMU until a login prompt")

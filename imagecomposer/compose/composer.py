@@ -41,7 +41,7 @@ from imagecomposer.compose.configure import (
     users,
 )
 from imagecomposer.compose.layout import Layout
-from imagecomposer.compose.tree_cache import TreeCache
+from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
 from imagecomposer.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
 from imagecomposer.resolver.lock import Lock
@@ -185,14 +185,15 @@ class Composer:
     # --- everything ----------------------------------------------------------------------
 
     def compose(self, spec: Spec, lock: Lock, packages: Mapping[str, Path], workdir: Path,
-                output: Path) -> ComposeResult:
-        """Install (or restore), configure and assemble ``output``, a raw disk image."""
-        # The disk side lives on its own branch until merged.
-        from imagecomposer.compose.disk import (  # type: ignore[import-not-found,unused-ignore]
-            assemble,
-            plan_layout,
-            tree_size,
-        )
+                output: Path, *, installed: Path | None = None, use_tree_cache: bool = True,
+                on_configured: Callable[[Path], None] | None = None) -> ComposeResult:
+        """Install (or restore), configure and assemble ``output``, a raw disk image.
+
+        ``installed``: a tree that already holds the installed lock (the pipeline's compose
+        stage output); it is copied, never changed. ``on_configured`` sees the configured
+        root tree before the disk is assembled (the pipeline takes the SBOM data there).
+        """
+        from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 
         timings: dict[str, float] = {}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -202,15 +203,23 @@ class Composer:
         arch = spec.image.base.arch
         try:
             start = time.monotonic()
-            hit = self.cache.lookup(lock.hash) is not None and spec.build.cache.use_image_cache
-            tree = self.installed_tree(lock, packages, workdir,
-                                       use_cache=spec.build.cache.use_image_cache)
+            if installed is not None:
+                hit = True
+                tree = workdir / "root"
+                if tree.exists():
+                    remove_tree(tree)
+                copy_tree(installed, tree)
+            else:
+                hit = use_tree_cache and self.cache.lookup(lock.hash) is not None
+                tree = self.installed_tree(lock, packages, workdir, use_cache=use_tree_cache)
             timings["restore" if hit else "install"] = time.monotonic() - start
             start = time.monotonic()
             provisional = plan_layout(
                 disk, seed=seed, arch=arch,
                 content_sizes={p.name: PROVISIONAL_CONTENT for p in disk.partitions})
             trees = self.configure(spec, tree, provisional, lock)
+            if on_configured is not None:
+                on_configured(tree)
             timings["configure"] = time.monotonic() - start
             sizes = {p.name: tree_size(trees[p.name]) if p.name in trees else 0
                      for p in disk.partitions}

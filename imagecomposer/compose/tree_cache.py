@@ -53,7 +53,7 @@ class TreeCache:
         if dest.exists():
             dest.rmdir()
         start = time.monotonic()
-        _copy(entry, dest)
+        copy_tree(entry, dest)
         os.utime(entry)  # last use, for pruning
         log.info("restored installed tree %s from the cache in %.1f s", key[:12],
                  time.monotonic() - start)
@@ -70,7 +70,7 @@ class TreeCache:
         if tmp.exists():
             shutil.rmtree(tmp)
         try:
-            _copy(tree, tmp)
+            copy_tree(tree, tmp)
             try:
                 tmp.rename(final)
             except OSError:
@@ -111,7 +111,7 @@ def _alive(pid: int) -> bool:
     return False
 
 
-def _copy(source: Path, dest: Path) -> None:
+def copy_tree(source: Path, dest: Path) -> None:
     """A faithful copy (owners, modes, hard links, xattrs, device nodes); reflinks if possible."""
     runner.run(["cp", "-a", "--reflink=auto", "--", str(source), str(dest)],
                what=f"copying the tree {source}")

@@ -53,7 +53,8 @@ class ImagePipeline:
         self.events = fan_out(log_event, events)
         self.engine = Engine(DEFAULT_STAGES, events=self.events)
 
-    def build(self, spec: Spec, options: BuildOptions = BuildOptions()) -> BuildReport:
+    def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
+        options = options or BuildOptions()
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         ctx = BuildContext(spec, self.config, options, workspace, self.events)
         base = RunOptions(selected=tuple(spec.build.stages), until=options.until,
@@ -72,7 +73,7 @@ class ImagePipeline:
         return report
 
     def _build(self, ctx: BuildContext, base: RunOptions) -> BuildReport:
-        names = list(STAGES)
+        names: list[str] = list(STAGES)
         until_index = names.index(base.until) if base.until else len(names) - 1
         if until_index <= names.index("packages") or not ctx.use_image_cache:
             return BuildReport(self._run(ctx, base), ctx.output_dir)
@@ -118,7 +119,7 @@ class ImagePipeline:
 
 
 def build(spec: Spec | Path | str, *, config: Config | None = None,
-          options: BuildOptions = BuildOptions(), events: EventSink | None = None
+          options: BuildOptions | None = None, events: EventSink | None = None
           ) -> BuildReport:
     """Build one image with the default pipeline (the library form of ``imagecomposer build``)."""
     if not isinstance(spec, Spec):

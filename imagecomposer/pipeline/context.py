@@ -89,8 +89,8 @@ class BuildContext:
         return self.workspace.root / "packages" / "lock.json"
 
     @property
-    def tree_dir(self) -> Path:
-        return self.workspace.root / "compose"
+    def installed_tree(self) -> Path:
+        return self.workspace.root / "compose" / "root"
 
     @property
     def raw_path(self) -> Path:
@@ -133,7 +133,6 @@ class BuildContext:
         from imagecomposer.compose.composer import Composer
 
         return Composer(self.config, keep_temp=self.options.keep_temp,
-                        use_tree_cache=not self.options.no_cache,
                         events=lambda line: log.info("[%s] %s", self.name, line))
 
     def close(self) -> None:

@@ -82,7 +82,8 @@ class PackagesStage:
 
 
 class ComposeStage:
-    """Installs the locked packages into a root tree; the tree cache keys it by lock hash."""
+    """Installs the locked packages into ``compose/root`` (restored from the installed-tree
+    cache when an earlier build installed the same lock)."""
 
     name = "compose"
 
@@ -90,12 +91,19 @@ class ComposeStage:
         return {"lock": ctx.lock().hash}
 
     def outputs_present(self, ctx: BuildContext) -> bool:
-        return ctx.composer().has_installed_tree(ctx.lock())
+        return (ctx.installed_tree / "var/lib").is_dir()
 
     def run(self, ctx: BuildContext) -> None:
+        from imagecomposer.compose.cleanup import remove_tree
+
         lock = ctx.lock()
         packages = ctx.fetch_packages(lock)
-        ctx.composer().ensure_installed_tree(lock, packages, ctx.tree_dir)
+        work = ctx.installed_tree.parent
+        if work.exists():
+            remove_tree(work)
+        tree = ctx.composer().installed_tree(lock, packages, work,
+                                             use_cache=not ctx.options.no_cache)
+        assert tree == ctx.installed_tree
 
 
 class ConfigurationStage:
@@ -135,11 +143,13 @@ class ConfigurationStage:
             if ctx.spec.output.sbom:
                 from imagecomposer.export.sbom import ImageInfo, embed_sboms
 
-                embed_sboms(root, ctx.name, _sbom_documents(ctx, sbom_packages, lock.hash,
-                                                           ImageInfo(ctx.name, ctx.spec.image.version)))
+                image = ImageInfo(ctx.name, ctx.spec.image.version)
+                embed_sboms(root, ctx.name,
+                            _sbom_documents(ctx, sbom_packages, lock.hash, image))
 
-        result = ctx.composer().compose(ctx.spec, lock, packages, ctx.workspace.root / "tmp-compose",
-                                        ctx.raw_path, on_configured=describe)
+        result = ctx.composer().compose(
+            ctx.spec, lock, packages, ctx.workspace.root / "tmp-configuration", ctx.raw_path,
+            installed=ctx.installed_tree, on_configured=describe)
         from imagecomposer.export.manifest import layout_data
 
         ctx.layout_path.write_text(json.dumps(layout_data(result.layout), indent=1,
