@@ -78,6 +78,8 @@ class ImagePipeline:
         if until_index <= names.index("packages") or not ctx.use_image_cache:
             return BuildReport(self._run(ctx, base), ctx.output_dir)
         first = self._run(ctx, attrs.evolve(base, until="packages"))
+        first = attrs.evolve(first, outcomes=tuple(
+            o for o in first.outcomes if o.reason != "after --stage packages"))
         key = self._image_key(ctx)
         if key is not None:
             cache = self._image_cache()
