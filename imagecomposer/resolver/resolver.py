@@ -18,17 +18,19 @@ from imagecomposer.config.model import Config
 from imagecomposer.errors import DependencyError, PackageNotFound
 from imagecomposer.events import Event, Resolved
 from imagecomposer.providers.base import Provider
+from imagecomposer.resolver import libsolv
 from imagecomposer.resolver import request as req
 from imagecomposer.resolver.lock import Lock, LockedPackage
 from imagecomposer.resolver.resolution import Reason, Resolution
 from imagecomposer.spec.model import Spec
 
+libsolv.solv()  # fail at import, naming the install command, if libsolv lacks Debian support
+
 log = logging.getLogger("imagecomposer.resolver")
 
 
 def new_pool(provider: Provider) -> Any:
-    import solv
-
+    solv = libsolv.solv()
     pool = solv.Pool()
     disttype = solv.Pool.DISTTYPE_DEB if provider.kind == "deb" else solv.Pool.DISTTYPE_RPM
     if pool.setdisttype(disttype) < 0:
