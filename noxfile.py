@@ -17,8 +17,10 @@ WHEELHOUSE = ".wheelhouse"
 def install(session: nox.Session, *extras: str) -> None:
     session.run("scripts/build-solv-wheel.sh", WHEELHOUSE, "pip", external=True,
                 env={"PATH": f"{session.bin}:{session.env.get('PATH', '')}"})
+    # --no-index: PyPI's solv wheel (no Debian support) must never win over ours.
+    session.install("--no-index", "--find-links", WHEELHOUSE, "solv==0.7.39.post1")
     target = f".[{','.join(extras)}]" if extras else "."
-    session.install("--find-links", WHEELHOUSE, "-e", target)
+    session.install("-e", target)
 
 
 @nox.session

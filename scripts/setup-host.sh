@@ -30,5 +30,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q nox
 # libsolv with Debian support, built once into a wheelhouse that nox sessions reuse.
 scripts/build-solv-wheel.sh .wheelhouse .venv/bin/pip
-.venv/bin/pip install -q --find-links .wheelhouse -e .
+# --no-index: PyPI's solv wheel (no Debian support) must never win over ours.
+.venv/bin/pip install -q --no-index --find-links .wheelhouse solv==0.7.39.post1
+.venv/bin/pip install -q -e .
 echo "imagecomposer is installed in .venv: .venv/bin/imagecomposer --help"
