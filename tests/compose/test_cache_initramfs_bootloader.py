@@ -131,6 +131,7 @@ def test_initramfs_built_once_per_kernel_with_zstd_and_fstype(fake_tree: Path) -
     assert calls == [["update-initramfs", "-c", "-k", "6.1.0-10-amd64"]]
     conf = (fake_tree / initramfs.CONF.lstrip("/")).read_text()
     assert "COMPRESS=zstd\n" in conf and "FSTYPE=ext4\n" in conf
+    assert "COMPRESSLEVEL=3\n" in conf
     assert found[0].initrd.read_bytes().startswith(b"\x28\xb5\x2f\xfd")
 
 
