@@ -16,7 +16,7 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import dpkg_install
+from imagecomposer.compose import bootloader, dpkg_install, initramfs
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
@@ -143,6 +143,20 @@ def test_configure_a_real_tree(composer: Composer, installed: tuple[Path, float]
     entry = next((esp / "loader/entries").glob("it-demo-*.conf")).read_text()
     assert "options root=UUID=33333333-3333-4333-8333-333333333333 ro console=tty0" in entry
     assert not mounts_under(tmp_path)
+
+    # GRUB from the same tree: EFI (standalone image + grub.cfg) and BIOS (MBR code, core.img)
+    kernels = initramfs.kernels(tree)
+    grub_esp = tmp_path / "grub-esp"
+    bootloader.grub_efi(tree, grub_esp, spec, make_layout(), kernels)
+    assert (grub_esp / "EFI/BOOT/BOOTX64.EFI").read_bytes()[:2] == b"MZ"
+    assert "\tlinux /it-demo/" in (grub_esp / "EFI/BOOT/grub.cfg").read_text()
+    mbr = attrs.evolve(make_layout(), table="mbr")
+    bios = bootloader.grub_bios(tree, spec, mbr, kernels, out=tmp_path / "bios")
+    assert len(bios.boot_code) == 440
+    assert bootloader.core_blocklist(bios.core_img)[0] == 2
+    assert "search" not in (tree / "boot/grub/grub.cfg").read_text()
+    assert "\tlinux /boot/vmlinuz-" in (tree / "boot/grub/grub.cfg").read_text()
+    assert not list((tree / "tmp").glob("imagecomposer-*"))
 
 
 def test_failing_post_install_script(composer: Composer, installed: tuple[Path, float],
