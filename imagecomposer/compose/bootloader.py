@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 from pathlib import Path
+
+import attrs
 
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
@@ -178,7 +181,9 @@ def grub_efi(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Ke
 
 def install(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
             roothash: str | None = None) -> list[Path]:
-    """Write the spec's bootloader into ``esp``; return the EFI binaries written."""
+    """Write the spec's bootloader into ``esp``; return the EFI binaries written.
+
+    (GRUB for BIOS, on MBR disks without an ESP, is :func:`grub_bios` instead.)"""
     loader = spec.customizations.bootloader
     if loader == "none":
         return []
@@ -188,3 +193,104 @@ def install(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Ker
     if loader == "systemd-boot":
         return systemd_boot(tree, esp, spec, layout, kernels, roothash=roothash)
     return grub_efi(tree, esp, spec, layout, kernels, roothash=roothash)
+
+
+# --- GRUB for BIOS (MBR disks) -----------------------------------------------------------------
+
+BIOS_PLATFORM = "i386-pc"
+BIOS_MODULES = (
+    "biosdisk", "part_msdos", "part_gpt", "ext2", "xfs", "normal", "linux", "search",
+    "search_fs_uuid", "configfile", "echo", "test", "serial", "terminal", "gzio", "ls", "cat",
+)
+# Offsets in GRUB's boot.img (include/grub/i386/pc/boot.h).
+BOOT_KERNEL_SECTOR = 0x5C  # uint64 LBA of core.img's first sector
+BOOT_DRIVE_CHECK = 0x66  # 2-byte jump replaced by NOPs on hard disks (grub-bios-setup does)
+MBR_CODE_SIZE = 440  # boot code; then disk signature, partition table, 0x55AA
+CORE_LBA = 1
+
+
+@attrs.frozen
+class BiosBoot:
+    """What GRUB needs on an MBR disk: boot code for sector 0 and core.img from sector 1."""
+
+    boot_code: bytes  # exactly MBR_CODE_SIZE bytes, patched to load core.img from CORE_LBA
+    core_img: bytes
+
+
+def patch_boot_img(boot_img: bytes) -> bytes:
+    """boot.img with the fields grub-bios-setup sets for a core.img embedded after the MBR."""
+    if len(boot_img) != 512 or boot_img[510:] != b"\x55\xaa":
+        raise ComposeError("GRUB boot.img is not a 512-byte boot sector")
+    code = bytearray(boot_img[:MBR_CODE_SIZE])
+    struct.pack_into("<Q", code, BOOT_KERNEL_SECTOR, CORE_LBA)
+    code[BOOT_DRIVE_CHECK:BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+    return bytes(code)
+
+
+def core_blocklist(core_img: bytes) -> tuple[int, int, int]:
+    """(start LBA, sectors, segment) of the blocklist at the end of core.img's first sector,
+    which grub-mkimage fills for a core.img that directly follows its first sector."""
+    return struct.unpack_from("<QHH", core_img, 512 - 12)
+
+
+def grub_bios(tree: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
+              out: Path) -> BiosBoot:
+    """GRUB for BIOS on an MBR disk: ``/boot/grub/grub.cfg`` in the root tree and a core.img
+    (every module embedded, so nothing but grub.cfg is read from the root filesystem) that
+    finds the root filesystem by UUID. The images are also saved in ``out`` (boot.bin,
+    core.img) for :func:`write_bios_boot` after disk assembly."""
+    if layout.table != "mbr":
+        raise ComposeError("GRUB for BIOS needs an MBR partition table (GPT would need a BIOS "
+                           "boot partition); or add an ESP for UEFI")
+    modules = paths.inside(tree, f"/usr/lib/grub/{BIOS_PLATFORM}")
+    if not (modules / "boot.img").is_file():
+        raise ComposeError("bootloader grub on a BIOS (MBR, no ESP) disk needs the package "
+                           "grub-pc-bin in the image")
+    if not paths.installed(tree, "/usr/bin/grub-mkimage"):
+        raise ComposeError("bootloader grub needs grub-mkimage in the image (grub-common)")
+    placed = [(k, "/" + str(k.image.relative_to(tree)), "/" + str(k.initrd.relative_to(tree)))
+              for k in kernels]
+    paths.write(tree, "/boot/grub/grub.cfg", grub_config(spec, layout, placed))
+    early = "/tmp/imagecomposer-grub-early.cfg"
+    inner = "/tmp/imagecomposer-core.img"
+    paths.write(tree, early, f"search --no-floppy --fs-uuid --set=root {layout.root.fsuuid}\n"
+                "set prefix=($root)/boot/grub\n")
+    try:
+        run_in_chroot(tree, ["grub-mkimage", "-O", BIOS_PLATFORM, "-p", "/boot/grub",
+                             "-c", early, "-o", inner, *BIOS_MODULES], what="grub-mkimage")
+        core = paths.inside(tree, inner).read_bytes()
+    finally:
+        paths.inside(tree, inner).unlink(missing_ok=True)
+        paths.inside(tree, early).unlink(missing_ok=True)
+    first = min(p.start for p in layout.partitions)
+    if 512 * CORE_LBA + len(core) > first:
+        raise ComposeError(f"GRUB core.img ({len(core)} B) does not fit before the first "
+                           f"partition at {first} B")
+    start, sectors, _ = core_blocklist(core)
+    if start != CORE_LBA + 1 or sectors != -(-len(core) // 512) - 1:
+        raise ComposeError(f"unexpected GRUB core.img blocklist (start {start}, {sectors} "
+                           "sectors)")
+    boot = BiosBoot(patch_boot_img((modules / "boot.img").read_bytes()), core)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "boot.bin").write_bytes(boot.boot_code)
+    (out / "core.img").write_bytes(boot.core_img)
+    return boot
+
+
+def read_bios_boot(directory: Path) -> BiosBoot | None:
+    if not (directory / "core.img").is_file():
+        return None
+    return BiosBoot((directory / "boot.bin").read_bytes(), (directory / "core.img").read_bytes())
+
+
+def write_bios_boot(disk: Path, boot: BiosBoot) -> None:
+    """Write GRUB's boot code into the MBR (keeping the disk signature and the partition
+    table) and core.img right after it. Plain file writes: no loop device."""
+    with disk.open("r+b") as f:
+        sector = f.read(512)
+        if sector[510:] != b"\x55\xaa":
+            raise ComposeError(f"{disk} has no MBR partition table to add GRUB to")
+        f.seek(0)
+        f.write(boot.boot_code)
+        f.seek(512 * CORE_LBA)
+        f.write(boot.core_img)

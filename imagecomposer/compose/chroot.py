@@ -93,6 +93,8 @@ def chroot_argv(tree: Path, argv: Sequence[str], env: Mapping[str, str] | None =
                 binds: Sequence[tuple[Path, str]] = (), *, network: bool = False) -> list[str]:
     """The host command line that runs ``argv`` inside ``tree`` (exposed for tests and logs)."""
     full_env = {**BASE_ENV, **(env or {})}
+    if "SOURCE_DATE_EPOCH" in os.environ:  # reproducible builds: tools in the image honour it
+        full_env.setdefault("SOURCE_DATE_EPOCH", os.environ["SOURCE_DATE_EPOCH"])
     # LD_PRELOAD names a library inside the tree: set it only after chroot, or the host's
     # chroot binary would complain that it cannot preload it.
     preload = full_env.pop("LD_PRELOAD", None)

@@ -56,6 +56,7 @@ GIB = 1 << 30
 INSTALLED_FACTOR = 5
 PROVISIONAL_CONTENT = GIB  # any size: identifiers do not depend on sizes
 DEFAULT_ESP_SIZE = 256 * MIB
+BIOS_DIR = "bios-boot"  # next to the root tree: GRUB's MBR code and core.img, if any
 
 
 @attrs.frozen
@@ -158,7 +159,13 @@ class Composer:
         kernels = initramfs.build(tree, root_fstype=layout.root.filesystem, timeout=timeout)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
-        if esp is not None:
+        bios_dir = tree.parent / BIOS_DIR
+        if bios_dir.exists():
+            remove_tree(bios_dir)
+        if esp is None and c.bootloader == "grub" and layout.table == "mbr":
+            self.events("bootloader: grub (BIOS)")
+            bootloader.grub_bios(tree, spec, layout, kernels, out=bios_dir)
+        elif esp is not None:
             esp_tree = tree.parent / f"part-{esp.name}"
             if esp_tree.exists():
                 remove_tree(esp_tree)
@@ -237,10 +244,19 @@ class Composer:
             self.events(f"assembling {output.name}")
             result = assemble(layout, trees, output, workdir=workdir / "disk",
                               events=self.events, on_verity=on_verity)
+            bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
+            if bios is not None:
+                self.events("writing GRUB into the MBR and the gap after it")
+                try:
+                    bootloader.write_bios_boot(result.output, bios)
+                except BaseException:
+                    result.output.unlink(missing_ok=True)  # never a half-bootable output
+                    raise
             timings["assemble"] = time.monotonic() - start
         finally:
             if not self.keep_temp:
-                for child in ("root", "disk", *(f"part-{p.name}" for p in disk.partitions)):
+                for child in ("root", "disk", BIOS_DIR,
+                              *(f"part-{p.name}" for p in disk.partitions)):
                     remove_tree(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)

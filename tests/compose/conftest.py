@@ -106,7 +106,7 @@ def debian_packages(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
     """The bootable Debian 12 set as (Lock, {name: .deb}), resolved and downloaded by apt in a
     scratch root (test-only; the library never uses apt). Cached across runs in
     $IMAGECOMPOSER_TEST_APT_DIR (default /var/tmp/imagecomposer-test-apt)."""
-    from compose_debset import debian_lock
+    from compose_debset import TEST_SET, debian_lock
 
     root = Path(os.environ.get("IMAGECOMPOSER_TEST_APT_DIR", "/var/tmp/imagecomposer-test-apt"))
-    return debian_lock(root)
+    return debian_lock(root, TEST_SET)

@@ -131,6 +131,7 @@ def test_initramfs_built_once_per_kernel_with_zstd_and_fstype(fake_tree: Path) -
     assert calls == [["update-initramfs", "-c", "-k", "6.1.0-10-amd64"]]
     conf = (fake_tree / initramfs.CONF.lstrip("/")).read_text()
     assert "COMPRESS=zstd\n" in conf and "FSTYPE=ext4\n" in conf
+    assert "COMPRESSLEVEL=3\n" in conf
     assert found[0].initrd.read_bytes().startswith(b"\x28\xb5\x2f\xfd")
 
 
@@ -254,3 +255,57 @@ def test_grub_needs_its_modules(fake_tree: Path, spec: Spec, layout: Layout,
     grub = attrs.evolve(spec, customizations=Customizations(bootloader="grub"))
     with pytest.raises(ComposeError, match="grub-efi-amd64-bin"):
         bootloader.install(fake_tree, tmp_path / "esp", grub, layout, kernels)
+
+
+# --- GRUB for BIOS -------------------------------------------------------------------------
+
+
+def fake_boot_img() -> bytes:
+    img = bytearray(512)
+    img[0x66:0x68] = b"\xeb\x05"  # the drive-check jump
+    img[510:] = b"\x55\xaa"
+    return bytes(img)
+
+
+def test_patch_boot_img_points_at_core_and_skips_drive_check() -> None:
+    code = bootloader.patch_boot_img(fake_boot_img())
+    assert len(code) == bootloader.MBR_CODE_SIZE
+    assert int.from_bytes(code[0x5C:0x64], "little") == 1
+    assert code[0x66:0x68] == b"\x90\x90"
+    with pytest.raises(ComposeError, match="not a 512-byte boot sector"):
+        bootloader.patch_boot_img(b"\0" * 512)
+
+
+def test_write_bios_boot_keeps_the_partition_table(tmp_path: Path) -> None:
+    disk = tmp_path / "disk.raw"
+    mbr = bytearray(512)
+    mbr[440:446] = b"\x13\xe3\xc1\x65\0\0"  # disk signature
+    mbr[446:462] = b"\x80" + b"\x01" * 15  # one partition entry
+    mbr[510:] = b"\x55\xaa"
+    disk.write_bytes(bytes(mbr) + b"\0" * (1 << 20))
+    boot = bootloader.BiosBoot(b"\xfa" * bootloader.MBR_CODE_SIZE, b"\xcc" * 2048)
+    bootloader.write_bios_boot(disk, boot)
+    data = disk.read_bytes()
+    assert data[:440] == b"\xfa" * 440
+    assert data[440:512] == bytes(mbr[440:512])
+    assert data[512:2560] == b"\xcc" * 2048
+    assert len(data) == 512 + (1 << 20)
+    blank = tmp_path / "blank.raw"
+    blank.write_bytes(b"\0" * 4096)
+    with pytest.raises(ComposeError, match="no MBR partition table"):
+        bootloader.write_bios_boot(blank, boot)
+
+
+def test_core_blocklist() -> None:
+    core = bytearray(4096)
+    core[500:512] = (2).to_bytes(8, "little") + (7).to_bytes(2, "little") + b"\x20\x08"
+    assert bootloader.core_blocklist(bytes(core)) == (2, 7, 0x820)
+
+
+def test_grub_bios_needs_mbr_and_grub_pc_bin(fake_tree: Path, spec: Spec, tmp_path: Path) -> None:
+    kernels = boot_tree(fake_tree)
+    mbr = attrs.evolve(make_layout(), table="mbr")
+    with pytest.raises(ComposeError, match="needs an MBR partition table"):
+        bootloader.grub_bios(fake_tree, spec, make_layout(), kernels, out=tmp_path / "b")
+    with pytest.raises(ComposeError, match="grub-pc-bin"):
+        bootloader.grub_bios(fake_tree, spec, mbr, kernels, out=tmp_path / "b")

@@ -16,7 +16,7 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import dpkg_install
+from imagecomposer.compose import bootloader, dpkg_install, initramfs
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
@@ -144,6 +144,20 @@ def test_configure_a_real_tree(composer: Composer, installed: tuple[Path, float]
     assert "options root=UUID=33333333-3333-4333-8333-333333333333 ro console=tty0" in entry
     assert not mounts_under(tmp_path)
 
+    # GRUB from the same tree: EFI (standalone image + grub.cfg) and BIOS (MBR code, core.img)
+    kernels = initramfs.kernels(tree)
+    grub_esp = tmp_path / "grub-esp"
+    bootloader.grub_efi(tree, grub_esp, spec, make_layout(), kernels)
+    assert (grub_esp / "EFI/BOOT/BOOTX64.EFI").read_bytes()[:2] == b"MZ"
+    assert "\tlinux /it-demo/" in (grub_esp / "EFI/BOOT/grub.cfg").read_text()
+    mbr = attrs.evolve(make_layout(), table="mbr")
+    bios = bootloader.grub_bios(tree, spec, mbr, kernels, out=tmp_path / "bios")
+    assert len(bios.boot_code) == 440
+    assert bootloader.core_blocklist(bios.core_img)[0] == 2
+    assert "search" not in (tree / "boot/grub/grub.cfg").read_text()
+    assert "\tlinux /boot/vmlinuz-" in (tree / "boot/grub/grub.cfg").read_text()
+    assert not list((tree / "tmp").glob("imagecomposer-*"))
+
 
 def test_failing_post_install_script(composer: Composer, installed: tuple[Path, float],
                                      debian_packages: Packages, tmp_path: Path) -> None:
@@ -212,11 +226,12 @@ def test_compose_raw_disk_and_config_only_rebuild(
 
 
 def processes_rooted_in(tree: Path) -> list[int]:
+    """Processes whose root directory is ``tree`` or below (also once it is deleted)."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if Path(proc / "root").resolve() == tree.resolve():
+                if (proc / "root").readlink().as_posix().startswith(str(tree)):
                     found.append(int(proc.name))
             except OSError:
                 continue
@@ -234,3 +249,46 @@ def test_timeout_kills_everything_in_the_chroot(installed: tuple[Path, float]) -
     time.sleep(0.5)
     assert processes_rooted_in(tree) == []  # the PID namespace took the daemons with it
     assert not mounts_under(tree)
+
+
+INTERRUPTED_BUILD = """
+import json, sys
+from pathlib import Path
+from imagecomposer.compose.composer import Composer
+from imagecomposer.config.model import Config, Core
+from imagecomposer.resolver.lock import Lock
+data = json.loads(Path(sys.argv[1]).read_text())
+lock = Lock.from_json(data["lock"])
+files = {k: Path(v) for k, v in data["files"].items()}
+composer = Composer(Config(core=Core(cache_dir=Path(sys.argv[2]))))
+print("started", flush=True)
+composer.installed_tree(lock, files, Path(sys.argv[3]))
+"""
+
+
+def test_ctrl_c_during_install_leaves_nothing(debian_packages: Packages, tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import sys
+
+    lock, files = debian_packages
+    spec_file = tmp_path / "input.json"
+    spec_file.write_text(json.dumps({"lock": lock.to_json(),
+                                     "files": {k: str(v) for k, v in files.items()}}))
+    cache, work = tmp_path / "cache", tmp_path / "work"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_BUILD, str(spec_file),
+                             str(cache), str(work)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"started"
+    time.sleep(8)  # well into extraction or dpkg --unpack
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    assert not (work / "root").exists()  # the partial tree is removed
+    assert not cache.exists() or not list(cache.rglob("v1-*"))  # no cache entry, no partial
+    assert not mounts_under(tmp_path)
+    assert processes_rooted_in(tmp_path) == []
