@@ -9,7 +9,7 @@ Hooks:
 
 - Secure Boot: with ``customizations.security.secure_boot`` every EFI binary written here
   (bootloader, fallback loader and kernel) goes through
-  :func:`imagecomposer.compose.signing.sign_efi`.
+  :func:`imagecomposer.sign.sign_efi`.
 - dm-verity: the root hash is known only after disk assembly formatted the root filesystem;
   :func:`kernel_cmdline` takes it (``roothash=``) and :func:`rewrite_entries` updates the
   written entries before the ESP is assembled.
@@ -28,7 +28,7 @@ from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
 from imagecomposer.compose.initramfs import Kernel
 from imagecomposer.compose.layout import Layout
-from imagecomposer.compose.signing import sign_efi
+from imagecomposer.sign import sign_efi
 from imagecomposer.errors import ComposeError
 from imagecomposer.spec.model import Spec
 

@@ -10,7 +10,8 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import bootloader, cleanup, initramfs, signing, tree_cache
+from imagecomposer import sign
+from imagecomposer.compose import bootloader, cleanup, initramfs, tree_cache
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.errors import CacheError, ComposeError
 from imagecomposer.spec.model import Customizations, Kernel, SecureBoot, Security, Spec
@@ -57,7 +58,7 @@ def test_store_is_atomic_and_stale_partials_are_removed(tmp_path: Path,
         (dest / "half").write_text("")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tree_cache, "_copy", interrupted)
+    monkeypatch.setattr(tree_cache, "copy_tree", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cache.store("k2", tree)
     assert list((tmp_path / "cache").iterdir()) == []  # no partial entry, no leftovers
@@ -237,8 +238,8 @@ def test_sign_efi_missing_key(tmp_path: Path) -> None:
 
     target = tmp_path / "x.efi"
     target.write_bytes(b"MZ")
-    with pytest.raises(SigningError, match="does not exist"):
-        signing.sign_efi(target, tmp_path / "no.key", tmp_path / "no.crt")
+    with pytest.raises(SigningError, match="cannot read Secure Boot key"):
+        sign.sign_efi(target, tmp_path / "no.key", tmp_path / "no.crt")
 
 
 def test_grub_config(spec: Spec, layout: Layout) -> None:
