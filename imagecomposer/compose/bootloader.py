@@ -28,8 +28,8 @@ from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
 from imagecomposer.compose.initramfs import Kernel
 from imagecomposer.compose.layout import Layout
-from imagecomposer.sign import sign_efi
 from imagecomposer.errors import ComposeError
+from imagecomposer.sign import sign_efi
 from imagecomposer.spec.model import Spec
 
 EFI_ARCH = {"x86_64": ("x64", "x86_64-efi"), "aarch64": ("aa64", "arm64-efi")}

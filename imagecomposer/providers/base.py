@@ -55,6 +55,11 @@ class Provider(Protocol):
         """Family-specific solver jobs added to every request (after :meth:`load`)."""
         ...
 
+    def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
+        """Solver jobs for one request string in the family's syntax (``name=version`` for
+        deb, ``name-version`` for rpm; globs, ``>=``); raises PackageNotFound."""
+        ...
+
     def locked(self, solvable: Any) -> LockedPackage:
         """The lock entry of a package the solver chose (after :meth:`load`)."""
         ...

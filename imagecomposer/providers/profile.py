@@ -73,12 +73,13 @@ _converter = cattrs.Converter(forbid_extra_keys=True)
 _converter.register_structure_hook(Path, lambda value, _: Path(value))
 
 
-def available() -> list[tuple[str, str]]:
-    """(os, version) of every shipped profile."""
+def available(kind: Literal["deb", "rpm"] = "deb") -> list[tuple[str, str]]:
+    """(os, version) of every shipped profile of the ``kind`` family."""
     found = []
     for path in sorted(PROFILE_DIR.glob("*.yml")):
-        os_name, _, version = path.stem.partition("-")
-        found.append((os_name, version))
+        data = YAML(typ="safe").load(path.read_text())
+        if isinstance(data, dict) and data.get("kind", "deb") == kind:
+            found.append((str(data["os"]), str(data["version"])))
     return found
 
 

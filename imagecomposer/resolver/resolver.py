@@ -19,7 +19,6 @@ from imagecomposer.errors import DependencyError, PackageNotFound
 from imagecomposer.events import Event, Resolved
 from imagecomposer.providers.base import Provider
 from imagecomposer.resolver import libsolv
-from imagecomposer.resolver import request as req
 from imagecomposer.resolver.lock import Lock, LockedPackage
 from imagecomposer.resolver.resolution import Reason, Resolution
 from imagecomposer.spec.model import Spec
@@ -117,18 +116,23 @@ class Resolver:
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
         missing: list[PackageNotFound] = []
+        spec_names: set[str] = set()
         for text in [*profile_names, *packages.install]:
             try:
-                jobs += req.jobs_for(pool, text, solv.Job.SOLVER_INSTALL)
+                found = provider.request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
             except PackageNotFound as exc:
                 missing.append(exc)
+                continue
+            jobs += found
+            if text in packages.install:
+                spec_names |= {s.name for job in found for s in job.solvables()}
         if missing:
             if len(missing) == 1:
                 raise missing[0]
             raise PackageNotFound("\n".join(str(m) for m in missing))
         for text in removed:
             try:
-                jobs += req.jobs_for(pool, text, solv.Job.SOLVER_LOCK)
+                jobs += provider.request_jobs(pool, text, solv.Job.SOLVER_LOCK)
             except PackageNotFound:
                 log.warning("remove: %s matches no package; nothing to lock out", text)
 
@@ -148,7 +152,6 @@ class Resolver:
         for s in installed:
             entry = provider.locked(s)
             locked.append(_with_depends(entry, _depends(pool, s, chosen)))
-        spec_names = {req.parse(t).name for t in packages.install}
         base = spec.image.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),

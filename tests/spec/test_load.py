@@ -16,7 +16,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE = "image:\n  name: web\n  base: {os: debian, version: '12'}\n"
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+# rpm-fixture.yml needs its fixture repository and config: tests/rpm builds and checks it.
+@pytest.mark.parametrize("path", sorted(p for p in EXAMPLES.glob("*.yml")
+                                        if not p.name.startswith("rpm-fixture")),
+                         ids=lambda p: p.name)
 def test_examples_validate(path: Path) -> None:
     spec = Spec.load(path)
     validate(spec, Config())

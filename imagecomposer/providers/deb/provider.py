@@ -192,6 +192,12 @@ class DebProvider:
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
 
+    def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
+        """Jobs for one apt-style request (``name``, ``name=version``, ``name>=v``, globs)."""
+        from imagecomposer.resolver import request
+
+        return request.jobs_for(pool, text, how)
+
     def jobs(self, pool: Any) -> list[Any]:
         """``SOLVER_FAVOR`` jobs that make libsolv choose like apt.
 

@@ -19,6 +19,7 @@ import cattrs
 from ruamel.yaml import YAML
 
 from imagecomposer.errors import ConfigError, ProviderNotConfigured
+from imagecomposer.providers.profile import available
 
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
@@ -104,12 +105,7 @@ def profile_path(os_name: str, version: str) -> Path:
 
 def rpm_profiles() -> list[tuple[str, str]]:
     """(os, version) of every shipped RPM-family profile."""
-    found = []
-    for path in sorted(PROFILE_DIR.glob("*.yml")):
-        data = YAML(typ="safe").load(path.read_text())
-        if isinstance(data, dict) and data.get("kind") == "rpm":
-            found.append((str(data["os"]), str(data["version"])))
-    return found
+    return available("rpm")
 
 
 @functools.cache
