@@ -15,7 +15,6 @@ Layout: ``ROOT/<name>/<digest>/{entry.json, used, files/...}``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,11 +23,12 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
+from imagecomposer.cache.filelock import exclusive
 from imagecomposer.errors import CacheError, CommandError
 from imagecomposer.export.staging import staged
 from imagecomposer.runner import run
@@ -135,15 +135,8 @@ class ImageCache:
 
     # --- internals --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive(self.root / ".lock")
 
     def _read(self, path: Path) -> Entry | None:
         try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -27,13 +26,14 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from imagecomposer.cache.filelock import exclusive
 from imagecomposer.cache.http import Http
 from imagecomposer.config.model import Config
 from imagecomposer.errors import BuildInterrupted, CacheError, ImageComposerError, LockError
@@ -102,14 +102,8 @@ class PackageCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with (self.root / ".lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive(self.root / ".lock")
 
     def path_for(self, package: LockedPackage) -> Path:
         if not re.fullmatch(r"[0-9a-f]{64}", package.sha256):
