@@ -6,6 +6,8 @@ wheelhouse built once by scripts/build-solv-wheel.sh (about 30 s on 2 cores).
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -16,7 +18,7 @@ WHEELHOUSE = ".wheelhouse"
 
 def install(session: nox.Session, *extras: str) -> None:
     session.run("scripts/build-solv-wheel.sh", WHEELHOUSE, "pip", external=True,
-                env={"PATH": f"{session.bin}:{session.env.get('PATH', '')}"})
+                env={"PATH": f"{session.bin}{os.pathsep}{os.environ['PATH']}"})
     # --no-index: PyPI's solv wheel (no Debian support) must never win over ours.
     session.install("--no-index", "--find-links", WHEELHOUSE, "solv==0.7.39.post1")
     target = f".[{','.join(extras)}]" if extras else "."
