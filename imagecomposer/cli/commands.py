@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -143,10 +144,15 @@ def _build_many(args: argparse.Namespace) -> int:
     argv = [a for a in args.argv if Path(a) not in args.specs]
     index = argv.index("build")
 
+    # The children run this very imagecomposer, wherever it was imported from.
+    here = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+
     def one(spec: Path) -> int:
         child = [sys.executable, "-m", "imagecomposer", *argv[:index + 1], str(spec),
                  *argv[index + 1:]]
-        return subprocess.run(child, check=False).returncode
+        return subprocess.run(child, env=env, check=False).returncode
 
     with ThreadPoolExecutor(max_workers=max(1, config.core.max_concurrent_builds)) as pool:
         codes = list(pool.map(one, args.specs))

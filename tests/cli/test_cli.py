@@ -81,3 +81,19 @@ def test_boot_secure_boot_needs_a_certificate(tmp_path: Path) -> None:
     image = tmp_path / "x.raw"
     image.write_bytes(b"")
     assert main(["boot", "--secure-boot", str(image)]) == 2
+
+
+def test_build_several_specs_runs_each_in_its_own_process(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    specs = [str(EXAMPLES / "debian-12-minimal.yml"), str(EXAMPLES / "debian-12-server.yml")]
+    assert main(["build", "--stage", "validate", *specs]) == 0
+    out = capfd.readouterr()
+    assert out.out.count("validate       ran") == 2
+    assert "debian-12-server.yml: ok" in out.err
+
+
+def test_several_specs_report_the_worst_exit_code(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("image: {name: x, base: {os: debian, version: '12'}}\nfoo: 1\n")
+    specs = [str(EXAMPLES / "debian-12-minimal.yml"), str(broken)]
+    assert main(["build", "--stage", "validate", *specs]) == 1
