@@ -79,6 +79,9 @@ class PackagesStage:
             parallel=ctx.parallel, use_package_cache=ctx.use_package_cache,
             events=ctx.package_events)
         ctx.adopt_packages(result.lock, result.packages, result.cache)
+        # The lock next to the outputs too: `build --locked` reads it from there.
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        result.lock.write(ctx.output_dir / f"{ctx.name}.lock.json")
 
 
 class ComposeStage:
