@@ -4,7 +4,9 @@ The composable objects, importable from here (loaded on first use, so ``import
 imagecomposer`` stays cheap)::
 
     Spec, load_config, provider_for, Resolver, PackageCache, ImageCache, Composer,
-    Signer, Exporter, ImagePipeline, BuildOptions, build, boot
+    Signer, Exporter, ImagePipeline, BuildOptions, build
+
+(``boot`` lives in :mod:`imagecomposer.boot`: ``from imagecomposer.boot import boot``.)
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ _EXPORTS = {
     "ImagePipeline": "imagecomposer.pipeline.build",
     "BuildOptions": "imagecomposer.pipeline.context",
     "build": "imagecomposer.pipeline.build",
-    "boot": "imagecomposer.boot",
 }
 
 __all__ = ["__version__", *_EXPORTS]
