@@ -19,6 +19,7 @@ import pytest
 from rpm_helpers import RpmFixture
 
 from imagecomposer.cli.main import main
+from imagecomposer.compose.family import rpmdb_location
 from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
@@ -154,3 +155,41 @@ def test_pipeline_until_configuration(rpm_fixture: RpmFixture, tmp_path: Path) -
     # a second build is up to date (nothing reinstalled)
     again = ImagePipeline(config).build(spec, BuildOptions(until="configuration"))
     assert {o.stage: o.status for o in again.run.outcomes}["configuration"] != "ran"
+
+
+@pytest.mark.parametrize(("os_name", "version", "expected"), [
+    ("fixture", "1", ("/usr/lib/sysimage/rpm", "sqlite")),  # no profile: Fedora's layout
+    ("fedora", "42", ("/usr/lib/sysimage/rpm", "sqlite")),
+    ("rocky", "9", ("/var/lib/rpm", "sqlite")),
+    ("azurelinux", "3.0", ("/var/lib/rpm", "sqlite")),
+])
+def test_rpmdb_location_from_the_lock(os_name: str, version: str,
+                                      expected: tuple[str, str]) -> None:
+    """The Composer installs where the lock's OS keeps its rpmdb (no spec needed, so the
+    installed-tree cache, keyed by the lock, stays correct)."""
+    lock = Lock(os=os_name, version=version, arch="x86_64", kind="rpm", repositories=(),
+                packages=())
+    assert rpmdb_location(lock) == expected
+
+
+@pytest.mark.parametrize("dbpath", ["/var/lib/rpm", "/usr/lib/sysimage/rpm"])
+def test_sbom_reads_the_image_rpmdb(rpm_fixture: RpmFixture, tmp_path: Path,
+                                    dbpath: str) -> None:
+    """The SBOM queries the database where the image keeps it (Debian's rpm alone would
+    look in /root/.rpmdb of the tree and report nothing installed)."""
+    from imagecomposer.export.sbom import collect
+    from imagecomposer.resolver.lock import LockedPackage
+
+    tree = tmp_path / "tree"
+    rpm = rpm_command(tree, dbpath, "sqlite")
+    (tree / dbpath.lstrip("/")).mkdir(parents=True)
+    subprocess.run([*rpm, "--initdb"], check=True)
+    subprocess.run([*rpm, "-i", "--justdb", "--nodeps", "--nosignature",
+                    str(rpm_fixture.packages.signed["beta-2.0"])], check=True,
+                   capture_output=True)
+    beta = LockedPackage("beta", "2.0-1", "noarch", "main", "http://127.0.0.1/beta.rpm",
+                         "00" * 32, 1, kind="rpm")
+    lock = Lock(os="fixture", version="1", arch="x86_64", kind="rpm", repositories=(),
+                packages=(beta,))
+    [package] = collect(lock, tree)
+    assert (package.name, package.version, package.kind) == ("beta", "2.0-1", "rpm")
