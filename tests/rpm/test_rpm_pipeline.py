@@ -103,7 +103,8 @@ def _extract(raw: Path, layout: dict[str, object], out: Path) -> Path:
 def test_pipeline_until_configuration(rpm_fixture: RpmFixture, tmp_path: Path) -> None:
     """``build --stage configuration`` on the example: packages, compose (rpm --root),
     configuration and a raw disk with one ext4 root partition; the image's rpmdb, the
-    scriptlets' marker and the SBOM package data agree with the lock."""
+    scriptlets' marker and the SBOM package data agree with the lock. Then the whole build
+    (sign, finalize) on top of it."""
     if os.geteuid() != 0:
         pytest.skip("installing packages needs root")
     config = example_config(tmp_path)
@@ -152,9 +153,17 @@ def test_pipeline_until_configuration(rpm_fixture: RpmFixture, tmp_path: Path) -
     assert alpha["purl"].startswith("pkg:rpm/fixture/alpha@1.0-1?arch=noarch")
     assert "beta" in alpha["depends"]
 
-    # a second build is up to date (nothing reinstalled)
-    again = ImagePipeline(config).build(spec, BuildOptions(until="configuration"))
-    assert {o.stage: o.status for o in again.run.outcomes}["configuration"] != "ran"
+    # the rest of the build reuses all of it; the published SPDX document lists the rpms
+    full = ImagePipeline(config).build(spec)
+    status = {o.stage: o.status for o in full.run.outcomes}
+    assert status["compose"] == status["configuration"] == "skipped"
+    assert status["finalize"] == "ran", full.table()
+    spdx = json.loads((full.output_dir / f"{spec.image.name}.spdx.json").read_text())
+    purls = {ref["referenceLocator"] for pkg in spdx["packages"]
+             for ref in pkg.get("externalRefs", ())}
+    assert purls == {f"pkg:rpm/fixture/{p.name}@{p.version}?arch={p.arch}&distro=fixture-1"
+                     for p in lock.packages}
+    assert (full.output_dir / f"{spec.image.name}.lock.json").read_text() == lock.to_json()
 
 
 @pytest.mark.parametrize(("os_name", "version", "expected"), [
