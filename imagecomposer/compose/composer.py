@@ -2,11 +2,13 @@
 
 Stages it runs (each usable alone):
 
-- :meth:`Composer.install` -- packages into an empty tree (dpkg in a namespaced chroot);
+- :meth:`Composer.install` -- packages into an empty tree (dpkg in a namespaced chroot, or
+  one ``rpm --root`` transaction for an rpm lock: :mod:`imagecomposer.compose.family`);
 - :meth:`Composer.installed_tree` -- the same through the installed-tree cache, keyed by the
   lock's hash, so a configuration-only change skips installation;
-- :meth:`Composer.configure` -- the spec's customizations, fstab, the initramfs and the
-  bootloader; returns one directory tree per partition;
+- :meth:`Composer.configure` -- the spec's customizations, the image's repositories (APT
+  sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader (and, for rpm
+  trees, kernels, systemd presets and SELinux); returns one directory tree per partition;
 - :meth:`Composer.compose` -- all of it plus layout planning and disk assembly (the disk
   side, :mod:`imagecomposer.compose.disk`).
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose import bootloader, dpkg_install, initramfs
+from imagecomposer.compose import bootloader, family, initramfs
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.cleanup import remove_tree
 from imagecomposer.compose.configure import (
@@ -97,8 +99,8 @@ class Composer:
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
-        self.events(f"installing {len(lock.packages)} packages")
-        dpkg_install.install(lock, packages, tree, timeout=self.config.core.timeout)
+        self.events(f"installing {len(lock.packages)} {lock.kind} packages")
+        family.install(lock, packages, tree, timeout=self.config.core.timeout)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
                        *, use_cache: bool = True) -> Path:
@@ -132,9 +134,13 @@ class Composer:
         """
         c = spec.customizations
         timeout = self.config.core.timeout
+        # rpm: kernels under /boot and the distribution's presets, before anything below
+        # (network, services, scripts) enables or disables a unit over them
+        family.after_install(tree, lock, timeout=timeout)
         self.events("configuration: pre-install scripts")
         scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout)
-        remove_packages(tree, c.packages.remove)
+        if lock.kind == "deb":  # for rpm, remove: were dnf excludes at resolution
+            remove_packages(tree, c.packages.remove)
         self.events("configuration: system, users, files, ssh, network, services")
         if c.hostname:
             system.hostname(tree, c.hostname)
@@ -149,7 +155,10 @@ class Composer:
         files.apply(tree, c.files)
         ssh.configure(tree, c.ssh)
         network.configure(tree, c.network)
-        apt_sources.configure(tree, lock, self._repository_keys(spec, lock))
+        if lock.kind == "rpm":
+            family.rpm_repositories(tree, spec, self.config, timeout=timeout)
+        else:
+            apt_sources.configure(tree, lock, self._repository_keys(spec, lock))
         services.apply(tree, c.services.enabled, c.services.disabled)
         verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         fstab.configure(tree, layout, verity_root=verity_root)
@@ -175,6 +184,7 @@ class Composer:
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
+        family.finish(tree, spec, lock, timeout=timeout)
         trees.update(split_partitions(tree, layout))
         return trees
 

@@ -1,7 +1,7 @@
 """The RPM provider inside the family-generic pipeline pieces (Resolver, PackageCache).
 
-These live on the deb branch (and the Composer on the rootfs branch); the module is skipped
-until the branches are merged.
+The Resolver and PackageCache came from the deb branch, the Composer from the rootfs branch;
+the full pipeline on the example spec is in test_rpm_pipeline.py.
 """
 
 from __future__ import annotations
@@ -75,13 +75,11 @@ def _root() -> bool:
 @pytest.mark.root
 def test_packages_compose_configuration_on_fixture(rpm_fixture: RpmFixture,
                                                    rpm_config: Config, tmp_path: Path) -> None:
-    """The stages as the pipeline should chain them for an rpm lock (see docs/rpm.md)."""
+    """Composer.install and Composer.configure dispatch on an rpm lock (docs/rpm.md)."""
     import subprocess
 
     from imagecomposer.compose.layout import Layout, PlannedPartition
-    from imagecomposer.compose.rpm_configure import apply_presets, expose_kernels
     from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
-    from imagecomposer.compose.rpm_repos import write_repo_files
     from imagecomposer.spec.model import Services, User
 
     composer = pytest.importorskip("imagecomposer.compose.composer")
@@ -93,13 +91,10 @@ def test_packages_compose_configuration_on_fixture(rpm_fixture: RpmFixture,
         users=(User(name="alice"),), services=Services(enabled=("fixture-hello",))))
     result = packages_stage.run_packages_stage(spec, rpm_config,
                                                lock_path=tmp_path / "lock.json")
-    provider = providers.provider_for(spec, rpm_config)
     tree = tmp_path / "root"
-    install_rpms(result.lock, result.packages, tree, dbpath=provider.profile.rpmdb.path,
-                 keys=provider.trusted_keys())
-    assert expose_kernels(tree) == ["6.1.0-fixture"]
-    assert apply_presets(tree)
-    write_repo_files(tree, provider)
+    composer.Composer(rpm_config).install(result.lock, result.packages, tree)
+    assert find_rpmdb(tree) == ("/usr/lib/sysimage/rpm", "sqlite")
+    assert not (tree / "boot/vmlinuz-6.1.0-fixture").exists()  # configuration's job
     root = PlannedPartition(
         name="root", type="root", type_guid="4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
         filesystem="ext4", start=1 << 20, size=(1 << 30) - (2 << 20),
@@ -110,6 +105,7 @@ def test_packages_compose_configuration_on_fixture(rpm_fixture: RpmFixture,
     composer.Composer(rpm_config).configure(spec, tree, layout, result.lock)
     assert (tree / "etc/hostname").read_text() == "rpm-fixture\n"
     assert "alice:" in (tree / "etc/passwd").read_text()
+    assert (tree / "boot/vmlinuz-6.1.0-fixture").is_file()
     assert (tree / "boot/initrd.img-6.1.0-fixture").is_file()
     wants = tree / "etc/systemd/system/multi-user.target.wants"
     assert {p.name for p in wants.iterdir()} >= {"fixture-hello.service",

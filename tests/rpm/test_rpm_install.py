@@ -100,3 +100,17 @@ def test_missing_package_file(rpm_fixture: RpmFixture, rpm_config: Config,
         install_rpms(lock, files, tmp_path / "tree")
     assert not (tmp_path / "tree").exists()
     assert find_rpmdb(tmp_path) is None
+
+
+def test_composer_discards_a_failed_rpm_tree(rpm_fixture: RpmFixture, rpm_config: Config,
+                                             tmp_path: Path) -> None:
+    """Through the Composer (the compose stage's path): a failing %post leaves no tree and
+    no installed-tree cache entry behind."""
+    from imagecomposer.compose.composer import Composer
+
+    _, lock, files = fetch(rpm_fixture, rpm_config, "badpost", directory=tmp_path / "dl")
+    composer = Composer(rpm_config)
+    with pytest.raises(ScriptFailed, match="%post scriptlet of badpost"):
+        composer.installed_tree(lock, files, tmp_path / "work")
+    assert not (tmp_path / "work/root").exists()
+    assert composer.cache.lookup(lock.hash) is None

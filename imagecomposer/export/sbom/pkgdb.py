@@ -1,7 +1,9 @@
 """The package database inside a root tree: what is really installed.
 
 dpkg: ``var/lib/dpkg/status`` (deb822 paragraphs; only ``install ok installed`` counts).
-rpm: ``rpm --root TREE -qa`` through the runner (the rpmdb format is rpm's business).
+rpm: ``rpm --root TREE --dbpath D -qa`` through the runner (the rpmdb format is rpm's
+business). ``D`` is where the image keeps its database (``find_rpmdb``): Debian's rpm would
+otherwise look in ``/root/.rpmdb`` of the tree and find nothing.
 """
 
 from __future__ import annotations
@@ -72,10 +74,22 @@ def dpkg_installed(tree: Path) -> dict[str, InstalledPackage]:
 _RPM_QF = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{PACKAGER}\\t%{LICENSE}\\n"
 
 
+def rpm_query(tree: Path) -> list[str]:
+    """``rpm`` aimed at the database of ``tree``: the image's own location and backend when
+    the tree has one where rpm distributions keep it, else the host rpm's default."""
+    from imagecomposer.compose.rpm_install import find_rpmdb
+
+    rpm = [require("rpm", "rpm"), "--root", str(tree.resolve())]
+    found = find_rpmdb(tree)
+    if found is not None:
+        dbpath, backend = found
+        rpm += ["--dbpath", dbpath, "--define", f"_db_backend {backend}"]
+    return rpm
+
+
 def rpm_installed(tree: Path) -> dict[str, InstalledPackage]:
-    rpm = require("rpm", "rpm")
     try:
-        out = run([rpm, "--root", tree.resolve(), "-qa", "--qf", _RPM_QF], capture=True,
+        out = run([*rpm_query(tree), "-qa", "--qf", _RPM_QF], capture=True,
                   what="rpm database query").stdout.decode("utf-8", "replace")
     except CommandError as exc:
         raise ExportError(f"cannot read the rpm database in {tree}: {exc}") from None
