@@ -34,14 +34,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", "imagecomposer", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     install(session, "test")
-    session.install("mypy")
+    session.install("mypy==2.4.1")
     session.run("mypy", "--strict", "imagecomposer")
 
 
