@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.boot import boot, file_info, list_dir, read_file
-from imagecomposer.config import apply_overrides, load_config
 from imagecomposer.config.model import Config
 from imagecomposer.pipeline.build import BuildReport, ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
@@ -21,15 +20,6 @@ from imagecomposer.spec import Spec
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.boot, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    base = tmp_path_factory.mktemp("ic")
-    loaded = load_config(None, environ={})
-    loaded = apply_overrides(loaded, {"core.cache_dir": str(base / "cache"),
-                                      "core.work_dir": str(base / "work")}, "command line")
-    return loaded.config
 
 
 def build(config: Config, name: str, out: Path) -> tuple[Spec, BuildReport]:
