@@ -55,6 +55,8 @@ class ImagePipeline:
 
     def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
         options = options or BuildOptions()
+        if "validate" in options.skip:
+            log.warning("skipping the validate stage is not recommended")
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         ctx = BuildContext(spec, self.config, options, workspace, self.events)
         base = RunOptions(selected=tuple(spec.build.stages), until=options.until,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import signal
 import threading
 import time
@@ -34,8 +33,6 @@ from imagecomposer.pipeline.events import (
     log_event,
 )
 from imagecomposer.pipeline.workspace import StageRecord, Workspace
-
-log = logging.getLogger("imagecomposer.pipeline")
 
 C = TypeVar("C", contravariant=True)
 Ctx = TypeVar("Ctx")
@@ -127,8 +124,6 @@ class Engine(Generic[Ctx]):
 
     def run(self, ctx: Ctx, workspace: Workspace, options: RunOptions = RunOptions(), *,
             build: str = "build") -> RunReport:
-        if "validate" in options.skip:
-            log.warning("skipping the validate stage is not recommended")
         started = time.monotonic()
         outcomes: list[StageOutcome] = []
         records = workspace.records()

@@ -97,3 +97,9 @@ def test_several_specs_report_the_worst_exit_code(tmp_path: Path) -> None:
     broken.write_text("image: {name: x, base: {os: debian, version: '12'}}\nfoo: 1\n")
     specs = [str(EXAMPLES / "debian-12-minimal.yml"), str(broken)]
     assert main(["build", "--stage", "validate", *specs]) == 1
+
+
+def test_skipping_validate_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(EXAMPLES / "debian-12-minimal.yml")
+    assert main(["build", "--stage", "validate", "--skip-stage", "validate", spec]) == 0
+    assert "skipping the validate stage is not recommended" in capsys.readouterr().err
