@@ -1,9 +1,12 @@
 """The staged pipeline engine.
 
 A pipeline is an ordered list of :class:`Stage` objects. Each stage declares named input
-hashes; the engine chains them with the fingerprint of the stage before, compares them with
-the workspace's record, and runs only the stages whose inputs changed, saying why
-(``compose: rerun, input 'lock' changed``; ``packages: skipped, up to date``).
+hashes and the earlier stages whose outputs it consumes (``consumes``); the engine adds the
+fingerprints of those stages to its inputs, compares them with the workspace's record, and
+runs only the stages whose inputs changed, saying why (``compose: started (input 'lock'
+changed)``; ``packages: skipped, up to date``). A change to one stage's inputs reruns the
+stages that consume its output, not every stage after it: a changed file in the spec reruns
+validate and configuration, not packages and compose.
 
 The engine knows nothing of images: the default stages live in
 :mod:`imagecomposer.pipeline.stages`, and tests drive it with stages of their own.
@@ -42,6 +45,7 @@ class Stage(Protocol[C]):
     """One step of a build. ``C`` is the context object the pipeline passes around."""
 
     name: str
+    consumes: tuple[str, ...]  # earlier stages whose outputs this one reads
 
     def inputs(self, ctx: C) -> Mapping[str, str]:
         """Named hashes of everything the stage's result depends on (cheap to compute)."""
@@ -52,6 +56,9 @@ class Stage(Protocol[C]):
         ...
 
     def run(self, ctx: C) -> None: ...
+
+
+STAGE_INPUT = "stage:"  # input names of consumed stages' fingerprints
 
 
 @attrs.frozen
@@ -127,17 +134,17 @@ class Engine(Generic[Ctx]):
         started = time.monotonic()
         outcomes: list[StageOutcome] = []
         records = workspace.records()
-        upstream = ""
+        fingerprints = {name: record.fingerprint for name, record in records.items()}
         with _deadline(options.timeout):
             for stage, skip_reason in self.plan(options):
                 record = records.get(stage.name)
                 if skip_reason is not None:
                     outcomes.append(StageOutcome(stage.name, "skipped", skip_reason))
                     self.events(StageSkipped(build, stage.name, skip_reason))
-                    upstream = record.fingerprint if record else upstream
                     continue
                 inputs = dict(stage.inputs(ctx))
-                inputs["upstream"] = upstream
+                for consumed in stage.consumes:
+                    inputs[f"{STAGE_INPUT}{consumed}"] = fingerprints.get(consumed, "")
                 fingerprint = _fingerprint(stage.name, inputs)
                 reason = _rerun_reason(record, inputs, options.force)
                 if reason is None and not stage.outputs_present(ctx):
@@ -145,7 +152,7 @@ class Engine(Generic[Ctx]):
                 if reason is None:
                     outcomes.append(StageOutcome(stage.name, "skipped", "up to date"))
                     self.events(StageSkipped(build, stage.name, "up to date"))
-                    upstream = fingerprint
+                    fingerprints[stage.name] = fingerprint
                     continue
                 self.events(StageStarted(build, stage.name, reason))
                 t0 = time.monotonic()
@@ -161,7 +168,7 @@ class Engine(Generic[Ctx]):
                 workspace.record(stage.name, StageRecord(fingerprint, inputs, seconds))
                 outcomes.append(StageOutcome(stage.name, "ran", reason, seconds))
                 self.events(StageFinished(build, stage.name, seconds))
-                upstream = fingerprint
+                fingerprints[stage.name] = fingerprint
         return RunReport(build, tuple(outcomes), time.monotonic() - started)
 
 
@@ -177,8 +184,8 @@ def _rerun_reason(record: StageRecord | None, inputs: Mapping[str, str], force: 
         return "first run"
     for key in sorted(set(inputs) | set(record.inputs)):
         if inputs.get(key) != record.inputs.get(key):
-            if key == "upstream":
-                return "an earlier stage changed"
+            if key.startswith(STAGE_INPUT):
+                return f"the output of {key.removeprefix(STAGE_INPUT)} changed"
             return f"input '{key}' changed"
     return None
 

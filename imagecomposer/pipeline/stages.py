@@ -27,6 +27,7 @@ def _files_digest(paths: tuple[Path, ...]) -> str:
 
 class ValidateStage:
     name = "validate"
+    consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
         from imagecomposer.spec import inputs_digest
@@ -45,6 +46,7 @@ class ValidateStage:
 
 class PackagesStage:
     name = "packages"
+    consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
         spec = ctx.spec
@@ -89,6 +91,7 @@ class ComposeStage:
     cache when an earlier build installed the same lock)."""
 
     name = "compose"
+    consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
         return {"lock": ctx.lock().hash}
@@ -113,6 +116,7 @@ class ConfigurationStage:
     """Configures a copy of the installed tree and assembles the raw disk image."""
 
     name = "configuration"
+    consumes: tuple[str, ...] = ("compose",)
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
         spec = ctx.spec
@@ -163,6 +167,7 @@ class SignStage:
     """Signs the raw disk image (finalize signs every published artifact too)."""
 
     name = "sign"
+    consumes: tuple[str, ...] = ("configuration",)
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
         sign = ctx.spec.output.sign
@@ -188,6 +193,7 @@ class FinalizeStage:
     """Converts, compresses, writes SBOMs and the manifest, publishes atomically."""
 
     name = "finalize"
+    consumes: tuple[str, ...] = ("configuration", "sign")
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
         return {"output": digest(cattrs.unstructure(ctx.spec.output), str(ctx.output_dir),

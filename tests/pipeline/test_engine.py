@@ -29,6 +29,7 @@ class FileStage:
 
     name: str
     key: str
+    consumes: tuple[str, ...] = ()
     sleep: float = 0.0
     fail: bool = False
 
@@ -54,8 +55,10 @@ Made = tuple[Engine[Ctx], Workspace, Ctx, list[Event]]
 
 def make(tmp_path: Path, **overrides: FileStage) -> Made:
     events: list[Event] = []
-    stages = [overrides.get(n, FileStage(n, k)) for n, k in
-              [("validate", "spec"), ("packages", "request"), ("compose", "lock")]]
+    # compose consumes what packages made; packages does not consume validate's result.
+    stages = [overrides.get(n, FileStage(n, k, c)) for n, k, c in
+              [("validate", "spec", ()), ("packages", "request", ()),
+               ("compose", "lock", ("packages",))]]
     ws = Workspace(tmp_path / "ws")
     ctx = Ctx({"spec": "s1", "request": "r1", "lock": "l1"}, out=ws.root)
     return Engine(stages, events=events.append), ws, ctx, events
@@ -82,7 +85,7 @@ def test_changed_input_reruns_that_stage_and_everything_after(tmp_path: Path) ->
     assert ctx.ran == ["packages", "compose"]
     reasons = {o.stage: o.reason for o in report.outcomes}
     assert reasons == {"validate": "up to date", "packages": "input 'request' changed",
-                       "compose": "an earlier stage changed"}
+                       "compose": "the output of packages changed"}
 
 
 def test_missing_outputs_rerun(tmp_path: Path) -> None:
@@ -122,7 +125,8 @@ def test_unknown_stage_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_failure_records_nothing_for_the_failed_stage(tmp_path: Path) -> None:
-    pipe, ws, ctx, _ = make(tmp_path, compose=FileStage("compose", "lock", fail=True))
+    broken = FileStage("compose", "lock", ("packages",), fail=True)
+    pipe, ws, ctx, _ = make(tmp_path, compose=broken)
     with pytest.raises(RuntimeError, match="compose broke"):
         pipe.run(ctx, ws)
     assert set(ws.records()) == {"validate", "packages"}
@@ -172,3 +176,14 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="invalid duration"):
         parse_duration(text)
+
+
+def test_a_change_reruns_only_the_stages_that_consume_it(tmp_path: Path) -> None:
+    pipe, ws, ctx, _ = make(tmp_path)
+    pipe.run(ctx, ws)
+    ctx.ran.clear()
+    ctx.values["spec"] = "s2"
+    report = pipe.run(ctx, ws)
+    assert ctx.ran == ["validate"]
+    assert [o.reason for o in report.outcomes] == ["input 'spec' changed", "up to date",
+                                                   "up to date"]
