@@ -27,7 +27,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose import bootloader, family, initramfs
+from imagecomposer.compose import bootloader, family, initramfs_cache
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.cleanup import remove_tree
 from imagecomposer.compose.configure import (
@@ -89,9 +89,10 @@ class Composer:
     """Builds image trees and disks for one global configuration."""
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
-                 events: Events | None = None) -> None:
+                 events: Events | None = None, use_cache: bool = True) -> None:
         self.config = config
         self.keep_temp = keep_temp
+        self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
         self.events: Events = events or (lambda _line: None)
         self.cache = TreeCache(config.tree_cache_dir)
 
@@ -165,7 +166,10 @@ class Composer:
         self.events("configuration: post-install scripts")
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
         self.events("initramfs")
-        kernels = initramfs.build(tree, root_fstype=layout.root.filesystem, timeout=timeout)
+        kernels = initramfs_cache.build(
+            tree, self.config.core.cache_dir / "initramfs" if self.use_cache else None,
+            root_fstype=layout.root.filesystem, scripts=c.scripts.post_install,
+            timeout=timeout)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR

@@ -133,7 +133,7 @@ class BuildContext:
         from imagecomposer.compose.composer import Composer
 
         return Composer(self.config, keep_temp=self.options.keep_temp,
-                        events=lambda line: log.info("[%s] %s", self.name, line))
+                        use_cache=not self.options.no_cache, events=lambda line: log.info("[%s] %s", self.name, line))
 
     def close(self) -> None:
         """Release what the build held (a throwaway package store is removed)."""
