@@ -27,7 +27,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose import bootloader, family, initramfs_cache
+from imagecomposer.compose import bootloader, family, initramfs_cache, verity_initrd
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.cleanup import remove_tree
 from imagecomposer.compose.configure import (
@@ -127,11 +127,14 @@ class Composer:
 
     # --- configuration -------------------------------------------------------------------
 
-    def configure(self, spec: Spec, tree: Path, layout: Layout, lock: Lock) -> dict[str, Path]:
+    def configure(self, spec: Spec, tree: Path, layout: Layout, lock: Lock, *,
+                  on_configured: Callable[[Path], None] | None = None) -> dict[str, Path]:
         """Apply the spec to ``tree``; return the partition trees by partition name.
 
         The root partition's tree is ``tree`` itself; the ESP tree and the trees of other
         mounted partitions (moved out of ``tree``) are siblings ``part-<name>``.
+        ``on_configured`` sees the whole configured tree before those partitions are moved
+        out (with a ``var`` partition, /var/lib/dpkg leaves the root tree).
         """
         c = spec.customizations
         timeout = self.config.core.timeout
@@ -165,11 +168,16 @@ class Composer:
         fstab.configure(tree, layout, verity_root=verity_root)
         self.events("configuration: post-install scripts")
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
+        if verity_root and lock.kind == "deb":
+            # initramfs-tools ignores systemd's verity words: our script opens the root
+            self.events("initramfs: dm-verity root script")
+            verity_initrd.install(tree)
         self.events("initramfs")
+        # a verity root is never checked (fsck cannot write it): no fsck for it in the initrd
         kernels = initramfs_cache.build(
             tree, self.config.core.cache_dir / "initramfs" if self.use_cache else None,
-            root_fstype=layout.root.filesystem, scripts=c.scripts.post_install,
-            timeout=timeout)
+            root_fstype=None if verity_root else layout.root.filesystem,
+            scripts=c.scripts.post_install, timeout=timeout)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
@@ -189,6 +197,8 @@ class Composer:
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
         family.finish(tree, spec, lock, timeout=timeout)
+        if on_configured is not None:
+            on_configured(tree)
         trees.update(split_partitions(tree, layout))
         return trees
 
@@ -238,9 +248,7 @@ class Composer:
             provisional = plan_layout(
                 disk, seed=seed, arch=arch,
                 content_sizes={p.name: PROVISIONAL_CONTENT for p in disk.partitions})
-            trees = self.configure(spec, tree, provisional, lock)
-            if on_configured is not None:
-                on_configured(tree)
+            trees = self.configure(spec, tree, provisional, lock, on_configured=on_configured)
             timings["configure"] = time.monotonic() - start
             sizes = {p.name: tree_size(trees[p.name]) if p.name in trees else 0
                      for p in disk.partitions}

@@ -48,6 +48,9 @@ class Profile:
     components: tuple[str, ...] = ("main",)
     codename: str | None = None
     bootloader: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    # added when customizations.security.read_only_root is set: what the initrd needs to open
+    # the dm-verity root (veritysetup)
+    read_only_root: tuple[str, ...] = ()
 
     def family_arch(self, arch: str) -> str:
         try:

@@ -4,7 +4,8 @@ The root line is written too (with ``errors=remount-ro`` for ext4 as Debian's in
 so ``systemd-remount-fs`` applies its options; read-only filesystems (squashfs, erofs, or a
 dm-verity root) are mounted ``ro``. The mount points of every non-root partition are created
 in the root tree. Partitions without a mount point (ESP without one, BIOS boot, verity
-hashes) are left out.
+hashes) are left out. A dm-verity root also gets a tmpfs on /tmp (the rest of the writable
+state is the spec's business: a ``var`` partition, see docs/disk.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from imagecomposer.compose.configure import paths
 from imagecomposer.compose.layout import Layout, PlannedPartition
 
 READ_ONLY_FS = ("squashfs", "erofs")
+TMPFS_TMP = "tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0\t0"
 
 
 def _entry(part: PlannedPartition, *, verity_root: bool) -> str | None:
@@ -45,6 +47,9 @@ def render(layout: Layout, *, verity_root: bool = False) -> str:
         line = _entry(part, verity_root=verity_root)
         if line is not None:
             lines.append(line)
+    if verity_root and not any(p.mountpoint == "/tmp" for p in layout.partitions):
+        # the root is read-only: /tmp must be writable somewhere
+        lines.append(TMPFS_TMP)
     return "\n".join(lines) + "\n"
 
 

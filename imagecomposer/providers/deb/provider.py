@@ -189,6 +189,8 @@ class DebProvider:
         kernel = self.spec.customizations.kernel.package or self.profile.kernel
         extra = [*pset.packages, kernel,
                  *self.profile.bootloader.get(self.spec.customizations.bootloader, ())]
+        if self.spec.customizations.security.read_only_root:
+            extra += self.profile.read_only_root
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
 
