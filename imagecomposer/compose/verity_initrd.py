@@ -41,7 +41,7 @@ manual_add_modules dm-verity
 
 SCRIPT_TEXT = """#!/bin/sh
 # written by imagecomposer: open the dm-verity protected root named on the kernel command
-# line (roothash=, systemd.verity_root_data=, systemd.verity_root_hash=) as /dev/mapper/%(name)s
+# line (roothash=, systemd.verity_root_data=, systemd.verity_root_hash=) as /dev/mapper/@NAME@
 PREREQ=""
 prereqs() { echo "$PREREQ"; }
 case "$1" in prereqs) prereqs; exit 0 ;; esac
@@ -58,7 +58,7 @@ for word in $(cat /proc/cmdline); do
     esac
 done
 [ -n "$roothash" ] || exit 0
-[ -e /dev/mapper/%(name)s ] && exit 0
+[ -e /dev/mapper/@NAME@ ] && exit 0
 
 device() {
     case "$1" in
@@ -70,7 +70,7 @@ device() {
 data=$(device "$data")
 hash=$(device "$hash")
 if [ -z "$data" ] || [ -z "$hash" ]; then
-    panic "imagecomposer-verity: roothash= given without systemd.verity_root_data= and systemd.verity_root_hash="
+    panic "imagecomposer-verity: roothash= without systemd.verity_root_data/hash="
 fi
 
 wait_for_udev 10
@@ -84,13 +84,13 @@ while [ ! -b "$data" ] || [ ! -b "$hash" ]; do
 done
 
 modprobe -q dm-verity
-# libdevmapper creates /dev/mapper/%(name)s itself instead of waiting for udev rules
-if DM_DISABLE_UDEV=1 veritysetup open "$data" %(name)s "$hash" "$roothash"; then
-    echo "%(marker)s $data as /dev/mapper/%(name)s (hash $hash, root hash $roothash)"
+# libdevmapper creates /dev/mapper/@NAME@ itself instead of waiting for udev rules
+if DM_DISABLE_UDEV=1 veritysetup open "$data" @NAME@ "$hash" "$roothash"; then
+    echo "@MARKER@ $data as /dev/mapper/@NAME@ (hash $hash, root hash $roothash)"
 else
-    panic "imagecomposer-verity: veritysetup open $data %(name)s $hash failed"
+    panic "imagecomposer-verity: veritysetup open $data @NAME@ $hash failed"
 fi
-""" % {"name": MAPPER_NAME, "marker": OPENED_MARKER}
+""".replace("@NAME@", MAPPER_NAME).replace("@MARKER@", OPENED_MARKER)
 
 
 def install(tree: Path) -> list[Path]:
