@@ -5,6 +5,7 @@ flipped byte in the root partition makes the boot fail with dm-verity errors.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,11 +28,41 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 VERITY_FAILURES = ("is corrupted", "Failed to mount /dev/mapper/root")
 
 
+# A one-shot unit added to the example for the test: prints what is mounted how, and what
+# can be written, on the serial console before the login prompt.
+CHECK_UNIT = """[Unit]
+Description=imagecomposer test: report the read-only root
+After=local-fs.target
+Before=getty.target serial-getty@ttyS0.service
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+ExecStart=/bin/sh -c 'echo "VERITY-CHECK root: $(findmnt -no SOURCE,OPTIONS /)"; \\
+  echo "VERITY-CHECK var: $(findmnt -no OPTIONS /var)"; \\
+  echo "VERITY-CHECK tmp: $(findmnt -no FSTYPE /tmp)"; \\
+  if touch /etc/probe 2>/dev/null; then echo "VERITY-CHECK etc: writable"; \\
+  else echo "VERITY-CHECK etc: read-only"; fi; \\
+  touch /var/tmp/probe && echo "VERITY-CHECK var: writable"'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 @pytest.fixture(scope="module")
 def verity_image(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("verity") / "out"
-    spec = Spec.load(EXAMPLES / "debian-12-verity.yml")
-    ImagePipeline(config).build(spec, BuildOptions(output_dir=out))
+    work = tmp_path_factory.mktemp("verity")
+    (work / "verity-check.service").write_text(CHECK_UNIT)
+    text = (EXAMPLES / "debian-12-verity.yml").read_text()
+    text = text.replace("  services:\n    enabled: [systemd-networkd]\n",
+                        "  files:\n    - {source: ./verity-check.service, destination: "
+                        "/etc/systemd/system/verity-check.service, mode: \"0644\"}\n"
+                        "  services:\n    enabled: [systemd-networkd, verity-check]\n")
+    assert "verity-check" in text
+    (work / "verity.yml").write_text(text)
+    out = work / "out"
+    ImagePipeline(config).build(Spec.load(work / "verity.yml"), BuildOptions(output_dir=out))
     return out / "debian-12-verity.raw"
 
 
@@ -40,12 +71,17 @@ def test_verity_root_boots_read_only(verity_image: Path, tmp_path: Path) -> None
     assert "/dev/mapper/root\t/\text4\tro\t" in fstab
     assert "\t/var\text4\t" in fstab and "tmpfs\t/tmp\ttmpfs\t" in fstab
     console = tmp_path / "console.log"
-    result = boot(verity_image, timeout=300, console_log=console, markers=[OPENED_MARKER])
+    result = boot(verity_image, timeout=300, console_log=console,
+                  markers=[OPENED_MARKER, "VERITY-CHECK var: writable"])
     text = console.read_text(errors="replace")
     assert "root=/dev/mapper/root" in text and "roothash=" in text
     assert "device-mapper: verity" in text, result.console_tail
     assert "debian-verity login:" in text
     assert not any(f in text for f in VERITY_FAILURES)
+    assert re.search(r"VERITY-CHECK root: /dev/mapper/root +ro[,\s]", text), text[-3000:]
+    assert re.search(r"VERITY-CHECK var: rw[,\s]", text)
+    assert "VERITY-CHECK tmp: tmpfs" in text
+    assert "VERITY-CHECK etc: read-only" in text and "VERITY-CHECK var: writable" in text
 
 
 def test_flipped_byte_in_root_fails_the_boot(verity_image: Path, tmp_path: Path) -> None:
