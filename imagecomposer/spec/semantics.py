@@ -214,6 +214,12 @@ def warnings(spec: Spec) -> list[Problem]:
         found.append(where.problem(("output", "sign"),
                                    "output.sign is set but the sign stage is not in "
                                    "build.stages"))
+    if c.security.read_only_root and not any(
+            p.mountpoint == "/var" for p in spec.disk.partitions):
+        found.append(where.problem(("customizations", "security", "read_only_root"),
+                                   "read_only_root without a partition mounted at /var: "
+                                   "/var (logs, dpkg and systemd state) stays read-only; "
+                                   "add a var partition (type: var, mountpoint: /var)"))
     if "root=" in c.kernel.cmdline:
         found.append(where.problem(("customizations", "kernel", "cmdline"),
                                    "root= is set by imagecomposer from the disk layout"))
