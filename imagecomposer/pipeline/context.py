@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from imagecomposer.cache import PackageCache, Progress
+from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config
 from imagecomposer.errors import LockError
 from imagecomposer.pipeline.events import EventSink
@@ -129,11 +130,10 @@ class BuildContext:
                 lock, parallel=self.parallel, events=self.package_events)
         return self._packages[lock.hash]
 
-    def composer(self) -> Any:
-        from imagecomposer.compose.composer import Composer
-
+    def composer(self) -> Composer:
         return Composer(self.config, keep_temp=self.options.keep_temp,
-                        use_cache=not self.options.no_cache, events=lambda line: log.info("[%s] %s", self.name, line))
+                        use_cache=not self.options.no_cache,
+                        events=lambda line: log.info("[%s] %s", self.name, line))
 
     def close(self) -> None:
         """Release what the build held (a throwaway package store is removed)."""
