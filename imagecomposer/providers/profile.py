@@ -11,8 +11,9 @@ never names a mirror host: where to download from is the global configuration's 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import attrs
 import cattrs
@@ -53,23 +54,32 @@ class Profile:
     read_only_root: tuple[str, ...] = ()
 
     def family_arch(self, arch: str) -> str:
-        try:
-            return self.architectures[arch]
-        except KeyError:
-            raise ConfigError(
-                f"{self.os} {self.version} is not available for {arch} "
-                f"(profile architectures: {', '.join(sorted(self.architectures))})") from None
+        return profile_arch(self.os, self.version, self.architectures, arch)
 
     def package_set(self, base_type: str) -> PackageSet:
-        try:
-            return self.package_sets[base_type]
-        except KeyError:
-            raise ConfigError(
-                f"{self.os} {self.version} has no package set for base type {base_type!r} "
-                f"(known: {', '.join(sorted(self.package_sets))})") from None
+        return profile_set(self.os, self.version, self.package_sets, base_type)
 
     def expand(self, name: str, arch: str) -> str:
         return name.replace("{arch}", self.family_arch(arch))
+
+
+T = TypeVar("T")
+
+
+def profile_arch(os_name: str, version: str, architectures: Mapping[str, str], arch: str) -> str:
+    """The family's name for ``arch`` (amd64, x86_64), or a ConfigError naming the known."""
+    if arch not in architectures:
+        raise ConfigError(f"{os_name} {version} is not available for {arch} "
+                          f"(profile architectures: {', '.join(sorted(architectures))})")
+    return architectures[arch]
+
+
+def profile_set(os_name: str, version: str, sets: Mapping[str, T], base_type: str) -> T:
+    """The package set behind ``base.type``, or a ConfigError naming the known ones."""
+    if base_type not in sets:
+        raise ConfigError(f"{os_name} {version} has no package set for base type "
+                          f"{base_type!r} (known: {', '.join(sorted(sets))})")
+    return sets[base_type]
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

@@ -19,7 +19,7 @@ import cattrs
 from ruamel.yaml import YAML
 
 from imagecomposer.errors import ConfigError, ProviderNotConfigured
-from imagecomposer.providers.profile import available
+from imagecomposer.providers.profile import available, profile_arch, profile_set
 
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
@@ -66,20 +66,10 @@ class RpmProfile:
     bootloader: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
     def basearch(self, arch: str) -> str:
-        try:
-            return self.architectures[arch]
-        except KeyError:
-            raise ConfigError(
-                f"{self.os} {self.version} is not available for {arch} "
-                f"(profile architectures: {', '.join(sorted(self.architectures))})") from None
+        return profile_arch(self.os, self.version, self.architectures, arch)
 
     def package_set(self, base_type: str) -> RpmPackageSet:
-        try:
-            return self.package_sets[base_type]
-        except KeyError:
-            raise ConfigError(
-                f"{self.os} {self.version} has no package set for base type {base_type!r} "
-                f"(known: {', '.join(sorted(self.package_sets))})") from None
+        return profile_set(self.os, self.version, self.package_sets, base_type)
 
 
 def bare_profile(os_name: str, version: str) -> RpmProfile:
