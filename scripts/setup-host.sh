@@ -32,5 +32,5 @@ python3 -m venv .venv
 scripts/build-solv-wheel.sh .wheelhouse .venv/bin/pip
 # --no-index: PyPI's solv wheel (no Debian support) must never win over ours.
 .venv/bin/pip install -q --no-index --find-links .wheelhouse solv==0.7.39.post1
-.venv/bin/pip install -q -e .
+.venv/bin/pip install -q -e '.[boot]'
 echo "imagecomposer is installed in .venv: .venv/bin/imagecomposer --help"
