@@ -107,9 +107,8 @@ class ComposeStage:
         work = ctx.installed_tree.parent
         if work.exists():
             remove_tree(work)
-        tree = ctx.composer().installed_tree(lock, packages, work,
-                                             use_cache=not ctx.options.no_cache)
-        assert tree == ctx.installed_tree
+        # installed_tree() leaves the tree in work/"root", which is ctx.installed_tree
+        ctx.composer().installed_tree(lock, packages, work, use_cache=not ctx.options.no_cache)
 
 
 class ConfigurationStage:
@@ -136,7 +135,6 @@ class ConfigurationStage:
         from imagecomposer.export.sbom import collect
 
         lock = ctx.lock()
-        packages = ctx.fetch_packages(lock)
         out_dir = ctx.raw_path.parent
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -154,8 +152,9 @@ class ConfigurationStage:
                 embed_sboms(root, ctx.name,
                             _sbom_documents(ctx, sbom_packages, lock.hash, image))
 
+        # The installed tree is compose's output: no package file is read again here.
         result = ctx.composer().compose(
-            ctx.spec, lock, packages, ctx.workspace.root / "tmp-configuration", ctx.raw_path,
+            ctx.spec, lock, {}, ctx.workspace.root / "tmp-configuration", ctx.raw_path,
             installed=ctx.installed_tree, on_configured=describe)
         from imagecomposer.export.manifest import layout_data
 
