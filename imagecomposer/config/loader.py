@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
 
 from imagecomposer.config.model import Config
 from imagecomposer.errors import ConfigError, InvalidConfig, Problem
 from imagecomposer.spec import schemacheck
 from imagecomposer.spec.positions import YamlSyntaxError, compose, source_map, to_plain
 from imagecomposer.spec.sourcemap import PathKey, SourceMap, format_path, parse_path
+from imagecomposer.spec.structure import CONVERTER
 from imagecomposer.spec.suggest import did_you_mean
 
 SCHEMA_PACKAGE = "imagecomposer.config"
@@ -51,16 +51,6 @@ class LoadedConfig:
     origins: dict[str, str]
     data: dict[str, Any] = attrs.field(eq=False, repr=False)
     path: Path | None = None
-
-
-def _converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(Path, lambda value, _: Path(value))
-    converter.register_unstructure_hook(Path, str)
-    return converter
-
-
-CONVERTER = _converter()
 
 
 def find_config_file(path: Path | None = None, environ: Mapping[str, str] = os.environ,
