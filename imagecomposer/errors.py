@@ -188,7 +188,3 @@ class ExportError(ImageComposerError):
 
 class CacheError(ImageComposerError):
     """The package or image cache is inconsistent or locked."""
-
-
-class StageNotAvailable(ImageComposerError):
-    """A pipeline stage was asked for but is not implemented in this version."""
