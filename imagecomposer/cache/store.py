@@ -44,6 +44,7 @@ from imagecomposer.events import (
     FetchStarted,
     PackageFetched,
 )
+from imagecomposer.fsutil import atomic_write
 from imagecomposer.providers.base import Provider
 from imagecomposer.resolver.lock import Lock, LockedPackage
 
@@ -119,10 +120,7 @@ class PackageCache:
             return {}
 
     def _write_index(self, index: dict[str, dict[str, Any]]) -> None:
-        path = self.root / "index.json"
-        tmp = path.with_name(f".index.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(index, indent=0, sort_keys=True))
-        tmp.replace(path)
+        atomic_write(self.root / "index.json", json.dumps(index, indent=0, sort_keys=True))
 
     def _remove_stale_parts(self) -> None:
         for part in self.objects.glob("*/.*.part-*"):

@@ -22,6 +22,7 @@ import attrs
 
 from imagecomposer import __version__
 from imagecomposer.errors import ExportError
+from imagecomposer.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from imagecomposer.compose.layout import Layout
@@ -135,12 +136,9 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> Path:
     """Write the manifest as stable, indented JSON (atomically)."""
     text = json.dumps(_plain(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot write manifest {path}: {exc.strerror}") from None
     return path
 

@@ -16,6 +16,7 @@ import cattrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import hash_input
+from imagecomposer.fsutil import atomic_write
 from imagecomposer.pipeline.context import BuildContext, digest
 
 log = logging.getLogger("imagecomposer.pipeline")
@@ -141,10 +142,8 @@ class ConfigurationStage:
         def describe(root: Path) -> None:
             # The tree exists only now: take what the SBOMs need from it, embed a copy.
             sbom_packages = collect(lock, root)
-            data = cattrs.unstructure(sbom_packages)
-            tmp = ctx.sbom_packages_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, sort_keys=True))
-            tmp.replace(ctx.sbom_packages_path)
+            atomic_write(ctx.sbom_packages_path,
+                         json.dumps(cattrs.unstructure(sbom_packages), sort_keys=True))
             if ctx.spec.output.sbom:
                 from imagecomposer.export.sbom import ImageInfo, embed_sboms
 
@@ -158,8 +157,8 @@ class ConfigurationStage:
             installed=ctx.installed_tree, on_configured=describe)
         from imagecomposer.export.manifest import layout_data
 
-        ctx.layout_path.write_text(json.dumps(layout_data(result.layout), indent=1,
-                                              sort_keys=True))
+        atomic_write(ctx.layout_path, json.dumps(layout_data(result.layout), indent=1,
+                                                 sort_keys=True))
 
 
 class SignStage:

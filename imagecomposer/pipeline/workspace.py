@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from imagecomposer.fsutil import atomic_write
 
 
 @attrs.frozen
@@ -73,9 +74,7 @@ class Workspace:
 
     def _write(self, records: dict[str, StageRecord]) -> None:
         data = {"stages": {k: attrs.asdict(v) for k, v in sorted(records.items())}}
-        tmp = self._state_path.with_name(f".state.json.{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        tmp.replace(self._state_path)
+        atomic_write(self._state_path, json.dumps(data, indent=1, sort_keys=True))
 
     def remove_temp(self) -> None:
         """Remove scratch directories (``tmp*``) left by stages; outputs stay."""

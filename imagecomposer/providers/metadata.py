@@ -23,15 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from imagecomposer.cache.http import Http
+from imagecomposer.fsutil import atomic_write
 
 SOLV_FORMAT = 1
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 class MetadataStore:
@@ -64,10 +58,10 @@ class MetadataStore:
         status, body, resp_headers = self.http.get(url, headers=headers)
         if status == 304 and cached is not None:
             return cached
-        _atomic_write(path, body)
+        atomic_write(path, body)
         meta = {"url": url, "etag": resp_headers.get("etag"),
                 "last-modified": resp_headers.get("last-modified")}
-        _atomic_write(meta_path, json.dumps(meta).encode())
+        atomic_write(meta_path, json.dumps(meta).encode())
         return body
 
     def _verified_path(self, signed: bytes, keyring: Path) -> Path:
@@ -83,7 +77,7 @@ class MetadataStore:
             return None
 
     def remember_verified(self, signed: bytes, keyring: Path, text: str) -> None:
-        _atomic_write(self._verified_path(signed, keyring), text.encode())
+        atomic_write(self._verified_path(signed, keyring), text.encode())
 
     def index(self, url: str, sha256: str, size: int | None, suffix: str) -> Path:
         """The index file with this ``sha256``, downloaded (and verified) only if missing."""
@@ -111,5 +105,5 @@ class MetadataStore:
             repo.write(fp)
         finally:
             fp.close()
-        _atomic_write(json_path, json.dumps(sidecar).encode())
+        atomic_write(json_path, json.dumps(sidecar).encode())
         tmp.replace(solv_path)

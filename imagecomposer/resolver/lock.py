@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ import attrs
 import cattrs
 
 from imagecomposer.errors import LockError
+from imagecomposer.fsutil import atomic_write
 
 LOCK_FORMAT = 1
 
@@ -85,9 +85,7 @@ class Lock:
 
     def write(self, path: Path) -> None:
         """Write atomically: a reader never sees a half-written lock."""
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        atomic_write(path, self.to_json())
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<lock>") -> Lock:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
 from imagecomposer.errors import SigningError
+from imagecomposer.fsutil import atomic_write
 from imagecomposer.sign.keys import (
     Algorithm,
     PrivateKey,
@@ -143,12 +144,9 @@ class Signer:
         """Write the detached signature of ``path`` to ``out`` (default ``path.sig``)."""
         out = out if out is not None else path.with_name(path.name + ".sig")
         signature = self.sign_bytes_of(path)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
         try:
-            tmp.write_bytes(signature)
-            tmp.replace(out)
+            atomic_write(out, signature)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise SigningError(f"cannot write signature {out}: {exc.strerror}") from None
         return out
 

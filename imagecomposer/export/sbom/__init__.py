@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from imagecomposer.export.sbom.common import ImageInfo
 from imagecomposer.export.sbom.cyclonedx import cyclonedx_document
 from imagecomposer.export.sbom.packages import SbomPackage, collect
 from imagecomposer.export.sbom.spdx import spdx_document
+from imagecomposer.fsutil import atomic_write
 from imagecomposer.resolver.lock import Lock
 
 SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
@@ -40,13 +40,10 @@ def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
 
 def write_sbom(path: Path, document: Mapping[str, Any]) -> Path:
     """Stable JSON (sorted keys), written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
-                       + "\n")
-        tmp.replace(path)
+        atomic_write(path, json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
+                     + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot write SBOM {path}: {exc.strerror}") from None
     return path
 
