@@ -121,11 +121,7 @@ class Http:
             except urllib3.exceptions.HTTPError as exc:
                 last = str(exc)
             else:
-                if resp.status == 404:
-                    raise NotFound(f"Download failed: {_redact(url)}: 404 Not Found")
-                if resp.status in (401, 403):
-                    raise DownloadError(f"Download failed: {_redact(url)}: {resp.status} "
-                                        "(check config credentials for this URL)")
+                _refuse_final(resp.status, url)
                 if resp.status < 500:
                     if resp.status not in (200, 304):
                         raise DownloadError(f"Download failed: {_redact(url)}: {resp.status}")
@@ -217,11 +213,7 @@ class Http:
                                  preload_content=False,
                                  decode_content=False, redirect=True)
         try:
-            if resp.status == 404:
-                raise NotFound(f"Download failed: {_redact(url)}: 404 Not Found")
-            if resp.status in (401, 403):
-                raise DownloadError(f"Download failed: {_redact(url)}: {resp.status} "
-                                    "(check config credentials for this URL)")
+            _refuse_final(resp.status, url)
             if resp.status != 200:
                 raise _Retryable(f"HTTP {resp.status}")
             yield from resp.stream(CHUNK, decode_content=False)
@@ -234,3 +226,11 @@ class Http:
 class _Retryable(Exception):
     pass
 
+
+def _refuse_final(status: int, url: str) -> None:
+    """Raise for the statuses no retry can change: 404, and 401/403 (credentials)."""
+    if status == 404:
+        raise NotFound(f"Download failed: {_redact(url)}: 404 Not Found")
+    if status in (401, 403):
+        raise DownloadError(f"Download failed: {_redact(url)}: {status} "
+                            "(check config credentials for this URL)")
