@@ -28,6 +28,7 @@ from imagecomposer.compose.configure import files, fstab, network, ssh, system, 
 from imagecomposer.compose.layout import PlannedPartition
 from imagecomposer.errors import ComposeError, ImagePathError, SourceNotAllowed
 from imagecomposer.export.sbom import embed_sboms
+from imagecomposer.rootfs import resolve
 from imagecomposer.spec.model import File, Network, Spec, Ssh
 
 KVER = "6.1.0-9-amd64"
@@ -37,7 +38,7 @@ KVER = "6.1.0-9-amd64"
 def resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "openat2" and rootfs.SYS_OPENAT2 is None:
         pytest.skip("no openat2 system call number for this architecture")
-    monkeypatch.setattr(rootfs, "_use_openat2", request.param == "openat2")
+    monkeypatch.setattr(resolve, "_use_openat2", request.param == "openat2")
     return str(request.param)
 
 

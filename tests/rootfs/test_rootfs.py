@@ -18,7 +18,7 @@ import pytest
 
 from imagecomposer import rootfs
 from imagecomposer.errors import ImagePathError, SourceNotAllowed
-from imagecomposer.rootfs import Root, allowed_source
+from imagecomposer.rootfs import Root, allowed_source, resolve
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -26,7 +26,7 @@ def resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Run a test with openat2 and again with the component walk (openat2 said ENOSYS)."""
     if request.param == "openat2" and rootfs.SYS_OPENAT2 is None:
         pytest.skip("no openat2 system call number for this architecture")
-    monkeypatch.setattr(rootfs, "_use_openat2", request.param == "openat2")
+    monkeypatch.setattr(resolve, "_use_openat2", request.param == "openat2")
     return str(request.param)
 
 
@@ -117,9 +117,9 @@ def test_the_walk_answers_like_openat2(tree: Path, host: Path,
                         out.append((f"errno {exc.errno}", follow))
         return out
 
-    monkeypatch.setattr(rootfs, "_use_openat2", True)
+    monkeypatch.setattr(resolve, "_use_openat2", True)
     with_openat2 = answers()
-    monkeypatch.setattr(rootfs, "_use_openat2", False)
+    monkeypatch.setattr(resolve, "_use_openat2", False)
     assert answers() == with_openat2
     untouched(host)
 
@@ -132,21 +132,21 @@ def test_enosys_switches_to_the_walk(tree: Path, host: Path,
         calls.append("openat2")
         raise OSError(errno.ENOSYS, "Function not implemented")
 
-    walk = rootfs._walk
+    walk = resolve._walk
 
     def counting_walk(*args: object) -> int:
         calls.append("walk")
         return walk(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rootfs, "_use_openat2", True)
-    monkeypatch.setattr(rootfs, "openat2", no_openat2)
-    monkeypatch.setattr(rootfs, "_walk", counting_walk)
+    monkeypatch.setattr(resolve, "_use_openat2", True)
+    monkeypatch.setattr(resolve, "openat2", no_openat2)
+    monkeypatch.setattr(resolve, "_walk", counting_walk)
     (tree / "etc/hostname").symlink_to(host / "secret")
     with Root(tree) as root:
         root.write("/etc/hostname", "image\n")
         assert root.read_text("/etc/hostname") == "image\n"
     assert calls[0] == "openat2" and calls.count("openat2") == 1  # asked once, then walked
-    assert calls.count("walk") >= 2 and rootfs._use_openat2 is False
+    assert calls.count("walk") >= 2 and resolve._use_openat2 is False
     untouched(host)
 
 
@@ -288,8 +288,9 @@ def test_a_proc_magic_link_is_never_followed(resolution: str, tree: Path, host: 
     script = (
         "import sys, subprocess\n"
         "from imagecomposer import rootfs\n"
+        "from imagecomposer.rootfs import resolve\n"
         "from imagecomposer.errors import ImagePathError\n"
-        f"rootfs._use_openat2 = {resolution == 'openat2'}\n"
+        f"resolve._use_openat2 = {resolution == 'openat2'}\n"
         "tree, secret = sys.argv[1], sys.argv[2]\n"
         "subprocess.run(['mount', '-t', 'proc', 'proc', tree + '/proc'], check=True)\n"
         "with rootfs.Root(tree) as root:\n"

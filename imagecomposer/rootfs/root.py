@@ -1,195 +1,30 @@
-"""A directory tree treated as a filesystem root: nothing read or written through it escapes.
-
-An image tree holds symlinks the build does not control (``/etc/systemd/system/sshd.service
--> /lib/systemd/system/ssh.service``, or whatever a package or a script planted). On the
-host such an absolute link points at the host's own files, so a plain ``open(tree / path)``
-can write onto the host. :class:`Root` resolves every image path the way the kernel would if
-the process were chrooted into the tree, and acts only through directory file descriptors:
-
-- Resolution is Linux ``openat2(2)`` with ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS``: ``/``
-  and ``..`` stop at the tree's root, absolute symlink targets start there, ``/proc`` magic
-  links are refused. Where the kernel has no openat2 (``ENOSYS``: before 5.6, or a seccomp
-  filter) an equivalent walk opens one component at a time with ``O_PATH | O_NOFOLLOW`` and
-  resolves each symlink's text inside the tree itself (magic links are read as text, so they
-  never leave the tree either).
-- The *parent* of a path is resolved that way, then the final component is acted on with
-  ``dir_fd=`` and never followed: a file write creates a temporary file in the resolved
-  parent (``O_CREAT | O_EXCL | O_NOFOLLOW``) and renames it over the name, so a symlink
-  there is *replaced*, never written through; ``chown`` is ``lchown``; ``chmod`` refuses a
-  symlink; reads follow symlinks, inside the tree.
-- :meth:`Root.copy_tree_in` walks the host source with ``O_NOFOLLOW`` too: a symlink in the
-  source is copied as a symlink (the image's link, resolved in the image), never followed.
-
-Every failure is an :class:`~imagecomposer.errors.ImagePathError` naming the image path.
-:func:`allowed_source` is the rule for host files a spec copies in: they must lie, after
-resolving symlinks, inside one of the allowed directories (the spec's directory).
-"""
+"""The :class:`Root` object: a directory tree as the root of a filesystem (see
+:mod:`imagecomposer.rootfs`)."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
-import itertools
 import os
-import platform
 import stat
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from imagecomposer.errors import ImagePathError, SourceNotAllowed
-
-# openat2(2) has the same number on every architecture using the generic syscall table.
-SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437}.get(platform.machine())
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
-MAX_SYMLINKS = 40  # the kernel's limit
-O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-TMP_PREFIX = ".imagecomposer-tmp-"
-ImagePath = str | PurePosixPath
-
-_tmp_counter = itertools.count()
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-# False once openat2 answered ENOSYS: the walk is used from then on.
-_use_openat2 = SYS_OPENAT2 is not None
-
-
-def openat2(dirfd: int, path: str, flags: int, mode: int = 0,
-            resolve: int = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) -> int:
-    """The raw ``openat2(2)`` system call; raises :class:`OSError` (``ENOSYS`` without it)."""
-    if SYS_OPENAT2 is None:
-        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
-    how = _OpenHow(flags, mode, resolve)
-    fd = int(_syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd),
-                      ctypes.c_char_p(os.fsencode(path)), ctypes.byref(how),
-                      ctypes.c_size_t(ctypes.sizeof(how))))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return fd
-
-
-def _parts(path: ImagePath) -> list[str]:
-    return [p for p in str(path).split("/") if p not in ("", ".")]
-
-
-def _walk(root_fd: int, parts: list[str], flags: int, mode: int, follow: bool) -> int:
-    """openat2(RESOLVE_IN_ROOT) done by hand: one ``O_PATH | O_NOFOLLOW`` component at a
-    time, symlink targets resolved against ``root_fd``, ``..`` stopping there."""
-    stack: list[int] = []  # owned fds of the directories below the root
-    todo = list(parts)
-    hops = 0
-    try:
-        while todo:
-            name = todo.pop(0)
-            cur = stack[-1] if stack else root_fd
-            if name == "..":
-                if stack:
-                    os.close(stack.pop())
-                continue
-            last = not todo
-            if last and not follow:
-                return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=cur)
-            try:
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
-            except FileNotFoundError:
-                if last and flags & os.O_CREAT:
-                    return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=cur)
-                raise
-            st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode):
-                try:
-                    target = os.readlink("", dir_fd=fd)
-                finally:
-                    os.close(fd)
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
-                if target.startswith("/"):
-                    while stack:
-                        os.close(stack.pop())
-                todo = _parts(target) + todo
-                continue
-            if not last:
-                stack.append(fd)
-                continue
-            if flags & ~(os.O_CLOEXEC | os.O_NOFOLLOW) == os.O_PATH:
-                return fd
-            os.close(fd)
-            opened = os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=cur)
-            again = os.fstat(opened)
-            if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):
-                os.close(opened)  # swapped while we looked: never act on the new object
-                raise OSError(errno.EAGAIN, "path changed during resolution", name)
-            return opened
-        return os.open(".", flags, mode, dir_fd=stack[-1] if stack else root_fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
-
-
-def open_in_root(root_fd: int, path: ImagePath, flags: int, mode: int = 0, *,
-                 follow: bool = True) -> int:
-    """Open ``path`` as if ``root_fd`` were ``/``: openat2 when the kernel has it, else the
-    equivalent walk. ``follow=False`` adds ``O_NOFOLLOW`` for the final component."""
-    global _use_openat2
-    flags |= os.O_CLOEXEC
-    if not follow:
-        flags |= os.O_NOFOLLOW
-    parts = _parts(path)
-    if _use_openat2:
-        for _ in range(8):
-            try:
-                return openat2(root_fd, "/".join(parts) or ".", flags, mode)
-            except OSError as exc:
-                if exc.errno == errno.EAGAIN:  # a rename raced the lookup: try again
-                    continue
-                if exc.errno != errno.ENOSYS:
-                    raise
-                _use_openat2 = False
-                break
-        else:
-            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN), str(path))
-    return _walk(root_fd, parts, flags, mode, follow)
-
-
-def _host(fd: int) -> Path:
-    """Where an open file is on the host (for messages and return values only)."""
-    return Path(f"/proc/self/fd/{fd}").readlink()
-
-
-def _copy_fd(src: int, dst: int) -> None:
-    offset = 0
-    while True:
-        try:
-            sent = os.sendfile(dst, src, offset, 1 << 30)
-        except OSError as exc:
-            if offset or exc.errno not in (errno.EINVAL, errno.ENOSYS):
-                raise
-            while chunk := os.read(src, 1 << 20):
-                os.write(dst, chunk)
-            return
-        if sent == 0:
-            return
-        offset += sent
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+from imagecomposer.errors import ImagePathError
+from imagecomposer.rootfs.fileops import (
+    copy_fd,
+    fd_owner_mode,
+    host_of,
+    parents_path,
+    replace_file,
+    replace_symlink,
+    set_owner_mode,
+    write_all,
+)
+from imagecomposer.rootfs.resolve import MAX_SYMLINKS, O_DIR, ImagePath, open_in_root, parts_of
 
 
 class Root:
@@ -229,7 +64,7 @@ class Root:
         try:
             yield
         except OSError as exc:
-            image = "/" + "/".join(_parts(path))
+            image = "/" + "/".join(parts_of(path))
             raise ImagePathError(f"cannot {what} {image} in the tree {self.path}: "
                                  f"{exc.strerror or exc}", exc.errno) from exc
 
@@ -249,7 +84,7 @@ class Root:
             os.close(fd)
 
     def _split(self, path: ImagePath) -> tuple[list[str], str]:
-        parts = _parts(path)
+        parts = parts_of(path)
         if not parts or parts[-1] == "..":
             raise ImagePathError(f"image path {str(path)!r} names no file in {self.path}")
         return parts[:-1], parts[-1]
@@ -285,9 +120,9 @@ class Root:
                         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), parts[-1]) from None
                     target = os.readlink(parts[-1], dir_fd=parent)
                     base = [] if target.startswith("/") else parts[:-1]
-                    return self._makedirs(base + _parts(target), hops + 1)
+                    return self._makedirs(base + parts_of(target), hops + 1)
             else:
-                _set_owner_mode(parent, parts[-1], 0o755, None, None)
+                set_owner_mode(parent, parts[-1], 0o755, None, None)
         finally:
             os.close(parent)
         return self.open(parents_path(parts), O_DIR)
@@ -343,7 +178,7 @@ class Root:
 
         The answer can be stale by the time it is used: never write through it."""
         with self._errors("resolve", path), self._fd(path, follow=follow) as fd:
-            return _host(fd)
+            return host_of(fd)
 
     def open_read(self, path: ImagePath) -> BinaryIO:
         """A regular file of the tree opened for reading (symlinks followed in the tree)."""
@@ -369,8 +204,8 @@ class Root:
         the tree) gets ``mode`` and ``uid``/``gid``, also when it existed. Its host path.
         ``follow=False``: a symlink at ``path`` itself is an error, not followed."""
         with self._errors("make the directory", path):
-            if follow or not _parts(path):
-                fd = self._makedirs(_parts(path))
+            if follow or not parts_of(path):
+                fd = self._makedirs(parts_of(path))
             else:
                 with self._parent(path, create=True) as (parent, name):
                     with contextlib.suppress(FileExistsError):
@@ -379,8 +214,8 @@ class Root:
                         raise OSError(errno.ELOOP, "it is a symlink (not followed)")
                     fd = os.open(name, O_DIR | os.O_NOFOLLOW, dir_fd=parent)
             try:
-                _fd_owner_mode(fd, mode, uid, gid)
-                return _host(fd)
+                fd_owner_mode(fd, mode, uid, gid)
+                return host_of(fd)
             finally:
                 os.close(fd)
 
@@ -391,8 +226,8 @@ class Root:
         host path written."""
         payload = data.encode() if isinstance(data, str) else data
         with self._errors("write", path), self._parent(path, create=True) as (parent, name):
-            _replace(parent, name, lambda fd: _write_all(fd, payload), mode, uid, gid)
-            return _host(parent) / name
+            replace_file(parent, name, lambda fd: write_all(fd, payload), mode, uid, gid)
+            return host_of(parent) / name
 
     def copy_file_in(self, source: Path, path: ImagePath, *, mode: int | None = None,
                      uid: int | None = None, gid: int | None = None) -> Path:
@@ -406,9 +241,9 @@ class Root:
                 if not stat.S_ISREG(st.st_mode):
                     raise OSError(errno.EINVAL, f"{source} is not a regular file")
                 with self._parent(path, create=True) as (parent, name):
-                    _replace(parent, name, lambda fd: _copy_fd(src, fd),
+                    replace_file(parent, name, lambda fd: copy_fd(src, fd),
                              st.st_mode & 0o7777 if mode is None else mode, uid, gid)
-                    return _host(parent) / name
+                    return host_of(parent) / name
             finally:
                 os.close(src)
 
@@ -420,18 +255,18 @@ class Root:
         with self.open_read(path) as handle, dest._errors("copy into", dest_path), \
                     dest._parent(dest_path, create=True) as (parent, name):
             st = os.fstat(handle.fileno())
-            _replace(parent, name, functools.partial(_copy_fd, handle.fileno()),
+            replace_file(parent, name, functools.partial(copy_fd, handle.fileno()),
                      st.st_mode & 0o7777 if mode is None else mode, None, None,
                      (st.st_atime_ns, st.st_mtime_ns) if keep_times else None)
-            return _host(parent) / name
+            return host_of(parent) / name
 
     def symlink(self, path: ImagePath, target: str, *, uid: int | None = None,
                 gid: int | None = None) -> Path:
         """Make ``path`` a symlink to ``target`` (atomically replacing a file or link)."""
         with self._errors("make the symlink", path), \
                 self._parent(path, create=True) as (parent, name):
-            _replace_symlink(parent, name, target, uid, gid)
-            return _host(parent) / name
+            replace_symlink(parent, name, target, uid, gid)
+            return host_of(parent) / name
 
     def chown(self, path: ImagePath, uid: int, gid: int) -> None:
         """Change the owner of ``path`` itself (a symlink's own owner, never its target's)."""
@@ -441,7 +276,7 @@ class Root:
     def chmod(self, path: ImagePath, mode: int) -> None:
         """Change the mode of ``path``; a symlink there is refused, never followed."""
         with self._errors("chmod", path), self._parent(path, create=False) as (parent, name):
-            _set_owner_mode(parent, name, mode, None, None)
+            set_owner_mode(parent, name, mode, None, None)
 
     def set_times(self, path: ImagePath, ns: tuple[int, int]) -> None:
         """Set (atime, mtime) in nanoseconds of ``path`` itself (a symlink is not followed)."""
@@ -491,11 +326,11 @@ class Root:
         with self._errors("copy into", path):
             src = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                dst = self._makedirs(_parts(path))
+                dst = self._makedirs(parts_of(path))
                 try:
-                    self._copy_dir(src, dst, "/" + "/".join(_parts(path)), source, uid, gid)
-                    _fd_owner_mode(dst, 0o755 if mode is None else mode, uid, gid)
-                    return _host(dst)
+                    self._copy_dir(src, dst, "/" + "/".join(parts_of(path)), source, uid, gid)
+                    fd_owner_mode(dst, 0o755 if mode is None else mode, uid, gid)
+                    return host_of(dst)
                 finally:
                     os.close(dst)
             finally:
@@ -507,13 +342,13 @@ class Root:
             st = os.stat(name, dir_fd=src, follow_symlinks=False)
             times = (st.st_atime_ns, st.st_mtime_ns)
             if stat.S_ISLNK(st.st_mode):
-                _replace_symlink(dst, name, os.readlink(name, dir_fd=src), uid, gid)
+                replace_symlink(dst, name, os.readlink(name, dir_fd=src), uid, gid)
                 os.utime(name, ns=times, dir_fd=dst, follow_symlinks=False)
             elif stat.S_ISREG(st.st_mode):
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                              dir_fd=src)
                 try:
-                    _replace(dst, name, functools.partial(_copy_fd, fd), st.st_mode & 0o7777,
+                    replace_file(dst, name, functools.partial(copy_fd, fd), st.st_mode & 0o7777,
                              uid, gid, times)
                 finally:
                     os.close(fd)
@@ -528,7 +363,7 @@ class Root:
                     finally:
                         os.close(child_dst)
                     if real:  # not a directory reached through a symlink of the image
-                        _set_owner_mode(dst, name, st.st_mode & 0o7777, uid, gid)
+                        set_owner_mode(dst, name, st.st_mode & 0o7777, uid, gid)
                         os.utime(name, ns=times, dir_fd=dst, follow_symlinks=False)
                 finally:
                     os.close(child_src)
@@ -554,99 +389,3 @@ class Root:
                 os.mkdir(name, 0o700, dir_fd=parent)
                 return os.open(name, O_DIR | os.O_NOFOLLOW, dir_fd=parent), True
         raise OSError(errno.EEXIST, f"{image} exists in the tree and is not a directory")
-
-
-def parents_path(parts: list[str]) -> str:
-    return "/".join(parts) or "."
-
-
-def _tmp_name() -> str:
-    return f"{TMP_PREFIX}{os.getpid()}-{next(_tmp_counter)}"
-
-
-def _replace(parent: int, name: str, fill: Callable[[int], None], mode: int,
-             uid: int | None, gid: int | None,
-             times: tuple[int, int] | None = None) -> None:
-    """Create a temporary file in ``parent``, fill it, set owner, mode (and times), rename
-    it over ``name``."""
-    tmp = _tmp_name()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=parent)
-    try:
-        try:
-            fill(fd)
-            if uid is not None or gid is not None:
-                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fchmod(fd, mode)  # after chown, which clears set-id bits
-            if times is not None:
-                os.utime(fd, ns=times)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=parent)
-        raise
-
-
-def _replace_symlink(parent: int, name: str, target: str, uid: int | None,
-                     gid: int | None) -> None:
-    tmp = _tmp_name()
-    os.symlink(target, tmp, dir_fd=parent)
-    try:
-        if uid is not None or gid is not None:
-            os.chown(tmp, -1 if uid is None else uid, -1 if gid is None else gid,
-                     dir_fd=parent, follow_symlinks=False)
-        os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=parent)
-        raise
-
-
-def _set_owner_mode(parent: int, name: str, mode: int | None, uid: int | None,
-                    gid: int | None) -> None:
-    """chown then chmod ``name`` in ``parent`` without following it; a symlink is refused
-    for chmod (its mode means nothing, its target's must not change through it)."""
-    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    try:
-        if stat.S_ISLNK(os.fstat(fd).st_mode) and mode is not None:
-            raise OSError(errno.ELOOP, "is a symlink: its target's mode is not changed")
-        if uid is not None or gid is not None:
-            os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
-                     dir_fd=parent, follow_symlinks=False)
-        if mode is not None:
-            # the O_PATH descriptor pins the inode found without following: chmod it
-            Path(f"/proc/self/fd/{fd}").chmod(mode)
-    finally:
-        os.close(fd)
-
-
-def _fd_owner_mode(fd: int, mode: int | None, uid: int | None, gid: int | None) -> None:
-    """chown/chmod the inode an O_PATH descriptor holds (resolved inside the tree)."""
-    proc = f"/proc/self/fd/{fd}"
-    if uid is not None or gid is not None:
-        os.chown(proc, -1 if uid is None else uid, -1 if gid is None else gid)
-    if mode is not None:
-        Path(proc).chmod(mode)
-
-
-def allowed_source(path: Path, roots: Sequence[Path]) -> Path:
-    """``path`` with every symlink resolved, if that lies inside one of ``roots`` (also
-    resolved); else :class:`~imagecomposer.errors.SourceNotAllowed` naming it.
-
-    The rule for host files a spec copies into the image (``files[].source``): the spec's
-    directory tree is what the spec may read, so a ``source`` that is -- or passes through --
-    a symlink leading out of it (``shadow -> /etc/shadow``) is refused. Copy the returned
-    path, not ``path``. Symlinks *inside* a copied directory are never followed at all
-    (:meth:`Root.copy_tree_in` copies them as links). Shared by spec validation and the
-    copy, so both apply the same rule.
-    """
-    resolved = Path(path).resolve()
-    for root in roots:
-        if resolved.is_relative_to(Path(root).resolve()):
-            return resolved
-    allowed = ", ".join(str(r) for r in roots) or "none"
-    shown = f"{path}" if resolved == Path(path) else f"{path} (resolves to {resolved})"
-    raise SourceNotAllowed(f"file source {shown} is outside the directories sources may "
-                           f"come from ({allowed})")
