@@ -242,8 +242,9 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
                 binds: list[tuple[Path, str]], phase: str, timeout: float | None) -> None:
     """Run one dpkg phase with its output in a log file in the tree, so that on failure the
     maintainer script's own output can be cut out of it (then the log is removed)."""
-    log_file = tree / LOG.lstrip("/")
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with Root(tree) as root:
+        if not root.is_dir(LOG.rsplit("/", 1)[0]):
+            root.mkdir(LOG.rsplit("/", 1)[0])
     wrapped = (f"rc=0; (set -e\n{script}\n) > {LOG} 2>&1 || rc=$?\n"
                f"tail -n 40 {LOG}; exit $rc")
     try:
@@ -252,7 +253,9 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
     except CommandError as exc:
         if exc.returncode is None:
             raise
-        output = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        with Root(tree) as root:  # maintainer scripts ran: read the log inside the tree only
+            output = (root.read_bytes(LOG).decode(errors="replace") if root.is_file(LOG)
+                      else "")
         log.debug("dpkg --%s output:\n%s", phase, output)
         names = failed_packages(output or exc.stderr_tail)
         subject = ", ".join(names) if names else "(see the output)"
@@ -263,7 +266,8 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
             f"maintainer script of package {subject}", exc.argv, code,
             failure_excerpt(output, names) if names else exc.stderr_tail) from exc
     finally:
-        log_file.unlink(missing_ok=True)
+        with Root(tree) as root:
+            root.remove(LOG)
 
 
 def _cleanup(tree: Path) -> None:
