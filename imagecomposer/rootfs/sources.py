@@ -17,12 +17,16 @@ def allowed_source(path: Path, roots: Sequence[Path]) -> Path:
     a symlink leading out of it (``shadow -> /etc/shadow``) is refused. Copy the returned
     path, not ``path``. Symlinks *inside* a copied directory are never followed at all
     (:meth:`Root.copy_tree_in` copies them as links). Shared by spec validation and the
-    copy, so both apply the same rule.
+    copy, so both apply the same rule. A ``path`` inside a root that names nothing is
+    allowed (the copy then reports it missing).
     """
-    resolved = Path(path).resolve()
-    for root in roots:
-        if resolved.is_relative_to(Path(root).resolve()):
-            return resolved
+    try:
+        resolved = Path(path).resolve()
+        bases = [Path(root).resolve() for root in roots]
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise SourceNotAllowed(f"file source {path} cannot be resolved: {exc}") from exc
+    if any(resolved.is_relative_to(base) for base in bases):
+        return resolved
     allowed = ", ".join(str(r) for r in roots) or "none"
     shown = f"{path}" if resolved == Path(path) else f"{path} (resolves to {resolved})"
     raise SourceNotAllowed(f"file source {shown} is outside the directories sources may "

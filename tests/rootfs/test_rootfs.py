@@ -411,5 +411,9 @@ def test_allowed_source(spec_dir: Path, host: Path) -> None:
     with pytest.raises(SourceNotAllowed, match=r"shadow \(resolves to .*host/secret\)"):
         allowed_source(files / "shadow", roots)
     assert allowed_source(host / "secret", (spec_dir, host)) == host / "secret"
+    assert allowed_source(files / "missing", roots) == files / "missing"
+    (files / "loop").symlink_to("loop")
+    with pytest.raises(SourceNotAllowed, match="cannot be resolved"):
+        allowed_source(files / "loop", roots)
     with pytest.raises(SourceNotAllowed, match=r"\(none\)"):
         allowed_source(files / "ok.conf", ())
