@@ -170,6 +170,20 @@ class UnitNotFound(ComposeError):
     """A service the spec enables or disables has no unit file in the image."""
 
 
+class ImagePathError(ComposeError):
+    """A path inside an image tree could not be resolved, read or written inside the tree
+    (:mod:`imagecomposer.rootfs`). ``errno`` keeps the system error number, if any."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        self.errno = errno
+        super().__init__(message)
+
+
+class SourceNotAllowed(ComposeError):
+    """A host file the spec copies into the image is (or resolves to a file) outside the
+    directories sources may come from (:func:`imagecomposer.rootfs.allowed_source`)."""
+
+
 class BootError(ImageComposerError):
     """A boot test did not reach a login prompt."""
 

@@ -18,17 +18,16 @@ Hooks:
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 from pathlib import Path
 
 import attrs
 
 from imagecomposer.compose.chroot import run_in_chroot
-from imagecomposer.compose.configure import paths
 from imagecomposer.compose.initramfs import Kernel
 from imagecomposer.compose.layout import Layout
 from imagecomposer.errors import ComposeError
+from imagecomposer.rootfs import Root
 from imagecomposer.sign import sign_efi
 from imagecomposer.spec.model import Spec
 
@@ -70,15 +69,15 @@ def kernel_cmdline(spec: Spec, layout: Layout, *, roothash: str | None = None) -
     return " ".join(words)
 
 
-def _copy_kernels(esp: Path, token: str, kernels: list[Kernel]) -> list[tuple[Kernel, str, str]]:
+def _copy_kernels(tree: Root, esp: Root, token: str,
+                  kernels: list[Kernel]) -> list[tuple[Kernel, str, str]]:
+    """Kernel and initrd from the image tree (read inside it) into the ESP tree."""
     placed = []
     for kernel in kernels:
-        directory = esp / token / kernel.version
-        directory.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kernel.image, directory / "linux")
-        shutil.copyfile(kernel.initrd, directory / "initrd")
-        placed.append((kernel, f"/{token}/{kernel.version}/linux",
-                       f"/{token}/{kernel.version}/initrd"))
+        linux, initrd = f"/{token}/{kernel.version}/linux", f"/{token}/{kernel.version}/initrd"
+        tree.copy_to(kernel.image_path, esp, linux, mode=0o644)
+        tree.copy_to(kernel.initrd_path, esp, initrd, mode=0o644)
+        placed.append((kernel, linux, initrd))
     return placed
 
 
@@ -95,28 +94,29 @@ def systemd_boot(tree: Path, esp: Path, spec: Spec, layout: Layout,
     """Populate ``esp`` for systemd-boot; return the EFI binaries written (for signing)."""
     suffix, _ = EFI_ARCH[spec.image.base.arch]
     name = f"systemd-boot{suffix}.efi"
-    source = next((paths.inside(tree, f"{d}/{name}") for d in SYSTEMD_BOOT_DIRS
-                   if paths.inside(tree, f"{d}/{name}").is_file()), None)
-    if source is None:
-        raise ComposeError(f"bootloader systemd-boot needs {name} in the image: add the "
-                           "package systemd-boot (Debian 12: systemd-boot-efi)")
-    token = entry_token(spec)
-    binaries = [esp / "EFI/systemd" / name, esp / "EFI/BOOT" / f"BOOT{suffix.upper()}.EFI"]
-    for target in binaries:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    placed = _copy_kernels(esp, token, kernels)
-    (esp / "loader/entries").mkdir(parents=True, exist_ok=True)
-    (esp / "loader/loader.conf").write_text(
-        f"# written by imagecomposer\ndefault {token}-*\ntimeout 0\nconsole-mode keep\n"
-        "editor no\n")
-    (esp / "loader/entries.srel").write_text("type1\n")
-    cmdline = kernel_cmdline(spec, layout, roothash=roothash)
-    for kernel, linux, initrd in placed:
-        (esp / "loader/entries" / f"{token}-{kernel.version}.conf").write_text(
-            f"title {spec.image.name} {spec.image.version}\nversion {kernel.version}\n"
-            f"linux {linux}\ninitrd {initrd}\noptions {cmdline}\n")
-    binaries += [esp / token / k.version / "linux" for k, _, _ in placed]
+    esp.mkdir(parents=True, exist_ok=True)  # the ESP tree: a directory of ours
+    with Root(tree) as image, Root(esp) as esp_root:
+        source = next((f"{d}/{name}" for d in SYSTEMD_BOOT_DIRS
+                       if image.is_file(f"{d}/{name}")), None)
+        if source is None:
+            raise ComposeError(f"bootloader systemd-boot needs {name} in the image: add the "
+                               "package systemd-boot (Debian 12: systemd-boot-efi)")
+        token = entry_token(spec)
+        binaries = [image.copy_to(source, esp_root, target, mode=0o644)
+                    for target in (f"/EFI/systemd/{name}", f"/EFI/BOOT/BOOT{suffix.upper()}.EFI")]
+        placed = _copy_kernels(image, esp_root, token, kernels)
+        esp_root.mkdir("/loader/entries")
+        esp_root.write("/loader/loader.conf",
+                       f"# written by imagecomposer\ndefault {token}-*\ntimeout 0\n"
+                       "console-mode keep\neditor no\n")
+        esp_root.write("/loader/entries.srel", "type1\n")
+        cmdline = kernel_cmdline(spec, layout, roothash=roothash)
+        for kernel, linux, initrd in placed:
+            esp_root.write(f"/loader/entries/{token}-{kernel.version}.conf",
+                           f"title {spec.image.name} {spec.image.version}\n"
+                           f"version {kernel.version}\nlinux {linux}\ninitrd {initrd}\n"
+                           f"options {cmdline}\n")
+        binaries += [esp_root.host_path(linux) for _, linux, _ in placed]
     _sign(spec, binaries)
     return binaries
 
@@ -125,16 +125,18 @@ def rewrite_entries(esp: Path, cmdline: str) -> list[Path]:
     """Replace the kernel command line of every entry (systemd-boot and GRUB) in ``esp``;
     the dm-verity hook, run once the root hash is known."""
     changed = []
-    for entry in sorted((esp / "loader/entries").glob("*.conf")):
-        text = re.sub(r"^options .*$", f"options {cmdline}", entry.read_text(), flags=re.M)
-        entry.write_text(text)
-        changed.append(entry)
-    grub_cfg = esp / "EFI/BOOT/grub.cfg"
-    if grub_cfg.is_file():
-        text = re.sub(r"^(\s*linux\s+\S+) .*$", lambda m: f"{m.group(1)} {cmdline}",
-                      grub_cfg.read_text(), flags=re.M)
-        grub_cfg.write_text(text)
-        changed.append(grub_cfg)
+    with Root(esp) as root:
+        entries = root.listdir("/loader/entries") if root.is_dir("/loader/entries") else []
+        for name in (n for n in entries if n.endswith(".conf")):
+            entry = f"/loader/entries/{name}"
+            text = re.sub(r"^options .*$", f"options {cmdline}", root.read_text(entry),
+                          flags=re.M)
+            changed.append(root.write(entry, text))
+        grub_cfg = "/EFI/BOOT/grub.cfg"
+        if root.is_file(grub_cfg):
+            text = re.sub(r"^(\s*linux\s+\S+) .*$", lambda m: f"{m.group(1)} {cmdline}",
+                          root.read_text(grub_cfg), flags=re.M)
+            changed.append(root.write(grub_cfg, text))
     return changed
 
 
@@ -156,25 +158,25 @@ def grub_efi(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Ke
     """A standalone GRUB EFI image (``grub-mkimage`` from the image's own GRUB, run in the
     chroot so tool and modules match) at the fallback path, with grub.cfg next to it."""
     suffix, platform = EFI_ARCH[spec.image.base.arch]
-    if not paths.inside(tree, f"/usr/lib/grub/{platform}").is_dir():
-        raise ComposeError(f"bootloader grub needs the GRUB {platform} modules in the image: "
-                           "add the package grub-efi-amd64-bin")
-    if not paths.installed(tree, "/usr/bin/grub-mkimage"):
-        raise ComposeError("bootloader grub needs grub-mkimage in the image (grub-common)")
-    token = entry_token(spec)
-    placed = _copy_kernels(esp, token, kernels)
-    boot_dir = esp / "EFI/BOOT"
-    boot_dir.mkdir(parents=True, exist_ok=True)
-    inner = "/tmp/imagecomposer-grub.efi"
-    try:
-        run_in_chroot(tree, ["grub-mkimage", "-O", platform, "-p", "/EFI/BOOT",
-                             "-o", inner, *GRUB_MODULES], what="grub-mkimage")
-        target = boot_dir / f"BOOT{suffix.upper()}.EFI"
-        shutil.move(paths.inside(tree, inner), target)
-    finally:
-        paths.inside(tree, inner).unlink(missing_ok=True)
-    (boot_dir / "grub.cfg").write_text(grub_config(spec, layout, placed, roothash=roothash))
-    binaries = [target] + [esp / token / k.version / "linux" for k, _, _ in placed]
+    esp.mkdir(parents=True, exist_ok=True)  # the ESP tree: a directory of ours
+    with Root(tree) as image, Root(esp) as esp_root:
+        if not image.is_dir(f"/usr/lib/grub/{platform}"):
+            raise ComposeError(f"bootloader grub needs the GRUB {platform} modules in the "
+                               "image: add the package grub-efi-amd64-bin")
+        if not image.exists("/usr/bin/grub-mkimage"):
+            raise ComposeError("bootloader grub needs grub-mkimage in the image (grub-common)")
+        token = entry_token(spec)
+        placed = _copy_kernels(image, esp_root, token, kernels)
+        inner = "/tmp/imagecomposer-grub.efi"
+        try:
+            run_in_chroot(tree, ["grub-mkimage", "-O", platform, "-p", "/EFI/BOOT",
+                                 "-o", inner, *GRUB_MODULES], what="grub-mkimage")
+            target = image.copy_to(inner, esp_root, f"/EFI/BOOT/BOOT{suffix.upper()}.EFI",
+                                   mode=0o644)
+        finally:
+            image.remove(inner)
+        esp_root.write("/EFI/BOOT/grub.cfg", grub_config(spec, layout, placed, roothash=roothash))
+        binaries = [target] + [esp_root.host_path(linux) for _, linux, _ in placed]
     _sign(spec, binaries)
     return binaries
 
@@ -242,26 +244,27 @@ def grub_bios(tree: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
     if layout.table != "mbr":
         raise ComposeError("GRUB for BIOS needs an MBR partition table (GPT would need a BIOS "
                            "boot partition); or add an ESP for UEFI")
-    modules = paths.inside(tree, f"/usr/lib/grub/{BIOS_PLATFORM}")
-    if not (modules / "boot.img").is_file():
-        raise ComposeError("bootloader grub on a BIOS (MBR, no ESP) disk needs the package "
-                           "grub-pc-bin in the image")
-    if not paths.installed(tree, "/usr/bin/grub-mkimage"):
-        raise ComposeError("bootloader grub needs grub-mkimage in the image (grub-common)")
-    placed = [(k, "/" + str(k.image.relative_to(tree)), "/" + str(k.initrd.relative_to(tree)))
-              for k in kernels]
-    paths.write(tree, "/boot/grub/grub.cfg", grub_config(spec, layout, placed))
-    early = "/tmp/imagecomposer-grub-early.cfg"
-    inner = "/tmp/imagecomposer-core.img"
-    paths.write(tree, early, f"search --no-floppy --fs-uuid --set=root {layout.root.fsuuid}\n"
-                "set prefix=($root)/boot/grub\n")
-    try:
-        run_in_chroot(tree, ["grub-mkimage", "-O", BIOS_PLATFORM, "-p", "/boot/grub",
-                             "-c", early, "-o", inner, *BIOS_MODULES], what="grub-mkimage")
-        core = paths.inside(tree, inner).read_bytes()
-    finally:
-        paths.inside(tree, inner).unlink(missing_ok=True)
-        paths.inside(tree, early).unlink(missing_ok=True)
+    boot_img = f"/usr/lib/grub/{BIOS_PLATFORM}/boot.img"
+    with Root(tree) as image:
+        if not image.is_file(boot_img):
+            raise ComposeError("bootloader grub on a BIOS (MBR, no ESP) disk needs the package "
+                               "grub-pc-bin in the image")
+        if not image.exists("/usr/bin/grub-mkimage"):
+            raise ComposeError("bootloader grub needs grub-mkimage in the image (grub-common)")
+        placed = [(k, k.image_path, k.initrd_path) for k in kernels]
+        image.write("/boot/grub/grub.cfg", grub_config(spec, layout, placed))
+        early = "/tmp/imagecomposer-grub-early.cfg"
+        inner = "/tmp/imagecomposer-core.img"
+        image.write(early, f"search --no-floppy --fs-uuid --set=root {layout.root.fsuuid}\n"
+                    "set prefix=($root)/boot/grub\n")
+        try:
+            run_in_chroot(tree, ["grub-mkimage", "-O", BIOS_PLATFORM, "-p", "/boot/grub",
+                                 "-c", early, "-o", inner, *BIOS_MODULES], what="grub-mkimage")
+            core = image.read_bytes(inner)
+        finally:
+            image.remove(inner)
+            image.remove(early)
+        boot_code = image.read_bytes(boot_img)
     first = min(p.start for p in layout.partitions)
     if 512 * CORE_LBA + len(core) > first:
         raise ComposeError(f"GRUB core.img ({len(core)} B) does not fit before the first "
@@ -270,7 +273,7 @@ def grub_bios(tree: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
     if start != CORE_LBA + 1 or sectors != -(-len(core) // 512) - 1:
         raise ComposeError(f"unexpected GRUB core.img blocklist (start {start}, {sectors} "
                            "sectors)")
-    boot = BiosBoot(patch_boot_img((modules / "boot.img").read_bytes()), core)
+    boot = BiosBoot(patch_boot_img(boot_code), core)
     out.mkdir(parents=True, exist_ok=True)
     (out / "boot.bin").write_bytes(boot.boot_code)
     (out / "core.img").write_bytes(boot.core_img)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -35,7 +34,6 @@ from imagecomposer.compose.configure import (
     files,
     fstab,
     network,
-    paths,
     scripts,
     services,
     ssh,
@@ -47,6 +45,7 @@ from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
 from imagecomposer.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
 from imagecomposer.resolver.lock import Lock
+from imagecomposer.rootfs import Root
 from imagecomposer.spec.model import Disk, Partition, Spec
 
 log = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ class Composer:
         users.root_password(tree, c.root_password_hash)
         for user in c.users:
             users.add_user(tree, user)
-        files.apply(tree, c.files)
+        files.apply(tree, c.files, source_roots=files.source_roots(spec))
         ssh.configure(tree, c.ssh)
         network.configure(tree, c.network)
         if lock.kind == "rpm":
@@ -286,11 +285,12 @@ class Composer:
 
 def remove_packages(tree: Path, names: tuple[str, ...]) -> list[str]:
     """Purge the installed packages among ``names`` (one dpkg call); return those purged."""
-    status = paths.inside(tree, "/var/lib/dpkg/status")
-    if not names or not status.is_file():
-        return []
+    with Root(tree) as root:
+        if not names or not root.is_file("/var/lib/dpkg/status"):
+            return []
+        status = root.read_text("/var/lib/dpkg/status")
     installed = set()
-    for block in status.read_text().split("\n\n"):
+    for block in status.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines()
                       if ": " in line and not line.startswith(" "))
         if fields.get("Status", "").endswith(" installed"):
@@ -304,27 +304,33 @@ def remove_packages(tree: Path, names: tuple[str, ...]) -> list[str]:
 
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:
     """Move the content of each separately mounted partition (/home, /var ...) out of the
-    root tree into ``part-<name>``, deepest mount point first, leaving empty mount points."""
+    root tree into ``part-<name>``, deepest mount point first, leaving empty mount points
+    (same owner, mode and times). Mount points resolve inside the tree; one that is itself a
+    symlink is refused (the partition would be mounted wherever it points)."""
     moved: dict[str, Path] = {}
     parts = [p for p in layout.partitions
              if p.mountpoint not in (None, "/") and p.type != "esp"
              and p.filesystem not in ("none", "swap")]
-    for part in sorted(parts, key=lambda p: -len(str(p.mountpoint))):
-        assert part.mountpoint is not None
-        source = paths.inside(tree, part.mountpoint)
-        dest = tree.parent / f"part-{part.name}"
-        if dest.exists():
-            remove_tree(dest)
-        if source.is_dir():
-            stat = source.stat()
-            source.rename(dest)
-            source.mkdir()
-            shutil.copystat(dest, source)
-            os.chown(source, stat.st_uid, stat.st_gid)
-        else:
-            dest.mkdir()
-            source.mkdir(parents=True, exist_ok=True)
-        moved[part.name] = dest
+    with Root(tree) as root:
+        for part in sorted(parts, key=lambda p: -len(str(p.mountpoint))):
+            mount = part.mountpoint
+            assert mount is not None
+            if root.is_symlink(mount):
+                raise ComposeError(f"mount point {mount} of partition {part.name} is a symlink "
+                                   f"in the image ({mount} -> {root.readlink(mount)})")
+            dest = tree.parent / f"part-{part.name}"
+            if dest.exists():
+                remove_tree(dest)
+            if root.is_dir(mount):
+                st = root.lstat(mount)
+                root.move_out(mount, dest)
+                root.mkdir(mount, st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid,
+                           follow=False)
+                root.set_times(mount, (st.st_atime_ns, st.st_mtime_ns))
+            else:
+                dest.mkdir()
+                root.mkdir(mount)
+            moved[part.name] = dest
     return moved
 
 

@@ -22,7 +22,6 @@ runs it once, after fstab exists. All of these are undone before returning.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from imagecomposer import runner
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.errors import CommandError, ComposeError, LockError, ScriptFailed
 from imagecomposer.resolver.lock import Lock, LockedPackage
+from imagecomposer.rootfs import Root
 
 log = logging.getLogger(__name__)
 
@@ -114,25 +114,26 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
         _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
                     env, binds, "configure", timeout)
     finally:
-        (tree / POLICY_RC_D).unlink(missing_ok=True)
+        with Root(tree) as root:
+            root.remove(POLICY_RC_D)
     restore_update_initramfs(tree)
     _cleanup(tree)
 
 
 def restore_update_initramfs(tree: Path) -> None:
     """Undo the diversion of update-initramfs (no-op if it is not diverted)."""
-    diverted = tree / (UPDATE_INITRAMFS.lstrip("/") + DIVERTED_SUFFIX)
-    stub = tree / UPDATE_INITRAMFS.lstrip("/")
-    if not (tree / "var/lib/dpkg/diversions").is_file():
-        return
-    if UPDATE_INITRAMFS not in (tree / "var/lib/dpkg/diversions").read_text().splitlines():
-        return
-    stub.unlink(missing_ok=True)
+    diversions = "/var/lib/dpkg/diversions"
+    with Root(tree) as root:
+        if not root.is_file(diversions):
+            return
+        if UPDATE_INITRAMFS not in root.read_text(diversions).splitlines():
+            return
+        root.remove(UPDATE_INITRAMFS)
     run_in_chroot(tree, ["dpkg-divert", "--quiet", "--local", "--rename", "--divert",
                          UPDATE_INITRAMFS + DIVERTED_SUFFIX, "--remove", UPDATE_INITRAMFS],
                   what="dpkg-divert --remove update-initramfs")
-    if diverted.exists():  # the package was not installed: nothing to rename back
-        diverted.unlink()
+    with Root(tree) as root:  # the package was not installed: nothing to rename back
+        root.remove(UPDATE_INITRAMFS + DIVERTED_SUFFIX)
 
 
 def extract(debs: list[Path], tree: Path) -> None:
@@ -159,20 +160,23 @@ def _merged_usr(tree: Path, arch: str) -> None:
 
 
 def _prepare_dpkg(tree: Path) -> None:
-    dpkg = tree / "var/lib/dpkg"
-    for sub in ("info", "updates", "triggers", "alternatives", "parts"):
-        (dpkg / sub).mkdir(parents=True, exist_ok=True)
-    for name in ("status", "available"):
-        (dpkg / name).touch()
-    (tree / "etc").mkdir(exist_ok=True)
+    """dpkg's database directories, after the Essential packages were extracted (their
+    content is not trusted to have no symlink here: everything goes through Root)."""
+    with Root(tree) as root:
+        for sub in ("info", "updates", "triggers", "alternatives", "parts"):
+            if not root.is_dir(f"/var/lib/dpkg/{sub}"):
+                root.mkdir(f"/var/lib/dpkg/{sub}")
+        for name in ("status", "available"):
+            if not root.is_file(f"/var/lib/dpkg/{name}"):
+                root.write(f"/var/lib/dpkg/{name}", "")
+        if not root.is_dir("/etc"):
+            root.mkdir("/etc")
 
 
 def _write_policy_rc_d(tree: Path) -> None:
-    path = tree / POLICY_RC_D
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n# imagecomposer: no service starts while the image is built\n"
-                    "exit 101\n")
-    path.chmod(0o755)
+    with Root(tree) as root:
+        root.write(POLICY_RC_D, "#!/bin/sh\n# imagecomposer: no service starts while the "
+                   "image is built\nexit 101\n", mode=0o755)
 
 
 def _bind_packages(files: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -238,8 +242,9 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
                 binds: list[tuple[Path, str]], phase: str, timeout: float | None) -> None:
     """Run one dpkg phase with its output in a log file in the tree, so that on failure the
     maintainer script's own output can be cut out of it (then the log is removed)."""
-    log_file = tree / LOG.lstrip("/")
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with Root(tree) as root:
+        if not root.is_dir(LOG.rsplit("/", 1)[0]):
+            root.mkdir(LOG.rsplit("/", 1)[0])
     wrapped = (f"rc=0; (set -e\n{script}\n) > {LOG} 2>&1 || rc=$?\n"
                f"tail -n 40 {LOG}; exit $rc")
     try:
@@ -248,7 +253,9 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
     except CommandError as exc:
         if exc.returncode is None:
             raise
-        output = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        with Root(tree) as root:  # maintainer scripts ran: read the log inside the tree only
+            output = (root.read_bytes(LOG).decode(errors="replace") if root.is_file(LOG)
+                      else "")
         log.debug("dpkg --%s output:\n%s", phase, output)
         names = failed_packages(output or exc.stderr_tail)
         subject = ", ".join(names) if names else "(see the output)"
@@ -259,17 +266,19 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
             f"maintainer script of package {subject}", exc.argv, code,
             failure_excerpt(output, names) if names else exc.stderr_tail) from exc
     finally:
-        log_file.unlink(missing_ok=True)
+        with Root(tree) as root:
+            root.remove(LOG)
 
 
 def _cleanup(tree: Path) -> None:
     """Drop what installation leaves that must not be baked into every image."""
-    for rel in ("var/lib/dpkg/status-old", "var/lib/dpkg/available-old",
-                "var/lib/dpkg/diversions-old", "var/cache/debconf/config.dat-old",
-                "var/cache/debconf/templates.dat-old", "var/cache/ldconfig/aux-cache"):
-        (tree / rel).unlink(missing_ok=True)
-    for rel in ("etc/ssh",):
-        for key in (tree / rel).glob("ssh_host_*"):
-            key.unlink()
-    if os.path.lexists(tree / "etc/machine-id"):
-        (tree / "etc/machine-id").write_text("")
+    with Root(tree) as root:
+        for rel in ("var/lib/dpkg/status-old", "var/lib/dpkg/available-old",
+                    "var/lib/dpkg/diversions-old", "var/cache/debconf/config.dat-old",
+                    "var/cache/debconf/templates.dat-old", "var/cache/ldconfig/aux-cache"):
+            root.remove(rel)
+        for name in root.listdir("/etc/ssh") if root.is_dir("/etc/ssh") else ():
+            if name.startswith("ssh_host_"):
+                root.remove(f"/etc/ssh/{name}")
+        if root.exists("/etc/machine-id", follow=False):
+            root.write("/etc/machine-id", "", mode=0o444)

@@ -20,10 +20,12 @@ import attrs
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
 from imagecomposer.errors import ComposeError
+from imagecomposer.rootfs import Root
 
 log = logging.getLogger(__name__)
 
 CONF = "/etc/initramfs-tools/conf.d/90-imagecomposer.conf"
+BOOT = "/boot"
 RunInChroot = Callable[..., object]
 ZSTD_LEVEL = 3
 FSCK_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
@@ -32,8 +34,18 @@ FSCK_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
 @attrs.frozen
 class Kernel:
     version: str
-    image: Path  # host path of the kernel in the tree
+    image: Path  # host path of the kernel in the tree (for messages: read it by image path)
     initrd: Path  # host path of the initrd in the tree (exists after build())
+
+    @property
+    def image_path(self) -> str:
+        """The kernel's path inside the image (read it through :class:`Root`)."""
+        return f"{BOOT}/vmlinuz-{self.version}"
+
+    @property
+    def initrd_path(self) -> str:
+        """The initrd's path inside the image."""
+        return f"{BOOT}/initrd.img-{self.version}"
 
 
 def _version_key(version: str) -> list[tuple[int, str]]:
@@ -46,11 +58,14 @@ def _version_key(version: str) -> list[tuple[int, str]]:
 def kernels(tree: Path) -> list[Kernel]:
     """Installed kernels (a /boot/vmlinuz-V with its /usr/lib/modules/V), newest first."""
     found = []
-    boot = paths.inside(tree, "/boot")
-    for image in boot.glob("vmlinuz-*"):
-        version = image.name.removeprefix("vmlinuz-")
-        if paths.inside(tree, f"/usr/lib/modules/{version}").is_dir():
-            found.append(Kernel(version, image, boot / f"initrd.img-{version}"))
+    with Root(tree) as root:
+        if not root.is_dir(BOOT):
+            return []
+        boot = root.host_path(BOOT)
+        for name in root.listdir(BOOT):
+            version = name.removeprefix("vmlinuz-")
+            if name.startswith("vmlinuz-") and root.is_dir(f"/usr/lib/modules/{version}"):
+                found.append(Kernel(version, boot / name, boot / f"initrd.img-{version}"))
     return sorted(found, key=lambda k: _version_key(k.version), reverse=True)
 
 
@@ -86,21 +101,22 @@ def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = r
     if paths.installed(tree, "/usr/sbin/update-initramfs"):
         write_conf(tree, root_fstype)
         for kernel in found:
-            kernel.initrd.unlink(missing_ok=True)
+            with Root(tree) as root:
+                root.remove(kernel.initrd_path)
             start = time.monotonic()
             chroot(tree, ["update-initramfs", "-c", "-k", kernel.version],
                    what=f"update-initramfs {kernel.version}", timeout=timeout)
             log.info("initramfs for %s built in %.1f s", kernel.version, time.monotonic() - start)
     elif paths.installed(tree, "/usr/bin/dracut"):
         for kernel in found:
-            inner = "/" + str(kernel.initrd.relative_to(tree))
             chroot(tree, ["dracut", "--force", "--no-hostonly", f"--{compression(tree)}",
-                          inner, kernel.version],
+                          kernel.initrd_path, kernel.version],
                    what=f"dracut {kernel.version}", timeout=timeout)
     else:
         raise ComposeError("the image has neither initramfs-tools nor dracut: "
                            "cannot build an initramfs")
-    missing = [k.version for k in found if not k.initrd.is_file()]
+    with Root(tree) as root:
+        missing = [k.version for k in found if not root.is_file(k.initrd_path)]
     if missing:
         raise ComposeError(f"no initramfs was generated for kernel {', '.join(missing)}")
     return found

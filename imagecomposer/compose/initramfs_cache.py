@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from imagecomposer.compose import initramfs
+from imagecomposer.rootfs import Root
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ def build(tree: Path, cache_dir: Path | None, *, root_fstype: str | None,
     entry = cache_dir / key(tree, root_fstype=root_fstype, scripts=scripts)
     kernels = initramfs.kernels(tree)
     if entry.is_dir() and all((entry / k.initrd.name).is_file() for k in kernels):
-        for kernel in kernels:
-            shutil.copyfile(entry / kernel.initrd.name, kernel.initrd)
-            kernel.initrd.chmod(0o644)
+        with Root(tree) as root:
+            for kernel in kernels:
+                root.copy_file_in(entry / kernel.initrd.name, kernel.initrd_path, mode=0o644)
         os.utime(entry)
         log.info("initramfs restored from the cache (%s)", entry.name[:12])
         return kernels
@@ -92,8 +93,11 @@ def build(tree: Path, cache_dir: Path | None, *, root_fstype: str | None,
     tmp = cache_dir / f".tmp-{entry.name}-{os.getpid()}"
     try:
         tmp.mkdir(parents=True, exist_ok=True)
-        for kernel in kernels:
-            shutil.copyfile(kernel.initrd, tmp / kernel.initrd.name)
+        with Root(tree) as root:
+            for kernel in kernels:
+                with root.open_read(kernel.initrd_path) as src, \
+                        (tmp / kernel.initrd.name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
         if entry.is_dir():
             shutil.rmtree(entry)
         tmp.rename(entry)

@@ -23,44 +23,44 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from imagecomposer import runner
 from imagecomposer.errors import ComposeError
+from imagecomposer.rootfs import Root
 
 log = logging.getLogger("imagecomposer.rpm")
 
 RunInChroot = Callable[..., object]
 SelinuxMode = Literal["disabled", "permissive", "enforcing"]
-
-
-def _inside(tree: Path, path: str) -> Path:
-    return tree / path.lstrip("/")
+SELINUX_CONFIG = "/etc/selinux/config"
 
 
 def expose_kernels(tree: Path) -> list[str]:
     """Copy ``/usr/lib/modules/V/vmlinuz`` to ``/boot/vmlinuz-V``; the versions exposed."""
     exposed: list[str] = []
-    modules = _inside(tree, "/usr/lib/modules")
-    if not modules.is_dir():
+    if not tree.is_dir():
         return exposed
-    boot = _inside(tree, "/boot")
-    for vmlinuz in sorted(modules.glob("*/vmlinuz")):
-        version = vmlinuz.parent.name
-        target = boot / f"vmlinuz-{version}"
-        if target.exists():
-            continue
-        boot.mkdir(mode=0o755, exist_ok=True)
-        shutil.copy2(vmlinuz, target)
-        exposed.append(version)
+    with Root(tree) as root:
+        if not root.is_dir("/usr/lib/modules"):
+            return exposed
+        for version in root.listdir("/usr/lib/modules"):
+            vmlinuz = f"/usr/lib/modules/{version}/vmlinuz"
+            target = f"/boot/vmlinuz-{version}"
+            if not root.is_file(vmlinuz) or root.exists(target, follow=False):
+                continue
+            root.copy_to(vmlinuz, root, target, keep_times=True)
+            exposed.append(version)
     return exposed
 
 
 def has_systemd(tree: Path) -> bool:
-    return _inside(tree, "/usr/lib/systemd/system").is_dir()
+    if not tree.is_dir():
+        return False
+    with Root(tree) as root:
+        return root.is_dir("/usr/lib/systemd/system")
 
 
 def apply_presets(tree: Path, *, timeout: float | None = None) -> bool:
@@ -80,30 +80,30 @@ _TYPE_LINE = re.compile(r"^\s*SELINUXTYPE\s*=\s*(\S+)\s*$", re.MULTILINE)
 def configure_selinux(tree: Path, mode: SelinuxMode, *, chroot: RunInChroot | None = None,
                       timeout: float | None = None) -> str:
     """Set the mode and relabel; what was done: "none", "config", "setfiles", "autorelabel"."""
-    config = _inside(tree, "/etc/selinux/config")
-    if mode == "disabled":
-        if not config.is_file():
-            return "none"
-        _write_mode(config, mode)
-        return "config"
-    if not config.is_file():
-        raise ComposeError(
-            f"SELinux {mode} needs a policy, but the image has no /etc/selinux/config: add "
-            "selinux-policy-targeted to customizations.packages.install")
-    found = _TYPE_LINE.search(config.read_text())
-    policy = found.group(1) if found else "targeted"
-    contexts = f"/etc/selinux/{policy}/contexts/files/file_contexts"
-    if not _inside(tree, contexts).is_file():
-        raise ComposeError(
-            f"SELinux {mode}: policy {policy} is not installed ({contexts} is missing): add "
-            f"selinux-policy-{policy} to customizations.packages.install")
-    _write_mode(config, mode)
-    setfiles = next((p for p in ("/usr/sbin/setfiles", "/sbin/setfiles")
-                     if _inside(tree, p).is_file()), None)
-    if setfiles is None:
-        _inside(tree, "/.autorelabel").touch()
-        log.warning("the image has no setfiles (policycoreutils): it relabels at first boot")
-        return "autorelabel"
+    with Root(tree) as root:
+        if mode == "disabled":
+            if not root.is_file(SELINUX_CONFIG):
+                return "none"
+            _write_mode(root, mode)
+            return "config"
+        if not root.is_file(SELINUX_CONFIG):
+            raise ComposeError(
+                f"SELinux {mode} needs a policy, but the image has no {SELINUX_CONFIG}: add "
+                "selinux-policy-targeted to customizations.packages.install")
+        found = _TYPE_LINE.search(root.read_text(SELINUX_CONFIG))
+        policy = found.group(1) if found else "targeted"
+        contexts = f"/etc/selinux/{policy}/contexts/files/file_contexts"
+        if not root.is_file(contexts):
+            raise ComposeError(
+                f"SELinux {mode}: policy {policy} is not installed ({contexts} is missing): "
+                f"add selinux-policy-{policy} to customizations.packages.install")
+        _write_mode(root, mode)
+        setfiles = next((p for p in ("/usr/sbin/setfiles", "/sbin/setfiles")
+                         if root.is_file(p)), None)
+        if setfiles is None:
+            root.write("/.autorelabel", "")
+            log.warning("the image has no setfiles (policycoreutils): it relabels at first boot")
+            return "autorelabel"
     if chroot is None:
         from imagecomposer.compose.chroot import run_in_chroot
 
@@ -113,8 +113,8 @@ def configure_selinux(tree: Path, mode: SelinuxMode, *, chroot: RunInChroot | No
     return "setfiles"
 
 
-def _write_mode(config: Path, mode: str) -> None:
-    text = config.read_text()
+def _write_mode(root: Root, mode: str) -> None:
+    text = root.read_text(SELINUX_CONFIG)
     line = f"SELINUX={mode}"
     text = _SELINUX_LINE.sub(line, text) if _SELINUX_LINE.search(text) else f"{line}\n{text}"
-    config.write_text(text)
+    root.write(SELINUX_CONFIG, text, mode=root.stat(SELINUX_CONFIG).st_mode & 0o7777)

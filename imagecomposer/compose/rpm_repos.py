@@ -13,11 +13,11 @@ or ``file://`` URL of the build host are skipped: the image cannot reach them.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from imagecomposer.providers.rpm.loader import RpmSource
 from imagecomposer.providers.rpm.provider import RpmProvider
+from imagecomposer.rootfs import Root
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -40,14 +40,20 @@ def repo_file(source: RpmSource, keys: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _own_repo_files(directory: Path) -> bool:
-    return any(not p.name.startswith(PREFIX) for p in directory.glob("*.repo"))
+def _own_repo_files(root: Root) -> bool:
+    return root.is_dir(REPOS_DIR) and any(
+        n.endswith(".repo") and not n.startswith(PREFIX) for n in root.listdir(REPOS_DIR))
 
 
 def write_repo_files(tree: Path, provider: RpmProvider) -> list[Path]:
     """Write the ``.repo`` files (and keys) into ``tree``; the host paths written."""
-    directory = tree / REPOS_DIR.lstrip("/")
-    base_shipped = directory.is_dir() and _own_repo_files(directory)
+    tree.mkdir(parents=True, exist_ok=True)
+    with Root(tree) as root:
+        return _write_repo_files(root, provider)
+
+
+def _write_repo_files(root: Root, provider: RpmProvider) -> list[Path]:
+    base_shipped = _own_repo_files(root)
     extra = {r.name for r in provider.spec.repositories}
     written: list[Path] = []
     for name in [r.name for r in provider.repositories()]:
@@ -62,14 +68,8 @@ def write_repo_files(tree: Path, provider: RpmProvider) -> list[Path]:
         if source.keyring is not None and not source.trusted:
             for index, armored in enumerate(source.keyring.armored, 1):
                 inside = f"{KEYS_DIR}/{PREFIX}{name}-{index}.asc"
-                host = tree / inside.lstrip("/")
-                host.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(armored, host)
-                host.chmod(0o644)
+                root.copy_file_in(armored, inside, mode=0o644)
                 keys.append(inside)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{PREFIX}{name}.repo"
-        path.write_text(repo_file(source, keys))
-        path.chmod(0o644)
-        written.append(path)
+        written.append(root.write(f"{REPOS_DIR}/{PREFIX}{name}.repo",
+                                  repo_file(source, keys), mode=0o644))
     return written

@@ -97,14 +97,20 @@ def full_spec(tmp_path: Path) -> Spec:
     post = tmp_path / "post.sh"
     post.write_text('#!/bin/sh\nset -e\necho "$IMAGECOMPOSER_IMAGE_NAME $IMAGECOMPOSER_STAGE '
                     '$IMAGECOMPOSER_ROOT" > /etc/built-by\necho done\n')
+    overlay = tmp_path / "etc-overlay/systemd/system"
+    (overlay / "getty.target.wants").mkdir(parents=True, exist_ok=True)
+    (overlay / "imagecomposer-canary.service").write_text("[Unit]\nDescription=overlay\n")
+    (overlay / "getty.target.wants/README").write_text("merged into the stock directory\n")
     return Spec(
+        base_dir=tmp_path,  # where files[].source may come from
         image=Image(name="it-demo", version="2.0", base=Base(os="debian", version="12")),
         customizations=Customizations(
             hostname="it-host", root_password_hash=HASH,
             users=(User(name="ops", groups=("adm",), password_hash=HASH,
                         ssh_keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA ops@ci",)),),
             ssh=Ssh(permit_root_login=False, password_authentication=False),
-            files=(File(destination="/etc/motd", content="welcome\n", mode="0644"),),
+            files=(File(destination="/etc/motd", content="welcome\n", mode="0644"),
+                   File(destination="/etc", source=tmp_path / "etc-overlay")),
             services=Services(enabled=("e2scrub_all.timer",), disabled=("e2scrub_reap",)),
             scripts=Scripts(post_install=(post,)),
         ),
@@ -116,11 +122,23 @@ def test_configure_a_real_tree(composer: Composer, installed: tuple[Path, float]
     lock, _ = debian_packages
     tree = composer.installed_tree(lock, {}, tmp_path)
     spec = full_spec(tmp_path)
+    # issue 18: the stock tree's absolute links under /etc, and one planted at a name the
+    # spec's /etc overlay writes, pointing at a host file of ours: the overlay replaces it
+    units = tree / "etc/systemd/system"
+    stock = {p: p.readlink() for p in units.rglob("*") if p.is_symlink()}
+    assert any(t.is_absolute() for t in stock.values())
+    canary = tmp_path / "host-canary"
+    canary.write_text("canary\n")
+    (units / "imagecomposer-canary.service").symlink_to(canary)
     start = time.monotonic()
     trees = composer.configure(spec, tree, make_layout(), lock)
     seconds = time.monotonic() - start
     print(f"\nconfigure (with initramfs and bootloader) {seconds:.1f} s")
     assert trees == {"root": tree, "esp": tmp_path / "part-esp"}
+    assert canary.read_text() == "canary\n"
+    assert (units / "imagecomposer-canary.service").read_text() == "[Unit]\nDescription=overlay\n"
+    assert (units / "getty.target.wants/README").is_file()
+    assert all(p.readlink() == t for p, t in stock.items() if p.is_symlink())
     assert (tree / "etc/hostname").read_text() == "it-host\n"
     assert "ops:" in (tree / "etc/passwd").read_text()
     keys = tree / "home/ops/.ssh/authorized_keys"

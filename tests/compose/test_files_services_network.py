@@ -29,7 +29,7 @@ def test_files_in_spec_order_with_modes_and_owners(fake_tree: Path, tmp_path: Pa
         File(destination="/srv/www", source=src_dir, owner="app", group="app", mode="0750"),
         File(destination="/var/lib/app", owner="app", group="app", mode="0700"),
     )
-    files.apply(fake_tree, entries)
+    files.apply(fake_tree, entries, source_roots=(tmp_path,))
     motd = fake_tree / "etc/motd"
     assert motd.read_text() == "second\n" and motd.stat().st_mode & 0o777 == 0o600
     conf = (fake_tree / "etc/app/app.conf").stat()
@@ -44,12 +44,15 @@ def test_files_in_spec_order_with_modes_and_owners(fake_tree: Path, tmp_path: Pa
 
 
 def test_file_errors(fake_tree: Path, tmp_path: Path) -> None:
+    roots = (tmp_path,)
     with pytest.raises(ComposeError, match="must be absolute"):
-        files.apply_one(fake_tree, File(destination="etc/x", content=""))
+        files.apply_one(fake_tree, File(destination="etc/x", content=""), source_roots=roots)
     with pytest.raises(ComposeError, match="does not exist in the image"):
-        files.apply_one(fake_tree, File(destination="/etc/x", content="", owner="ghost"))
+        files.apply_one(fake_tree, File(destination="/etc/x", content="", owner="ghost"),
+                        source_roots=roots)
     with pytest.raises(ComposeError, match=r"source .* does not exist"):
-        files.apply_one(fake_tree, File(destination="/etc/x", source=tmp_path / "missing"))
+        files.apply_one(fake_tree, File(destination="/etc/x", source=tmp_path / "missing"),
+                        source_roots=roots)
 
 
 def test_services_enabled_and_disabled_with_systemctl_root(fake_tree: Path) -> None:

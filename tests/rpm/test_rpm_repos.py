@@ -52,3 +52,24 @@ def test_base_repositories_only_without_release_repo_files(rpm_fixture: RpmFixtu
     (shipped / "etc/yum.repos.d/fixture.repo").write_text("[fixture]\n")
     assert [p.name for p in write_repo_files(shipped, provider)] == [
         "imagecomposer-extra.repo"]
+
+
+def test_repo_files_and_keys_stay_in_the_tree(rpm_fixture: RpmFixture, rpm_config: Config,
+                                              tmp_path: Path) -> None:
+    """Planted links at /etc/yum.repos.d and /etc/pki/rpm-gpg (absolute, and relative
+    climbing out) resolve inside the tree: the host directories they name stay empty."""
+    host_repos, host_keys = tmp_path / "host/repos", tmp_path / "host/keys"
+    host_repos.mkdir(parents=True)
+    host_keys.mkdir(parents=True)
+    extra = Repository(name="extra", url=rpm_fixture.repo_url("extra"), key=rpm_fixture.key,
+                       kind="rpm")
+    provider = RpmProvider(make_spec(rpm_fixture, "main", extra), rpm_config)
+    tree = tmp_path / "tree"
+    (tree / "etc/pki").mkdir(parents=True)
+    (tree / "etc/yum.repos.d").symlink_to(host_repos)
+    (tree / "etc/pki/rpm-gpg").symlink_to("../" * 12 + str(host_keys).lstrip("/"))
+    written = write_repo_files(tree, provider)
+    inside = tree / str(host_repos).lstrip("/")
+    assert [p.parent for p in written] == [inside, inside]
+    assert (tree / str(host_keys).lstrip("/") / "imagecomposer-extra-1.asc").is_file()
+    assert list(host_repos.iterdir()) == [] and list(host_keys.iterdir()) == []

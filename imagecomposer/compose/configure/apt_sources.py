@@ -9,13 +9,13 @@ extra spec repositories get their own key file copied to /etc/apt/keyrings.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
 from imagecomposer.errors import ComposeError
 from imagecomposer.resolver.lock import Lock, LockedRepository
+from imagecomposer.rootfs import Root
 
 SOURCES_DIR = "/etc/apt/sources.list.d"
 KEYRINGS_DIR = "/etc/apt/keyrings"
@@ -26,14 +26,12 @@ def _keyring_in_image(tree: Path, repo: LockedRepository, key: Path | None) -> s
         return None
     if key is None:
         raise ComposeError(f"no keyring known for repository {repo.name!r} ({repo.url})")
-    if paths.inside(tree, str(key)).is_file() and str(key).startswith("/usr/share/keyrings/"):
-        return str(key)  # installed by the keyring package: kept up to date by apt
-    suffix = ".asc" if key.read_bytes()[:5] == b"-----" else ".gpg"
-    target = f"{KEYRINGS_DIR}/imagecomposer-{repo.name}{suffix}"
-    host = paths.inside(tree, target)
-    host.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(key, host)
-    host.chmod(0o644)
+    with Root(tree) as root:
+        if str(key).startswith("/usr/share/keyrings/") and root.is_file(str(key)):
+            return str(key)  # installed by the keyring package: kept up to date by apt
+        suffix = ".asc" if key.read_bytes()[:5] == b"-----" else ".gpg"
+        target = f"{KEYRINGS_DIR}/imagecomposer-{repo.name}{suffix}"
+        root.copy_file_in(key, target, mode=0o644)
     return target
 
 
@@ -63,7 +61,8 @@ def configure(tree: Path, lock: Lock, keys: Mapping[str, Path | None]) -> list[P
         keyring = _keyring_in_image(tree, repo, keys.get(repo.name))
         written.append(paths.write(tree, f"{SOURCES_DIR}/{repo.name}.sources",
                                    sources_file(repo, keyring)))
-    legacy = paths.inside(tree, "/etc/apt/sources.list")
-    if written and legacy.is_file() and not legacy.read_text().strip():
-        legacy.unlink()
+    legacy = "/etc/apt/sources.list"
+    with Root(tree) as root:
+        if written and root.is_file(legacy) and not root.read_text(legacy).strip():
+            root.remove(legacy)
     return written

@@ -4,59 +4,64 @@ An entry with ``content`` writes that text; with ``source`` it copies a file, or
 recursively; with neither it creates a directory. ``mode`` applies to the file or to the top
 directory; ``owner``/``group`` are looked up in the image's passwd/group (never the host's)
 and apply to everything the entry creates.
+
+Everything is written through :class:`imagecomposer.rootfs.Root`: destinations resolve
+inside the tree, a symlink at a written file's name is replaced (never written through),
+and symlinks inside a copied directory are copied as symlinks. A ``source`` must lie inside
+``source_roots`` (the spec's directory) once its own symlinks are resolved
+(:func:`imagecomposer.rootfs.allowed_source`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
 from imagecomposer.errors import ComposeError
-from imagecomposer.spec.model import File
+from imagecomposer.rootfs import Root, allowed_source
+from imagecomposer.spec.model import File, Spec
 
 
-def apply(tree: Path, files: tuple[File, ...]) -> list[Path]:
-    """Apply every entry in order; return the host paths written."""
-    return [apply_one(tree, f) for f in files]
+def apply(tree: Path, files: tuple[File, ...], *, source_roots: Sequence[Path]) -> list[Path]:
+    """Apply every entry in order; return the host paths written. ``source_roots``: the
+    host directories ``source`` files may come from."""
+    with Root(tree) as root:
+        return [apply_one(root, f, source_roots=source_roots) for f in files]
 
 
-def apply_one(tree: Path, entry: File) -> Path:
+def apply_one(root: Root | Path, entry: File, *, source_roots: Sequence[Path]) -> Path:
+    if isinstance(root, Path):
+        with Root(root) as opened:
+            return apply_one(opened, entry, source_roots=source_roots)
     if not entry.destination.startswith("/"):
         raise ComposeError(f"file destination {entry.destination!r} must be absolute")
-    uid = paths.uid_of(tree, entry.owner)
-    gid = paths.gid_of(tree, entry.group)
+    uid = paths.uid_of(root.path, entry.owner)
+    gid = paths.gid_of(root.path, entry.group)
+    owner, group = (uid, gid) if _chown_needed(uid, gid) else (None, None)
     mode = int(entry.mode, 8) if entry.mode is not None else None
     if entry.content is not None and entry.source is not None:
         raise ComposeError(f"{entry.destination}: give either content or source, not both")
     if entry.content is not None:
-        return paths.write(tree, entry.destination, entry.content,
-                           mode=0o644 if mode is None else mode, uid=uid, gid=gid)
-    dest = paths.inside(tree, entry.destination)
+        return root.write(entry.destination, entry.content,
+                          mode=0o644 if mode is None else mode, uid=owner, gid=group)
     if entry.source is None:
-        dest.mkdir(parents=True, exist_ok=True)
-        _own(dest, uid, gid, 0o755 if mode is None else mode)
-        return dest
-    source = entry.source
+        return root.mkdir(entry.destination, 0o755 if mode is None else mode, uid=owner,
+                          gid=group)
+    source = allowed_source(entry.source, source_roots)
     if not source.exists():
-        raise ComposeError(f"{entry.destination}: source {source} does not exist")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+        raise ComposeError(f"{entry.destination}: source {entry.source} does not exist")
     if source.is_dir():
-        shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
-        for root, dirs, names in os.walk(dest):
-            for name in dirs + names:
-                os.lchown(Path(root) / name, uid, gid)
-        _own(dest, uid, gid, mode if mode is not None else 0o755)
-        return dest
-    if dest.is_symlink():
-        dest.unlink()
-    shutil.copyfile(source, dest)
-    _own(dest, uid, gid, mode if mode is not None else (source.stat().st_mode & 0o7777))
-    return dest
+        return root.copy_tree_in(source, entry.destination, mode=mode, uid=owner, gid=group)
+    return root.copy_file_in(source, entry.destination, mode=mode, uid=owner, gid=group)
 
 
-def _own(path: Path, uid: int, gid: int, mode: int) -> None:
-    if (uid, gid) != (os.geteuid(), os.getegid()) or os.geteuid() == 0:
-        os.chown(path, uid, gid)
-    path.chmod(mode)
+def source_roots(spec: Spec) -> tuple[Path, ...]:
+    """The host directories a spec's ``files[].source`` may come from: its own directory
+    tree (docs/spec.md, "Where sources may come from")."""
+    return (spec.directory,)
+
+
+def _chown_needed(uid: int, gid: int) -> bool:
+    return (uid, gid) != (os.geteuid(), os.getegid()) or os.geteuid() == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imagecomposer.compose.configure import paths
 from imagecomposer.compose.layout import Layout, PlannedPartition
+from imagecomposer.rootfs import Root
 
 READ_ONLY_FS = ("squashfs", "erofs")
 TMPFS_TMP = "tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0\t0"
@@ -54,7 +55,8 @@ def render(layout: Layout, *, verity_root: bool = False) -> str:
 
 
 def configure(tree: Path, layout: Layout, *, verity_root: bool = False) -> Path:
-    for part in layout.partitions:
-        if part.mountpoint and part.mountpoint != "/":
-            paths.inside(tree, part.mountpoint).mkdir(parents=True, exist_ok=True)
+    with Root(tree) as root:
+        for part in layout.partitions:
+            if part.mountpoint and part.mountpoint != "/" and not root.is_dir(part.mountpoint):
+                root.mkdir(part.mountpoint)
     return paths.write(tree, "/etc/fstab", render(layout, verity_root=verity_root))

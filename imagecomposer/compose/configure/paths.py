@@ -1,51 +1,26 @@
-"""Paths, owners and file writes inside an image tree, with chroot semantics."""
+"""Owners and file writes inside an image tree, through :class:`imagecomposer.rootfs.Root`.
+
+Every path is an image path, resolved inside the tree (``/`` and absolute symlinks mean the
+tree's root, ``..`` stops there) and every write acts through the resolved parent
+directory: a symlink at the final name is replaced, never written through. See
+docs/compose.md, "Writing into the image tree".
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from imagecomposer.errors import ComposeError
-
-MAX_SYMLINKS = 40
-
-
-def inside(tree: Path, path: str | PurePosixPath, *, follow_last: bool = True) -> Path:
-    """The host path of the image path ``path``, following symlinks as if chrooted in ``tree``.
-
-    ``..`` never climbs above the tree root and absolute symlink targets are taken relative to
-    the tree, so the result is always inside ``tree``.
-    """
-    parts = list(PurePosixPath("/", path).parts[1:])
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = tree.joinpath(*resolved, part)
-        if candidate.is_symlink() and (parts or follow_last):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                raise ComposeError(f"too many levels of symbolic links in image path {path}")
-            target = PurePosixPath(candidate.readlink())
-            if target.is_absolute():
-                resolved = []
-            parts = [p for p in target.parts if p != "/"] + parts
-            continue
-        resolved.append(part)
-    return tree.joinpath(*resolved)
+from imagecomposer.rootfs import Root
 
 
 def _table(tree: Path, name: str) -> dict[str, list[str]]:
-    path = inside(tree, f"/etc/{name}")
-    if not path.is_file():
-        return {}
-    rows = (line.split(":") for line in path.read_text().splitlines() if line.strip())
+    with Root(tree) as root:
+        if not root.is_file(f"/etc/{name}"):
+            return {}
+        text = root.read_text(f"/etc/{name}")
+    rows = (line.split(":") for line in text.splitlines() if line.strip())
     return {row[0]: row for row in rows if len(row) >= 4}
 
 
@@ -79,31 +54,21 @@ def gid_of(tree: Path, group: str) -> int:
 
 def write(tree: Path, path: str, content: str | bytes, *, mode: int = 0o644, uid: int = 0,
           gid: int = 0) -> Path:
-    """Write ``content`` to the image path ``path`` (parents created root-owned 0755)."""
-    host = inside(tree, path)
-    host.parent.mkdir(parents=True, exist_ok=True)
-    data = content.encode() if isinstance(content, str) else content
-    if host.is_symlink():
-        host.unlink()
-    tmp = host.with_name(f".{host.name}.imagecomposer-tmp")
-    tmp.write_bytes(data)
-    if (uid, gid) != (os.geteuid(), os.getegid()):
-        os.chown(tmp, uid, gid)
-    tmp.chmod(mode)
-    tmp.replace(host)
-    return host
+    """Write ``content`` to the image path ``path`` atomically (parents created 0755); a
+    symlink there is replaced. Returns the host path written."""
+    owner = (uid, gid) != (os.geteuid(), os.getegid())
+    with Root(tree) as root:
+        return root.write(path, content, mode=mode, uid=uid if owner else None,
+                          gid=gid if owner else None)
 
 
 def symlink(tree: Path, path: str, target: str) -> Path:
     """Make the image path ``path`` a symlink to ``target`` (replacing what was there)."""
-    host = inside(tree, path, follow_last=False)
-    host.parent.mkdir(parents=True, exist_ok=True)
-    if host.is_symlink() or host.exists():
-        host.unlink()
-    host.symlink_to(target)
-    return host
+    with Root(tree) as root:
+        return root.symlink(path, target)
 
 
 def installed(tree: Path, *candidates: str) -> bool:
     """Whether any of the image paths ``candidates`` exists (a package-installed marker)."""
-    return any(inside(tree, c).exists() for c in candidates)
+    with Root(tree) as root:
+        return any(root.exists(c) for c in candidates)

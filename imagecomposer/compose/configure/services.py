@@ -29,7 +29,7 @@ def unit_exists(tree: Path, name: str) -> bool:
     if "@" in unit:  # foo@bar.service is an instance of foo@.service
         prefix, rest = unit.split("@", 1)
         candidates.append(f"{prefix}@{rest[rest.rfind('.'):]}")
-    return any(paths.inside(tree, f"{d}/{c}").exists() for d in UNIT_DIRS for c in candidates)
+    return paths.installed(tree, *(f"{d}/{c}" for d in UNIT_DIRS for c in candidates))
 
 
 def _systemctl(tree: Path, verb: str, units: list[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
+from imagecomposer.rootfs import Root
 from imagecomposer.spec.model import Ssh
 
 DROP_IN = "/etc/ssh/sshd_config.d/50-imagecomposer.conf"
@@ -36,6 +37,8 @@ def configure(tree: Path, ssh: Ssh) -> bool:
                 "# host keys are made at first boot, never baked into the image\n"
                 "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
                 "ExecStartPre=/usr/sbin/sshd -t\n")
-    for key in paths.inside(tree, "/etc/ssh").glob("ssh_host_*"):
-        key.unlink()
+    with Root(tree) as root:
+        for name in root.listdir("/etc/ssh") if root.is_dir("/etc/ssh") else ():
+            if name.startswith("ssh_host_"):
+                root.remove(f"/etc/ssh/{name}")
     return True

@@ -9,6 +9,7 @@ from pathlib import Path
 from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
 from imagecomposer.errors import ComposeError
+from imagecomposer.rootfs import Root
 
 HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 RunInChroot = Callable[..., object]
@@ -32,15 +33,15 @@ def timezone(tree: Path, zone: str) -> None:
     if ".." in zone.split("/") or zone.startswith("/"):
         raise ComposeError(f"invalid time zone {zone!r}")
     zone_file = f"/usr/share/zoneinfo/{zone}"
-    if paths.inside(tree, zone_file).is_file():
-        paths.symlink(tree, "/etc/localtime", zone_file)
-    elif zone in ("UTC", "Etc/UTC"):
-        # Without tzdata systemd and glibc already default to UTC.
-        paths.inside(tree, "/etc/localtime", follow_last=False).unlink(missing_ok=True)
-    elif not paths.installed(tree, "/usr/share/zoneinfo"):
-        raise ComposeError(f"time zone {zone!r} needs the tzdata package in the image")
-    else:
-        raise ComposeError(f"unknown time zone {zone!r} (no {zone_file} in the image)")
+    with Root(tree) as root:
+        if root.is_file(zone_file):
+            root.symlink("/etc/localtime", zone_file)
+        elif zone in ("UTC", "Etc/UTC"):
+            root.remove("/etc/localtime")  # without tzdata, systemd and glibc default to UTC
+        elif not root.exists("/usr/share/zoneinfo"):
+            raise ComposeError(f"time zone {zone!r} needs the tzdata package in the image")
+        else:
+            raise ComposeError(f"unknown time zone {zone!r} (no {zone_file} in the image)")
     paths.write(tree, "/etc/timezone", f"{zone}\n")
 
 
@@ -50,12 +51,12 @@ def locale(tree: Path, name: str, *, chroot: RunInChroot = run_in_chroot) -> Non
     paths.write(tree, "/etc/locale.conf", f"LANG={name}\n")
     if name.split(".")[0] in ("C", "POSIX"):
         return
-    gen = paths.inside(tree, "/etc/locale.gen")
-    if not paths.installed(tree, "/usr/sbin/locale-gen") or not gen.is_file():
-        raise ComposeError(f"locale {name!r} needs the locales package in the image")
+    with Root(tree) as root:
+        if not root.exists("/usr/sbin/locale-gen") or not root.is_file("/etc/locale.gen"):
+            raise ComposeError(f"locale {name!r} needs the locales package in the image")
+        lines = root.read_text("/etc/locale.gen").splitlines()
     charset = name.split(".", 1)[1] if "." in name else "ISO-8859-1"
     wanted = f"{name} {charset.upper().replace('UTF8', 'UTF-8')}"
-    lines = gen.read_text().splitlines()
     found = False
     for i, line in enumerate(lines):
         if line.lstrip("# ").strip() == wanted:
@@ -63,7 +64,7 @@ def locale(tree: Path, name: str, *, chroot: RunInChroot = run_in_chroot) -> Non
             found = True
     if not found:
         lines.append(wanted)
-    gen.write_text("\n".join(lines) + "\n")
+    paths.write(tree, "/etc/locale.gen", "\n".join(lines) + "\n")
     chroot(tree, ["locale-gen"], what=f"locale-gen {name}")
 
 
@@ -79,8 +80,8 @@ def first_boot_identity(tree: Path) -> None:
     """An empty /etc/machine-id: systemd generates a unique one (and runs presets) at first
     boot, so no two machines from one image share an id. D-Bus's copy points at it."""
     paths.write(tree, "/etc/machine-id", "", mode=0o444)
-    dbus_id = paths.inside(tree, "/var/lib/dbus/machine-id", follow_last=False)
-    if dbus_id.exists() or dbus_id.is_symlink():
-        paths.symlink(tree, "/var/lib/dbus/machine-id", "/etc/machine-id")
-    for seed in ("/var/lib/systemd/random-seed", "/var/lib/systemd/credential.secret"):
-        paths.inside(tree, seed, follow_last=False).unlink(missing_ok=True)
+    with Root(tree) as root:
+        if root.exists("/var/lib/dbus/machine-id", follow=False):
+            root.symlink("/var/lib/dbus/machine-id", "/etc/machine-id")
+        for seed in ("/var/lib/systemd/random-seed", "/var/lib/systemd/credential.secret"):
+            root.remove(seed)

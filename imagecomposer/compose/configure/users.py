@@ -8,13 +8,14 @@ only (the spec loader refuses plaintext); root stays locked unless the spec give
 
 from __future__ import annotations
 
-import os
 import re
+import stat
 from pathlib import Path
 
 from imagecomposer import runner
 from imagecomposer.compose.configure import paths
 from imagecomposer.errors import ComposeError
+from imagecomposer.rootfs import Root
 from imagecomposer.spec.model import User
 
 NAME = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
@@ -93,12 +94,12 @@ def authorized_keys(tree: Path, name: str, keys: tuple[str, ...]) -> Path:
     for key in keys:
         if "\n" in key.strip() or not key.strip():
             raise ComposeError(f"SSH key of {name!r} must be one non-empty line")
-    ssh_dir = paths.inside(tree, f"{home}/.ssh")
-    ssh_dir.mkdir(parents=True, exist_ok=True)
-    os.chown(ssh_dir, uid, gid)
-    ssh_dir.chmod(0o700)
-    home_dir = ssh_dir.parent
-    if home_dir != tree and home_dir.stat().st_uid == 0 and uid != 0:
-        os.chown(home_dir, uid, gid)  # a home created by --home without --create-home
-    return paths.write(tree, f"{home}/.ssh/authorized_keys",
-                       "".join(k.strip() + "\n" for k in keys), mode=0o600, uid=uid, gid=gid)
+    with Root(tree) as root:
+        # a planted ~/.ssh symlink is refused: following it would hand its target to the user
+        root.mkdir(f"{home}/.ssh", 0o700, uid=uid, gid=gid, follow=False)
+        home_dir = root.lstat(home)
+        if uid != 0 and home.strip("/") and stat.S_ISDIR(home_dir.st_mode) \
+                and home_dir.st_uid == 0:
+            root.chown(home, uid, gid)  # a home made by --home without --create-home
+        return root.write(f"{home}/.ssh/authorized_keys",
+                          "".join(k.strip() + "\n" for k in keys), mode=0o600, uid=uid, gid=gid)

@@ -7,13 +7,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from imagecomposer.errors import ExportError
+from imagecomposer.errors import ExportError, ImagePathError
 from imagecomposer.export.sbom.common import ImageInfo
 from imagecomposer.export.sbom.cyclonedx import cyclonedx_document
 from imagecomposer.export.sbom.packages import SbomPackage, collect
 from imagecomposer.export.sbom.spdx import spdx_document
 from imagecomposer.fsutil import atomic_write
 from imagecomposer.resolver.lock import Lock
+from imagecomposer.rootfs import Root
 
 SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
 EMBED_DIR = "usr/share/sbom"
@@ -38,11 +39,15 @@ def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
     return documents
 
 
+def sbom_text(document: Mapping[str, Any]) -> str:
+    """Stable JSON (sorted keys)."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_sbom(path: Path, document: Mapping[str, Any]) -> Path:
     """Stable JSON (sorted keys), written atomically."""
     try:
-        atomic_write(path, json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
-                     + "\n")
+        atomic_write(path, sbom_text(document))
     except OSError as exc:
         raise ExportError(f"cannot write SBOM {path}: {exc.strerror}") from None
     return path
@@ -56,11 +61,15 @@ def write_sboms(directory: Path, stem: str,
 
 
 def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]]) -> list[Path]:
-    """Install the SBOMs into the image at ``/usr/share/sbom/`` (mode 0644)."""
-    paths = write_sboms(tree / EMBED_DIR, stem, documents)
-    for path in paths:
-        path.chmod(0o644)
-    return paths
+    """Install the SBOMs into the image at ``/usr/share/sbom/`` (mode 0644), through
+    :class:`~imagecomposer.rootfs.Root`: a symlink planted at ``/usr/share/sbom`` (or at a
+    file name) resolves inside the image, never onto the host."""
+    try:
+        with Root(tree) as root:
+            return [root.write(f"/{EMBED_DIR}/{stem}{SUFFIXES[fmt]}", sbom_text(doc),
+                               mode=0o644) for fmt, doc in documents.items()]
+    except ImagePathError as exc:
+        raise ExportError(f"cannot embed the SBOMs in the image: {exc}") from exc
 
 
 def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | None = None,

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import attrs
 
+from imagecomposer.errors import ImagePathError
 from imagecomposer.export.sbom.pkgdb import deb822_paragraphs
+from imagecomposer.rootfs import Root
 
 NOASSERTION = "NOASSERTION"
 
@@ -120,30 +122,18 @@ def dep5_license(text: str) -> PackageLicense:
     return PackageLicense(" AND ".join(expressions), tuple(sorted(refs.items())))
 
 
-def _inside(tree: Path, path: Path, depth: int = 0) -> Path | None:
-    """Resolve ``path`` (inside ``tree``) following symlinks as if ``tree`` were ``/``."""
-    if depth > 8:
-        return None
-    if path.is_symlink():
-        target = Path(path.readlink())
-        nxt = tree / target.relative_to("/") if target.is_absolute() else path.parent / target
-        return _inside(tree, nxt, depth + 1)
-    return path if path.is_file() else None
-
-
 def package_license(tree: Path, package: str) -> PackageLicense:
-    """License of an installed deb package from ``/usr/share/doc/<package>/copyright``."""
-    doc = tree / "usr/share/doc" / package
-    if doc.is_symlink():
-        link = Path(doc.readlink())
-        doc = tree / link.relative_to("/") if link.is_absolute() else doc.parent / link
-    found = _inside(tree, doc / "copyright")
-    if found is None:
-        return PackageLicense(NOASSERTION)
+    """License of an installed deb package from ``/usr/share/doc/<package>/copyright``
+    (symlinks followed inside the tree only: never a host file)."""
+    copyright_file = f"/usr/share/doc/{package}/copyright"
     try:
-        return dep5_license(found.read_text(encoding="utf-8", errors="replace"))
-    except OSError:
+        with Root(tree) as root:
+            if "/" in package or not root.is_file(copyright_file):
+                return PackageLicense(NOASSERTION)
+            text = root.read_bytes(copyright_file).decode("utf-8", errors="replace")
+    except ImagePathError:
         return PackageLicense(NOASSERTION)
+    return dep5_license(text)
 
 
 def _known_ids() -> frozenset[str]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.errors import CommandError, ExportError
+from imagecomposer.errors import CommandError, ExportError, ImagePathError
+from imagecomposer.rootfs import Root
 from imagecomposer.runner import require, run
 
 
@@ -54,11 +55,12 @@ def deb822_paragraphs(text: str) -> Iterator[dict[str, str]]:
 
 
 def dpkg_installed(tree: Path) -> dict[str, InstalledPackage]:
-    status = tree / "var/lib/dpkg/status"
+    status = "/var/lib/dpkg/status"
     try:
-        text = status.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise ExportError(f"cannot read the dpkg database {status}: {exc.strerror}") from None
+        with Root(tree) as root:
+            text = root.read_bytes(status).decode("utf-8", errors="replace")
+    except ImagePathError as exc:
+        raise ExportError(f"cannot read the dpkg database: {exc}") from None
     found: dict[str, InstalledPackage] = {}
     for para in deb822_paragraphs(text):
         if para.get("Status", "").split()[-1:] != ["installed"]:

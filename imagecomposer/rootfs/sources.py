@@ -1,0 +1,33 @@
+"""Where host files a spec copies into the image may come from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from imagecomposer.errors import SourceNotAllowed
+
+
+def allowed_source(path: Path, roots: Sequence[Path]) -> Path:
+    """``path`` with every symlink resolved, if that lies inside one of ``roots`` (also
+    resolved); else :class:`~imagecomposer.errors.SourceNotAllowed` naming it.
+
+    The rule for host files a spec copies into the image (``files[].source``): the spec's
+    directory tree is what the spec may read, so a ``source`` that is -- or passes through --
+    a symlink leading out of it (``shadow -> /etc/shadow``) is refused. Copy the returned
+    path, not ``path``. Symlinks *inside* a copied directory are never followed at all
+    (:meth:`Root.copy_tree_in` copies them as links). Shared by spec validation and the
+    copy, so both apply the same rule. A ``path`` inside a root that names nothing is
+    allowed (the copy then reports it missing).
+    """
+    try:
+        resolved = Path(path).resolve()
+        bases = [Path(root).resolve() for root in roots]
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise SourceNotAllowed(f"file source {path} cannot be resolved: {exc}") from exc
+    if any(resolved.is_relative_to(base) for base in bases):
+        return resolved
+    allowed = ", ".join(str(r) for r in roots) or "none"
+    shown = f"{path}" if resolved == Path(path) else f"{path} (resolves to {resolved})"
+    raise SourceNotAllowed(f"file source {shown} is outside the directories sources may "
+                           f"come from ({allowed})")
