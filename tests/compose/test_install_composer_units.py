@@ -10,7 +10,7 @@ from conftest import make_layout
 
 from imagecomposer.compose import chroot, composer, dpkg_install
 from imagecomposer.compose.layout import PlannedPartition
-from imagecomposer.errors import InsufficientDiskSpace, LockError, PermissionDenied
+from imagecomposer.errors import ComposeError, InsufficientDiskSpace, LockError, PermissionDenied
 from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
 
@@ -65,17 +65,32 @@ def test_failed_packages_from_dpkg_output() -> None:
 
 def test_chroot_command_line_isolates_the_child() -> None:
     argv = chroot.chroot_argv(Path("/t"), ["dpkg", "--configure", "-a"], {"A": "1"},
-                              [(Path("/host/debs"), "/run/imagecomposer/packages/0")])
+                              [(Path("/host/debs"), "/run/imagecomposer/packages/0")],
+                              copies=[(Path("/host/lib.so"), "/run/imagecomposer/lib.so")])
     assert argv[:9] == ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                         "--kill-child", "--uts", "--ipc"]
     assert "--net" in argv
     script = argv[argv.index("-c") + 1]
     assert 'mount -t proc' in script and "mknod -m 666 \"$T/dev/null\" c 1 3" in script
-    assert "mount --bind '/host/debs' \"$T/run/imagecomposer/packages/0\"" in script
-    tail = argv[argv.index("/t") + 1:]
-    assert tail[:2] == ["env", "-i"] and "A=1" in tail and "DEBIAN_FRONTEND=noninteractive" in tail
-    assert tail[-5:] == ["chroot", "/t", "dpkg", "--configure", "-a"]
+    assert " b " not in script and "console" not in script  # no block device, no host console
+    assert "mount --bind '/host/debs' \"$T\"'/run/imagecomposer/packages/0'" in script
+    assert ("mount -o remount,bind,ro,nosuid,nodev,noexec \"$T\"'/run/imagecomposer/packages/0'"
+            in script)
+    assert "cp -- '/host/lib.so' \"$T\"'/run/imagecomposer/lib.so'" in script
+    # copies go in before the tmpfs turns read-only, binds after
+    assert script.index("cp --") < script.index('remount,ro,nosuid,nodev "$T/run/imagecomposer"')
+    helper = argv[argv.index("/t") + 1:]
+    assert helper[1:4] == ["-I", "-S", "-B"] and helper[4].endswith("pivot_exec.py")
+    assert helper[5] == "/t" and helper[6] == ",".join(chroot.KEPT_CAPABILITIES)
+    assert "A=1" in helper and "DEBIAN_FRONTEND=noninteractive" in helper
+    assert helper[-4:] == ["--", "dpkg", "--configure", "-a"]
     assert "--net" not in chroot.chroot_argv(Path("/t"), ["true"], network=True)
+
+
+def test_sandbox_paths_stay_under_run_imagecomposer() -> None:
+    for target in ("/etc/x", "/run/imagecomposer/../../etc", "/run/imagecomposerx/a"):
+        with pytest.raises(ComposeError, match="not a plain path"):
+            chroot.setup_script(copies=[(Path("/h"), target)])
 
 
 def test_chroot_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
