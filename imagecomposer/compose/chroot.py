@@ -89,8 +89,13 @@ HOSTNAME = "localhost"  # the UTS name in the sandbox: never the host's, the sam
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi", "asound",
                   "driver")
 TREE_MOUNT_POINTS = ("proc", "sys", "dev", "run", "tmp")
+# What a host tool run by host_tool_argv sees of the host besides /usr: the top-level links
+# (or directories) of a merged-/usr system, and the /etc files the dynamic loader and rpm read.
+HOST_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+HOST_ETC = ("ld.so.cache", "rpm", "rpmrc")
+HOST_RESERVED = ("usr", "etc", "proc", "dev", "sys", *HOST_DIRS)
 
-_SETUP = r"""set -eu
+_CHECK = r"""set -eu
 T=$1; shift
 for d in {mount_points}; do
   if [ -L "$T/$d" ] || {{ [ -e "$T/$d" ] && [ ! -d "$T/$d" ]; }}; then
@@ -98,39 +103,71 @@ for d in {mount_points}; do
   fi
   mkdir -p "$T/$d"
 done
-mount --bind "$T" "$T"
-mount -t proc -o nosuid,nodev,noexec proc "$T/proc"
-echo {hostname} > "$T/proc/sys/kernel/hostname"
-echo '(none)' > "$T/proc/sys/kernel/domainname"
+"""
+# The new root is the tree itself ($I is where the image tree is mounted).
+_TREE_ROOT = r"""mount --bind "$T" "$T"
+I=$T
+"""
+# The new root is a tmpfs ($R, on the tree's /run: any directory would do, this one exists
+# and is checked) holding the host's /usr read-only and the tree at its own path.
+_HOST_ROOT = r"""R=$T/run
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R"
+mkdir -p "$R$T"
+mount --bind "$T" "$R$T"
+I=$R$T
+"""
+_IMAGE = r"""mount -t proc -o nosuid,nodev,noexec proc "$I/proc"
+echo {hostname} > "$I/proc/sys/kernel/hostname"
+echo "(none)" > "$I/proc/sys/kernel/domainname"
 for p in {proc_read_only}; do
-  if [ -e "$T/proc/$p" ]; then
-    mount --bind "$T/proc/$p" "$T/proc/$p"
-    mount -o remount,bind,ro,nosuid,nodev,noexec "$T/proc/$p"
+  if [ -e "$I/proc/$p" ]; then
+    mount --bind "$I/proc/$p" "$I/proc/$p"
+    mount -o remount,bind,ro,nosuid,nodev,noexec "$I/proc/$p"
   fi
 done
-mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$T/sys"
-mount -t tmpfs -o mode=755,nosuid,noexec,size=16m tmpfs "$T/dev"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$I/sys"
+mount -t tmpfs -o mode=755,nosuid,noexec,size=16m tmpfs "$I/dev"
 {devices}
-ln -s /proc/self/fd "$T/dev/fd"
-ln -s /proc/self/fd/0 "$T/dev/stdin"
-ln -s /proc/self/fd/1 "$T/dev/stdout"
-ln -s /proc/self/fd/2 "$T/dev/stderr"
-mkdir "$T/dev/pts" "$T/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=666,mode=620,nosuid,noexec devpts "$T/dev/pts"
-ln -s pts/ptmx "$T/dev/ptmx"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$T/dev/shm"
-mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$T/run"
-mkdir "$T{run_dir}"
-mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$T{run_dir}"
+ln -s /proc/self/fd "$I/dev/fd"
+ln -s /proc/self/fd/0 "$I/dev/stdin"
+ln -s /proc/self/fd/1 "$I/dev/stdout"
+ln -s /proc/self/fd/2 "$I/dev/stderr"
+mkdir "$I/dev/pts" "$I/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=666,mode=620,nosuid,noexec devpts "$I/dev/pts"
+ln -s pts/ptmx "$I/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$I/dev/shm"
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$I/run"
+mkdir "$I{run_dir}"
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$I{run_dir}"
 {copies}
-mount -o remount,ro,nosuid,nodev "$T{run_dir}"
+mount -o remount,ro,nosuid,nodev "$I{run_dir}"
 {binds}
-exec "$@"
+"""
+# The host side of a host-tool root: /usr and the top-level links or directories into it,
+# the few /etc files a dynamically linked tool reads, the image's /proc and /dev, a /tmp.
+_HOST_VIEW = r"""mkdir "$R/usr"
+mount --bind /usr "$R/usr"
+mount -o remount,bind,ro,nosuid,nodev "$R/usr"
+for d in {host_dirs}; do
+  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"
+  elif [ -d "/$d" ]; then
+    mkdir "$R/$d"; mount --bind "/$d" "$R/$d"; mount -o remount,bind,ro,nosuid,nodev "$R/$d"
+  fi
+done
+mkdir "$R/etc" "$R/proc" "$R/dev"
+mkdir -p "$R/tmp" && chmod 1777 "$R/tmp"
+for f in {host_etc}; do
+  if [ -e "/etc/$f" ]; then cp -a "/etc/$f" "$R/etc/"; fi
+done
+mount --rbind "$I/proc" "$R/proc"
+mount --rbind "$I/dev" "$R/dev"
+{host_paths}
+mount -o remount,ro,nosuid,nodev "$R"
 """
 
 
 def _devices_script() -> str:
-    return "\n".join(f'mknod -m {mode} "$T/dev/{name}" c {major} {minor}'
+    return "\n".join(f'mknod -m {mode} "$I/dev/{name}" c {major} {minor}'
                      for name, major, minor, mode in DEVICES)
 
 
@@ -143,28 +180,51 @@ def _target(target: str) -> str:
 
 
 def setup_script(binds: Sequence[tuple[Path, str]] = (),
-                 copies: Sequence[tuple[Path, str]] = ()) -> str:
+                 copies: Sequence[tuple[Path, str]] = (), *,
+                 host_paths: Sequence[Path] | None = None) -> str:
     """The shell script the namespaced child runs before ``pivot_exec`` (exposed for tests).
 
     ``copies`` are (host file, path in the tree) pairs copied into the read-only tmpfs at
     :data:`RUN_DIR`; ``binds`` are (host directory, path in the tree) pairs mounted read-only,
-    ``nosuid,nodev,noexec``. Every target must be under :data:`RUN_DIR`.
+    ``nosuid,nodev,noexec``. Every target must be under :data:`RUN_DIR`. With ``host_paths``
+    (a host tool acting on the tree, see :func:`host_tool_argv`) the root is a tmpfs with the
+    host's ``/usr``, the tree at its own path and ``host_paths`` read-only at theirs.
     """
     copy_lines = []
     for source, target in copies:
         inside = _quote(_target(target))
-        copy_lines.append(f'mkdir -p "$(dirname "$T"{inside})"')
-        copy_lines.append(f'cp -- {_quote(str(source))} "$T"{inside}')
+        copy_lines.append(f'mkdir -p "$(dirname "$I"{inside})"')
+        copy_lines.append(f'cp -- {_quote(str(source))} "$I"{inside}')
     bind_lines = []
     for source, target in binds:
         inside = _quote(_target(target))
-        copy_lines.append(f'mkdir -p "$T"{inside}')  # the mount point, before the ro remount
-        bind_lines.append(f'mount --bind {_quote(str(source))} "$T"{inside}')
-        bind_lines.append(f'mount -o remount,bind,ro,nosuid,nodev,noexec "$T"{inside}')
-    return _SETUP.format(
-        mount_points=" ".join(TREE_MOUNT_POINTS), hostname=HOSTNAME,
-        proc_read_only=" ".join(PROC_READ_ONLY), devices=_devices_script(), run_dir=RUN_DIR,
-        copies="\n".join(copy_lines), binds="\n".join(bind_lines))
+        copy_lines.append(f'mkdir -p "$I"{inside}')  # the mount point, before the ro remount
+        bind_lines += _read_only_bind(_quote(str(source)), f'"$I"{inside}')
+    script = _CHECK.format(mount_points=" ".join(TREE_MOUNT_POINTS))
+    script += _TREE_ROOT if host_paths is None else _HOST_ROOT
+    script += _IMAGE.format(
+        hostname=HOSTNAME, proc_read_only=" ".join(PROC_READ_ONLY), devices=_devices_script(),
+        run_dir=RUN_DIR, copies="\n".join(copy_lines), binds="\n".join(bind_lines))
+    if host_paths is not None:
+        host_lines = []
+        for path in host_paths:
+            if not path.is_absolute() or "\n" in str(path):
+                raise ComposeError(f"host path {path} for the sandbox is not absolute")
+            inside = _quote(str(path))
+            if path.is_dir():
+                host_lines.append(f'mkdir -p "$R"{inside}')
+            else:
+                host_lines.append(f'mkdir -p "$(dirname "$R"{inside})"')
+                host_lines.append(f'touch "$R"{inside}')
+            host_lines += _read_only_bind(inside, f'"$R"{inside}')
+        script += _HOST_VIEW.format(host_dirs=" ".join(HOST_DIRS), host_etc=" ".join(HOST_ETC),
+                                    host_paths="\n".join(host_lines))
+    return script + 'exec "$@"\n'
+
+
+def _read_only_bind(source: str, target: str) -> list[str]:
+    return [f"mount --bind {source} {target}",
+            f"mount -o remount,bind,ro,nosuid,nodev,noexec {target}"]
 
 
 def _quote(text: str) -> str:
@@ -183,16 +243,45 @@ def chroot_argv(tree: Path, argv: Sequence[str], env: Mapping[str, str] | None =
                 binds: Sequence[tuple[Path, str]] = (), *, network: bool = False,
                 copies: Sequence[tuple[Path, str]] = ()) -> list[str]:
     """The host command line that runs ``argv`` in the sandbox on ``tree`` (for tests, logs)."""
+    tree = tree.absolute()
+    return _sandbox_argv(tree, tree, setup_script(binds, copies), argv, env,
+                         KEPT_CAPABILITIES, network=network)
+
+
+def host_tool_argv(tree: Path, argv: Sequence[str], *, host_paths: Sequence[Path] = (),
+                   env: Mapping[str, str] | None = None,
+                   capabilities: Sequence[str] = ()) -> list[str]:
+    """The command line that runs a HOST tool acting on ``tree`` (``rpm --root TREE``) in the
+    sandbox: the root is a read-only tmpfs holding the host's ``/usr`` (read-only), the tree
+    (with the sandbox's ``/proc``, ``/dev`` and ``/run``) at its own path, and ``host_paths``
+    read-only at theirs. Nothing else of the host is there, so a script the tool runs in the
+    tree finds no host file to read or write, even through the tool's own root, working
+    directory or open files. ``capabilities`` are kept on top of :data:`KEPT_CAPABILITIES`
+    (rpm chroots into the tree: ``sys_chroot``). No network.
+    """
+    for path in (tree, *host_paths):
+        if not path.is_absolute():
+            raise ComposeError(f"{path} for the sandbox is not an absolute path")
+        if path.parts[1:2] and path.parts[1] in HOST_RESERVED:
+            raise ComposeError(f"{path} cannot be given to a host tool in the sandbox: "
+                               f"/{path.parts[1]} is the host's there")
+    return _sandbox_argv(tree, tree / "run", setup_script(host_paths=host_paths), argv, env,
+                         (*KEPT_CAPABILITIES, *capabilities), network=False)
+
+
+def _sandbox_argv(tree: Path, root: Path, script: str, argv: Sequence[str],
+                  env: Mapping[str, str] | None, capabilities: Sequence[str], *,
+                  network: bool) -> list[str]:
     unshare = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                "--kill-child", "--uts", "--ipc"]
     if not network:
         unshare.append("--net")
-    full_env = environment(env)
-    helper = [sys.executable or "python3", "-I", "-S", "-B", pivot_exec.__file__, str(tree),
-              ",".join(KEPT_CAPABILITIES), *(f"{k}={v}" for k, v in sorted(full_env.items())),
-              "--", *argv]
-    return [*unshare, "--", "sh", "-c", setup_script(binds, copies), "imagecomposer-sandbox",
-            str(tree), *helper]
+    pivot_exec.mask(list(capabilities))  # an unknown name fails here, not in the sandbox
+    helper = [sys.executable or "python3", "-I", "-S", "-B", pivot_exec.__file__, str(root),
+              ",".join(dict.fromkeys(capabilities)),
+              *(f"{k}={v}" for k, v in sorted(environment(env).items())), "--", *argv]
+    log.debug("sandbox setup for %s:\n%s", " ".join(argv[:3]), script)
+    return [*unshare, "--", "sh", "-c", script, "imagecomposer-sandbox", str(tree), *helper]
 
 
 def run_in_chroot(

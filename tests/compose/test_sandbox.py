@@ -121,7 +121,7 @@ def test_a_script_cannot_write_into_the_spec_directory(tree: Path, tmp_path: Pat
 
 
 def test_no_block_device_can_be_made_or_read(tree: Path) -> None:
-    device = os.stat("/").st_dev  # the host's root file system
+    device = Path("/").stat().st_dev  # the host's root file system
     major, minor = os.major(device), os.minor(device)
     out = run(tree, f"mknod /root/disk b {major} {minor} && echo made\n"
                     "dd if=/root/disk bs=512 count=1 2>/dev/null | od -c | head -n 2\n"
@@ -232,3 +232,10 @@ def test_mount_points_in_the_tree_must_be_directories(tree: Path, tmp_path: Path
         chroot.run_in_chroot(tree, ["true"])
     assert "/run in the image tree is not a directory" in info.value.stderr_tail
     assert not list(outside.iterdir())
+
+
+def test_a_missing_command_is_reported(tree: Path) -> None:
+    with pytest.raises(CommandError) as info:
+        chroot.run_in_chroot(tree, ["no-such-tool", "x"])
+    assert info.value.returncode == 127
+    assert "no-such-tool: No such file or directory" in info.value.stderr_tail
