@@ -7,12 +7,13 @@ order and the package cache the verified .deb files. The steps:
    for Debian 12 and later;
 2. the Essential set (Essential: yes, Priority: required and their dependencies) is extracted
    with ``dpkg-deb --fsys-tarfile | tar`` so that the tree has a shell, a libc and dpkg;
-3. inside the chroot (see :mod:`imagecomposer.compose.chroot`): ONE ``dpkg --unpack`` of
+3. inside the sandbox (see :mod:`imagecomposer.compose.chroot`: the tree as root, reduced
+   capabilities, no network, package files read-only): ONE ``dpkg --unpack`` of
    every package in transaction order, then ONE ``dpkg --configure -a``. Per-package calls
    would cost a dpkg database load each.
 
-Speed: ``--force-unsafe-io`` and, when the host has it, libeatmydata preloaded (bind-mounted
-under the namespace's private ``/run`` so it never lands in the tree). Nothing starts:
+Speed: ``--force-unsafe-io`` and, when the host has it, libeatmydata preloaded (copied into
+the sandbox's private ``/run`` so it never lands in the tree). Nothing starts:
 ``/usr/sbin/policy-rc.d`` answers 101 during the install. ``update-initramfs`` is diverted to a
 no-op while packages are configured (the kernel postinst and the initramfs-tools trigger would
 otherwise each build an initrd, ~10 s apiece); :func:`imagecomposer.compose.initramfs.build`
@@ -96,9 +97,10 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     _prepare_dpkg(tree)
     binds, in_chroot = _bind_packages(files)
     env: dict[str, str] = {"INITRD": "No"}
+    copies: list[tuple[Path, str]] = []
     eat = _eatmydata_library() if eatmydata else None
-    if eat is not None:
-        binds.append((eat, EATMYDATA_MOUNT))
+    if eat is not None:  # copied: a preloaded library cannot come from a noexec bind mount
+        copies.append((eat, EATMYDATA_MOUNT))
         env["LD_PRELOAD"] = EATMYDATA_MOUNT
     _write_policy_rc_d(tree)
     try:
@@ -110,9 +112,9 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
             "exec dpkg " + " ".join(DPKG_OPTIONS) + " --force-depends --unpack "
             + " ".join(shlex.quote(f) for f in in_chroot)
         )
-        _dpkg_phase(tree, unpack, env, binds, "unpack", timeout)
+        _dpkg_phase(tree, unpack, env, binds, copies, "unpack", timeout)
         _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
-                    env, binds, "configure", timeout)
+                    env, binds, copies, "configure", timeout)
     finally:
         with Root(tree) as root:
             root.remove(POLICY_RC_D)
@@ -180,7 +182,8 @@ def _write_policy_rc_d(tree: Path) -> None:
 
 
 def _bind_packages(files: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
-    """Bind each directory holding packages under /run in the chroot; their paths there."""
+    """Bind each directory holding packages (read-only, noexec) under /run in the sandbox;
+    the packages' paths there."""
     dirs: dict[Path, str] = {}
     inside: list[str] = []
     for f in files:
@@ -239,7 +242,8 @@ def failure_excerpt(output: str, names: list[str], context: int = 15) -> str:
 
 
 def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
-                binds: list[tuple[Path, str]], phase: str, timeout: float | None) -> None:
+                binds: list[tuple[Path, str]], copies: list[tuple[Path, str]], phase: str,
+                timeout: float | None) -> None:
     """Run one dpkg phase with its output in a log file in the tree, so that on failure the
     maintainer script's own output can be cut out of it (then the log is removed)."""
     with Root(tree) as root:
@@ -248,7 +252,7 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
     wrapped = (f"rc=0; (set -e\n{script}\n) > {LOG} 2>&1 || rc=$?\n"
                f"tail -n 40 {LOG}; exit $rc")
     try:
-        run_in_chroot(tree, ["sh", "-c", wrapped], env=env, binds=binds,
+        run_in_chroot(tree, ["sh", "-c", wrapped], env=env, binds=binds, copies=copies,
                       timeout=timeout, what=f"dpkg --{phase}")
     except CommandError as exc:
         if exc.returncode is None:

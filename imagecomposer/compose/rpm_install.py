@@ -30,6 +30,7 @@ from typing import Any, Literal
 import attrs
 
 from imagecomposer import runner
+from imagecomposer.compose.chroot import host_tool_argv
 from imagecomposer.errors import (
     CommandError,
     DependencyError,
@@ -124,14 +125,13 @@ def rpm_command(tree: Path, dbpath: str, db_backend: str) -> list[str]:
 SCRIPTLET_ENV = {"KERNEL_INSTALL_BYPASS": "1", "SYSTEMD_OFFLINE": "1"}
 
 
-def sandboxed(tree: Path, argv: Sequence[str]) -> list[str]:
-    """``argv`` (a host command acting on ``tree``) inside the compose chroot namespaces."""
-    from imagecomposer.compose.chroot import setup_script
-
-    unshare = [runner.require("unshare", "util-linux"), "--mount", "--propagation",
-               "private", "--pid", "--fork", "--kill-child", "--uts", "--ipc", "--net"]
-    return [*unshare, "--", "sh", "-c", setup_script(), "imagecomposer-rpm", str(tree),
-            *argv]
+def sandboxed(tree: Path, argv: Sequence[str], host_paths: Sequence[Path] = ()) -> list[str]:
+    """``argv`` (the host's rpm acting on ``tree``) in the compose sandbox: a root holding
+    only the host's ``/usr``, the tree and ``host_paths`` (read-only), reduced capabilities
+    plus ``sys_chroot`` (rpm chroots into the tree for the transaction)."""
+    runner.require("unshare", "util-linux")
+    return host_tool_argv(tree, argv, host_paths=host_paths, env=SCRIPTLET_ENV,
+                          capabilities=("sys_chroot",))
 
 
 def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
@@ -141,12 +141,15 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                  sandbox: bool = True, timeout: float | None = None) -> RpmInstallResult:
     """Install ``lock``'s packages (files from ``packages``, by name) into ``tree``.
 
-    ``sandbox`` runs the transaction in private namespaces in which the tree has ``/proc``,
-    ``/sys``, a minimal ``/dev`` and ``/run`` (see :mod:`imagecomposer.compose.chroot`):
-    scriptlets redirect to ``/dev/null`` and read ``/proc`` like on a real system, have no
-    network, and any daemon they start dies with the transaction. Needs root.
+    ``sandbox`` runs the transaction in the compose sandbox
+    (:func:`imagecomposer.compose.chroot.host_tool_argv`): the tree has ``/proc``, ``/sys``,
+    a minimal ``/dev`` and ``/run``, so scriptlets redirect to ``/dev/null`` and read
+    ``/proc`` like on a real system; they have no network, no host file but the host's
+    read-only ``/usr`` and the package files, reduced capabilities, and any daemon they
+    start dies with the transaction. Needs root.
     """
-    paths = _ordered_paths(lock, packages)
+    paths = [p.absolute() for p in _ordered_paths(lock, packages)]
+    tree = tree.absolute()
     started = time.monotonic()
     if events is not None:
         events(RpmInstallStarted(len(paths), tree))
@@ -158,8 +161,9 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     argv = [*rpm, "--define", "_pkgverify_level digest", "--nosignature", "-i", "-v",
             *(["--noorder"] if order == "lock" else []), *map(str, paths)]
     if sandbox:
-        argv = sandboxed(tree, argv)
-    done = runner.run(argv, capture=True, check=False, timeout=timeout, env=SCRIPTLET_ENV,
+        argv = sandboxed(tree, argv, sorted({p.resolve().parent for p in paths}))
+    done = runner.run(argv, capture=True, check=False, timeout=timeout,
+                      env=None if sandbox else SCRIPTLET_ENV,
                       what=f"rpm transaction of {len(paths)} packages")
     output = done.stdout.decode("utf-8", "replace")
     for line in output.splitlines():

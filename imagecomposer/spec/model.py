@@ -118,6 +118,7 @@ class Network:
 class Scripts:
     pre_install: tuple[Path, ...] = ()
     post_install: tuple[Path, ...] = ()
+    network: bool = False  # share the host's network with the scripts (default: none)
 
 
 @attrs.frozen

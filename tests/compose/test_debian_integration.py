@@ -9,6 +9,7 @@ scratch root (test-only helper, see compose_debset.py).
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -223,6 +224,87 @@ def test_failing_maintainer_script_names_the_package(debian_packages: Packages,
     assert not (tree / "usr/sbin/policy-rc.d").exists()
 
 
+# What a hostile script tries, in perl (the image's perl-base): results go to RESULT in the
+# image, one "key: value" line each. MARKER and SECRET are host paths.
+ESCAPE = r"""#!/usr/bin/perl
+use strict; use warnings;
+my ($result, $marker, $secret) = @ARGV;
+open(my $out, ">", $result) or die "$result: $!";  # before any escape: lands in the image
+my %r;
+# the classic chroot() escape: chroot into a subdirectory, climb out of it, chroot there
+mkdir "/escape-dir";
+if (chroot("/escape-dir")) { chdir("..") for 1..64; chroot("."); $r{chroot} = "escaped" }
+else { $r{chroot} = "$!" }
+if (open(my $f, ">", $marker)) { print $f "escaped\n"; close $f; $r{marker} = "written" }
+else { $r{marker} = "$!" }
+for my $name ("/etc/hostname", $secret) {
+    if (open(my $f, "<", $name)) { my $l = <$f>; chomp $l; $r{"read $name"} = $l }
+}
+# open_by_handle_at (x86-64: 304) of inode 2, the root of the tree's ext4 file system
+if (open(my $root, "<", "/")) {
+    my $handle = pack("LlLL", 8, 1, 2, 0);
+    my $fd = syscall(304, fileno($root), $handle, 0);
+    if ($fd >= 0 && opendir(my $d, "/proc/self/fd/$fd")) {
+        $r{handle} = join(",", sort grep { !/^\./ } readdir($d)) }
+    else { $r{handle} = "$!" }
+}
+print $out "$_: $r{$_}\n" for sort keys %r;
+"""
+
+
+def hostile_results(tree: Path, result: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in (tree / result.lstrip("/")).read_text()
+                .splitlines())
+
+
+def check_nothing_escaped(results: dict[str, str], marker: Path, secret: Path) -> None:
+    assert results["chroot"] == "Operation not permitted"
+    assert results["handle"] == "Operation not permitted"
+    assert results["marker"] == "No such file or directory"
+    assert not marker.exists()
+    assert f"read {secret}" not in results
+    host_name = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() \
+        else None
+    assert results.get("read /etc/hostname") != host_name
+
+
+def test_hostile_post_install_script_acts_on_the_image_only(
+        composer: Composer, installed: tuple[Path, float], debian_packages: Packages,
+        tmp_path: Path) -> None:
+    lock, _ = debian_packages
+    tree = composer.installed_tree(lock, {}, tmp_path / "work")
+    marker, secret = tmp_path / "escaped", tmp_path / "host-secret"
+    secret.write_text("host secret\n")
+    (tmp_path / "spec").mkdir()
+    # a spec script gets no arguments: a shell script that hands them to the perl
+    wrapper = tmp_path / "spec/escape.sh"
+    wrapper.write_text(f"perl - /escape-result {marker} {secret} <<'EOF'\n{ESCAPE}EOF\n")
+    spec = attrs.evolve(full_spec(tmp_path), customizations=Customizations(
+        scripts=Scripts(post_install=(wrapper,))))
+    from imagecomposer.compose.configure import scripts
+
+    scripts.run_scripts(tree, spec, "post-install", spec.customizations.scripts.post_install)
+    check_nothing_escaped(hostile_results(tree, "/escape-result"), marker, secret)
+    assert sorted(p.name for p in wrapper.parent.iterdir()) == ["escape.sh"]
+
+
+def test_hostile_maintainer_script_acts_on_the_image_only(
+        composer: Composer, installed: tuple[Path, float], debian_packages: Packages,
+        tmp_path: Path) -> None:
+    lock, _ = debian_packages
+    tree = composer.installed_tree(lock, {}, tmp_path / "work")
+    marker, secret = tmp_path / "escaped", tmp_path / "host-secret"
+    secret.write_text("host secret\n")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    deb = build_deb(debs, "icescape", f"#!/bin/sh\nset -e\nperl - /var/lib/icescape {marker} "
+                                      f"{secret} <<'EOF'\n{ESCAPE}EOF\n")
+    run_in_chroot(tree, ["dpkg", "-i", f"{dpkg_install.PKG_MOUNT}/0/{deb.name}"],
+                  binds=[(debs, f"{dpkg_install.PKG_MOUNT}/0")], what="dpkg -i icescape")
+    check_nothing_escaped(hostile_results(tree, "/var/lib/icescape"), marker, secret)
+    assert sorted(p.name for p in debs.iterdir()) == ["icescape", deb.name]
+
+
 def test_compose_raw_disk_and_config_only_rebuild(
         composer: Composer, installed: tuple[Path, float], debian_packages: Packages,
         tmp_path: Path) -> None:
@@ -244,15 +326,20 @@ def test_compose_raw_disk_and_config_only_rebuild(
 
 
 def processes_rooted_in(tree: Path) -> list[int]:
-    """Processes whose root directory is ``tree`` or below (also once it is deleted)."""
+    """Processes whose root directory is ``tree`` or below (also once it is deleted): chrooted
+    ones by their root link, sandboxed ones (pivot_root) by the source of their ``/`` mount."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if (proc / "root").readlink().as_posix().startswith(str(tree)):
-                    found.append(int(proc.name))
+                rooted = (proc / "root").readlink().as_posix().startswith(str(tree)) or any(
+                    f[4] == "/" and f[3].startswith(str(tree))
+                    for f in (line.split() for line in
+                              (proc / "mountinfo").read_text().splitlines()))
             except OSError:
                 continue
+            if rooted:
+                found.append(int(proc.name))
     return found
 
 
@@ -261,8 +348,13 @@ def test_timeout_kills_everything_in_the_chroot(installed: tuple[Path, float]) -
 
     tree, _ = installed
     start = time.monotonic()
+    seen: list[list[int]] = []
+    timer = threading.Timer(1.0, lambda: seen.append(processes_rooted_in(tree)))
+    timer.start()
     with pytest.raises(CommandError, match="timed out"):
         run_in_chroot(tree, ["sh", "-c", "sleep 300 & sleep 300 & wait"], timeout=2)
+    timer.join()
+    assert len(seen[0]) >= 3  # the detector sees sandboxed processes ...
     assert time.monotonic() - start < 30
     time.sleep(0.5)
     assert processes_rooted_in(tree) == []  # the PID namespace took the daemons with it

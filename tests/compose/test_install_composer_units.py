@@ -8,9 +8,9 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import chroot, composer, dpkg_install
+from imagecomposer.compose import chroot, composer, dpkg_install, pivot_exec
 from imagecomposer.compose.layout import PlannedPartition
-from imagecomposer.errors import InsufficientDiskSpace, LockError, PermissionDenied
+from imagecomposer.errors import ComposeError, InsufficientDiskSpace, LockError, PermissionDenied
 from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
 
@@ -65,17 +65,60 @@ def test_failed_packages_from_dpkg_output() -> None:
 
 def test_chroot_command_line_isolates_the_child() -> None:
     argv = chroot.chroot_argv(Path("/t"), ["dpkg", "--configure", "-a"], {"A": "1"},
-                              [(Path("/host/debs"), "/run/imagecomposer/packages/0")])
+                              [(Path("/host/debs"), "/run/imagecomposer/packages/0")],
+                              copies=[(Path("/host/lib.so"), "/run/imagecomposer/lib.so")])
     assert argv[:9] == ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                         "--kill-child", "--uts", "--ipc"]
     assert "--net" in argv
     script = argv[argv.index("-c") + 1]
-    assert 'mount -t proc' in script and "mknod -m 666 \"$T/dev/null\" c 1 3" in script
-    assert "mount --bind '/host/debs' \"$T/run/imagecomposer/packages/0\"" in script
-    tail = argv[argv.index("/t") + 1:]
-    assert tail[:2] == ["env", "-i"] and "A=1" in tail and "DEBIAN_FRONTEND=noninteractive" in tail
-    assert tail[-5:] == ["chroot", "/t", "dpkg", "--configure", "-a"]
+    assert 'mount -t proc' in script and "mknod -m 666 \"$I/dev/null\" c 1 3" in script
+    assert " b " not in script and "console" not in script  # no block device, no host console
+    assert "mount --bind '/host/debs' \"$I\"'/run/imagecomposer/packages/0'" in script
+    assert ("mount -o remount,bind,ro,nosuid,nodev,noexec \"$I\"'/run/imagecomposer/packages/0'"
+            in script)
+    assert "cp -- '/host/lib.so' \"$I\"'/run/imagecomposer/lib.so'" in script
+    # copies go in before the tmpfs turns read-only, binds after
+    assert script.index("cp --") < script.index('remount,ro,nosuid,nodev "$I/run/imagecomposer"')
+    helper = argv[argv.index("/t") + 1:]
+    assert helper[1:4] == ["-I", "-S", "-B"] and helper[4].endswith("pivot_exec.py")
+    assert helper[5] == "/t" and helper[6] == ",".join(chroot.KEPT_CAPABILITIES)
+    assert "A=1" in helper and "DEBIAN_FRONTEND=noninteractive" in helper
+    assert helper[-4:] == ["--", "dpkg", "--configure", "-a"]
     assert "--net" not in chroot.chroot_argv(Path("/t"), ["true"], network=True)
+
+
+def test_sandbox_paths_stay_under_run_imagecomposer() -> None:
+    for target in ("/etc/x", "/run/imagecomposer/../../etc", "/run/imagecomposerx/a"):
+        with pytest.raises(ComposeError, match="not a plain path"):
+            chroot.setup_script(copies=[(Path("/h"), target)])
+
+
+def test_host_tool_command_line() -> None:
+    argv = chroot.host_tool_argv(Path("/w/tree"), ["rpm", "--root", "/w/tree", "-i", "/d/a.rpm"],
+                                 host_paths=[Path("/d")], capabilities=("sys_chroot",))
+    assert "--net" in argv
+    script = argv[argv.index("-c") + 1]
+    assert 'mount --bind /usr "$R/usr"' in script and 'mount -o remount,ro,nosuid,nodev "$R"' \
+        in script
+    assert "mount --bind '/d' \"$R\"'/d'" in script
+    helper = argv[argv.index("/w/tree") + 1:]
+    assert helper[5] == "/w/tree/run"  # the tmpfs root, on the tree's /run
+    assert helper[6] == ",".join((*chroot.KEPT_CAPABILITIES, "sys_chroot"))
+    for bad in (Path("relative"), Path("/usr/src/tree"), Path("/etc/x")):
+        with pytest.raises(ComposeError):
+            chroot.host_tool_argv(bad, ["true"])
+    with pytest.raises(ValueError, match="unknown capability"):
+        chroot.host_tool_argv(Path("/w/tree"), ["true"], capabilities=("sys_everything",))
+
+
+def test_pivot_exec_arguments() -> None:
+    root, keep, env, argv = pivot_exec.parse(["/t", "chown,kill", "A=1", "B=x=y", "--", "ls",
+                                              "--", "-l"])
+    assert (root, keep, env, argv) == ("/t", 1 | 1 << 5, {"A": "1", "B": "x=y"},
+                                       ["ls", "--", "-l"])
+    for bad in (["/t", "chown", "--"], ["/t", "chown", "A", "--", "ls"], ["/t", "x", "--", "ls"]):
+        with pytest.raises(ValueError):
+            pivot_exec.parse(bad)
 
 
 def test_chroot_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

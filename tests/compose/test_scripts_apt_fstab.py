@@ -31,9 +31,11 @@ def test_scripts_run_in_order_with_documented_environment(
     assert env["IMAGECOMPOSER_IMAGE_VERSION"] == "1.2.3"
     assert env["IMAGECOMPOSER_OS"] == "debian" and env["IMAGECOMPOSER_OS_VERSION"] == "12"
     assert env["IMAGECOMPOSER_STAGE"] == "post-install" and env["IMAGECOMPOSER_ROOT"] == "/"
-    assert calls[0]["binds"] == [(tmp_path.resolve(), scripts.MOUNT)]
+    assert calls[0]["copies"] == [(one, f"{scripts.MOUNT}/one.sh")]  # the file, not its dir
+    assert "binds" not in calls[0]
     assert calls[0]["argv"][-1] == f"{scripts.MOUNT}/one.sh"
     assert calls[0]["error"] is ScriptFailed
+    assert calls[0]["network"] is False
 
 
 def test_missing_script(fake_tree: Path, spec: Spec, tmp_path: Path) -> None:

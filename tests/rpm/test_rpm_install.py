@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 from rpm_helpers import RpmFixture, make_spec
 
@@ -114,3 +115,56 @@ def test_composer_discards_a_failed_rpm_tree(rpm_fixture: RpmFixture, rpm_config
         composer.installed_tree(lock, files, tmp_path / "work")
     assert not (tmp_path / "work/root").exists()
     assert composer.cache.lookup(lock.hash) is None
+
+
+ESCAPE_SPEC = r"""
+Name: escape
+Version: 1.0
+Release: 1
+Summary: Its scriptlet tries to reach the host
+License: MIT
+BuildArch: noarch
+Requires: /bin/sh
+
+%description
+Hostile fixture.
+
+%post
+for p in /proc/1/root /proc/1/cwd /proc/self/root /proc/$$/cwd; do
+  read s < "$p%{secret}" && echo "ESCAPE read the host through $p: $s"
+  echo pwned > "$p%{marker}" && echo "ESCAPE wrote the host through $p"
+done
+for fd in 3 4 5 6 7 8 9 10 11 12; do
+  read s < "/proc/1/fd/$fd%{secret}" && echo "ESCAPE read the host through fd $fd: $s"
+done
+v=$(read v < /proc/sys/vm/swappiness; echo "$v")
+echo "$v" > /proc/sys/vm/swappiness && echo "ESCAPE wrote a sysctl"
+echo "escape scriptlet ran"
+exit 0
+
+%files
+"""
+
+
+def test_scriptlets_cannot_reach_the_host(rpm_fixture: RpmFixture, rpm_config: Config,
+                                         tmp_path: Path) -> None:
+    """A %post that looks for the host through rpm's own root, working directory and open
+    files (rpm is PID 1 of the sandbox, and chroots into the tree only for the transaction)."""
+    from fixtures.rpmrepo import rpmbuild
+
+    from imagecomposer.resolver.lock import LockedPackage
+
+    _, lock, files = fetch(rpm_fixture, rpm_config, "alpha", directory=tmp_path / "dl")
+    secret, marker = tmp_path / "host-secret", tmp_path / "escaped"
+    secret.write_text("host secret\n")
+    (rpm,) = rpmbuild(ESCAPE_SPEC, tmp_path / "build",
+                      {"secret": str(secret), "marker": str(marker)})
+    escape = LockedPackage(name="escape", version="1.0-1", arch="noarch", repository="x",
+                           url=rpm.as_uri(), sha256="0" * 64, size=rpm.stat().st_size,
+                           kind="rpm")
+    lock = attrs.evolve(lock, packages=(*lock.packages, escape))
+    result = install_rpms(lock, {**files, "escape": rpm}, tmp_path / "tree")
+    assert "escape scriptlet ran" in result.output
+    assert "ESCAPE" not in result.output, result.output
+    assert not marker.exists()
+    assert secret.read_text() == "host secret\n"

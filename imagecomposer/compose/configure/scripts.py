@@ -1,4 +1,4 @@
-"""User scripts from the spec, run inside the image tree (chroot, private namespaces, no network).
+"""User scripts from the spec, run in the compose sandbox on the image tree.
 
 When they run:
 
@@ -6,9 +6,14 @@ When they run:
   the cache) and before any customization (users, files, services, network ...);
 - ``post_install``: after every customization, before the initramfs and the bootloader.
 
-The script's directory is bind-mounted read-only at ``/run/imagecomposer/scripts/`` (on a tmpfs
-that exists only for the run, so nothing is left in the image) and the script is executed with
-the interpreter of its ``#!`` line (``sh`` without one). Environment:
+Each script runs in the sandbox of :mod:`imagecomposer.compose.chroot`: the image tree is
+the root (``pivot_root``, no host path reachable), the capabilities are reduced (no mount,
+no device nodes, no module, no sysctl), and there is no network unless the spec sets
+``customizations.scripts.network: true`` (then the host's network namespace is shared). The
+script FILE is copied to ``/run/imagecomposer/scripts/NAME`` (a read-only tmpfs that exists
+only for the run, so nothing is left in the image; the spec's directory itself is not
+visible) and executed with the interpreter of its ``#!`` line (``sh`` without one).
+Environment:
 
 ==============================  ================================================
 ``IMAGECOMPOSER_IMAGE_NAME``    ``image.name``
@@ -36,8 +41,8 @@ from imagecomposer.spec.model import Spec
 
 MOUNT = "/run/imagecomposer/scripts"
 RunInChroot = Callable[..., object]
-# Run with the interpreter of the #! line (the bind mount may be noexec or the file not
-# executable); no #! line means a POSIX shell script.
+# Run with the interpreter of the #! line (the copy need not be executable); no #! line means
+# a POSIX shell script.
 RUN_SCRIPT = (
     'IFS= read -r first < "$1" || true\n'
     'case "$first" in "#!"*) exec ${first#??} "$1";; *) exec sh "$1";; esac'
@@ -64,8 +69,8 @@ def run_scripts(tree: Path, spec: Spec, stage: str, scripts: tuple[Path, ...], *
     for script in scripts:
         if not script.is_file():
             raise ComposeError(f"{stage} script {script} does not exist")
-        directory = script.resolve().parent
         inner = f"{MOUNT}/{script.name}"
         chroot(tree, ["sh", "-c", RUN_SCRIPT, "script", inner],
-               env=environment(spec, stage, script), binds=[(directory, MOUNT)],
-               error=ScriptFailed, what=f"{stage} script {script.name}", timeout=timeout)
+               env=environment(spec, stage, script), copies=[(script, inner)],
+               network=spec.customizations.scripts.network, error=ScriptFailed,
+               what=f"{stage} script {script.name}", timeout=timeout)
