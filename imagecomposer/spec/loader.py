@@ -22,6 +22,7 @@ from imagecomposer.spec.positions import (
     YamlSyntaxError,
     compose,
     limit_problem,
+    merged_limit,
     source_map,
     to_plain,
 )
@@ -104,6 +105,9 @@ def load_text(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
     root = apply_extends(root, base_dir, key, template_problems, Reading(roots))
     if template_problems:
         raise TemplateError(_ordered(template_problems))
+    too_large = merged_limit(root)
+    if too_large is not None:
+        raise TemplateError([too_large])
 
     problems: list[Problem] = []
     budget = TextBudget()

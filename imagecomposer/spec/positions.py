@@ -26,7 +26,15 @@ from ruamel.yaml import nodes as ynodes
 from ruamel.yaml.error import MarkedYAMLError
 
 from imagecomposer.errors import Problem
-from imagecomposer.spec.limits import LimitedComposer, LimitedScanner, LimitExceeded, check_size
+from imagecomposer.spec.limits import (
+    MAX_TEXT,
+    MAX_VALUES,
+    LimitedComposer,
+    LimitedScanner,
+    LimitExceeded,
+    MiB,
+    check_size,
+)
 from imagecomposer.spec.sourcemap import PathKey, Pos, SourceMap, format_path
 
 _TAG = "tag:yaml.org,2002:"
@@ -196,6 +204,24 @@ def walk(node: Node, path: PathKey = ()) -> Iterator[tuple[PathKey, Node]]:
 
 def index(node: Node | None) -> dict[PathKey, Node]:
     return dict(walk(node)) if node is not None else {}
+
+
+def merged_limit(root: Node) -> Problem | None:
+    """The problem of a document past MAX_VALUES or MAX_TEXT once its templates are merged.
+
+    Each file was composed under the limits; this bounds their sum (up to
+    ``MAX_TEMPLATES`` + 1 files), counted like the composer counts (keys are values).
+    """
+    values = text = 0
+    for _, node in walk(root):
+        values += 1 + (len(node.value) if isinstance(node.value, dict) else 0)
+        text += len(node.value) if isinstance(node.value, str) else 0
+        if values > MAX_VALUES or text > MAX_TEXT:
+            what = f"{MAX_VALUES} values" if values > MAX_VALUES else \
+                f"{MAX_TEXT // MiB} MiB of text"
+            return Problem(f"the spec with its templates merged exceeds the limit of {what}",
+                           node.pos.file, node.pos.line, node.pos.column)
+    return None
 
 
 def source_map(root: Node | None, default_file: str) -> SourceMap:

@@ -223,6 +223,19 @@ def test_templates_naming_each_other_many_times_are_bounded(tmp_path: Path) -> N
     assert problems[0].path == "extends"
 
 
+def test_the_limits_hold_for_the_spec_with_its_templates_merged(tmp_path: Path) -> None:
+    """Each file is under the limits, their sum is not: refused after merging."""
+    big = "x" * (MAX_BYTES // 2)
+    for name in ("a", "b"):
+        aliases = ", ".join(f"{name}{i}: *big" for i in range(9))
+        (tmp_path / f"{name}.yml").write_text(f"variables: {{{name}: &big '{big}', {aliases}}}\n")
+    with refused_within(2.0) as problems:
+        load(tmp_path, HEAD + "extends: [./a.yml, ./b.yml]\n")
+    assert problems[0].message == ("the spec with its templates merged exceeds the limit of "
+                                   "8 MiB of text")
+    assert problems[0].file == str(tmp_path / "b.yml")
+
+
 def test_a_hostile_template_is_refused_inside_the_template(tmp_path: Path) -> None:
     (tmp_path / "laughs.yml").write_text(billion_laughs())
     with pytest.raises(TemplateError) as info:
