@@ -105,9 +105,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from imagecomposer.pipeline.engine import parse_duration
     from imagecomposer.spec import Spec
 
-    spec = Spec.load(args.specs[0], variables=_variables(args.set))
-    cli = _cli_overrides(args)
     loaded = _config(args)
+    spec = Spec.load(args.specs[0], variables=_variables(args.set),
+                     allowed_paths=loaded.config.core.allowed_paths)
+    cli = _cli_overrides(args)
     cache = spec.build.cache
     loaded = apply_overrides(loaded, spec_overrides(cache.use_package_cache,
                                                     cache.use_image_cache), "spec")
@@ -165,8 +166,10 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     from imagecomposer.resolver.resolver import Resolver
     from imagecomposer.spec import Spec
 
-    spec = Spec.load(args.spec, variables=_variables(args.set))
-    resolution = Resolver(_config(args).config).resolve(spec)
+    config = _config(args).config
+    spec = Spec.load(args.spec, variables=_variables(args.set),
+                     allowed_paths=config.core.allowed_paths)
+    resolution = Resolver(config).resolve(spec)
     if args.explain:
         print(resolution.explain(args.explain))
     else:

@@ -19,7 +19,14 @@ import attrs
 from imagecomposer.config.model import Config
 from imagecomposer.errors import ConfigError, InvalidConfig, Problem
 from imagecomposer.spec import schemacheck
-from imagecomposer.spec.positions import YamlSyntaxError, compose, source_map, to_plain
+from imagecomposer.spec.limits import LimitExceeded, read_document
+from imagecomposer.spec.positions import (
+    YamlSyntaxError,
+    compose,
+    limit_problem,
+    source_map,
+    to_plain,
+)
 from imagecomposer.spec.sourcemap import PathKey, SourceMap, format_path, parse_path
 from imagecomposer.spec.structure import CONVERTER
 from imagecomposer.spec.suggest import did_you_mean
@@ -37,7 +44,7 @@ ENVIRONMENT: dict[str, str] = {
 }
 # Fields holding paths: relative values are resolved against the config file's directory.
 PATH_KEYS = ("core.cache_dir", "core.work_dir", "logging.file", "providers.*.keyring",
-             "credentials[*].password_file")
+             "credentials[*].password_file", "core.allowed_paths[*]")
 
 
 @attrs.frozen
@@ -99,6 +106,9 @@ def _is_path_key(dotted: str) -> bool:
             ok = len(parts) == 3 and parts[0] == "providers" and parts[2] == "keyring"
         elif pattern == "credentials[*].password_file":
             ok = len(parts) == 3 and parts[0] == "credentials" and parts[2] == "password_file"
+        elif pattern.endswith("[*]"):
+            ok = parts[:-1] == want and len(parts) == len(want) + 1 and \
+                isinstance(parts[-1], int)
         else:
             ok = parts == want
         if ok:
@@ -140,7 +150,9 @@ def _structure(data: dict[str, Any], where: SourceMap | None = None) -> Config:
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_document(path)
+    except LimitExceeded as exc:
+        raise InvalidConfig([limit_problem(exc, name)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration file '{path}' cannot be read: {exc}") from None
     try:

@@ -21,6 +21,9 @@ class Core:
     cleanup_on_failure: bool = True
     parallel: int = 8  # downloads and other work inside one stage
     timeout: float | None = None  # seconds; None: no limit
+    # Host paths every spec may read files from besides its own directory tree
+    # (imagecomposer.spec.roots).
+    allowed_paths: tuple[Path, ...] = ()
 
 
 @attrs.frozen

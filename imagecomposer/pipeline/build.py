@@ -126,10 +126,10 @@ def build(spec: Spec | Path | str, *, config: Config | None = None,
           options: BuildOptions | None = None, events: EventSink | None = None
           ) -> BuildReport:
     """Build one image with the default pipeline (the library form of ``imagecomposer build``)."""
-    if not isinstance(spec, Spec):
-        spec = Spec.load(spec)
     if config is None:
         from imagecomposer.config import load_config
 
         config = load_config().config
+    if not isinstance(spec, Spec):
+        spec = Spec.load(spec, allowed_paths=config.core.allowed_paths)
     return ImagePipeline(config, events=events).build(spec, options)

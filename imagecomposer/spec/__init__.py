@@ -72,8 +72,11 @@ def check(spec: Spec, config: Config) -> Report:
 
 def validate_file(path: str | Path, config: Config, *,
                   variables: Mapping[str, str] | None = None) -> Spec:
-    """Load and validate a spec file (``imagecomposer validate``); all problems are raised."""
-    spec = Spec.load(path, variables=variables)
+    """Load and validate a spec file (``imagecomposer validate``); all problems are raised.
+
+    Template files may come from ``config.core.allowed_paths`` too.
+    """
+    spec = Spec.load(path, variables=variables, allowed_paths=config.core.allowed_paths)
     validate(spec, config)
     return spec
 

@@ -27,7 +27,9 @@ Partition types x filesystems
     ``esp`` must be vfat; ``swap`` partitions have filesystem ``swap`` and nothing else
     does; ``xbootldr`` is vfat or ext4 and needs gpt; ``verity`` and ``generic`` partitions
     may have filesystem ``none``; explicit GPT type GUIDs need ``gpt``. MBR tables hold at
-    most 4 (primary) partitions and disks up to 2 TiB.
+    most 4 (primary) partitions and disks up to 2 TiB (also when the size is ``auto``: the
+    fixed partition sizes must fit). GPT tables hold at most 128 partitions (the entry
+    array sfdisk writes; it silently drops the rest).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ GPT_ONLY_TYPES = ("xbootldr", "verity")
 READ_ONLY_ROOT_FILESYSTEMS = ("ext4", "erofs", "squashfs")
 READ_ONLY_FILESYSTEMS = ("squashfs", "erofs")
 MBR_MAX_PARTITIONS = 4
-MBR_MAX_DISK = 2 * 1024**4
+MBR_MAX_DISK = 2 * 1024**4  # 2^32 sectors of 512 bytes
+GPT_MAX_PARTITIONS = 128  # entries of the standard GPT entry array
 ESP_MIN = 64 * MiB
 ESP_RECOMMENDED_SYSTEMD_BOOT = 256 * MiB
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,6 +213,9 @@ class BuildCache:
 class Build:
     cache: BuildCache = BuildCache()
     stages: tuple[StageName, ...] = STAGES
+    # Host paths the spec may read files from besides its own directory tree
+    # (imagecomposer.spec.roots); only honoured in the spec file itself, not in templates.
+    allowed_paths: tuple[Path, ...] = ()
 
 
 @attrs.frozen
@@ -237,22 +240,27 @@ class Spec:
     source_map: SourceMap = attrs.field(factory=SourceMap, eq=False, repr=False)
 
     @classmethod
-    def load(cls, path: str | Path, *, variables: Mapping[str, str] | None = None) -> Spec:
+    def load(cls, path: str | Path, *, variables: Mapping[str, str] | None = None,
+             allowed_paths: Iterable[Path] = ()) -> Spec:
         """Load, merge templates, substitute variables and check a spec file.
 
-        Raises :class:`~imagecomposer.errors.ValidationError` with every problem found.
+        ``allowed_paths`` are the configuration's ``core.allowed_paths``: template files
+        there may be read besides the spec's own tree (docs/spec.md, "Files a spec may
+        read"). Raises :class:`~imagecomposer.errors.ValidationError` with every problem.
         """
         from imagecomposer.spec.loader import load_spec
 
-        return load_spec(Path(path), variables=variables)
+        return load_spec(Path(path), variables=variables, allowed_paths=allowed_paths)
 
     @classmethod
     def from_text(cls, text: str, *, name: str = "<spec>", base_dir: Path | None = None,
-                  variables: Mapping[str, str] | None = None) -> Spec:
+                  variables: Mapping[str, str] | None = None,
+                  allowed_paths: Iterable[Path] = ()) -> Spec:
         """Like :meth:`load` for YAML text (``name`` is used in messages)."""
         from imagecomposer.spec.loader import load_text
 
-        return load_text(text, name=name, base_dir=base_dir, variables=variables)
+        return load_text(text, name=name, base_dir=base_dir, variables=variables,
+                         allowed_paths=allowed_paths)
 
     def to_data(self) -> dict[str, Any]:
         """Normalized plain data for manifests: secrets removed, paths relative to the spec."""

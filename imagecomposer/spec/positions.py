@@ -9,6 +9,10 @@ string nodes, and only then :func:`to_plain` produces the data the JSON Schema c
 
 Scalars keep their source text (``raw``) so that ``version: 22.04`` or ``mode: 0644`` can be
 read as the strings the user wrote when the schema expects a string.
+
+Documents are composed under the limits of :mod:`imagecomposer.spec.limits` (size, values
+with aliases expanded, nesting, aliases), so a hostile document is refused with one
+positioned problem in milliseconds instead of exhausting memory or the stack.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from ruamel.yaml import nodes as ynodes
 from ruamel.yaml.error import MarkedYAMLError
 
 from imagecomposer.errors import Problem
+from imagecomposer.spec.limits import (
+    MAX_TEXT,
+    MAX_VALUES,
+    LimitedComposer,
+    LimitedScanner,
+    LimitExceeded,
+    MiB,
+    check_size,
+)
 from imagecomposer.spec.sourcemap import PathKey, Pos, SourceMap, format_path
 
 _TAG = "tag:yaml.org,2002:"
@@ -92,12 +105,17 @@ def _scalar(node: ynodes.ScalarNode) -> Any:
 def compose(text: str, file: str) -> Node | None:
     """Parse ``text`` (named ``file`` in messages). None for an empty document.
 
-    Raises :class:`YamlSyntaxError` for syntax errors, duplicate keys, and tags or anchors we
-    do not accept.
+    Raises :class:`YamlSyntaxError` for syntax errors, duplicate keys, tags or anchors we
+    do not accept, and documents past the limits of :mod:`imagecomposer.spec.limits`.
     """
     yaml = YAML(typ="rt")
+    yaml.Scanner = LimitedScanner
+    yaml.Composer = LimitedComposer
     try:
+        check_size(text)
         root = yaml.compose(text)
+    except LimitExceeded as exc:
+        raise YamlSyntaxError([limit_problem(exc, file)]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(x for x in (exc.problem, exc.context) if x) or "invalid YAML"
@@ -107,18 +125,19 @@ def compose(text: str, file: str) -> Node | None:
     if root is None:
         return None
     problems: list[Problem] = []
-    tree = _convert(root, file, problems, depth=0)
+    tree = _convert(root, file, problems)
     if problems:
         raise YamlSyntaxError(problems)
     return tree
 
 
-def _convert(node: ynodes.Node, file: str, problems: list[Problem], depth: int) -> Node:
+def limit_problem(exc: LimitExceeded, file: str) -> Problem:
+    return Problem(exc.message, file, exc.line, exc.column)
+
+
+def _convert(node: ynodes.Node, file: str, problems: list[Problem]) -> Node:
+    """Our tree of ruamel's graph (aliases become copies: the composer bounded their sum)."""
     pos = _pos(file, node.start_mark)
-    if depth > 64:
-        problems.append(Problem("YAML syntax error: document nested too deeply", file,
-                                pos.line, pos.column))
-        return Node(None, pos)
     if isinstance(node, ynodes.MappingNode):
         out: dict[str, Node] = {}
         merged: dict[str, Node] = {}
@@ -128,7 +147,7 @@ def _convert(node: ynodes.Node, file: str, problems: list[Problem], depth: int) 
                 sources = value_node.value if isinstance(value_node, ynodes.SequenceNode) \
                     else [value_node]
                 for source in sources:
-                    converted = _convert(source, file, problems, depth + 1)
+                    converted = _convert(source, file, problems)
                     if converted.is_map:
                         for k, v in converted.value.items():
                             merged.setdefault(k, v)
@@ -144,14 +163,14 @@ def _convert(node: ynodes.Node, file: str, problems: list[Problem], depth: int) 
                     f"duplicate key '{key}' (first given on line {first.line})",
                     file, key_pos.line, key_pos.column))
                 continue
-            child = _convert(value_node, file, problems, depth + 1)
+            child = _convert(value_node, file, problems)
             child.key_pos = key_pos
             out[key] = child
         for k, v in merged.items():
             out.setdefault(k, v)
         return Node(out, pos)
     if isinstance(node, ynodes.SequenceNode):
-        return Node([_convert(item, file, problems, depth + 1) for item in node.value], pos)
+        return Node([_convert(item, file, problems) for item in node.value], pos)
     assert isinstance(node, ynodes.ScalarNode)
     style = node.style if node.style in ("'", '"', "|", ">") else None
     try:
@@ -185,6 +204,24 @@ def walk(node: Node, path: PathKey = ()) -> Iterator[tuple[PathKey, Node]]:
 
 def index(node: Node | None) -> dict[PathKey, Node]:
     return dict(walk(node)) if node is not None else {}
+
+
+def merged_limit(root: Node) -> Problem | None:
+    """The problem of a document past MAX_VALUES or MAX_TEXT once its templates are merged.
+
+    Each file was composed under the limits; this bounds their sum (up to
+    ``MAX_TEMPLATES`` + 1 files), counted like the composer counts (keys are values).
+    """
+    values = text = 0
+    for _, node in walk(root):
+        values += 1 + (len(node.value) if isinstance(node.value, dict) else 0)
+        text += len(node.value) if isinstance(node.value, str) else 0
+        if values > MAX_VALUES or text > MAX_TEXT:
+            what = f"{MAX_VALUES} values" if values > MAX_VALUES else \
+                f"{MAX_TEXT // MiB} MiB of text"
+            return Problem(f"the spec with its templates merged exceeds the limit of {what}",
+                           node.pos.file, node.pos.line, node.pos.column)
+    return None
 
 
 def source_map(root: Node | None, default_file: str) -> SourceMap:

@@ -14,7 +14,9 @@ from pathlib import PurePosixPath
 from imagecomposer.errors import Problem
 from imagecomposer.spec.combinations import (
     ESP_MIN,
+    GPT_MAX_PARTITIONS,
     GPT_ONLY_TYPES,
+    MBR_MAX_DISK,
     MBR_MAX_PARTITIONS,
     PARTITION_FILESYSTEMS,
     MiB,
@@ -83,6 +85,10 @@ def check_disk(spec: Spec) -> list[Problem]:
         problems.append(where.problem(("disk", "partitions"),
                                       f"an mbr table holds at most {MBR_MAX_PARTITIONS} "
                                       f"partitions; use gpt"))
+    if disk.partition_table == "gpt" and len(parts) > GPT_MAX_PARTITIONS:
+        problems.append(where.problem(("disk", "partitions", GPT_MAX_PARTITIONS),
+                                      f"a gpt table holds at most {GPT_MAX_PARTITIONS} "
+                                      f"partitions, this disk has {len(parts)}"))
     for field in ("name", "mountpoint", "label", "uuid"):
         values: list[str | int | None] = [getattr(p, field) for p in parts]
         for dup in sorted(_duplicates(values), key=str):
@@ -90,6 +96,12 @@ def check_disk(spec: Spec) -> list[Problem]:
             problems.append(where.problem(("disk", "partitions", i, field),
                                           f"duplicate partition {field} '{dup}'"))
     fixed = sum(p.size for p in parts if p.size is not None)
+    if disk.partition_table == "mbr" and disk.size is None and \
+            fixed + TABLE_OVERHEAD > MBR_MAX_DISK:
+        problems.append(where.problem(
+            ("disk", "partitions"),
+            f"the partitions need {format_size(fixed + TABLE_OVERHEAD)} but an mbr partition "
+            f"table addresses at most {format_size(MBR_MAX_DISK)}; use gpt"))
     if disk.size is not None:
         needed = fixed + TABLE_OVERHEAD + (MiB if any(p.size is None for p in parts) else 0)
         if needed > disk.size:
@@ -132,8 +144,8 @@ def check_files(spec: Spec) -> list[Problem]:
         dest = PurePosixPath(f.destination)
         if not dest.is_absolute():
             problems.append(where.problem((*at, "destination"),
-                                          f"must be an absolute path inside the image, like "
-                                          f"/{f.destination}"))
+                                          "must be an absolute path inside the image"
+                                          + _absolute_suggestion(f.destination)))
         elif ".." in dest.parts:
             problems.append(where.problem((*at, "destination"), "must not contain '..'"))
         if (f.source is None) == (f.content is None):
@@ -144,6 +156,15 @@ def check_files(spec: Spec) -> list[Problem]:
         problems.append(where.problem(("customizations", "files", i, "destination"),
                                       f"duplicate file destination '{dup}'"))
     return problems
+
+
+def _absolute_suggestion(relative: str) -> str:
+    """``, like /etc/motd`` for ``etc/motd`` or ``./etc/motd``; nothing when the path climbs
+    with ``..`` (where it was meant to land cannot be guessed)."""
+    parts = [p for p in PurePosixPath(relative).parts if p != "."]
+    if not parts or ".." in parts:
+        return ""
+    return ", like /" + "/".join(parts)
 
 
 def check_services_and_network(spec: Spec) -> list[Problem]:

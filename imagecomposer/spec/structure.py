@@ -33,6 +33,7 @@ PATH_FIELDS: tuple[tuple[str | int, ...], ...] = (
     ("output", "sign", "cert"),
     ("output", "sign", "passphrase_file"),
     ("output", "directory"),
+    ("build", "allowed_paths", "*"),
 )
 _PLAINTEXT_KEYS = {"password": "password_hash", "plain_password": "password_hash",
                    "root_password": "root_password_hash"}

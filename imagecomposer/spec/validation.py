@@ -5,7 +5,8 @@ and field formats. This adds what needs the configuration or the file system, an
 combination matrix of :mod:`imagecomposer.spec.combinations`:
 
 - the provider named by ``image.base.os`` is configured;
-- every referenced local file exists (relative to the spec);
+- every referenced local file lies inside the spec's roots (its directory tree and the
+  allowed paths, symlinks followed: :mod:`imagecomposer.spec.roots`) and exists;
 - settings combinations are legal; the disk layout, accounts, files, services are coherent.
 
 :func:`validate` raises one :class:`~imagecomposer.errors.ValidationError` with every
@@ -15,6 +16,7 @@ problem and logs warnings; :func:`check` returns both lists for callers that wan
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.errors import Problem, ValidationError
 from imagecomposer.spec import combinations, semantics
 from imagecomposer.spec.model import Spec
+from imagecomposer.spec.roots import outside, resolve_roots
 from imagecomposer.spec.sourcemap import PathKey
 from imagecomposer.spec.suggest import did_you_mean
 
@@ -83,17 +86,29 @@ def referenced_paths(spec: Spec) -> Iterator[tuple[PathKey, Path, bool]]:
 
 def as_written(path: Path, spec: Spec) -> str:
     """``./files/sshd_config`` for files under the spec's directory, else the full path."""
+    normal = Path(os.path.normpath(path))
     try:
-        return "./" + path.relative_to(spec.directory).as_posix()
+        return "./" + normal.relative_to(spec.directory).as_posix()
     except ValueError:
-        return str(path)
+        return str(normal)
 
 
-def check_files_exist(spec: Spec) -> list[Problem]:
+def spec_roots(spec: Spec, config: Config) -> tuple[Path, ...]:
+    """The resolved directories and files ``spec`` may read (imagecomposer.spec.roots)."""
+    return resolve_roots(spec.directory, (*spec.build.allowed_paths, *config.core.allowed_paths))
+
+
+def check_files_exist(spec: Spec, config: Config) -> list[Problem]:
+    """Every referenced file is inside the spec's roots, exists, and is a regular file where
+    one is needed. Outside the roots nothing else is said (not even whether it exists)."""
     problems: list[Problem] = []
+    roots = spec_roots(spec, config)
     for field, path, regular in referenced_paths(spec):
         shown = as_written(path, spec)
-        if not path.exists():
+        why = outside(path, roots, shown)
+        if why is not None:
+            problems.append(spec.source_map.problem(field, why))
+        elif not path.exists():
             problems.append(spec.source_map.problem(
                 field, f"Missing required file '{shown}' referenced in build spec"))
         elif regular and not path.is_file():
@@ -105,7 +120,7 @@ def check(spec: Spec, config: Config) -> Report:
     """Every problem and warning of ``spec`` under ``config``."""
     errors = [
         *check_provider(spec, config),
-        *check_files_exist(spec),
+        *check_files_exist(spec, config),
         *combinations.check_output(spec),
         *combinations.check_boot(spec),
         *semantics.check_disk(spec),

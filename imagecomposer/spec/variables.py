@@ -5,6 +5,11 @@ overrides (``--set name=value`` on the command line, ``variables=`` in the API),
 A variable's value may itself use other variables. ``$${`` writes a literal ``${``; a ``$``
 not followed by ``{`` is left alone (crypt hashes are full of them). An undefined variable
 is an error at the position of the string that uses it.
+
+Like aliases, variables can multiply text (``a: ${b}${b}${b}...``, ``b: ${c}${c}...``) and
+chain (``v1: ${v2}``, ``v2: ${v3}``, ...): a :class:`TextBudget` bounds the text that
+substitution produces to :data:`~imagecomposer.spec.limits.MAX_TEXT` and chains are limited
+to :data:`~imagecomposer.spec.limits.MAX_VARIABLE_DEPTH` levels, each with one problem.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 
+import attrs
+
 from imagecomposer.errors import Problem
+from imagecomposer.spec.limits import MAX_TEXT, MAX_VARIABLE_DEPTH, MiB
 from imagecomposer.spec.positions import Node, walk
 from imagecomposer.spec.sourcemap import format_path
 from imagecomposer.spec.suggest import did_you_mean
@@ -29,8 +37,32 @@ class _Undefined(Exception):
         self.reason = reason
 
 
-def expand(text: str, lookup: Mapping[str, str]) -> str:
-    """``text`` with ``${name}`` replaced; raises _Undefined for unknown or bad names."""
+class _Limit(_Undefined):
+    """A limit was crossed: reported once, and substitution stops."""
+
+
+@attrs.define
+class TextBudget:
+    """The characters substitution may still produce (shared by every expansion of a spec).
+
+    ``exceeded`` is set once any variables limit was hit: the caller stops there.
+    """
+
+    left: int = MAX_TEXT
+    exceeded: bool = False
+
+    def take(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            self.exceeded = True
+            raise _Limit("", 0, f"variables expand to more than {MAX_TEXT // MiB} MiB of text")
+
+
+def expand(text: str, lookup: Mapping[str, str], budget: TextBudget | None = None) -> str:
+    """``text`` with ``${name}`` replaced; raises _Undefined for unknown or bad names.
+
+    Each replacement is charged to ``budget`` before the result is built.
+    """
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
         if token == "$${":
@@ -42,7 +74,10 @@ def expand(text: str, lookup: Mapping[str, str]) -> str:
             raise _Undefined(name, match.start(), f"invalid variable name '{name}'")
         if name not in lookup:
             raise _Undefined(name, match.start())
-        return lookup[name]
+        value = lookup[name]
+        if budget is not None:
+            budget.take(len(value))
+        return value
     return _TOKEN.sub(replace, text)
 
 
@@ -55,8 +90,10 @@ def _column(node: Node, offset: int) -> int:
 
 
 def resolve_variables(declared: Node | None, overrides: Mapping[str, str],
-                      problems: list[Problem]) -> dict[str, str]:
+                      problems: list[Problem], budget: TextBudget | None = None
+                      ) -> dict[str, str]:
     """The final variable values: declared ones expanded among themselves, overrides on top."""
+    budget = budget if budget is not None else TextBudget()
     raw: dict[str, str] = {}
     nodes: dict[str, Node] = {}
     if declared is not None and isinstance(declared.value, dict):
@@ -73,13 +110,17 @@ def resolve_variables(declared: Node | None, overrides: Mapping[str, str],
             return done[name]
         if name in chain:
             raise _Undefined(name, 0, "variable cycle: " + " -> ".join((*chain, name)))
+        if len(chain) >= MAX_VARIABLE_DEPTH:
+            shown = [*chain[:3], "...", *chain[-1:], name]
+            raise _Limit(name, 0, f"variables nested more than {MAX_VARIABLE_DEPTH} levels "
+                         f"deep: " + " -> ".join(shown))
         if name not in raw:
             raise _Undefined(name, 0)
         if name in overrides:
             done[name] = raw[name]
             return done[name]
         lookup = _Lazy(raw, lambda n: value_of(n, (*chain, name)))
-        done[name] = expand(raw[name], lookup)
+        done[name] = expand(raw[name], lookup, budget)
         return done[name]
 
     for name in raw:
@@ -93,6 +134,9 @@ def resolve_variables(declared: Node | None, overrides: Mapping[str, str],
                                     node.pos.line if node else None,
                                     node.pos.column if node else None, f"variables.{name}"))
             done.setdefault(name, raw[name])
+            if isinstance(exc, _Limit):
+                budget.exceeded = True
+                return {**raw, **done}
     return done
 
 
@@ -118,15 +162,22 @@ class _Lazy(Mapping[str, str]):
         return len(self._names)
 
 
-def substitute(root: Node, values: Mapping[str, str], problems: list[Problem]) -> None:
-    """Expand ``${name}`` in every string node of ``root`` except the ``variables`` block."""
+def substitute(root: Node, values: Mapping[str, str], problems: list[Problem],
+               budget: TextBudget | None = None) -> None:
+    """Expand ``${name}`` in every string node of ``root`` except the ``variables`` block.
+
+    Does nothing once ``budget`` was exceeded (that was reported already).
+    """
+    budget = budget if budget is not None else TextBudget()
     for path, node in walk(root):
+        if budget.exceeded:
+            return
         if path[:1] == ("variables",) or not isinstance(node.value, str):
             continue
         if "$" not in node.value:
             continue
         try:
-            node.value = expand(node.value, values)
+            node.value = expand(node.value, values, budget)
         except _Undefined as exc:
             message = exc.reason or f"undefined variable '{exc.name}'" + did_you_mean(
                 exc.name, values)

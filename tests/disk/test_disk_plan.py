@@ -153,3 +153,14 @@ def test_rest_root_leaves_room_for_its_verity_tree() -> None:
     layout = plan_layout(disk, seed="x")
     assert layout.partitions[-1].end <= 1 * G - 1 * M
     assert layout.partitions[1].size >= verity_size(layout.root.size)
+
+
+def test_gpt_refuses_more_partitions_than_its_entry_array_holds() -> None:
+    """sfdisk writes 128 entries and silently drops the rest (issue 18, item 10)."""
+    def disk(count: int) -> Disk:
+        parts = [Partition(f"p{i}", "generic", 1 * M) for i in range(count - 1)]
+        return Disk(partition_table="gpt", partitions=(*parts, Partition("root", "root", 8 * M)))
+
+    assert len(plan_layout(disk(128), seed="x").partitions) == 128
+    with pytest.raises(ValidationError, match="a GPT disk holds at most 128 partitions"):
+        plan_layout(disk(129), seed="x")

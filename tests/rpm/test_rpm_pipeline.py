@@ -38,7 +38,10 @@ def example_spec(fixture: RpmFixture, directory: Path) -> Path:
     text = (EXAMPLES / "rpm-fixture.yml").read_text()
     text = text.replace("file:///tmp/rpm-fixture/repos/main/", fixture.repo_url("main"))
     text = text.replace("/tmp/rpm-fixture/fixture-key.asc", str(fixture.key))
+    text = text.replace("allowed_paths: [/tmp/rpm-fixture]",
+                        f"allowed_paths: [{fixture.key.parent}]")
     assert fixture.repo_url("main") in text and str(fixture.key) in text
+    assert f"allowed_paths: [{fixture.key.parent}]" in text
     path = directory / "rpm-fixture.yml"
     path.write_text(text)
     return path

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from imagecomposer.compose.disk import types
 from imagecomposer.compose.layout import SECTOR, Layout, PlannedPartition
 from imagecomposer.errors import Problem, ValidationError
+from imagecomposer.spec.combinations import GPT_MAX_PARTITIONS
 from imagecomposer.spec.model import Disk, Partition
 
 MIB = 1 << 20
@@ -265,6 +266,10 @@ def _check(disk: Disk, arch: str) -> None:
     if disk.partition_table == "mbr" and len(disk.partitions) > 4:
         problems.append(Problem("an MBR disk holds at most 4 partitions (no extended "
                                 "partitions); use GPT", path="disk.partitions"))
+    if disk.partition_table == "gpt" and len(disk.partitions) > GPT_MAX_PARTITIONS:
+        # sfdisk writes the standard 128-entry array and silently drops the rest
+        problems.append(Problem(f"a GPT disk holds at most {GPT_MAX_PARTITIONS} partitions",
+                                path="disk.partitions"))
     if sum(1 for p in disk.partitions if p.type == "verity") > 1:
         problems.append(Problem("only one verity partition is supported",
                                 path="disk.partitions"))
