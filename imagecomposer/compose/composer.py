@@ -155,7 +155,8 @@ class Composer:
         users.root_password(tree, c.root_password_hash)
         for user in c.users:
             users.add_user(tree, user)
-        files.apply(tree, c.files, source_roots=files.source_roots(spec))
+        files.apply(tree, c.files, source_roots=files.source_roots(
+            spec, self.config.core.allowed_paths))
         ssh.configure(tree, c.ssh)
         network.configure(tree, c.network)
         if lock.kind == "rpm":

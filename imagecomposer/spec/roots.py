@@ -14,44 +14,24 @@ So ``source: /etc/shadow``, ``extends: /etc/shadow`` or ``./link`` where ``link 
 /etc/shadow`` are refused, with a positioned problem, before anything is read (and without
 saying whether the file exists). docs/spec.md ("Files a spec may read") states the rule.
 
-:func:`is_within` is the pure check on resolved paths; :func:`resolve_roots` and
-:func:`outside` do the file-system part (``os.path.realpath``).
+:func:`~imagecomposer.rootfs.sources.is_within` is the pure check on resolved paths and
+:func:`~imagecomposer.rootfs.sources.resolve_roots` computes the roots; both live in the
+foundation layer so that the copy into the image (:func:`allowed_source`) applies exactly the
+same rule. :func:`outside` words the refusal for a spec problem.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from imagecomposer.rootfs.sources import is_within, real, resolve_roots
+
+__all__ = ["ADVICE", "is_within", "outside", "real", "resolve_roots"]
 
 ADVICE = ("add the path (or a directory above it) to build.allowed_paths in the spec or to "
           "core.allowed_paths in the configuration")
-
-
-def real(path: Path) -> Path:
-    """``path`` absolute with every symlink followed (also for a path that does not exist)."""
-    return Path(os.path.realpath(path.expanduser()))
-
-
-def resolve_roots(base_dir: Path, allowed: Iterable[Path] = ()) -> tuple[Path, ...]:
-    """The resolved roots of a spec in ``base_dir`` (relative allowed paths are relative to
-    it), without duplicates, in the order given."""
-    out: list[Path] = []
-    for root in (base_dir, *allowed):
-        given = root.expanduser()
-        resolved = real(given if given.is_absolute() else base_dir / given)
-        if resolved not in out:
-            out.append(resolved)
-    return tuple(out)
-
-
-def is_within(resolved: Path, roots: Iterable[Path]) -> bool:
-    """Whether the resolved path ``resolved`` is one of the resolved ``roots`` or below one.
-
-    Pure: both sides must already be resolved (see :func:`real`); ``/srv/specs-evil`` is not
-    within ``/srv/specs``.
-    """
-    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
 
 
 def outside(path: Path, roots: Sequence[Path], shown: str | None = None) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from imagecomposer.compose.configure import paths
 from imagecomposer.errors import ComposeError
 from imagecomposer.rootfs import Root, allowed_source
+from imagecomposer.rootfs.sources import resolve_roots
 from imagecomposer.spec.model import File, Spec
 
 
@@ -57,10 +58,11 @@ def apply_one(root: Root | Path, entry: File, *, source_roots: Sequence[Path]) -
     return root.copy_file_in(source, entry.destination, mode=mode, uid=owner, gid=group)
 
 
-def source_roots(spec: Spec) -> tuple[Path, ...]:
+def source_roots(spec: Spec, config_allowed: Sequence[Path] = ()) -> tuple[Path, ...]:
     """The host directories a spec's ``files[].source`` may come from: its own directory
-    tree (docs/spec.md, "Where sources may come from")."""
-    return (spec.directory,)
+    tree, its ``build.allowed_paths`` and the configuration's ``core.allowed_paths`` -- the
+    same roots the validate stage checks (docs/spec.md, "Files a spec may read")."""
+    return resolve_roots(spec.directory, (*spec.build.allowed_paths, *config_allowed))
 
 
 def _chown_needed(uid: int, gid: int) -> bool:
