@@ -118,7 +118,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
         timeout=parse_duration(args.timeout) if args.timeout else None,
         parallel=args.parallel, keep_temp=args.keep_temp,
-        locked=_locked_path(args, spec), output_dir=args.output)
+        locked=_locked_path(args, spec), output_dir=args.output, wait=args.wait)
     report = ImagePipeline(loaded.config).build(spec, options)
     print(report.table())
     print(f"outputs: {report.output_dir}")
