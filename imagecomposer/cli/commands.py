@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from imagecomposer import __version__
+from imagecomposer import __version__, children
 from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.errors import UsageError, ValidationError
 
@@ -152,7 +152,10 @@ def _build_many(args: argparse.Namespace) -> int:
     def one(spec: Path) -> int:
         child = [sys.executable, "-m", "imagecomposer", *argv[:index + 1], str(spec),
                  *argv[index + 1:]]
-        return subprocess.run(child, env=env, check=False).returncode
+        # Each build dies with this process (and then its own children with it); the
+        # thread that starts it waits for it, as PR_SET_PDEATHSIG requires.
+        return subprocess.run(child, env=env, check=False,
+                              preexec_fn=children.die_with_parent()).returncode
 
     with ThreadPoolExecutor(max_workers=max(1, config.core.max_concurrent_builds)) as pool:
         codes = list(pool.map(one, args.specs))

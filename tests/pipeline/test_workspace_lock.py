@@ -200,3 +200,55 @@ def test_the_next_build_removes_what_a_killed_build_left(
         in err
     assert f"INFO: removed {dead}, left by an interrupted build (" in err
     assert "INFO: removing the leftovers of an interrupted build freed 4." in err
+
+
+def test_killing_a_multi_spec_build_kills_every_build(
+        tmp_path: Path, gpg_key: GpgKey, served: tuple[RepoServer, DebArchive]) -> None:
+    """``build a.yml b.yml`` runs one child process per spec: they die with it."""
+    server, archive = served
+    config = write_config(tmp_path, server.url + "/debian", gpg_key.keyring)
+    specs = []
+    for name in ("first", "second"):
+        specs.append(tmp_path / f"{name}.yml")
+        specs[-1].write_text(SPEC.replace("name: same", f"name: {name}"))
+    libc = "/" + archive.deb_path("libc6").relative_to(tmp_path / "www").as_posix()
+    server.stall.add(libc)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "imagecomposer", "--config", str(config), "build", "--stage",
+         "packages", *map(str, specs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    builds: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(builds) < 2 or server.count(libc) == 0:
+            assert time.monotonic() < deadline, "the builds never started downloading"
+            builds = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                      and _parent(int(p.name)) == coordinator.pid]
+            time.sleep(0.05)
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
+        deadline = time.monotonic() + 1
+        while [p for p in builds if _running(p)] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not [p for p in builds if _running(p)], "a build outlived its coordinator"
+    finally:
+        coordinator.kill()
+        for pid in builds:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _fields(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    fields = _fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def _running(pid: int) -> bool:
+    fields = _fields(pid)
+    return bool(fields) and fields[0] != "Z"
