@@ -38,6 +38,20 @@ class BuildTimeout(BuildInterrupted):
     """The build ran past ``--timeout``."""
 
 
+class WorkspaceBusy(ImageComposerError):
+    """Another build of the same spec holds the workspace lock (``--wait`` queues instead).
+
+    ``pid`` and ``command`` name the holder when they can be read (None otherwise).
+    """
+
+    def __init__(self, message: str, workspace: str, pid: int | None = None,
+                 command: str | None = None) -> None:
+        self.workspace = workspace
+        self.pid = pid
+        self.command = command
+        super().__init__(message)
+
+
 # --- validation -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,12 @@ Every call logs a command line that can be pasted into a shell to replay it (env
 overrides and working directory included), keeps the tail of the tool's output, and turns a
 failure into a precise :mod:`imagecomposer.errors` class. Children run in their own process
 group so that an interrupt or timeout kills the whole tree they started (a chroot's dpkg and
-its maintainer scripts included).
+its maintainer scripts included), and every child dies with the build even when the build is
+killed with SIGKILL (PR_SET_PDEATHSIG and a reaper, see :mod:`imagecomposer.children`).
+
+Arguments wrapped in :class:`~imagecomposer.redact.Secret` (or values passed as ``secrets``)
+never appear in a log line, an error message, the argv an exception keeps, or the output tail:
+they are shown as ``'<redacted>'``.
 
 Tests fake tools by putting small executables on ``PATH``; nothing here special-cases them.
 """
@@ -17,18 +22,22 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 import attrs
 
+from imagecomposer import children
 from imagecomposer.errors import (
     CommandError,
     InsufficientDiskSpace,
     PermissionDenied,
     ToolNotFound,
 )
+from imagecomposer.redact import Secret, redact, secrets_in, shown_argv
+
+__all__ = ["Completed", "Secret", "command_line", "require", "run", "spawn", "tail", "which"]
 
 log = logging.getLogger("imagecomposer.run")
 
@@ -37,7 +46,7 @@ TAIL_LINES = 25
 
 @attrs.frozen
 class Completed:
-    """What a finished command left behind."""
+    """What a finished command left behind (``argv`` as shown: secrets redacted)."""
 
     argv: tuple[str, ...]
     returncode: int
@@ -46,11 +55,17 @@ class Completed:
 
 
 def command_line(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | str | None = None,
-                 env: Mapping[str, str] | None = None) -> str:
-    """A shell line that replays ``argv`` with the given overrides."""
-    parts = [shlex.join(str(a) for a in argv)]
+                 env: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> str:
+    """A shell line that replays ``argv`` with the given overrides.
+
+    :class:`Secret` arguments and the ``secrets`` values (also inside other arguments and
+    environment values) are shown as ``'<redacted>'``; so are credentials in URLs.
+    """
+    values = secrets_in(argv, secrets)
+    parts = [shlex.join(shown_argv(argv, values))]
     if env:
-        parts.insert(0, " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
+        parts.insert(0, " ".join(f"{k}={shlex.quote(redact(v, values))}"
+                                 for k, v in sorted(env.items())))
     line = " ".join(parts)
     if cwd is not None:
         line = f"(cd {shlex.quote(str(cwd))} && {line})"
@@ -74,15 +89,23 @@ def run(
     timeout: float | None = None,
     error: type[CommandError] = CommandError,
     what: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> Completed:
     """Run ``argv``; raise ``error`` (or a more precise class) if it fails.
 
     ``env`` holds overrides on top of the current environment. With ``capture`` the standard
     output is returned; otherwise it is merged into the logged output. ``what`` names the
-    action in error messages ("post-install script ./post.sh").
+    action in error messages ("post-install script ./post.sh"). ``secrets``: values to
+    redact wherever they appear (for a secret inside a larger argument, such as a script);
+    :class:`Secret` arguments are redacted without being listed.
+
+    The child dies with the calling thread (PR_SET_PDEATHSIG); this function waits for it in
+    that thread, so a call from a worker thread is safe.
     """
     args = [str(a) for a in argv]
-    log.info("+ %s", command_line(args, cwd=cwd, env=env))
+    values = secrets_in(argv, secrets)
+    shown = shown_argv(argv, values)
+    log.info("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(
@@ -93,27 +116,35 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if capture else subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=children.die_with_parent(),
         )
     except FileNotFoundError as exc:
-        raise ToolNotFound(f"Tool not found: {args[0]} (is its package installed?)",
-                           args) from exc
+        raise ToolNotFound(f"Tool not found: {shown[0]} (is its package installed?)",
+                           shown) from exc
     except PermissionError as exc:
-        raise PermissionDenied(f"Permission denied: cannot execute {args[0]}", args) from exc
+        raise PermissionDenied(f"Permission denied: cannot execute {shown[0]}", shown) from exc
+    children.register(proc.pid)
+    timed_out = False
     try:
         out, err = proc.communicate(input=input, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
+    except subprocess.TimeoutExpired:
         _kill(proc)
-        raise error(f"Command timed out after {timeout} s: {command_line(args)}", args) from exc
+        timed_out = True  # raised below, not in here: TimeoutExpired holds the real argv
     except BaseException:
         _kill(proc)
         raise
+    finally:
+        children.unregister(proc.pid)
+    if timed_out:
+        raise error(f"Command timed out after {timeout} s: {shlex.join(shown)}", shown)
     output = err if capture else out
-    output_tail = tail(output or b"")
+    output_tail = redact(tail(output or b""), values)
     for line in output_tail.splitlines():
         log.debug("  %s", line)
     if check and proc.returncode != 0:
-        raise _failure(error, args, proc.returncode, output_tail, what)
-    return Completed(tuple(args), proc.returncode, out if capture else b"", output_tail)
+        subject = redact(what, values) if what else None
+        raise _failure(error, shown, proc.returncode, output_tail, subject)
+    return Completed(tuple(shown), proc.returncode, out if capture else b"", output_tail)
 
 
 def _failure(error: type[CommandError], args: list[str], code: int, output_tail: str,
@@ -130,7 +161,7 @@ def _failure(error: type[CommandError], args: list[str], code: int, output_tail:
     if error.__name__ == "ScriptFailed":
         message = f"Script returned non-zero exit code {code}: {subject}"
     else:
-        message = f"Command failed with exit code {code}: {command_line(args)}"
+        message = f"Command failed with exit code {code}: {shlex.join(args)}"
     return error(message, args, code, output_tail)
 
 
@@ -164,36 +195,36 @@ def require(tool: str, package: str) -> str:
     return found
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Ask the kernel to SIGKILL the child when its parent dies (PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
-
 @contextlib.contextmanager
 def spawn(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO[bytes] | None = None,
           stderr: int | IO[bytes] | None = None, env: Mapping[str, str] | None = None,
-          cwd: Path | str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+          cwd: Path | str | None = None, secrets: Iterable[str] = ()
+          ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a long-running tool (QEMU) that the caller watches while it runs.
 
-    The same choke point as :func:`run` (logged replayable command line, precise
-    :class:`ToolNotFound`), but the caller reads its output as it comes. The child runs in
-    its own process group and dies with its parent; leaving the ``with`` block kills the
-    whole group, whatever happened inside it.
+    The same choke point as :func:`run` (logged replayable command line with secrets
+    redacted, precise :class:`ToolNotFound`), but the caller reads its output as it comes.
+    The child runs in its own process group and dies with the thread that started it (and
+    with the build, SIGKILL included); leaving the ``with`` block, in that same thread,
+    kills the whole group, whatever happened inside it.
     """
     args = [str(a) for a in argv]
-    log.info("+ %s", command_line(args, cwd=cwd, env=env))
+    values = secrets_in(argv, secrets)
+    shown = shown_argv(argv, values)
+    log.info("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                                 stdout=stdout, stderr=stderr, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=children.die_with_parent())
     except FileNotFoundError as exc:
-        raise ToolNotFound(f"Tool not found: {args[0]} (is its package installed?)",
-                           args) from exc
+        raise ToolNotFound(f"Tool not found: {shown[0]} (is its package installed?)",
+                           shown) from exc
+    children.register(proc.pid)
     try:
         yield proc
     finally:
-        _kill(proc)
+        try:
+            _kill(proc)
+        finally:
+            children.unregister(proc.pid)

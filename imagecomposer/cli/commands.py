@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from imagecomposer import __version__
+from imagecomposer import __version__, children
 from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.errors import UsageError, ValidationError
 
@@ -119,7 +119,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
         timeout=parse_duration(args.timeout) if args.timeout else None,
         parallel=args.parallel, keep_temp=args.keep_temp,
-        locked=_locked_path(args, spec), output_dir=args.output)
+        locked=_locked_path(args, spec), output_dir=args.output, wait=args.wait)
     report = ImagePipeline(loaded.config).build(spec, options)
     print(report.table())
     print(f"outputs: {report.output_dir}")
@@ -153,7 +153,10 @@ def _build_many(args: argparse.Namespace) -> int:
     def one(spec: Path) -> int:
         child = [sys.executable, "-m", "imagecomposer", *argv[:index + 1], str(spec),
                  *argv[index + 1:]]
-        return subprocess.run(child, env=env, check=False).returncode
+        # Each build dies with this process (and then its own children with it); the
+        # thread that starts it waits for it, as PR_SET_PDEATHSIG requires.
+        return subprocess.run(child, env=env, check=False,
+                              preexec_fn=children.die_with_parent()).returncode
 
     with ThreadPoolExecutor(max_workers=max(1, config.core.max_concurrent_builds)) as pool:
         codes = list(pool.map(one, args.specs))

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a spec variable (repeatable)")
     b.add_argument("-o", "--output", type=Path, help="output directory")
+    b.add_argument("--wait", action="store_true",
+                   help="if a build of the same spec is running, wait for it instead of "
+                        "failing at once")
 
     v = sub.add_parser("validate", help="validate specs without building")
     v.add_argument("specs", nargs="+", type=Path, metavar="SPEC")

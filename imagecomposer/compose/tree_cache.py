@@ -8,8 +8,9 @@ disk space (see docs/compose.md).
 
 Atomicity: an entry is copied into ``.tmp-<key>-<pid>`` and renamed into place only when
 complete, so a reader never sees a partial entry; leftovers of a killed writer are removed by
-the next :meth:`TreeCache.store`. Trees never contain mount points (chroot mounts live in a
-private namespace, see :mod:`imagecomposer.compose.chroot`), so removing one is safe.
+the next :meth:`TreeCache.store` and at the start of every build. Trees never contain mount
+points (chroot mounts live in a private namespace, see :mod:`imagecomposer.compose.chroot`),
+so removing one is safe.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class TreeCache:
     def store(self, key: str, tree: Path) -> Path:
         """Copy ``tree`` into the cache under ``key`` atomically; return the entry."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._remove_stale()
+        self.remove_stale()
         final = self.entry(key)
         if final.is_dir():
             return final
@@ -94,7 +95,10 @@ class TreeCache:
             shutil.rmtree(path)
         return removed
 
-    def _remove_stale(self) -> None:
+    def remove_stale(self) -> None:
+        """Remove the partial entries (``.tmp-*``) of writers that are gone."""
+        if not self.directory.is_dir():
+            return
         for tmp in self.directory.glob(".tmp-*"):
             pid = tmp.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not _alive(int(pid)):

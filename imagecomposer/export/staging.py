@@ -62,7 +62,34 @@ def replace_dir(staged: Path, target: Path) -> None:
 
 
 def staging_dir(target: Path) -> Path:
+    """``.NAME.staging-PID-RANDOM`` beside ``target``: the pid says whose it is."""
     return target.with_name(f".{target.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def leftover_staging_dirs(target: Path) -> list[Path]:
+    """Staging directories for ``target`` whose process is gone (a killed build's)."""
+    prefix = f".{target.name}.staging-"
+    found = []
+    with contextlib.suppress(OSError):
+        for path in target.parent.iterdir():
+            if not path.name.startswith(prefix):
+                continue
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and not _running(int(pid)):
+                found.append(path)
+    return sorted(found)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # never guess about our own
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager

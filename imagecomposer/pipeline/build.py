@@ -15,6 +15,7 @@ import attrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import CacheKey, ImageCache, image_key
+from imagecomposer.compose.tree_cache import TreeCache
 from imagecomposer.config.model import Config
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Engine, RunOptions, RunReport, StageOutcome
@@ -62,16 +63,20 @@ class ImagePipeline:
         base = RunOptions(selected=tuple(spec.build.stages), until=options.until,
                           skip=tuple(options.skip), force=options.no_cache,
                           timeout=options.timeout or self.config.core.timeout)
-        try:
-            report = self._build(ctx, base)
-        except BaseException:
-            if self.config.core.cleanup_on_failure and not options.keep_temp:
+        with workspace.locked(wait=options.wait):
+            # Holding the lock, nothing else writes here: what is left is a killed build's.
+            workspace.remove_leftovers(ctx.output_dir)
+            TreeCache(self.config.tree_cache_dir).remove_stale()
+            try:
+                report = self._build(ctx, base)
+            except BaseException:
+                if self.config.core.cleanup_on_failure and not options.keep_temp:
+                    workspace.remove_temp()
+                raise
+            finally:
+                ctx.close()
+            if not options.keep_temp:
                 workspace.remove_temp()
-            raise
-        finally:
-            ctx.close()
-        if not options.keep_temp:
-            workspace.remove_temp()
         return report
 
     def _build(self, ctx: BuildContext, base: RunOptions) -> BuildReport:

@@ -41,6 +41,7 @@ class BuildOptions:
     keep_temp: bool = False
     locked: Path | None = None  # --locked: install exactly this lock
     output_dir: Path | None = None
+    wait: bool = False  # --wait: queue behind a running build of the same spec, not fail
 
 
 @attrs.define

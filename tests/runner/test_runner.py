@@ -16,7 +16,7 @@ from imagecomposer.errors import (
     ScriptFailed,
     ToolNotFound,
 )
-from imagecomposer.runner import command_line, require, run
+from imagecomposer.runner import Secret, command_line, require, run
 
 FakeTool = Callable[[str, str], Path]
 
@@ -77,3 +77,69 @@ def test_timeout_kills_the_whole_process_group(fake_tool: FakeTool, tmp_path: Pa
     stat = Path(f"/proc/{child}/stat")
     # Gone, or a zombie waiting for init to reap it: either way no longer running.
     assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+HASH = "$6$rounds=5000$saltsalt$Zm9vYmFyYmF6cXV4c2VjcmV0aGFzaDAxMjM0NTY3ODk"
+
+
+def _chain(exc: BaseException | None) -> str:
+    """Every message and argv along an exception's cause/context chain."""
+    text = ""
+    while exc is not None:
+        text += f"{exc!s} {exc!r} {getattr(exc, 'argv', '')} {getattr(exc, 'cmd', '')}\n"
+        exc = exc.__cause__ or exc.__context__
+    return text
+
+
+def test_secret_arguments_are_redacted_in_the_log(fake_tool: FakeTool,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    fake_tool("usermod", 'echo "$@"')
+    caplog.set_level(logging.DEBUG, "imagecomposer")
+    done = run(["usermod", "--password", Secret(HASH), "alice"], capture=True)
+    assert done.stdout == f"--password {HASH} alice\n".encode()  # the tool got the value
+    assert "+ usermod --password '<redacted>' alice" in caplog.text
+    assert HASH not in caplog.text
+    assert HASH not in " ".join(done.argv)
+
+
+def test_secret_arguments_never_reach_an_error(fake_tool: FakeTool,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The tool echoes its arguments and fails: neither the message, the kept argv, the
+    output tail nor the log holds the secret."""
+    fake_tool("useradd", 'echo "useradd: bad hash $*" >&2; exit 1')
+    caplog.set_level(logging.DEBUG, "imagecomposer")
+    with pytest.raises(CommandError) as info:
+        run(["useradd", "--password", Secret(HASH), "bob"], what=f"useradd bob {HASH}")
+    assert "exit code 1" in str(info.value)
+    assert "<redacted>" in info.value.stderr_tail
+    assert HASH not in _chain(info.value)
+    assert HASH not in caplog.text
+    with pytest.raises(ScriptFailed) as script:
+        run(["useradd", Secret(HASH)], error=ScriptFailed, what=f"script {HASH}")
+    assert HASH not in _chain(script.value)
+
+
+def test_secret_arguments_never_reach_a_timeout_error(fake_tool: FakeTool) -> None:
+    fake_tool("slow", "sleep 30")
+    with pytest.raises(CommandError, match="timed out") as info:
+        run(["slow", Secret(HASH)], timeout=0.2)
+    assert HASH not in _chain(info.value)
+
+
+def test_secret_values_inside_other_arguments_and_the_environment(
+        fake_tool: FakeTool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "imagecomposer")
+    with pytest.raises(CommandError) as info:
+        run(["sh", "-c", f"echo {HASH!r}; echo $PASS; exit 2"], env={"PASS": f"x{HASH}"},
+            secrets=[HASH])
+    assert HASH not in caplog.text
+    assert HASH not in _chain(info.value)
+    assert "+ PASS='x<redacted>' sh -c" in caplog.text
+
+
+def test_url_credentials_are_redacted_in_command_lines() -> None:
+    line = command_line(["curl", "https://user:hunter2@mirror.example/debian/"])
+    assert "hunter2" not in line and "user" not in line
+    assert "https://<redacted>@mirror.example/debian/" in line

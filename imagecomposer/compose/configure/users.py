@@ -56,7 +56,7 @@ def add_user(tree: Path, user: User) -> None:
         if exists:
             argv.append("--move-home")
     argv.append("--password")
-    argv.append(user.password_hash if user.password_hash else "!")
+    argv.append(runner.Secret(user.password_hash) if user.password_hash else "!")
     if not exists:
         argv += ["--create-home", "--user-group"]
     argv.append(user.name)
@@ -81,7 +81,7 @@ def grant_sudo(tree: Path, name: str) -> None:
 def root_password(tree: Path, password_hash: str | None) -> None:
     """Set root's password hash, or lock root's password when there is none."""
     argv = [runner.require("usermod", "passwd"), "--root", str(tree)]
-    argv += ["--password", password_hash] if password_hash else ["--lock"]
+    argv += ["--password", runner.Secret(password_hash)] if password_hash else ["--lock"]
     runner.run([*argv, "root"], what="usermod root")
 
 
