@@ -55,12 +55,12 @@ def add_user(tree: Path, user: User) -> None:
         argv += ["--home" if exists else "--home-dir", user.home]
         if exists:
             argv.append("--move-home")
-    argv.append("--password")
-    argv.append(runner.Secret(user.password_hash) if user.password_hash else "!")
     if not exists:
-        argv += ["--create-home", "--user-group"]
+        argv += ["--password", "!", "--create-home", "--user-group"]
     argv.append(user.name)
     runner.run(argv, what=f"{'usermod' if exists else 'useradd'} {user.name}")
+    if exists or user.password_hash is not None:  # a new user is created locked ("!")
+        set_password_hash(tree, user.name, user.password_hash)
     if user.sudo:
         grant_sudo(tree, user.name)
     if user.ssh_keys:
@@ -80,9 +80,22 @@ def grant_sudo(tree: Path, name: str) -> None:
 
 def root_password(tree: Path, password_hash: str | None) -> None:
     """Set root's password hash, or lock root's password when there is none."""
-    argv = [runner.require("usermod", "passwd"), "--root", str(tree)]
-    argv += ["--password", runner.Secret(password_hash)] if password_hash else ["--lock"]
-    runner.run([*argv, "root"], what="usermod root")
+    set_password_hash(tree, "root", password_hash)
+
+
+def set_password_hash(tree: Path, name: str, password_hash: str | None) -> None:
+    """Set ``name``'s crypt(3) hash, or lock the password when there is none.
+
+    The hash goes to ``chpasswd -e`` on its standard input, never on a command line, where
+    other users of the build host could read it in ``/proc`` while the tool runs.
+    """
+    if password_hash is None:
+        runner.run([runner.require("usermod", "passwd"), "--root", str(tree), "--lock", name],
+                   what=f"usermod --lock {name}")
+        return
+    runner.run([runner.require("chpasswd", "passwd"), "--root", str(tree), "--encrypted"],
+               input=f"{name}:{password_hash}\n".encode(), secrets=[password_hash],
+               what=f"chpasswd {name}")
 
 
 def authorized_keys(tree: Path, name: str, keys: tuple[str, ...]) -> Path:
