@@ -10,7 +10,7 @@ import errno
 import hashlib
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,12 +33,14 @@ def workers(parallel: int) -> int:
     return max(1, min(parallel, os.cpu_count() or 1))
 
 
-def sha256_files(paths: Sequence[Path], parallel: int = 8) -> dict[Path, str | None]:
-    """``{path: SHA256}`` of every path, ``None`` for one that cannot be read."""
+def sha256_files(paths: Sequence[Path], parallel: int = 8, *,
+                 digest: Callable[[Path], str] = sha256_file) -> dict[Path, str | None]:
+    """``{path: digest(path)}`` for every path (default: SHA256), ``None`` for one that
+    cannot be read; up to ``parallel`` threads (capped at the CPUs)."""
 
     def one(path: Path) -> str | None:
         try:
-            return sha256_file(path)
+            return digest(path)
         except OSError:
             return None
 
