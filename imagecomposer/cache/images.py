@@ -331,7 +331,8 @@ class ImageCache:
                             bad.append(path)
                         continue
                     entry = self._read(path)
-                    damage = "unreadable" if entry is None else self._damage(entry)
+                    damage = ("unreadable, or written by an older version" if entry is None
+                              else self._damage(entry))
                     if damage is not None:
                         log.warning("image cache entry %s is damaged (%s); %s", path, damage,
                                     "would remove it" if dry_run else "removing it")
