@@ -377,7 +377,11 @@ class PackageCache:
         pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="fetch")
         futures: builtins.list[Future[None]] = [pool.submit(one, p) for p in todo]
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)
+            # in slices: an interrupt raised by another thread (_thread.interrupt_main, a
+            # timeout) is seen within 0.25 s, not when the next download ends
+            while wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION).not_done \
+                    and not failures:
+                pass
         except KeyboardInterrupt:
             cancel.set()
             raise BuildInterrupted("Interrupted while downloading packages; partial "
