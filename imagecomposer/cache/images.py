@@ -232,6 +232,7 @@ class ImageCache:
         entry = self._read(self.root / _safe(key.name) / key.digest)
         if entry is None:
             return None
+        started = time.monotonic()
         damage = self._damage(entry)
         if damage is not None:
             log.warning("image cache entry %s is damaged (%s); discarding it", entry.path,
@@ -240,6 +241,9 @@ class ImageCache:
             with self._locked():
                 _rmtree(entry.path)
             return None
+        log.info("image cache: %s %s intact (%d files checked against their digests in "
+                 "%.2f s)", entry.name, entry.digest[:12], len(entry.files),
+                 time.monotonic() - started)
         return entry
 
     def restore(self, entry: Entry, output_dir: Path) -> list[Path]:
