@@ -176,11 +176,11 @@ class ImageCache:
         return sorted(found, key=lambda e: (e.name, -e.last_used))
 
     @staticmethod
-    def _damage(entry: Entry, *, content: bool = True) -> str | None:
+    def _damage(entry: Entry) -> str | None:
         """Why ``entry`` cannot be used, or None when every file is as stored.
 
-        Size and mtime first (cheap), then, with ``content``, each file's digest (a file
-        rewritten with its mtime put back is caught here).
+        Size and mtime first (cheap), then each file's digest (a file rewritten with its
+        mtime put back is caught here).
         """
         for f in entry.files:
             path = entry.path / FILES / f.name
@@ -190,8 +190,6 @@ class ImageCache:
                 return f"{f.name} is missing"
             if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
                 return f"{f.name} was modified (size or mtime changed)"
-        if not content:
-            return None
         paths = {f.name: entry.path / FILES / f.name for f in entry.files}
         found = sha256_files(list(paths.values()), len(paths), digest=sparse_sha256)
         for f in entry.files:
@@ -233,13 +231,18 @@ class ImageCache:
         if entry is None:
             return None
         started = time.monotonic()
+        try:
+            inode = entry.path.stat().st_ino
+        except OSError:
+            return None
         damage = self._damage(entry)
         if damage is not None:
             log.warning("image cache entry %s is damaged (%s); discarding it", entry.path,
                         damage)
             self._discarded[key.digest] = damage
-            with self._locked():
-                _rmtree(entry.path)
+            with self._locked(), contextlib.suppress(OSError):
+                if entry.path.stat().st_ino == inode:  # not a fresh store meanwhile
+                    _rmtree(entry.path)
             return None
         log.info("image cache: %s %s intact (%d files checked against their digests in "
                  "%.2f s)", entry.name, entry.digest[:12], len(entry.files),
