@@ -157,6 +157,10 @@ class DownloadError(RepositoryError):
     """A download failed after its retries (404, stall, truncation, connection error)."""
 
 
+class DownloadCancelled(DownloadError):
+    """A download was stopped because another one failed or the build was interrupted."""
+
+
 class PackageNotFound(ImageComposerError):
     """A requested package exists in no configured repository."""
 

@@ -4,7 +4,9 @@ One urllib3 pool per process serves metadata and package downloads. Every body i
 to a temporary name next to its destination, hashed *while* it streams, checked, and only
 then renamed into place: an interrupted, truncated or tampered transfer never appears under
 its final name. Transient failures (connection errors, 5xx, a stalled server, a short body)
-are retried with exponential backoff; a 404 or an auth failure is not.
+are retried with exponential backoff; a 404 or an auth failure is not. A :class:`Cancel`
+shared by several downloads stops them all: none starts or retries after it is set, and the
+running ones stop at once (their sockets are shut down, so even a stalled read returns).
 
 Credentials come from the global configuration (``Config.credentials``: a URL prefix, a user
 name and the name of the environment variable or file holding the password). They are never
@@ -23,11 +25,17 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
 from imagecomposer.config.model import Config, Credentials
-from imagecomposer.errors import ChecksumMismatch, ConfigError, DownloadError
+from imagecomposer.errors import (
+    ChecksumMismatch,
+    ConfigError,
+    DownloadCancelled,
+    DownloadError,
+)
 
 log = logging.getLogger("imagecomposer.http")
 
@@ -64,6 +72,58 @@ def _password(cred: Credentials) -> str:
     return ""
 
 
+class Cancel:
+    """A cancellation shared by the downloads of one fetch (thread-safe, set once).
+
+    :meth:`set` wakes downloads waiting for a retry and shuts down the socket of every
+    response being read, so a transfer blocked on a stalled server returns at once instead
+    of after the stall timeout.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._responses: set[Any] = set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            responses = list(self._responses)
+        for resp in responses:
+            _shutdown(resp)
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True (at once) when cancelled."""
+        return self._event.wait(seconds)
+
+    def check(self, url: str) -> None:
+        if self._event.is_set():
+            raise DownloadCancelled(f"Download cancelled: {_redact(url)}")
+
+    @contextlib.contextmanager
+    def watching(self, resp: Any) -> Iterator[None]:
+        """Shut ``resp`` down if the cancellation comes while it is being read."""
+        with self._lock:
+            self._responses.add(resp)
+            cancelled = self._event.is_set()
+        if cancelled:
+            _shutdown(resp)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._responses.discard(resp)
+
+
+def _shutdown(resp: Any) -> None:
+    """Unblock a read of ``resp`` in another thread (urllib3 shuts the socket down)."""
+    with contextlib.suppress(ValueError, RuntimeError, OSError):
+        resp.shutdown()
+
+
 class Http:
     """A shared connection pool with retries, a stall timeout and credentials by URL prefix."""
 
@@ -95,8 +155,12 @@ class Http:
     def _attempts(self, url: str) -> range:
         return range(self.retries + 1)
 
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(self.backoff * (2 ** attempt))
+    def _sleep(self, attempt: int, cancel: Cancel | None = None) -> None:
+        delay = self.backoff * (2 ** attempt)
+        if cancel is None:
+            time.sleep(delay)
+        else:
+            cancel.wait(delay)
 
     def get(self, url: str, *, headers: Mapping[str, str] | None = None,
             ) -> tuple[int, bytes, dict[str, str]]:
@@ -134,10 +198,13 @@ class Http:
                             f"(after {self.retries + 1} attempts)")
 
     def download(self, url: str, dest: Path, *, sha256: str | None, size: int | None = None,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None,
+                 cancel: Cancel | None = None) -> None:
         """Stream ``url`` to ``dest``, verifying ``sha256`` and ``size`` before the rename.
 
         ``on_bytes(n)`` is called as data arrives (negative n when a retry discards bytes).
+        Once ``cancel`` is set the download stops at its next chunk (a stalled read at once)
+        with :class:`DownloadCancelled`, and no retry starts.
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident():x}-"
@@ -153,11 +220,13 @@ class Http:
         try:
             for attempt in self._attempts(url):
                 received[0] = 0
+                if cancel is not None:
+                    cancel.check(url)
                 try:
-                    self._stream(url, tmp, sha256, size, count)
+                    self._stream(url, tmp, sha256, size, count, cancel)
                     tmp.replace(dest)
                     return
-                except (NotFound, ChecksumMismatch):
+                except (NotFound, ChecksumMismatch, DownloadCancelled):
                     raise
                 except _Retryable as exc:
                     last = str(exc)
@@ -169,9 +238,11 @@ class Http:
                     last = str(exc)
                 if on_bytes is not None and received[0]:
                     on_bytes(-received[0])  # the failed attempt's bytes are discarded
+                if cancel is not None:
+                    cancel.check(url)  # a failure caused by the cancellation is not retried
                 if attempt < self.retries:
                     log.warning("retrying %s after error: %s", _redact(url), last)
-                    self._sleep(attempt)
+                    self._sleep(attempt, cancel)
             raise DownloadError(f"Download failed: {_redact(url)}: {last} "
                                 f"(after {self.retries + 1} attempts)")
         finally:
@@ -179,11 +250,13 @@ class Http:
                 tmp.unlink()
 
     def _stream(self, url: str, tmp: Path, sha256: str | None, size: int | None,
-                on_bytes: Callable[[int], None] | None) -> int:
+                on_bytes: Callable[[int], None] | None, cancel: Cancel | None = None) -> int:
         digest = hashlib.sha256()
         received = 0
         with tmp.open("wb") as out:
-            for chunk in self._chunks(url):
+            for chunk in self._chunks(url, cancel):
+                if cancel is not None:
+                    cancel.check(url)
                 received += len(chunk)
                 if size is not None and received > size:
                     raise ChecksumMismatch(f"Checksum mismatch: {_redact(url)} is larger than "
@@ -199,7 +272,7 @@ class Http:
                                    f"{digest.hexdigest()}, its signed index says {sha256}")
         return received
 
-    def _chunks(self, url: str) -> Iterator[bytes]:
+    def _chunks(self, url: str, cancel: Cancel | None = None) -> Iterator[bytes]:
         if url.startswith("file:"):
             path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
             try:
@@ -216,7 +289,8 @@ class Http:
             _refuse_final(resp.status, url)
             if resp.status != 200:
                 raise _Retryable(f"HTTP {resp.status}")
-            yield from resp.stream(CHUNK, decode_content=False)
+            with cancel.watching(resp) if cancel is not None else contextlib.nullcontext():
+                yield from resp.stream(CHUNK, decode_content=False)
         except urllib3.exceptions.ReadTimeoutError:
             raise _Retryable(f"stalled: no data for {self.timeout.read_timeout} s") from None
         finally:

@@ -4,12 +4,17 @@ Key = SHA256 over the per-input hashes: the normalized spec (with secrets, since
 password must rebuild), the content of every file the spec references (scripts, files, keys),
 the lock hash and the tool version. The per-input hashes are kept in each entry so a miss can
 name the input that changed. Entries are written to a temporary directory and renamed into
-place (never a partial entry); files are stored read-only. A hit restores the outputs with a
-reflink, else a hard link, else a copy, into a staging directory that atomically replaces the
-output directory. At most ``max_count`` entries per image name are kept, least recently used
-first out.
+place (never a partial entry); files are stored read-only with their digests. A lookup
+checks every file against its stored digest before the entry is used (reading only the data
+of sparse images, see :func:`~imagecomposer.cache.digest.sparse_sha256`): a damaged or
+modified entry is discarded with a warning and the lookup is a miss. A hit restores the
+outputs with a reflink, else a hard link, else a copy, into a staging directory that
+atomically replaces the output directory. At most ``max_count`` entries per image name are
+kept, least recently used first out. Temporary directories of a killed store are removed by
+the next lookup or prune.
 
-Layout: ``ROOT/<name>/<digest>/{entry.json, used, files/...}``.
+Layout: ``ROOT/<name>/<digest>/{entry.json, used, files/...}``; a store in progress is
+``ROOT/<name>/.tmp-<digest>-<pid>-<random>``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import time
@@ -28,7 +34,8 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.cache.filelock import exclusive
+from imagecomposer.cache.digest import sha256_files, sparse_sha256
+from imagecomposer.cache.filelock import exclusive, try_exclusive
 from imagecomposer.errors import CacheError, CommandError
 from imagecomposer.export.staging import staged
 from imagecomposer.runner import run
@@ -38,7 +45,9 @@ log = logging.getLogger("imagecomposer.cache")
 ENTRY = "entry.json"
 FILES = "files"
 USED = "used"
-FORMAT = 1
+FORMAT = 2  # 2: files carry their sparse content digest; older entries are not used
+_TMP = re.compile(r"^\.tmp-[0-9a-f]+-(\d+)-[0-9a-f]+$")
+DAY = 86400.0
 
 
 @attrs.frozen
@@ -54,6 +63,7 @@ class CachedFile:
     size: int
     sha256: str
     mtime_ns: int  # as stored: a change means someone wrote through a hard link
+    content: str  # sparse_sha256: checked before every restore
 
 
 @attrs.frozen
@@ -132,6 +142,7 @@ class ImageCache:
         self.root = root
         self.max_count = max(1, max_count)
         self.enabled = enabled
+        self._discarded: dict[str, str] = {}  # key digest -> why lookup discarded it
 
     # --- internals --------------------------------------------------------------------------
 
@@ -141,6 +152,8 @@ class ImageCache:
     def _read(self, path: Path) -> Entry | None:
         try:
             data = json.loads((path / ENTRY).read_text())
+            if data.get("format") != FORMAT:
+                return None
             used = (path / USED).stat().st_mtime
             return Entry(data["name"], data["digest"], path,
                          tuple((str(a), str(b)) for a, b in data["inputs"]),
@@ -163,29 +176,77 @@ class ImageCache:
         return sorted(found, key=lambda e: (e.name, -e.last_used))
 
     @staticmethod
-    def _intact(entry: Entry) -> bool:
+    def _damage(entry: Entry) -> str | None:
+        """Why ``entry`` cannot be used, or None when every file is as stored.
+
+        Size and mtime first (cheap), then each file's digest (a file rewritten with its
+        mtime put back is caught here).
+        """
         for f in entry.files:
+            path = entry.path / FILES / f.name
             try:
-                st = (entry.path / FILES / f.name).stat()
+                st = path.stat()
             except OSError:
-                return False
+                return f"{f.name} is missing"
             if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
-                return False
-        return True
+                return f"{f.name} was modified (size or mtime changed)"
+        paths = {f.name: entry.path / FILES / f.name for f in entry.files}
+        found = sha256_files(list(paths.values()), len(paths), digest=sparse_sha256)
+        for f in entry.files:
+            digest = found[paths[f.name]]
+            if digest is None:
+                return f"{f.name} cannot be read"
+            if digest != f.content:
+                return f"{f.name} does not match its stored digest"
+        return None
+
+    def remove_leftovers(self, *, dry_run: bool = False) -> list[Path]:
+        """Remove the temporary directories of stores that were killed (owner pid dead, or
+        older than a day); skipped while another process holds the cache lock (storing)."""
+        found: list[Path] = []
+        if not self.root.is_dir():
+            return found
+        with try_exclusive(self.root / ".lock") as held:
+            if not held:
+                return found
+            for directory in (p for p in self.root.iterdir() if p.is_dir()):
+                for path in directory.iterdir():
+                    if _is_leftover(path):
+                        found.append(path)
+                        if not dry_run:
+                            log.info("image cache: removing %s, left by an interrupted store",
+                                     path)
+                            _rmtree(path)
+        return found
 
     # --- public API -------------------------------------------------------------------------
 
     def lookup(self, key: CacheKey) -> Entry | None:
+        """The intact entry for ``key``, or None. Every file is checked against its stored
+        digest first; a damaged entry is discarded (with a warning) and is a miss."""
         if not self.enabled:
             return None
+        self.remove_leftovers()
         entry = self._read(self.root / _safe(key.name) / key.digest)
         if entry is None:
             return None
-        if not self._intact(entry):
-            log.warning("image cache entry %s was modified; discarding it", entry.path)
-            with self._locked():
-                shutil.rmtree(entry.path, ignore_errors=True)
+        started = time.monotonic()
+        try:
+            inode = entry.path.stat().st_ino
+        except OSError:
             return None
+        damage = self._damage(entry)
+        if damage is not None:
+            log.warning("image cache entry %s is damaged (%s); discarding it", entry.path,
+                        damage)
+            self._discarded[key.digest] = damage
+            with self._locked(), contextlib.suppress(OSError):
+                if entry.path.stat().st_ino == inode:  # not a fresh store meanwhile
+                    _rmtree(entry.path)
+            return None
+        log.info("image cache: %s %s intact (%d files checked against their digests in "
+                 "%.2f s)", entry.name, entry.digest[:12], len(entry.files),
+                 time.monotonic() - started)
         return entry
 
     def restore(self, entry: Entry, output_dir: Path) -> list[Path]:
@@ -219,8 +280,9 @@ class ImageCache:
                     digest = hashlib.sha256()
                     _hash_file(path, digest)
                     st = path.stat()
-                    records.append(attrs.asdict(CachedFile(path.name, st.st_size,
-                                                           digest.hexdigest(), st.st_mtime_ns)))
+                    records.append(attrs.asdict(CachedFile(
+                        path.name, st.st_size, digest.hexdigest(), st.st_mtime_ns,
+                        sparse_sha256(path))))
                 (tmp / ENTRY).write_text(json.dumps({
                     "format": FORMAT, "name": key.name, "digest": key.digest,
                     "inputs": key.inputs, "files": records, "created": time.time()}, indent=1))
@@ -240,11 +302,12 @@ class ImageCache:
     def explain_miss(self, key: CacheKey) -> str:
         if not self.enabled:
             return "image cache disabled"
+        if key.digest in self._discarded:
+            return (f"image cache miss: the entry for '{key.name}' was damaged "
+                    f"({self._discarded[key.digest]}) and discarded")
         entries = self._entries(key.name)
         if not entries:
             return f"image cache miss: no cached image for '{key.name}'"
-        if any(e.digest == key.digest for e in entries):
-            return f"image cache miss: the entry for '{key.name}' was damaged and discarded"
         old, new = dict(entries[0].inputs), dict(key.inputs)
         reasons = [f"input '{k}' changed" for k in sorted(old.keys() & new.keys())
                    if old[k] != new[k]]
@@ -260,19 +323,31 @@ class ImageCache:
         return victims
 
     def prune(self, dry_run: bool = False) -> list[Path]:
-        """Remove leftovers of interrupted stores, damaged entries, and entries beyond
-        ``max_count`` per image; returns what was (or would be) removed."""
+        """Remove leftovers of interrupted stores, unreadable or damaged entries (every
+        file's digest is checked), and entries beyond ``max_count`` per image; returns what
+        was (or would be) removed."""
         removed: list[Path] = []
         if not self.root.is_dir():
             return removed
         with self._locked():
             for directory in (p for p in self.root.iterdir() if p.is_dir()):
-                for path in directory.iterdir():
-                    entry = None if path.name.startswith(".") else self._read(path)
-                    if entry is None or not self._intact(entry):
-                        removed.append(path)
-                        if not dry_run:
-                            _rmtree(path)
+                bad: list[Path] = []
+                for path in sorted(directory.iterdir()):
+                    if path.name.startswith(".tmp-"):
+                        if _is_leftover(path):
+                            bad.append(path)
+                        continue
+                    entry = self._read(path)
+                    damage = ("unreadable, or written by an older version" if entry is None
+                              else self._damage(entry))
+                    if damage is not None:
+                        log.warning("image cache entry %s is damaged (%s); %s", path, damage,
+                                    "would remove it" if dry_run else "removing it")
+                        bad.append(path)
+                if not dry_run:
+                    for path in bad:
+                        _rmtree(path)
+                removed += bad
                 names = {e.name for e in self._entries() if e.path.parent == directory}
                 for name in names:
                     removed += self._evict(name, dry_run=dry_run)
@@ -292,6 +367,24 @@ class ImageCache:
     def list(self) -> list[Entry]:  # last: the name shadows the builtin in the class body
         """Every entry, by image name, most recently used first."""
         return self._entries()
+
+
+def _is_leftover(path: Path) -> bool:
+    """A ``.tmp-*`` store directory whose owner is dead (or that is older than a day)."""
+    match = _TMP.match(path.name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    try:
+        return time.time() - path.stat().st_mtime > DAY
+    except FileNotFoundError:
+        return False
 
 
 def _rmtree(path: Path) -> None:

@@ -9,9 +9,13 @@ Layout under ``Config.package_cache_dir``::
 
 The object files are the truth; the index only remembers names and access times for
 ``cache list`` and LRU eviction, and entries are reconciled against the objects on every
-read. Temporary download files carry the downloading process id, so those left behind by a
-killed build are recognised and removed. ``enabled=False`` (``--no-package-cache``) gives a
-throwaway store in the work directory, removed by :meth:`PackageCache.close`.
+read. An object is trusted only after its SHA256 was checked again: every package a fetch
+takes from the store is re-hashed against the lock first (a damaged or replaced entry is
+evicted, with a warning, and downloaded again), and ``prune`` removes objects whose content
+does not match their name. Temporary download files carry the downloading process id, so
+those left behind by a killed build are recognised and removed. ``enabled=False``
+(``--no-package-cache``) gives a throwaway store in the work directory, removed by
+:meth:`PackageCache.close`.
 """
 
 from __future__ import annotations
@@ -26,17 +30,24 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from imagecomposer.cache.digest import sha256_file, sha256_files
 from imagecomposer.cache.filelock import exclusive
-from imagecomposer.cache.http import Http
+from imagecomposer.cache.http import Cancel, Http
 from imagecomposer.config.model import Config
-from imagecomposer.errors import BuildInterrupted, CacheError, ImageComposerError, LockError
+from imagecomposer.errors import (
+    BuildInterrupted,
+    CacheError,
+    DownloadCancelled,
+    ImageComposerError,
+    LockError,
+)
 from imagecomposer.events import (
     DownloadProgress,
     Event,
@@ -66,8 +77,14 @@ class CacheEntry:
     last_used: float = 0.0
 
 
-class _Cancelled(Exception):
-    pass
+@attrs.frozen
+class Damaged:
+    """A store object that does not match the lock entry naming it."""
+
+    package: LockedPackage
+    path: Path
+    inode: int  # of the file that was checked
+    problem: str
 
 
 class PackageCache:
@@ -164,27 +181,53 @@ class PackageCache:
         return entries
 
     def _evict(self, entries: builtins.list[CacheEntry], dry_run: bool,
-               ) -> builtins.list[CacheEntry]:
+               damaged: builtins.list[CacheEntry] | None = None) -> builtins.list[CacheEntry]:
+        """Remove ``entries`` (and their index records) under the store lock. Those in
+        ``damaged`` are hashed again first: a concurrent build may have replaced one with
+        a good download since it was checked."""
         if dry_run or not entries:
             return entries
+        recheck = {e.path for e in damaged or ()}
+        gone = []
         with self._locked():
             index = self._read_index()
             for entry in entries:
+                if entry.path in recheck and _sha256_or_none(entry.path) == entry.sha256:
+                    continue
                 entry.path.unlink(missing_ok=True)
                 index.pop(entry.sha256, None)
+                gone.append(entry)
             self._write_index(index)
-        return entries
+        return gone
 
-    def prune(self, dry_run: bool = False, *, keep: frozenset[str] = frozenset()
-              ) -> builtins.list[CacheEntry]:
-        """Evict entries unused for ``retention_days``, then least recently used ones until
-        the store fits ``max_size_gb``. ``keep`` protects SHA256s (the current build's)."""
+    def damaged(self, entries: Iterable[CacheEntry] | None = None, *, parallel: int = 8
+                ) -> builtins.list[CacheEntry]:
+        """Entries whose content does not hash to their name (the SHA256 they claim).
+
+        Hashes every object (``entries``, default all) with up to ``parallel`` threads.
+        """
+        candidates = self.list() if entries is None else builtins.list(entries)
+        sums = sha256_files([e.path for e in candidates], parallel)
+        return [e for e in candidates
+                if sums[e.path] is not None and sums[e.path] != e.sha256]
+
+    def prune(self, dry_run: bool = False, *, keep: frozenset[str] = frozenset(),
+              verify: bool = True) -> builtins.list[CacheEntry]:
+        """Evict damaged entries (``verify``: every object is re-hashed), then entries unused
+        for ``retention_days``, then least recently used ones until the store fits
+        ``max_size_gb``. ``keep`` protects SHA256s (the current build's) from the last two."""
         now = time.time()
         if not dry_run:
             self._remove_stale_parts()
         entries = sorted(self.list(), key=lambda e: e.last_used)
-        victims = [e for e in entries
-                   if now - e.last_used > self.retention and e.sha256 not in keep]
+        damaged = self.damaged(entries, parallel=self.config.core.parallel) if verify else []
+        victims = builtins.list(damaged)
+        for entry in damaged:
+            log.warning("package cache: %s %s at %s does not match its SHA256 (damaged or "
+                        "modified); %s", entry.name, entry.version, entry.path,
+                        "would remove it" if dry_run else "removing it")
+        victims += [e for e in entries if e not in victims
+                    and now - e.last_used > self.retention and e.sha256 not in keep]
         total = sum(e.size for e in entries if e not in victims)
         for entry in entries:
             if total <= self.max_bytes:
@@ -193,7 +236,7 @@ class PackageCache:
                 continue
             victims.append(entry)
             total -= entry.size
-        return self._evict(victims, dry_run)
+        return self._evict(victims, dry_run, damaged)
 
     def clean(self, dry_run: bool = False) -> builtins.list[CacheEntry]:
         """Remove every package from the store."""
@@ -204,7 +247,10 @@ class PackageCache:
     # --- fetching ---------------------------------------------------------------------
 
     def missing(self, lock: Lock) -> builtins.list[LockedPackage]:
-        """Packages of ``lock`` the store does not hold yet."""
+        """Packages of ``lock`` the store does not hold (no object of the right size).
+
+        Cheap: contents are checked by :meth:`fetch`, which re-hashes what it takes.
+        """
         return [p for p in lock.packages if not self._present(p)]
 
     def _present(self, package: LockedPackage) -> bool:
@@ -214,19 +260,76 @@ class PackageCache:
         except FileNotFoundError:
             return False
 
+    def verify(self, packages: Iterable[LockedPackage], *, parallel: int = 8
+               ) -> builtins.list[Damaged]:
+        """The entries of ``packages`` whose object exists but does not have the size and
+        SHA256 the lock gives (hashed in parallel, up to ``parallel`` threads)."""
+        problems: builtins.list[Damaged] = []
+        to_hash: dict[Path, tuple[LockedPackage, int]] = {}
+        for package in packages:
+            path = self.path_for(package)
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if package.size and st.st_size != package.size:
+                problems.append(Damaged(package, path, st.st_ino,
+                                        f"{st.st_size} bytes, the lock says {package.size}"))
+            else:
+                to_hash[path] = (package, st.st_ino)
+        for path, digest in sha256_files(builtins.list(to_hash), parallel).items():
+            package, ino = to_hash[path]
+            if digest is None and path.exists():
+                problems.append(Damaged(package, path, ino, "unreadable"))
+            elif digest is not None and digest != package.sha256:
+                problems.append(Damaged(package, path, ino, f"SHA256 {digest}, the lock says "
+                                                            f"{package.sha256}"))
+        return problems
+
+    def _evict_damaged(self, problems: builtins.list[Damaged], offline: bool) -> None:
+        """Evict entries that failed :meth:`verify`; offline, that is an error.
+
+        An object is removed only if it is still the file that was hashed (another build
+        may have replaced it with a good download meanwhile).
+        """
+        if not problems:
+            return
+        with self._locked():
+            index = self._read_index()
+            for bad in problems:
+                with contextlib.suppress(FileNotFoundError):
+                    if bad.path.stat().st_ino == bad.inode:
+                        bad.path.unlink()
+                        index.pop(bad.package.sha256, None)
+            self._write_index(index)
+        if offline:
+            lines = "\n".join(f"  {b.package.name} {b.package.version}: {b.path}: {b.problem}"
+                               for b in problems)
+            raise CacheError(f"package cache: {len(problems)} cached package(s) of the lock "
+                             f"are damaged or were modified (evicted; the next build "
+                             f"downloads them again):\n{lines}")
+        for bad in problems:
+            log.warning("package cache: %s %s at %s is damaged or was modified (%s); "
+                        "evicted, downloading it again", bad.package.name,
+                        bad.package.version, bad.path, bad.problem)
+
     def fetch(self, lock: Lock, *, parallel: int = 8, provider: Provider | None = None,
               offline: bool = False, events: Callable[[Event], None] | None = None,
               ) -> dict[str, Path]:
         """Make every package of ``lock`` available; return ``{name: path in the store}``.
 
-        Missing packages are downloaded in parallel, each verified against the lock's
-        SHA256 while streaming. The first failure cancels the rest and is raised alone; the
-        store is left consistent (completed downloads stay, partial ones are removed).
-        ``offline=True`` fails with :class:`CacheError` if anything would be downloaded.
+        Packages already in the store are re-hashed against the lock first; a damaged or
+        replaced one is evicted with a warning and downloaded again. Missing packages are
+        downloaded in parallel, each verified against the lock's SHA256 while streaming.
+        The first failure cancels the rest (none starts after it, running ones stop at
+        once) and is raised alone; the store is left consistent (completed downloads stay,
+        partial ones are removed). ``offline=True`` fails with :class:`CacheError` if
+        anything would be downloaded, a damaged entry included.
         """
         start = time.monotonic()
         emit = _serialized(events)
         self._remove_stale_parts()
+        self._evict_damaged(self.verify(lock.packages, parallel=parallel), offline)
         todo = self.missing(lock)
         if offline and todo:
             names = ", ".join(p.name for p in todo[:10])
@@ -246,35 +349,39 @@ class PackageCache:
         emit(FetchFinished(len(todo), sum(p.size for p in todo),
                            len(lock.packages) - len(todo), time.monotonic() - start))
         if self.enabled:
-            self.prune(keep=frozenset(p.sha256 for p in lock.packages))
+            self.prune(keep=frozenset(p.sha256 for p in lock.packages), verify=False)
         return result
 
     def _download_all(self, todo: builtins.list[LockedPackage], parallel: int,
                       emit: Callable[[Event], None]) -> None:
         if not todo:
             return
-        cancel = threading.Event()
+        cancel = Cancel()
+        failures: builtins.list[BaseException] = []  # in the order they happened
 
         def one(package: LockedPackage) -> None:
-            def progress(n: int) -> None:
-                if cancel.is_set():
-                    raise _Cancelled
-                emit(DownloadProgress(package.name, n))
-
+            cancel.check(package.url)  # a queued transfer never starts after a failure
             dest = self.path_for(package)
-            self.http.download(package.url, dest, sha256=package.sha256,
-                               size=package.size or None, on_bytes=progress)
+            try:
+                self.http.download(package.url, dest, sha256=package.sha256,
+                                   size=package.size or None, cancel=cancel,
+                                   on_bytes=lambda n: emit(DownloadProgress(package.name, n)))
+            except DownloadCancelled:
+                raise
+            except BaseException as exc:
+                failures.append(exc)
+                cancel.set()  # here, before this worker can take the next package
+                raise
             emit(PackageFetched(package.name, dest, package.size, True))
 
         pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="fetch")
         futures: builtins.list[Future[None]] = [pool.submit(one, p) for p in todo]
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in futures if f.done() and f.exception() is not None
-                      and not isinstance(f.exception(), _Cancelled)]
-            if failed:
-                cancel.set()
-                raise _first_error(failed)
+            # in slices: an interrupt raised by another thread (_thread.interrupt_main, a
+            # timeout) is seen within 0.25 s, not when the next download ends
+            while wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION).not_done \
+                    and not failures:
+                pass
         except KeyboardInterrupt:
             cancel.set()
             raise BuildInterrupted("Interrupted while downloading packages; partial "
@@ -282,6 +389,11 @@ class PackageCache:
         finally:
             cancel.set()  # all done on success; stops the others otherwise
             pool.shutdown(wait=True, cancel_futures=True)
+        if failures:
+            raise _as_error(failures[0])
+        if not all(f.done() and not f.cancelled() and f.exception() is None
+                   for f in futures):  # pragma: no cover - only a failure cancels
+            raise CacheError("package downloads were cancelled")
 
     def _touch(self, lock: Lock, downloaded: set[str]) -> None:
         now = time.time()
@@ -296,9 +408,14 @@ class PackageCache:
             self._write_index(index)
 
 
-def _first_error(failed: builtins.list[Future[None]]) -> BaseException:
-    exc = failed[0].exception()
-    assert exc is not None
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def _as_error(exc: BaseException) -> BaseException:
     if isinstance(exc, ImageComposerError):
         return exc
     return CacheError(f"download failed: {exc}")

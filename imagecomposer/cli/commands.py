@@ -183,7 +183,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from imagecomposer.cache import PackageCache
+    from imagecomposer.cache import PackageCache, format_entries, format_images
     from imagecomposer.cache.images import ImageCache
 
     config = _config(args).config
@@ -193,12 +193,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.cache_command == "list":
         entries = packages.list()
         print(f"packages: {len(entries)} in {config.package_cache_dir}")
-        for entry in entries:
-            print(f"  {entry}")
+        if entries:
+            print(_indent(format_entries(entries)))
         image_entries = images.list()
         print(f"images: {len(image_entries)} in {config.image_cache_dir}")
-        for image in image_entries:
-            print(f"  {image}")
+        if image_entries:
+            print(_indent(format_images(image_entries)))
         return 0
     dry = args.dry_run
     verb = "would remove" if dry else "removed"
@@ -206,10 +206,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not args.images_only:
         gone = packages.prune(dry) if action == "prune" else packages.clean(dry)
         print(f"packages: {verb} {len(gone)}")
+        if gone and action == "prune":
+            print(_indent(format_entries(gone, verb=verb)))
     if not args.packages_only:
         removed = images.prune(dry) if action == "prune" else images.clean(dry)
         print(f"images: {verb} {len(removed)}")
+        if removed and action == "prune":
+            print(_indent("\n".join(str(path) for path in removed)))
     return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

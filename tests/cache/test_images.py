@@ -31,6 +31,15 @@ def key_for(project: Path, spec: str = SPEC, lock: str = "aa" * 32, tool: str = 
                      base=project)
 
 
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 def outputs(tmp: Path, name: str, size: int = 1 << 20) -> Path:
     out = tmp / name
     out.mkdir()
@@ -151,7 +160,7 @@ def test_store_is_atomic_and_modified_entries_are_dropped(tmp_path: Path, projec
 def test_prune_clean_and_disabled(tmp_path: Path, project: Path) -> None:
     cache = ImageCache(tmp_path / "cache", max_count=1)
     cache.store(key_for(project), outputs(tmp_path, "a"))
-    stale = tmp_path / "cache/edge/.tmp-deadbeef-1-abc"
+    stale = tmp_path / f"cache/edge/.tmp-deadbeef-{dead_pid()}-abc"
     stale.mkdir()
     assert cache.prune(dry_run=True) == [stale] and stale.exists()
     assert cache.prune() == [stale] and not stale.exists()
@@ -179,3 +188,62 @@ def test_identical_rebuild_under_one_second(tmp_path: Path, project: Path) -> No
     elapsed = time.monotonic() - started
     assert (tmp_path / "out/edge.raw").stat().st_size == 2 << 30
     assert elapsed <= 1.0, f"identical rebuild took {elapsed:.2f} s"
+
+
+def tamper_keeping_mtime(path: Path, offset: int, data: bytes) -> None:
+    st = path.stat()
+    path.chmod(0o644)
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+
+
+@pytest.mark.parametrize("where", ["data", "hole"])
+def test_tampered_file_with_its_mtime_kept_is_a_miss(
+        tmp_path: Path, project: Path, where: str, caplog: pytest.LogCaptureFixture) -> None:
+    cache = ImageCache(tmp_path / "cache")
+    key = key_for(project)
+    entry = cache.store(key, outputs(tmp_path, "built", size=8 << 20))
+    assert entry is not None
+    raw = entry.path / "files/edge.raw"
+    # over the data written at the start, or into the sparse part (a hole until now)
+    tamper_keeping_mtime(raw, 0 if where == "data" else 5 << 20, b"EVIL")
+    with caplog.at_level(logging.WARNING, "imagecomposer.cache"):
+        assert cache.lookup(key) is None
+    assert f"{entry.path} is damaged (edge.raw does not match its stored digest)" in caplog.text
+    assert not entry.path.exists()
+    assert cache.explain_miss(key).startswith("image cache miss: the entry for 'edge' was "
+                                              "damaged (edge.raw does not match")
+    assert cache.store(key, outputs(tmp_path, "rebuilt", size=8 << 20)) is not None
+    assert cache.lookup(key) is not None
+
+
+def test_damaged_entries_are_pruned(tmp_path: Path, project: Path) -> None:
+    cache = ImageCache(tmp_path / "cache")
+    entry = cache.store(key_for(project), outputs(tmp_path, "built"))
+    assert entry is not None
+    tamper_keeping_mtime(entry.path / "files/SHA256SUMS", 0, b"y")
+    assert cache.prune(dry_run=True) == [entry.path] and entry.path.exists()
+    assert cache.prune() == [entry.path] and not entry.path.exists()
+
+
+def test_leftovers_of_a_killed_store_go_on_the_next_start(tmp_path: Path,
+                                                           project: Path) -> None:
+    cache = ImageCache(tmp_path / "cache")
+    key = key_for(project)
+    cache.store(key, outputs(tmp_path, "built"))
+    name_dir = tmp_path / "cache/edge"
+    killed = name_dir / f".tmp-{key.digest[:16]}-{dead_pid()}-0a1b2c"
+    (killed / "files").mkdir(parents=True)
+    (killed / "files/edge.raw").write_bytes(b"half an image")
+    (killed / "files/edge.raw").chmod(0o444)
+    running = name_dir / f".tmp-{key.digest[:16]}-{os.getpid()}-3d4e5f"  # alive: kept
+    running.mkdir()
+    assert ImageCache(tmp_path / "cache").lookup(key) is not None  # a new build starts
+    assert not killed.exists() and running.exists()
+    old = time.time() - 2 * 86400  # a live pid, but a day old: its pid was reused
+    os.utime(running, (old, old))
+    assert cache.prune() == [running] and not running.exists()
+    assert [e.digest for e in cache.list()] == [key.digest]

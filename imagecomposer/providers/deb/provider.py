@@ -161,8 +161,12 @@ class DebProvider:
             pool.set_disabled_list(disabled)
 
     def index_files(self) -> list[Path]:
-        """The verified Packages files loaded (for comparisons with apt; after load)."""
-        return [i.index for i in self._facts() if i.index is not None]
+        """The verified Packages files loaded (for comparisons with apt; after load).
+
+        Each is checked against the signed Release again (downloaded if it was not needed
+        because the pool came from the ``.solv`` cache, or if it is damaged).
+        """
+        return [self.store.index_file(i.index) for i in self._facts() if i.index is not None]
 
     def _facts(self) -> list[LoadedIndex]:
         if not self._loaded:

@@ -73,6 +73,22 @@ def parse_release(text: str) -> Release:
     return Release(fields, files)
 
 
+def cleartext(inrelease: bytes) -> str | None:
+    """The signed text of a clearsigned ``InRelease`` as ``gpgv --output`` writes it, read
+    from the file itself; None unless the file has the plain form (the armor header first,
+    LF line ends). Used only to check cached gpgv verdicts, never instead of gpgv."""
+    text = inrelease.decode("utf-8", "replace")
+    head = "-----BEGIN PGP SIGNED MESSAGE-----\n"
+    if not text.startswith(head) or "\r" in text:
+        return None
+    _, sep, rest = text[len(head):].partition("\n\n")
+    body, sep2, _ = rest.partition("\n-----BEGIN PGP SIGNATURE-----\n")
+    if not sep or not sep2:
+        return None
+    return "\n".join(line[2:] if line.startswith("- ") else line
+                     for line in body.split("\n")) + "\n"
+
+
 def gpg_keyring(key: Path, work: Path) -> Path:
     """A keyring gpgv can read: binary keyrings as they are, armored keys dearmored."""
     try:

@@ -5,6 +5,10 @@ Steps for a remote or ``file://`` repository, each of which fails with one preci
 → ``Valid-Until`` → for each component the ``Packages.xz``/``.gz`` named in the signed
 Release (by hash when ``Acquire-By-Hash: yes``), downloaded only if its SHA256 is not cached
 yet and verified while streaming → the ``.solv`` cache keyed by that SHA256.
+
+Every cached object is checked on use (see :mod:`imagecomposer.providers.metadata`): when a
+release file served from the cache (the mirror answered 304) fails its signature check, it
+is discarded and fetched again without a conditional request before the failure counts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import lzma
 import tempfile
 import urllib.parse
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +27,10 @@ import attrs
 
 from imagecomposer.cache.http import NotFound
 from imagecomposer.errors import ConfigError, RepositoryError, SignatureError
+from imagecomposer.fsutil import atomic_write
 from imagecomposer.providers.deb import release as rel
 from imagecomposer.providers.deb.index import IndexFacts, index_directory, scan
-from imagecomposer.providers.metadata import MetadataStore
+from imagecomposer.providers.metadata import Document, IndexRef, MetadataStore
 
 log = logging.getLogger("imagecomposer.deb")
 
@@ -55,7 +61,7 @@ class LoadedIndex:
     base_url: str  # Filename fields are relative to this
     facts: IndexFacts
     from_cache: bool
-    index: Path | None = None  # the verified (compressed) Packages file, when there is one
+    index: IndexRef | None = None  # the (compressed) Packages file, when there is one
 
 
 def _local_dir(url: str) -> Path | None:
@@ -73,12 +79,16 @@ def _local_dir(url: str) -> Path | None:
     return None if any((path / m).exists() for m in markers) else path
 
 
-def _decompress(path: Path) -> str:
+def _decompress(path: Path, what: str, name: str) -> str:
     data = path.read_bytes()
-    if path.name.endswith(".xz"):
-        data = lzma.decompress(data)
-    elif path.name.endswith(".gz"):
-        data = gzip.decompress(data)
+    try:
+        if path.name.endswith(".xz"):
+            data = lzma.decompress(data)
+        elif path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+    except (lzma.LZMAError, EOFError, OSError, zlib.error) as exc:
+        raise RepositoryError(f"{what}: its index {name} cannot be decompressed ({exc}); "
+                              "the repository publishes a broken file") from None
     return data.decode("utf-8", errors="replace")
 
 
@@ -128,12 +138,37 @@ def load_local(pool: Any, source: DebSource, directory: Path) -> list[LoadedInde
 
 def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
              keyring: Path | None) -> rel.Release | None:
+    """The verified Release; a cached copy that fails verification is fetched again."""
+    docs: list[Document] = []
+    try:
+        return _release_once(store, source, dist_url, what, keyring, docs, conditional=True)
+    except RepositoryError as exc:  # SignatureError included
+        cached = [d.url for d in docs if d.cached]
+        if not cached:
+            raise
+        log.warning("metadata cache: the cached %s failed verification (%s); discarding it "
+                    "and fetching it again without a conditional request",
+                    " and ".join(cached), str(exc).splitlines()[0])
+        for url in cached:
+            store.discard(url)
+        return _release_once(store, source, dist_url, what, keyring, [], conditional=False)
+
+
+def _release_once(store: MetadataStore, source: DebSource, dist_url: str, what: str,
+                  keyring: Path | None, docs: list[Document], *, conditional: bool
+                  ) -> rel.Release | None:
     if keyring is None and not source.trusted:
         raise ConfigError(f"repository {source.name!r} ({source.url}) has no key: set key: "
                           "to its OpenPGP public key file, or trusted: true to skip "
                           "signature checks")
+
+    def fetch(name: str) -> bytes:
+        doc = store.document(dist_url + name, conditional=conditional)
+        docs.append(doc)
+        return doc.body
+
     try:
-        inrelease: bytes | None = store.document(dist_url + "InRelease")
+        inrelease: bytes | None = fetch("InRelease")
     except NotFound:
         inrelease = None
     if source.trusted:
@@ -145,7 +180,7 @@ def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
         assert keyring is not None
         return rel.parse_release(_verify(store, keyring, inrelease, None, what))
     try:
-        release = store.document(dist_url + "Release")
+        release = fetch("Release")
     except NotFound:
         if source.trusted and source.suite is None:
             return None  # a bare trusted flat repository: Packages only
@@ -154,7 +189,7 @@ def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
     if source.trusted:
         return rel.parse_release(release.decode("utf-8", "replace"))
     try:
-        signature = store.document(dist_url + "Release.gpg")
+        signature = fetch("Release.gpg")
     except NotFound:
         raise SignatureError(f"Signature verification failed for {what}: Release is not "
                                  "signed (no InRelease, no Release.gpg)") from None
@@ -164,14 +199,21 @@ def _release(store: MetadataStore, source: DebSource, dist_url: str, what: str,
 
 def _verify(store: MetadataStore, keyring: Path, signed: bytes, signature: bytes | None,
             what: str) -> str:
-    """gpgv's verdict, reused when these exact bytes were verified with this keyring."""
+    """gpgv's verdict, reused when these exact bytes were verified with this keyring.
+
+    A cached verdict is used only when it holds the text the signed bytes give (the
+    clearsigned text of an InRelease, the Release itself); otherwise gpgv runs.
+    """
     key = signed if signature is None else signed + b"\0" + signature
-    text = store.verified(key, keyring)
-    if text is None:
-        if signature is None:
-            text = rel.verify(keyring, inrelease=signed, what=what)
-        else:
-            text = rel.verify(keyring, release=signed, signature=signature, what=what)
+    expected = rel.cleartext(signed) if signature is None else signed.decode("utf-8",
+                                                                             "replace")
+    if expected is not None and store.verified(key, keyring, expected):
+        return expected
+    if signature is None:
+        text = rel.verify(keyring, inrelease=signed, what=what)
+    else:
+        text = rel.verify(keyring, release=signed, signature=signature, what=what)
+    if text == expected:  # else (an unusual file layout) gpgv runs on every load
         store.remember_verified(key, keyring, text)
     return text
 
@@ -218,8 +260,6 @@ def load_source(pool: Any, source: DebSource, store: MetadataStore,
 def _load_index(pool: Any, source: DebSource, store: MetadataStore,
                 release: rel.Release | None, dist_url: str, index: str, base: str,
                 what: str) -> LoadedIndex:
-    import solv
-
     if release is None:  # trusted bare flat repository: no checksums to check against
         for suffix in COMPRESSIONS:
             try:
@@ -227,10 +267,9 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             except NotFound:
                 continue
             digest = hashlib.sha256(body).hexdigest()
-            path = store.root / "by-hash" / f"{digest}{suffix}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(body)
-            entry = rel.IndexEntry(index + suffix, digest, len(body))
+            atomic_write(store.root / "by-hash" / f"{digest}{suffix}", body)
+            ref = IndexRef(dist_url + index + suffix, digest, len(body), suffix)
+            name = index + suffix
             break
         else:
             raise RepositoryError(f"{what}: no Packages index found")
@@ -246,24 +285,21 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
         if release.by_hash:
             url = f"{dist_url}{entry.path.rsplit('/', 1)[0] + '/' if '/' in entry.path else ''}" \
                   f"by-hash/SHA256/{entry.sha256}"
-        path = store.index(url, entry.sha256, entry.size, suffix)
-    solv_path, json_path = store.solv_paths(entry.sha256)
-    if solv_path.is_file() and json_path.is_file():
-        import json
-
-        repo = _fresh_repo(pool, source)
-        fp = solv.xfopen(str(solv_path))
+        ref = IndexRef(url, entry.sha256, entry.size, suffix)
+        name = entry.path
+    repo = _fresh_repo(pool, source)
+    sidecar = store.load_solv(ref.sha256, repo, source=ref.sha256)
+    if sidecar is not None:
         try:
-            ok = repo.add_solv(fp)
-        finally:
-            fp.close()
-        if ok:
-            facts = IndexFacts.from_json(json.loads(json_path.read_text()))
-            return LoadedIndex(repo, source, base, facts, True,
-                               path if path.is_file() else None)
-        repo.free(True)
-    text = _decompress(path)  # once: libsolv parses the plain text, no second xz pass
+            facts = IndexFacts.from_json(sidecar)
+        except (KeyError, TypeError, ValueError):
+            pass  # a sidecar of another layout: rebuilt below
+        else:
+            return LoadedIndex(repo, source, base, facts, True, ref)
+    repo.free(True)
+    path = store.index_file(ref)  # checked against the signed Release's SHA256
+    text = _decompress(path, what, name)  # once: libsolv parses the plain text, no second xz pass
     facts, sizes = scan(text)
     repo = _load_text(pool, source, text, sizes)
-    store.write_solv(entry.sha256, repo, facts.to_json())
-    return LoadedIndex(repo, source, base, facts, False, path)
+    store.write_solv(ref.sha256, repo, facts.to_json(), source=ref.sha256)
+    return LoadedIndex(repo, source, base, facts, False, ref)

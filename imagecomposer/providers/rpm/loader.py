@@ -8,11 +8,15 @@ verified while streaming → ``Repo.add_rpmmd`` (libsolv decompresses gz, xz, zs
 itself) → a ``.solv`` cache keyed by that SHA256. ``filelists`` is loaded the same way, on
 demand, when some file dependency has no provider in ``primary`` (which lists only the
 files under ``/etc`` and ``*bin/``).
+
+Every cached object is checked on use (see :mod:`imagecomposer.providers.metadata`): when a
+repomd.xml served from the cache (the mirror answered 304) fails its signature check or
+cannot be parsed, it is discarded and fetched again without a conditional request before
+the failure counts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ import solv
 
 from imagecomposer.cache.http import NotFound
 from imagecomposer.errors import RepositoryError, SignatureError
-from imagecomposer.providers.metadata import MetadataStore
+from imagecomposer.providers.metadata import Document, MetadataStore
 from imagecomposer.providers.rpm.keys import Keyring
 from imagecomposer.providers.rpm.repomd import Repomd, RepomdRecord, parse_repomd, verify_repomd
 
@@ -66,9 +70,32 @@ def _suffix(record: RepomdRecord) -> str:
 
 def fetch_repomd(source: RpmSource, store: MetadataStore) -> Repomd:
     """repomd.xml of ``source``, its signature checked as the source demands."""
-    url = source.baseurl
+    docs: list[Document] = []
     try:
-        body = store.document(url + "repodata/repomd.xml")
+        return _fetch_repomd(source, store, docs, conditional=True)
+    except RepositoryError as exc:  # SignatureError included
+        cached = [d.url for d in docs if d.cached]
+        if not cached:
+            raise
+        log.warning("metadata cache: the cached %s failed verification (%s); discarding it "
+                    "and fetching it again without a conditional request",
+                    " and ".join(cached), str(exc).splitlines()[0])
+        for url in cached:
+            store.discard(url)
+        return _fetch_repomd(source, store, [], conditional=False)
+
+
+def _fetch_repomd(source: RpmSource, store: MetadataStore, docs: list[Document], *,
+                  conditional: bool) -> Repomd:
+    url = source.baseurl
+
+    def fetch(name: str) -> bytes:
+        doc = store.document(url + name, conditional=conditional)
+        docs.append(doc)
+        return doc.body
+
+    try:
+        body = fetch("repodata/repomd.xml")
     except NotFound:
         raise RepositoryError(f"{url} is not an rpm-md repository: "
                               "repodata/repomd.xml not found") from None
@@ -77,7 +104,7 @@ def fetch_repomd(source: RpmSource, store: MetadataStore) -> Repomd:
                     source.name, url)
     elif source.repo_gpgcheck is not False:
         try:
-            signature: bytes | None = store.document(url + "repodata/repomd.xml.asc")
+            signature: bytes | None = fetch("repodata/repomd.xml.asc")
         except NotFound:
             signature = None
         if signature is None:
@@ -93,7 +120,7 @@ def fetch_repomd(source: RpmSource, store: MetadataStore) -> Repomd:
                                      "repomd.xml.asc with")
             # gpgv once per (repomd, signature, keyring): a warm load skips it
             signed = body + b"\0" + signature
-            if store.verified(signed, source.keyring.gpgv_keyring) is None:
+            if not store.verified(signed, source.keyring.gpgv_keyring, "repomd.xml"):
                 verify_repomd(body, signature, source.keyring, url=url)
                 store.remember_verified(signed, source.keyring.gpgv_keyring, "repomd.xml")
     return parse_repomd(body, url=url)
@@ -120,29 +147,14 @@ def _add(repo: Any, path: Path, flags: int, *, url: str) -> None:
         raise RepositoryError(f"{url}: cannot parse {path.name}: {repo.pool.errstr.strip()}")
 
 
-def _try_solv(repo: Any, path: Path) -> bool:
-    if not path.is_file():
-        return False
-    fp = solv.xfopen(str(path))
-    if fp is None:
-        return False
-    try:
-        if repo.add_solv(fp):
-            return True
-    finally:
-        fp.close()
-    log.warning("discarding unreadable solv cache %s", path)
-    repo.empty()
-    with contextlib.suppress(OSError):
-        path.unlink()
-    return False
-
-
-def _keys(repomd: Repomd) -> tuple[str, str | None]:
+def _keys(repomd: Repomd) -> tuple[tuple[str, str], tuple[str, str] | None]:
+    """(solv cache key, digest of the index(es) it is built from) for primary alone and
+    for primary + filelists."""
     primary = repomd.records["primary"].checksum
     filelists = repomd.records.get("filelists")
-    return (f"rpm-primary:{primary}",
-            f"rpm-primary+filelists:{primary}:{filelists.checksum}" if filelists else None)
+    return ((f"rpm-primary:{primary}", primary),
+            (f"rpm-primary+filelists:{primary}:{filelists.checksum}",
+             f"{primary}:{filelists.checksum}") if filelists else None)
 
 
 def load_source(pool: Any, source: RpmSource, store: MetadataStore) -> LoadedRepo:
@@ -151,14 +163,15 @@ def load_source(pool: Any, source: RpmSource, store: MetadataStore) -> LoadedRep
     primary = repomd.record("primary", url=source.baseurl)
     repo = pool.add_repo(source.name)
     repo.priority = source.solv_priority
-    primary_key, both_key = _keys(repomd)
-    if both_key and _try_solv(repo, store.solv_paths(both_key)[0]):
+    (primary_key, primary_source), both = _keys(repomd)
+    if both is not None and store.load_solv(both[0], repo, source=both[1]) is not None:
         return LoadedRepo(repo, source, repomd, True, True)
-    if _try_solv(repo, store.solv_paths(primary_key)[0]):
+    if store.load_solv(primary_key, repo, source=primary_source) is not None:
         return LoadedRepo(repo, source, repomd, True, False)
     path = _index(source, primary, store)
     _add(repo, path, 0, url=source.baseurl + primary.location)
-    store.write_solv(primary_key, repo, {"url": source.baseurl, "primary": primary.checksum})
+    store.write_solv(primary_key, repo, {"url": source.baseurl, "primary": primary.checksum},
+                     source=primary_source)
     return LoadedRepo(repo, source, repomd, False, False)
 
 
@@ -172,10 +185,10 @@ def load_filelists(loaded: LoadedRepo, store: MetadataStore) -> LoadedRepo:
     path = _index(loaded.source, record, store)
     _add(loaded.repo, path, solv.Repo.REPO_EXTEND_SOLVABLES,
          url=loaded.source.baseurl + record.location)
-    _, both_key = _keys(loaded.repomd)
-    assert both_key is not None
-    store.write_solv(both_key, loaded.repo, {"url": loaded.source.baseurl,
-                                             "filelists": record.checksum})
+    _, both = _keys(loaded.repomd)
+    assert both is not None
+    store.write_solv(both[0], loaded.repo, {"url": loaded.source.baseurl,
+                                            "filelists": record.checksum}, source=both[1])
     return attrs.evolve(loaded, filelists=True)
 
 

@@ -8,11 +8,11 @@ OK". A package signed by any other key, or tampered with after signing, fails.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from imagecomposer import runner
+from imagecomposer.cache.digest import sha256_file
 from imagecomposer.errors import ChecksumMismatch, CommandError, SignatureError
 from imagecomposer.providers.rpm.keys import Keyring
 
@@ -20,12 +20,10 @@ log = logging.getLogger("imagecomposer.rpm")
 
 
 def check_sha256(path: Path, expected: str, *, what: str) -> None:
-    digest = hashlib.sha256()
-    with path.open("rb") as fp:
-        while chunk := fp.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != expected.lower():
-        raise ChecksumMismatch(f"Checksum mismatch: {what}: SHA256 is {digest.hexdigest()}, "
+    """The package store's check (:func:`~imagecomposer.cache.digest.sha256_file`)."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise ChecksumMismatch(f"Checksum mismatch: {what}: SHA256 is {actual}, "
                                f"the repository's primary.xml says {expected}")
 
 

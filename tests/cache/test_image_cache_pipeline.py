@@ -1,0 +1,99 @@
+"""A tampered image cache entry is never restored by a build (issue 18, item 3).
+
+The image pipeline runs with stand-in stages (no packages, no root) so that only the image
+cache around them is exercised: the cached raw image is rewritten with its mtime put back,
+and the next build must not be a cache hit but build normally, with outputs that match their
+SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import pytest
+
+from imagecomposer.config.model import Config, Core
+from imagecomposer.pipeline.build import ImagePipeline
+from imagecomposer.pipeline.context import BuildContext, BuildOptions
+from imagecomposer.pipeline.engine import Engine
+from imagecomposer.resolver.lock import Lock
+from imagecomposer.spec import Spec
+from imagecomposer.spec.model import STAGES
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "debian-12-minimal.yml"
+
+
+@attrs.define
+class FakeStage:
+    name: str
+    ran: list[str]
+    consumes: tuple[str, ...] = ()
+
+    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
+        return {"stage": self.name}
+
+    def outputs_present(self, ctx: BuildContext) -> bool:
+        if self.name == "packages":
+            return ctx.lock_path.exists()
+        if self.name == "finalize":
+            return (ctx.output_dir / "SHA256SUMS").exists()
+        return True
+
+    def run(self, ctx: BuildContext) -> None:
+        self.ran.append(self.name)
+        if self.name == "packages":
+            Lock(os="debian", version="12", arch="amd64", kind="deb", repositories=(),
+                 packages=()).write(ctx.lock_path)
+        elif self.name == "finalize":
+            out = ctx.output_dir
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / "disk.raw").open("wb") as f:
+                f.truncate(64 << 20)  # sparse, some data in the middle
+                f.seek(32 << 20)
+                f.write(b"the image" * 1000)
+            sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                           for p in sorted(out.iterdir()))
+            (out / "SHA256SUMS").write_text(sums)
+
+
+def sums_ok(out: Path) -> bool:
+    for line in (out / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        if hashlib.sha256((out / name).read_bytes()).hexdigest() != digest:
+            return False
+    return True
+
+
+def test_tampered_cached_image_is_rebuilt_not_restored(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
+    ran: list[str] = []
+    pipeline = ImagePipeline(config)
+    pipeline.engine = Engine([FakeStage(n, ran) for n in STAGES], events=pipeline.events)
+    spec = Spec.load(EXAMPLE)
+
+    def build(out: Path) -> bool:
+        ran.clear()
+        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+
+    assert not build(tmp_path / "first") and "finalize" in ran
+    assert build(tmp_path / "second") and "finalize" not in ran  # a hit
+    cached = next((config.image_cache_dir).rglob("files/disk.raw"))
+    st = cached.stat()
+    cached.chmod(0o644)
+    with cached.open("r+b") as f:  # same size, other bytes, the mtime put back
+        f.seek(32 << 20)
+        f.write(b"TAMPERED!")
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with caplog.at_level(logging.INFO):
+        hit = build(tmp_path / "third")
+    assert not hit and "finalize" in ran  # a miss: built normally
+    assert sums_ok(tmp_path / "third")
+    assert "is damaged (disk.raw does not match its stored digest)" in caplog.text
+    assert "image cache miss: the entry for 'debian-12-minimal' was damaged" in caplog.text
+    assert build(tmp_path / "fourth") and sums_ok(tmp_path / "fourth")  # stored again
