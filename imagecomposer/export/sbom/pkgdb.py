@@ -59,6 +59,12 @@ def dpkg_installed(tree: Path) -> dict[str, InstalledPackage]:
         text = status.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ExportError(f"cannot read the dpkg database {status}: {exc.strerror}") from None
+    return parse_dpkg_status(text)
+
+
+def parse_dpkg_status(text: str) -> dict[str, InstalledPackage]:
+    """The installed packages of a dpkg ``status`` file's text (also read out of an image
+    by :mod:`imagecomposer.inspect`)."""
     found: dict[str, InstalledPackage] = {}
     for para in deb822_paragraphs(text):
         if para.get("Status", "").split()[-1:] != ["installed"]:
