@@ -12,7 +12,7 @@ import attrs
 
 from imagecomposer.inspect.facts import View, parse_env, text
 from imagecomposer.inspect.fsbase import FileRecord, Tree
-from imagecomposer.inspect.report import Bootloader, BootEntry
+from imagecomposer.inspect.report import BootEntry, Bootloader
 
 
 @attrs.frozen
@@ -85,7 +85,9 @@ def grub_entries(where: str, content: str) -> list[BootEntry]:
             if depth == 0:
                 break
             index += 1
-        linux, options, initrds = None, None, ()
+        linux: str | None = None
+        options: str | None = None
+        initrds: tuple[str, ...] = ()
         for line in content[body_start + 1:index].splitlines():
             words = line.strip().split(None, 1)
             if not words:
@@ -159,19 +161,20 @@ def bootloader(parts: Sequence[BootPartition], view: View | None) -> Bootloader:
         for path in sorted(boot_efi):
             low = path.lower()
             loaders.append(f"{part.label}:{path}")
-            content = data.get(path) or b""
+            binary = data.get(path) or b""
             if "/shim" in low:
                 kinds.append("shim")
-            elif "systemd-boot" in low or b"systemd-boot" in content:
+            elif "systemd-boot" in low or b"systemd-boot" in binary:
                 kinds.append("systemd-boot")
-            elif "grub" in low or b"GNU GRUB" in content:
+            elif "grub" in low or b"GNU GRUB" in binary:
                 kinds.append("grub")
             elif "syslinux" in low:
                 kinds.append("syslinux")
         for path in sorted(wanted):
-            content = data.get(path)
-            if content is None:
+            found = data.get(path)
+            if found is None:
                 continue
+            content = found
             low = path.lower()
             if low.startswith("/loader/entries/"):
                 entries.append(_type1(part, path, text(content) or ""))
@@ -191,9 +194,10 @@ def bootloader(parts: Sequence[BootPartition], view: View | None) -> Bootloader:
     if view is not None:
         configs = view.read_many(["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg",
                                   "/boot/syslinux/syslinux.cfg", "/boot/extlinux/extlinux.conf"])
-        for path, content in sorted(configs.items()):
-            if content is None:
+        for path, config in sorted(configs.items()):
+            if config is None:
                 continue
+            content = config
             if "grub" in path:
                 kinds.append("grub")
                 entries += grub_entries(path, text(content) or "")

@@ -59,7 +59,7 @@ class DirReader(FsReader):
         return listed
 
     def read_links(self, nodes: Sequence[Node]) -> dict[Node, str]:
-        return {n: os.readlink(self._path(n)) for n in nodes if self._path(n).is_symlink()}
+        return {n: str(self._path(n).readlink()) for n in nodes if self._path(n).is_symlink()}
 
     def read_files(self, nodes: Sequence[Node]) -> dict[Node, bytes]:
         return {n: self._path(n).read_bytes() for n in nodes if self._path(n).is_file()}

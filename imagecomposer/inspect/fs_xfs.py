@@ -78,9 +78,10 @@ class XfsReader(FsReader):
     def _describe(self, nodes: Sequence[int]) -> dict[int, dict[str, str]]:
         out = self._groups([[f"inode {n}", "print core.mode core.uid core.gid core.size"]
                             for n in nodes])
-        found = {}
+        found: dict[int, dict[str, str]] = {}
         for node, text in zip(nodes, out, strict=True):
-            found[node] = dict(m.groups() for m in map(_FIELD.match, text.splitlines()) if m)
+            found[node] = {m.group(1): m.group(2)
+                           for m in map(_FIELD.match, text.splitlines()) if m}
         return found
 
     def list_dirs(self, nodes: Sequence[Node]) -> dict[Node, list[Entry]]:

@@ -28,7 +28,7 @@ from imagecomposer.errors import (
     NotInImage,
     UsageError,
 )
-from imagecomposer.inspect import facts, inspector
+from imagecomposer.inspect import inspector
 from imagecomposer.inspect.fs_erofs import erofs_reader
 from imagecomposer.inspect.fs_ext4 import Ext4Reader
 from imagecomposer.inspect.fs_fat import fat_reader
@@ -250,9 +250,10 @@ class Image:
             fields = line.split()
             if len(fields) < 3 or fields[0].startswith("#") or not fields[1].startswith("/"):
                 continue
-            part = self._match(fields[0], parts)
-            if part is not None and fields[1] != "/" and self.probed(part).type in READABLE:
-                mounts.append((fields[1], part))
+            mounted = self._match(fields[0], parts)
+            if mounted is not None and fields[1] != "/" and \
+                    self.probed(mounted).type in READABLE:
+                mounts.append((fields[1], mounted))
         return mounts
 
     def _match(self, spec: str, parts: list[Partition]) -> Partition | None:

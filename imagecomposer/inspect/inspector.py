@@ -46,7 +46,8 @@ def _boot_partitions(image: Image) -> list[BootPartition]:
     return found
 
 
-def _secure_boot(image: Image, parts: list[BootPartition], entries_linux: list[str]) -> tuple[EfiBinary, ...]:
+def _secure_boot(image: Image, parts: list[BootPartition],
+                 entries_linux: list[str]) -> tuple[EfiBinary, ...]:
     binaries: list[tuple[str, BootPartition, str]] = []
     for part in parts:
         for record in part.files:
@@ -55,9 +56,9 @@ def _secure_boot(image: Image, parts: list[BootPartition], entries_linux: list[s
     labels = {b[0] for b in binaries}
     for linux in entries_linux:  # kernels loaded by systemd-boot are EFI binaries too
         label, _, path = linux.partition(":")
-        part = next((p for p in parts if p.label == label), None)
-        if part is not None and linux not in labels:
-            binaries.append((linux, part, path))
+        owner = next((p for p in parts if p.label == label), None)
+        if owner is not None and linux not in labels:
+            binaries.append((linux, owner, path))
             labels.add(linux)
     found = []
     by_part: dict[str, dict[str, bytes | None]] = {}

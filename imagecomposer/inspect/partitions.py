@@ -100,7 +100,7 @@ def bare(size: int) -> PartitionTable:
 
 
 def _gpt(path: Path, read: Reader, header: bytes, sector: int, size: int) -> PartitionTable:
-    (_sig, _rev, hsize, hcrc, _res, _cur, backup, first, last, guid, entries_lba, count,
+    (_sig, _rev, hsize, hcrc, _res, _cur, backup, _first, _last, guid, entries_lba, count,
      esize, ecrc) = struct.unpack_from("<8sIIII QQQQ 16s QIII".replace(" ", ""), header)
     full = read(sector, hsize)
     check = full[:16] + b"\0\0\0\0" + full[20:hsize]
@@ -146,7 +146,7 @@ def _mbr(read: Reader, mbr: bytes) -> PartitionTable:
             parts.append(Partition(slot, "", code, _MBR_NAMES.get(code, "unknown"), None,
                                    start * SECTOR, count * SECTOR, status == 0x80))
             continue
-        ebr_lba, seen = start, set()
+        ebr_lba, seen = start, set[int]()
         while ebr_lba and ebr_lba not in seen and len(seen) < 128:
             seen.add(ebr_lba)
             ebr = read(ebr_lba * SECTOR, SECTOR)

@@ -13,6 +13,8 @@ from typing import Any
 import attrs
 import cattrs
 
+from imagecomposer.inspect.render import inspect_html, inspect_text
+
 SCHEMA_VERSION = 1
 converter = cattrs.Converter()
 
@@ -224,11 +226,7 @@ class InspectReport:
         return data
 
     def _repr_html_(self) -> str:
-        from imagecomposer.inspect.render import inspect_html
-
         return inspect_html(self)
 
     def text(self) -> str:
-        from imagecomposer.inspect.render import inspect_text
-
         return inspect_text(self)

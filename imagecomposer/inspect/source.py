@@ -18,6 +18,7 @@ from pathlib import Path
 import attrs
 
 from imagecomposer import runner
+from imagecomposer.compose.disk.sparse import data_extents
 from imagecomposer.errors import InspectToolError, TruncatedImage, UnsupportedImage
 
 # magic bytes at offset 0 -> format name (qemu-img's name in parentheses where it differs)
@@ -136,3 +137,34 @@ def _decompress(path: Path, compression: str, target: Path) -> None:
 def _last(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no message"
+
+
+def same_bytes(a: DiskSource, b: DiskSource) -> bool:
+    """Whether two disks hold the same bytes: regions that are holes in both are equal
+    without reading; the rest is compared chunk by chunk, stopping at the first difference
+    (each disk is read at most once)."""
+    if a.size != b.size:
+        return False
+    fd_a, fd_b = os.open(a.path, os.O_RDONLY), os.open(b.path, os.O_RDONLY)
+    try:
+        regions = sorted([(s - a.offset, e - a.offset)
+                          for s, e in data_extents(fd_a, a.offset + a.size, a.offset)]
+                         + [(s - b.offset, e - b.offset)
+                            for s, e in data_extents(fd_b, b.offset + b.size, b.offset)])
+        merged: list[list[int]] = []
+        for start, end in regions:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        for start, end in merged:
+            while start < end:
+                step = min(end - start, 8 << 20)
+                if os.pread(fd_a, step, a.offset + start) != os.pread(fd_b, step,
+                                                                       b.offset + start):
+                    return False
+                start += step
+    finally:
+        os.close(fd_a)
+        os.close(fd_b)
+    return True
