@@ -105,6 +105,7 @@ def _from_container(path: Path, fmt: str, scratch: Path) -> DiskSource:
         return DiskSource(path, 0, size - 512, "vhd-fixed", "none", converted=False)
     raw = scratch / "converted.raw"
     runner.require("qemu-img", "qemu-utils")
+    _check_container(path, fmt)
     done = runner.run(["qemu-img", "convert", "-f", _QEMU_NAMES[fmt], "-O", "raw", path, raw],
                       capture=True, check=False, what=f"qemu-img convert ({fmt})")
     if done.returncode != 0:
@@ -115,6 +116,29 @@ def _from_container(path: Path, fmt: str, scratch: Path) -> DiskSource:
                                  f"{_last(text)}")
         raise UnsupportedImage(f"cannot read {path} as {fmt}: {_last(text)}")
     return DiskSource(raw, 0, raw.stat().st_size, fmt, "none", converted=True)
+
+
+def _check_container(path: Path, fmt: str) -> None:
+    """``qemu-img convert`` reads a truncated qcow2 as zeros without a word: check first
+    (``qemu-img check`` reads only metadata: ~25 ms for the 2 GiB example)."""
+    if fmt == "vhd":
+        _head, tail = _ends(path)
+        if not tail.startswith(b"conectix"):  # a dynamic VHD ends with its footer
+            raise TruncatedImage(f"Truncated image: {path} (vhd) lacks the footer it must end "
+                                 "with")
+        return
+    if fmt not in ("qcow2", "vhdx", "vmdk", "vdi"):
+        return
+    done = runner.run(["qemu-img", "check", "-f", _QEMU_NAMES[fmt], path], capture=True,
+                      check=False, what=f"qemu-img check ({fmt})")
+    if done.returncode in (0, 3):  # 3: leaked clusters only, harmless for reading
+        return
+    text = (done.stdout.decode("utf-8", "replace") + "\n" + done.output_tail)
+    if "end of the file" in text or "beyond" in text or "truncated" in text.lower():
+        raise TruncatedImage(f"Truncated image: {path} ({fmt}) ends before the data its "
+                             "tables point to")
+    raise UnsupportedImage(f"the {fmt} container of {path} is damaged: "
+                           f"{_last(done.output_tail or text)}")
 
 
 def _decompress(path: Path, compression: str, target: Path) -> None:
