@@ -9,6 +9,7 @@ or ``full`` (all of it). Documents (SPDX, CycloneDX, locks) compare by their pac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import attrs
 
 from imagecomposer.errors import UsageError
 from imagecomposer.inspect.documents import is_json_document, load_document
-from imagecomposer.inspect.fsbase import FileRecord
+from imagecomposer.inspect.fsbase import FileRecord, Tree, same_content
 from imagecomposer.inspect.image import Image
 from imagecomposer.inspect.partitions import Partition
 from imagecomposer.inspect.render import compare_html, compare_text
@@ -136,18 +137,47 @@ def package_diff(a: Sequence[Package], b: Sequence[Package]) -> PackageDiff:
     return PackageDiff(added, removed, changed)
 
 
-def file_diff(a: Sequence[FileRecord], b: Sequence[FileRecord]
-              ) -> tuple[tuple[FileRecord, ...], tuple[FileRecord, ...], tuple[FileChange, ...]]:
-    left = {r.path: r for r in a}
-    right = {r.path: r for r in b}
-    changed = []
-    for path in sorted(set(left) & set(right)):
-        fields = tuple(f for f in FILE_FIELDS
-                       if getattr(left[path], f) != getattr(right[path], f))
+def tree_diff(a: Tree, b: Tree) -> tuple[tuple[FileRecord, ...], tuple[FileRecord, ...],
+                                         tuple[FileChange, ...]]:
+    """(added, removed, changed) paths between two filesystems.
+
+    Both are listed in parallel; files of the same size on both sides are compared byte by
+    byte (faster than hashing both: most are equal); only the files reported get hashed.
+    """
+    listed = _both(lambda tree: tree.entries(), (a, b))
+    left, right = dict(listed[0]), dict(listed[1])
+    both = sorted(set(left) & set(right))
+    same_size = [p for p in both if left[p].kind == right[p].kind == "file"
+                 and left[p].size == right[p].size and left[p].size]
+    differ: set[str] = set()
+    with contextlib.closing(a.reader.contents([left[p] for p in same_size])) as ca, \
+            contextlib.closing(b.reader.contents([right[p] for p in same_size])) as cb:
+        for path in same_size:
+            if not same_content(ca.chunks(left[path].node), cb.chunks(right[path].node)):
+                differ.add(path)
+    records_a = {p: a.record(p, e) for p, e in left.items()}
+    records_b = {p: b.record(p, e) for p, e in right.items()}
+    changed_paths = []
+    for path in both:
+        fields = [f for f in FILE_FIELDS[:-1]
+                  if getattr(records_a[path], f) != getattr(records_b[path], f)]
+        if path in differ or (left[path].kind == right[path].kind == "file"
+                              and left[path].size != right[path].size):
+            fields.append("sha256")
         if fields:
-            changed.append(FileChange(path, fields, left[path], right[path]))
-    return (tuple(right[p] for p in sorted(set(right) - set(left))),
-            tuple(left[p] for p in sorted(set(left) - set(right))), tuple(changed))
+            changed_paths.append((path, tuple(fields)))
+    added = sorted(set(right) - set(left))
+    removed = sorted(set(left) - set(right))
+    hash_a = [p for p in [*removed, *(c for c, _ in changed_paths)] if left[p].kind == "file"]
+    hash_b = [p for p in [*added, *(c for c, _ in changed_paths)] if right[p].kind == "file"]
+    sums = _both(lambda job: job[0].reader.hash_files(job[1]),
+                 ((a, [left[p] for p in hash_a]), (b, [right[p] for p in hash_b])))
+    final_a = {p: a.record(p, left[p], sums[0].get(left[p].node)) for p in [*removed, *hash_a]}
+    final_b = {p: b.record(p, right[p], sums[1].get(right[p].node)) for p in [*added, *hash_b]}
+    return (tuple(final_b.get(p, records_b[p]) for p in added),
+            tuple(final_a.get(p, records_a[p]) for p in removed),
+            tuple(FileChange(p, fields, final_a.get(p, records_a[p]),
+                             final_b.get(p, records_b[p])) for p, fields in changed_paths))
 
 
 def config_diff(a: InspectReport, b: InspectReport) -> tuple[ConfigChange, ...]:
@@ -290,9 +320,7 @@ def _compare_images(a: Image, b: Image, mode: str, hash: bool) -> CompareReport:
     if mode in ("files", "full"):
         diffs = []
         for point, part_a, part_b in _pairs(a, b):
-            records = _both(lambda pair: pair[0].files(pair[1]),
-                            ((a, part_a.number), (b, part_b.number)))
-            added, removed, changed = file_diff(*records)
+            added, removed, changed = tree_diff(a.tree(part_a), b.tree(part_b))
             diffs.append(FilesystemDiff(point, part_a.number, part_b.number,
                                         a.probed(part_a).type or "", added, removed, changed))
         files = tuple(diffs)

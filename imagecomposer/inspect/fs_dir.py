@@ -8,12 +8,11 @@ root); FAT has neither owners nor permission bits (None).
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from imagecomposer.inspect.fsbase import Entry, FsReader, Node, kind_of
+from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node, kind_of
 
 
 class DirReader(FsReader):
@@ -29,7 +28,7 @@ class DirReader(FsReader):
         self.case_insensitive = case_insensitive
         self._ready = False
 
-    def _path(self, node: Node) -> Path:
+    def path(self, node: Node) -> Path:
         if not self._ready:
             self.tree.mkdir(parents=True, exist_ok=True)
             self._extract(self.tree)
@@ -45,7 +44,7 @@ class DirReader(FsReader):
         for node in nodes:
             entries = []
             try:
-                with os.scandir(self._path(node)) as found:
+                with os.scandir(self.path(node)) as found:
                     for item in found:
                         st = item.stat(follow_symlinks=False)
                         entries.append(Entry(
@@ -59,17 +58,20 @@ class DirReader(FsReader):
         return listed
 
     def read_links(self, nodes: Sequence[Node]) -> dict[Node, str]:
-        return {n: str(self._path(n).readlink()) for n in nodes if self._path(n).is_symlink()}
+        return {n: str(self.path(n).readlink()) for n in nodes if self.path(n).is_symlink()}
 
     def read_files(self, nodes: Sequence[Node]) -> dict[Node, bytes]:
-        return {n: self._path(n).read_bytes() for n in nodes if self._path(n).is_file()}
+        return {n: self.path(n).read_bytes() for n in nodes if self.path(n).is_file()}
 
-    def hash_files(self, entries: Sequence[Entry]) -> dict[Node, str]:
-        sums: dict[Node, str] = {}
-        for entry in entries:
-            digest = hashlib.sha256()
-            with self._path(entry.node).open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            sums[entry.node] = digest.hexdigest()
-        return sums
+    def contents(self, entries: Sequence[Entry]) -> Contents:
+        return _DirContents(self)
+
+
+class _DirContents(Contents):
+    def __init__(self, reader: DirReader) -> None:
+        self.reader = reader
+
+    def chunks(self, node: Node) -> Iterator[bytes]:
+        with self.reader.path(node).open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                yield chunk

@@ -11,17 +11,17 @@ data) is dumped by debugfs instead.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
+import shutil
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from imagecomposer import runner
 from imagecomposer.errors import CorruptFilesystem
-from imagecomposer.inspect.fsbase import Entry, FsReader, Node, kind_of
+from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node, kind_of
 
 ROOT_INODE = 2
 _EXTENT = re.compile(rb"^\s*(\d+)/\s*(\d+)\s+\d+/\s*\d+\s+(\d+)\s*-\s*(\d+)\s+(\d+)"
@@ -100,59 +100,39 @@ class Ext4Reader(FsReader):
         return found
 
     def read_files(self, nodes: Sequence[Node]) -> dict[Node, bytes]:
-        if not nodes:
-            return {}
+        target = self.dump(nodes)
+        try:
+            return {n: (target / str(n)).read_bytes() for n in nodes
+                    if (target / str(n)).is_file()}
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+    def dump(self, nodes: Sequence[Node]) -> Path:
+        """A new directory holding each inode's content as a file named by its number."""
         target = Path(tempfile.mkdtemp(prefix="dump-", dir=self.scratch))
-        try:
+        if nodes:
             self.batch([f"dump <{n}> {target}/{n}" for n in nodes])
-            found: dict[Node, bytes] = {}
-            for node in nodes:
-                path = target / str(node)
-                if path.is_file():
-                    found[node] = path.read_bytes()
-            return found
-        finally:
-            for path in target.iterdir():
-                path.unlink()
-            target.rmdir()
+        return target
 
-    def hash_files(self, entries: Sequence[Entry]) -> dict[Node, str]:
-        files = [e for e in entries if e.kind == "file"]
-        outputs = self.batch([f"ex <{e.node}>" for e in files if e.size])
-        sums: dict[Node, str] = {}
-        fallback: list[Entry] = []
-        fd = os.open(self.disk, os.O_RDONLY)
-        try:
-            sized = (e for e in files if e.size)
-            for entry, out in zip(sized, outputs, strict=True):
-                extents = _parse_extents(out)
-                if extents is None:
-                    fallback.append(entry)
-                else:
-                    sums[entry.node] = self._hash_extents(fd, entry.size, extents)
-        finally:
-            os.close(fd)
-        empty = hashlib.sha256().hexdigest()
-        sums.update({e.node: empty for e in files if not e.size})
-        for node, data in self.read_files([e.node for e in fallback]).items():
-            sums[node] = hashlib.sha256(data).hexdigest()
-        return sums
+    def contents(self, entries: Sequence[Entry]) -> Contents:
+        return _Ext4Contents(self, entries)
 
-    def _hash_extents(self, fd: int, size: int, extents: list[tuple[int, int, int, bool]]
-                      ) -> str:
-        digest = hashlib.sha256()
+    def extent_chunks(self, fd: int, size: int, extents: list[tuple[int, int, int, bool]]
+                      ) -> Iterator[bytes]:
+        """The file's bytes: data read from the disk file, holes and uninitialised extents
+        as zeros."""
         bs = self.block_size
-        position = 0  # bytes of the file hashed so far
+        position = 0  # bytes of the file produced so far
         for logical, physical, length, uninit in sorted(extents):
             start = logical * bs
             if start >= size:
                 break
             if start > position:
-                _zeros(digest, start - position)
+                yield from _zeros(start - position)
                 position = start
             want = min(length * bs, size - start)
             if uninit:
-                _zeros(digest, want)
+                yield from _zeros(want)
             else:
                 at = self.offset + physical * bs
                 left = want
@@ -162,13 +142,47 @@ class Ext4Reader(FsReader):
                         raise CorruptFilesystem(f"Corrupt filesystem: a file extent of the "
                                                 f"ext4 filesystem in {self.where} lies beyond "
                                                 "the end of the disk")
-                    digest.update(chunk)
+                    yield chunk
                     at += len(chunk)
                     left -= len(chunk)
             position += want
         if position < size:
-            _zeros(digest, size - position)
-        return digest.hexdigest()
+            yield from _zeros(size - position)
+
+
+class _Ext4Contents(Contents):
+    """Extents of every file from one ``ex`` batch; files without extents (block-mapped
+    ext2/3, inline data) dumped by debugfs into a temporary directory instead."""
+
+    def __init__(self, reader: Ext4Reader, entries: Sequence[Entry]) -> None:
+        self.reader = reader
+        sized = [e for e in entries if e.kind == "file" and e.size]
+        self.extents: dict[Node, tuple[int, list[tuple[int, int, int, bool]]]] = {}
+        fallback: list[Node] = []
+        for entry, out in zip(sized, reader.batch([f"ex <{e.node}>" for e in sized]),
+                              strict=True):
+            extents = _parse_extents(out)
+            if extents is None:
+                fallback.append(entry.node)
+            else:
+                self.extents[entry.node] = (entry.size, extents)
+        self.dumped = reader.dump(fallback)
+        self.fd = os.open(reader.disk, os.O_RDONLY)
+
+    def chunks(self, node: Node) -> Iterator[bytes]:
+        if node in self.extents:
+            size, extents = self.extents[node]
+            yield from self.reader.extent_chunks(self.fd, size, extents)
+            return
+        path = self.dumped / str(node)
+        if path.is_file():
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    yield chunk
+
+    def close(self) -> None:
+        os.close(self.fd)
+        shutil.rmtree(self.dumped, ignore_errors=True)
 
 
 def superblock_block_size(disk: Path, offset: int) -> int:
@@ -179,11 +193,14 @@ def superblock_block_size(disk: Path, offset: int) -> int:
     return int(1024 << struct.unpack_from("<I", raw, 0x18)[0])
 
 
-def _zeros(digest: hashlib._Hash, count: int) -> None:
-    block = bytes(min(count, 1 << 20))
-    while count:
-        digest.update(block[:min(count, len(block))])
-        count -= min(count, len(block))
+_ZEROS = bytes(1 << 20)
+
+
+def _zeros(count: int) -> Iterator[bytes]:
+    while count > 0:
+        step = min(count, len(_ZEROS))
+        yield _ZEROS[:step] if step < len(_ZEROS) else _ZEROS
+        count -= step
 
 
 def _split(stdout: bytes, requests: Sequence[str]) -> list[bytes]:

@@ -7,7 +7,6 @@ hashing every file extracts the tree once into a private temporary directory.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import stat
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from pathlib import Path
 from imagecomposer import runner
 from imagecomposer.errors import CorruptFilesystem
 from imagecomposer.inspect.fs_dir import DirReader
-from imagecomposer.inspect.fsbase import Entry, FsReader, Node
+from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node
 
 _LINE = re.compile(r"^([-dlcbps])([-rwxsStT]{9})\s+(\d+)/(\d+)\s+(\d+|\d+,\s*\d+)\s+"
                    r"\d{4}-\d\d-\d\d \d\d:\d\d squashfs-root(/.*)?$")
@@ -104,7 +103,7 @@ class SquashfsReader(FsReader):
                 position += sizes[node]
         return found
 
-    def hash_files(self, entries: Sequence[Entry]) -> dict[Node, str]:
+    def contents(self, entries: Sequence[Entry]) -> Contents:
         if self._extracted is None:
             def extract(target: Path) -> None:
                 target.rmdir()
@@ -112,7 +111,4 @@ class SquashfsReader(FsReader):
 
             self._extracted = DirReader("squashfs", extract, self.scratch / "tree",
                                         owners=False, modes=False)
-        empty = hashlib.sha256().hexdigest()
-        sums = self._extracted.hash_files([e for e in entries if e.size])
-        sums.update({e.node: empty for e in entries if not e.size})
-        return sums
+        return self._extracted.contents(entries)

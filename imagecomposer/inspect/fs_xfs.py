@@ -4,7 +4,6 @@ sparsely once. Directories are listed by inode (``inode N`` + ``ls``), inodes de
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -14,7 +13,7 @@ from pathlib import Path
 from imagecomposer import runner
 from imagecomposer.compose.disk.sparse import copy_out
 from imagecomposer.errors import CorruptFilesystem
-from imagecomposer.inspect.fsbase import Entry, FsReader, Node, kind_of
+from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node, kind_of
 
 _LS = re.compile(r"^\s*\d+\s+(\d+)\s+(\w+)\s+0x[0-9a-f]+\s+(\d+)\s+(.*) \((?:good|bad)\)$")
 _BMAP = re.compile(r"^data offset (\d+) startblock \d+ \((\d+)/(\d+)\) count (\d+) flag (\d)")
@@ -123,7 +122,7 @@ class XfsReader(FsReader):
             found[node] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         return found
 
-    def _extents(self, nodes: Sequence[Node]) -> dict[Node, list[tuple[int, int, int, bool]]]:
+    def extents(self, nodes: Sequence[Node]) -> dict[Node, list[tuple[int, int, int, bool]]]:
         out = self._groups([[f"inode {n}", "bmap"] for n in nodes])
         found = {}
         for node, text in zip(nodes, out, strict=True):
@@ -132,7 +131,7 @@ class XfsReader(FsReader):
                            for m in map(_BMAP.match, text.splitlines()) if m]
         return found
 
-    def _content(self, fd: int, size: int, extents: list[tuple[int, int, int, bool]]
+    def content(self, fd: int, size: int, extents: list[tuple[int, int, int, bool]]
                  ) -> Iterator[bytes]:
         position = 0
         for logical, physical, count, unwritten in sorted(extents):
@@ -165,23 +164,26 @@ class XfsReader(FsReader):
         if not nodes:
             return {}
         sizes = self._sizes(nodes)
-        extents = self._extents(nodes)
+        extents = self.extents(nodes)
         fd = os.open(self.disk, os.O_RDONLY)
         try:
-            return {n: b"".join(self._content(fd, sizes[n], extents[n])) for n in nodes}
+            return {n: b"".join(self.content(fd, sizes[n], extents[n])) for n in nodes}
         finally:
             os.close(fd)
 
-    def hash_files(self, entries: Sequence[Entry]) -> dict[Node, str]:
-        extents = self._extents([e.node for e in entries])
-        sums: dict[Node, str] = {}
-        fd = os.open(self.disk, os.O_RDONLY)
-        try:
-            for entry in entries:
-                digest = hashlib.sha256()
-                for chunk in self._content(fd, entry.size, extents[entry.node]):
-                    digest.update(chunk)
-                sums[entry.node] = digest.hexdigest()
-        finally:
-            os.close(fd)
-        return sums
+    def contents(self, entries: Sequence[Entry]) -> Contents:
+        return _XfsContents(self, entries)
+
+
+class _XfsContents(Contents):
+    def __init__(self, reader: XfsReader, entries: Sequence[Entry]) -> None:
+        self.reader = reader
+        self.sizes = {e.node: e.size for e in entries}
+        self.extents = reader.extents([e.node for e in entries if e.size])
+        self.fd = os.open(reader.disk, os.O_RDONLY)
+
+    def chunks(self, node: Node) -> Iterator[bytes]:
+        yield from self.reader.content(self.fd, self.sizes[node], self.extents.get(node, []))
+
+    def close(self) -> None:
+        os.close(self.fd)

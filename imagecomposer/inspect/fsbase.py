@@ -10,9 +10,10 @@ lists every directory any pending path needs next.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -77,11 +78,51 @@ class FsReader(abc.ABC):
     def read_files(self, nodes: Sequence[Node]) -> dict[Node, bytes]: ...
 
     @abc.abstractmethod
+    def contents(self, entries: Sequence[Entry]) -> Contents:
+        """Streaming access to the content of these regular files (prepared in one batch)."""
+
     def hash_files(self, entries: Sequence[Entry]) -> dict[Node, str]:
         """sha256 of the content of regular files."""
+        sums: dict[Node, str] = {}
+        with contextlib.closing(self.contents(entries)) as found:
+            for entry in entries:
+                digest = hashlib.sha256()
+                for chunk in found.chunks(entry.node):
+                    digest.update(chunk)
+                sums[entry.node] = digest.hexdigest()
+        return sums
 
-    def close(self) -> None:  # noqa: B027 - readers without resources keep the default
-        """Release what the reader holds (temporary extractions are removed by the caller)."""
+
+class Contents(abc.ABC):
+    """The content of a batch of files, chunk by chunk (nothing held in memory)."""
+
+    @abc.abstractmethod
+    def chunks(self, node: Node) -> Iterator[bytes]: ...
+
+    def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release file descriptors and temporary copies."""
+
+
+def same_content(a: Iterator[bytes], b: Iterator[bytes]) -> bool:
+    """Whether two chunk streams hold the same bytes (chunk boundaries may differ); stops
+    reading at the first difference. Bytes comparisons are memcmp; slices only where the
+    boundaries differ."""
+    pending = b""
+    for chunk in a:
+        while len(pending) < len(chunk):
+            more = next(b, None)
+            if more is None:
+                return False
+            pending = pending + more if pending else more
+        if len(pending) == len(chunk):
+            if pending != chunk:
+                return False
+            pending = b""
+        else:
+            if pending[:len(chunk)] != chunk:
+                return False
+            pending = pending[len(chunk):]
+    return not pending and not any(b)
 
 
 _PENDING = object()
@@ -213,6 +254,21 @@ class Tree:
 
     def walk(self, *, hashes: bool = False) -> list[FileRecord]:
         """Every path of the filesystem (``/`` excluded), sorted; file hashes on request."""
+        found = self.entries()
+        sums: dict[Node, str] = {}
+        if hashes:
+            files = {e.node: e for _, e in found if e.kind == "file"}
+            sums = self.reader.hash_files(sorted(files.values(), key=lambda e: str(e.node)))
+        return [self.record(path, e, sums.get(e.node)) for path, e in found]
+
+    def record(self, path: str, entry: Entry, sha256: str | None = None) -> FileRecord:
+        return FileRecord(path, entry.kind, entry.mode, entry.uid, entry.gid,
+                          entry.size if entry.kind in ("file", "symlink") else 0,
+                          self._links.get(entry.node) if entry.kind == "symlink" else None,
+                          sha256 if entry.kind == "file" else None)
+
+    def entries(self) -> list[tuple[str, Entry]]:
+        """Every (path, entry) of the filesystem, sorted by path; symlink targets read."""
         level: list[tuple[str, Entry]] = [("", self._root)]
         found: list[tuple[str, Entry]] = []
         while level:
@@ -231,15 +287,7 @@ class Tree:
                             key=str)
         if link_nodes:
             self._links.update(self.reader.read_links(link_nodes))
-        sums: dict[Node, str] = {}
-        if hashes:
-            files = {e.node: e for _, e in found if e.kind == "file"}
-            sums = self.reader.hash_files(sorted(files.values(), key=lambda e: str(e.node)))
-        return sorted((FileRecord(path, e.kind, e.mode, e.uid, e.gid,
-                                  e.size if e.kind in ("file", "symlink") else 0,
-                                  self._links.get(e.node) if e.kind == "symlink" else None,
-                                  sums.get(e.node) if e.kind == "file" else None)
-                       for path, e in found), key=lambda r: r.path)
+        return sorted(found, key=lambda item: item[0])
 
 
 def _parts(path: str) -> list[str]:

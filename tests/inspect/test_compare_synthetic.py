@@ -12,6 +12,7 @@ import pytest
 
 from imagecomposer.errors import UsageError
 from imagecomposer.inspect import CompareReport, compare, schema
+from imagecomposer.inspect.fsbase import same_content
 
 
 def check_schema(report: CompareReport) -> None:
@@ -111,3 +112,15 @@ def test_documents(synthetic: Path, variant: Path, tmp_path: Path) -> None:
 def test_unknown_mode(synthetic: Path) -> None:
     with pytest.raises(UsageError, match="unknown compare mode"):
         compare(synthetic, synthetic, mode="everything")
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ([b"abc", b"def"], [b"a", b"bcde", b"f"], True),
+    ([b"abcdef"], [b"abcdeg"], False),
+    ([b"abc"], [b"abc", b"d"], False),
+    ([b"abcd"], [b"abc"], False),
+    ([], [b"", b""], True),
+])
+def test_same_content_across_chunk_boundaries(a: list[bytes], b: list[bytes],
+                                              same: bool) -> None:
+    assert same_content(iter(a), iter(b)) is same
