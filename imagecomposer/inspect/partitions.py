@@ -47,7 +47,7 @@ class Partition:
     name: str  # GPT partition name ("" on MBR)
     type_id: str  # GPT type GUID (upper case) or MBR type code (two hex digits)
     type: str  # what the type means: esp, root, verity, var, swap, linux, ... or "unknown"
-    uuid: str | None  # GPT partition UUID (lower case); None on MBR
+    uuid: str | None  # GPT partition UUID (lower case); MBR: SIGNATURE-NN as Linux names it
     start: int  # bytes from the start of the disk
     size: int  # bytes
     bootable: bool = False  # MBR active flag, or GPT legacy BIOS bootable attribute (bit 2)
@@ -141,10 +141,16 @@ def _mbr_entries(mbr: bytes) -> list[tuple[int, str, int, int]]:
 def _mbr(read: Reader, mbr: bytes) -> PartitionTable:
     parts: list[Partition] = []
     logical = 5
+    signature = struct.unpack_from("<I", mbr, 440)[0]
+
+    def partuuid(number: int) -> str:  # what Linux (and blkid) call an MBR PARTUUID
+        return f"{signature:08x}-{number:02x}"
+
     for slot, (status, code, start, count) in enumerate(_mbr_entries(mbr), start=1):
         if _MBR_NAMES.get(code) != "extended":
-            parts.append(Partition(slot, "", code, _MBR_NAMES.get(code, "unknown"), None,
-                                   start * SECTOR, count * SECTOR, status == 0x80))
+            parts.append(Partition(slot, "", code, _MBR_NAMES.get(code, "unknown"),
+                                   partuuid(slot), start * SECTOR, count * SECTOR,
+                                   status == 0x80))
             continue
         ebr_lba, seen = start, set[int]()
         while ebr_lba and ebr_lba not in seen and len(seen) < 128:
@@ -156,12 +162,12 @@ def _mbr(read: Reader, mbr: bytes) -> PartitionTable:
             if not entries:
                 break
             l_status, l_code, l_start, l_count = entries[0]
-            parts.append(Partition(logical, "", l_code, _MBR_NAMES.get(l_code, "unknown"), None,
-                                   (ebr_lba + l_start) * SECTOR, l_count * SECTOR,
-                                   l_status == 0x80))
+            parts.append(Partition(logical, "", l_code, _MBR_NAMES.get(l_code, "unknown"),
+                                   partuuid(logical), (ebr_lba + l_start) * SECTOR,
+                                   l_count * SECTOR, l_status == 0x80))
             logical += 1
             ebr_lba = start + entries[1][2] if len(entries) > 1 else 0
-    disk_id = f"0x{struct.unpack_from('<I', mbr, 440)[0]:08x}"
+    disk_id = f"0x{signature:08x}"
     end = max((p.start + p.size for p in parts), default=0)
     return PartitionTable("mbr", disk_id, SECTOR, end, tuple(parts))
 

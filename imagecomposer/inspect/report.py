@@ -45,7 +45,7 @@ class PartitionInfo:
     name: str
     type: str  # esp, root, verity, var, swap, linux, ...
     type_id: str  # GPT type GUID or MBR type code
-    uuid: str | None  # GPT partition UUID
+    uuid: str | None  # PARTUUID: GPT partition UUID, or MBR SIGNATURE-NN
     start: int
     size: int
     bootable: bool

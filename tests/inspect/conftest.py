@@ -17,6 +17,7 @@ import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -193,7 +194,7 @@ def build_disk(tmp_path_factory: pytest.TempPathFactory,
                signing_key: tuple[Path, Path]) -> Builder:
     def build(name: str, *, hostname: str = "synth",
               packages: dict[str, str] | None = None, extra: dict[str, str] | None = None,
-              filesystems: bool = True, seed: str = "synthetic") -> Path:
+              filesystems: bool = True, seed: str = "synthetic", table: Literal["gpt", "mbr"] = "gpt") -> Path:
         work = tmp_path_factory.mktemp(name)
         parts = [Partition("esp", "esp", 40 * MIB, "vfat", "/boot/efi"),
                  Partition("root", "root", 40 * MIB, "ext4", "/")]
@@ -201,7 +202,7 @@ def build_disk(tmp_path_factory: pytest.TempPathFactory,
             parts += [Partition("sq", "generic", 8 * MIB, "squashfs", "/srv/sq"),
                       Partition("ero", "generic", 8 * MIB, "erofs", "/srv/ero"),
                       Partition("xf", "generic", 300 * MIB, "xfs", "/srv/xf")]
-        layout = plan_layout(Disk(None, "gpt", tuple(parts)), seed=seed)
+        layout = plan_layout(Disk(None, table, tuple(parts)), seed=seed)
         planned = {p.name: p for p in layout.partitions}
         mounts = ""
         if filesystems:  # one of each way fstab names a filesystem

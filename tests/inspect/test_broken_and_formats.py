@@ -48,6 +48,20 @@ def test_compressed(small: Path, tmp_path: Path, tool: str) -> None:
         assert image.inspect().image.compression == tool
 
 
+def test_mbr_disk(build_disk: object) -> None:
+    assert callable(build_disk)
+    disk: Path = build_disk("mbr", filesystems=False, seed="mbr", table="mbr")
+    with Image.open(disk) as image:
+        report = image.inspect()
+    assert report.partition_table.type == "mbr"
+    assert report.partition_table.id is not None and report.partition_table.id.startswith("0x")
+    esp, root = report.partition_table.partitions
+    assert (esp.type, esp.type_id, root.type) == ("esp", "ef", "linux")
+    assert esp.uuid == f"{report.partition_table.id[2:]}-01"
+    assert esp.filesystem is not None and esp.filesystem.mountpoint == "/boot/efi"  # PARTUUID
+    assert report.hostname == "synth" and report.bootloader.type == "systemd-boot"
+
+
 def test_bare_filesystem_image(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
