@@ -194,7 +194,8 @@ def build_disk(tmp_path_factory: pytest.TempPathFactory,
                signing_key: tuple[Path, Path]) -> Builder:
     def build(name: str, *, hostname: str = "synth",
               packages: dict[str, str] | None = None, extra: dict[str, str] | None = None,
-              filesystems: bool = True, seed: str = "synthetic", table: Literal["gpt", "mbr"] = "gpt") -> Path:
+              filesystems: bool = True, seed: str = "synthetic",
+              table: Literal["gpt", "mbr"] = "gpt") -> Path:
         work = tmp_path_factory.mktemp(name)
         parts = [Partition("esp", "esp", 40 * MIB, "vfat", "/boot/efi"),
                  Partition("root", "root", 40 * MIB, "ext4", "/")]
