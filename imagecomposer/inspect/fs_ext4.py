@@ -24,8 +24,6 @@ from imagecomposer.errors import CorruptFilesystem
 from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node, kind_of
 
 ROOT_INODE = 2
-_EXTENT = re.compile(rb"^\s*(\d+)/\s*(\d+)\s+\d+/\s*\d+\s+(\d+)\s*-\s*(\d+)\s+(\d+)"
-                     rb"(?:\s*-\s*(\d+))?\s+(\d+)\s*(.*)$")
 _OPEN_FAILED = ("Filesystem not open", "while trying to open", "Bad magic number",
                 "superblock is corrupt", "Superblock checksum does not match")
 
@@ -239,17 +237,19 @@ def _parse_ls(line: str) -> Entry | None:
 
 def _parse_extents(out: bytes) -> list[tuple[int, int, int, bool]] | None:
     """Leaf extents (logical block, physical block, length, uninitialised); None when the
-    inode has no extent tree (debugfs then prints no table)."""
+    inode has no extent tree (debugfs then prints no table).
+
+    A leaf line reads ``1/ 1   2/  7   119 -   120 110663 - 110664      2 Uninit``: after
+    "/" and "-" become spaces, eight numbers (level, depth, entry, entries, logical start
+    and end, physical start and end, length) and the flags. Index lines have no physical
+    end (seven numbers)."""
     if b"Level Entries" not in out:
         return None
     extents = []
-    for line in out.splitlines():
-        match = _EXTENT.match(line)
-        if match is None:
-            continue
-        level, depth = int(match.group(1)), int(match.group(2))
-        if level != depth:
-            continue  # an index node, not a leaf
-        extents.append((int(match.group(3)), int(match.group(5)), int(match.group(7)),
-                        b"Uninit" in match.group(8)))
+    for line in out.splitlines()[1:]:
+        words = line.replace(b"/", b" ").replace(b"-", b" ").split()
+        if len(words) < 9 or not words[8].isdigit() or words[0] != words[1]:
+            continue  # the header, an index node (level above the leaves), or noise
+        extents.append((int(words[4]), int(words[6]), int(words[8]),
+                        b"Uninit" in line))
     return extents
