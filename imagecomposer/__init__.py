@@ -4,7 +4,7 @@ The composable objects, importable from here (loaded on first use, so ``import
 imagecomposer`` stays cheap)::
 
     Spec, load_config, provider_for, Resolver, PackageCache, ImageCache, Composer,
-    Signer, Exporter, ImagePipeline, BuildOptions, build
+    Signer, Exporter, ImagePipeline, BuildOptions, build, Image, compare
 
 (``boot`` lives in :mod:`imagecomposer.boot`: ``from imagecomposer.boot import boot``.)
 """
@@ -29,6 +29,8 @@ _EXPORTS = {
     "ImagePipeline": "imagecomposer.pipeline.build",
     "BuildOptions": "imagecomposer.pipeline.context",
     "build": "imagecomposer.pipeline.build",
+    "Image": "imagecomposer.inspect",
+    "compare": "imagecomposer.inspect",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -220,3 +220,34 @@ class ExportError(ImageComposerError):
 
 class CacheError(ImageComposerError):
     """The package or image cache is inconsistent or locked."""
+
+
+# --- inspect and compare --------------------------------------------------------------------
+
+
+class InspectError(ImageComposerError):
+    """An image (or SBOM, or lock) could not be read for inspection or comparison."""
+
+
+class UnsupportedImage(InspectError):
+    """The file is not a disk image format inspect can read (or its container is damaged)."""
+
+
+class TruncatedImage(InspectError):
+    """The image is shorter than its own partition table or container header says."""
+
+
+class NoPartitionTable(InspectError):
+    """The image holds neither a GPT nor an MBR partition table, nor a bare filesystem."""
+
+
+class CorruptFilesystem(InspectError):
+    """A filesystem in the image is recognised but cannot be read."""
+
+
+class InspectToolError(CommandError, InspectError):
+    """A tool reading an image offline (qemu-img, debugfs, mtools, unsquashfs) failed."""
+
+
+class NotInImage(ComposeError, InspectError):
+    """The file asked for is not in the image (or not in the partition named)."""

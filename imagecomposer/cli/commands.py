@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from imagecomposer import __version__, children
+from imagecomposer.cli import inspect_cmds
 from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.errors import UsageError, ValidationError
 
@@ -52,7 +53,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from imagecomposer.spec import schema_text
 
-    print(schema_text())
+    print(inspect_cmds.schema_for(args) or schema_text(), end="" if args.inspect or
+          args.compare else "\n")
     return 0
 
 
@@ -278,7 +280,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "version": cmd_version, "schema": cmd_schema, "validate": cmd_validate,
     "config": cmd_config, "build": cmd_build, "resolve": cmd_resolve, "cache": cmd_cache,
     "export": cmd_export, "sign": cmd_sign, "verify": cmd_verify, "sbom": cmd_sbom,
-    "boot": cmd_boot,
+    "boot": cmd_boot, **inspect_cmds.HANDLERS,
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from imagecomposer import __version__
+from imagecomposer.cli import inspect_cmds
 from imagecomposer.errors import BuildInterrupted, ImageComposerError, UsageError
 
 log = logging.getLogger("imagecomposer")
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     v.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
 
-    sub.add_parser("schema", help="print the build spec JSON Schema (for editors)")
+    sc = sub.add_parser("schema", help="print the build spec JSON Schema (for editors)")
+    which = sc.add_mutually_exclusive_group()
+    which.add_argument("--inspect", action="store_true", help="the inspect JSON output's schema")
+    which.add_argument("--compare", action="store_true", help="the compare JSON output's schema")
 
     c = sub.add_parser("config", help="global configuration")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -121,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--bios", action="store_true", help="boot with SeaBIOS instead of OVMF")
     bt.add_argument("--console-log", type=Path, help="write the serial console here")
 
+    inspect_cmds.add_parsers(sub)
     sub.add_parser("version", help="print the version")
     return parser
 

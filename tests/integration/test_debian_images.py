@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from imagecomposer.spec import Spec
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.boot, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
+ExampleBuild = Callable[[str, Path | None], tuple[Spec, BuildReport, Path]]
 
 
 def build(config: Config, name: str, out: Path) -> tuple[Spec, BuildReport]:
@@ -67,9 +69,9 @@ def check_inside(spec: Spec, image: Path) -> None:
 
 @pytest.mark.parametrize("name", ["debian-12-minimal", "debian-12-server"])
 def test_example_image_builds_boots_and_holds_the_spec(config: Config, tmp_path: Path,
+                                                       example_build: ExampleBuild,
                                                        name: str) -> None:
-    out = tmp_path / "out"
-    spec, report = build(config, name, out)
+    spec, report, out = example_build(name, None)
     assert [o.status for o in report.run.outcomes] == ["ran"] * 6
     image = out / f"{name}.raw"
     check_inside(spec, image)

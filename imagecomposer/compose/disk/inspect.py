@@ -15,14 +15,14 @@ from pathlib import Path
 import attrs
 
 from imagecomposer import runner
+from imagecomposer.compose.disk.sparse import copy_out
 from imagecomposer.compose.disk.table import read_table
-from imagecomposer.errors import ComposeError, DiskToolError
+from imagecomposer.errors import ComposeError, DiskToolError, NotInImage
 
 SECTOR = 512
 
-
-class NotInImage(ComposeError):
-    """The file asked for is not in the image's partition."""
+__all__ = ["FileInfo", "FoundPartition", "NotInImage", "extract_partition", "file_info",
+           "find_partition", "list_dir", "read_file"]
 
 
 @attrs.frozen
@@ -132,18 +132,7 @@ def extract_partition(image: Path, partition: int | str, target: Path) -> FoundP
 
 
 def _extract(image: Path, part: FoundPartition, target: Path) -> None:
-    with image.open("rb") as src, target.open("wb") as dst:
-        dst.truncate(part.size)
-        src.seek(part.start)
-        remaining = part.size
-        while remaining:
-            chunk = src.read(min(remaining, 8 << 20))
-            if not chunk:
-                break
-            if chunk.count(0) != len(chunk):
-                dst.seek(part.size - remaining)
-                dst.write(chunk)
-            remaining -= len(chunk)
+    copy_out(image, part.start, part.size, target)
 
 
 def _missing(image: Path, part: FoundPartition, path: str) -> bool:

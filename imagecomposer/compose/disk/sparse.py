@@ -29,10 +29,27 @@ def copy_into(image: Path, disk: Path, offset: int) -> int:
     return copied
 
 
-def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
-    """The (start, end) byte ranges of ``fd`` that hold data."""
+def copy_out(disk: Path, start: int, size: int, target: Path) -> int:
+    """Copy ``size`` bytes of ``disk`` from byte ``start`` into the new file ``target``,
+    keeping holes as holes (the reverse of :func:`copy_into`: a partition out of a disk)."""
+    copied = 0
+    src = os.open(disk, os.O_RDONLY)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(dst, size)
+            for begin, end in data_extents(src, start + size, start):
+                copied += _copy_range(src, dst, begin, end - begin, begin - start)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    return copied
+
+
+def data_extents(fd: int, size: int, position: int = 0) -> list[tuple[int, int]]:
+    """The (start, end) byte ranges of ``fd`` that hold data, from ``position`` to ``size``."""
     extents: list[tuple[int, int]] = []
-    position = 0
     while position < size:
         try:
             start = os.lseek(fd, position, os.SEEK_DATA)
@@ -40,6 +57,8 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
             if exc.errno == errno.ENXIO:  # only a hole remains
                 break
             raise
+        if start >= size:
+            break
         end = os.lseek(fd, start, os.SEEK_HOLE)
         extents.append((start, min(end, size)))
         position = end

@@ -82,7 +82,11 @@ def format_verity(data: Path, hash_image: Path, *, salt: str, uuid: str, data_pa
                       data_partuuid=data_partuuid, hash_partuuid=hash_partuuid)
 
 
-def verify(data: Path, hash_image: Path, roothash: str) -> None:
-    """``veritysetup verify`` on the files (or on ``disk?offset``-free copies of them)."""
-    runner.run(["veritysetup", "verify", data, hash_image, roothash], error=DiskToolError,
-               what="veritysetup verify")
+def verify(data: Path, hash_image: Path, roothash: str, *, hash_offset: int = 0) -> None:
+    """``veritysetup verify`` on the files (or on ``disk?offset``-free copies of them).
+
+    ``hash_offset`` is where the hash superblock starts in ``hash_image``: a whole disk file
+    works as the hash device (inspect uses that); the data must start at byte 0 of ``data``.
+    """
+    runner.run(["veritysetup", "verify", f"--hash-offset={hash_offset}", data, hash_image,
+                roothash], capture=True, error=DiskToolError, what="veritysetup verify")

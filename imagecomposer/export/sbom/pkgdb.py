@@ -61,6 +61,12 @@ def dpkg_installed(tree: Path) -> dict[str, InstalledPackage]:
             text = root.read_bytes(status).decode("utf-8", errors="replace")
     except ImagePathError as exc:
         raise ExportError(f"cannot read the dpkg database: {exc}") from None
+    return parse_dpkg_status(text)
+
+
+def parse_dpkg_status(text: str) -> dict[str, InstalledPackage]:
+    """The installed packages of a dpkg ``status`` file's text (also read out of an image
+    by :mod:`imagecomposer.inspect`)."""
     found: dict[str, InstalledPackage] = {}
     for para in deb822_paragraphs(text):
         if para.get("Status", "").split()[-1:] != ["installed"]:
