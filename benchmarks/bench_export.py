@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from imagecomposer.export import FORMATS, Exporter
-from imagecomposer.runner import run
+from imagecomposer.foundation.runner import run
 
 
 def synthesize(path: Path, size: int, data: int) -> Path:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imagecomposer.cache import PackageCache
 from imagecomposer.config.model import Config, Core
-from imagecomposer.providers import provider_for
-from imagecomposer.providers.deb import DebProvider
+from imagecomposer.families import provider_for
+from imagecomposer.families.deb import DebProvider
 from imagecomposer.resolver import Resolver
 from imagecomposer.resolver.resolver import new_pool
 from imagecomposer.spec.model import Base, Customizations, Image, Packages, Spec

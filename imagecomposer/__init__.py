@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Spec": "imagecomposer.spec",
     "load_config": "imagecomposer.config",
-    "provider_for": "imagecomposer.providers",
+    "provider_for": "imagecomposer.families",
     "Resolver": "imagecomposer.resolver.resolver",
     "PackageCache": "imagecomposer.cache",
     "ImageCache": "imagecomposer.cache.images",

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.boot.firmware import find_ovmf, vars_copy
-from imagecomposer.errors import ToolNotFound
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ToolNotFound
 
 PROBE_SECONDS = 10.0
 FAILURES = ("KVM internal error", "emulation failure", "failed to initialize kvm",

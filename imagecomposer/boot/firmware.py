@@ -16,8 +16,8 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer import runner
-from imagecomposer.errors import BootError, BootToolError, ToolNotFound
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import BootError, BootToolError, ToolNotFound
 
 OVMF_DIRS = (Path("/usr/share/OVMF"), Path("/usr/share/edk2/ovmf"), Path("/usr/share/qemu"))
 CODE = ("OVMF_CODE_4M.fd", "OVMF_CODE.fd")

@@ -23,10 +23,10 @@ from typing import Literal
 
 import attrs
 
-from imagecomposer import runner
 from imagecomposer.boot.accel import kvm_works
 from imagecomposer.boot.firmware import find_ovmf, vars_copy
-from imagecomposer.errors import BootError, BuildInterrupted, UsageError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import BootError, BuildInterrupted, UsageError
 
 Firmware = Literal["uefi", "bios"]
 TAIL_LINES = 40

@@ -20,10 +20,10 @@ from pathlib import Path
 import attrs
 import libarchive
 
-from imagecomposer import runner
 from imagecomposer.compose.disk import AssemblyResult, assemble, plan_layout
 from imagecomposer.compose.disk.table import write_boot_code
-from imagecomposer.errors import BootError, BootToolError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import BootError, BootToolError
 from imagecomposer.spec.model import Disk, Partition
 
 MIB = 1 << 20

@@ -6,7 +6,7 @@ the lock hash and the tool version. The per-input hashes are kept in each entry 
 name the input that changed. Entries are written to a temporary directory and renamed into
 place (never a partial entry); files are stored read-only with their digests. A lookup
 checks every file against its stored digest before the entry is used (reading only the data
-of sparse images, see :func:`~imagecomposer.cache.digest.sparse_sha256`): a damaged or
+of sparse images, see :func:`~imagecomposer.foundation.digest.sparse_sha256`): a damaged or
 modified entry is discarded with a warning and the lookup is a miss. A hit restores the
 outputs with a reflink, else a hard link, else a copy, into a staging directory that
 atomically replaces the output directory. At most ``max_count`` entries per image name are
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.cache.digest import sha256_files, sparse_sha256
-from imagecomposer.cache.filelock import exclusive, try_exclusive
-from imagecomposer.errors import CacheError, CommandError
-from imagecomposer.export.staging import staged
-from imagecomposer.runner import run
+from imagecomposer.foundation.digest import sha256_files, sparse_sha256
+from imagecomposer.foundation.errors import CacheError, CommandError
+from imagecomposer.foundation.filelock import exclusive, try_exclusive
+from imagecomposer.foundation.runner import run
+from imagecomposer.foundation.staging import staged
 
 log = logging.getLogger("imagecomposer.cache")
 

@@ -1,6 +1,6 @@
 """Show fetch progress: a one-line bar on a terminal, plain log lines otherwise.
 
-:class:`Progress` is an ordinary consumer of the :mod:`imagecomposer.events` stream, so
+:class:`Progress` is an ordinary consumer of the :mod:`imagecomposer.foundation.events` stream, so
 library callers can pass it (or their own callable) as ``events=``.
 """
 
@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TextIO
 
-from imagecomposer.events import (
+from imagecomposer.foundation.events import (
     DownloadProgress,
     Event,
     FetchFinished,
@@ -21,7 +21,7 @@ from imagecomposer.events import (
     Resolved,
 )
 
-log = logging.getLogger("imagecomposer.packages")
+log = logging.getLogger("imagecomposer.pipeline.packages")
 
 
 def human(n: float) -> str:

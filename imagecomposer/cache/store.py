@@ -37,27 +37,27 @@ from typing import Any
 
 import attrs
 
-from imagecomposer.cache.digest import sha256_file, sha256_files
-from imagecomposer.cache.filelock import exclusive
-from imagecomposer.cache.http import Cancel, Http
 from imagecomposer.config.model import Config
-from imagecomposer.errors import (
+from imagecomposer.families.base import Provider
+from imagecomposer.foundation.digest import sha256_file, sha256_files
+from imagecomposer.foundation.errors import (
     BuildInterrupted,
     CacheError,
     DownloadCancelled,
     ImageComposerError,
     LockError,
 )
-from imagecomposer.events import (
+from imagecomposer.foundation.events import (
     DownloadProgress,
     Event,
     FetchFinished,
     FetchStarted,
     PackageFetched,
 )
-from imagecomposer.fsutil import atomic_write
-from imagecomposer.providers.base import Provider
-from imagecomposer.resolver.lock import Lock, LockedPackage
+from imagecomposer.foundation.filelock import exclusive
+from imagecomposer.foundation.fsutil import atomic_write
+from imagecomposer.foundation.http import Cancel, Http
+from imagecomposer.lock import Lock, LockedPackage
 
 log = logging.getLogger("imagecomposer.cache")
 

@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from imagecomposer import __version__, children
+from imagecomposer import __version__
 from imagecomposer.cli import inspect_cmds
 from imagecomposer.config.loader import LoadedConfig
-from imagecomposer.errors import UsageError, ValidationError
+from imagecomposer.foundation import children
+from imagecomposer.foundation.errors import UsageError, ValidationError
 
 log = logging.getLogger("imagecomposer")
 
@@ -38,7 +39,7 @@ def _config(args: argparse.Namespace, overrides: Mapping[str, object] | None = N
 
     loaded = load_config(args.config, overrides=overrides)
     if args.log_level is None:
-        from imagecomposer import logsetup
+        from imagecomposer.cli import logsetup
 
         logsetup.configure(loaded.config.logging.level,
                            args.log_file or loaded.config.logging.file)
@@ -254,7 +255,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_sbom(args: argparse.Namespace) -> int:
     from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
-    from imagecomposer.resolver.lock import Lock
+    from imagecomposer.lock import Lock
 
     lock = Lock.read(args.lock)
     documents = generate_sboms(lock, args.tree, ImageInfo(args.name),

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from imagecomposer import logsetup
+from imagecomposer.cli import logsetup
 
 MODES = ("summary", "packages", "files", "full")  # imagecomposer.inspect.compare.MODES
 

@@ -17,7 +17,7 @@ from types import FrameType
 
 from imagecomposer import __version__
 from imagecomposer.cli import inspect_cmds
-from imagecomposer.errors import BuildInterrupted, ImageComposerError, UsageError
+from imagecomposer.foundation.errors import BuildInterrupted, ImageComposerError, UsageError
 
 log = logging.getLogger("imagecomposer")
 
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
-    from imagecomposer import logsetup
+    from imagecomposer.cli import logsetup
 
     logsetup.configure(args.log_level or "info", args.log_file)
     signal.signal(signal.SIGTERM, _raise_interrupted)

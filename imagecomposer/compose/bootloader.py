@@ -23,11 +23,11 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.initramfs import Kernel
 from imagecomposer.compose.layout import Layout
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.sign import sign_efi
 from imagecomposer.spec.model import Spec
 

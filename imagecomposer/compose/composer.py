@@ -27,8 +27,6 @@ from pathlib import Path
 import attrs
 
 from imagecomposer.compose import bootloader, family, initramfs_cache, verity_initrd
-from imagecomposer.compose.chroot import run_in_chroot
-from imagecomposer.compose.cleanup import remove_tree
 from imagecomposer.compose.configure import (
     apt_sources,
     files,
@@ -43,9 +41,11 @@ from imagecomposer.compose.configure import (
 from imagecomposer.compose.layout import Layout
 from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
-from imagecomposer.resolver.lock import Lock
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.sandbox import run_in_chroot
+from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Disk, Partition, Spec
 
 log = logging.getLogger(__name__)

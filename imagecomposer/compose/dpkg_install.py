@@ -7,7 +7,7 @@ order and the package cache the verified .deb files. The steps:
    for Debian 12 and later;
 2. the Essential set (Essential: yes, Priority: required and their dependencies) is extracted
    with ``dpkg-deb --fsys-tarfile | tar`` so that the tree has a shell, a libc and dpkg;
-3. inside the sandbox (see :mod:`imagecomposer.compose.chroot`: the tree as root, reduced
+3. inside the sandbox (see :mod:`imagecomposer.foundation.sandbox`: the tree as root, reduced
    capabilities, no network, package files read-only): ONE ``dpkg --unpack`` of
    every package in transaction order, then ONE ``dpkg --configure -a``. Per-package calls
    would cost a dpkg database load each.
@@ -28,11 +28,11 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagecomposer import runner
-from imagecomposer.compose.chroot import run_in_chroot
-from imagecomposer.errors import CommandError, ComposeError, LockError, ScriptFailed
-from imagecomposer.resolver.lock import Lock, LockedPackage
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CommandError, ComposeError, LockError, ScriptFailed
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.sandbox import run_in_chroot
+from imagecomposer.lock import Lock, LockedPackage
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ComposeError
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Spec
 
 
@@ -50,7 +50,7 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
 def rpmdb_location(lock: Lock) -> tuple[str, str]:
     """(path, backend) of the rpm database the lock's OS expects (its profile's ``rpmdb``;
     the sysimage location with sqlite for an OS without a shipped profile)."""
-    from imagecomposer.providers.rpm.profile import bare_profile, load_rpm_profile, profile_path
+    from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
 
     profile = (load_rpm_profile(lock.os, lock.version)
                if profile_path(lock.os, lock.version).is_file()
@@ -66,8 +66,8 @@ def rpm_repositories(tree: Path, spec: Spec, config: Config, *,
     trust what the build trusted. Returns the ``.repo`` files written."""
     from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
     from imagecomposer.compose.rpm_repos import write_repo_files
-    from imagecomposer.providers import provider_for
-    from imagecomposer.providers.rpm.provider import RpmProvider
+    from imagecomposer.families import provider_for
+    from imagecomposer.families.rpm.provider import RpmProvider
 
     provider = provider_for(spec, config)
     if not isinstance(provider, RpmProvider):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.sandbox import run_in_chroot
 
 log = logging.getLogger(__name__)
 

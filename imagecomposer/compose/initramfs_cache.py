@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from imagecomposer.compose import initramfs
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from imagecomposer import runner
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -105,7 +105,7 @@ def configure_selinux(tree: Path, mode: SelinuxMode, *, chroot: RunInChroot | No
             log.warning("the image has no setfiles (policycoreutils): it relabels at first boot")
             return "autorelabel"
     if chroot is None:
-        from imagecomposer.compose.chroot import run_in_chroot
+        from imagecomposer.foundation.sandbox import run_in_chroot
 
         chroot = run_in_chroot
     chroot(tree, [setfiles, "-F", "-e", "/proc", "-e", "/sys", "-e", "/dev", "-e", "/run",

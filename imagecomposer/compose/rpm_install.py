@@ -14,7 +14,8 @@ against the repository's configured keys (``RpmProvider.verify_package``); the k
 imported into the target's database (``keys=``) so that its own rpm trusts them later.
 
 A failing scriptlet (even a %post, which rpm itself only warns about) raises
-:class:`~imagecomposer.errors.ScriptFailed` with the tail of rpm's output. The tree is then
+:class:`~imagecomposer.foundation.errors.ScriptFailed` with the tail of rpm's output. The tree is
+then
 incomplete: the caller (the Composer) discards it.
 """
 
@@ -29,16 +30,16 @@ from typing import Any, Literal
 
 import attrs
 
-from imagecomposer import runner
-from imagecomposer.compose.chroot import host_tool_argv
-from imagecomposer.errors import (
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import (
     CommandError,
     DependencyError,
     ImageComposerError,
     LockError,
     ScriptFailed,
 )
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.foundation.sandbox import host_tool_argv
+from imagecomposer.lock import Lock
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -142,7 +143,7 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     """Install ``lock``'s packages (files from ``packages``, by name) into ``tree``.
 
     ``sandbox`` runs the transaction in the compose sandbox
-    (:func:`imagecomposer.compose.chroot.host_tool_argv`): the tree has ``/proc``, ``/sys``,
+    (:func:`imagecomposer.foundation.sandbox.host_tool_argv`): the tree has ``/proc``, ``/sys``,
     a minimal ``/dev`` and ``/run``, so scriptlets redirect to ``/dev/null`` and read
     ``/proc`` like on a real system; they have no network, no host file but the host's
     read-only ``/usr`` and the package files, reduced capabilities, and any daemon they

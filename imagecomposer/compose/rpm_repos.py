@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from imagecomposer.providers.rpm.loader import RpmSource
-from imagecomposer.providers.rpm.provider import RpmProvider
-from imagecomposer.rootfs import Root
+from imagecomposer.families.rpm.loader import RpmSource
+from imagecomposer.families.rpm.provider import RpmProvider
+from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger("imagecomposer.rpm")
 

@@ -9,7 +9,7 @@ disk space (see docs/compose.md).
 Atomicity: an entry is copied into ``.tmp-<key>-<pid>`` and renamed into place only when
 complete, so a reader never sees a partial entry; leftovers of a killed writer are removed by
 the next :meth:`TreeCache.store` and at the start of every build. Trees never contain mount
-points (chroot mounts live in a private namespace, see :mod:`imagecomposer.compose.chroot`),
+points (chroot mounts live in a private namespace, see :mod:`imagecomposer.foundation.sandbox`),
 so removing one is safe.
 """
 
@@ -22,8 +22,8 @@ import shutil
 import time
 from pathlib import Path
 
-from imagecomposer import runner
-from imagecomposer.errors import CacheError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CacheError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import ComposeError
+from imagecomposer.foundation.errors import ComposeError
 
 HOOK = "/etc/initramfs-tools/hooks/imagecomposer-verity"
 SCRIPT = "/etc/initramfs-tools/scripts/local-top/imagecomposer-verity"

@@ -17,19 +17,19 @@ from typing import Any
 import attrs
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ConfigError, InvalidConfig, Problem
-from imagecomposer.spec import schemacheck
-from imagecomposer.spec.limits import LimitExceeded, read_document
-from imagecomposer.spec.positions import (
+from imagecomposer.foundation.errors import ConfigError, InvalidConfig, Problem
+from imagecomposer.foundation.yamldoc import schemacheck
+from imagecomposer.foundation.yamldoc.limits import LimitExceeded, read_document
+from imagecomposer.foundation.yamldoc.positions import (
     YamlSyntaxError,
     compose,
     limit_problem,
     source_map,
     to_plain,
 )
-from imagecomposer.spec.sourcemap import PathKey, SourceMap, format_path, parse_path
+from imagecomposer.foundation.yamldoc.sourcemap import PathKey, SourceMap, format_path, parse_path
+from imagecomposer.foundation.yamldoc.suggest import did_you_mean
 from imagecomposer.spec.structure import CONVERTER
-from imagecomposer.spec.suggest import did_you_mean
 
 SCHEMA_PACKAGE = "imagecomposer.config"
 DEFAULT = "default"

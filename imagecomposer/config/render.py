@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any
 
 from imagecomposer.config.loader import LoadedConfig
-from imagecomposer.spec.sourcemap import format_path
+from imagecomposer.foundation.yamldoc.sourcemap import format_path
 
 
 def default_config_text() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from imagecomposer.errors import ExportError
+from imagecomposer.foundation.errors import ExportError
 from imagecomposer.sign.signer import sha256_file
 
 SUMS = "SHA256SUMS"

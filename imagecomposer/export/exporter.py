@@ -3,9 +3,10 @@ moved into the output directory in one atomic step.
 
 Conversions go through ``qemu-img convert`` and compression through the multithreaded tools
 (``zstd -T0``, ``xz -T0``, ``pigz`` when present, else ``gzip``), all via
-:func:`imagecomposer.runner.run`. Everything is written into a staging directory first; only
+:func:`imagecomposer.foundation.runner.run`. Everything is written into a staging directory first;
+only
 a complete, checksummed (and, with a signer, signed) set of files replaces the previous
-outputs (see :mod:`imagecomposer.export.staging`).
+outputs (see :mod:`imagecomposer.foundation.staging`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Protocol
 
 import attrs
 
-from imagecomposer.errors import CommandError, ExportError
 from imagecomposer.export.checksums import SUMS, write_sums
 from imagecomposer.export.formats import (
     COMPRESSIONS,
@@ -28,8 +28,9 @@ from imagecomposer.export.formats import (
     round_up_mib,
 )
 from imagecomposer.export.manifest import MANIFEST, write_manifest
-from imagecomposer.export.staging import staged
-from imagecomposer.runner import require, run, which
+from imagecomposer.foundation.errors import CommandError, ExportError
+from imagecomposer.foundation.runner import require, run, which
+from imagecomposer.foundation.staging import staged
 from imagecomposer.sign.signer import sha256_file
 
 

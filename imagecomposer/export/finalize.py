@@ -17,7 +17,7 @@ from imagecomposer.compose.layout import Layout
 from imagecomposer.export.exporter import Artifact, Exporter, ExportResult, FileSigner
 from imagecomposer.export.manifest import build_manifest
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.lock import Lock
 from imagecomposer.sign.signer import sha256_file
 from imagecomposer.spec.model import Spec
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from imagecomposer.errors import ExportError
+from imagecomposer.foundation.errors import ExportError
 
 MIB = 1 << 20
 

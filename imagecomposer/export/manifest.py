@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from imagecomposer import __version__
-from imagecomposer.errors import ExportError
-from imagecomposer.fsutil import atomic_write
+from imagecomposer.foundation.errors import ExportError
+from imagecomposer.foundation.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from imagecomposer.compose.layout import Layout

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagecomposer.errors import ExportError, SigningError
 from imagecomposer.export.checksums import SUMS, read_sums
 from imagecomposer.export.manifest import MANIFEST, read_manifest
+from imagecomposer.foundation.errors import ExportError, SigningError
 from imagecomposer.sign.keys import load_public_key
 from imagecomposer.sign.signer import sha256_file, verify_signature
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from imagecomposer.errors import UsageError
+from imagecomposer.foundation.errors import UsageError
 from imagecomposer.inspect.documents import is_json_document, load_document
 from imagecomposer.inspect.fsbase import FileRecord, Tree, same_content
 from imagecomposer.inspect.image import Image

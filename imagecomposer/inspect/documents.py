@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from imagecomposer.errors import InspectError
+from imagecomposer.foundation.errors import InspectError
 from imagecomposer.inspect.report import Package
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.compose.disk.sparse import copy_out
-from imagecomposer.errors import CorruptFilesystem
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CorruptFilesystem
 from imagecomposer.inspect.fs_dir import DirReader
 
 

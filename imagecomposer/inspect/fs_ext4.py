@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from imagecomposer import runner
-from imagecomposer.errors import CorruptFilesystem
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CorruptFilesystem
 from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node, kind_of
 
 ROOT_INODE = 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagecomposer import runner
-from imagecomposer.errors import CorruptFilesystem
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CorruptFilesystem
 from imagecomposer.inspect.fs_dir import DirReader
 
 MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0", "LC_ALL": "C.UTF-8"}

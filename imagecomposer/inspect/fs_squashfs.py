@@ -12,8 +12,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagecomposer import runner
-from imagecomposer.errors import CorruptFilesystem
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CorruptFilesystem
 from imagecomposer.inspect.fs_dir import DirReader
 from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node
 

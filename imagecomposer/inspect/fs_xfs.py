@@ -10,9 +10,9 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.compose.disk.sparse import copy_out
-from imagecomposer.errors import CorruptFilesystem
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import CorruptFilesystem
 from imagecomposer.inspect.fsbase import Contents, Entry, FsReader, Node, kind_of
 
 _LS = re.compile(r"^\s*\d+\s+(\d+)\s+(\w+)\s+0x[0-9a-f]+\s+(\d+)\s+(.*) \((?:good|bad)\)$")

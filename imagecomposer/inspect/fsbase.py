@@ -18,7 +18,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.errors import NotInImage
+from imagecomposer.foundation.errors import NotInImage
 
 Node = int | str  # an ext4 inode number, or a path inside an extracted tree
 MAX_HOPS = 40  # symlinks followed in one lookup, as Linux's ELOOP limit

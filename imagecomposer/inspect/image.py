@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from imagecomposer.compose.disk.sparse import data_extents
-from imagecomposer.errors import (
+from imagecomposer.foundation.errors import (
     CorruptFilesystem,
     InspectError,
     NoPartitionTable,

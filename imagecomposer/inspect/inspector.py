@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagecomposer.errors import InspectError
+from imagecomposer.foundation.errors import InspectError
 from imagecomposer.inspect import facts
 from imagecomposer.inspect.bootloader import BootPartition, bootloader
 from imagecomposer.inspect.documents import document_packages

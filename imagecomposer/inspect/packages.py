@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from imagecomposer.compose.rpm_install import DBPATHS
-from imagecomposer.errors import ExportError, InspectError
 from imagecomposer.export.sbom.pkgdb import InstalledPackage, parse_dpkg_status, rpm_installed
+from imagecomposer.foundation.errors import ExportError, InspectError
 from imagecomposer.inspect.facts import View
 from imagecomposer.inspect.report import Package, Packages
 

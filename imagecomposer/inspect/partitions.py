@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 
 from imagecomposer.compose.disk import types as ptypes
-from imagecomposer.errors import NoPartitionTable, TruncatedImage
+from imagecomposer.foundation.errors import NoPartitionTable, TruncatedImage
 
 SECTOR = 512
 Reader = Callable[[int, int], bytes]  # (offset, length) -> bytes

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer import runner
+from imagecomposer.foundation import runner
 from imagecomposer.inspect.fs_fat import fat_free_bytes
 
 

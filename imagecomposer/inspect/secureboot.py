@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from imagecomposer import runner
+from imagecomposer.foundation import runner
 from imagecomposer.inspect.report import Certificate, EfiBinary
 
 PKCS_SIGNED_DATA = 2

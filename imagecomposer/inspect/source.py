@@ -17,9 +17,9 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer import runner
 from imagecomposer.compose.disk.sparse import data_extents
-from imagecomposer.errors import InspectToolError, TruncatedImage, UnsupportedImage
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import InspectToolError, TruncatedImage, UnsupportedImage
 
 # magic bytes at offset 0 -> format name (qemu-img's name in parentheses where it differs)
 _MAGIC = ((b"QFI\xfb", "qcow2"), (b"vhdxfile", "vhdx"), (b"KDMV", "vmdk"),

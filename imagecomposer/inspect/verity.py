@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.compose.disk.sparse import copy_out
 from imagecomposer.compose.disk.verity import verify
-from imagecomposer.errors import DiskToolError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import DiskToolError
 from imagecomposer.inspect.partitions import Partition
 from imagecomposer.inspect.report import VerityInfo, VeritySuperblock
 

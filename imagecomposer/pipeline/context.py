@@ -18,10 +18,10 @@ import attrs
 from imagecomposer.cache import PackageCache, Progress
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config
-from imagecomposer.errors import LockError
+from imagecomposer.foundation.errors import LockError
+from imagecomposer.lock import Lock
 from imagecomposer.pipeline.events import EventSink
 from imagecomposer.pipeline.workspace import Workspace
-from imagecomposer.resolver.lock import Lock
 from imagecomposer.spec.model import Spec
 
 log = logging.getLogger("imagecomposer.pipeline")

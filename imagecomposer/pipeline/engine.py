@@ -26,7 +26,7 @@ from typing import Generic, Protocol, TypeVar
 
 import attrs
 
-from imagecomposer.errors import BuildTimeout, ImageComposerError, UsageError
+from imagecomposer.foundation.errors import BuildTimeout, ImageComposerError, UsageError
 from imagecomposer.pipeline.events import (
     EventSink,
     StageFailed,

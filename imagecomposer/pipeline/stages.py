@@ -16,7 +16,7 @@ import cattrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import hash_input
-from imagecomposer.fsutil import atomic_write
+from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.pipeline.context import BuildContext, digest
 
 log = logging.getLogger("imagecomposer.pipeline")
@@ -70,7 +70,7 @@ class PackagesStage:
         return ctx.lock_path.exists()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.packages import run_packages_stage
+        from imagecomposer.pipeline.packages import run_packages_stage
 
         locked = ctx.options.locked
         if locked is not None:
@@ -101,7 +101,7 @@ class ComposeStage:
         return (ctx.installed_tree / "var/lib").is_dir()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.compose.cleanup import remove_tree
+        from imagecomposer.foundation.cleanup import remove_tree
 
         lock = ctx.lock()
         packages = ctx.fetch_packages(lock)

@@ -37,10 +37,10 @@ from typing import Any
 
 import attrs
 
-from imagecomposer.compose.cleanup import remove_tree
-from imagecomposer.errors import WorkspaceBusy
-from imagecomposer.export.staging import leftover_staging_dirs
-from imagecomposer.fsutil import atomic_write
+from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.errors import WorkspaceBusy
+from imagecomposer.foundation.fsutil import atomic_write
+from imagecomposer.foundation.staging import leftover_staging_dirs
 
 log = logging.getLogger("imagecomposer.pipeline")
 

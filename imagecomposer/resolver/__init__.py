@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
+from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.resolver.resolution import Reason, Resolution
 
 __all__ = ["Lock", "LockedPackage", "LockedRepository", "Reason", "Resolution", "Resolver"]

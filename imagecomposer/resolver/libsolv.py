@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from types import ModuleType
 
-from imagecomposer.errors import ImageComposerError
+from imagecomposer.foundation.errors import ImageComposerError
 
 INSTALL_HINT = ("build it with Debian support: scripts/build-solv-wheel.sh .wheelhouse && "
                 "pip install --find-links .wheelhouse --force-reinstall solv==0.7.39.post1 "

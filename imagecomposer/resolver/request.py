@@ -2,7 +2,8 @@
 ``name<<version`` (apt spelling; ``<``/``>`` also accepted), globs (``python3-*``) and
 virtual names (``mail-transport-agent``: one provider is chosen, like apt).
 
-A string that matches nothing fails with :class:`~imagecomposer.errors.PackageNotFound` and
+A string that matches nothing fails with :class:`~imagecomposer.foundation.errors.PackageNotFound`
+and
 a "did you mean" suggestion computed from every package and provided name in the pool.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from imagecomposer.errors import PackageNotFound, UsageError
+from imagecomposer.foundation.errors import PackageNotFound, UsageError
 
 _REQUEST = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9.+_*?\[\]:-]*)\s*"
                       r"(?:(<<|>>|<=|>=|=|<|>)\s*(\S+))?\s*$")

@@ -12,7 +12,7 @@ from typing import Literal
 
 import attrs
 
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.lock import Lock
 
 ReasonKind = Literal["spec", "profile", "dependency", "recommended", "other"]
 

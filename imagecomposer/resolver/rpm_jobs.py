@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import solv
 
-from imagecomposer.errors import DependencyError, PackageNotFound, UsageError
+from imagecomposer.foundation.errors import DependencyError, PackageNotFound, UsageError
 
 _RELATION = re.compile(r"^\s*([^\s<>=!]+)\s*(==|=|<=|>=|<|>)\s*(\S+)\s*$")
 _REL_FLAGS = {"=": solv.REL_EQ, "==": solv.REL_EQ, "<": solv.REL_LT, ">": solv.REL_GT,

@@ -1,4 +1,4 @@
-"""Resolve an RPM-family spec to a :class:`~imagecomposer.resolver.lock.Lock`.
+"""Resolve an RPM-family spec to a :class:`~imagecomposer.lock.Lock`.
 
 The RPM path end to end, usable on its own (``resolve_rpm``) until the family-generic
 :class:`imagecomposer.resolver.Resolver` dispatches to the provider hooks it uses
@@ -14,9 +14,9 @@ from typing import Any
 import attrs
 
 from imagecomposer.config.model import Config
-from imagecomposer.events import Resolved
-from imagecomposer.providers.rpm.provider import RpmProvider
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.families.rpm.provider import RpmProvider
+from imagecomposer.foundation.events import Resolved
+from imagecomposer.lock import Lock
 from imagecomposer.resolver.rpm_jobs import (
     RpmRequest,
     build_jobs,

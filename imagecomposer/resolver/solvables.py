@@ -9,7 +9,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Literal
 
-from imagecomposer.resolver.lock import LockedPackage
+from imagecomposer.lock import LockedPackage
 
 
 def sha256_of(solvable: Any) -> str:

@@ -27,8 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from imagecomposer.errors import SigningError
-from imagecomposer.fsutil import atomic_write
+from imagecomposer.foundation.errors import SigningError
+from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.sign.keys import (
     Algorithm,
     PrivateKey,

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imagecomposer.foundation.yamldoc.sourcemap import Pos, SourceMap
 from imagecomposer.spec.model import (
     STAGES,
     Base,
@@ -35,7 +36,6 @@ from imagecomposer.spec.model import (
     Ssh,
     User,
 )
-from imagecomposer.spec.sourcemap import Pos, SourceMap
 
 if TYPE_CHECKING:
     from imagecomposer.config.model import Config
@@ -57,7 +57,8 @@ def schema_text() -> str:
 
 
 def validate(spec: Spec, config: Config) -> None:
-    """Raise :class:`~imagecomposer.errors.ValidationError` with every semantic problem."""
+    """Raise :class:`~imagecomposer.foundation.errors.ValidationError` with every semantic
+    problem."""
     from imagecomposer.spec.validation import validate as run
 
     run(spec, config)

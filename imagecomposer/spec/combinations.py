@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import attrs
 
-from imagecomposer.errors import Problem
+from imagecomposer.foundation.errors import Problem
+from imagecomposer.foundation.units import format_size
 from imagecomposer.spec.model import Spec
-from imagecomposer.spec.units import format_size
 
 MiB = 1024 * 1024
 COMPRESSIONS = ("none", "gzip", "xz", "zstd")

@@ -1,9 +1,10 @@
 """Loading a build spec: YAML → templates → variables → schema → field checks → Spec.
 
 Every step collects problems instead of stopping at the first; the first step that found
-any raises :class:`~imagecomposer.errors.ValidationError` with all of them (later steps would
+any raises :class:`~imagecomposer.foundation.errors.ValidationError` with all of them (later steps
+would
 only repeat them in other words). Template problems raise its subclass
-:class:`~imagecomposer.errors.TemplateError`.
+:class:`~imagecomposer.foundation.errors.TemplateError`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.errors import Problem, TemplateError, ValidationError
-from imagecomposer.spec import schemacheck
-from imagecomposer.spec.limits import LimitExceeded, read_document
-from imagecomposer.spec.model import Spec
-from imagecomposer.spec.positions import (
+from imagecomposer.foundation.errors import Problem, TemplateError, ValidationError
+from imagecomposer.foundation.yamldoc import schemacheck
+from imagecomposer.foundation.yamldoc.limits import LimitExceeded, read_document
+from imagecomposer.foundation.yamldoc.positions import (
     Node,
     YamlSyntaxError,
     compose,
@@ -26,6 +26,7 @@ from imagecomposer.spec.positions import (
     source_map,
     to_plain,
 )
+from imagecomposer.spec.model import Spec
 from imagecomposer.spec.roots import resolve_roots
 from imagecomposer.spec.structure import check_fields, refuse_plaintext, to_spec
 from imagecomposer.spec.templates import Reading, apply_extends

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagecomposer.spec.positions import Node
+from imagecomposer.foundation.yamldoc.positions import Node
 
 Pattern = tuple[str, ...]
 

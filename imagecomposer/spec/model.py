@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from imagecomposer.spec.sourcemap import SourceMap
+from imagecomposer.foundation.yamldoc.sourcemap import SourceMap
 
 BaseType = Literal["minimal", "server", "development"]
 Arch = Literal["x86_64", "aarch64"]
@@ -246,7 +246,7 @@ class Spec:
 
         ``allowed_paths`` are the configuration's ``core.allowed_paths``: template files
         there may be read besides the spec's own tree (docs/spec.md, "Files a spec may
-        read"). Raises :class:`~imagecomposer.errors.ValidationError` with every problem.
+        read"). Raises :class:`~imagecomposer.foundation.errors.ValidationError` with every problem.
         """
         from imagecomposer.spec.loader import load_spec
 

@@ -14,8 +14,8 @@ So ``source: /etc/shadow``, ``extends: /etc/shadow`` or ``./link`` where ``link 
 /etc/shadow`` are refused, with a positioned problem, before anything is read (and without
 saying whether the file exists). docs/spec.md ("Files a spec may read") states the rule.
 
-:func:`~imagecomposer.rootfs.sources.is_within` is the pure check on resolved paths and
-:func:`~imagecomposer.rootfs.sources.resolve_roots` computes the roots; both live in the
+:func:`~imagecomposer.foundation.rootfs.sources.is_within` is the pure check on resolved paths and
+:func:`~imagecomposer.foundation.rootfs.sources.resolve_roots` computes the roots; both live in the
 foundation layer so that the copy into the image (:func:`allowed_source`) applies exactly the
 same rule. :func:`outside` words the refusal for a spec problem.
 """
@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagecomposer.rootfs.sources import is_within, real, resolve_roots
+from imagecomposer.foundation.rootfs.sources import is_within, real, resolve_roots
 
 __all__ = ["ADVICE", "is_within", "outside", "real", "resolve_roots"]
 

@@ -11,7 +11,8 @@ import ipaddress
 from collections import Counter
 from pathlib import PurePosixPath
 
-from imagecomposer.errors import Problem
+from imagecomposer.foundation.errors import Problem
+from imagecomposer.foundation.units import format_size
 from imagecomposer.spec.combinations import (
     ESP_MIN,
     GPT_MAX_PARTITIONS,
@@ -22,7 +23,6 @@ from imagecomposer.spec.combinations import (
     MiB,
 )
 from imagecomposer.spec.model import STAGES, Spec
-from imagecomposer.spec.units import format_size
 
 # 1 MiB before the first partition (alignment) and 1 MiB at the end (backup GPT).
 TABLE_OVERHEAD = 2 * MiB

@@ -14,12 +14,12 @@ from typing import Any
 
 import cattrs
 
-from imagecomposer.errors import Problem
+from imagecomposer.foundation.errors import Problem
+from imagecomposer.foundation.units import parse_size
+from imagecomposer.foundation.yamldoc.positions import Node
+from imagecomposer.foundation.yamldoc.sourcemap import PathKey, SourceMap, format_path
 from imagecomposer.spec.accounts import HASH_ADVICE, password_hash_problem, ssh_key_problem
 from imagecomposer.spec.model import Spec
-from imagecomposer.spec.positions import Node
-from imagecomposer.spec.sourcemap import PathKey, SourceMap, format_path
-from imagecomposer.spec.units import parse_size
 
 # Field paths holding local file paths; "*" matches any list index.
 PATH_FIELDS: tuple[tuple[str | int, ...], ...] = (

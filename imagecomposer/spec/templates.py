@@ -11,7 +11,8 @@ A template is a partial spec. ``extends`` names a built-in template or a file:
 Templates may extend other templates, up to :data:`MAX_DEPTH` levels; a cycle is an error
 that shows the chain. A list of templates is merged in order, the spec itself last. The merge
 rules are in :mod:`imagecomposer.spec.merge`. At most
-:data:`~imagecomposer.spec.limits.MAX_TEMPLATES` template files are read for one spec (a
+:data:`~imagecomposer.foundation.yamldoc.limits.MAX_TEMPLATES` template files are read for one spec
+(a
 chain of lists naming the same template twenty times would otherwise read it 20⁸ times).
 
 A template file is read only if it lies inside the spec's roots (:mod:`imagecomposer.spec.roots`:
@@ -30,14 +31,14 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.errors import Problem
-from imagecomposer.spec import schemacheck
-from imagecomposer.spec.limits import MAX_TEMPLATES, LimitExceeded, read_document
+from imagecomposer.foundation.errors import Problem
+from imagecomposer.foundation.yamldoc import schemacheck
+from imagecomposer.foundation.yamldoc.limits import MAX_TEMPLATES, LimitExceeded, read_document
+from imagecomposer.foundation.yamldoc.positions import Node, YamlSyntaxError, compose, limit_problem
+from imagecomposer.foundation.yamldoc.suggest import did_you_mean
 from imagecomposer.spec.merge import merge
-from imagecomposer.spec.positions import Node, YamlSyntaxError, compose, limit_problem
 from imagecomposer.spec.roots import outside
 from imagecomposer.spec.structure import absolutize
-from imagecomposer.spec.suggest import did_you_mean
 
 MAX_DEPTH = 8
 SUFFIXES = (".yml", ".yaml")

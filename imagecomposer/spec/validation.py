@@ -9,7 +9,7 @@ combination matrix of :mod:`imagecomposer.spec.combinations`:
   allowed paths, symlinks followed: :mod:`imagecomposer.spec.roots`) and exists;
 - settings combinations are legal; the disk layout, accounts, files, services are coherent.
 
-:func:`validate` raises one :class:`~imagecomposer.errors.ValidationError` with every
+:func:`validate` raises one :class:`~imagecomposer.foundation.errors.ValidationError` with every
 problem and logs warnings; :func:`check` returns both lists for callers that want them.
 """
 
@@ -23,12 +23,12 @@ from pathlib import Path
 import attrs
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import Problem, ValidationError
+from imagecomposer.foundation.errors import Problem, ValidationError
+from imagecomposer.foundation.yamldoc.sourcemap import PathKey
+from imagecomposer.foundation.yamldoc.suggest import did_you_mean
 from imagecomposer.spec import combinations, semantics
 from imagecomposer.spec.model import Spec
 from imagecomposer.spec.roots import outside, resolve_roots
-from imagecomposer.spec.sourcemap import PathKey
-from imagecomposer.spec.suggest import did_you_mean
 
 log = logging.getLogger("imagecomposer.spec")
 

@@ -8,8 +8,10 @@ is an error at the position of the string that uses it.
 
 Like aliases, variables can multiply text (``a: ${b}${b}${b}...``, ``b: ${c}${c}...``) and
 chain (``v1: ${v2}``, ``v2: ${v3}``, ...): a :class:`TextBudget` bounds the text that
-substitution produces to :data:`~imagecomposer.spec.limits.MAX_TEXT` and chains are limited
-to :data:`~imagecomposer.spec.limits.MAX_VARIABLE_DEPTH` levels, each with one problem.
+substitution produces to :data:`~imagecomposer.foundation.yamldoc.limits.MAX_TEXT` and chains are
+limited
+to :data:`~imagecomposer.foundation.yamldoc.limits.MAX_VARIABLE_DEPTH` levels, each with one
+problem.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 
-from imagecomposer.errors import Problem
-from imagecomposer.spec.limits import MAX_TEXT, MAX_VARIABLE_DEPTH, MiB
-from imagecomposer.spec.positions import Node, walk
-from imagecomposer.spec.sourcemap import format_path
-from imagecomposer.spec.suggest import did_you_mean
+from imagecomposer.foundation.errors import Problem
+from imagecomposer.foundation.yamldoc.limits import MAX_TEXT, MAX_VARIABLE_DEPTH, MiB
+from imagecomposer.foundation.yamldoc.positions import Node, walk
+from imagecomposer.foundation.yamldoc.sourcemap import format_path
+from imagecomposer.foundation.yamldoc.suggest import did_you_mean
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")

@@ -13,7 +13,7 @@ import pytest
 from imagecomposer.boot import accel, boot
 from imagecomposer.boot.firmware import find_ovmf
 from imagecomposer.boot.qemu import qemu_command
-from imagecomposer.errors import BootError, ToolNotFound, UsageError
+from imagecomposer.foundation.errors import BootError, ToolNotFound, UsageError
 
 FAKE_QEMU = r"""
 for a in "$@"; do case "$a" in file:*) out="${a#file:}";; esac; done
@@ -159,7 +159,7 @@ def test_qemu_dies_when_the_caller_is_terminated(tmp_path: Path,
 
     image = fake_qemu("still booting\\n")
     code = ("import sys; from pathlib import Path; from imagecomposer.boot import boot\n"
-            "from imagecomposer.errors import BuildInterrupted\n"
+            "from imagecomposer.foundation.errors import BuildInterrupted\n"
             "try:\n"
             f"    boot(Path({str(image)!r}), timeout=300, accelerator='tcg')\n"
             "except BuildInterrupted as exc:\n"

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from imagecomposer.boot import boot, read_file
 from imagecomposer.boot.selftest import LOGIN, SelftestInputs, build_selftest_image, fetch_inputs
-from imagecomposer.errors import BootError
+from imagecomposer.foundation.errors import BootError
 
 pytestmark = [pytest.mark.boot, pytest.mark.network]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer import runner
-from imagecomposer.errors import ToolNotFound
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ToolNotFound
 
 
 def _alive(pid: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from imagecomposer.cache.digest import BLOCK, sha256_file, sha256_files, sparse_sha256
+from imagecomposer.foundation.digest import BLOCK, sha256_file, sha256_files, sparse_sha256
 
 
 def write(path: Path, size: int, chunks: dict[int, bytes], *, dense: bool = False) -> Path:

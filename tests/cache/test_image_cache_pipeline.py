@@ -18,10 +18,10 @@ import attrs
 import pytest
 
 from imagecomposer.config.model import Config, Core
+from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Engine
-from imagecomposer.resolver.lock import Lock
 from imagecomposer.spec import Spec
 from imagecomposer.spec.model import STAGES
 

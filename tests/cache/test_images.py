@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.cache.images import ImageCache, hash_input, image_key
-from imagecomposer.errors import CacheError
+from imagecomposer.foundation.errors import CacheError
 
 SPEC = json.dumps({"image": {"name": "edge"}, "customizations": {"hostname": "a"}},
                   sort_keys=True)

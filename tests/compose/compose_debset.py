@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
+from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 
 ESSENTIAL = "?essential"
 REQUIRED = "?priority(required)"

@@ -11,9 +11,10 @@ import pytest
 from conftest import make_layout
 
 from imagecomposer import sign
-from imagecomposer.compose import bootloader, cleanup, initramfs, tree_cache
+from imagecomposer.compose import bootloader, initramfs, tree_cache
 from imagecomposer.compose.layout import Layout, PlannedPartition
-from imagecomposer.errors import CacheError, ComposeError
+from imagecomposer.foundation import cleanup
+from imagecomposer.foundation.errors import CacheError, ComposeError
 from imagecomposer.spec.model import Customizations, Kernel, SecureBoot, Security, Spec
 
 # --- tree cache ----------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_secure_boot_signs_every_efi_binary(fake_tree: Path, spec: Spec, layout:
 
 
 def test_sign_efi_missing_key(tmp_path: Path) -> None:
-    from imagecomposer.errors import SigningError
+    from imagecomposer.foundation.errors import SigningError
 
     target = tmp_path / "x.efi"
     target.write_bytes(b"MZ")

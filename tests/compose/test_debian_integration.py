@@ -18,11 +18,11 @@ import pytest
 from conftest import make_layout
 
 from imagecomposer.compose import bootloader, dpkg_install, initramfs
-from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
-from imagecomposer.errors import ScriptFailed
-from imagecomposer.resolver.lock import Lock, LockedPackage
+from imagecomposer.foundation.errors import ScriptFailed
+from imagecomposer.foundation.sandbox import run_in_chroot
+from imagecomposer.lock import Lock, LockedPackage
 from imagecomposer.spec.model import (
     Base,
     Customizations,
@@ -344,7 +344,7 @@ def processes_rooted_in(tree: Path) -> list[int]:
 
 
 def test_timeout_kills_everything_in_the_chroot(installed: tuple[Path, float]) -> None:
-    from imagecomposer.errors import CommandError
+    from imagecomposer.foundation.errors import CommandError
 
     tree, _ = installed
     start = time.monotonic()
@@ -366,7 +366,7 @@ import json, sys
 from pathlib import Path
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.lock import Lock
 data = json.loads(Path(sys.argv[1]).read_text())
 lock = Lock.from_json(data["lock"])
 files = {k: Path(v) for k, v in data["files"].items()}

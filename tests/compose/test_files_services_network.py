@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.compose.configure import files, network, services
-from imagecomposer.errors import ComposeError, UnitNotFound
+from imagecomposer.foundation.errors import ComposeError, UnitNotFound
 from imagecomposer.spec.model import File, Interface, Network
 
 

@@ -3,7 +3,7 @@
 Each test plants symlinks in the tree (absolute, relative with ``..``, directories in the
 middle of a path) pointing at host files the test made in its own temporary directory, runs
 one step as the build would, and checks the host files afterwards. Each runs with openat2
-and with the fallback walk of :mod:`imagecomposer.rootfs`.
+and with the fallback walk of :mod:`imagecomposer.foundation.rootfs`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import make_layout
 
-from imagecomposer import rootfs
 from imagecomposer.compose import (
     bootloader,
     dpkg_install,
@@ -26,9 +25,10 @@ from imagecomposer.compose import (
 from imagecomposer.compose.composer import split_partitions
 from imagecomposer.compose.configure import files, fstab, network, ssh, system, users
 from imagecomposer.compose.layout import PlannedPartition
-from imagecomposer.errors import ComposeError, ImagePathError, SourceNotAllowed
 from imagecomposer.export.sbom import embed_sboms
-from imagecomposer.rootfs import resolve
+from imagecomposer.foundation import rootfs
+from imagecomposer.foundation.errors import ComposeError, ImagePathError, SourceNotAllowed
+from imagecomposer.foundation.rootfs import resolve
 from imagecomposer.spec.model import File, Network, Spec, Ssh
 
 KVER = "6.1.0-9-amd64"

@@ -8,10 +8,17 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import chroot, composer, dpkg_install, pivot_exec
+from imagecomposer.compose import composer, dpkg_install
 from imagecomposer.compose.layout import PlannedPartition
-from imagecomposer.errors import ComposeError, InsufficientDiskSpace, LockError, PermissionDenied
-from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
+from imagecomposer.foundation import pivot_exec
+from imagecomposer.foundation import sandbox as chroot
+from imagecomposer.foundation.errors import (
+    ComposeError,
+    InsufficientDiskSpace,
+    LockError,
+    PermissionDenied,
+)
+from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from imagecomposer.compose.configure import paths, system
-from imagecomposer.errors import ComposeError
+from imagecomposer.foundation.errors import ComposeError
 
 
 def test_write_replaces_a_symlink_and_stays_in_the_tree(tmp_path: Path) -> None:

@@ -20,9 +20,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imagecomposer.compose import chroot, pivot_exec
 from imagecomposer.compose.configure import scripts
-from imagecomposer.errors import CommandError
+from imagecomposer.foundation import pivot_exec
+from imagecomposer.foundation import sandbox as chroot
+from imagecomposer.foundation.errors import CommandError
 from imagecomposer.spec.model import Customizations, Scripts, Spec
 
 BUSYBOX = shutil.which("busybox")

@@ -11,8 +11,8 @@ from conftest import make_layout
 
 from imagecomposer.compose.configure import apt_sources, fstab, scripts
 from imagecomposer.compose.layout import PlannedPartition
-from imagecomposer.errors import ComposeError, ScriptFailed
-from imagecomposer.resolver.lock import Lock, LockedRepository
+from imagecomposer.foundation.errors import ComposeError, ScriptFailed
+from imagecomposer.lock import Lock, LockedRepository
 from imagecomposer.spec.model import Spec
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imagecomposer import logsetup
+from imagecomposer.cli import logsetup
 from imagecomposer.compose.configure import users
-from imagecomposer.errors import CommandError
+from imagecomposer.foundation.errors import CommandError
 from imagecomposer.spec.model import User
 
 HASH = "$6$leaktest0001$Q2FuYXJ5SGFzaEZvclRoZUxlYWtUZXN0T25seTAxMjM0NTY3ODlhYmNkZWY"
@@ -98,7 +98,7 @@ def test_url_credentials_never_reach_a_log_line(cli_logs: Logs) -> None:
     """Whatever logs a URL with user-info (an error naming a mirror from the host's apt
     sources, say), the CLI's console and log file show it without the credentials."""
     url = "https://builder:hunter2@mirror.example/debian/dists/bookworm/InRelease"
-    log = logging.getLogger("imagecomposer.packages")
+    log = logging.getLogger("imagecomposer.pipeline.packages")
     log.warning("retrying %s after error: %s", url, "HTTP 503")
     log.error("Download failed: %s", url)
     for text in (cli_logs.console.getvalue(), cli_logs.file.read_text()):

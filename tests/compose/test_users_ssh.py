@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.compose.configure import paths, ssh, users
-from imagecomposer.errors import ComposeError
+from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.spec.model import Ssh, User
 
 root = pytest.mark.root

@@ -12,7 +12,7 @@ from conftest import make_layout
 
 from imagecomposer.compose import verity_initrd
 from imagecomposer.compose.configure import fstab
-from imagecomposer.errors import ComposeError
+from imagecomposer.foundation.errors import ComposeError
 
 DATA = "f914d81b-a486-5ba6-adaf-2d56057c9f2a"
 HASH = "1e3edf88-f46f-58d3-8f39-97114fb5d5c3"

@@ -16,7 +16,7 @@ from imagecomposer.config import (
     render_config,
     spec_overrides,
 )
-from imagecomposer.errors import ConfigError, InvalidConfig
+from imagecomposer.foundation.errors import ConfigError, InvalidConfig
 
 
 @pytest.fixture

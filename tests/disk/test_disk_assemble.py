@@ -22,7 +22,7 @@ from imagecomposer.compose.disk.inspect import (
     read_file,
 )
 from imagecomposer.compose.layout import Layout
-from imagecomposer.errors import ComposeError, DiskToolError, InsufficientDiskSpace
+from imagecomposer.foundation.errors import ComposeError, DiskToolError, InsufficientDiskSpace
 from imagecomposer.spec.model import Disk, Partition
 
 M = 1 << 20

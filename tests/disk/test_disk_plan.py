@@ -9,7 +9,7 @@ import pytest
 from imagecomposer.compose.disk import plan_layout, verity_size
 from imagecomposer.compose.disk import types as ptypes
 from imagecomposer.compose.layout import Layout
-from imagecomposer.errors import ValidationError
+from imagecomposer.foundation.errors import ValidationError
 from imagecomposer.spec.model import Disk, Partition
 
 M = 1 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from imagecomposer.resolver.lock import Lock, LockedPackage, LockedRepository
+from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 
 STATUS = """\
 Package: base-files

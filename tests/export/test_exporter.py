@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.errors import ExportError
 from imagecomposer.export import FORMATS, Exporter, check_combination, combination_problems
 from imagecomposer.export.formats import MIB
+from imagecomposer.foundation.errors import ExportError
 from imagecomposer.sign.signer import sha256_file
 
 

@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from imagecomposer.compose.layout import Layout, PlannedPartition
-from imagecomposer.errors import ExportError, SigningError
 from imagecomposer.export import Artifact, Exporter, build_manifest, verify_outputs
 from imagecomposer.export.manifest import normalize_spec
+from imagecomposer.foundation.errors import ExportError, SigningError
 from imagecomposer.sign import Signer
 
 SPEC = {

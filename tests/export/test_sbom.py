@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from imagecomposer.errors import ExportError
 from imagecomposer.export.sbom import (
     ImageInfo,
     collect,
@@ -22,7 +21,8 @@ from imagecomposer.export.sbom import (
 )
 from imagecomposer.export.sbom.licenses import dep5_license, spdx_or_ref
 from imagecomposer.export.sbom.packages import purl
-from imagecomposer.resolver.lock import LockedPackage
+from imagecomposer.foundation.errors import ExportError
+from imagecomposer.lock import LockedPackage
 
 from .sbom_fixtures import make_lock, make_tree
 

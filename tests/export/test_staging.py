@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.errors import ExportError
-from imagecomposer.export import staging
+from imagecomposer.foundation import staging
+from imagecomposer.foundation.errors import ExportError
 
 
 def fill(directory: Path, text: str) -> Path:

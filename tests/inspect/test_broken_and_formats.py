@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.cli.main import main
-from imagecomposer.errors import CorruptFilesystem, NoPartitionTable, TruncatedImage
+from imagecomposer.foundation.errors import CorruptFilesystem, NoPartitionTable, TruncatedImage
 from imagecomposer.inspect import Image
 
 CONVERSIONS = {"qcow2": ["-O", "qcow2"], "vhd": ["-O", "vpc", "-o", "subformat=dynamic"],

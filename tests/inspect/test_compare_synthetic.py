@@ -10,7 +10,7 @@ from pathlib import Path
 import fastjsonschema
 import pytest
 
-from imagecomposer.errors import UsageError
+from imagecomposer.foundation.errors import UsageError
 from imagecomposer.inspect import CompareReport, compare, schema
 from imagecomposer.inspect.fsbase import same_content
 

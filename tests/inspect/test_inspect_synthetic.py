@@ -11,7 +11,7 @@ from pathlib import Path
 import fastjsonschema
 import pytest
 
-from imagecomposer.errors import NotInImage
+from imagecomposer.foundation.errors import NotInImage
 from imagecomposer.inspect import Image, InspectReport, schema
 from imagecomposer.inspect.schemas import generate
 from tests.inspect.conftest import AS_ROOT, KERNEL, SECRET_HASH

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer import children
-from imagecomposer.compose.cleanup import mounts_below
 from imagecomposer.config.model import Config
+from imagecomposer.foundation import children
+from imagecomposer.foundation.cleanup import mounts_below
 from imagecomposer.pipeline.workspace import Workspace
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]

@@ -13,8 +13,8 @@ import pytest
 
 from imagecomposer.boot import boot
 from imagecomposer.config.model import Config
-from imagecomposer.errors import BootError
 from imagecomposer.export.verify import verify_outputs
+from imagecomposer.foundation.errors import BootError
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.spec import Spec

@@ -16,7 +16,7 @@ from imagecomposer.boot.qemu import FAIL_ON
 from imagecomposer.compose.disk.inspect import find_partition
 from imagecomposer.compose.verity_initrd import OPENED_MARKER
 from imagecomposer.config.model import Config
-from imagecomposer.errors import BootError
+from imagecomposer.foundation.errors import BootError
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.spec import Spec

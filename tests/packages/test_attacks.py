@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.cache import PackageCache
-from imagecomposer.cache.http import Http
 from imagecomposer.config.model import Config
-from imagecomposer.errors import (
+from imagecomposer.foundation.errors import (
     ChecksumMismatch,
     DownloadError,
     MetadataExpired,
     SignatureError,
 )
+from imagecomposer.foundation.http import Http
+from imagecomposer.lock import Lock
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.lock import Lock
 from tests.fixtures.debrepo import DebArchive, GpgKey, RepoServer
 from tests.packages.conftest import make_config, make_spec
 
@@ -166,7 +166,7 @@ def test_ctrl_c_during_download_leaves_no_partial_file(config: Config,
     import _thread
     import threading
 
-    from imagecomposer.errors import BuildInterrupted
+    from imagecomposer.foundation.errors import BuildInterrupted
 
     lock = resolve(config)
     libc = lock.package("libc6")

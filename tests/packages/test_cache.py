@@ -14,11 +14,11 @@ import pytest
 
 from imagecomposer.cache import PackageCache, Progress
 from imagecomposer.config.model import Config, PackageCacheConfig, Storage
-from imagecomposer.errors import CacheError
-from imagecomposer.events import FetchFinished, FetchStarted, PackageFetched
-from imagecomposer.providers import provider_for
+from imagecomposer.families import provider_for
+from imagecomposer.foundation.errors import CacheError
+from imagecomposer.foundation.events import FetchFinished, FetchStarted, PackageFetched
+from imagecomposer.lock import Lock
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.lock import Lock
 from tests.fixtures.debrepo import RepoServer
 from tests.packages.conftest import make_spec
 
@@ -118,7 +118,7 @@ def test_concurrent_builds_share_the_store(config: Config, lock: Lock) -> None:
 
 def test_progress_plain_lines(config: Config, lock: Lock,
                               caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="imagecomposer.packages")
+    caplog.set_level("INFO", logger="imagecomposer.pipeline.packages")
     PackageCache(config).fetch(lock, events=Progress(io.StringIO(), tty=False))
     text = caplog.text
     assert "to download" in text and f"downloaded {len(lock.packages)}" in text
@@ -134,7 +134,7 @@ def test_progress_bar_on_tty(config: Config, lock: Lock) -> None:
 
 def test_packages_stage_then_locked_rebuild(config: Config, server: RepoServer,
                                             tmp_path: Path) -> None:
-    from imagecomposer.packages import run_packages_stage
+    from imagecomposer.pipeline.packages import run_packages_stage
 
     lock_path = tmp_path / "out" / "packages.lock.json"
     first = run_packages_stage(make_spec(("openssh-server",)), config, lock_path=lock_path)

@@ -17,9 +17,9 @@ import pytest
 from imagecomposer.cache import PackageCache
 from imagecomposer.cli.main import main
 from imagecomposer.config.model import Config
-from imagecomposer.errors import CacheError
+from imagecomposer.foundation.errors import CacheError
+from imagecomposer.lock import Lock, LockedPackage
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.lock import Lock, LockedPackage
 from tests.fixtures.debrepo import DebArchive, RepoServer
 from tests.packages.conftest import make_spec
 
@@ -78,7 +78,7 @@ def test_damaged_entry_is_evicted_and_fetched_again(
 
 def test_offline_fetch_names_a_damaged_entry(config: Config, lock: Lock, tmp_path: Path,
                                              server: RepoServer) -> None:
-    from imagecomposer.packages import run_packages_stage
+    from imagecomposer.pipeline.packages import run_packages_stage
 
     lock_path = tmp_path / "out" / "packages.lock.json"
     first = run_packages_stage(make_spec(("openssh-server",)), config, lock_path=lock_path)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.cache import PackageCache
-from imagecomposer.cache.http import Http
 from imagecomposer.config.model import Config
-from imagecomposer.errors import DownloadError
+from imagecomposer.foundation.errors import DownloadError
+from imagecomposer.foundation.http import Http
+from imagecomposer.lock import Lock
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.lock import Lock
 from tests.fixtures.debrepo import RepoServer
 from tests.packages.conftest import make_spec
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ImageComposerError, RepositoryError
+from imagecomposer.foundation.errors import ImageComposerError, RepositoryError
+from imagecomposer.lock import Lock
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.lock import Lock
 from tests.fixtures.debrepo import DebArchive, GpgKey, RepoServer, base_system
 from tests.packages.conftest import make_config, make_spec
 

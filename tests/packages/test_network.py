@@ -13,8 +13,8 @@ import pytest
 
 from imagecomposer.cache import PackageCache
 from imagecomposer.config.model import Config, Core
-from imagecomposer.providers import provider_for
-from imagecomposer.providers.deb import DebProvider
+from imagecomposer.families import provider_for
+from imagecomposer.families.deb import DebProvider
 from imagecomposer.resolver import Resolver
 from tests.fixtures.aptsim import AptSim
 from tests.packages.conftest import make_spec

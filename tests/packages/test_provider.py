@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.config.model import Config, Core, Credentials, ProviderConfig
-from imagecomposer.errors import ConfigError, DownloadError, ProviderNotConfigured
-from imagecomposer.events import MetadataLoaded
-from imagecomposer.providers import aptsources, provider_for
-from imagecomposer.providers.profile import available, load_profile
+from imagecomposer.families import aptsources, provider_for
+from imagecomposer.families.profile import available, load_profile
+from imagecomposer.foundation.errors import ConfigError, DownloadError, ProviderNotConfigured
+from imagecomposer.foundation.events import MetadataLoaded
 from imagecomposer.resolver import Resolver
 from imagecomposer.spec.model import Repository
 from tests.fixtures.debrepo import Deb, DebArchive, GpgKey, RepoServer, base_system, touch_past

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from imagecomposer.config.model import Config
-from imagecomposer.providers.profile import load_profile
+from imagecomposer.families.profile import load_profile
 from imagecomposer.resolver import Resolver
 from imagecomposer.spec.model import Security
 from tests.fixtures.debrepo import Deb, DebArchive

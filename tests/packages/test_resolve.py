@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import DependencyError, PackageNotFound
+from imagecomposer.foundation.errors import DependencyError, PackageNotFound
+from imagecomposer.lock import Lock
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.lock import Lock
 from imagecomposer.spec.model import Repository
 from tests.fixtures.debrepo import Deb, DebArchive, GpgKey, RepoServer
 from tests.packages.conftest import make_spec

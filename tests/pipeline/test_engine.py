@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imagecomposer.errors import BuildTimeout, UsageError
+from imagecomposer.foundation.errors import BuildTimeout, UsageError
 from imagecomposer.pipeline.engine import Engine, RunOptions, parse_duration
 from imagecomposer.pipeline.events import Event, StageSkipped, StageStarted
 from imagecomposer.pipeline.workspace import Workspace

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.cli.main import main
-from imagecomposer.errors import WorkspaceBusy
+from imagecomposer.foundation.errors import WorkspaceBusy
 from imagecomposer.pipeline.workspace import Workspace, lock_holder
 from tests.fixtures.debrepo import DebArchive, GpgKey, RepoServer, base_system
 

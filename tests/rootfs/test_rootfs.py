@@ -1,4 +1,5 @@
-"""imagecomposer.rootfs: a tree as a filesystem root, with openat2 and with the fallback walk.
+"""imagecomposer.foundation.rootfs: a tree as a filesystem root, with openat2 and with the fallback
+walk.
 
 Every hostile test builds its own tree with planted symlinks pointing at host files it made
 in its own temporary directory, and checks those host files afterwards.
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer import rootfs
-from imagecomposer.errors import ImagePathError, SourceNotAllowed
-from imagecomposer.rootfs import Root, allowed_source, resolve
+from imagecomposer.foundation import rootfs
+from imagecomposer.foundation.errors import ImagePathError, SourceNotAllowed
+from imagecomposer.foundation.rootfs import Root, allowed_source, resolve
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -288,8 +289,8 @@ def test_a_proc_magic_link_is_never_followed(resolution: str, tree: Path, host: 
     script = (
         "import sys, subprocess\n"
         "from imagecomposer import rootfs\n"
-        "from imagecomposer.rootfs import resolve\n"
-        "from imagecomposer.errors import ImagePathError\n"
+        "from imagecomposer.foundation.rootfs import resolve\n"
+        "from imagecomposer.foundation.errors import ImagePathError\n"
         f"resolve._use_openat2 = {resolution == 'openat2'}\n"
         "tree, secret = sys.argv[1], sys.argv[2]\n"
         "subprocess.run(['mount', '-t', 'proc', 'proc', tree + '/proc'], check=True)\n"

@@ -10,7 +10,7 @@ from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.cache.store import PackageCache
 from imagecomposer.config.model import Config
-from imagecomposer.providers import provider_for
+from imagecomposer.families import provider_for
 from imagecomposer.resolver.resolver import Resolver
 
 

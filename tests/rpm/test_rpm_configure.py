@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from imagecomposer.compose.rpm_configure import apply_presets, configure_selinux, expose_kernels
-from imagecomposer.errors import ComposeError
+from imagecomposer.foundation.errors import ComposeError
 
 
 def test_expose_kernels(tmp_path: Path) -> None:

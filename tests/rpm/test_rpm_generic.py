@@ -14,11 +14,11 @@ from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.compose.rpm_install import install_rpms
 from imagecomposer.config.model import Config
-from imagecomposer.errors import SignatureError
+from imagecomposer.foundation.errors import SignatureError
 
 resolver = pytest.importorskip("imagecomposer.resolver.resolver")
 store = pytest.importorskip("imagecomposer.cache.store")
-providers = pytest.importorskip("imagecomposer.providers")
+providers = pytest.importorskip("imagecomposer.families")
 
 
 def test_resolver_cache_and_install(rpm_fixture: RpmFixture, rpm_config: Config,
@@ -83,7 +83,7 @@ def test_packages_compose_configuration_on_fixture(rpm_fixture: RpmFixture,
     from imagecomposer.spec.model import Services, User
 
     composer = pytest.importorskip("imagecomposer.compose.composer")
-    packages_stage = pytest.importorskip("imagecomposer.packages")
+    packages_stage = pytest.importorskip("imagecomposer.pipeline.packages")
     spec = make_spec(rpm_fixture, install=("fixture-setup", "fixture-systemd",
                                            "fixture-kernel", "fixture-dracut", "alpha"))
     spec = attrs.evolve(spec, customizations=attrs.evolve(

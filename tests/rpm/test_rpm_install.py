@@ -9,12 +9,12 @@ import attrs
 import pytest
 from rpm_helpers import RpmFixture, make_spec
 
-from imagecomposer.cache.http import Http
 from imagecomposer.compose.rpm_install import find_rpmdb, install_rpms, rpm_command
 from imagecomposer.config.model import Config
-from imagecomposer.errors import LockError, ScriptFailed
-from imagecomposer.providers.rpm import RpmProvider
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.families.rpm import RpmProvider
+from imagecomposer.foundation.errors import LockError, ScriptFailed
+from imagecomposer.foundation.http import Http
+from imagecomposer.lock import Lock
 from imagecomposer.resolver.rpm_resolve import resolve_rpm
 
 pytestmark = pytest.mark.root
@@ -152,7 +152,7 @@ def test_scriptlets_cannot_reach_the_host(rpm_fixture: RpmFixture, rpm_config: C
     files (rpm is PID 1 of the sandbox, and chroots into the tree only for the transaction)."""
     from fixtures.rpmrepo import rpmbuild
 
-    from imagecomposer.resolver.lock import LockedPackage
+    from imagecomposer.lock import LockedPackage
 
     _, lock, files = fetch(rpm_fixture, rpm_config, "alpha", directory=tmp_path / "dl")
     secret, marker = tmp_path / "host-secret", tmp_path / "escaped"

@@ -11,8 +11,8 @@ from fixtures.rpmrepo import make_repo
 from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ChecksumMismatch, ConfigError, SignatureError
-from imagecomposer.providers.rpm import RpmProvider
+from imagecomposer.families.rpm import RpmProvider
+from imagecomposer.foundation.errors import ChecksumMismatch, ConfigError, SignatureError
 from imagecomposer.resolver.rpm_jobs import new_pool
 from imagecomposer.resolver.rpm_resolve import resolve_rpm
 from imagecomposer.spec.model import Repository
@@ -117,7 +117,7 @@ def test_repository_without_key_must_say_trusted(rpm_fixture: RpmFixture,
 
 
 def test_not_a_repository(rpm_fixture: RpmFixture, rpm_config: Config) -> None:
-    from imagecomposer.errors import RepositoryError
+    from imagecomposer.foundation.errors import RepositoryError
 
     with pytest.raises(RepositoryError, match="not an rpm-md repository"):
         load(rpm_fixture, rpm_config, "does-not-exist")

@@ -13,7 +13,7 @@ import pytest
 from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.config.model import Config
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.lock import Lock
 from imagecomposer.resolver.rpm_resolve import resolve_rpm
 
 

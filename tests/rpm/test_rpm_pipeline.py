@@ -23,10 +23,10 @@ from imagecomposer.compose.family import rpmdb_location
 from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
+from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.workspace import Workspace
-from imagecomposer.resolver.lock import Lock
 from imagecomposer.spec import Spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -190,7 +190,7 @@ def test_sbom_reads_the_image_rpmdb(rpm_fixture: RpmFixture, tmp_path: Path,
     """The SBOM queries the database where the image keeps it (Debian's rpm alone would
     look in /root/.rpmdb of the tree and report nothing installed)."""
     from imagecomposer.export.sbom import collect
-    from imagecomposer.resolver.lock import LockedPackage
+    from imagecomposer.lock import LockedPackage
 
     tree = tmp_path / "tree"
     rpm = rpm_command(tree, dbpath, "sqlite")

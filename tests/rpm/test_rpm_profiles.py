@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.config.model import Config, Core, ProviderConfig
-from imagecomposer.errors import ConfigError, ProviderNotConfigured
-from imagecomposer.providers.rpm import RpmProvider, load_rpm_profile, rpm_profiles
-from imagecomposer.providers.rpm.profile import PROFILE_DIR, parse_rpm_profile
+from imagecomposer.families.rpm import RpmProvider, load_rpm_profile, rpm_profiles
+from imagecomposer.families.rpm.profile import PROFILE_DIR, parse_rpm_profile
+from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured
 from imagecomposer.spec.model import Base, Customizations, Image, Kernel, Repository, Spec
 
 SHIPPED = {("azurelinux", "3.0"), ("fedora", "42"), ("fedora", "43"), ("rocky", "9"),

@@ -8,8 +8,8 @@ from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.compose.rpm_repos import write_repo_files
 from imagecomposer.config.model import Config, Core, ProviderConfig
-from imagecomposer.providers.rpm import RpmProvider
-from imagecomposer.providers.rpm.profile import RpmPackageSet, RpmProfile, RpmProfileRepository
+from imagecomposer.families.rpm import RpmProvider
+from imagecomposer.families.rpm.profile import RpmPackageSet, RpmProfile, RpmProfileRepository
 from imagecomposer.spec.model import Repository
 
 

@@ -6,8 +6,8 @@ import pytest
 from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ConfigError, DependencyError, PackageNotFound
-from imagecomposer.resolver.lock import Lock
+from imagecomposer.foundation.errors import ConfigError, DependencyError, PackageNotFound
+from imagecomposer.lock import Lock
 from imagecomposer.resolver.rpm_resolve import resolve_rpm
 from imagecomposer.spec.model import Repository
 

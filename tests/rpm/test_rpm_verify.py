@@ -11,12 +11,12 @@ import pytest
 from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import ChecksumMismatch, SignatureError
-from imagecomposer.resolver.lock import LockedPackage
+from imagecomposer.foundation.errors import ChecksumMismatch, SignatureError
+from imagecomposer.lock import LockedPackage
 from imagecomposer.resolver.rpm_resolve import resolve_rpm
 from imagecomposer.spec.model import Repository
 
-from imagecomposer.providers.rpm import RpmProvider  # isort: skip
+from imagecomposer.families.rpm import RpmProvider  # isort: skip
 
 
 def locked(fixture: RpmFixture, config: Config, repo: str | Repository,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer import children, runner
+from imagecomposer.foundation import children, runner
 
 HELPERS = {
     "run": "import sys\nfrom imagecomposer import runner\nrunner.run(sys.argv[1:])\n",

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.errors import (
+from imagecomposer.foundation.errors import (
     CommandError,
     InsufficientDiskSpace,
     PermissionDenied,
     ScriptFailed,
     ToolNotFound,
 )
-from imagecomposer.runner import Secret, command_line, require, run
+from imagecomposer.foundation.runner import Secret, command_line, require, run
 
 FakeTool = Callable[[str, str], Path]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.errors import SigningError
+from imagecomposer.foundation.errors import SigningError
 from imagecomposer.sign import sign_efi, verify_efi
 
 pytestmark = pytest.mark.skipif(shutil.which("sbsign") is None or shutil.which("ld") is None,

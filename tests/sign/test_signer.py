@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.errors import SigningError
+from imagecomposer.foundation.errors import SigningError
 from imagecomposer.sign import Signer, verify_file
 
 KEYS = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import TemplateError, ValidationError
+from imagecomposer.foundation.errors import TemplateError, ValidationError
 from imagecomposer.spec import Spec, validate
 
 HEAD = """\

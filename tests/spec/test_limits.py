@@ -17,9 +17,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from imagecomposer.config import load_config
-from imagecomposer.errors import InvalidConfig, Problem, TemplateError, ValidationError
-from imagecomposer.spec import Spec
-from imagecomposer.spec.limits import (
+from imagecomposer.foundation.errors import InvalidConfig, Problem, TemplateError, ValidationError
+from imagecomposer.foundation.yamldoc.limits import (
     MAX_ALIASES,
     MAX_BYTES,
     MAX_DEPTH,
@@ -29,6 +28,7 @@ from imagecomposer.spec.limits import (
     MAX_VARIABLE_DEPTH,
     LimitedComposer,
 )
+from imagecomposer.spec import Spec
 
 HEAD = "image: {name: web, base: {os: debian, version: '12'}}\n"
 
@@ -93,7 +93,7 @@ def test_ten_thousand_levels_of_nesting_are_refused_without_recursion_error(
 
 
 def test_nesting_up_to_the_limit_is_accepted() -> None:
-    from imagecomposer.spec.positions import compose
+    from imagecomposer.foundation.yamldoc.positions import compose
 
     deepest = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
     assert compose("a: " + deepest + "\n", "ok.yml") is not None  # the mapping is level 1

@@ -9,8 +9,8 @@ import fastjsonschema
 import pytest
 
 from imagecomposer.config.model import Config
+from imagecomposer.foundation.units import format_size, parse_size
 from imagecomposer.spec import Spec, check, schema_text, validate
-from imagecomposer.spec.units import format_size, parse_size
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE = "image:\n  name: web\n  base: {os: debian, version: '12'}\n"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imagecomposer.errors import ValidationError
+from imagecomposer.foundation.errors import ValidationError
+from imagecomposer.foundation.yamldoc.positions import YamlSyntaxError, compose, index, to_plain
 from imagecomposer.spec import Spec
 from imagecomposer.spec.accounts import password_hash_problem, ssh_key_problem
-from imagecomposer.spec.positions import YamlSyntaxError, compose, index, to_plain
 
 
 def test_compose_keeps_positions_of_values_and_keys() -> None:

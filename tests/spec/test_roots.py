@@ -13,7 +13,7 @@ import pytest
 
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config, Core
-from imagecomposer.errors import Problem, TemplateError, ValidationError
+from imagecomposer.foundation.errors import Problem, TemplateError, ValidationError
 from imagecomposer.spec import Spec, check, validate_file
 from imagecomposer.spec.roots import is_within, resolve_roots
 

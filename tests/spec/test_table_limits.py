@@ -7,7 +7,7 @@ without the root partition; ``destination: ../etc/x`` was answered "like /../etc
 from __future__ import annotations
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import Problem
+from imagecomposer.foundation.errors import Problem
 from imagecomposer.spec import Spec, check
 
 HEAD = "image: {name: web, base: {os: debian, version: '12'}}\n"

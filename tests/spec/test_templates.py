@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.config.model import Config
-from imagecomposer.errors import TemplateError
+from imagecomposer.foundation.errors import TemplateError
 from imagecomposer.spec import Spec, builtin_templates, check
 from imagecomposer.spec.templates import MAX_DEPTH
 

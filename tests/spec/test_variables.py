@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagecomposer.errors import ValidationError
+from imagecomposer.foundation.errors import ValidationError
 from imagecomposer.spec import Spec
 
 BASE = "image:\n  name: web\n  base: {os: debian, version: '12'}\n"

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import ComposeError
-from imagecomposer.resolver.lock import Lock, LockedRepository
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.lock import Lock, LockedRepository
 
 SOURCES_DIR = "/etc/apt/sources.list.d"
 KEYRINGS_DIR = "/etc/apt/keyrings"

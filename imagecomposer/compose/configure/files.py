@@ -5,11 +5,11 @@ recursively; with neither it creates a directory. ``mode`` applies to the file o
 directory; ``owner``/``group`` are looked up in the image's passwd/group (never the host's)
 and apply to everything the entry creates.
 
-Everything is written through :class:`imagecomposer.rootfs.Root`: destinations resolve
+Everything is written through :class:`imagecomposer.foundation.rootfs.Root`: destinations resolve
 inside the tree, a symlink at a written file's name is replaced (never written through),
 and symlinks inside a copied directory are copied as symlinks. A ``source`` must lie inside
 ``source_roots`` (the spec's directory) once its own symlinks are resolved
-(:func:`imagecomposer.rootfs.allowed_source`).
+(:func:`imagecomposer.foundation.rootfs.allowed_source`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root, allowed_source
-from imagecomposer.rootfs.sources import resolve_roots
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root, allowed_source
+from imagecomposer.foundation.rootfs.sources import resolve_roots
 from imagecomposer.spec.model import File, Spec
 
 

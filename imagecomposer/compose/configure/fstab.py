@@ -14,7 +14,7 @@ from pathlib import Path
 
 from imagecomposer.compose.configure import paths
 from imagecomposer.compose.layout import Layout, PlannedPartition
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.rootfs import Root
 
 READ_ONLY_FS = ("squashfs", "erofs")
 TMPFS_TMP = "tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0\t0"

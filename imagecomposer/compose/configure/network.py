@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths, services
-from imagecomposer.errors import ComposeError
+from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.spec.model import Interface, Network
 
 NETWORK_DIR = "/etc/systemd/network"

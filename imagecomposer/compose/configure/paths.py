@@ -1,4 +1,5 @@
-"""Owners and file writes inside an image tree, through :class:`imagecomposer.rootfs.Root`.
+"""Owners and file writes inside an image tree, through
+:class:`imagecomposer.foundation.rootfs.Root`.
 
 Every path is an image path, resolved inside the tree (``/`` and absolute symlinks mean the
 tree's root, ``..`` stops there) and every write acts through the resolved parent
@@ -11,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
 
 
 def _table(tree: Path, name: str) -> dict[str, list[str]]:

@@ -6,7 +6,7 @@ When they run:
   the cache) and before any customization (users, files, services, network ...);
 - ``post_install``: after every customization, before the initramfs and the bootloader.
 
-Each script runs in the sandbox of :mod:`imagecomposer.compose.chroot`: the image tree is
+Each script runs in the sandbox of :mod:`imagecomposer.foundation.sandbox`: the image tree is
 the root (``pivot_root``, no host path reachable), the capabilities are reduced (no mount,
 no device nodes, no module, no sysctl), and there is no network unless the spec sets
 ``customizations.scripts.network: true`` (then the host's network namespace is shared). The
@@ -35,8 +35,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from imagecomposer.compose.chroot import run_in_chroot
-from imagecomposer.errors import ComposeError, ScriptFailed
+from imagecomposer.foundation.errors import ComposeError, ScriptFailed
+from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.spec.model import Spec
 
 MOUNT = "/run/imagecomposer/scripts"

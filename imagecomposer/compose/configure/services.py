@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import UnitNotFound
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import UnitNotFound
 
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system",
              "/usr/local/lib/systemd/system")

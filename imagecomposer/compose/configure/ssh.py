@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.rootfs import Root
 from imagecomposer.spec.model import Ssh
 
 DROP_IN = "/etc/ssh/sshd_config.d/50-imagecomposer.conf"

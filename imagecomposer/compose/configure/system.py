@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from imagecomposer.compose.chroot import run_in_chroot
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.sandbox import run_in_chroot
 
 HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 RunInChroot = Callable[..., object]

@@ -12,10 +12,10 @@ import re
 import stat
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.compose.configure import paths
-from imagecomposer.errors import ComposeError
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import Root
 from imagecomposer.spec.model import User
 
 NAME = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")

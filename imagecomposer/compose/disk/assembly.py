@@ -32,7 +32,7 @@ from imagecomposer.compose.disk import filesystems, sparse, table
 from imagecomposer.compose.disk.content import tree_size
 from imagecomposer.compose.disk.verity import VerityInfo, format_verity, salt_for
 from imagecomposer.compose.layout import Layout, PlannedPartition
-from imagecomposer.errors import ComposeError, InsufficientDiskSpace
+from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 
 MIB = 1 << 20
 Events = Callable[[str], None]

@@ -18,10 +18,10 @@ import stat
 import tempfile
 from pathlib import Path
 
-from imagecomposer import runner
 from imagecomposer.compose.disk.plan import FAT32_MIN, MIB
 from imagecomposer.compose.layout import SECTOR, PlannedPartition
-from imagecomposer.errors import ComposeError, DiskToolError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError, DiskToolError
 
 # Filesystems whose mkfs can write at an offset inside the disk file.
 IN_PLACE = frozenset({"ext4", "vfat"})

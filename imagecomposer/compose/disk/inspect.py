@@ -14,10 +14,10 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer import runner
 from imagecomposer.compose.disk.sparse import copy_out
 from imagecomposer.compose.disk.table import read_table
-from imagecomposer.errors import ComposeError, DiskToolError, NotInImage
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError, DiskToolError, NotInImage
 
 SECTOR = 512
 

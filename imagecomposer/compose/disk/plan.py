@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from imagecomposer.compose.disk import types
 from imagecomposer.compose.layout import SECTOR, Layout, PlannedPartition
-from imagecomposer.errors import Problem, ValidationError
+from imagecomposer.foundation.errors import Problem, ValidationError
 from imagecomposer.spec.combinations import GPT_MAX_PARTITIONS
 from imagecomposer.spec.model import Disk, Partition
 

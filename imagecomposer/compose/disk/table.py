@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imagecomposer import runner
 from imagecomposer.compose.layout import SECTOR, Layout, PlannedPartition
-from imagecomposer.errors import DiskToolError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import DiskToolError
 
 
 def sfdisk_script(layout: Layout) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from imagecomposer.errors import Problem, ValidationError
+from imagecomposer.foundation.errors import Problem, ValidationError
 
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 XBOOTLDR = "BC13C2FF-59E6-4262-A352-B275FD6F7172"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer import runner
-from imagecomposer.errors import ComposeError, DiskToolError
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError, DiskToolError
 
 BLOCK = 4096
 HASH = "sha256"

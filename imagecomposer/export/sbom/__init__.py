@@ -7,14 +7,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from imagecomposer.errors import ExportError, ImagePathError
 from imagecomposer.export.sbom.common import ImageInfo
 from imagecomposer.export.sbom.cyclonedx import cyclonedx_document
 from imagecomposer.export.sbom.packages import SbomPackage, collect
 from imagecomposer.export.sbom.spdx import spdx_document
-from imagecomposer.fsutil import atomic_write
-from imagecomposer.resolver.lock import Lock
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ExportError, ImagePathError
+from imagecomposer.foundation.fsutil import atomic_write
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.lock import Lock
 
 SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
 EMBED_DIR = "usr/share/sbom"
@@ -62,7 +62,8 @@ def write_sboms(directory: Path, stem: str,
 
 def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]]) -> list[Path]:
     """Install the SBOMs into the image at ``/usr/share/sbom/`` (mode 0644), through
-    :class:`~imagecomposer.rootfs.Root`: a symlink planted at ``/usr/share/sbom`` (or at a
+    :class:`~imagecomposer.foundation.rootfs.Root`: a symlink planted at ``/usr/share/sbom`` (or at
+    a
     file name) resolves inside the image, never onto the host."""
     try:
         with Root(tree) as root:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.errors import ImagePathError
 from imagecomposer.export.sbom.pkgdb import deb822_paragraphs
-from imagecomposer.rootfs import Root
+from imagecomposer.foundation.errors import ImagePathError
+from imagecomposer.foundation.rootfs import Root
 
 NOASSERTION = "NOASSERTION"
 

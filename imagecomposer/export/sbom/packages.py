@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 import attrs
 
-from imagecomposer.errors import ExportError
 from imagecomposer.export.sbom.licenses import PackageLicense, package_license, spdx_or_ref
 from imagecomposer.export.sbom.pkgdb import InstalledPackage, installed_packages
-from imagecomposer.resolver.lock import Lock, LockedPackage
+from imagecomposer.foundation.errors import ExportError
+from imagecomposer.lock import Lock, LockedPackage
 
 
 @attrs.frozen

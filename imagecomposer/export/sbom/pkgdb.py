@@ -13,9 +13,9 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.errors import CommandError, ExportError, ImagePathError
-from imagecomposer.rootfs import Root
-from imagecomposer.runner import require, run
+from imagecomposer.foundation.errors import CommandError, ExportError, ImagePathError
+from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.runner import require, run
 
 
 @attrs.frozen

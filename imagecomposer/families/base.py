@@ -1,0 +1,70 @@
+"""What every package provider (deb, rpm) offers the resolver and the cache.
+
+A provider turns a spec's base OS and extra repositories into verified libsolv repos. It owns
+everything family-specific: metadata formats and their signatures, OS profiles (package sets
+behind ``base.type``), and package verification beyond the SHA256 the index promises.
+
+The resolver core (:mod:`imagecomposer.resolver`) and the package cache
+(:mod:`imagecomposer.cache`) are family-generic; they call only what is declared here:
+
+- ``kind`` selects the pool's disttype (``DISTTYPE_DEB`` / ``DISTTYPE_RPM``), ``arch`` the
+  pool architecture in the family's spelling (amd64 for deb, x86_64 for rpm).
+- ``load(pool)`` must run first; ``base_request()`` and ``jobs()`` may depend on the metadata
+  it loaded (e.g. the deb Essential set, the Priority fields).
+- ``jobs(pool)`` adds family semantics the solver lacks (deb: ``SOLVER_FAVOR`` jobs that
+  reproduce apt's choice among alternatives); it returns ``solv.Job`` objects.
+- ``locked(solvable)`` builds the lock entry of a chosen package (URL, SHA256, size and the
+  family's extra fields); :func:`imagecomposer.resolver.solvables.locked_package` does the
+  generic part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from imagecomposer.lock import LockedPackage, LockedRepository
+
+
+class Provider(Protocol):
+    kind: Literal["deb", "rpm"]
+
+    @property
+    def arch(self) -> str:
+        """The pool architecture in the family's spelling (amd64, x86_64)."""
+        ...
+
+    def repositories(self) -> Sequence[LockedRepository]:
+        """The repositories this build draws from (base OS ones first, then the spec's)."""
+        ...
+
+    def load(self, pool: Any) -> list[Any]:
+        """Fetch and verify every repository's metadata and add it to the ``solv.Pool``.
+
+        Sets each repo's priority and allow-list; uses the ``.solv`` cache when the index
+        hash is unchanged. Raises :class:`~imagecomposer.foundation.errors.RepositoryError`
+        subclasses.
+        """
+        ...
+
+    def base_request(self) -> Sequence[str]:
+        """Package names the OS profile adds for ``image.base.type`` (kernel included)."""
+        ...
+
+    def jobs(self, pool: Any) -> list[Any]:
+        """Family-specific solver jobs added to every request (after :meth:`load`)."""
+        ...
+
+    def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
+        """Solver jobs for one request string in the family's syntax (``name=version`` for
+        deb, ``name-version`` for rpm; globs, ``>=``); raises PackageNotFound."""
+        ...
+
+    def locked(self, solvable: Any) -> LockedPackage:
+        """The lock entry of a package the solver chose (after :meth:`load`)."""
+        ...
+
+    def verify_package(self, package: LockedPackage, path: Path) -> None:
+        """Checks beyond the streamed SHA256 (e.g. an RPM header signature)."""
+        ...

@@ -1,0 +1,256 @@
+"""The Debian-family provider: base OS suites from the profile plus the spec's repositories.
+
+Mirrors come from the global configuration (``providers.<os>.mirror`` and
+``security_mirror``); ``auto`` takes them from the host's apt sources when one of them serves
+the suite. The keyring of the base suites is the configured one (else the profile's); an extra
+repository is checked against its own ``key`` only. ``trusted: true`` turns checks off and
+is logged as a warning on every load.
+
+apt semantics libsolv lacks are added here (see :meth:`DebProvider.jobs`): the Essential set
+and Priority-based package sets go into the request, and ``SOLVER_FAVOR`` jobs derived from
+the archive reproduce apt's choice among alternatives and virtual providers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from imagecomposer.config.model import Config, ProviderConfig
+from imagecomposer.families import aptsources
+from imagecomposer.families.deb.release import gpg_keyring
+from imagecomposer.families.deb.repository import DebSource, LoadedIndex, load_source
+from imagecomposer.families.metadata import MetadataStore
+from imagecomposer.families.profile import Profile, load_profile
+from imagecomposer.foundation.errors import ConfigError, RepositoryError
+from imagecomposer.foundation.events import Event, MetadataLoaded
+from imagecomposer.foundation.http import Http
+from imagecomposer.lock import LockedPackage, LockedRepository
+from imagecomposer.resolver.solvables import locked_package
+from imagecomposer.spec.model import Repository, Spec
+
+log = logging.getLogger("imagecomposer.deb")
+
+
+class DebProvider:
+    kind: Literal["deb", "rpm"] = "deb"
+
+    def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
+                 http: Http | None = None,
+                 events: Callable[[Event], None] | None = None) -> None:
+        self.spec = spec
+        self.config = config
+        base = spec.image.base
+        self.os = base.os
+        self.settings: ProviderConfig = config.providers.get(base.os, ProviderConfig())
+        self.profile: Profile = load_profile(base.os, base.version)
+        self._arch = self.profile.family_arch(base.arch)
+        self.http = http or Http(config, maxsize=config.core.parallel)
+        self.store = MetadataStore(cache_dir or config.metadata_cache_dir, self.http)
+        self.events = events
+        self.sources = self._sources()
+        self._loaded: dict[int, LoadedIndex] = {}
+
+    # --- what to load ------------------------------------------------------------------
+
+    @property
+    def arch(self) -> str:
+        return self._arch
+
+    def _mirror(self, role: str) -> str:
+        """The configured mirror for ``role`` (main, security), or the host's.
+
+        With ``auto`` the host's apt sources are searched for the first suite of that role
+        in the profile (bookworm, bookworm-security); the other suites of the role (e.g.
+        bookworm-updates) come from the same archive.
+        """
+        key = "mirror" if role == "main" else "security_mirror"
+        value = getattr(self.settings, key)
+        if value and value != "auto":
+            if "@" in str(value).split("://", 1)[-1].split("/", 1)[0]:
+                raise ConfigError(f"providers.{self.os}.{key}: do not put credentials in the "
+                                  "URL (they would end up in locks and logs); use the "
+                                  "credentials section (url_prefix, username, password_env)")
+            return str(value)
+        suite = next(r.suite for r in self.profile.repositories if r.mirror == role)
+        found = aptsources.mirror_for(suite)
+        if found:
+            return found
+        raise ConfigError(
+            f"No mirror for {self.os} {self.profile.version} (suite {suite}): the host's apt "
+            f"sources do not serve it. Set providers.{self.os}.{key} in the global "
+            f"configuration to the URL of a {self.os} archive (the directory that holds "
+            "dists/ and pool/)")
+
+    def _sources(self) -> list[DebSource]:
+        keyring = self.settings.keyring or self.profile.keyring
+        hint = (f"for a snapshot, set providers.{self.os}.check_valid_until: false in the "
+                "global configuration")
+        sources = [
+            DebSource(name=r.suite, url=self._mirror(r.mirror), suite=r.suite,
+                      components=self.profile.components, arch=self._arch, keyring=keyring,
+                      check_valid_until=self.settings.check_valid_until, hint=hint)
+            for r in self.profile.repositories
+        ]
+        for repo in self.spec.repositories:
+            if repo.kind not in (None, "deb"):
+                continue
+            sources.append(self._extra(repo, hint))
+        return sources
+
+    def _extra(self, repo: Repository, hint: str) -> DebSource:
+        if "@" in repo.url.split("://", 1)[-1].split("/", 1)[0]:
+            raise ConfigError(f"repository {repo.name!r}: credentials must not be written in "
+                              "the spec; put them in the global configuration (credentials: "
+                              "url_prefix, username, password_env)")
+        if repo.key is None and not repo.trusted and "://" in repo.url \
+                and not repo.url.startswith("file:"):
+            raise ConfigError(f"repository {repo.name!r} has no key: set key: to its "
+                              "OpenPGP public key file, or trusted: true to skip checks")
+        return DebSource(name=repo.name, url=repo.url, suite=repo.suite,
+                         components=repo.components, arch=self._arch, keyring=repo.key,
+                         trusted=repo.trusted, priority=repo.priority, allow=repo.packages,
+                         check_valid_until=self.settings.check_valid_until, hint=hint)
+
+    def repositories(self) -> Sequence[LockedRepository]:
+        return [LockedRepository(name=s.name, url=s.url, kind="deb", suite=s.suite,
+                                 components=s.components, trusted=s.trusted)
+                for s in self.sources if s.priority >= 0]
+
+    # --- loading -----------------------------------------------------------------------
+
+    def load(self, pool: Any) -> list[Any]:
+        repos = []
+        keyrings = self.store.root / "keyrings"
+        for source in self.sources:
+            if source.priority < 0:
+                log.info("repository %r has priority %d: never used", source.name,
+                         source.priority)
+                continue
+            start = time.monotonic()
+            keyring = None
+            if not source.trusted and source.keyring is not None:
+                keyring = gpg_keyring(source.keyring, keyrings)
+            loaded = load_source(pool, source, self.store, keyring)
+            for item in loaded:
+                self._loaded[item.repo.id] = item
+                repos.append(item.repo)
+            if self.events is not None:
+                self.events(MetadataLoaded(
+                    repository=source.name, packages=sum(len(i.facts.names) for i in loaded),
+                    from_cache=all(i.from_cache for i in loaded),
+                    seconds=time.monotonic() - start))
+        self._apply_allow_lists(pool)
+        return repos
+
+    def _apply_allow_lists(self, pool: Any) -> None:
+        """Hide packages of repositories with an allow-list whose names do not match it."""
+        disabled = []
+        for item in self._loaded.values():
+            if not item.source.allow:
+                continue
+            for solvable in item.repo.solvables_iter():
+                if not any(fnmatch.fnmatchcase(solvable.name, g) for g in item.source.allow):
+                    disabled.append(solvable.id)
+        if disabled:
+            pool.set_disabled_list(disabled)
+
+    def index_files(self) -> list[Path]:
+        """The verified Packages files loaded (for comparisons with apt; after load).
+
+        Each is checked against the signed Release again (downloaded if it was not needed
+        because the pool came from the ``.solv`` cache, or if it is damaged).
+        """
+        return [self.store.index_file(i.index) for i in self._facts() if i.index is not None]
+
+    def _facts(self) -> list[LoadedIndex]:
+        if not self._loaded:
+            raise RepositoryError("DebProvider.load(pool) must run before asking for the "
+                                  "request or the jobs")
+        return list(self._loaded.values())
+
+    # --- request and apt semantics ----------------------------------------------------
+
+    def essential(self) -> set[str]:
+        """Essential packages of the base OS suites (extra repositories do not add any)."""
+        base = {r.suite for r in self.profile.repositories}
+        return {n for i in self._facts() if i.source.name in base for n in i.facts.essential}
+
+    def base_request(self) -> Sequence[str]:
+        pset = self.profile.package_set(self.spec.image.base.type)
+        arch = self.spec.image.base.arch
+        names = set(self.essential())
+        base = {r.suite for r in self.profile.repositories}
+        for item in self._facts():
+            if item.source.name in base:
+                names.update(n for n, p in item.facts.priority.items()
+                             if p in pset.priorities)
+        kernel = self.spec.customizations.kernel.package or self.profile.kernel
+        extra = [*pset.packages, kernel,
+                 *self.profile.bootloader.get(self.spec.customizations.bootloader, ())]
+        if self.spec.customizations.security.read_only_root:
+            extra += self.profile.read_only_root
+        names.update(self.profile.expand(n, arch) for n in extra)
+        return sorted(names)
+
+    def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
+        """Jobs for one apt-style request (``name``, ``name=version``, ``name>=v``, globs)."""
+        from imagecomposer.resolver import request
+
+        return request.jobs_for(pool, text, how)
+
+    def jobs(self, pool: Any) -> list[Any]:
+        """``SOLVER_FAVOR`` jobs that make libsolv choose like apt.
+
+        libsolv picks among ``a | b`` alternatives and among the providers of a virtual name
+        by its own policy (in effect alphabetically); apt takes the first alternative that
+        can be installed, and a real package over a virtual provider. Favoring, in rising
+        order, (1) real packages whose name others also provide, then (2) every name by how
+        often the archive lists it as a first rather than a later alternative, reproduced
+        apt's result exactly (names and versions) on the Debian 12 base and server requests.
+        Later favor jobs weigh more.
+        """
+        import solv
+
+        facts = self._facts()
+        names: set[str] = set().union(*(i.facts.names for i in facts))
+        provided: set[str] = set().union(*(i.facts.provided for i in facts))
+        score: Counter[str] = Counter()
+        for item in facts:
+            score.update(item.facts.alternatives)
+        ordered = sorted(names & provided)
+        ordered += [n for n, _ in sorted(score.items(), key=lambda kv: (kv[1], kv[0]))
+                    if n in names]
+        jobs = []
+        for name in ordered:
+            jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE_NAME | solv.Job.SOLVER_FAVOR,
+                                 pool.str2id(name)))
+        return jobs
+
+    def locked(self, solvable: Any) -> LockedPackage:
+        item = self._loaded[solvable.repo.id]
+        import solv
+
+        base_suites = {r.suite for r in self.profile.repositories}
+        essential = solvable.name in item.facts.essential
+        return locked_package(
+            solvable, repository=item.source.name, base_url=item.base_url, kind="deb",
+            essential=essential,
+            priority=item.facts.priority.get(solvable.name,
+                                             "optional" if item.source.name in base_suites
+                                             else None),
+            maintainer=solvable.lookup_str(solv.SOLVABLE_PACKAGER) or None,
+            source=solvable.lookup_sourcepkg() or None,
+        )
+
+    def verify_package(self, package: LockedPackage, path: Path) -> None:
+        """A .deb is an ar archive; anything else with the right hash cannot happen, but a
+        cache directory edited by hand can."""
+        with path.open("rb") as fh:
+            if fh.read(8) != b"!<arch>\n":
+                raise RepositoryError(f"{path}: not a .deb file (cache entry corrupt?)")

@@ -1,0 +1,11 @@
+"""The RPM family: rpm-md repositories (Fedora, Enterprise Linux 9 rebuilds, Azure Linux).
+
+``RpmProvider`` implements :class:`imagecomposer.families.base.Provider`; the RPM job
+building and solving lives in :mod:`imagecomposer.resolver.rpm_jobs`, the installation into
+a root in :mod:`imagecomposer.compose.rpm_install`.
+"""
+
+from imagecomposer.families.rpm.profile import RpmProfile, load_rpm_profile, rpm_profiles
+from imagecomposer.families.rpm.provider import RpmProvider
+
+__all__ = ["RpmProfile", "RpmProvider", "load_rpm_profile", "rpm_profiles"]

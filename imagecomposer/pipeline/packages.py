@@ -1,0 +1,58 @@
+"""The packages stage in one call, for the pipeline: resolve (or read the lock) → fetch.
+
+``build`` resolves, writes the lock atomically and fetches; ``build --locked`` reads the lock
+instead of resolving and fetches offline when the cache already holds every package, so a
+locked rebuild needs no repository metadata at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from imagecomposer.cache.store import PackageCache
+from imagecomposer.config.model import Config
+from imagecomposer.foundation.events import Event
+from imagecomposer.lock import Lock
+from imagecomposer.resolver.resolution import Resolution
+from imagecomposer.spec.model import Spec
+
+
+@attrs.frozen
+class PackagesResult:
+    lock: Lock
+    lock_path: Path
+    packages: dict[str, Path]  # name -> verified package file
+    cache: PackageCache  # close() it after compose (removes a throwaway store)
+    resolution: Resolution | None = None  # None when the lock was read (--locked)
+
+
+def run_packages_stage(spec: Spec, config: Config, *, lock_path: Path, locked: bool = False,
+                       parallel: int | None = None, use_package_cache: bool = True,
+                       events: Callable[[Event], None] | None = None) -> PackagesResult:
+    """Resolve ``spec`` (or read ``lock_path`` when ``locked``) and fetch every package."""
+    from imagecomposer.families import provider_for
+    from imagecomposer.resolver.resolver import Resolver
+
+    parallel = parallel or config.core.parallel
+    cache = PackageCache(config, enabled=use_package_cache and spec.build.cache.use_package_cache)
+    try:
+        resolution = None
+        provider = None
+        if locked:
+            lock = Lock.read(lock_path)
+        else:
+            provider = provider_for(spec, config, events=events)
+            resolution = Resolver(config, events=events).resolve(spec, provider=provider)
+            lock = resolution.lock
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            lock.write(lock_path)
+        offline = locked and not cache.missing(lock)
+        paths = cache.fetch(lock, parallel=parallel, provider=provider, offline=offline,
+                            events=events)
+    except BaseException:
+        cache.close()
+        raise
+    return PackagesResult(lock, lock_path, paths, cache, resolution)
