@@ -15,12 +15,13 @@ from typing import Any, Literal
 import attrs
 import cattrs
 
+from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import LockError
 from imagecomposer.foundation.fsutil import atomic_write
 
 LOCK_FORMAT = 1
 
-converter = cattrs.Converter(forbid_extra_keys=True)
+converter = CONVERTER
 
 
 @attrs.frozen

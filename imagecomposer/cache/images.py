@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.foundation.digest import sha256_files, sparse_sha256
+from imagecomposer.foundation.digest import hash_file_into, hash_input, sha256_files, sparse_sha256
 from imagecomposer.foundation.errors import CacheError, CommandError
 from imagecomposer.foundation.filelock import exclusive, try_exclusive
 from imagecomposer.foundation.runner import run
@@ -79,32 +78,6 @@ class Entry:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
-
-
-def _hash_file(path: Path, digest: hashlib._Hash) -> None:
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-
-
-def hash_input(path: Path) -> str:
-    """SHA256 of a file, or of a directory tree (names, modes, contents, link targets)."""
-    digest = hashlib.sha256()
-    if not path.exists() and not path.is_symlink():
-        return "missing"
-    if path.is_file():
-        _hash_file(path, digest)
-        return digest.hexdigest()
-    for item in sorted(path.rglob("*")):
-        rel = item.relative_to(path).as_posix()
-        mode = item.lstat().st_mode
-        digest.update(f"{rel}\0{stat.S_IMODE(mode):o}\0".encode())
-        if item.is_symlink():
-            digest.update(b"L" + os.fsencode(item.readlink()))
-        elif item.is_file():
-            digest.update(b"F")
-            _hash_file(item, digest)
-    return digest.hexdigest()
 
 
 def _label(path: Path, base: Path | None) -> str:
@@ -278,7 +251,7 @@ class ImageCache:
                 for path in sorted((tmp / FILES).iterdir()):
                     path.chmod(0o444)
                     digest = hashlib.sha256()
-                    _hash_file(path, digest)
+                    hash_file_into(path, digest)
                     st = path.stat()
                     records.append(attrs.asdict(CachedFile(
                         path.name, st.st_size, digest.hexdigest(), st.st_mtime_ns,

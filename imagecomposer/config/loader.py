@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from imagecomposer.config.model import Config
+from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import ConfigError, InvalidConfig, Problem
 from imagecomposer.foundation.yamldoc import schemacheck
 from imagecomposer.foundation.yamldoc.limits import LimitExceeded, read_document
@@ -29,7 +30,6 @@ from imagecomposer.foundation.yamldoc.positions import (
 )
 from imagecomposer.foundation.yamldoc.sourcemap import PathKey, SourceMap, format_path, parse_path
 from imagecomposer.foundation.yamldoc.suggest import did_you_mean
-from imagecomposer.spec.structure import CONVERTER
 
 SCHEMA_PACKAGE = "imagecomposer.config"
 DEFAULT = "default"

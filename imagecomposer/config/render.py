@@ -38,7 +38,7 @@ def render_config(loaded: LoadedConfig) -> str:
     """The effective configuration as YAML, each value commented with where it came from."""
     lines = ["# effective imagecomposer configuration",
              f"# file: {loaded.path if loaded.path is not None else 'none (built-in defaults)'}"]
-    from imagecomposer.spec.structure import CONVERTER
+    from imagecomposer.foundation.convert import CONVERTER
 
     data: dict[str, Any] = CONVERTER.unstructure(loaded.config)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError
-from imagecomposer.sign.signer import sha256_file
 
 SUMS = "SHA256SUMS"
 

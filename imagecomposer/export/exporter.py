@@ -28,10 +28,10 @@ from imagecomposer.export.formats import (
     round_up_mib,
 )
 from imagecomposer.export.manifest import MANIFEST, write_manifest
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import CommandError, ExportError
 from imagecomposer.foundation.runner import require, run, which
 from imagecomposer.foundation.staging import staged
-from imagecomposer.sign.signer import sha256_file
 
 
 class FileSigner(Protocol):

@@ -17,8 +17,8 @@ from imagecomposer.compose.layout import Layout
 from imagecomposer.export.exporter import Artifact, Exporter, ExportResult, FileSigner
 from imagecomposer.export.manifest import build_manifest
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.lock import Lock
-from imagecomposer.sign.signer import sha256_file
 from imagecomposer.spec.model import Spec
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from imagecomposer.export.checksums import SUMS, read_sums
 from imagecomposer.export.manifest import MANIFEST, read_manifest
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError, SigningError
 from imagecomposer.sign.keys import load_public_key
-from imagecomposer.sign.signer import sha256_file, verify_signature
+from imagecomposer.sign.signer import verify_signature
 
 
 def verify_outputs(output_dir: Path, public_key: Path | None = None) -> None:

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 from ruamel.yaml import YAML
 
+from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
@@ -82,8 +83,6 @@ def profile_set(os_name: str, version: str, sets: Mapping[str, T], base_type: st
     return sets[base_type]
 
 
-_converter = cattrs.Converter(forbid_extra_keys=True)
-_converter.register_structure_hook(Path, lambda value, _: Path(value))
 
 
 def available(kind: Literal["deb", "rpm"] = "deb") -> list[tuple[str, str]]:
@@ -106,6 +105,6 @@ def load_profile(os_name: str, version: str) -> Profile:
             f"No OS profile for {os_name} {version} (profiles shipped: {known})")
     data = YAML(typ="safe").load(path.read_text())
     try:
-        return _converter.structure(data, Profile)
+        return CONVERTER.structure(data, Profile)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(f"{path}: invalid OS profile: {exc}") from exc

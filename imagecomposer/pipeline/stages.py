@@ -15,7 +15,7 @@ from pathlib import Path
 import cattrs
 
 from imagecomposer import __version__
-from imagecomposer.cache.images import hash_input
+from imagecomposer.foundation.digest import hash_input
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.pipeline.context import BuildContext, digest
 
@@ -204,7 +204,7 @@ class FinalizeStage:
         from imagecomposer.export import Exporter
         from imagecomposer.export.manifest import build_manifest
         from imagecomposer.export.sbom import ImageInfo, SbomPackage, write_sboms
-        from imagecomposer.sign.signer import sha256_file
+        from imagecomposer.foundation.digest import sha256_file
 
         spec, lock = ctx.spec, ctx.lock()
         scratch = ctx.workspace.root / "tmp-finalize"

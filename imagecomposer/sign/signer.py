@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import mmap
 import os
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import SigningError
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.sign.keys import (
@@ -45,15 +45,6 @@ from imagecomposer.sign.keys import (
 from imagecomposer.spec.model import Sign
 
 CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digest(path: Path) -> bytes:

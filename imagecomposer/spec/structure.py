@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cattrs
-
+from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import Problem
 from imagecomposer.foundation.units import parse_size
 from imagecomposer.foundation.yamldoc.positions import Node
@@ -100,16 +99,6 @@ def check_fields(data: dict[str, Any], where: SourceMap) -> list[Problem]:
             if isinstance(key, str) and (why := ssh_key_problem(key)):
                 problems.append(where.problem(("customizations", "users", i, "ssh_keys", j), why))
     return problems
-
-
-def _converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(Path, lambda value, _: Path(value))
-    converter.register_unstructure_hook(Path, str)
-    return converter
-
-
-CONVERTER = _converter()
 
 
 def normalize(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:

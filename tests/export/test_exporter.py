@@ -13,8 +13,8 @@ import pytest
 
 from imagecomposer.export import FORMATS, Exporter, check_combination, combination_problems
 from imagecomposer.export.formats import MIB
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError
-from imagecomposer.sign.signer import sha256_file
 
 
 def qemu_info(path: Path, fmt: str) -> dict[str, object]:

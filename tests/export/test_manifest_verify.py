@@ -123,7 +123,7 @@ def test_verify_detects_resigned_sums(exported: tuple[Path, Path], tmp_path: Pat
     out, pub = exported
     flip(out / "edge.raw", 4096)
     from imagecomposer.export.checksums import write_sums
-    from imagecomposer.sign.signer import sha256_file
+    from imagecomposer.foundation.digest import sha256_file
 
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["artifacts"][0]["sha256"] = sha256_file(out / "edge.raw")

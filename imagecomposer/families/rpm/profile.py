@@ -19,6 +19,7 @@ import cattrs
 from ruamel.yaml import YAML
 
 from imagecomposer.families.profile import available, profile_arch, profile_set
+from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured
 
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
@@ -85,8 +86,6 @@ def bare_profile(os_name: str, version: str) -> RpmProfile:
                                    ("minimal", "server", "development")})
 
 
-_converter = cattrs.Converter(forbid_extra_keys=True)
-_converter.register_structure_hook(Path, lambda value, _: Path(value))
 
 
 def profile_path(os_name: str, version: str) -> Path:
@@ -114,7 +113,7 @@ def parse_rpm_profile(text: str, *, source: str = "<profile>") -> RpmProfile:
     if not isinstance(data, dict) or data.get("kind") != "rpm":
         raise ConfigError(f"{source}: not an RPM-family profile (kind: rpm)")
     try:
-        return _converter.structure(data, RpmProfile)
+        return CONVERTER.structure(data, RpmProfile)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(f"{source}: invalid OS profile: "
                           f"{'; '.join(cattrs.transform_error(exc))}") from exc
