@@ -105,7 +105,7 @@ class PackageCache:
             self.root = Path(tempfile.mkdtemp(prefix="packages-", dir=base))
         self.objects = self.root / "objects"
         self.objects.mkdir(parents=True, exist_ok=True)
-        self.http = http or Http(config, maxsize=max(config.core.parallel, 8))
+        self.http = http or Http(config.credentials, maxsize=max(config.core.parallel, 8))
 
     # --- housekeeping -----------------------------------------------------------------
 

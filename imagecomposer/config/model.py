@@ -12,6 +12,10 @@ from typing import Literal
 
 import attrs
 
+from imagecomposer.foundation.http import Credentials
+
+__all__ = ["Config", "Core", "Credentials", "ProviderConfig"]
+
 
 @attrs.frozen
 class Core:
@@ -49,20 +53,6 @@ class Storage:
 class Logging:
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: Path | None = None
-
-
-@attrs.frozen
-class Credentials:
-    """HTTP basic credentials for repositories whose URL starts with ``url_prefix``.
-
-    The password is never stored in the config itself: it is read from the environment
-    variable ``password_env`` (or the file ``password_file``) when a request needs it.
-    """
-
-    url_prefix: str
-    username: str
-    password_env: str | None = None
-    password_file: Path | None = None
 
 
 @attrs.frozen

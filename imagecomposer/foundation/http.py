@@ -8,7 +8,8 @@ are retried with exponential backoff; a 404 or an auth failure is not. A :class:
 shared by several downloads stops them all: none starts or retries after it is set, and the
 running ones stop at once (their sockets are shut down, so even a stalled read returns).
 
-Credentials come from the global configuration (``Config.credentials``: a URL prefix, a user
+Credentials come from the global configuration (``Config.credentials``, passed in: a URL prefix, a
+user
 name and the name of the environment variable or file holding the password). They are never
 read from a spec, and they are never written into logs or locks.
 """
@@ -23,13 +24,13 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import urllib3
 
-from imagecomposer.config.model import Config, Credentials
 from imagecomposer.foundation.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -40,6 +41,20 @@ from imagecomposer.foundation.errors import (
 log = logging.getLogger("imagecomposer.http")
 
 CHUNK = 1 << 16
+
+
+@attrs.frozen
+class Credentials:
+    """HTTP basic credentials for repositories whose URL starts with ``url_prefix``.
+
+    The password is never stored in the config itself: it is read from the environment
+    variable ``password_env`` (or the file ``password_file``) when a request needs it.
+    """
+
+    url_prefix: str
+    username: str
+    password_env: str | None = None
+    password_file: Path | None = None
 
 
 class NotFound(DownloadError):
@@ -127,10 +142,10 @@ def _shutdown(resp: Any) -> None:
 class Http:
     """A shared connection pool with retries, a stall timeout and credentials by URL prefix."""
 
-    def __init__(self, config: Config | None = None, *, retries: int = 3, backoff: float = 0.5,
-                 stall_timeout: float = 30.0, connect_timeout: float = 15.0,
-                 maxsize: int = 8) -> None:
-        self.credentials = config.credentials if config is not None else ()
+    def __init__(self, credentials: Sequence[Credentials] = (), *, retries: int = 3,
+                 backoff: float = 0.5, stall_timeout: float = 30.0,
+                 connect_timeout: float = 15.0, maxsize: int = 8) -> None:
+        self.credentials = tuple(credentials)
         self.retries = retries
         self.backoff = backoff
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=stall_timeout)

@@ -28,7 +28,7 @@ def no_partial_files(root: Path) -> None:
 
 
 def fast_cache(config: Config, **http: float) -> PackageCache:
-    return PackageCache(config, http=Http(config, retries=1, backoff=0.01, **http))
+    return PackageCache(config, http=Http(config.credentials, retries=1, backoff=0.01, **http))
 
 
 def resolve(config: Config) -> Lock:

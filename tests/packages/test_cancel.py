@@ -47,7 +47,7 @@ def test_stalling_mirror_fails_after_one_round(config: Config, server: RepoServe
     server.stall_bytes = 0
     stall, retries = 1.0, 1
     one_failure = (retries + 1) * stall  # one package: a stall per attempt
-    cache = PackageCache(config, http=Http(config, retries=retries, backoff=0.01,
+    cache = PackageCache(config, http=Http(config.credentials, retries=retries, backoff=0.01,
                                            stall_timeout=stall))
     started = time.monotonic()
     with pytest.raises(DownloadError, match=r"Download failed: .*stalled.*after 2 attempts"):
@@ -69,7 +69,7 @@ def test_running_transfers_stop_at_the_first_error(config: Config,
     server.stall.update(paths[1:])  # the others send headers, then nothing
     server.stall_bytes = 0
     stall = 5.0
-    cache = PackageCache(config, http=Http(config, retries=0, stall_timeout=stall))
+    cache = PackageCache(config, http=Http(config.credentials, retries=0, stall_timeout=stall))
     started = time.monotonic()
     with pytest.raises(DownloadError, match=r"404 Not Found"):
         cache.fetch(lock, parallel=4)  # (4: within the fixture server's listen backlog)

@@ -25,7 +25,7 @@ def fetch(fixture: RpmFixture, config: Config, *install: str,
     spec = make_spec(fixture, install=install)
     provider = RpmProvider(spec, config)
     lock = resolve_rpm(spec, config, provider=provider)
-    http = Http(config)
+    http = Http(config.credentials)
     files: dict[str, Path] = {}
     for package in lock.packages:
         path = files[package.name] = directory / package.filename

@@ -50,7 +50,7 @@ class DebProvider:
         self.settings: ProviderConfig = config.providers.get(base.os, ProviderConfig())
         self.profile: Profile = load_profile(base.os, base.version)
         self._arch = self.profile.family_arch(base.arch)
-        self.http = http or Http(config, maxsize=config.core.parallel)
+        self.http = http or Http(config.credentials, maxsize=config.core.parallel)
         self.store = MetadataStore(cache_dir or config.metadata_cache_dir, self.http)
         self.events = events
         self.sources = self._sources()

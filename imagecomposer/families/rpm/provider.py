@@ -100,7 +100,7 @@ class RpmProvider:
                        else bare_profile(base.os, base.version))
         self.profile = profile
         self.basearch = profile.basearch(base.arch)
-        self.http = http or Http(config)
+        self.http = http or Http(config.credentials)
         self.metadata_dir = (cache_dir or config.metadata_cache_dir) / "rpm"
         self.store = MetadataStore(self.metadata_dir, self.http)
         self.events = events
