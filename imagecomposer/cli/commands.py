@@ -15,10 +15,30 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from imagecomposer import __version__
-from imagecomposer.cli import inspect_cmds
+from imagecomposer.boot import boot
+from imagecomposer.cache import PackageCache, format_entries, format_images
+from imagecomposer.cache.images import ImageCache
+from imagecomposer.cli import inspect_cmds, logsetup
+from imagecomposer.config import (
+    apply_overrides,
+    default_config_text,
+    load_config,
+    render_config,
+    spec_overrides,
+)
 from imagecomposer.config.loader import LoadedConfig
+from imagecomposer.export import Exporter
+from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
+from imagecomposer.export.verify import verify_outputs
 from imagecomposer.foundation import children
 from imagecomposer.foundation.errors import UsageError, ValidationError
+from imagecomposer.lock import Lock
+from imagecomposer.pipeline.build import ImagePipeline
+from imagecomposer.pipeline.context import BuildOptions
+from imagecomposer.pipeline.engine import parse_duration
+from imagecomposer.resolver.resolver import Resolver
+from imagecomposer.sign import Signer
+from imagecomposer.spec import Spec, schema_text, validate_file
 
 log = logging.getLogger("imagecomposer")
 
@@ -35,11 +55,9 @@ def _variables(pairs: Sequence[str]) -> dict[str, str]:
 
 def _config(args: argparse.Namespace, overrides: Mapping[str, object] | None = None
             ) -> LoadedConfig:
-    from imagecomposer.config import load_config
 
     loaded = load_config(args.config, overrides=overrides)
     if args.log_level is None:
-        from imagecomposer.cli import logsetup
 
         logsetup.configure(loaded.config.logging.level,
                            args.log_file or loaded.config.logging.file)
@@ -52,7 +70,6 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from imagecomposer.spec import schema_text
 
     print(inspect_cmds.schema_for(args) or schema_text(), end="" if args.inspect or
           args.compare else "\n")
@@ -60,7 +77,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from imagecomposer.spec import validate_file
 
     config = _config(args).config
     failed = 0
@@ -76,7 +92,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from imagecomposer.config import default_config_text, render_config
 
     if args.config_command == "init":
         if args.path.exists() and not args.force:
@@ -102,11 +117,6 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, object]:
 def cmd_build(args: argparse.Namespace) -> int:
     if len(args.specs) > 1:
         return _build_many(args)
-    from imagecomposer.config import apply_overrides, spec_overrides
-    from imagecomposer.pipeline.build import ImagePipeline
-    from imagecomposer.pipeline.context import BuildOptions
-    from imagecomposer.pipeline.engine import parse_duration
-    from imagecomposer.spec import Spec
 
     loaded = _config(args)
     spec = Spec.load(args.specs[0], variables=_variables(args.set),
@@ -132,7 +142,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _locked_path(args: argparse.Namespace, spec: object) -> Path | None:
     if not args.locked:
         return None
-    from imagecomposer.spec import Spec
 
     assert isinstance(spec, Spec)
     out = args.output or spec.output.directory or spec.directory / "output" / spec.image.name
@@ -169,8 +178,6 @@ def _build_many(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from imagecomposer.resolver.resolver import Resolver
-    from imagecomposer.spec import Spec
 
     config = _config(args).config
     spec = Spec.load(args.spec, variables=_variables(args.set),
@@ -186,8 +193,6 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from imagecomposer.cache import PackageCache, format_entries, format_images
-    from imagecomposer.cache.images import ImageCache
 
     config = _config(args).config
     packages = PackageCache(config)
@@ -224,7 +229,6 @@ def _indent(text: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from imagecomposer.export import Exporter
 
     output = args.output or args.image.parent
     result = Exporter().export(args.image, args.formats or ["qcow2"], args.compression,
@@ -235,7 +239,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from imagecomposer.sign import Signer
 
     signer = Signer.from_key_file(args.key, cert=args.cert,
                                   passphrase_file=args.passphrase_file,
@@ -246,7 +249,6 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from imagecomposer.export.verify import verify_outputs
 
     verify_outputs(args.directory, args.key)
     print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
@@ -254,8 +256,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sbom(args: argparse.Namespace) -> int:
-    from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
-    from imagecomposer.lock import Lock
 
     lock = Lock.read(args.lock)
     documents = generate_sboms(lock, args.tree, ImageInfo(args.name),
@@ -266,7 +266,6 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    from imagecomposer.boot import boot
 
     if args.secure_boot and args.sb_cert is None:
         raise UsageError("--secure-boot needs --sb-cert (the db certificate to enroll)")

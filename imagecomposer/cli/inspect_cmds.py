@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagecomposer.cli import logsetup
+from imagecomposer.inspect import Image, compare, schema_text
+from imagecomposer.inspect.render import to_json, to_yaml
 
 MODES = ("summary", "packages", "files", "full")  # imagecomposer.inspect.compare.MODES
 
@@ -46,7 +48,6 @@ def _quiet(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from imagecomposer.inspect import Image
 
     _quiet(args)
     with Image.open(args.image, workdir=args.workdir) as image:
@@ -59,7 +60,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from imagecomposer.inspect import compare
 
     _quiet(args)
     report = compare(args.a, args.b, mode=args.mode, hash=args.hash, workdir=args.workdir)
@@ -68,7 +68,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _print(fmt: str, data: dict[str, object], text: Callable[[], str]) -> None:
-    from imagecomposer.inspect.render import to_json, to_yaml
 
     out = {"json": lambda: to_json(data), "yaml": lambda: to_yaml(data)}.get(fmt, text)()
     sys.stdout.write(out)
@@ -76,7 +75,6 @@ def _print(fmt: str, data: dict[str, object], text: Callable[[], str]) -> None:
 
 def schema_for(args: argparse.Namespace) -> str | None:
     """The inspect or compare output schema when ``schema --inspect/--compare`` asks."""
-    from imagecomposer.inspect import schema_text
 
     for name in ("inspect", "compare"):
         if getattr(args, name, False):

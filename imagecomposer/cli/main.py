@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from imagecomposer import __version__
-from imagecomposer.cli import inspect_cmds
+from imagecomposer.cli import commands, inspect_cmds, logsetup
 from imagecomposer.foundation.errors import BuildInterrupted, ImageComposerError, UsageError
 
 log = logging.getLogger("imagecomposer")
@@ -138,11 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
-    from imagecomposer.cli import logsetup
 
     logsetup.configure(args.log_level or "info", args.log_file)
     signal.signal(signal.SIGTERM, _raise_interrupted)
-    from imagecomposer.cli import commands
 
     try:
         return commands.dispatch(args)

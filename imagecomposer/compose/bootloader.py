@@ -25,10 +25,10 @@ import attrs
 
 from imagecomposer.compose.initramfs import Kernel
 from imagecomposer.compose.layout import Layout
+from imagecomposer.compose.secureboot import sign_efi
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
-from imagecomposer.compose.secureboot import sign_efi
 from imagecomposer.spec.model import Spec
 
 EFI_ARCH = {"x86_64": ("x64", "x86_64-efi"), "aarch64": ("aa64", "arm64-efi")}

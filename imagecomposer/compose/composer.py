@@ -38,6 +38,7 @@ from imagecomposer.compose.configure import (
     system,
     users,
 )
+from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 from imagecomposer.compose.layout import Layout
 from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
@@ -224,7 +225,6 @@ class Composer:
         stage output); it is copied, never changed. ``on_configured`` sees the configured
         root tree before the disk is assembled (the pipeline takes the SBOM data there).
         """
-        from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 
         timings: dict[str, float] = {}
         workdir.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from imagecomposer.compose import dpkg_install
+from imagecomposer.compose.rpm_configure import apply_presets, configure_selinux, expose_kernels
+from imagecomposer.compose.rpm_install import find_rpmdb, install_rpms, rpm_command
+from imagecomposer.compose.rpm_repos import write_repo_files
 from imagecomposer.config.model import Config
+from imagecomposer.families import provider_for
+from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
+from imagecomposer.families.rpm.provider import RpmProvider
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.lock import Lock
@@ -36,13 +43,11 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
             timeout: float | None = None) -> None:
     """Install every package of ``lock`` into the empty ``tree`` with its family's tool."""
     if lock.kind == "rpm":
-        from imagecomposer.compose.rpm_install import install_rpms
 
         dbpath, backend = rpmdb_location(lock)
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
                      timeout=timeout)
         return
-    from imagecomposer.compose import dpkg_install
 
     dpkg_install.install(lock, packages, tree, timeout=timeout)
 
@@ -50,7 +55,6 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
 def rpmdb_location(lock: Lock) -> tuple[str, str]:
     """(path, backend) of the rpm database the lock's OS expects (its profile's ``rpmdb``;
     the sysimage location with sqlite for an OS without a shipped profile)."""
-    from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
 
     profile = (load_rpm_profile(lock.os, lock.version)
                if profile_path(lock.os, lock.version).is_file()
@@ -64,10 +68,6 @@ def rpm_repositories(tree: Path, spec: Spec, config: Config, *,
     (:func:`~imagecomposer.compose.rpm_repos.write_repo_files`), and the configured keys
     imported into the image's rpm database (``gpg-pubkey-*``) so that its own rpm and dnf
     trust what the build trusted. Returns the ``.repo`` files written."""
-    from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
-    from imagecomposer.compose.rpm_repos import write_repo_files
-    from imagecomposer.families import provider_for
-    from imagecomposer.families.rpm.provider import RpmProvider
 
     provider = provider_for(spec, config)
     if not isinstance(provider, RpmProvider):
@@ -88,7 +88,6 @@ def after_install(tree: Path, lock: Lock, *, timeout: float | None = None) -> No
     network step and the spec's services are applied over them. Nothing for deb."""
     if lock.kind != "rpm":
         return
-    from imagecomposer.compose.rpm_configure import apply_presets, expose_kernels
 
     expose_kernels(tree)
     apply_presets(tree, timeout=timeout)
@@ -99,6 +98,5 @@ def finish(tree: Path, spec: Spec, lock: Lock, *, timeout: float | None = None) 
     path leaves SELinux alone."""
     if lock.kind != "rpm":
         return
-    from imagecomposer.compose.rpm_configure import configure_selinux
 
     configure_selinux(tree, spec.customizations.security.selinux, timeout=timeout)

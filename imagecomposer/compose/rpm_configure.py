@@ -30,6 +30,7 @@ from typing import Literal
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.sandbox import run_in_chroot
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -105,7 +106,6 @@ def configure_selinux(tree: Path, mode: SelinuxMode, *, chroot: RunInChroot | No
             log.warning("the image has no setfiles (policycoreutils): it relabels at first boot")
             return "autorelabel"
     if chroot is None:
-        from imagecomposer.foundation.sandbox import run_in_chroot
 
         chroot = run_in_chroot
     chroot(tree, [setfiles, "-F", "-e", "/proc", "-e", "/sys", "-e", "/dev", "-e", "/run",

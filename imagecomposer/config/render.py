@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from imagecomposer.config.loader import LoadedConfig
+from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.yamldoc.sourcemap import format_path
 
 
@@ -38,7 +39,6 @@ def render_config(loaded: LoadedConfig) -> str:
     """The effective configuration as YAML, each value commented with where it came from."""
     lines = ["# effective imagecomposer configuration",
              f"# file: {loaded.path if loaded.path is not None else 'none (built-in defaults)'}"]
-    from imagecomposer.foundation.convert import CONVERTER
 
     data: dict[str, Any] = CONVERTER.unstructure(loaded.config)
 

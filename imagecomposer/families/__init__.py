@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagecomposer.config.model import Config
+from imagecomposer.families.deb import DebProvider
 from imagecomposer.foundation.errors import ProviderNotConfigured
 from imagecomposer.spec.model import Spec
 
@@ -31,7 +32,6 @@ def provider_for(spec: Spec, config: Config, *, cache_dir: Path | None = None,
             f"(configured: {', '.join(sorted(config.providers)) or 'none'}; add a "
             f"providers.{os_name} section with kind, mirror and keyring)")
     if settings.kind == "deb":
-        from imagecomposer.families.deb import DebProvider
 
         return DebProvider(spec, config, cache_dir=cache_dir, events=events)
     if settings.kind == "rpm":

@@ -14,7 +14,7 @@ The resolver core (:mod:`imagecomposer.resolver`) and the package cache
 - ``jobs(pool)`` adds family semantics the solver lacks (deb: ``SOLVER_FAVOR`` jobs that
   reproduce apt's choice among alternatives); it returns ``solv.Job`` objects.
 - ``locked(solvable)`` builds the lock entry of a chosen package (URL, SHA256, size and the
-  family's extra fields); :func:`imagecomposer.resolver.solvables.locked_package` does the
+  family's extra fields); :func:`imagecomposer.families.solvables.locked_package` does the
   generic part.
 """
 

@@ -16,6 +16,7 @@ import attrs
 from imagecomposer import __version__
 from imagecomposer.cache.images import CacheKey, ImageCache, image_key
 from imagecomposer.compose.tree_cache import TreeCache
+from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Engine, RunOptions, RunReport, StageOutcome
@@ -132,7 +133,6 @@ def build(spec: Spec | Path | str, *, config: Config | None = None,
           ) -> BuildReport:
     """Build one image with the default pipeline (the library form of ``imagecomposer build``)."""
     if config is None:
-        from imagecomposer.config import load_config
 
         config = load_config().config
     if not isinstance(spec, Spec):

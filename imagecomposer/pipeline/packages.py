@@ -14,9 +14,11 @@ import attrs
 
 from imagecomposer.cache.store import PackageCache
 from imagecomposer.config.model import Config
+from imagecomposer.families import provider_for
 from imagecomposer.foundation.events import Event
 from imagecomposer.lock import Lock
 from imagecomposer.resolver.resolution import Resolution
+from imagecomposer.resolver.resolver import Resolver
 from imagecomposer.spec.model import Spec
 
 
@@ -33,8 +35,6 @@ def run_packages_stage(spec: Spec, config: Config, *, lock_path: Path, locked: b
                        parallel: int | None = None, use_package_cache: bool = True,
                        events: Callable[[Event], None] | None = None) -> PackagesResult:
     """Resolve ``spec`` (or read ``lock_path`` when ``locked``) and fetch every package."""
-    from imagecomposer.families import provider_for
-    from imagecomposer.resolver.resolver import Resolver
 
     parallel = parallel or config.core.parallel
     cache = PackageCache(config, enabled=use_package_cache and spec.build.cache.use_package_cache)

@@ -15,9 +15,24 @@ from pathlib import Path
 import cattrs
 
 from imagecomposer import __version__
-from imagecomposer.foundation.digest import hash_input
+from imagecomposer.export import Exporter
+from imagecomposer.export.manifest import build_manifest, layout_data
+from imagecomposer.export.sbom import (
+    ImageInfo,
+    SbomPackage,
+    collect,
+    cyclonedx_document,
+    embed_sboms,
+    spdx_document,
+    write_sboms,
+)
+from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.digest import hash_input, sha256_file
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.pipeline.context import BuildContext, digest
+from imagecomposer.pipeline.packages import run_packages_stage
+from imagecomposer.sign import Signer
+from imagecomposer.spec import inputs_digest, validate
 
 log = logging.getLogger("imagecomposer.pipeline")
 
@@ -31,7 +46,6 @@ class ValidateStage:
     consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
-        from imagecomposer.spec import inputs_digest
 
         return {"spec": inputs_digest(ctx.spec),
                 "providers": digest(cattrs.unstructure(ctx.config.providers))}
@@ -40,7 +54,6 @@ class ValidateStage:
         return True
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.spec import validate
 
         validate(ctx.spec, ctx.config)
 
@@ -70,7 +83,6 @@ class PackagesStage:
         return ctx.lock_path.exists()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.pipeline.packages import run_packages_stage
 
         locked = ctx.options.locked
         if locked is not None:
@@ -101,7 +113,6 @@ class ComposeStage:
         return (ctx.installed_tree / "var/lib").is_dir()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.foundation.cleanup import remove_tree
 
         lock = ctx.lock()
         packages = ctx.fetch_packages(lock)
@@ -133,7 +144,6 @@ class ConfigurationStage:
         return ctx.raw_path.exists() and ctx.layout_path.exists()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.export.sbom import collect
 
         lock = ctx.lock()
         out_dir = ctx.raw_path.parent
@@ -145,7 +155,6 @@ class ConfigurationStage:
             atomic_write(ctx.sbom_packages_path,
                          json.dumps(cattrs.unstructure(sbom_packages), sort_keys=True))
             if ctx.spec.output.sbom:
-                from imagecomposer.export.sbom import ImageInfo, embed_sboms
 
                 image = ImageInfo(ctx.name, ctx.spec.image.version)
                 embed_sboms(root, ctx.name,
@@ -155,7 +164,6 @@ class ConfigurationStage:
         result = ctx.composer().compose(
             ctx.spec, lock, {}, ctx.workspace.root / "tmp-configuration", ctx.raw_path,
             installed=ctx.installed_tree, on_configured=describe)
-        from imagecomposer.export.manifest import layout_data
 
         atomic_write(ctx.layout_path, json.dumps(layout_data(result.layout), indent=1,
                                                  sort_keys=True))
@@ -182,7 +190,6 @@ class SignStage:
         if sign is None:
             log.info("sign: the spec asks for no signature (output.sign)")
             return
-        from imagecomposer.sign import Signer
 
         Signer.from_spec(sign).sign_file(ctx.raw_path)
 
@@ -201,10 +208,6 @@ class FinalizeStage:
         return (ctx.output_dir / "SHA256SUMS").exists()
 
     def run(self, ctx: BuildContext) -> None:
-        from imagecomposer.export import Exporter
-        from imagecomposer.export.manifest import build_manifest
-        from imagecomposer.export.sbom import ImageInfo, SbomPackage, write_sboms
-        from imagecomposer.foundation.digest import sha256_file
 
         spec, lock = ctx.spec, ctx.lock()
         scratch = ctx.workspace.root / "tmp-finalize"
@@ -222,7 +225,6 @@ class FinalizeStage:
                                  _sbom_documents(ctx, packages, lock.hash, image))
         signer = None
         if spec.output.sign is not None:
-            from imagecomposer.sign import Signer
 
             signer = Signer.from_spec(spec.output.sign)
         layout = json.loads(ctx.layout_path.read_text())
@@ -247,7 +249,6 @@ class FinalizeStage:
 
 def _sbom_documents(ctx: BuildContext, packages: object, lock_hash: str,
                     image: object) -> dict[str, dict[str, object]]:
-    from imagecomposer.export.sbom import cyclonedx_document, spdx_document
 
     makers = {"spdx": spdx_document, "cyclonedx": cyclonedx_document}
     return {fmt: makers[fmt](image, packages, lock_hash)  # type: ignore[arg-type]

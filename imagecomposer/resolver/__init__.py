@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.resolver.resolution import Reason, Resolution
+from imagecomposer.resolver.resolver import Resolver
 
 __all__ = ["Lock", "LockedPackage", "LockedRepository", "Reason", "Resolution", "Resolver"]
 
@@ -11,7 +12,6 @@ __all__ = ["Lock", "LockedPackage", "LockedRepository", "Reason", "Resolution", 
 def __getattr__(name: str) -> object:
     # Resolver imports the providers, which import the lock from this package: load lazily.
     if name == "Resolver":
-        from imagecomposer.resolver.resolver import Resolver
 
         return Resolver
     raise AttributeError(name)

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from imagecomposer.config.model import Config
+from imagecomposer.families import libsolv, provider_for
 from imagecomposer.families.base import Provider
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
 from imagecomposer.lock import Lock, LockedPackage
-from imagecomposer.resolver import libsolv
 from imagecomposer.resolver.resolution import Reason, Resolution
 from imagecomposer.spec.model import Spec
 
@@ -103,7 +103,6 @@ class Resolver:
 
         start = time.monotonic()
         if provider is None:
-            from imagecomposer.families import provider_for
 
             provider = provider_for(spec, self.config, events=self.events)
         pool = new_pool(provider)

@@ -14,10 +14,7 @@ from typing import Any
 import attrs
 
 from imagecomposer.config.model import Config
-from imagecomposer.families.rpm.provider import RpmProvider
-from imagecomposer.foundation.events import Resolved
-from imagecomposer.lock import Lock
-from imagecomposer.resolver.rpm_jobs import (
+from imagecomposer.families.rpm.jobs import (
     RpmRequest,
     build_jobs,
     dependency_names,
@@ -26,6 +23,9 @@ from imagecomposer.resolver.rpm_jobs import (
     ordered_installs,
     solve,
 )
+from imagecomposer.families.rpm.provider import RpmProvider
+from imagecomposer.foundation.events import Resolved
+from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Spec
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from imagecomposer.config.model import Config
 from imagecomposer.foundation.yamldoc.sourcemap import Pos, SourceMap
+from imagecomposer.spec.export import inputs_digest
+from imagecomposer.spec.loader import schema_text
 from imagecomposer.spec.model import (
     STAGES,
     Base,
@@ -36,39 +38,43 @@ from imagecomposer.spec.model import (
     Ssh,
     User,
 )
-
-if TYPE_CHECKING:
-    from imagecomposer.config.model import Config
-    from imagecomposer.spec.validation import Report
+from imagecomposer.spec.templates import builtin_templates
+from imagecomposer.spec.validation import Report, check, validate
 
 __all__ = [
-    "STAGES", "Base", "Build", "BuildCache", "Customizations", "Disk", "File", "Image",
-    "Interface", "Kernel", "Network", "Output", "Packages", "Partition", "Pos", "Repository",
-    "Scripts", "SecureBoot", "Security", "Services", "Sign", "SourceMap", "Spec", "Ssh", "User",
-    "builtin_templates", "check", "inputs_digest", "schema_text", "validate", "validate_file",
+    "STAGES",
+    "Base",
+    "Build",
+    "BuildCache",
+    "Customizations",
+    "Disk",
+    "File",
+    "Image",
+    "Interface",
+    "Kernel",
+    "Network",
+    "Output",
+    "Packages",
+    "Partition",
+    "Pos",
+    "Report",
+    "Repository",
+    "Scripts",
+    "SecureBoot",
+    "Security",
+    "Services",
+    "Sign",
+    "SourceMap",
+    "Spec",
+    "Ssh",
+    "User",
+    "builtin_templates",
+    "check",
+    "inputs_digest",
+    "schema_text",
+    "validate",
+    "validate_file",
 ]
-
-
-def schema_text() -> str:
-    """The JSON Schema of build specs, as shipped (``imagecomposer schema``)."""
-    from imagecomposer.spec.loader import schema_text as text
-
-    return text()
-
-
-def validate(spec: Spec, config: Config) -> None:
-    """Raise :class:`~imagecomposer.foundation.errors.ValidationError` with every semantic
-    problem."""
-    from imagecomposer.spec.validation import validate as run
-
-    run(spec, config)
-
-
-def check(spec: Spec, config: Config) -> Report:
-    """Errors and warnings of ``spec`` without raising."""
-    from imagecomposer.spec.validation import check as run
-
-    return run(spec, config)
 
 
 def validate_file(path: str | Path, config: Config, *,
@@ -80,17 +86,3 @@ def validate_file(path: str | Path, config: Config, *,
     spec = Spec.load(path, variables=variables, allowed_paths=config.core.allowed_paths)
     validate(spec, config)
     return spec
-
-
-def inputs_digest(spec: Spec) -> str:
-    """sha256 of the canonical spec and of the contents of every file it references."""
-    from imagecomposer.spec.export import inputs_digest as digest
-
-    return digest(spec)
-
-
-def builtin_templates() -> list[str]:
-    """Names of the built-in templates (``debian-12/production-server``, ...)."""
-    from imagecomposer.spec.templates import builtin_templates as names
-
-    return names()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cattrs
 
-from imagecomposer.spec.model import Spec
+if TYPE_CHECKING:
+    from imagecomposer.spec.model import Spec
+
 
 SECRET_FIELDS = ("password_hash", "root_password_hash")
 REDACTED = "<redacted>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -26,11 +27,15 @@ from imagecomposer.foundation.yamldoc.positions import (
     source_map,
     to_plain,
 )
-from imagecomposer.spec.model import Spec
 from imagecomposer.spec.roots import resolve_roots
 from imagecomposer.spec.structure import check_fields, refuse_plaintext, to_spec
 from imagecomposer.spec.templates import Reading, apply_extends
 from imagecomposer.spec.variables import TextBudget, resolve_variables, substitute
+
+if TYPE_CHECKING:
+    from imagecomposer.spec.model import Spec
+
+SpecT = TypeVar("SpecT", bound="Spec")
 
 SCHEMA_PACKAGE = "imagecomposer.spec"
 
@@ -46,8 +51,8 @@ def _ordered(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
 
 
-def load_spec(path: Path, *, variables: Mapping[str, str] | None = None,
-              allowed_paths: Iterable[Path] = ()) -> Spec:
+def load_spec(path: Path, *, into: type[SpecT], variables: Mapping[str, str] | None = None,
+              allowed_paths: Iterable[Path] = ()) -> SpecT:
     """Load the spec file at ``path``; relative paths in it are relative to its directory.
 
     ``allowed_paths`` (the configuration's ``core.allowed_paths``) are read-allowed besides
@@ -63,7 +68,7 @@ def load_spec(path: Path, *, variables: Mapping[str, str] | None = None,
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError([Problem(f"build spec cannot be read: {exc}", str(path))]) \
             from None
-    return load_text(text, name=str(path), base_dir=path.parent.absolute(),
+    return load_text(text, into=into, name=str(path), base_dir=path.parent.absolute(),
                      variables=variables, path=path.absolute(), allowed_paths=allowed_paths)
 
 
@@ -84,9 +89,9 @@ def own_allowed_paths(root: Node, problems: list[Problem]) -> list[Path]:
     return out
 
 
-def load_text(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
-              variables: Mapping[str, str] | None = None, path: Path | None = None,
-              allowed_paths: Iterable[Path] = ()) -> Spec:
+def load_text(text: str, *, into: type[SpecT], name: str = "<spec>",
+              base_dir: Path | None = None, variables: Mapping[str, str] | None = None,
+              path: Path | None = None, allowed_paths: Iterable[Path] = ()) -> SpecT:
     """Load a spec from YAML ``text``; ``name`` is the file name used in messages."""
     base_dir = (base_dir or Path.cwd()).absolute()
     try:
@@ -129,5 +134,5 @@ def load_text(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
     if problems:
         raise ValidationError(_ordered(problems))
     data["variables"] = values
-    spec = to_spec(data, base_dir)
+    spec = to_spec(data, base_dir, into)
     return attrs.evolve(spec, path=path, base_dir=base_dir, source_map=where)

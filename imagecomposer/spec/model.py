@@ -17,6 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from imagecomposer.foundation.yamldoc.sourcemap import SourceMap
+from imagecomposer.spec import export, loader
 
 BaseType = Literal["minimal", "server", "development"]
 Arch = Literal["x86_64", "aarch64"]
@@ -248,31 +249,24 @@ class Spec:
         there may be read besides the spec's own tree (docs/spec.md, "Files a spec may
         read"). Raises :class:`~imagecomposer.foundation.errors.ValidationError` with every problem.
         """
-        from imagecomposer.spec.loader import load_spec
-
-        return load_spec(Path(path), variables=variables, allowed_paths=allowed_paths)
+        return loader.load_spec(Path(path), into=cls, variables=variables,
+                                allowed_paths=allowed_paths)
 
     @classmethod
     def from_text(cls, text: str, *, name: str = "<spec>", base_dir: Path | None = None,
                   variables: Mapping[str, str] | None = None,
                   allowed_paths: Iterable[Path] = ()) -> Spec:
         """Like :meth:`load` for YAML text (``name`` is used in messages)."""
-        from imagecomposer.spec.loader import load_text
-
-        return load_text(text, name=name, base_dir=base_dir, variables=variables,
-                         allowed_paths=allowed_paths)
+        return loader.load_text(text, into=cls, name=name, base_dir=base_dir,
+                                variables=variables, allowed_paths=allowed_paths)
 
     def to_data(self) -> dict[str, Any]:
         """Normalized plain data for manifests: secrets removed, paths relative to the spec."""
-        from imagecomposer.spec.export import spec_data
-
-        return spec_data(self, secrets=False)
+        return export.spec_data(self, secrets=False)
 
     def canonical_json(self) -> str:
         """Stable JSON of the whole spec, secrets included: the input of cache keys."""
-        from imagecomposer.spec.export import spec_data
-
-        return json.dumps(spec_data(self, secrets=True), sort_keys=True,
+        return json.dumps(export.spec_data(self, secrets=True), sort_keys=True,
                           separators=(",", ":"), ensure_ascii=False)
 
     def digest(self) -> str:

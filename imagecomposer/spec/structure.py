@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import Problem
@@ -18,7 +18,11 @@ from imagecomposer.foundation.units import parse_size
 from imagecomposer.foundation.yamldoc.positions import Node
 from imagecomposer.foundation.yamldoc.sourcemap import PathKey, SourceMap, format_path
 from imagecomposer.spec.accounts import HASH_ADVICE, password_hash_problem, ssh_key_problem
-from imagecomposer.spec.model import Spec
+
+if TYPE_CHECKING:
+    from imagecomposer.spec.model import Spec
+
+SpecT = TypeVar("SpecT", bound="Spec")
 
 # Field paths holding local file paths; "*" matches any list index.
 PATH_FIELDS: tuple[tuple[str | int, ...], ...] = (
@@ -141,7 +145,8 @@ def _resolve_paths(value: Any, base_dir: Path, path: PathKey) -> Any:
     return value
 
 
-def to_spec(data: dict[str, Any], base_dir: Path) -> Spec:
-    spec: Spec = CONVERTER.structure(normalize(data, base_dir), Spec)
+def to_spec(data: dict[str, Any], base_dir: Path, into: type[SpecT]) -> SpecT:
+    """The typed spec (``into``: :class:`~imagecomposer.spec.model.Spec`) of checked data."""
+    spec: SpecT = CONVERTER.structure(normalize(data, base_dir), into)
     return spec
 

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from imagecomposer.resolver import libsolv
+from imagecomposer.families import libsolv
 
 
 def test_installed_libsolv_supports_deb_and_rpm() -> None:

@@ -288,7 +288,7 @@ def test_a_proc_magic_link_is_never_followed(resolution: str, tree: Path, host: 
     (tree / "etc/hostname").symlink_to(f"/proc/self/root{host}/secret")
     script = (
         "import sys, subprocess\n"
-        "from imagecomposer import rootfs\n"
+        "from imagecomposer.foundation import rootfs\n"
         "from imagecomposer.foundation.rootfs import resolve\n"
         "from imagecomposer.foundation.errors import ImagePathError\n"
         f"resolve._use_openat2 = {resolution == 'openat2'}\n"

@@ -12,8 +12,8 @@ from rpm_helpers import RpmFixture, make_spec
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.rpm import RpmProvider
+from imagecomposer.families.rpm.jobs import new_pool
 from imagecomposer.foundation.errors import ChecksumMismatch, ConfigError, SignatureError
-from imagecomposer.resolver.rpm_jobs import new_pool
 from imagecomposer.resolver.rpm_resolve import resolve_rpm
 from imagecomposer.spec.model import Repository
 

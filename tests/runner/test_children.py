@@ -21,8 +21,8 @@ import pytest
 from imagecomposer.foundation import children, runner
 
 HELPERS = {
-    "run": "import sys\nfrom imagecomposer import runner\nrunner.run(sys.argv[1:])\n",
-    "spawn": ("import sys\nfrom imagecomposer import runner\n"
+    "run": "import sys\nfrom imagecomposer.foundation import runner\nrunner.run(sys.argv[1:])\n",
+    "spawn": ("import sys\nfrom imagecomposer.foundation import runner\n"
               "with runner.spawn(sys.argv[1:]) as proc:\n    proc.wait()\n"),
 }
 

@@ -11,6 +11,7 @@ from imagecomposer.export.sbom.common import ImageInfo
 from imagecomposer.export.sbom.cyclonedx import cyclonedx_document
 from imagecomposer.export.sbom.packages import SbomPackage, collect
 from imagecomposer.export.sbom.spdx import spdx_document
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError, ImagePathError
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.rootfs import Root
@@ -78,7 +79,6 @@ def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | N
                  formats: Iterable[str] = ("spdx", "cyclonedx")) -> list[Path]:
     """What ``imagecomposer sbom LOCK TREE`` does: read the lock, describe the tree (and the
     image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``."""
-    from imagecomposer.foundation.digest import sha256_file
 
     lock = Lock.read(lock_file)
     name = name or (image.name.split(".")[0] if image is not None else lock_file.stem)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import attrs
 
+from imagecomposer.compose.rpm_install import find_rpmdb
 from imagecomposer.foundation.errors import CommandError, ExportError, ImagePathError
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.runner import require, run
@@ -85,7 +86,6 @@ _RPM_QF = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{PACKAGER}
 def rpm_query(tree: Path) -> list[str]:
     """``rpm`` aimed at the database of ``tree``: the image's own location and backend when
     the tree has one where rpm distributions keep it, else the host rpm's default."""
-    from imagecomposer.compose.rpm_install import find_rpmdb
 
     rpm = [require("rpm", "rpm"), "--root", str(tree.resolve())]
     found = find_rpmdb(tree)

@@ -23,15 +23,16 @@ from typing import Any, Literal
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families import aptsources
+from imagecomposer.families.deb import request
 from imagecomposer.families.deb.release import gpg_keyring
 from imagecomposer.families.deb.repository import DebSource, LoadedIndex, load_source
 from imagecomposer.families.metadata import MetadataStore
 from imagecomposer.families.profile import Profile, load_profile
+from imagecomposer.families.solvables import locked_package
 from imagecomposer.foundation.errors import ConfigError, RepositoryError
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.resolver.solvables import locked_package
 from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.deb")
@@ -200,7 +201,6 @@ class DebProvider:
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Jobs for one apt-style request (``name``, ``name=version``, ``name>=v``, globs)."""
-        from imagecomposer.resolver import request
 
         return request.jobs_for(pool, text, how)
 

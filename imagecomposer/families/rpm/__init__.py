@@ -1,7 +1,7 @@
 """The RPM family: rpm-md repositories (Fedora, Enterprise Linux 9 rebuilds, Azure Linux).
 
 ``RpmProvider`` implements :class:`imagecomposer.families.base.Provider`; the RPM job
-building and solving lives in :mod:`imagecomposer.resolver.rpm_jobs`, the installation into
+building and solving lives in :mod:`imagecomposer.families.rpm.jobs`, the installation into
 a root in :mod:`imagecomposer.compose.rpm_install`.
 """
 

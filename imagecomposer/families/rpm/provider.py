@@ -24,6 +24,7 @@ import solv
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families.metadata import MetadataStore
+from imagecomposer.families.rpm.jobs import apply_excludes, request_jobs
 from imagecomposer.families.rpm.keys import Keyring, prepare_keyring
 from imagecomposer.families.rpm.loader import (
     LoadedRepo,
@@ -40,12 +41,11 @@ from imagecomposer.families.rpm.profile import (
     profile_path,
 )
 from imagecomposer.families.rpm.verify import check_sha256, check_signature
+from imagecomposer.families.solvables import locked_package
 from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured, RepositoryError
 from imagecomposer.foundation.events import MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.resolver.rpm_jobs import apply_excludes, request_jobs
-from imagecomposer.resolver.solvables import locked_package
 from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.rpm")
