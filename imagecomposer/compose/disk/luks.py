@@ -14,7 +14,8 @@ standard input, never on a command line or in a temporary file. Key derivation i
 with a memory cost fit for small machines (``pbkdf_memory``, default 64 MiB, one thread);
 its time cost is cryptsetup's benchmark for 2 s on the build host, or ``pbkdf_iterations``.
 
-Not reproducible, on purpose: the volume key and the key slot salts are random (a volume
+Data sectors are 512 bytes (``--sector-size 512``), what the layers above expect of a disk
+whatever the build host's devices are. Not reproducible, on purpose: the volume key and the key slot salts are random (a volume
 key derived from the build inputs would be known to anyone holding them). The LUKS2 UUID
 is the planned one, so fstab, crypttab and ``root=`` do not change between builds.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import attrs
 
 from imagecomposer import runner
-from imagecomposer.compose.layout import PlannedEncryption
+from imagecomposer.compose.layout import SECTOR, PlannedEncryption
 from imagecomposer.errors import ComposeError, DiskToolError
 from imagecomposer.spec.model import Disk, Encryption, key_material
 
@@ -104,9 +105,12 @@ def encrypt(image: Path, enc: PlannedEncryption, keys: KeySource, *, name: str) 
     else:
         assert keys.key_file is not None
         first = ["--key-file", keys.key_file]
+    # 512-byte sectors: what every layer above (an LVM PV, FAT) expects of a disk; cryptsetup
+    # would otherwise pick by the device it runs on
     runner.run([tool, "reencrypt", "--encrypt", "--type", "luks2", "--batch-mode",
-                "--reduce-device-size", f"{RESERVE // MIB}M", "--uuid", enc.uuid, *pbkdf,
-                *first, image], input=secret, capture=True, error=DiskToolError,
+                "--reduce-device-size", f"{RESERVE // MIB}M", "--sector-size", str(SECTOR),
+                "--uuid", enc.uuid, *pbkdf, *first, image], input=secret, capture=True,
+               error=DiskToolError,
                what=f"cryptsetup reencrypt --encrypt for '{name}'")
     if secret is not None and keys.key_file is not None:
         runner.run([tool, "luksAddKey", "--batch-mode", *pbkdf, "--key-file", "-", image,
