@@ -139,7 +139,7 @@ def normalize(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 def _volumes(part: dict[str, Any]) -> dict[str, Any]:
     """LVM and LUKS2 fields of a partition: sizes to bytes; a partition holding a volume
     group has no filesystem of its own unless one was written (validation refuses it)."""
-    if "volume_group" in part and "filesystem" not in part:
+    if ("volume_group" in part or part.get("type") == "lvm") and "filesystem" not in part:
         part["filesystem"] = "none"
     if isinstance(part.get("encryption"), dict):
         part["encryption"] = _encryption(part["encryption"])

@@ -58,7 +58,7 @@ def plan_layout(disk: Disk, *, seed: str, content_sizes: Mapping[str, int] | Non
             smallest = volumes.minimum_size(part)
             if sizes[part.name] < smallest:
                 what = (f"a {fs} filesystem" if part.volume_group is None
-                        else "its logical volumes")
+                        else "an LVM physical volume")
                 if part.encryption is not None:
                     what += " with LUKS2 (32 MiB)"
                 problems.append(Problem(f"{what} needs at least {smallest // MIB} MiB",

@@ -56,9 +56,7 @@ def holds_root(part: Partition) -> bool:
 def minimum_size(part: Partition) -> int:
     """The smallest partition that can hold ``part``'s content."""
     if part.volume_group is not None:
-        extents = sum(-(-lv.size // EXTENT) if lv.size is not None else 1
-                      for lv in part.volume_group.logical_volumes)
-        smallest = PE_START + max(extents, 1) * EXTENT
+        smallest = PE_START + EXTENT  # whether the LVs fit is checked per LV (plan_group)
     else:
         smallest = minimum(filesystem_of(part))
     return smallest + (RESERVE if part.encryption is not None else 0)
