@@ -92,7 +92,7 @@ def test_label_and_metadata_area_layout() -> None:
     mda = head[4096:4608]
     assert mda[4:20] == b" LVM2 x[5A%r0N*>"
     assert struct.unpack_from("<I", mda)[0] == bitwise_crc(mda[4:])
-    text_offset, text_size, text_crc, flags = struct.unpack_from("<QQII", mda, 40)
+    text_offset, text_size, text_crc, _flags = struct.unpack_from("<QQII", mda, 40)
     text = head[4096 + text_offset:4096 + text_offset + text_size]
     assert text_offset == 512 and text.endswith(b"\0") and text_crc == bitwise_crc(text)
     assert text[:-1].decode() == lvm.metadata_text(vg)

@@ -15,9 +15,10 @@ with a memory cost fit for small machines (``pbkdf_memory``, default 64 MiB, one
 its time cost is cryptsetup's benchmark for 2 s on the build host, or ``pbkdf_iterations``.
 
 Data sectors are 512 bytes (``--sector-size 512``), what the layers above expect of a disk
-whatever the build host's devices are. Not reproducible, on purpose: the volume key and the key slot salts are random (a volume
-key derived from the build inputs would be known to anyone holding them). The LUKS2 UUID
-is the planned one, so fstab, crypttab and ``root=`` do not change between builds.
+whatever the build host's devices are. Not reproducible, on purpose: the volume key and the
+key slot salts are random (a volume key derived from the build inputs would be known to
+anyone holding them). The LUKS2 UUID is the planned one, so fstab, crypttab and ``root=``
+do not change between builds.
 """
 
 from __future__ import annotations

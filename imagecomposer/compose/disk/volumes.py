@@ -55,10 +55,9 @@ def holds_root(part: Partition) -> bool:
 
 def minimum_size(part: Partition) -> int:
     """The smallest partition that can hold ``part``'s content."""
-    if part.volume_group is not None:
-        smallest = PE_START + EXTENT  # whether the LVs fit is checked per LV (plan_group)
-    else:
-        smallest = minimum(filesystem_of(part))
+    # for a PV, whether its LVs fit is checked per LV (plan_group)
+    smallest = (PE_START + EXTENT if part.volume_group is not None
+                else minimum(filesystem_of(part)))
     return smallest + (RESERVE if part.encryption is not None else 0)
 
 
