@@ -4,6 +4,12 @@ Planning happens before the root tree is configured because fstab, the kernel co
 (``root=``, dm-verity's root hash partition) and the bootloader entries need the
 partition and filesystem UUIDs. Every identifier is derived deterministically from the spec
 and the lock (no randomness), so a rebuild of the same inputs yields the same layout.
+
+A partition may hold an LVM2 volume group (:class:`PlannedVolumeGroup`, its logical volumes
+with their extents and offsets) and a LUKS2 container (:class:`PlannedEncryption`); a
+logical volume may be encrypted too. :meth:`Layout.volumes` yields everything that holds a
+filesystem; the layout is also what ``layout.json`` and the manifest record (for
+``inspect``).
 """
 
 from __future__ import annotations

@@ -127,6 +127,16 @@ def test_embedded_key_for_the_root_goes_into_the_initramfs(fake_tree: Path,
     assert again.count("KEYFILE_PATTERN=") == 1  # idempotent
 
 
+def test_unused_encrypted_volume_is_noauto(key_file: Path) -> None:
+    disk = Disk(partitions=(Partition("root", "root", 1024 * M), Partition(
+        "archive", "generic", 512 * M, encryption=Encryption(key_file=key_file))))
+    layout = plan_layout(disk, seed="s")
+    enc = layout.partitions[1].encryption
+    assert enc is not None
+    assert rows(crypttab.render(layout)) == [
+        ["archive_crypt", f"UUID={enc.uuid}", "none", "luks,noauto"]]
+
+
 def test_crypttab_needs_cryptsetup(layout: Layout, fake_tree: Path) -> None:
     with pytest.raises(ComposeError, match="add the package cryptsetup"):
         crypttab.configure(fake_tree, layout, {})

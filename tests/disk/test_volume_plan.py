@@ -125,6 +125,9 @@ def test_auto_sizes_from_content() -> None:
      "name 'esp' is used twice"),
     (lvm_disk(LogicalVolume("a", None, mountpoint="/a"), LogicalVolume("b", 64 * M)),
      "only the last logical volume may have size 'rest'"),
+    (lvm_disk(LogicalVolume("srv", None, filesystem="xfs", label="thirteen-char")),
+     "volume_group.logical_volumes[0].label: label 'thirteen-char' is longer than xfs allows "
+     "(12 characters)"),
     (Disk(partitions=(Partition("root", "lvm", G),)),
      "disk.partitions[0].type: a partition of type lvm holds a volume_group, and only it"),
     (Disk(partitions=(Partition("root", "root", 16 * M, encryption=KEY),)),

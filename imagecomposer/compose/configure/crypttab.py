@@ -7,7 +7,10 @@ initramfs's ``askpass``, or systemd-ask-password after the root is mounted), or
 ``/etc/cryptsetup-keys.d/<name>_crypt.key`` when the spec embeds its key file
 (``embed_key: true``; the file is written 0400 into the image).
 
-``initramfs`` marks what the initramfs must open: the root's container, or the container
+``noauto`` marks a volume nothing at boot uses (no mount point, not swap, no volume
+group): it is opened by hand (``cryptsetup open`` or ``systemctl start
+systemd-cryptsetup@<name>``), never prompted for. ``initramfs`` marks what the initramfs must
+open: the root's container, or the container
 of the root's volume group. cryptsetup-initramfs's hook cannot find the root device at
 build time (the image is not running), so it relies on that option; everything else is
 opened by systemd-cryptsetup in the booted system. An embedded key for such a volume must
@@ -23,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.compose.layout import Layout
+from imagecomposer.compose.layout import Layout, PlannedPartition, Volume
 from imagecomposer.errors import ComposeError
 
 CRYPTTAB = "/etc/crypttab"
@@ -38,6 +41,14 @@ def key_path(mapper: str) -> str:
     return f"{KEY_DIR}/{mapper}.key"
 
 
+def opened_at_boot(volume: Volume) -> bool:
+    """Mounted, swap, or holding a volume group: else ``noauto`` (nobody would wait for a
+    passphrase prompt of a volume the system does not use)."""
+    if isinstance(volume, PlannedPartition) and volume.volume_group is not None:
+        return True
+    return volume.mountpoint is not None or volume.filesystem == "swap"
+
+
 def render(layout: Layout) -> str:
     lines = ["# /etc/crypttab: written by imagecomposer from the disk layout",
              "# <target name>\t<source device>\t<key file>\t<options>"]
@@ -45,8 +56,12 @@ def render(layout: Layout) -> str:
         enc = volume.encryption
         assert enc is not None
         key = key_path(enc.mapper) if enc.unlock == "key-file" else "none"
-        options = "luks,initramfs" if enc.initramfs else "luks"
-        lines.append(f"{enc.mapper}\tUUID={enc.uuid}\t{key}\t{options}")
+        options = ["luks"]
+        if enc.initramfs:
+            options.append("initramfs")
+        if not opened_at_boot(volume):
+            options.append("noauto")
+        lines.append(f"{enc.mapper}\tUUID={enc.uuid}\t{key}\t{','.join(options)}")
     return "\n".join(lines) + "\n"
 
 

@@ -224,6 +224,10 @@ def _check_volumes(disk: Disk) -> list[Problem]:
             if lv.size is None and j != len(lvs) - 1:
                 problems.append(Problem("only the last logical volume may have size 'rest'",
                                         path=f"{lv_path}.size"))
+            limit = LABEL_LIMITS.get(lv.filesystem, 36)
+            if lv.label is not None and len(lv.label) > limit:
+                problems.append(Problem(f"label '{lv.label}' is longer than {lv.filesystem} "
+                                        f"allows ({limit} characters)", path=f"{lv_path}.label"))
             if lv.encryption is not None and part.encryption is not None:
                 problems.append(Problem("a logical volume in an encrypted partition cannot "
                                         "be encrypted again", path=f"{lv_path}.encryption"))
