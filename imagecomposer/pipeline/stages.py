@@ -16,8 +16,10 @@ import cattrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import hash_input
+from imagecomposer.compose.disk.luks import key_fingerprint
 from imagecomposer.fsutil import atomic_write
 from imagecomposer.pipeline.context import BuildContext, digest
+from imagecomposer.spec.model import disk_features
 
 log = logging.getLogger("imagecomposer.pipeline")
 
@@ -64,6 +66,9 @@ class PackagesStage:
         }
         if ctx.options.locked is not None:
             inputs["locked"] = hash_input(ctx.options.locked)
+        features = disk_features(spec.disk)
+        if features:  # lvm2 / cryptsetup join the request (only then: no change otherwise)
+            inputs["layout packages"] = digest(list(features))
         return inputs
 
     def outputs_present(self, ctx: BuildContext) -> bool:
@@ -127,6 +132,7 @@ class ConfigurationStage:
             "disk": digest(cattrs.unstructure(spec.disk)),
             "files": _files_digest(spec.referenced_files()),
             "sbom": digest(list(spec.output.sbom)),
+            **({"keys": keys} if (keys := key_fingerprint(spec.disk)) else {}),
         }
 
     def outputs_present(self, ctx: BuildContext) -> bool:

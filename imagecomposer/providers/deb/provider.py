@@ -32,7 +32,7 @@ from imagecomposer.providers.metadata import MetadataStore
 from imagecomposer.providers.profile import Profile, load_profile
 from imagecomposer.resolver.lock import LockedPackage, LockedRepository
 from imagecomposer.resolver.solvables import locked_package
-from imagecomposer.spec.model import Repository, Spec
+from imagecomposer.spec.model import Repository, Spec, disk_features
 
 log = logging.getLogger("imagecomposer.deb")
 
@@ -195,6 +195,7 @@ class DebProvider:
                  *self.profile.bootloader.get(self.spec.customizations.bootloader, ())]
         if self.spec.customizations.security.read_only_root:
             extra += self.profile.read_only_root
+        extra += self.profile.layout_packages(disk_features(self.spec.disk))
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
 

@@ -46,7 +46,7 @@ from imagecomposer.providers.rpm.verify import check_sha256, check_signature
 from imagecomposer.resolver.lock import LockedPackage, LockedRepository
 from imagecomposer.resolver.rpm_jobs import apply_excludes, request_jobs
 from imagecomposer.resolver.solvables import locked_package
-from imagecomposer.spec.model import Repository, Spec
+from imagecomposer.spec.model import Repository, Spec, disk_features
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -261,6 +261,7 @@ class RpmProvider:
         if kernel:
             names.append(kernel)
         names += self.profile.bootloader.get(customizations.bootloader, ())
+        names += self.profile.layout_packages(disk_features(self.spec.disk))
         return tuple(dict.fromkeys(names))
 
     def verify_package(self, package: LockedPackage, path: Path) -> None:
