@@ -6,6 +6,9 @@
   directory tree, with mke2fs writing in place at the partition offset (what assemble()
   does) against building a separate ext4 image and copying it in sparsely;
 * the same tree as a verity-protected ext4 root and as squashfs;
+* the same tree on LVM (root logical volume, ext4 in place at its offset), on LUKS2 (ext4
+  staged, encrypted in place by cryptsetup reencrypt), LVM on LUKS2 and LUKS2 on LVM
+  (argon2id with 64 MiB and a fixed time cost of 4, so key slots cost little);
 * boot to the login prompt of the self-test image (Debian kernel + busybox initramfs via
   systemd-boot), or of ``--boot-image``, under whatever accelerator works here.
 
@@ -27,7 +30,8 @@ from pathlib import Path
 from imagecomposer.boot import boot
 from imagecomposer.boot.selftest import LOGIN, build_selftest_image, fetch_inputs
 from imagecomposer.compose.disk import assemble, filesystems, plan_layout, sparse, tree_size
-from imagecomposer.spec.model import Disk, Partition
+from imagecomposer.compose.disk.luks import key_sources
+from imagecomposer.spec.model import Disk, Encryption, LogicalVolume, Partition, VolumeGroup
 
 M = 1 << 20
 G = 1 << 30
@@ -38,6 +42,42 @@ def timed(label: str, rows: list[tuple[str, str, str]], func: Callable[[], objec
     began = time.monotonic()
     func()
     rows.append((label, f"{time.monotonic() - began:.2f} s", note))
+
+
+def stacked_rows(rows: list[tuple[str, str, str]], work: Path, esp: Path, tree: Path,
+                 out: Path) -> None:
+    """LVM and LUKS2 layouts of the same 2 GiB disk and tree."""
+    (work / "pass").write_text("benchmark passphrase\n")
+    enc = Encryption(passphrase_file=work / "pass", pbkdf_iterations=4)
+    esp_part = Partition("esp", "esp", 512 * M)
+
+    def lvm(name: str, encryption: Encryption | None = None,
+            root_encryption: Encryption | None = None) -> Partition:
+        return Partition(name, "lvm", None, filesystem="none", encryption=encryption,
+                         volume_group=VolumeGroup("vg", (
+                             LogicalVolume("root", 1024 * M, mountpoint="/",
+                                           encryption=root_encryption),
+                             LogicalVolume("var", None, mountpoint="/var"))))
+
+    cases = [
+        ("2 GiB GPT, vfat + LVM (root LV 1 GiB ext4, var LV)", lvm("system")),
+        ("2 GiB GPT, vfat + LUKS2 root (1.5 GiB encrypted)",
+         Partition("root", "root", None, encryption=enc)),
+        ("2 GiB GPT, vfat + LVM on LUKS2 (1.5 GiB encrypted)", lvm("system", encryption=enc)),
+        ("2 GiB GPT, vfat + LUKS2 on LVM (root LV 1 GiB encrypted)",
+         lvm("system", root_encryption=enc)),
+    ]
+    for label, part in cases:
+        disk = Disk(size=2 * G, partitions=(esp_part, part))
+        layout = plan_layout(disk, seed="bench")
+
+        def run(layout: object = layout, disk: Disk = disk) -> None:
+            assemble(layout, {"esp": esp, "root": tree}, out,  # type: ignore[arg-type]
+                     workdir=work, keys=key_sources(disk))
+
+        timed(label, rows, run, f"disk file allocated: see {out.name}")
+        rows[-1] = (*rows[-1][:2], f"{out.stat().st_blocks * 512 / M:.0f} MiB allocated")
+        out.unlink()
 
 
 def main() -> int:
@@ -90,7 +130,7 @@ def main() -> int:
             filesystems.make_filesystem(layout.root, args.tree, image)
             with out.open("wb") as handle:
                 handle.truncate(layout.size)
-            sparse.copy_into(image, out, layout.root.start)
+            sparse.copy_into(image, out, layout.root_partition.start)
             image.unlink()
 
         timed("  ext4 only, separate image + sparse copy", rows, staged, "for comparison")
@@ -99,7 +139,8 @@ def main() -> int:
         def in_place_ext4_only() -> None:
             with out.open("wb") as handle:
                 handle.truncate(layout.size)
-            filesystems.make_filesystem(layout.root, args.tree, out, offset=layout.root.start)
+            filesystems.make_filesystem(layout.root, args.tree, out,
+                                        offset=layout.root_partition.start)
 
         timed("  ext4 only, mke2fs -E offset in place", rows, in_place_ext4_only,
               "for comparison")
@@ -119,6 +160,8 @@ def main() -> int:
         timed("2 GiB GPT, vfat + squashfs root", rows, lambda: assemble(
             slayout, {"esp": esp, "root": args.tree}, out, workdir=work))
         out.unlink()
+
+        stacked_rows(rows, work, esp, args.tree, out)
 
         if not args.no_boot:
             image = args.boot_image

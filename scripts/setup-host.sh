@@ -15,6 +15,8 @@ APT_PACKAGES=(
   # disk assembly without loop devices or mounts
   fdisk dosfstools mtools e2fsprogs xfsprogs squashfs-tools erofs-utils cryptsetup-bin
   util-linux eatmydata
+  # lvm2's pvck/lvs/vgck check the LVM2 metadata imagecomposer writes (tests only)
+  lvm2
   # boot, signing, export
   qemu-system-x86 qemu-utils ovmf sbsigntool openssl zstd pigz xz-utils
   # reference tools the tests and benchmarks compare against

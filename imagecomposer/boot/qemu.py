@@ -5,13 +5,21 @@ temporary overlay QEMU discards. The serial console goes to a file that is polle
 expected text, for failure patterns (a kernel panic, Secure Boot's "Access Denied") and for
 markers a one-shot check unit printed. QEMU always dies when :func:`boot` returns or raises
 (its process group is killed; it also dies with this process).
+
+To type on the console (a LUKS2 passphrase asked by the initramfs), ``console_input`` pairs
+a prompt with the text to send: the serial port is then a Unix socket QEMU listens on
+(``-chardev socket,...,logfile=<console>``, the same console file), and each text goes out,
+with a newline, once its prompt appears after the previous answer. What is typed is never
+logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -28,6 +36,7 @@ from imagecomposer.boot.firmware import find_ovmf, vars_copy
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import BootError, BuildInterrupted, UsageError
 
+log = logging.getLogger(__name__)
 Firmware = Literal["uefi", "bios"]
 TAIL_LINES = 40
 ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]")
@@ -56,8 +65,12 @@ class BootResult:
 
 def qemu_command(image: Path, *, console: Path, firmware: Firmware, accelerator: str,
                  memory: str, cpus: int, code: Path | None, varstore: Path | None,
-                 secure_boot: bool, network: bool) -> list[str]:
-    """The QEMU command line (kept separate so it can be logged, tested and replayed)."""
+                 secure_boot: bool, network: bool,
+                 serial_socket: Path | None = None) -> list[str]:
+    """The QEMU command line (kept separate so it can be logged, tested and replayed).
+
+    ``serial_socket``: the serial port is a Unix socket QEMU listens on (to type on the
+    console), its output still logged to ``console``."""
     machine = "q35"
     if secure_boot:
         machine += ",smm=on"
@@ -65,10 +78,15 @@ def qemu_command(image: Path, *, console: Path, firmware: Firmware, accelerator:
             "-machine", f"{machine},accel={accelerator}",
             "-cpu", "host" if accelerator == "kvm" else "max",
             "-smp", str(cpus), "-m", memory, "-nodefaults", "-no-reboot",
-            "-display", "none", "-monitor", "none", "-serial", f"file:{console}",
-            "-drive", f"if=none,id=disk,format=raw,file={image},snapshot=on",
-            "-device", "virtio-blk-pci,drive=disk,bootindex=0",
-            "-device", "virtio-rng-pci"]
+            "-display", "none", "-monitor", "none"]
+    if serial_socket is not None:
+        argv += ["-chardev", f"socket,id=console,path={serial_socket},server=on,wait=off,"
+                             f"logfile={console}", "-serial", "chardev:console"]
+    else:
+        argv += ["-serial", f"file:{console}"]
+    argv += ["-drive", f"if=none,id=disk,format=raw,file={image},snapshot=on",
+             "-device", "virtio-blk-pci,drive=disk,bootindex=0",
+             "-device", "virtio-rng-pci"]
     if network:
         argv += ["-nic", "user,model=virtio-net-pci"]
     else:
@@ -88,13 +106,15 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
          markers: Sequence[str] = (), fail_on: Sequence[str] = FAIL_ON,
          secure_boot_cert: Path | None = None, network: bool = True,
          accelerator: str | None = None,
-         check: Callable[[Path], None] | None = None) -> BootResult:
+         check: Callable[[Path], None] | None = None,
+         console_input: Sequence[tuple[str, str]] = ()) -> BootResult:
     """Boot ``image`` until ``expect`` appears on the serial console.
 
     ``markers`` must all appear before ``expect`` (a one-shot check unit's output); ``check``
     runs afterwards on the image file for offline checks (see ``imagecomposer.boot.inspect``).
     Secure Boot enrolls ``secure_boot_cert`` and enforces it. ``accelerator`` forces "kvm" or
-    "tcg"; by default KVM is used only when :func:`kvm_works`.
+    "tcg"; by default KVM is used only when :func:`kvm_works`. ``console_input``: (prompt,
+    text) pairs, each text typed (plus a newline) when its prompt appears.
     Raises :class:`BootError` with the console tail on timeout, QEMU exit or a failure text.
     """
     image = Path(image)
@@ -113,14 +133,18 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
             ovmf = find_ovmf(secure_boot=secure_boot)
             code = ovmf.code
             varstore = vars_copy(ovmf, work / "vars.fd", cert=secure_boot_cert)
+        serial = work / "serial.sock" if console_input else None
         argv = qemu_command(image.absolute(), console=console, firmware=firmware,
                             accelerator=accel, memory=memory, cpus=cpus, code=code,
-                            varstore=varstore, secure_boot=secure_boot, network=network)
+                            varstore=varstore, secure_boot=secure_boot, network=network,
+                            serial_socket=serial)
         errors_path = work / "qemu.stderr"
         with errors_path.open("wb") as errors, _sigterm_raises(), \
-                runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=errors) as proc:
+                runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=errors) as proc, \
+                _Typist(serial, console_input, proc) as typist:
             seconds, seen = _watch(proc, console, errors_path, expect=expect, markers=markers,
-                                   fail_on=fail_on, timeout=timeout, accel=accel)
+                                   fail_on=fail_on, timeout=timeout, accel=accel,
+                                   typist=typist)
         tail = _tail(_read(console))
     if check is not None:
         check(image)
@@ -128,12 +152,74 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
                       secure_boot=secure_boot, markers=seen)
 
 
+class _Typist:
+    """Types ``answers`` on the serial socket as their prompts appear on the console; keeps
+    the socket drained (QEMU's serial port stalls when nobody reads it)."""
+
+    CONNECT_SECONDS = 10.0
+
+    def __init__(self, path: Path | None, answers: Sequence[tuple[str, str]],
+                 proc: subprocess.Popen[bytes]) -> None:
+        self.path = path
+        self.pending = list(answers)
+        self.proc = proc
+        self.sock: socket.socket | None = None
+        self.seen_up_to = 0  # console offset after which the next prompt counts
+
+    def __enter__(self) -> _Typist:
+        if self.path is None:
+            return self
+        deadline = time.monotonic() + self.CONNECT_SECONDS
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.path))
+            except OSError as exc:
+                sock.close()
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise BootError(f"cannot connect to QEMU's serial socket: {exc}") from None
+                time.sleep(0.05)
+                continue
+            sock.setblocking(False)
+            self.sock = sock
+            return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+    def step(self, text: str) -> None:
+        """Drain the socket; answer the next prompt if it appeared."""
+        if self.sock is None:
+            return
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while self.sock.recv(65536):
+                pass
+        if not self.pending:
+            return
+        prompt, answer = self.pending[0]
+        found = text.find(prompt, self.seen_up_to)
+        if found < 0:
+            return
+        time.sleep(0.5)  # let the reader (askpass) switch the terminal off echo first
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(answer.encode() + b"\n")
+        finally:
+            self.sock.setblocking(False)
+        log.info("typed the answer to %r on the serial console", prompt)
+        self.seen_up_to = found + len(prompt)
+        self.pending.pop(0)
+
+
 def _watch(proc: subprocess.Popen[bytes], console: Path, errors: Path, *, expect: str,
            markers: Sequence[str], fail_on: Sequence[str], timeout: float,
-           accel: str) -> tuple[float, tuple[str, ...]]:
+           accel: str, typist: _Typist | None = None) -> tuple[float, tuple[str, ...]]:
     began = time.monotonic()
     while True:
         text = _read(console)
+        if typist is not None:
+            typist.step(text)
         elapsed = time.monotonic() - began
         failed = next((f for f in fail_on if f in text or f in _read(errors)), None)
         if failed is not None:

@@ -24,7 +24,12 @@ from pathlib import Path
 import attrs
 
 from imagecomposer.compose.initramfs import Kernel
-from imagecomposer.compose.layout import Layout
+from imagecomposer.compose.layout import (
+    Layout,
+    PlannedLogicalVolume,
+    PlannedPartition,
+    volume_device,
+)
 from imagecomposer.compose.secureboot import sign_efi
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
@@ -45,8 +50,9 @@ def entry_token(spec: Spec) -> str:
 
 
 def kernel_cmdline(spec: Spec, layout: Layout, *, roothash: str | None = None) -> str:
-    """``root=`` (by filesystem UUID, or the dm-verity device), ``ro``, the spec's command
-    line, and the serial console when asked for."""
+    """``root=`` (by filesystem UUID, the dm-verity device, or the /dev/mapper name of a
+    logical volume or opened LUKS2 container), ``ro``, what a dracut initrd needs to open
+    such a root, the spec's command line, and the serial console when asked for."""
     root = layout.root
     kernel = spec.customizations.kernel
     if roothash is not None:
@@ -54,10 +60,10 @@ def kernel_cmdline(spec: Spec, layout: Layout, *, roothash: str | None = None) -
         if verity is None:
             raise ComposeError("dm-verity root hash given but the layout has no verity partition")
         words = ["root=/dev/mapper/root", f"roothash={roothash}",
-                 f"systemd.verity_root_data=PARTUUID={root.partuuid}",
+                 f"systemd.verity_root_data=PARTUUID={layout.root_partition.partuuid}",
                  f"systemd.verity_root_hash=PARTUUID={verity.partuuid}", "ro"]
     else:
-        words = [f"root=UUID={root.fsuuid}", "ro"]
+        words = [f"root={volume_device(root)}", "ro", *stacked_root_words(layout)]
     if root.filesystem in ("squashfs", "erofs"):
         words.append(f"rootfstype={root.filesystem}")
     if spec.customizations.security.selinux != "disabled":
@@ -67,6 +73,18 @@ def kernel_cmdline(spec: Spec, layout: Layout, *, roothash: str | None = None) -
         words += ["console=tty0", "console=ttyS0,115200"]
     words += kernel.cmdline.split()
     return " ".join(words)
+
+
+def stacked_root_words(layout: Layout) -> list[str]:
+    """``rd.luks.uuid=`` for each LUKS2 container the initrd opens and ``rd.lvm.lv=`` for a
+    root logical volume: dracut's words (initramfs-tools ignores them: it reads crypttab's
+    ``initramfs`` entries and activates volume groups from udev)."""
+    words = [f"rd.luks.uuid={v.encryption.uuid}" for v in layout.encrypted()
+             if v.encryption is not None and v.encryption.initramfs]
+    root = layout.root
+    if isinstance(root, PlannedLogicalVolume):
+        words.append(f"rd.lvm.lv={root.vg}/{root.name}")
+    return words
 
 
 def _copy_kernels(tree: Root, esp: Root, token: str,
@@ -255,7 +273,11 @@ def grub_bios(tree: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
         image.write("/boot/grub/grub.cfg", grub_config(spec, layout, placed))
         early = "/tmp/imagecomposer-grub-early.cfg"
         inner = "/tmp/imagecomposer-core.img"
-        image.write(early, f"search --no-floppy --fs-uuid --set=root {layout.root.fsuuid}\n"
+        root = layout.root
+        if not isinstance(root, PlannedPartition) or root.encryption is not None:
+            raise ComposeError("GRUB on mbr (BIOS) reads the kernel from the root filesystem, "
+                               "which cannot be on LVM or LUKS2: use gpt with an ESP")
+        image.write(early, f"search --no-floppy --fs-uuid --set=root {root.fsuuid}\n"
                     "set prefix=($root)/boot/grub\n")
         try:
             run_in_chroot(tree, ["grub-mkimage", "-O", BIOS_PLATFORM, "-p", "/boot/grub",

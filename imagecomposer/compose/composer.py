@@ -29,9 +29,11 @@ import attrs
 from imagecomposer.compose import bootloader, family, initramfs_cache, verity_initrd
 from imagecomposer.compose.configure import (
     apt_sources,
+    crypttab,
     files,
     fstab,
     network,
+    paths,
     scripts,
     services,
     ssh,
@@ -39,7 +41,8 @@ from imagecomposer.compose.configure import (
     users,
 )
 from imagecomposer.compose.disk import assemble, plan_layout, tree_size
-from imagecomposer.compose.layout import Layout
+from imagecomposer.compose.disk.luks import embedded_keys, key_sources
+from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.cleanup import remove_tree
@@ -167,6 +170,7 @@ class Composer:
         services.apply(tree, c.services.enabled, c.services.disabled)
         verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         fstab.configure(tree, layout, verity_root=verity_root)
+        self._stacked_storage(spec, tree, layout)
         self.events("configuration: post-install scripts")
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
         if verity_root and lock.kind == "deb":
@@ -202,6 +206,19 @@ class Composer:
             on_configured(tree)
         trees.update(split_partitions(tree, layout))
         return trees
+
+    def _stacked_storage(self, spec: Spec, tree: Path, layout: Layout) -> None:
+        """What boots an LVM or LUKS2 layout: lvm2 must be in the image (its initramfs hook
+        and udev rules activate the volume groups), crypttab and embedded keys."""
+        if any(True for _ in layout.logical_volumes()) and \
+                not paths.installed(tree, "/sbin/lvm", "/usr/sbin/lvm"):
+            raise ComposeError("the disk layout has an LVM volume group but the image has no "
+                               "lvm: add the package lvm2")
+        mappers = {v.name: v.encryption.mapper for v in layout.encrypted()
+                   if v.encryption is not None}
+        if mappers:
+            self.events("configuration: crypttab for LUKS2 volumes")
+            crypttab.configure(tree, layout, embedded_keys(default_disk(spec), mappers))
 
     def _repository_keys(self, spec: Spec, lock: Lock) -> dict[str, Path | None]:
         keys: dict[str, Path | None] = {}
@@ -245,13 +262,13 @@ class Composer:
                 tree = self.installed_tree(lock, packages, workdir, use_cache=use_tree_cache)
             timings["restore" if hit else "install"] = time.monotonic() - start
             start = time.monotonic()
+            names = volume_names(disk)
             provisional = plan_layout(
                 disk, seed=seed, arch=arch,
-                content_sizes={p.name: PROVISIONAL_CONTENT for p in disk.partitions})
+                content_sizes={name: PROVISIONAL_CONTENT for name in names})
             trees = self.configure(spec, tree, provisional, lock, on_configured=on_configured)
             timings["configure"] = time.monotonic() - start
-            sizes = {p.name: tree_size(trees[p.name]) if p.name in trees else 0
-                     for p in disk.partitions}
+            sizes = {name: tree_size(trees[name]) if name in trees else 0 for name in names}
             layout = plan_layout(disk, seed=seed, arch=arch, content_sizes=sizes)
             _same_identifiers(provisional, layout)
             esp_tree = trees.get(layout.esp.name) if layout.esp is not None else None
@@ -265,7 +282,8 @@ class Composer:
             start = time.monotonic()
             self.events(f"assembling {output.name}")
             result = assemble(layout, trees, output, workdir=workdir / "disk",
-                              events=self.events, on_verity=on_verity)
+                              events=self.events, on_verity=on_verity,
+                              keys=key_sources(disk))
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
                 self.events("writing GRUB into the MBR and the gap after it")
@@ -278,7 +296,7 @@ class Composer:
         finally:
             if not self.keep_temp:
                 for child in ("root", "disk", BIOS_DIR,
-                              *(f"part-{p.name}" for p in disk.partitions)):
+                              *(f"part-{name}" for name in volume_names(disk))):
                     remove_tree(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
@@ -309,8 +327,8 @@ def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:
     (same owner, mode and times). Mount points resolve inside the tree; one that is itself a
     symlink is refused (the partition would be mounted wherever it points)."""
     moved: dict[str, Path] = {}
-    parts = [p for p in layout.partitions
-             if p.mountpoint not in (None, "/") and p.type != "esp"
+    parts = [p for p in layout.volumes()
+             if p.mountpoint not in (None, "/") and p is not layout.esp
              and p.filesystem not in ("none", "swap")]
     with Root(tree) as root:
         for part in sorted(parts, key=lambda p: -len(str(p.mountpoint))):
@@ -346,9 +364,30 @@ def check_free_space(workdir: Path, lock: Lock, spec: Spec) -> None:
             f"in {workdir}")
 
 
+def volume_names(disk: Disk) -> list[str]:
+    """Partition and logical volume names: what partition trees are keyed by."""
+    names = []
+    for part in disk.partitions:
+        names.append(part.name)
+        if part.volume_group is not None:
+            names += [lv.name for lv in part.volume_group.logical_volumes]
+    return names
+
+
+def _identifiers(layout: Layout) -> dict[str, tuple[str, ...]]:
+    found: dict[str, tuple[str, ...]] = {}
+    for volume in layout.volumes():
+        ids: tuple[str, ...] = (volume.fsuuid,
+                                volume.encryption.uuid if volume.encryption else "")
+        if isinstance(volume, PlannedPartition):
+            ids += (volume.partuuid,)
+        found[volume.name] = ids
+    return found
+
+
 def _same_identifiers(provisional: Layout, final: Layout) -> None:
-    before = {p.name: (p.partuuid, p.fsuuid) for p in provisional.partitions}
-    after = {p.name: (p.partuuid, p.fsuuid) for p in final.partitions}
+    before = _identifiers(provisional)
+    after = _identifiers(final)
     if before != after:
         raise ComposeError("internal error: partition identifiers changed between the "
                            "provisional and the final layout")

@@ -5,7 +5,8 @@ Generating the initramfs is the slowest configuration step (~15 s for Debian's
 file, a service) its result is byte-for-byte the same. The key hashes everything
 initramfs-tools reads to build it: the installed package set (``var/lib/dpkg/status``), its
 configuration and hooks (``etc/initramfs-tools``, ``usr/share/initramfs-tools``), module
-options (``etc/modprobe.d``, ``etc/modules``), ``etc/fstab`` and ``etc/crypttab``, the
+options (``etc/modprobe.d``, ``etc/modules``), ``etc/fstab`` and ``etc/crypttab`` (with the
+cryptsetup-initramfs settings, the key files it may embed, and ``etc/lvm``), the
 kernels' module trees (file names and sizes), and the content of the spec's post-install
 scripts (which run just before and could change anything). A hit copies the cached images
 into ``/boot``; a miss builds them and stores them atomically.
@@ -28,7 +29,8 @@ from imagecomposer.foundation.rootfs import Root
 log = logging.getLogger(__name__)
 
 FORMAT = "v1"
-HASHED_TREES = ("etc/initramfs-tools", "usr/share/initramfs-tools", "etc/modprobe.d")
+HASHED_TREES = ("etc/initramfs-tools", "usr/share/initramfs-tools", "etc/modprobe.d",
+                "etc/cryptsetup-initramfs", "etc/cryptsetup-keys.d", "etc/lvm")
 HASHED_FILES = ("var/lib/dpkg/status", "etc/modules", "etc/fstab", "etc/crypttab")
 
 

@@ -53,6 +53,15 @@ class Profile:
     # added when customizations.security.read_only_root is set: what the initrd needs to open
     # the dm-verity root (veritysetup)
     read_only_root: tuple[str, ...] = ()
+    # added when the disk layout has a volume group (lvm2: its initramfs hook activates it)
+    # or LUKS2 encryption (cryptsetup and the initramfs hooks that unlock at boot)
+    lvm: tuple[str, ...] = ()
+    encryption: tuple[str, ...] = ()
+
+    def layout_packages(self, features: tuple[str, ...]) -> tuple[str, ...]:
+        """The packages the disk layout's ``features`` (spec.model.disk_features) need."""
+        return (*(self.lvm if "lvm" in features else ()),
+                *(self.encryption if "encryption" in features else ()))
 
     def family_arch(self, arch: str) -> str:
         return profile_arch(self.os, self.version, self.architectures, arch)

@@ -23,7 +23,7 @@ from imagecomposer.pipeline.engine import Engine, RunOptions, RunReport, StageOu
 from imagecomposer.pipeline.events import EventSink, StageSkipped, fan_out, log_event
 from imagecomposer.pipeline.stages import DEFAULT_STAGES
 from imagecomposer.pipeline.workspace import Workspace
-from imagecomposer.spec.model import STAGES, Spec
+from imagecomposer.spec.model import STAGES, Spec, encryptions
 
 log = logging.getLogger("imagecomposer.pipeline")
 
@@ -119,6 +119,10 @@ class ImagePipeline:
 
     def _image_key(self, ctx: BuildContext) -> CacheKey | None:
         if not ctx.lock_path.exists():
+            return None
+        if encryptions(ctx.spec.disk):
+            # LUKS2 images are never reused: their keys are random at every build, and a
+            # cache key would have to hash the key material
             return None
         return image_key(ctx.spec.canonical_json(), ctx.spec.referenced_files(),
                          ctx.lock().hash, __version__, name=ctx.name, base=ctx.spec.directory)

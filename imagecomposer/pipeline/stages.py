@@ -15,6 +15,7 @@ from pathlib import Path
 import cattrs
 
 from imagecomposer import __version__
+from imagecomposer.compose.disk.luks import key_fingerprint
 from imagecomposer.export import Exporter
 from imagecomposer.export.manifest import build_manifest, layout_data
 from imagecomposer.export.sbom import (
@@ -33,6 +34,7 @@ from imagecomposer.pipeline.context import BuildContext, digest
 from imagecomposer.pipeline.packages import run_packages_stage
 from imagecomposer.sign import Signer
 from imagecomposer.spec import inputs_digest, validate
+from imagecomposer.spec.model import disk_features
 
 log = logging.getLogger("imagecomposer.pipeline")
 
@@ -77,6 +79,9 @@ class PackagesStage:
         }
         if ctx.options.locked is not None:
             inputs["locked"] = hash_input(ctx.options.locked)
+        features = disk_features(spec.disk)
+        if features:  # lvm2 / cryptsetup join the request (only then: no change otherwise)
+            inputs["layout packages"] = digest(list(features))
         return inputs
 
     def outputs_present(self, ctx: BuildContext) -> bool:
@@ -138,6 +143,7 @@ class ConfigurationStage:
             "disk": digest(cattrs.unstructure(spec.disk)),
             "files": _files_digest(spec.referenced_files()),
             "sbom": digest(list(spec.output.sbom)),
+            **({"keys": keys} if (keys := key_fingerprint(spec.disk)) else {}),
         }
 
     def outputs_present(self, ctx: BuildContext) -> bool:

@@ -91,6 +91,7 @@ PARTITION_FILESYSTEMS: dict[str, tuple[str, ...]] = {
     "xbootldr": ("vfat", "ext4"),
     "verity": ("none",),
     "generic": ("ext4", "xfs", "vfat", "squashfs", "erofs", "none"),
+    "lvm": ("none",),  # an LVM physical volume: its logical volumes hold the filesystems
 }
 GPT_ONLY_TYPES = ("xbootldr", "verity")
 READ_ONLY_ROOT_FILESYSTEMS = ("ext4", "erofs", "squashfs")

@@ -22,7 +22,7 @@ from imagecomposer.spec import export, loader
 BaseType = Literal["minimal", "server", "development"]
 Arch = Literal["x86_64", "aarch64"]
 PartitionTable = Literal["gpt", "mbr"]
-PartitionType = str  # esp | root | swap | home | var | xbootldr | verity | generic | a GUID
+PartitionType = str  # esp | root | swap | home | var | xbootldr | verity | lvm | generic | a GUID
 Filesystem = Literal["ext4", "xfs", "vfat", "swap", "squashfs", "erofs", "none"]
 Bootloader = Literal["systemd-boot", "grub", "none"]
 Format = Literal["raw", "qcow2", "vhd", "vhd-fixed", "vhdx", "vmdk", "vmdk-stream", "vdi"]
@@ -167,6 +167,39 @@ class Customizations:
     security: Security = Security()
 
 
+# --- LVM and LUKS2 (docs/disk.md "LVM and LUKS2") -----------------------------------------
+
+
+@attrs.frozen
+class Encryption:
+    """LUKS2 around a partition's or logical volume's content. Key material only by file:
+    never a passphrase in the spec."""
+
+    type: Literal["luks2"] = "luks2"
+    passphrase_file: Path | None = None  # first line: a key slot, typed at the console
+    key_file: Path | None = None  # all bytes: a key slot
+    embed_key: bool = False  # copy key_file into the image: unlocks unattended (tests)
+    pbkdf_memory: int = 64 * 1024 * 1024  # argon2id memory cost, bytes
+    pbkdf_iterations: int | None = None  # argon2id time cost; None: benchmark 2 s
+
+
+@attrs.frozen
+class LogicalVolume:
+    name: str
+    size: int | None  # bytes; None means "rest" of the volume group (last LV only)
+    filesystem: Filesystem = "ext4"
+    mountpoint: str | None = None
+    label: str | None = None
+    mount_options: str = "defaults"
+    encryption: Encryption | None = None
+
+
+@attrs.frozen
+class VolumeGroup:
+    name: str
+    logical_volumes: tuple[LogicalVolume, ...] = ()
+
+
 @attrs.frozen
 class Partition:
     name: str
@@ -177,6 +210,8 @@ class Partition:
     label: str | None = None
     mount_options: str = "defaults"
     uuid: str | None = None  # partition UUID; None: derived deterministically
+    encryption: Encryption | None = None  # LUKS2 around the filesystem or the LVM PV
+    volume_group: VolumeGroup | None = None  # type lvm: the partition is an LVM PV
 
 
 @attrs.frozen
@@ -293,3 +328,34 @@ class Spec:
             if self.output.sign.cert is not None:
                 found.append(self.output.sign.cert)
         return tuple(found)
+
+
+def encryptions(disk: Disk) -> list[Encryption]:
+    """Every ``encryption:`` of the disk (partitions and logical volumes)."""
+    found = []
+    for part in disk.partitions:
+        if part.encryption is not None:
+            found.append(part.encryption)
+        for lv in part.volume_group.logical_volumes if part.volume_group else ():
+            if lv.encryption is not None:
+                found.append(lv.encryption)
+    return found
+
+
+def key_material(disk: Disk) -> list[Path]:
+    """The passphrase and key files the disk's encryption reads. Not among
+    :meth:`Spec.referenced_files`: their plain hashes would sit in caches (see
+    ``compose.disk.luks.key_fingerprint``)."""
+    return [path for enc in encryptions(disk)
+            for path in (enc.passphrase_file, enc.key_file) if path is not None]
+
+
+def disk_features(disk: Disk) -> tuple[str, ...]:
+    """What the disk layout needs from the image's packages: "lvm" (a volume group: lvm2
+    in the initramfs) and "encryption" (LUKS2: cryptsetup and its initramfs hooks)."""
+    features = []
+    if any(p.volume_group is not None for p in disk.partitions):
+        features.append("lvm")
+    if encryptions(disk):
+        features.append("encryption")
+    return tuple(features)

@@ -23,6 +23,7 @@ from imagecomposer.spec.combinations import (
     MiB,
 )
 from imagecomposer.spec.model import STAGES, Spec
+from imagecomposer.spec.volumes import root_count
 
 # 1 MiB before the first partition (alignment) and 1 MiB at the end (backup GPT).
 TABLE_OVERHEAD = 2 * MiB
@@ -38,11 +39,13 @@ def check_disk(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
     if not parts:
         return problems
-    roots = [i for i, p in enumerate(parts) if p.type == "root"]
-    if len(roots) != 1:
+    roots = root_count(spec)  # partitions of type root and logical volumes mounted at /
+    if roots != 1:
+        lvm = any(p.volume_group is not None for p in parts)
         problems.append(where.problem(
             ("disk", "partitions"),
-            f"needs exactly one partition of type root, found {len(roots)}"))
+            f"needs exactly one partition of type root"
+            f"{' (or logical volume mounted at /)' if lvm else ''}, found {roots}"))
     for i, p in enumerate(parts):
         at = ("disk", "partitions", i)
         allowed = PARTITION_FILESYSTEMS.get(p.type)

@@ -37,6 +37,13 @@ PATH_FIELDS: tuple[tuple[str | int, ...], ...] = (
     ("output", "sign", "passphrase_file"),
     ("output", "directory"),
     ("build", "allowed_paths", "*"),
+    # LUKS2 key material (docs/disk.md "LVM and LUKS2")
+    ("disk", "partitions", "*", "encryption", "passphrase_file"),
+    ("disk", "partitions", "*", "encryption", "key_file"),
+    ("disk", "partitions", "*", "volume_group", "logical_volumes", "*", "encryption",
+     "passphrase_file"),
+    ("disk", "partitions", "*", "volume_group", "logical_volumes", "*", "encryption",
+     "key_file"),
 )
 _PLAINTEXT_KEYS = {"password": "password_hash", "plain_password": "password_hash",
                    "root_password": "root_password_hash"}
@@ -115,12 +122,34 @@ def normalize(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     if "size" in disk:
         disk["size"] = parse_size(disk["size"])
     disk["partitions"] = [
-        {**p, "size": parse_size(p["size"])} for p in disk.get("partitions", [])] or \
+        _volumes({**p, "size": parse_size(p["size"])}) for p in disk.get("partitions", [])] or \
         default_partitions(disk.get("partition_table", "gpt"),
                            (data.get("customizations") or {}).get("bootloader", "systemd-boot"))
     out["disk"] = disk
     resolved: dict[str, Any] = _resolve_paths(out, base_dir, ())
     return resolved
+
+
+def _volumes(part: dict[str, Any]) -> dict[str, Any]:
+    """LVM and LUKS2 fields of a partition: sizes to bytes; a partition holding a volume
+    group has no filesystem of its own unless one was written (validation refuses it)."""
+    if ("volume_group" in part or part.get("type") == "lvm") and "filesystem" not in part:
+        part["filesystem"] = "none"
+    if isinstance(part.get("encryption"), dict):
+        part["encryption"] = _encryption(part["encryption"])
+    group = part.get("volume_group")
+    if isinstance(group, dict):
+        part["volume_group"] = {**group, "logical_volumes": [
+            {**lv, "size": parse_size(lv["size"]),
+             **({"encryption": _encryption(lv["encryption"])} if "encryption" in lv else {})}
+            for lv in group.get("logical_volumes", [])]}
+    return part
+
+
+def _encryption(enc: dict[str, Any]) -> dict[str, Any]:
+    if "pbkdf_memory" in enc:
+        return {**enc, "pbkdf_memory": parse_size(enc["pbkdf_memory"])}
+    return enc
 
 
 def default_partitions(table: str, bootloader: str) -> list[dict[str, Any]]:

@@ -26,8 +26,8 @@ from imagecomposer.config.model import Config
 from imagecomposer.foundation.errors import Problem, ValidationError
 from imagecomposer.foundation.yamldoc.sourcemap import PathKey
 from imagecomposer.foundation.yamldoc.suggest import did_you_mean
-from imagecomposer.spec import combinations, semantics
-from imagecomposer.spec.model import Spec
+from imagecomposer.spec import combinations, semantics, volumes
+from imagecomposer.spec.model import Encryption, Spec
 from imagecomposer.spec.roots import outside, resolve_roots
 
 log = logging.getLogger("imagecomposer.spec")
@@ -75,6 +75,7 @@ def referenced_paths(spec: Spec) -> Iterator[tuple[PathKey, Path, bool]]:
     if sb is not None:
         yield ("customizations", "security", "secure_boot", "key"), sb.key, True
         yield ("customizations", "security", "secure_boot", "cert"), sb.cert, True
+    yield from _key_material_paths(spec)
     sign = spec.output.sign
     if sign is not None:
         yield ("output", "sign", "key"), sign.key, True
@@ -82,6 +83,20 @@ def referenced_paths(spec: Spec) -> Iterator[tuple[PathKey, Path, bool]]:
             yield ("output", "sign", "cert"), sign.cert, True
         if sign.passphrase_file is not None:
             yield ("output", "sign", "passphrase_file"), sign.passphrase_file, True
+
+
+def _key_material_paths(spec: Spec) -> Iterator[tuple[PathKey, Path, bool]]:
+    """LUKS2 passphrase and key files (regular files)."""
+    encrypted: list[tuple[PathKey, Encryption]] = [
+        (("disk", "partitions", i, "encryption"), part.encryption)
+        for i, part in enumerate(spec.disk.partitions) if part.encryption is not None]
+    encrypted += [((*at, "encryption"), lv.encryption)
+                  for at, _, lv in volumes.logical_volumes(spec) if lv.encryption is not None]
+    for at, enc in encrypted:
+        if enc.passphrase_file is not None:
+            yield (*at, "passphrase_file"), enc.passphrase_file, True
+        if enc.key_file is not None:
+            yield (*at, "key_file"), enc.key_file, True
 
 
 def as_written(path: Path, spec: Spec) -> str:
@@ -124,6 +139,7 @@ def check(spec: Spec, config: Config) -> Report:
         *combinations.check_output(spec),
         *combinations.check_boot(spec),
         *semantics.check_disk(spec),
+        *volumes.check_volumes(spec),
         *semantics.check_accounts(spec),
         *semantics.check_files(spec),
         *semantics.check_services_and_network(spec),

@@ -1,4 +1,6 @@
-"""/etc/fstab from the planned layout: filesystems by UUID, so device names never matter.
+"""/etc/fstab from the planned layout: filesystems by UUID, so device names never matter;
+logical volumes and opened LUKS2 containers by their /dev/mapper names (what the initramfs
+and systemd-cryptsetup create; a LUKS2 filesystem's UUID is only visible once opened).
 
 The root line is written too (with ``errors=remount-ro`` for ext4 as Debian's installer does)
 so ``systemd-remount-fs`` applies its options; read-only filesystems (squashfs, erofs, or a
@@ -13,18 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.compose.layout import Layout, PlannedPartition
+from imagecomposer.compose.layout import Layout, Volume, volume_device
 from imagecomposer.foundation.rootfs import Root
 
 READ_ONLY_FS = ("squashfs", "erofs")
 TMPFS_TMP = "tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0\t0"
 
 
-def _entry(part: PlannedPartition, *, verity_root: bool) -> str | None:
+def _entry(part: Volume, *, verity_root: bool) -> str | None:
     if part.filesystem in ("none", "") or (part.mountpoint is None and part.filesystem != "swap"):
         return None
+    device = volume_device(part)
     if part.filesystem == "swap":
-        return f"UUID={part.fsuuid}\tnone\tswap\tsw\t0\t0"
+        return f"{device}\tnone\tswap\tsw\t0\t0"
     mountpoint = part.mountpoint or "/"
     options = part.mount_options or "defaults"
     is_root = mountpoint == "/"
@@ -37,18 +40,19 @@ def _entry(part: PlannedPartition, *, verity_root: bool) -> str | None:
     if part.filesystem == "vfat" and options == "defaults":
         options = "umask=0077"
     passno = 0 if part.filesystem in (*READ_ONLY_FS, "xfs") else (1 if is_root else 2)
-    return f"UUID={part.fsuuid}\t{mountpoint}\t{part.filesystem}\t{options}\t0\t{passno}"
+    return f"{device}\t{mountpoint}\t{part.filesystem}\t{options}\t0\t{passno}"
 
 
 def render(layout: Layout, *, verity_root: bool = False) -> str:
     lines = ["# /etc/fstab: written by imagecomposer from the disk layout",
              "# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>"]
-    ordered = sorted(layout.partitions, key=lambda p: (p.mountpoint or "~", p.number))
+    volumes = list(layout.volumes())
+    ordered = sorted(volumes, key=lambda v: (v.mountpoint or "~", volumes.index(v)))
     for part in ordered:
         line = _entry(part, verity_root=verity_root)
         if line is not None:
             lines.append(line)
-    if verity_root and not any(p.mountpoint == "/tmp" for p in layout.partitions):
+    if verity_root and not any(v.mountpoint == "/tmp" for v in volumes):
         # the root is read-only: /tmp must be writable somewhere
         lines.append(TMPFS_TMP)
     return "\n".join(lines) + "\n"
@@ -56,7 +60,7 @@ def render(layout: Layout, *, verity_root: bool = False) -> str:
 
 def configure(tree: Path, layout: Layout, *, verity_root: bool = False) -> Path:
     with Root(tree) as root:
-        for part in layout.partitions:
+        for part in layout.volumes():
             if part.mountpoint and part.mountpoint != "/" and not root.is_dir(part.mountpoint):
                 root.mkdir(part.mountpoint)
     return paths.write(tree, "/etc/fstab", render(layout, verity_root=verity_root))

@@ -8,8 +8,10 @@ The method, with no loop device and no mount anywhere:
    format`` into a second image, copy both into place, and hand the root hash to the
    caller (``on_verity``) so it can finish the ESP (kernel command line) before the ESP
    is built;
-4. build every other filesystem: ext4 and vfat directly at their offset in the disk file,
-   the others as images copied in sparsely;
+4. fill every other partition (:mod:`imagecomposer.compose.disk.stack`): ext4 and vfat
+   directly at their offset in the disk file, the others as images copied in sparsely; an
+   LVM physical volume as its metadata plus its logical volumes' filesystems at their
+   offsets; LUKS2 containers staged, encrypted in place and copied in;
 5. rename the temporary file onto the output.
 
 Any failure, Ctrl-C included, removes the temporary file and the staged images, so a
@@ -28,10 +30,10 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose.disk import filesystems, sparse, table
-from imagecomposer.compose.disk.content import tree_size
+from imagecomposer.compose.disk import filesystems, sparse, stack, table
+from imagecomposer.compose.disk.luks import KeySource
 from imagecomposer.compose.disk.verity import VerityInfo, format_verity, salt_for
-from imagecomposer.compose.layout import Layout, PlannedPartition
+from imagecomposer.compose.layout import Layout
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 
 MIB = 1 << 20
@@ -45,7 +47,7 @@ class AssemblyResult:
     output: Path
     layout: Layout
     verity: VerityInfo | None
-    image_sizes: Mapping[str, int]  # bytes each filesystem occupies in its partition
+    image_sizes: Mapping[str, int]  # bytes each filesystem occupies, by partition or LV
     seconds: float
 
     @property
@@ -55,17 +57,19 @@ class AssemblyResult:
 
 def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir: Path,
              events: Events | None = None,
-             on_verity: Callable[[VerityInfo], None] | None = None) -> AssemblyResult:
+             on_verity: Callable[[VerityInfo], None] | None = None,
+             keys: Mapping[str, KeySource] | None = None) -> AssemblyResult:
     """Write ``layout`` with each partition filled from ``trees[name]`` into ``output``.
 
-    A partition without a tree gets an empty filesystem (read-only ones need a tree).
+    A partition or logical volume without a tree gets an empty filesystem (read-only ones
+    need a tree). ``keys`` holds the key sources of encrypted volumes, by volume name.
     ``on_verity`` is called with the root hash after the root is sealed and before any
     other partition (notably the ESP, whose loader entry or UKI carries the command line)
     is built. ``events`` receives one line per step.
     """
     began = time.monotonic()
     say = events or (lambda _line: None)
-    unknown = set(trees) - {p.name for p in layout.partitions}
+    unknown = set(trees) - {v.name for v in layout.volumes()}
     if unknown:
         raise ComposeError(f"trees given for partitions not in the layout: {sorted(unknown)}")
     output = output.absolute()
@@ -87,10 +91,11 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
         verity = _seal_root(layout, trees, partial, stage, sizes, say)
         if verity is not None and on_verity is not None:
             on_verity(verity)
+        writer = stack.Writer(trees, keys or {}, stage, say)
         for part in layout.partitions:
-            if part.name in sizes or part.filesystem == "none":
-                continue
-            sizes[part.name] = _build(part, trees.get(part.name), partial, stage, say)
+            if part.name not in sizes:
+                writer.partition(part, partial)
+        sizes.update(writer.sizes)
         partial.replace(output)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -103,27 +108,12 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
                           seconds=time.monotonic() - began)
 
 
-def _build(part: PlannedPartition, tree: Path | None, disk: Path, stage: Path,
-           say: Events) -> int:
-    say(f"{part.filesystem} for partition '{part.name}' "
-        f"({part.size // MIB} MiB at {part.start // MIB} MiB)")
-    if part.filesystem in filesystems.IN_PLACE:
-        filesystems.make_filesystem(part, tree, disk, offset=part.start)
-        return part.size
-    image = stage / f"{part.name}.img"
-    filesystems.make_filesystem(part, tree, image)
-    size = filesystems.image_fits(part, image)
-    sparse.copy_into(image, disk, part.start)
-    image.unlink()
-    return size
-
-
 def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Path,
                sizes: dict[str, int], say: Events) -> VerityInfo | None:
     hash_part = layout.by_type("verity")
     if hash_part is None:
         return None
-    data_part = layout.root
+    data_part = layout.root_partition
     say(f"{data_part.filesystem} for verity-protected partition '{data_part.name}'")
     image = stage / f"{data_part.name}.img"
     if data_part.filesystem in filesystems.IN_PLACE:
@@ -147,22 +137,19 @@ def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Pat
 def space_needed(layout: Layout, trees: Mapping[str, Path]) -> tuple[int, int]:
     """Bytes needed next to the output and in the work directory (estimates, generous).
 
-    The disk is sparse, so it needs about its content; images staged in the work
-    directory need their content once more until they are copied in.
+    The disk is sparse, so it needs about its content (all of an encrypted volume);
+    images staged in the work directory need their content once more until they are
+    copied in.
     """
     out = 1 * MIB
     work = 0
+    verity = layout.by_type("verity") is not None
     for part in layout.partitions:
-        tree = trees.get(part.name)
-        content = tree_size(tree) if tree is not None else 0
-        estimate = min(part.size, content + content // 8 + 4 * MIB)
-        if part.filesystem == "swap":
-            estimate = 1 * MIB
-        out += estimate
-        staged = (part.filesystem not in filesystems.IN_PLACE
-                  or (part.type in ("root", "verity") and layout.by_type("verity") is not None))
-        if staged:
-            work = max(work, estimate * (2 if part.type == "root" else 1))
+        part_out, part_work = stack.estimate(part, trees)
+        out += part_out
+        if verity and part.type in ("root", "verity"):
+            part_work = part_out * (2 if part.type == "root" else 1)
+        work = max(work, part_work)
     return out, work
 
 

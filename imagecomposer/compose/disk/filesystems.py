@@ -18,8 +18,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from imagecomposer.compose.disk.plan import FAT32_MIN, MIB
-from imagecomposer.compose.layout import SECTOR, PlannedPartition
+from imagecomposer.compose.disk.sizing import FAT32_MIN, MIB
+from imagecomposer.compose.layout import SECTOR, PlannedPartition, Volume
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import ComposeError, DiskToolError
 
@@ -40,7 +40,7 @@ def build_env() -> dict[str, str]:
     return env
 
 
-def make_filesystem(part: PlannedPartition, tree: Path | None, target: Path, *,
+def make_filesystem(part: Volume, tree: Path | None, target: Path, *,
                     offset: int = 0, size: int | None = None) -> None:
     """Create ``part``'s filesystem from ``tree`` in ``target`` at byte ``offset``.
 
@@ -74,7 +74,7 @@ def _tool(fs: str) -> str:
     return tool
 
 
-def _ext4(part: PlannedPartition, tree: Path | None, target: Path, offset: int,
+def _ext4(part: Volume, tree: Path | None, target: Path, offset: int,
           size: int) -> None:
     # hash_seed fixes the htree hash so directories are laid out identically every time;
     # nodiscard because discarding a regular file at an offset is pointless and slow.
@@ -142,7 +142,7 @@ def fat_bits(size: int) -> int:
     return 16 if size >= 9 * MIB else 12
 
 
-def _vfat(part: PlannedPartition, tree: Path | None, target: Path, offset: int,
+def _vfat(part: Volume, tree: Path | None, target: Path, offset: int,
           size: int) -> None:
     volume_id = part.fsuuid.replace("-", "")
     bits = fat_bits(size)
@@ -168,7 +168,7 @@ def _vfat(part: PlannedPartition, tree: Path | None, target: Path, offset: int,
                env=env, error=DiskToolError, what=f"mcopy into partition '{part.name}'")
 
 
-def _swap(part: PlannedPartition, target: Path, size: int) -> None:
+def _swap(part: Volume, target: Path, size: int) -> None:
     with target.open("wb") as handle:
         handle.truncate(size)
     argv: list[str | Path] = [_tool("swap"), "-U", part.fsuuid]
@@ -179,7 +179,7 @@ def _swap(part: PlannedPartition, target: Path, size: int) -> None:
                what=f"mkswap for partition '{part.name}'")
 
 
-def _readonly(part: PlannedPartition, tree: Path | None, target: Path) -> None:
+def _readonly(part: Volume, tree: Path | None, target: Path) -> None:
     if tree is None:
         raise ComposeError(f"read-only {part.filesystem} partition '{part.name}' needs content")
     target.unlink(missing_ok=True)
@@ -196,7 +196,7 @@ def _readonly(part: PlannedPartition, tree: Path | None, target: Path) -> None:
                what=f"{argv[0]} for partition '{part.name}'")
 
 
-def _xfs(part: PlannedPartition, tree: Path | None, target: Path, size: int) -> None:
+def _xfs(part: Volume, tree: Path | None, target: Path, size: int) -> None:
     with target.open("wb") as handle:
         handle.truncate(size)
     argv: list[str | Path] = [_tool("xfs"), "-q", "-f", "-m", f"uuid={part.fsuuid}"]
@@ -258,12 +258,15 @@ def xfs_protofile(tree: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def image_fits(part: PlannedPartition, image: Path) -> int:
-    """The size of a built image, or :class:`ComposeError` if it exceeds its partition."""
+def image_fits(part: Volume, image: Path, capacity: int | None = None) -> int:
+    """The size of a built image, or :class:`ComposeError` if it exceeds its partition
+    (or ``capacity``: what an encrypted volume leaves for its content)."""
     size = image.stat().st_size
-    if size > part.size:
+    room = part.size if capacity is None else capacity
+    if size > room:
+        what = "partition" if isinstance(part, PlannedPartition) else "logical volume"
         raise ComposeError(
-            f"the {part.filesystem} image of partition '{part.name}' is {size} B but the "
-            f"partition holds {part.size} B ({part.size // MIB} MiB); give it a larger size")
+            f"the {part.filesystem} image of {what} '{part.name}' is {size} B but the "
+            f"{what} holds {room} B ({room // MIB} MiB); give it a larger size")
     return size
 

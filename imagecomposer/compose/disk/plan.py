@@ -12,31 +12,26 @@ sectors); on MBR the last partition may run to the end of the disk.
 
 from __future__ import annotations
 
-import hashlib
-import math
-import uuid
 from collections.abc import Mapping
 
-from imagecomposer.compose.disk import types
+from imagecomposer.compose.disk import types, volumes
+from imagecomposer.compose.disk.sizing import (
+    ALIGN,
+    DEFAULT_MOUNTPOINTS,
+    LABEL_LIMITS,
+    MIB,
+    align_down,
+    align_up,
+    derive_disk_id,
+    derive_fsuuid,
+    derive_uuid,
+    filesystem_of,
+    verity_size,
+)
 from imagecomposer.compose.layout import SECTOR, Layout, PlannedPartition
 from imagecomposer.foundation.errors import Problem, ValidationError
 from imagecomposer.spec.combinations import GPT_MAX_PARTITIONS
 from imagecomposer.spec.model import Disk, Partition
-
-MIB = 1 << 20
-ALIGN = MIB
-# The namespace of every derived identifier; changing it changes every UUID we make.
-NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "imagecomposer:disk")
-
-DEFAULT_MOUNTPOINTS = {"root": "/", "home": "/home", "var": "/var", "xbootldr": "/boot",
-                       "esp": "/boot/efi"}
-DEFAULT_FILESYSTEMS = {"esp": "vfat", "xbootldr": "vfat", "swap": "swap", "verity": "none"}
-LABEL_LIMITS = {"ext4": 16, "xfs": 12, "vfat": 11, "swap": 15, "erofs": 15, "squashfs": 0,
-                "none": 0}
-FAT32_MIN = 36 * MIB  # below this a FAT partition is FAT16 or FAT12 (FAT32 needs 65525 clusters)
-XFS_MIN = 300 * MIB  # mkfs.xfs refuses smaller filesystems
-VERITY_BLOCK = 4096
-VERITY_DIGEST = 32  # sha256
 
 
 def plan_layout(disk: Disk, *, seed: str, content_sizes: Mapping[str, int] | None = None,
@@ -61,20 +56,21 @@ def plan_layout(disk: Disk, *, seed: str, content_sizes: Mapping[str, int] | Non
             continue  # sized from its data partition below
         if part.size is not None:
             sizes[part.name] = align_up(part.size)
-            minimum = _minimum(fs)
-            if sizes[part.name] < minimum:
-                problems.append(Problem(f"a {fs} filesystem needs at least "
-                                        f"{minimum // MIB} MiB", path=f"{path}.size"))
+            smallest = volumes.minimum_size(part)
+            if sizes[part.name] < smallest:
+                what = (f"a {fs} filesystem" if part.volume_group is None
+                        else "an LVM physical volume")
+                if part.encryption is not None:
+                    what += " with LUKS2 (32 MiB)"
+                problems.append(Problem(f"{what} needs at least {smallest // MIB} MiB",
+                                        path=f"{path}.size"))
         elif disk.size is not None:
             rest = part
         elif fs == "swap":
             problems.append(Problem("a swap partition needs an explicit size when disk.size "
                                     "is auto", path=f"{path}.size"))
-        elif part.name not in content:
-            problems.append(Problem(f"disk.size is auto but the content size of partition "
-                                    f"'{part.name}' is unknown", path=f"{path}.size"))
         else:
-            sizes[part.name] = auto_size(fs, content[part.name])
+            sizes[part.name] = volumes.auto_partition_size(part, content, path, problems)
     if problems:
         raise ValidationError(problems)
 
@@ -88,7 +84,7 @@ def plan_layout(disk: Disk, *, seed: str, content_sizes: Mapping[str, int] | Non
             available -= align_up(verity.size)
         if verity is not None and verity.size is None and data is rest:
             available -= verity_size(available)
-        if available < max(ALIGN, _minimum(filesystem_of(rest))):
+        if available < max(ALIGN, volumes.minimum_size(rest)):
             raise ValidationError([Problem(
                 f"disk.size {disk.size} B leaves {max(available, 0)} B for partition "
                 f"'{rest.name}' (size: rest), too little", path="disk.size")])
@@ -120,6 +116,12 @@ def plan_layout(disk: Disk, *, seed: str, content_sizes: Mapping[str, int] | Non
     for number, part in enumerate(disk.partitions, start=1):
         fs = filesystem_of(part)
         size = sizes[part.name]
+        path = f"disk.partitions[{number - 1}]"
+        group = (volumes.plan_group(part, size, seed=seed, path=path)
+                 if part.volume_group is not None else None)
+        enc = (volumes.plan_encryption(part.encryption, seed=seed, name=part.name,
+                                       container=size, initramfs=volumes.holds_root(part))
+               if part.encryption is not None else None)
         type_guid = (types.gpt_type(part.type, arch) if table == "gpt"
                      else types.mbr_type(part.type))
         if table == "gpt":
@@ -131,90 +133,10 @@ def plan_layout(disk: Disk, *, seed: str, content_sizes: Mapping[str, int] | Non
             start=offset, size=size, partuuid=partuuid,
             fsuuid=derive_fsuuid(seed, part.name, fs), number=number,
             mountpoint=part.mountpoint or DEFAULT_MOUNTPOINTS.get(part.type),
-            label=part.label, mount_options=part.mount_options))
+            label=part.label, mount_options=part.mount_options, encryption=enc,
+            volume_group=group))
         offset += size
     return Layout(table=table, size=disk_size, disk_id=disk_id, partitions=tuple(planned))
-
-
-def filesystem_of(part: Partition) -> str:
-    """The filesystem a partition gets: ESPs are FAT and verity partitions hold no fs.
-
-    The spec defaults ``filesystem`` to ext4, which is wrong for those types, so the type
-    wins when the spec left the default in place.
-    """
-    if part.type == "verity":
-        return "none"
-    if part.type in DEFAULT_FILESYSTEMS and part.filesystem == "ext4":
-        return DEFAULT_FILESYSTEMS[part.type]
-    return part.filesystem
-
-
-def auto_size(filesystem: str, content: int) -> int:
-    """Partition size for ``content`` bytes of tree: content plus the filesystem's overhead.
-
-    Margins were chosen so that ``mkfs -d`` of a Debian root tree never runs out of blocks
-    or inodes (ext4 keeps 5 % reserved and needs a journal); read-only compressed
-    filesystems get the uncompressed size plus metadata as an upper bound.
-    """
-    if filesystem == "ext4":
-        size = content * 1.25 + 48 * MIB
-    elif filesystem == "xfs":
-        size = max(content * 1.25 + 64 * MIB, XFS_MIN)
-    elif filesystem == "vfat":
-        size = content * 1.1 + 8 * MIB
-    elif filesystem in ("squashfs", "erofs"):
-        size = content * 1.05 + 4 * MIB
-    else:
-        size = content
-    return align_up(max(math.ceil(size), ALIGN))
-
-
-def verity_size(data_size: int) -> int:
-    """Bytes a sha256/4096 dm-verity hash tree (plus its superblock) needs for the data."""
-    blocks = math.ceil(data_size / VERITY_BLOCK)
-    per_block = VERITY_BLOCK // VERITY_DIGEST
-    total = 1  # the verity superblock
-    while True:
-        blocks = math.ceil(blocks / per_block)
-        total += blocks
-        if blocks <= 1:
-            break
-    return align_up(total * VERITY_BLOCK)
-
-
-def align_up(value: int, alignment: int = ALIGN) -> int:
-    return -(-value // alignment) * alignment
-
-
-def align_down(value: int, alignment: int = ALIGN) -> int:
-    return value // alignment * alignment
-
-
-def derive_uuid(seed: str, kind: str, name: str) -> str:
-    """A UUID that depends only on the seed, what it identifies, and the partition name."""
-    return str(uuid.uuid5(NAMESPACE, f"{seed}\0{kind}\0{name}"))
-
-
-def derive_fsuuid(seed: str, name: str, filesystem: str) -> str:
-    """The filesystem UUID in the form ``blkid`` reports for that filesystem."""
-    if filesystem in ("none", "squashfs"):
-        # squashfs has no UUID field; verity partitions get their superblock UUID in assembly.
-        return derive_uuid(seed, "verity", name) if filesystem == "none" else ""
-    if filesystem == "vfat":
-        digest = hashlib.sha256(f"{seed}\0volume-id\0{name}".encode()).hexdigest()[:8].upper()
-        return f"{digest[:4]}-{digest[4:]}"
-    return derive_uuid(seed, "filesystem", name)
-
-
-def derive_disk_id(seed: str, table: str) -> str:
-    if table == "gpt":
-        return derive_uuid(seed, "disk", "")
-    digest = hashlib.sha256(f"{seed}\0mbr-disk-id".encode()).hexdigest()[:8]
-    return "0x" + (digest if int(digest, 16) else "00000001")
-
-
-def _minimum(filesystem: str) -> int:
-    return XFS_MIN if filesystem == "xfs" else ALIGN
 
 
 def _verity_data(disk: Disk) -> Partition:
@@ -247,10 +169,10 @@ def _check(disk: Disk, arch: str) -> None:
                                     path=f"{path}.filesystem"))
         if part.type == "esp" and fs != "vfat":
             problems.append(Problem("an ESP must be vfat", path=f"{path}.filesystem"))
-        if part.label is not None and len(part.label) > LABEL_LIMITS.get(fs, 36):
+        limit = 36 if part.volume_group is not None else LABEL_LIMITS.get(fs, 36)
+        if part.label is not None and len(part.label) > limit:
             problems.append(Problem(f"label '{part.label}' is longer than {fs} allows "
-                                    f"({LABEL_LIMITS.get(fs, 36)} characters)",
-                                    path=f"{path}.label"))
+                                    f"({limit} characters)", path=f"{path}.label"))
         if part.uuid is not None and disk.partition_table == "mbr":
             problems.append(Problem("MBR partitions have no UUID of their own (PARTUUID is "
                                     "derived from the disk id)", path=f"{path}.uuid"))
@@ -270,6 +192,7 @@ def _check(disk: Disk, arch: str) -> None:
         # sfdisk writes the standard 128-entry array and silently drops the rest
         problems.append(Problem(f"a GPT disk holds at most {GPT_MAX_PARTITIONS} partitions",
                                 path="disk.partitions"))
+    problems += _check_volumes(disk)
     if sum(1 for p in disk.partitions if p.type == "verity") > 1:
         problems.append(Problem("only one verity partition is supported",
                                 path="disk.partitions"))
@@ -277,6 +200,48 @@ def _check(disk: Disk, arch: str) -> None:
         problems.append(Problem("disk.size must be positive", path="disk.size"))
     if problems:
         raise ValidationError(problems)
+
+
+def _check_volumes(disk: Disk) -> list[Problem]:
+    """What planning needs of volume groups and encryption (the spec's validation says
+    more, see imagecomposer.spec.volumes): a volume group exactly on lvm partitions, names
+    unique among partitions and logical volumes (trees are keyed by them), 'rest' last,
+    no encrypted or LVM verity root."""
+    problems: list[Problem] = []
+    names = [p.name for p in disk.partitions]
+    for index, part in enumerate(disk.partitions):
+        path = f"disk.partitions[{index}]"
+        lvm_type = part.type == "lvm" or part.type.upper() == types.LVM
+        if lvm_type != (part.volume_group is not None):
+            problems.append(Problem("a partition of type lvm holds a volume_group, and only "
+                                    "it", path=f"{path}.type"))
+        if part.encryption is not None and part.type in ("esp", "xbootldr", "verity"):
+            problems.append(Problem(f"a {part.type} partition cannot be encrypted",
+                                    path=f"{path}.encryption"))
+        lvs = part.volume_group.logical_volumes if part.volume_group is not None else ()
+        for j, lv in enumerate(lvs):
+            lv_path = f"{path}.volume_group.logical_volumes[{j}]"
+            if lv.name in names:
+                problems.append(Problem(f"name '{lv.name}' is used twice (partition and "
+                                        f"logical volume names share one namespace)",
+                                        path=f"{lv_path}.name"))
+            names.append(lv.name)
+            if lv.size is None and j != len(lvs) - 1:
+                problems.append(Problem("only the last logical volume may have size 'rest'",
+                                        path=f"{lv_path}.size"))
+            limit = LABEL_LIMITS.get(lv.filesystem, 36)
+            if lv.label is not None and len(lv.label) > limit:
+                problems.append(Problem(f"label '{lv.label}' is longer than {lv.filesystem} "
+                                        f"allows ({limit} characters)", path=f"{lv_path}.label"))
+            if lv.encryption is not None and part.encryption is not None:
+                problems.append(Problem("a logical volume in an encrypted partition cannot "
+                                        "be encrypted again", path=f"{lv_path}.encryption"))
+    if any(p.type == "verity" for p in disk.partitions):
+        root = next((p for p in disk.partitions if p.type == "root"), None)
+        if root is not None and root.encryption is not None:
+            problems.append(Problem("a dm-verity root cannot be encrypted",
+                                    path="disk.partitions"))
+    return problems
 
 
 def sectors(value: int) -> int:

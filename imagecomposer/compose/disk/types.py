@@ -17,6 +17,7 @@ SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 HOME = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915"
 VAR = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
 LINUX_GENERIC = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"  # Linux LVM (a physical volume)
 
 ROOT = {
     "x86_64": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
@@ -37,6 +38,7 @@ MBR_CODES = {
     "var": "83",
     "verity": "83",
     "generic": "83",
+    "lvm": "8e",
 }
 
 NAMED_TYPES = tuple(MBR_CODES)
@@ -54,7 +56,7 @@ def gpt_type(type_: str, arch: str = "x86_64", *, path: str = "") -> str:
     if is_guid(type_):
         return type_.upper()
     fixed = {"esp": ESP, "xbootldr": XBOOTLDR, "swap": SWAP, "home": HOME, "var": VAR,
-             "generic": LINUX_GENERIC}
+             "generic": LINUX_GENERIC, "lvm": LVM}
     if type_ in fixed:
         return fixed[type_]
     table = {"root": ROOT, "verity": ROOT_VERITY}.get(type_)

@@ -33,7 +33,7 @@ from imagecomposer.foundation.errors import ConfigError, RepositoryError
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.spec.model import Repository, Spec
+from imagecomposer.spec.model import Repository, Spec, disk_features
 
 log = logging.getLogger("imagecomposer.deb")
 
@@ -196,6 +196,7 @@ class DebProvider:
                  *self.profile.bootloader.get(self.spec.customizations.bootloader, ())]
         if self.spec.customizations.security.read_only_root:
             extra += self.profile.read_only_root
+        extra += self.profile.layout_packages(disk_features(self.spec.disk))
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
 

@@ -65,6 +65,15 @@ class RpmProfile:
     package_sets: dict[str, RpmPackageSet]
     rpmdb: RpmDb = RpmDb()
     bootloader: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    # added when the disk layout has a volume group / LUKS2 encryption (dracut's lvm and
+    # crypt modules use them)
+    lvm: tuple[str, ...] = ()
+    encryption: tuple[str, ...] = ()
+
+    def layout_packages(self, features: tuple[str, ...]) -> tuple[str, ...]:
+        """The packages the disk layout's ``features`` (spec.model.disk_features) need."""
+        return (*(self.lvm if "lvm" in features else ()),
+                *(self.encryption if "encryption" in features else ()))
 
     def basearch(self, arch: str) -> str:
         return profile_arch(self.os, self.version, self.architectures, arch)

@@ -46,7 +46,7 @@ from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured, 
 from imagecomposer.foundation.events import MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.spec.model import Repository, Spec
+from imagecomposer.spec.model import Repository, Spec, disk_features
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -261,6 +261,7 @@ class RpmProvider:
         if kernel:
             names.append(kernel)
         names += self.profile.bootloader.get(customizations.bootloader, ())
+        names += self.profile.layout_packages(disk_features(self.spec.disk))
         return tuple(dict.fromkeys(names))
 
     def verify_package(self, package: LockedPackage, path: Path) -> None:
