@@ -34,8 +34,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff==0.17.6")
+    """ruff, and the layer contract (import-linter, pyproject.toml [tool.importlinter])."""
+    session.install("ruff==0.17.6", "import-linter==2.17")
+    session.install("--no-deps", "-e", ".")  # lint-imports reads the installed package
     session.run("ruff", "check", "imagecomposer", "tests", "benchmarks", "noxfile.py")
+    session.run("lint-imports")
 
 
 @nox.session
