@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import cattrs
@@ -18,6 +18,7 @@ import cattrs
 from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import LockError
 from imagecomposer.foundation.fsutil import atomic_write
+from imagecomposer.foundation.settings import PackageFamily
 
 LOCK_FORMAT = 1
 
@@ -28,7 +29,7 @@ converter = CONVERTER
 class LockedRepository:
     name: str
     url: str
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
     suite: str | None = None
     components: tuple[str, ...] = ()
     trusted: bool = False
@@ -43,7 +44,7 @@ class LockedPackage:
     url: str  # absolute download URL (http(s):// or file://)
     sha256: str
     size: int
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
     essential: bool = False
     priority: str | None = None  # deb Priority field
     maintainer: str | None = None  # deb Maintainer / rpm Packager or Vendor
@@ -67,7 +68,7 @@ class Lock:
     os: str
     version: str
     arch: str
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
     repositories: tuple[LockedRepository, ...]
     packages: tuple[LockedPackage, ...]  # transaction (install) order
     requested: tuple[str, ...] = ()  # the request as given (spec + profile package sets)

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
 
 
 class Provider(Protocol):
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
 
     @property
     def arch(self) -> str:

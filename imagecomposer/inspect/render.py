@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 
+from imagecomposer.foundation.settings import REPORT_FORMATS
+
 if TYPE_CHECKING:
     from imagecomposer.inspect.compare import CompareReport
     from imagecomposer.inspect.report import InspectReport
 
-FORMATS = ("text", "json", "yaml")
+FORMATS = REPORT_FORMATS
 
 
 def size(value: int | None) -> str:

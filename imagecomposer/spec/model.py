@@ -12,27 +12,37 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
+from imagecomposer.foundation.settings import (
+    STAGES,
+    Arch,
+    BaseType,
+    Bootloader,
+    Compression,
+    EncryptionType,
+    Filesystem,
+    Format,
+    PackageFamily,
+    PartitionTable,
+    SbomFormat,
+    SelinuxMode,
+    SignAlgorithm,
+    StageName,
+    VolumeFilesystem,
+)
 from imagecomposer.foundation.yamldoc.sourcemap import SourceMap
 from imagecomposer.spec import export, loader
 
-BaseType = Literal["minimal", "server", "development"]
-Arch = Literal["x86_64", "aarch64"]
-PartitionTable = Literal["gpt", "mbr"]
-PartitionType = str  # esp | root | swap | home | var | xbootldr | verity | lvm | generic | a GUID
-Filesystem = Literal["ext4", "xfs", "vfat", "swap", "squashfs", "erofs", "none"]
-Bootloader = Literal["systemd-boot", "grub", "none"]
-Format = Literal["raw", "qcow2", "vhd", "vhd-fixed", "vhdx", "vmdk", "vmdk-stream", "vdi"]
-Compression = Literal["none", "gzip", "xz", "zstd"]
-SbomFormat = Literal["spdx", "cyclonedx"]
-StageName = Literal["validate", "packages", "compose", "configuration", "sign", "finalize"]
+# The enumerations live in the settings registry (imagecomposer.foundation.settings); these
+# names stay importable from here.
+__all__ = ["STAGES", "Arch", "BaseType", "Bootloader", "Compression", "Filesystem", "Format",
+           "PartitionTable", "PartitionType", "SbomFormat", "StageName"]
 
-STAGES: tuple[StageName, ...] = (
-    "validate", "packages", "compose", "configuration", "sign", "finalize",
-)
+# One of settings.PARTITION_TYPES (esp, root, swap, ...) or an explicit GPT type GUID.
+PartitionType = str
 
 
 @attrs.frozen
@@ -62,7 +72,7 @@ class Repository:
     priority: int = 500  # APT semantics: <0 never, 500 default, 990 preferred, >=1000 downgrades
     packages: tuple[str, ...] = ()  # allow-list of name globs; empty means all
     trusted: bool = False  # explicit, loudly logged opt-out of signature checks
-    kind: Literal["deb", "rpm"] | None = None  # None: the base OS family
+    kind: PackageFamily | None = None  # None: the base OS family
 
 
 @attrs.frozen
@@ -144,7 +154,7 @@ class SecureBoot:
 @attrs.frozen
 class Security:
     read_only_root: bool = False  # dm-verity protected root; writable /var
-    selinux: Literal["disabled", "permissive", "enforcing"] = "disabled"
+    selinux: SelinuxMode = "disabled"
     secure_boot: SecureBoot | None = None
 
 
@@ -175,7 +185,7 @@ class Encryption:
     """LUKS2 around a partition's or logical volume's content. Key material only by file:
     never a passphrase in the spec."""
 
-    type: Literal["luks2"] = "luks2"
+    type: EncryptionType = "luks2"
     passphrase_file: Path | None = None  # first line: a key slot, typed at the console
     key_file: Path | None = None  # all bytes: a key slot
     embed_key: bool = False  # copy key_file into the image: unlocks unattended (tests)
@@ -187,7 +197,7 @@ class Encryption:
 class LogicalVolume:
     name: str
     size: int | None  # bytes; None means "rest" of the volume group (last LV only)
-    filesystem: Filesystem = "ext4"
+    filesystem: VolumeFilesystem = "ext4"
     mountpoint: str | None = None
     label: str | None = None
     mount_options: str = "defaults"
@@ -227,7 +237,7 @@ class Sign:
     cert: Path | None = None
     passphrase_file: Path | None = None
     passphrase_env: str | None = None
-    algorithm: Literal["auto", "rsa-pss", "rsa-pkcs1v15"] = "auto"
+    algorithm: SignAlgorithm = "auto"
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families import aptsources
@@ -32,6 +32,7 @@ from imagecomposer.families.solvables import locked_package
 from imagecomposer.foundation.errors import ConfigError, PackageNotFound, RepositoryError
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
+from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
 from imagecomposer.spec.model import Repository, Spec, disk_features
 
@@ -39,7 +40,7 @@ log = logging.getLogger("imagecomposer.deb")
 
 
 class DebProvider:
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
 
     def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
                  http: Http | None = None,
