@@ -19,6 +19,7 @@ from typing import Any
 from imagecomposer.config.model import Config
 from imagecomposer.families import libsolv, provider_for
 from imagecomposer.families.base import Provider
+from imagecomposer.foundation import display
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
 from imagecomposer.lock import Lock, LockedPackage
@@ -99,6 +100,10 @@ class Resolver:
                  ) -> None:
         self.config = config
         self.events = events
+
+    def __repr__(self) -> str:
+        return display.call("Resolver", metadata_cache=self.config.metadata_cache_dir,
+                            parallel=self.config.core.parallel)
 
     def resolve(self, spec: Spec, *, provider: Provider | None = None) -> Resolution:
         import solv

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from imagecomposer.foundation import display
 from imagecomposer.foundation.settings import (
     STAGES,
     Arch,
@@ -34,7 +35,7 @@ from imagecomposer.foundation.settings import (
     VolumeFilesystem,
 )
 from imagecomposer.foundation.yamldoc.sourcemap import SourceMap
-from imagecomposer.spec import export, loader
+from imagecomposer.spec import export, loader, render
 
 # The enumerations live in the settings registry (imagecomposer.foundation.settings); these
 # names stay importable from here.
@@ -65,7 +66,8 @@ class Repository:
     """An extra package repository (deb or rpm-md), besides the base OS ones."""
 
     name: str
-    url: str  # http(s)://, file://, or a local directory of packages
+    # http(s)://, file://, or a local directory of packages (repr: credentials removed)
+    url: str = attrs.field(repr=display.url)
     suite: str | None = None  # deb: distribution (bookworm); None for flat repositories
     components: tuple[str, ...] = ("main",)
     key: Path | None = None  # OpenPGP key file (armored or binary)
@@ -87,8 +89,9 @@ class User:
     name: str
     uid: int | None = None
     groups: tuple[str, ...] = ()
-    password_hash: str | None = None  # crypt(3) hash; plaintext is refused at load
-    ssh_keys: tuple[str, ...] = ()
+    # crypt(3) hash; plaintext is refused at load. Secrets: repr says only whether set.
+    password_hash: str | None = attrs.field(default=None, repr=display.secret)
+    ssh_keys: tuple[str, ...] = attrs.field(default=(), repr=display.secret)
     shell: str = "/bin/bash"
     home: str | None = None
     sudo: bool = False  # passwordless sudo via /etc/sudoers.d
@@ -104,7 +107,8 @@ class Services:
 class File:
     destination: str  # absolute path inside the image
     source: Path | None = None  # a file or directory next to the spec
-    content: str | None = None  # inline content instead of a source
+    # inline content instead of a source (may be a secret: never in the repr)
+    content: str | None = attrs.field(default=None, repr=display.secret)
     mode: str | None = None  # octal string "0644"
     owner: str = "root"
     group: str = "root"
@@ -166,7 +170,8 @@ class Customizations:
     keyboard: str | None = None
     packages: Packages = Packages()
     users: tuple[User, ...] = ()
-    root_password_hash: str | None = None  # None: root account locked
+    # None: root account locked. A secret: repr says only whether set.
+    root_password_hash: str | None = attrs.field(default=None, repr=display.secret)
     ssh: Ssh = Ssh()
     services: Services = Services()
     files: tuple[File, ...] = ()
@@ -278,7 +283,7 @@ class Spec:
     disk: Disk = Disk()
     output: Output = Output()
     build: Build = Build()
-    variables: tuple[tuple[str, str], ...] = ()
+    variables: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=display.secret)
     path: Path | None = attrs.field(default=None, eq=False)
     # The directory relative paths were resolved against, for specs loaded from text.
     base_dir: Path | None = attrs.field(default=None, eq=False, repr=False)
@@ -304,6 +309,13 @@ class Spec:
         """Like :meth:`load` for YAML text (``name`` is used in messages)."""
         return loader.load_text(text, into=cls, name=name, base_dir=base_dir,
                                 variables=variables, allowed_paths=allowed_paths)
+
+    def __repr__(self) -> str:
+        """One short line without secrets (:func:`imagecomposer.spec.render.spec_repr`)."""
+        return render.spec_repr(self)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        return render.spec_html(self)
 
     def to_data(self) -> dict[str, Any]:
         """Normalized plain data for manifests: secrets removed, paths relative to the spec."""
