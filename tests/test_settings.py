@@ -76,12 +76,15 @@ def test_loaded_schema_enums_are_the_registry_values(package: str) -> None:
 
 
 def test_printed_schema_has_the_registry_enums(capsys: pytest.CaptureFixture[str]) -> None:
+    schemacheck.compiled("imagecomposer.spec")  # compiling must not change what is printed
     assert main(["schema"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(schema_text()) == schemacheck.load_schema("imagecomposer.spec")
     output = printed["$defs"]["output"]["properties"]
     assert output["formats"]["items"]["enum"] == list(settings.FORMATS)
     assert output["compression"]["enum"] == list(settings.COMPRESSIONS)
+    refs = [node["$ref"] for _, node in walk(printed) if "$ref" in node]
+    assert refs and all(ref.startswith("#/$defs/") for ref in refs)
 
 
 def test_fill_enums() -> None:

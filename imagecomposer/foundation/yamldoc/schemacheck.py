@@ -48,7 +48,9 @@ def schema_text(package: str, name: str = "schema.json") -> str:
 @cache
 def compiled(package: str, name: str = "schema.json") -> Validator:
     """The schema of ``package``, compiled once per process."""
-    validator: Validator = fastjsonschema.compile(load_schema(package, name))
+    # fastjsonschema rewrites the "$ref"s of the dict it compiles into absolute URIs: give it
+    # a copy, so the loaded schema (printed, and read by subschema()) keeps "#/$defs/..."
+    validator: Validator = fastjsonschema.compile(copy.deepcopy(load_schema(package, name)))
     return validator
 
 
