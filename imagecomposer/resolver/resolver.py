@@ -121,7 +121,9 @@ class Resolver:
         removed = set(packages.remove)
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
-        jobs += provider.remove_jobs(pool, packages.install, packages.remove)
+        # Asked first (a family may refuse a request that is also removed), added last: the
+        # order of jobs shapes the transaction's install order among equals.
+        remove_jobs = provider.remove_jobs(pool, packages.install, packages.remove)
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
         for text in [*profile_names, *packages.install]:
@@ -137,6 +139,7 @@ class Resolver:
             if len(missing) == 1:
                 raise missing[0]
             raise PackageNotFound("\n".join(str(m) for m in missing))
+        jobs += remove_jobs
 
         solver = pool.Solver()
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
