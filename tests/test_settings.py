@@ -183,3 +183,8 @@ def test_rule_tables_cover_the_registry() -> None:
     assert set(combinations.PARTITION_FILESYSTEMS) == set(settings.PARTITION_TYPES)
     for allowed in combinations.PARTITION_FILESYSTEMS.values():
         assert set(allowed) <= set(settings.FILESYSTEMS)
+
+
+def test_commented_default_config_names_the_registry_log_levels() -> None:
+    text = resources.files("imagecomposer.config").joinpath("default_config.yml").read_text()
+    assert f"# {' | '.join(settings.LOG_LEVELS)} " in text
