@@ -33,6 +33,7 @@ from pathlib import Path
 
 import attrs
 
+from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import hash_file_into, hash_input, sha256_files, sparse_sha256
 from imagecomposer.foundation.errors import CacheError, CommandError
 from imagecomposer.foundation.filelock import exclusive, try_exclusive
@@ -116,6 +117,10 @@ class ImageCache:
         self.max_count = max(1, max_count)
         self.enabled = enabled
         self._discarded: dict[str, str] = {}  # key digest -> why lookup discarded it
+
+    def __repr__(self) -> str:
+        return display.call("ImageCache", root=self.root, max_count=self.max_count,
+                            enabled=self.enabled)
 
     # --- internals --------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import attrs
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
+from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file, sha256_files
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
@@ -57,6 +58,7 @@ from imagecomposer.foundation.events import (
 from imagecomposer.foundation.filelock import exclusive
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.http import Cancel, Http
+from imagecomposer.foundation.units import human_size
 from imagecomposer.lock import Lock, LockedPackage
 
 log = logging.getLogger("imagecomposer.cache")
@@ -106,6 +108,11 @@ class PackageCache:
         self.objects = self.root / "objects"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.http = http or Http(config.credentials, maxsize=max(config.core.parallel, 8))
+
+    def __repr__(self) -> str:
+        return display.call("PackageCache", root=self.root, enabled=self.enabled,
+                            max_size=human_size(self.max_bytes),
+                            retention_days=int(self.retention // DAY))
 
     # --- housekeeping -----------------------------------------------------------------
 

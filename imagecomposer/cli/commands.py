@@ -32,6 +32,7 @@ from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
 from imagecomposer.export.verify import verify_outputs
 from imagecomposer.foundation import children
 from imagecomposer.foundation.errors import UsageError, ValidationError
+from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
@@ -259,7 +260,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
     lock = Lock.read(args.lock)
     documents = generate_sboms(lock, args.tree, ImageInfo(args.name),
-                               args.formats or ("spdx", "cyclonedx"))
+                               args.formats or SBOM_FORMATS)
     for path in write_sboms(args.output, args.name, documents):
         print(path)
     return 0

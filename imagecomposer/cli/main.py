@@ -18,12 +18,16 @@ from types import FrameType
 from imagecomposer import __version__
 from imagecomposer.cli import commands, inspect_cmds, logsetup
 from imagecomposer.foundation.errors import BuildInterrupted, ImageComposerError, UsageError
+from imagecomposer.foundation.settings import (
+    COMPRESSIONS,
+    FORMATS,
+    LOG_LEVELS,
+    SBOM_FORMATS,
+    STAGES,
+)
 
 log = logging.getLogger("imagecomposer")
 
-STAGE_NAMES = ("validate", "packages", "compose", "configuration", "sign", "finalize")
-FORMATS = ("raw", "qcow2", "vhd", "vhd-fixed", "vhdx", "vmdk", "vmdk-stream", "vdi")
-COMPRESSIONS = ("none", "gzip", "xz", "zstd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imagecomposer",
         description="Compose customized, bootable, signed OS images from a YAML build spec.")
     parser.add_argument("--config", type=Path, help="global configuration file")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+    parser.add_argument("--log-level", choices=LOG_LEVELS,
                         help="console log level (default: from config, else info)")
     parser.add_argument("--log-file", type=Path, help="also write a debug log to this file")
     parser.add_argument("--version", action="version", version=f"imagecomposer {__version__}")
@@ -39,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build one or more images from specs")
     b.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
-    b.add_argument("--stage", choices=STAGE_NAMES, help="build up to and including this stage")
-    b.add_argument("--skip-stage", action="append", default=[], choices=STAGE_NAMES,
+    b.add_argument("--stage", choices=STAGES, help="build up to and including this stage")
+    b.add_argument("--skip-stage", action="append", default=[], choices=STAGES,
                    help="skip a stage (repeatable; skipping validate is not recommended)")
     b.add_argument("--no-cache", action="store_true",
                    help="rerun every stage and use neither the package nor the image cache")
@@ -112,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("sbom", help="write SBOMs for a lock and an installed root tree")
     sb.add_argument("lock", type=Path)
     sb.add_argument("tree", type=Path)
-    sb.add_argument("--format", action="append", choices=("spdx", "cyclonedx"), dest="formats")
+    sb.add_argument("--format", action="append", choices=SBOM_FORMATS, dest="formats")
     sb.add_argument("-o", "--output", type=Path, default=Path())
     sb.add_argument("--name", default="image", help="name of the described image")
 

@@ -45,6 +45,7 @@ from imagecomposer.compose.disk.luks import embedded_keys, key_sources
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
+from imagecomposer.foundation import display
 from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
 from imagecomposer.foundation.rootfs import Root
@@ -98,6 +99,10 @@ class Composer:
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
         self.events: Events = events or (lambda _line: None)
         self.cache = TreeCache(config.tree_cache_dir)
+
+    def __repr__(self) -> str:
+        return display.call("Composer", tree_cache=self.config.tree_cache_dir,
+                            use_cache=self.use_cache, keep_temp=self.keep_temp)
 
     # --- packages ------------------------------------------------------------------------
 

@@ -25,17 +25,16 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
+from imagecomposer.foundation.settings import SelinuxMode
 
 log = logging.getLogger("imagecomposer.rpm")
 
 RunInChroot = Callable[..., object]
-SelinuxMode = Literal["disabled", "permissive", "enforcing"]
 SELINUX_CONFIG = "/etc/selinux/config"
 
 

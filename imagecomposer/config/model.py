@@ -8,11 +8,11 @@ where each value came from for ``imagecomposer config show``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import attrs
 
 from imagecomposer.foundation.http import Credentials
+from imagecomposer.foundation.settings import LogLevel, PackageFamily
 
 __all__ = ["Config", "Core", "Credentials", "ProviderConfig"]
 
@@ -51,7 +51,7 @@ class Storage:
 
 @attrs.frozen
 class Logging:
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: LogLevel = "info"
     file: Path | None = None
 
 
@@ -63,7 +63,7 @@ class ProviderConfig:
     distribution. ``keyring`` is the OpenPGP keyring its metadata must be signed with.
     """
 
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
     mirror: str | None = "auto"
     security_mirror: str | None = "auto"
     keyring: Path | None = None

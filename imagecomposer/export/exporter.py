@@ -28,6 +28,7 @@ from imagecomposer.export.formats import (
     round_up_mib,
 )
 from imagecomposer.export.manifest import MANIFEST, write_manifest
+from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import CommandError, ExportError
 from imagecomposer.foundation.runner import require, run, which
@@ -89,6 +90,9 @@ class Exporter:
         self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
         self._events = events
         self._timings: list[ExportEvent] = []
+
+    def __repr__(self) -> str:
+        return display.call("Exporter", parallel=self.parallel)
 
     def _event(self, kind: str, name: str, started: float) -> None:
         event = ExportEvent(kind, name, round(time.monotonic() - started, 3))

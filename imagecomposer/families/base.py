@@ -13,6 +13,10 @@ The resolver core (:mod:`imagecomposer.resolver`) and the package cache
   it loaded (e.g. the deb Essential set, the Priority fields).
 - ``jobs(pool)`` adds family semantics the solver lacks (deb: ``SOLVER_FAVOR`` jobs that
   reproduce apt's choice among alternatives); it returns ``solv.Job`` objects.
+- ``remove_jobs(pool, install, remove)`` says what ``customizations.packages.remove`` means
+  in the family (deb: the named packages are locked out; rpm: dnf excludes, already applied
+  by ``jobs()``); ``annotate_problems(text)`` adds the family's notes to libsolv's
+  explanation of a failed solve.
 - ``locked(solvable)`` builds the lock entry of a chosen package (URL, SHA256, size and the
   family's extra fields); :func:`imagecomposer.families.solvables.locked_package` does the
   generic part.
@@ -22,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
 
 
 class Provider(Protocol):
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
 
     @property
     def arch(self) -> str:
@@ -59,6 +64,16 @@ class Provider(Protocol):
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Solver jobs for one request string in the family's syntax (``name=version`` for
         deb, ``name-version`` for rpm; globs, ``>=``); raises PackageNotFound."""
+        ...
+
+    def remove_jobs(self, pool: Any, install: Sequence[str], remove: Sequence[str]
+                    ) -> list[Any]:
+        """Solver jobs for ``remove:`` (after :meth:`jobs`); raises DependencyError when a
+        requested package is also removed, where the family refuses that."""
+        ...
+
+    def annotate_problems(self, text: str) -> str:
+        """libsolv's explanation of a failed solve, with the family's notes added."""
         ...
 
     def locked(self, solvable: Any) -> LockedPackage:

@@ -7,8 +7,9 @@ libsolv in the same attributes whatever the metadata format was.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Literal
+from typing import Any
 
+from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage
 
 
@@ -22,7 +23,7 @@ def sha256_of(solvable: Any) -> str:
 
 
 def locked_package(solvable: Any, *, repository: str, base_url: str,
-                   kind: Literal["deb", "rpm"], **extra: Any) -> LockedPackage:
+                   kind: PackageFamily, **extra: Any) -> LockedPackage:
     """A :class:`LockedPackage` for ``solvable``; ``extra`` sets family-specific fields."""
     import solv
 

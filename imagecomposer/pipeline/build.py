@@ -18,6 +18,7 @@ from imagecomposer.cache.images import CacheKey, ImageCache, image_key
 from imagecomposer.compose.tree_cache import TreeCache
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
+from imagecomposer.foundation import display
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Engine, RunOptions, RunReport, StageOutcome
 from imagecomposer.pipeline.events import EventSink, StageSkipped, fan_out, log_event
@@ -39,12 +40,22 @@ class BuildReport:
     def table(self) -> str:
         return self.run.table()
 
+    def __repr__(self) -> str:
+        """``BuildReport(build='web', ran=4, skipped=2, failed=0, seconds=81.2, ...)``."""
+        count = {s: sum(o.status == s for o in self.run.outcomes)
+                 for s in ("ran", "skipped", "failed")}
+        return display.call("BuildReport", build=self.run.build, **count,
+                            seconds=display.Bare(f"{self.run.seconds:.1f}"),
+                            output_dir=self.output_dir, image_cache_hit=self.image_cache_hit)
+
     def _repr_html_(self) -> str:  # Jupyter
-        rows = "".join(f"<tr><td>{o.stage}</td><td>{o.status}</td><td>{o.seconds:.1f}</td>"
-                       f"<td>{o.reason}</td></tr>" for o in self.run.outcomes)
-        return (f"<p>build <b>{self.run.build}</b> → <code>{self.output_dir}</code></p>"
-                "<table><tr><th>stage</th><th>status</th><th>s</th><th>reason</th></tr>"
-                f"{rows}</table>")
+        rows = [(o.stage, o.status, f"{o.seconds:.1f}" if o.status != "skipped" else "-",
+                 o.reason) for o in self.run.outcomes]
+        hit = " (image cache hit)" if self.image_cache_hit else ""
+        return display.html_grid(
+            ("stage", "status", "s", "reason"), rows, right=(2,),
+            title=f"build {self.run.build} → {self.output_dir}{hit}, "
+                  f"{self.run.seconds:.1f} s")
 
 
 class ImagePipeline:
@@ -54,6 +65,11 @@ class ImagePipeline:
         self.config = config
         self.events = fan_out(log_event, events)
         self.engine = Engine(DEFAULT_STAGES, events=self.events)
+
+    def __repr__(self) -> str:
+        core = self.config.core
+        return display.call("ImagePipeline", work_dir=core.work_dir, cache_dir=core.cache_dir,
+                            stages=len(self.engine.stages))
 
     def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
         options = options or BuildOptions()

@@ -1,10 +1,12 @@
 """The family-generic resolver core: a libsolv pool, the request as jobs, the solution.
 
-Family semantics come from the provider (``load``, ``base_request``, ``jobs``, ``locked``),
-so the same code resolves deb and rpm requests. Defaults follow the image use case:
-weak dependencies (Recommends) are off unless ``customizations.packages.recommends`` is
-true; ``customizations.packages.remove`` locks packages out, and if something needs one of
-them the build fails with libsolv's explanation instead of silently dropping it.
+Family semantics come from the provider (``load``, ``base_request``, ``jobs``,
+``remove_jobs``, ``locked``, ``annotate_problems``), so the same code resolves deb and rpm
+requests. Defaults follow the image use case: weak dependencies (Recommends) are off unless
+``customizations.packages.recommends`` is true; ``customizations.packages.remove`` means what
+the family says (deb: the packages are locked out; rpm: dnf excludes), and if something
+needs a removed package the build fails with libsolv's explanation instead of silently
+dropping it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from imagecomposer.config.model import Config
 from imagecomposer.families import libsolv, provider_for
 from imagecomposer.families.base import Provider
+from imagecomposer.foundation import display
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
 from imagecomposer.lock import Lock, LockedPackage
@@ -38,7 +41,7 @@ def new_pool(provider: Provider) -> Any:
     return pool
 
 
-def _problems(solver: Any, problems: list[Any]) -> DependencyError:
+def _problems(problems: list[Any]) -> str:
     lines = []
     for problem in problems:
         lines.append(f"  Problem {problem.id}: {problem}")
@@ -47,8 +50,8 @@ def _problems(solver: Any, problems: list[Any]) -> DependencyError:
                 text = info.problemstr()
                 if f"    - {text}" not in lines:
                     lines.append(f"    - {text}")
-    return DependencyError("Failed to resolve dependencies: no set of packages satisfies "
-                           "the request\n" + "\n".join(lines))
+    return ("Failed to resolve dependencies: no set of packages satisfies the request\n"
+            + "\n".join(lines))
 
 
 def _reasons(solver: Any, pool: Any, installed: list[Any], spec_jobs: set[str],
@@ -98,6 +101,10 @@ class Resolver:
         self.config = config
         self.events = events
 
+    def __repr__(self) -> str:
+        return display.call("Resolver", metadata_cache=self.config.metadata_cache_dir,
+                            parallel=self.config.core.parallel)
+
     def resolve(self, spec: Spec, *, provider: Provider | None = None) -> Resolution:
         import solv
 
@@ -114,6 +121,9 @@ class Resolver:
         removed = set(packages.remove)
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
+        # Asked first (a family may refuse a request that is also removed), added last: the
+        # order of jobs shapes the transaction's install order among equals.
+        remove_jobs = provider.remove_jobs(pool, packages.install, packages.remove)
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
         for text in [*profile_names, *packages.install]:
@@ -129,18 +139,14 @@ class Resolver:
             if len(missing) == 1:
                 raise missing[0]
             raise PackageNotFound("\n".join(str(m) for m in missing))
-        for text in removed:
-            try:
-                jobs += provider.request_jobs(pool, text, solv.Job.SOLVER_LOCK)
-            except PackageNotFound:
-                log.warning("remove: %s matches no package; nothing to lock out", text)
+        jobs += remove_jobs
 
         solver = pool.Solver()
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
                         0 if packages.recommends else 1)
         problems = solver.solve(jobs)
         if problems:
-            raise _problems(solver, problems)
+            raise DependencyError(provider.annotate_problems(_problems(problems)))
         trans = solver.transaction()
         trans.order()
         installed = [s for s in trans.steps()

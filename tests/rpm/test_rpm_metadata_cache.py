@@ -10,15 +10,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rpm_helpers import RpmFixture, make_spec
+from rpm_helpers import RpmFixture, make_spec, resolve_lock
 
 from imagecomposer.config.model import Config
 from imagecomposer.lock import Lock
-from imagecomposer.resolver.rpm_resolve import resolve_rpm
 
 
 def resolve(fixture: RpmFixture, config: Config) -> Lock:
-    return resolve_rpm(make_spec(fixture, install=("alpha",)), config)
+    return resolve_lock(make_spec(fixture, install=("alpha",)), config)
 
 
 def versions(lock: Lock) -> dict[str, str]:

@@ -15,6 +15,7 @@ from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError, ImagePathError
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.lock import Lock
 
 SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
@@ -26,7 +27,7 @@ __all__ = ["EMBED_DIR", "SUFFIXES", "ImageInfo", "SbomPackage", "collect", "cycl
 
 
 def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
-                   formats: Iterable[str] = ("spdx", "cyclonedx")) -> dict[str, dict[str, Any]]:
+                   formats: Iterable[str] = SBOM_FORMATS) -> dict[str, dict[str, Any]]:
     """``{format: document}``. Raises ExportError when lock and tree disagree."""
     packages = collect(lock, tree)
     documents: dict[str, dict[str, Any]] = {}
@@ -76,7 +77,7 @@ def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]
 
 def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | None = None,
                  version: str = "0.0.0", image: Path | None = None,
-                 formats: Iterable[str] = ("spdx", "cyclonedx")) -> list[Path]:
+                 formats: Iterable[str] = SBOM_FORMATS) -> list[Path]:
     """What ``imagecomposer sbom LOCK TREE`` does: read the lock, describe the tree (and the
     image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``."""
 

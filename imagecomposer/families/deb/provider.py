@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families import aptsources
@@ -29,9 +29,10 @@ from imagecomposer.families.deb.repository import DebSource, LoadedIndex, load_s
 from imagecomposer.families.metadata import MetadataStore
 from imagecomposer.families.profile import Profile, load_profile
 from imagecomposer.families.solvables import locked_package
-from imagecomposer.foundation.errors import ConfigError, RepositoryError
+from imagecomposer.foundation.errors import ConfigError, PackageNotFound, RepositoryError
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
+from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
 from imagecomposer.spec.model import Repository, Spec, disk_features
 
@@ -39,7 +40,7 @@ log = logging.getLogger("imagecomposer.deb")
 
 
 class DebProvider:
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
 
     def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
                  http: Http | None = None,
@@ -204,6 +205,23 @@ class DebProvider:
         """Jobs for one apt-style request (``name``, ``name=version``, ``name>=v``, globs)."""
 
         return request.jobs_for(pool, text, how)
+
+    def remove_jobs(self, pool: Any, install: Sequence[str], remove: Sequence[str]
+                    ) -> list[Any]:
+        """``remove:`` locks the named packages out: if something needs one of them, the
+        solve fails with libsolv's explanation instead of silently dropping it."""
+        import solv
+
+        jobs: list[Any] = []
+        for text in remove:
+            try:
+                jobs += request.jobs_for(pool, text, solv.Job.SOLVER_LOCK)
+            except PackageNotFound:
+                log.warning("remove: %s matches no package; nothing to lock out", text)
+        return jobs
+
+    def annotate_problems(self, text: str) -> str:
+        return text
 
     def jobs(self, pool: Any) -> list[Any]:
         """``SOLVER_FAVOR`` jobs that make libsolv choose like apt.

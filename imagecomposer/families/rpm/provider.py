@@ -24,7 +24,12 @@ import solv
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families.metadata import MetadataStore
-from imagecomposer.families.rpm.jobs import apply_excludes, request_jobs
+from imagecomposer.families.rpm.jobs import (
+    apply_excludes,
+    excluded_note,
+    refuse_excluded_requests,
+    request_jobs,
+)
 from imagecomposer.families.rpm.keys import Keyring, prepare_keyring
 from imagecomposer.families.rpm.loader import (
     LoadedRepo,
@@ -233,6 +238,17 @@ class RpmProvider:
         """
         self.excluded_names = apply_excludes(pool, self.spec.customizations.packages.remove)
         return []
+
+    def remove_jobs(self, pool: Any, install: Sequence[str], remove: Sequence[str]
+                    ) -> list[Any]:
+        """``remove:`` patterns are dnf excludes (applied by :meth:`jobs`: no job needed); a
+        requested name that is also excluded is refused."""
+        refuse_excluded_requests(install, remove)
+        return []
+
+    def annotate_problems(self, text: str) -> str:
+        """Name the excluded packages the explanation mentions."""
+        return excluded_note(text, self.excluded_names)
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Jobs for one dnf-style request string (``name-version`` pins, ``name >= v``)."""
