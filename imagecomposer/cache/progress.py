@@ -20,16 +20,11 @@ from imagecomposer.foundation.events import (
     PackageFetched,
     Resolved,
 )
+from imagecomposer.foundation.units import human
+
+__all__ = ["Progress", "human"]
 
 log = logging.getLogger("imagecomposer.pipeline.packages")
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 class Progress:

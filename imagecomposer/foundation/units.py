@@ -44,3 +44,12 @@ def format_size(size: int | None) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+def human(n: float) -> str:
+    """``n`` bytes for people: ``512 B``, ``1.5 KiB``, ``310.2 MiB``, ``2.3 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -15,7 +15,7 @@ import attrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import CacheKey, ImageCache, image_key
-from imagecomposer.compose.tree_cache import TreeCache
+from imagecomposer.cache.trees import TreeCache
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
@@ -128,8 +128,7 @@ class ImagePipeline:
                          ctx.lock().hash, __version__, name=ctx.name, base=ctx.spec.directory)
 
     def _image_cache(self) -> ImageCache:
-        settings = self.config.storage.image_cache
-        return ImageCache(self.config.image_cache_dir, max_count=settings.max_count)
+        return ImageCache.for_config(self.config)
 
 
 def build(spec: Spec | Path | str, *, config: Config | None = None,
