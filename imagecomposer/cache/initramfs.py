@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from imagecomposer.config.model import Config
-from imagecomposer.foundation.store import Limits, Store
+from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
 log = logging.getLogger(__name__)
 
 
 class InitramfsCache:
     def __init__(self, directory: Path, *, enabled: bool = True,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = NO_LIMITS) -> None:
         self.directory = directory
         self.enabled = enabled
         self.storage = Store(directory, patterns=("*",), limits=limits,
@@ -63,5 +63,5 @@ class InitramfsCache:
         (the new entry is kept). No-op when the cache is disabled."""
         if not self.enabled:
             return
-        self.storage.write(key, fill, meta={"label": label} if label else None)
+        self.storage.write(key, fill, meta={"label": f"{key[:12]} {label}".rstrip()})
         self.storage.prune(keep={key})

@@ -86,6 +86,12 @@ class Caches:
                                     tuple(store.entries()), kind.per))
         return CacheListing(tuple(caches))
 
+    def remove_leftovers(self) -> None:
+        """Remove the staging areas of killed writers in every cache (cheap: a directory
+        listing each; the pipeline does it before every build)."""
+        for kind in KINDS:
+            kind.storage(self.config).remove_leftovers()
+
     def prune(self, dry_run: bool = False, only: Iterable[str] | None = None) -> CacheRemoval:
         """Remove leftovers of interrupted writes and damaged entries (every entry is
         checked), then what each cache's limits evict."""

@@ -23,6 +23,10 @@ def when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = (),
            indent: str = "") -> list[str]:
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
@@ -85,7 +89,7 @@ class CacheInfo:
 
     def table(self) -> str:
         """A heading, then one line per entry."""
-        lines = [f"{self.name}: {self.description}, {self.count} entries, {human(self.size)} "
+        lines = [f"{self.name}: {self.description}, {entries(self.count)}, {human(self.size)} "
                  f"in {self.root} (limits: {self.limit_text})"]
         if self.entries:
             lines += _table(ENTRY_HEADER, _entry_rows(self.entries), right={1}, indent="  ")
@@ -94,12 +98,12 @@ class CacheInfo:
     __str__ = table
 
     def __repr__(self) -> str:
-        return (f"<cache {self.name}: {self.count} entries, {human(self.size)} in "
+        return (f"<cache {self.name}: {entries(self.count)}, {human(self.size)} in "
                 f"{self.root} (limits: {self.limit_text})>")
 
     def _repr_html_(self) -> str:
         return (f"<p><b>{html.escape(self.name)}</b>: {html.escape(self.description)}, "
-                f"{self.count} entries, {html.escape(human(self.size))} in "
+                f"{entries(self.count)}, {html.escape(human(self.size))} in "
                 f"<code>{html.escape(str(self.root))}</code> (limits: "
                 f"{html.escape(self.limit_text)})</p>"
                 + _html_table(ENTRY_HEADER, _entry_rows(self.entries)))
@@ -143,7 +147,7 @@ class CacheListing:
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{c.name} {c.count}" for c in self.caches)
-        return f"<CacheListing {self.count} entries, {human(self.size)}: {parts}>"
+        return f"<CacheListing {entries(self.count)}, {human(self.size)}: {parts}>"
 
     def _repr_html_(self) -> str:
         rows = [c.row() for c in self.caches]
@@ -200,7 +204,7 @@ class CacheRemoval:
     __str__ = table
 
     def __repr__(self) -> str:
-        return (f"<CacheRemoval {self.action}: {self.verb} {self.count} entries, "
+        return (f"<CacheRemoval {self.action}: {self.verb} {entries(self.count)}, "
                 f"{human(self.bytes)}>")
 
     def _repr_html_(self) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from imagecomposer.config.model import Config
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import CacheError
-from imagecomposer.foundation.store import Limits, Store
+from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class TreeCache:
     """Installed trees under ``directory``, one sub-directory per key."""
 
     def __init__(self, directory: Path, *, enabled: bool = True,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = NO_LIMITS) -> None:
         self.directory = directory
         self.enabled = enabled
         self.storage = Store(directory, patterns=(f"{FORMAT}-*",), limits=limits,

@@ -45,7 +45,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import DownloadError
 from imagecomposer.foundation.http import Http
-from imagecomposer.foundation.store import Limits, Store
+from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
 log = logging.getLogger("imagecomposer.metadata")
 
@@ -76,7 +76,7 @@ def verify_entry(path: Path) -> str | None:
     return None
 
 
-def metadata_storage(root: Path, limits: Limits = Limits()) -> Store:
+def metadata_storage(root: Path, limits: Limits = NO_LIMITS) -> Store:
     """The store under ``root`` holding both families' metadata entries."""
     return Store(root, patterns=tuple(f"{p}{k}/*" for p in PREFIXES for k in KINDS),
                  limits=limits, verify=verify_entry, what="metadata cache")
@@ -108,7 +108,7 @@ class MetadataStore:
     """The metadata entries of one family (``prefix``: ``""`` for deb, ``"rpm/"``)."""
 
     def __init__(self, root: Path, http: Http, *, prefix: str = "",
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = NO_LIMITS) -> None:
         self.root = root
         self.base = root / prefix if prefix else root
         self.prefix = prefix
@@ -234,7 +234,8 @@ class MetadataStore:
 
     def remember_verified(self, signed: bytes, keyring: Path, text: str) -> None:
         key = self._verified_key(signed, keyring)
-        self.storage.write_bytes(key, text.encode())
+        self.storage.write_bytes(key, text.encode(), meta={
+            "label": f"gpgv verdict {key.rsplit('/', 1)[1][:12]}"})
         self._written(key)
 
     # --- index files ------------------------------------------------------------------
@@ -264,10 +265,10 @@ class MetadataStore:
     def index_file(self, ref: IndexRef) -> Path:
         return self.index(ref.url, ref.sha256, ref.size, ref.suffix)
 
-    def put_index(self, body: bytes, suffix: str) -> Path:
+    def put_index(self, body: bytes, suffix: str, *, url: str = "") -> Path:
         """Store an index whose digest no signed file gives (a trusted flat repository)."""
         key = self._key("by-hash", f"{hashlib.sha256(body).hexdigest()}{suffix}")
-        path = self.storage.write_bytes(key, body)
+        path = self.storage.write_bytes(key, body, meta={"label": url} if url else None)
         self._written(key)
         return path
 

@@ -100,6 +100,9 @@ class Limits:
         return ", ".join(parts) or "none"
 
 
+NO_LIMITS = Limits()
+
+
 @attrs.frozen(repr=False)
 class StoreEntry:
     key: str
@@ -167,7 +170,7 @@ def disk_usage(path: Path) -> int:
     for dirpath, dirnames, filenames in os.walk(path):
         for name in (*dirnames, *filenames):
             try:
-                child = os.lstat(os.path.join(dirpath, name))
+                child = (Path(dirpath) / name).lstat()
             except OSError:
                 continue
             if child.st_nlink > 1 and not stat.S_ISDIR(child.st_mode):
@@ -214,7 +217,7 @@ def select_victims(entries: Sequence[StoreEntry], limits: Limits, now: float, *,
                 continue
             choose(entry)
             total -= entry.size
-    return victims
+    return sorted(victims, key=lambda e: (e.last_used, e.key))
 
 
 class Store:
@@ -227,7 +230,7 @@ class Store:
     """
 
     def __init__(self, root: Path, *, patterns: Sequence[str] = ("*",),
-                 limits: Limits = Limits(), verify: Verify | None = None,
+                 limits: Limits = NO_LIMITS, verify: Verify | None = None,
                  group: Callable[[str], str] | None = None, what: str = "cache",
                  setting: str = "core.cache_dir") -> None:
         self.root = Path(root)
@@ -251,9 +254,9 @@ class Store:
 
     def _denied(self, path: Path | str, exc: OSError) -> CacheNotWritable:
         return CacheNotWritable(
-            f"Permission denied: cannot write the {self.what} in {path} "
-            f"({exc.strerror or exc}); set {self.setting} in the global configuration to a "
-            f"directory you can write")
+            f"Permission denied: cannot write the {self.what} in {self.root} "
+            f"({exc.filename or path}: {exc.strerror or exc}); set {self.setting} in the "
+            f"global configuration to a directory you can write")
 
     def _mkdir(self, path: Path) -> None:
         try:
@@ -326,13 +329,16 @@ class Store:
         """Record a use of ``keys`` now (or at ``when``), merging ``meta`` per key. Best
         effort: a cache the user can only read is used without bookkeeping."""
         now = time.time() if when is None else when
+        keys = [key for key in keys if os.path.lexists(self.path(key))]
+        if not keys:
+            return
         try:
             with self._locked():
                 index = self._read_index()
                 for key in keys:
-                    path = self.path(key)
                     record = index.get(key)
                     if record is None:
+                        path = self.path(key)
                         try:
                             record = index[key] = self._record(path, os.lstat(path))
                         except OSError:
@@ -348,12 +354,12 @@ class Store:
     def using(self, key: str) -> Iterator[Path | None]:
         """Hold entry ``key`` in use for the ``with`` block (eviction skips it); yields its
         path, or None when there is no such entry."""
+        path = self.path(key)
+        lock = None
+        if os.path.lexists(path):
+            with contextlib.suppress(OSError):  # a cache the user can only read: nobody
+                lock = self._use_lock(key, fcntl.LOCK_SH)  # evicts from it either
         try:
-            lock = self._use_lock(key, fcntl.LOCK_SH)
-        except OSError:  # a cache the user can only read: nobody evicts from it either
-            lock = None
-        try:
-            path = self.path(key)
             yield path if os.path.lexists(path) else None
         finally:
             if lock is not None:
@@ -373,7 +379,7 @@ class Store:
             try:
                 fcntl.flock(fh, mode)
                 with contextlib.suppress(FileNotFoundError):
-                    if os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino:
+                    if os.fstat(fh.fileno()).st_ino == path.stat().st_ino:
                         return fh
             except BaseException:
                 fh.close()
@@ -417,10 +423,10 @@ class Store:
                         if not replace:
                             self._touch_locked(key)
                             return final
-                        if os.path.isdir(final) and not os.path.islink(final):
-                            os.rename(final, area / "old")  # a directory cannot be renamed over
+                        if final.is_dir() and not final.is_symlink():
+                            final.rename(area / "old")  # a directory cannot be renamed over
                     self._mkdir(final.parent)
-                    os.rename(staged, final)
+                    staged.rename(final)
                 except OSError as exc:
                     if exc.errno in _DENIED:
                         raise self._denied(final.parent, exc) from None
@@ -481,7 +487,7 @@ class Store:
             return False  # being read
         with use:
             if stat.S_ISDIR(st.st_mode):
-                os.rename(path, area / f"gone-{uuid.uuid4().hex[:12]}")
+                path.rename(area / f"gone-{uuid.uuid4().hex[:12]}")
             else:
                 path.unlink()
             if path.parent != self.root:
@@ -490,16 +496,28 @@ class Store:
             self._use_path(key).unlink()  # readers waiting on it notice (see _use_lock)
         return True
 
-    def _evict(self, victims: Sequence[StoreEntry], dry_run: bool
-               ) -> tuple[list[StoreEntry], list[StoreEntry]]:
-        if dry_run or not victims:
+    def _evict(self, victims: Sequence[StoreEntry], dry_run: bool,
+               others: Sequence[StoreEntry] = ()) -> tuple[list[StoreEntry], list[StoreEntry]]:
+        """Remove ``victims`` (but those in use or replaced) under the lock; ``others`` that
+        have no bookkeeping yet (written by an older version) get theirs."""
+        if dry_run:
             return list(victims), []
         removed: list[StoreEntry] = []
         kept: list[StoreEntry] = []
+        if not victims and not others:
+            return removed, kept
+        index = self._read_index()
+        adopt = [e for e in others if e.key not in index]
+        if not victims and not adopt:
+            return removed, kept
         area = self._staging()
         try:
             with self._locked():
                 index = self._read_index()
+                for entry in adopt:
+                    index.setdefault(entry.key, {"created": entry.created,
+                                                 "last_used": entry.last_used,
+                                                 "size": entry.size, "meta": dict(entry.meta)})
                 for entry in victims:
                     if self._evict_one(entry.key, entry.inode or None, area):
                         index.pop(entry.key, None)
@@ -597,7 +615,9 @@ class Store:
         victims = [e for e, _ in damaged] + select_victims(
             [e for e in entries if e.key not in bad], self.limits, time.time(), keep=keep,
             group=self.group)
-        removed, in_use = self._evict(victims, dry_run)
+        chosen = {e.key for e in victims}
+        removed, in_use = self._evict(victims, dry_run,
+                                      [e for e in entries if e.key not in chosen])
         gone = {e.key for e in removed}
         return Removal(tuple(removed), tuple((e, p) for e, p in damaged if e.key in gone),
                        tuple(leftovers), tuple(in_use), dry_run)

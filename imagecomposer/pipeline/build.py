@@ -15,7 +15,7 @@ import attrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import CacheKey, ImageCache, image_key
-from imagecomposer.cache.trees import TreeCache
+from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
@@ -67,7 +67,7 @@ class ImagePipeline:
         with workspace.locked(wait=options.wait):
             # Holding the lock, nothing else writes here: what is left is a killed build's.
             workspace.remove_leftovers(ctx.output_dir)
-            TreeCache(self.config.tree_cache_dir).remove_stale()
+            Caches(self.config).remove_leftovers()  # of killed writers, in every cache
             try:
                 report = self._build(ctx, base)
             except BaseException:

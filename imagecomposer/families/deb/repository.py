@@ -266,7 +266,7 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             except NotFound:
                 continue
             digest = hashlib.sha256(body).hexdigest()
-            store.put_index(body, suffix)
+            store.put_index(body, suffix, url=dist_url + index + suffix)
             ref = IndexRef(dist_url + index + suffix, digest, len(body), suffix)
             name = index + suffix
             break
