@@ -315,7 +315,7 @@ class Store:
         except OSError:
             return None
         verify = check or self.verify
-        problem = verify(path) if verify is not None else None
+        problem = _checked(verify, path) if verify is not None else None
         if problem is not None:
             log.warning("%s entry %s is damaged (%s); discarding it", self.what, path, problem)
             self.remove(key, inode=inode)
@@ -590,10 +590,7 @@ class Store:
             return []
 
         def one(entry: StoreEntry) -> str | None:
-            try:
-                return verify(entry.path)
-            except OSError as exc:
-                return f"unreadable: {exc.strerror or exc}"
+            return _checked(verify, entry.path)
 
         workers = max(1, min(parallel, os.cpu_count() or 1, len(candidates)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
@@ -627,6 +624,14 @@ class Store:
         leftovers = self.remove_leftovers(dry_run=dry_run)
         removed, in_use = self._evict(self.entries(), dry_run)
         return Removal(tuple(removed), (), tuple(leftovers), tuple(in_use), dry_run)
+
+
+def _checked(verify: Verify, path: Path) -> str | None:
+    """``verify(path)``; an entry it cannot read or parse is damaged too."""
+    try:
+        return verify(path)
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _abandoned(area: Path) -> bool:

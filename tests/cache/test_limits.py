@@ -138,3 +138,19 @@ def test_metadata_cache_disabled_is_a_throwaway_store(tmp_path: Path) -> None:
     root = store.root
     del store
     assert not root.exists()  # removed with the object
+
+
+def test_metadata_entries_of_the_older_layout_are_pruned_as_unreadable(tmp_path: Path) -> None:
+    store = MetadataStore(tmp_path / "metadata", Http(()))
+    docs, solv = tmp_path / "metadata/docs", tmp_path / "metadata/solv"
+    docs.mkdir(parents=True)
+    solv.mkdir(parents=True)
+    (docs / ("a" * 32)).write_bytes(b"InRelease of an older version")
+    (docs / ("a" * 32 + ".json")).write_text("{not json")
+    (solv / ("b" * 40 + ".solv")).write_bytes(b"pool")
+    store.put_index(b"index", ".xz")  # a current entry: kept
+    removal = store.storage.prune(verify=True)
+    assert sorted(e.key for e in removal.entries) == [
+        f"docs/{'a' * 32}", f"docs/{'a' * 32}.json", f"solv/{'b' * 40}.solv"]
+    assert all(p.startswith("unreadable") for _, p in removal.damaged)
+    assert [e.key.split("/")[0] for e in store.storage.entries()] == ["by-hash"]
