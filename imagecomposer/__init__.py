@@ -3,7 +3,7 @@
 The composable objects, importable from here (loaded on first use, so ``import
 imagecomposer`` stays cheap)::
 
-    Spec, load_config, provider_for, Resolver, PackageCache, ImageCache, Composer,
+    Spec, load_config, provider_for, Resolver, PackageCache, ImageCache, Caches, Composer,
     Signer, Exporter, ImagePipeline, BuildOptions, build, Image, compare
 
 (``boot`` lives in :mod:`imagecomposer.boot`: ``from imagecomposer.boot import boot``.)
@@ -23,6 +23,7 @@ _EXPORTS = {
     "Resolver": "imagecomposer.resolver.resolver",
     "PackageCache": "imagecomposer.cache",
     "ImageCache": "imagecomposer.cache.images",
+    "Caches": "imagecomposer.cache",
     "Composer": "imagecomposer.compose.composer",
     "Signer": "imagecomposer.sign",
     "Exporter": "imagecomposer.export",

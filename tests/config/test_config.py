@@ -61,6 +61,11 @@ def test_search_order(tmp_path: Path, home: dict[str, str]) -> None:
     xdg.parent.mkdir(parents=True)
     xdg.write_text("core: {parallel: 2}\n")
     assert find_config_file(environ=home) == xdg
+    elsewhere = tmp_path / "xdg-config" / "imagecomposer" / "config.yml"  # $XDG_CONFIG_HOME
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("core: {parallel: 6}\n")
+    assert find_config_file(environ={**home, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}
+                            ) == elsewhere
     local = Path.cwd() / "imagecomposer.yml"
     local.write_text("core: {parallel: 3}\n")
     assert find_config_file(environ=home) == local
