@@ -43,11 +43,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-import attrs
-
 from imagecomposer.foundation.errors import CacheError, CacheNotWritable
+from imagecomposer.foundation.filelock import exclusive
 from imagecomposer.foundation.fsutil import atomic_write
-from imagecomposer.foundation.units import human
+from imagecomposer.foundation.store_policy import (
+    DAY,
+    NO_LIMITS,
+    Limits,
+    Removal,
+    StoreEntry,
+    StoreStats,
+    disk_usage,
+    select_victims,
+)
+
+__all__ = ["DAY", "NO_LIMITS", "Limits", "Removal", "Store", "StoreEntry", "StoreStats",
+           "check_key", "disk_usage", "select_victims"]
 
 log = logging.getLogger("imagecomposer.cache")
 
@@ -55,7 +66,6 @@ INDEX = ".store.json"
 LOCK = ".lock"
 TMP = ".tmp"
 USE = ".use"
-DAY = 86400.0
 INDEX_FORMAT = 1
 _PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
 _STAGING = re.compile(r"^(\d+)-[0-9a-f]+$")
@@ -70,154 +80,6 @@ def check_key(key: str) -> str:
     if not key or not all(_PART.match(part) for part in parts):
         raise ValueError(f"invalid cache key {key!r}")
     return key
-
-
-@attrs.frozen
-class Limits:
-    """When entries are evicted; None: no such limit."""
-
-    max_bytes: int | None = None
-    max_age: float | None = None  # seconds since the last use
-    max_count: int | None = None  # entries per group (see Store's ``group``)
-
-    @classmethod
-    def of(cls, *, max_size_gb: float | None = None, retention_days: float | None = None,
-           max_count: int | None = None) -> Limits:
-        """From the configuration's units (GiB, days)."""
-        return cls(None if max_size_gb is None else int(max_size_gb * 1024**3),
-                   None if retention_days is None else retention_days * DAY, max_count)
-
-    def describe(self, per: str = "") -> str:
-        """``5 per image, 20.0 GiB, 30 days``; ``none`` without limits."""
-        parts = []
-        if self.max_count is not None:
-            unit = "entry" if self.max_count == 1 else "entries"
-            parts.append(f"{self.max_count} {'per ' + per if per else unit}")
-        if self.max_bytes is not None:
-            parts.append(human(self.max_bytes))
-        if self.max_age is not None:
-            parts.append(f"{self.max_age / DAY:g} days")
-        return ", ".join(parts) or "none"
-
-
-NO_LIMITS = Limits()
-
-
-@attrs.frozen(repr=False)
-class StoreEntry:
-    key: str
-    path: Path
-    size: int  # bytes on disk
-    created: float
-    last_used: float
-    meta: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
-    inode: int = attrs.field(default=0, eq=False)  # of the entry when it was listed
-
-    @property
-    def label(self) -> str:
-        """What the entry holds, for people (``bash 5.2.15-2 amd64``); the key by default."""
-        return str(self.meta.get("label") or self.key)
-
-    def __repr__(self) -> str:
-        return f"<StoreEntry {self.label} {human(self.size)}>"
-
-
-@attrs.frozen
-class StoreStats:
-    count: int = 0
-    bytes: int = 0
-    oldest_use: float | None = None
-    newest_use: float | None = None
-    oldest_created: float | None = None
-    newest_created: float | None = None
-
-    @classmethod
-    def of(cls, entries: Sequence[StoreEntry]) -> StoreStats:
-        if not entries:
-            return cls()
-        used = [e.last_used for e in entries]
-        created = [e.created for e in entries]
-        return cls(len(entries), sum(e.size for e in entries), min(used), max(used),
-                   min(created), max(created))
-
-
-@attrs.frozen
-class Removal:
-    """What a prune or clean removed (or, with ``dry_run``, would remove)."""
-
-    entries: tuple[StoreEntry, ...] = ()
-    damaged: tuple[tuple[StoreEntry, str], ...] = ()  # among ``entries``, with what is wrong
-    leftovers: tuple[Path, ...] = ()  # staging areas of dead writers
-    in_use: tuple[StoreEntry, ...] = ()  # due for removal, but being read: kept
-    dry_run: bool = False
-
-    @property
-    def bytes(self) -> int:
-        return sum(e.size for e in self.entries)
-
-
-def disk_usage(path: Path) -> int:
-    """Allocated bytes of a file or a directory tree (hard links counted once, symbolic
-    links not followed); 0 when it is gone."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return 0
-    total = st.st_blocks * 512
-    if not stat.S_ISDIR(st.st_mode):
-        return total
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in (*dirnames, *filenames):
-            try:
-                child = (Path(dirpath) / name).lstat()
-            except OSError:
-                continue
-            if child.st_nlink > 1 and not stat.S_ISDIR(child.st_mode):
-                if (child.st_dev, child.st_ino) in seen:
-                    continue
-                seen.add((child.st_dev, child.st_ino))
-            total += child.st_blocks * 512
-    return total
-
-
-def select_victims(entries: Sequence[StoreEntry], limits: Limits, now: float, *,
-                   keep: Collection[str] = (), group: Callable[[str], str] | None = None
-                   ) -> list[StoreEntry]:
-    """The entries ``limits`` evict, least recently used first: unused longer than
-    ``max_age``, beyond ``max_count`` in their group, then until ``max_bytes`` is met.
-    Keys in ``keep`` are never chosen (they still count towards the limits)."""
-    by_use = sorted(entries, key=lambda e: (e.last_used, e.key))
-    victims: list[StoreEntry] = []
-    chosen: set[str] = set()
-
-    def choose(entry: StoreEntry) -> None:
-        if entry.key not in keep and entry.key not in chosen:
-            victims.append(entry)
-            chosen.add(entry.key)
-
-    if limits.max_age is not None:
-        for entry in by_use:
-            if now - entry.last_used > limits.max_age:
-                choose(entry)
-    if limits.max_count is not None:
-        groups: dict[str, list[StoreEntry]] = {}
-        for entry in reversed(by_use):  # most recently used first
-            if entry.key not in chosen:
-                groups.setdefault(group(entry.key) if group else "", []).append(entry)
-        for members in groups.values():
-            for entry in members[limits.max_count:]:
-                choose(entry)
-    if limits.max_bytes is not None:
-        total = sum(e.size for e in entries if e.key not in chosen)
-        for entry in by_use:
-            if total <= limits.max_bytes:
-                break
-            if entry.key in chosen or entry.key in keep:
-                continue
-            choose(entry)
-            total -= entry.size
-    return sorted(victims, key=lambda e: (e.last_used, e.key))
 
 
 class Store:
@@ -269,14 +131,13 @@ class Store:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self._mkdir(self.root)
-        try:
-            fh = (self.root / LOCK).open("a")
-        except OSError as exc:
-            if exc.errno in _DENIED:
-                raise self._denied(self.root, exc) from None
-            raise
-        with fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(exclusive(self.root / LOCK))
+            except OSError as exc:
+                if exc.errno in _DENIED:
+                    raise self._denied(self.root, exc) from None
+                raise
             yield
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
