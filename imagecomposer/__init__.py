@@ -6,7 +6,7 @@ docs/api.md for each one's constructor, methods and a Jupyter example)::
 
     Spec, validate, Config, load_config        the build spec and the global configuration
     provider_for, Resolver, Resolution, Lock   repository metadata, resolution, the lockfile
-    PackageCache, ImageCache                   the package store and the image cache
+    PackageCache, ImageCache, Caches           the package store, the image cache, all caches
     Composer, Signer, Exporter                 tree and disk, signatures, formats and outputs
     ImagePipeline, BuildOptions, BuildReport,  the default build (all stages)
     build
@@ -34,6 +34,7 @@ _EXPORTS = {
     "Lock": "imagecomposer.lock",
     "PackageCache": "imagecomposer.cache",
     "ImageCache": "imagecomposer.cache.images",
+    "Caches": "imagecomposer.cache",
     "Composer": "imagecomposer.compose.composer",
     "Signer": "imagecomposer.sign",
     "Exporter": "imagecomposer.export",

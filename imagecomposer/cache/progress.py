@@ -20,16 +20,11 @@ from imagecomposer.foundation.events import (
     PackageFetched,
     Resolved,
 )
+from imagecomposer.foundation.units import human_size
+
+__all__ = ["Progress"]
 
 log = logging.getLogger("imagecomposer.pipeline.packages")
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 class Progress:
@@ -54,14 +49,14 @@ class Progress:
                      event.packages, how, event.seconds)
         elif isinstance(event, Resolved):
             log.info("resolved %d packages (%s) in %.2f s", event.packages,
-                     human(event.download_bytes), event.seconds)
+                     human_size(event.download_bytes), event.seconds)
         elif isinstance(event, FetchStarted):
             self.total_bytes = event.download_bytes
             self.total_packages = event.download_packages
             self.start = time.monotonic()
             log.info("packages: %d in the lock, %d cached, %d to download (%s)",
                      event.packages, event.cached, event.download_packages,
-                     human(event.download_bytes))
+                     human_size(event.download_bytes))
         elif isinstance(event, DownloadProgress):
             self.done_bytes += event.bytes
             self._update()
@@ -75,7 +70,7 @@ class Progress:
                 self.stream.flush()
             rate = event.downloaded_bytes / event.seconds if event.seconds > 0 else 0.0
             log.info("packages: downloaded %d (%s, %s/s), %d from the cache, %.1f s",
-                     event.downloaded, human(event.downloaded_bytes), human(rate),
+                     event.downloaded, human_size(event.downloaded_bytes), human_size(rate),
                      event.cached, event.seconds)
 
     def line(self) -> str:
@@ -86,7 +81,8 @@ class Progress:
         share = self.done_bytes / self.total_bytes if self.total_bytes else 1.0
         bar = "#" * int(share * 24)
         return (f"[{bar:<24}] {self.done_packages}/{self.total_packages} packages "
-                f"{human(self.done_bytes)}/{human(self.total_bytes)} {human(rate)}/s "
+                f"{human_size(self.done_bytes)}/{human_size(self.total_bytes)} "
+                f"{human_size(rate)}/s "
                 f"ETA {eta}")
 
     def _update(self, force: bool = False) -> None:

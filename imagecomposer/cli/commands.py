@@ -16,8 +16,7 @@ from pathlib import Path
 
 from imagecomposer import __version__
 from imagecomposer.boot import boot
-from imagecomposer.cache import PackageCache, format_entries, format_images
-from imagecomposer.cache.images import ImageCache
+from imagecomposer.cache import Caches
 from imagecomposer.cli import inspect_cmds, logsetup
 from imagecomposer.config import (
     apply_overrides,
@@ -194,39 +193,16 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-
-    config = _config(args).config
-    packages = PackageCache(config)
-    images = ImageCache(config.image_cache_dir,
-                        max_count=config.storage.image_cache.max_count)
+    caches = Caches(_config(args).config)
+    only = args.caches or None
+    entries = args.verbose or only is not None
     if args.cache_command == "list":
-        entries = packages.list()
-        print(f"packages: {len(entries)} in {config.package_cache_dir}")
-        if entries:
-            print(_indent(format_entries(entries)))
-        image_entries = images.list()
-        print(f"images: {len(image_entries)} in {config.image_cache_dir}")
-        if image_entries:
-            print(_indent(format_images(image_entries)))
-        return 0
-    dry = args.dry_run
-    verb = "would remove" if dry else "removed"
-    action = args.cache_command
-    if not args.images_only:
-        gone = packages.prune(dry) if action == "prune" else packages.clean(dry)
-        print(f"packages: {verb} {len(gone)}")
-        if gone and action == "prune":
-            print(_indent(format_entries(gone, verb=verb)))
-    if not args.packages_only:
-        removed = images.prune(dry) if action == "prune" else images.clean(dry)
-        print(f"images: {verb} {len(removed)}")
-        if removed and action == "prune":
-            print(_indent("\n".join(str(path) for path in removed)))
+        print(caches.list(only).table(entries=entries))
+    elif args.cache_command == "prune":
+        print(caches.prune(args.dry_run, only).table(entries=entries))
+    else:
+        print(caches.clean(args.dry_run, only).table(entries=entries))
     return 0
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

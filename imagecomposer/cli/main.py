@@ -19,6 +19,7 @@ from imagecomposer import __version__
 from imagecomposer.cli import commands, inspect_cmds, logsetup
 from imagecomposer.foundation.errors import BuildInterrupted, ImageComposerError, UsageError
 from imagecomposer.foundation.settings import (
+    CACHE_NAMES,
     COMPRESSIONS,
     FORMATS,
     LOG_LEVELS,
@@ -80,14 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--force", action="store_true", help="overwrite an existing file")
     csub.add_parser("show", help="print the effective configuration and where each value is from")
 
-    k = sub.add_parser("cache", help="package and image caches")
+    k = sub.add_parser("cache", help="the caches: packages, metadata, trees, initramfs, images")
     ksub = k.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    ksub.add_parser("list", help="list cached packages and images")
-    for name, text in (("prune", "evict by size and age limits"), ("clean", "empty the caches")):
+    for name, text in (("list", "one line per cache (entries, size, limits, use)"),
+                       ("prune", "remove damaged entries, then what the limits evict"),
+                       ("clean", "empty the caches")):
         kp = ksub.add_parser(name, help=text)
-        kp.add_argument("--dry-run", action="store_true", help="only say what would go")
-        kp.add_argument("--packages-only", action="store_true")
-        kp.add_argument("--images-only", action="store_true")
+        kp.add_argument("--cache", action="append", dest="caches", choices=CACHE_NAMES,
+                        metavar="NAME", help=f"only this cache (repeatable): "
+                                             f"{', '.join(CACHE_NAMES)}; also lists its entries")
+        kp.add_argument("-v", "--verbose", action="store_true",
+                        help="also list the entries")
+        kp.add_argument("--packages-only", dest="caches", action="append_const",
+                        const="packages", help=argparse.SUPPRESS)  # before --cache
+        kp.add_argument("--images-only", dest="caches", action="append_const",
+                        const="images", help=argparse.SUPPRESS)
+        if name != "list":
+            kp.add_argument("--dry-run", action="store_true", help="only say what would go")
 
     r = sub.add_parser("resolve", help="resolve a spec's packages without building")
     r.add_argument("spec", type=Path)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import attrs
 
+from imagecomposer.cache.initramfs import InitramfsCache
+from imagecomposer.cache.trees import TreeCache, copy_tree
 from imagecomposer.compose import bootloader, family, initramfs_cache, verity_initrd
 from imagecomposer.compose.configure import (
     apt_sources,
@@ -43,7 +45,6 @@ from imagecomposer.compose.configure import (
 from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 from imagecomposer.compose.disk.luks import embedded_keys, key_sources
 from imagecomposer.compose.layout import Layout, PlannedPartition
-from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
 from imagecomposer.foundation import display
 from imagecomposer.foundation.cleanup import remove_tree
@@ -98,7 +99,8 @@ class Composer:
         self.keep_temp = keep_temp
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
         self.events: Events = events or (lambda _line: None)
-        self.cache = TreeCache(config.tree_cache_dir)
+        self.cache = TreeCache.for_config(config)  # both honour storage.*.enabled
+        self.initramfs_cache = InitramfsCache.for_config(config)
 
     def __repr__(self) -> str:
         return display.call("Composer", tree_cache=self.config.tree_cache_dir,
@@ -128,7 +130,7 @@ class Composer:
             if not self.keep_temp:
                 remove_tree(tree)
             raise
-        if use_cache:
+        if use_cache and self.cache.enabled:
             self.events("storing the installed tree in the cache")
             self.cache.store(lock.hash, tree)
         return tree
@@ -185,7 +187,7 @@ class Composer:
         self.events("initramfs")
         # a verity root is never checked (fsck cannot write it): no fsck for it in the initrd
         kernels = initramfs_cache.build(
-            tree, self.config.core.cache_dir / "initramfs" if self.use_cache else None,
+            tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
             scripts=c.scripts.post_install, timeout=timeout)
         trees: dict[str, Path] = {layout.root.name: tree}

@@ -94,6 +94,10 @@ REPORT_FORMATS: tuple[ReportFormat, ...] = get_args(ReportFormat)
 CompareMode = Literal["summary", "packages", "files", "full"]
 COMPARE_MODES: tuple[CompareMode, ...] = get_args(CompareMode)
 
+# The caches under ``core.cache_dir`` (``imagecomposer cache --cache NAME``).
+CacheName = Literal["packages", "metadata", "trees", "initramfs", "images"]
+CACHE_NAMES: tuple[CacheName, ...] = get_args(CacheName)
+
 # The schemas' ``"x-enum"`` names -> values.
 ENUMS: Mapping[str, tuple[str, ...]] = {
     "stages": STAGES,
@@ -114,6 +118,7 @@ ENUMS: Mapping[str, tuple[str, ...]] = {
     "log_levels": LOG_LEVELS,
     "report_formats": REPORT_FORMATS,
     "compare_modes": COMPARE_MODES,
+    "cache_names": CACHE_NAMES,
 }
 
 ENUM_KEY = "x-enum"

@@ -15,7 +15,7 @@ import attrs
 
 from imagecomposer import __version__
 from imagecomposer.cache.images import CacheKey, ImageCache, image_key
-from imagecomposer.compose.tree_cache import TreeCache
+from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
 from imagecomposer.foundation import display
@@ -83,7 +83,7 @@ class ImagePipeline:
         with workspace.locked(wait=options.wait):
             # Holding the lock, nothing else writes here: what is left is a killed build's.
             workspace.remove_leftovers(ctx.output_dir)
-            TreeCache(self.config.tree_cache_dir).remove_stale()
+            Caches(self.config).remove_leftovers()  # of killed writers, in every cache
             try:
                 report = self._build(ctx, base)
             except BaseException:
@@ -144,8 +144,7 @@ class ImagePipeline:
                          ctx.lock().hash, __version__, name=ctx.name, base=ctx.spec.directory)
 
     def _image_cache(self) -> ImageCache:
-        settings = self.config.storage.image_cache
-        return ImageCache(self.config.image_cache_dir, max_count=settings.max_count)
+        return ImageCache.for_config(self.config)
 
 
 def build(spec: Spec | Path | str, *, config: Config | None = None,

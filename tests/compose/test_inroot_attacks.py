@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import make_layout
 
+from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.compose import (
     bootloader,
     dpkg_install,
@@ -286,7 +287,7 @@ def test_initramfs_cache_restore_through_a_planted_link(fake_tree: Path, host: P
             kernel.initrd.write_bytes(b"initrd")
         return found
 
-    cache = tmp_path / "cache"
+    cache = InitramfsCache(tmp_path / "cache")
     initramfs_cache.build(fake_tree, cache, root_fstype="ext4", builder=builder)
     plant(fake_tree / f"boot/initrd.img-{KVER}", host / "secret")  # planted after a build
     initramfs_cache.build(fake_tree, cache, root_fstype="ext4", builder=builder)  # a hit

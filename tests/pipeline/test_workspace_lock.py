@@ -186,13 +186,16 @@ def test_the_next_build_removes_what_a_killed_build_left(
     for staging in (dead, live):
         staging.mkdir(parents=True)
         (staging / "same.raw").write_bytes(b"x" * 8192)
-    stale_tree = tmp_path / "cache" / "trees" / f".tmp-v1-{'0' * 64}-{dead_pid()}"
-    (stale_tree / "etc").mkdir(parents=True)
+    # the staging areas of killed cache writers (a tree copy, an image store): every cache's
+    stale_tree = tmp_path / "cache" / "trees" / ".tmp" / f"{dead_pid()}-0123abcd"
+    (stale_tree / "entry" / "etc").mkdir(parents=True)
+    stale_image = tmp_path / "cache" / "images" / ".tmp" / f"{dead_pid()}-4567abcd"
+    (stale_image / "entry" / "files").mkdir(parents=True)
 
     assert main(["--config", str(config), "build", "--stage", "validate", str(spec)]) == 0
 
     assert not (root / "tmp-configuration").exists() and not partial.exists()
-    assert not dead.exists() and not stale_tree.exists()
+    assert not dead.exists() and not stale_tree.exists() and not stale_image.exists()
     assert live.is_dir() and (root / "compose" / "root").is_dir()
     err = capsys.readouterr().err
     assert f"INFO: removed {partial}, left by an interrupted build (3.0 MiB)" in err

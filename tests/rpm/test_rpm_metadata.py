@@ -49,7 +49,7 @@ def test_solv_cache_is_reused(rpm_fixture: RpmFixture, rpm_config: Config,
     # a pool loaded from .solv selects and solves (createwhatprovides ran in load())
     lock = resolve_lock(make_spec(rpm_fixture, install=("filedep", "alpha")), rpm_config)
     assert {"helper", "beta"} <= {p.name for p in lock.packages}
-    solv_files = list((rpm_config.metadata_cache_dir / "rpm" / "solv").glob("*.solv"))
+    solv_files = list((rpm_config.metadata_cache_dir / "rpm" / "solv").glob("*/pool.solv"))
     assert len(solv_files) == 2  # primary only, then primary + filelists
 
 

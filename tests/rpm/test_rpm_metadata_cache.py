@@ -26,7 +26,7 @@ def versions(lock: Lock) -> dict[str, str]:
 
 def cached_document(config: Config, url: str) -> Path:
     digest = hashlib.sha256(url.encode()).hexdigest()[:32]
-    return config.metadata_cache_dir / "rpm" / "docs" / digest
+    return config.metadata_cache_dir / "rpm" / "docs" / digest / "body"
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -41,7 +41,7 @@ def test_damaged_cached_repomd_behind_a_304_is_fetched_again(
     original = cached.read_bytes()
     data = original.replace(b"<revision>", b"<revision>1")
     cached.write_bytes(data)
-    record = cached.with_suffix(".json")  # the record agrees: only gpgv can tell
+    record = cached.with_name("record.json")  # the record agrees: only gpgv can tell
     meta = json.loads(record.read_text())
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     record.write_text(json.dumps(meta))
@@ -73,7 +73,7 @@ def test_damaged_solv_cache_is_rebuilt(rpm_fixture: RpmFixture, rpm_config: Conf
                                        caplog: pytest.LogCaptureFixture) -> None:
     expected = versions(resolve(rpm_fixture, rpm_config))
     assert expected["beta"] == "2.0-1"
-    solvs = sorted((rpm_config.metadata_cache_dir / "rpm" / "solv").glob("*.solv"))
+    solvs = sorted((rpm_config.metadata_cache_dir / "rpm" / "solv").glob("*/pool.solv"))
     good = {p: p.read_bytes() for p in solvs}
     for path, data in good.items():
         assert b"2.0-1" in data

@@ -53,7 +53,7 @@ class DebProvider:
         self.profile: Profile = load_profile(base.os, base.version)
         self._arch = self.profile.family_arch(base.arch)
         self.http = http or Http(config.credentials, maxsize=config.core.parallel)
-        self.store = MetadataStore(cache_dir or config.metadata_cache_dir, self.http)
+        self.store = MetadataStore.for_config(config, self.http, cache_dir=cache_dir)
         self.events = events
         self.sources = self._sources()
         self._loaded: dict[int, LoadedIndex] = {}

@@ -29,7 +29,6 @@ from imagecomposer.families.deb import release as rel
 from imagecomposer.families.deb.index import IndexFacts, index_directory, scan
 from imagecomposer.families.metadata import Document, IndexRef, MetadataStore
 from imagecomposer.foundation.errors import ConfigError, RepositoryError, SignatureError
-from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.http import NotFound
 
 log = logging.getLogger("imagecomposer.deb")
@@ -267,7 +266,7 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             except NotFound:
                 continue
             digest = hashlib.sha256(body).hexdigest()
-            atomic_write(store.root / "by-hash" / f"{digest}{suffix}", body)
+            store.put_index(body, suffix, url=dist_url + index + suffix)
             ref = IndexRef(dist_url + index + suffix, digest, len(body), suffix)
             name = index + suffix
             break

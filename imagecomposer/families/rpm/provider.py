@@ -106,8 +106,9 @@ class RpmProvider:
         self.profile = profile
         self.basearch = profile.basearch(base.arch)
         self.http = http or Http(config.credentials)
-        self.metadata_dir = (cache_dir or config.metadata_cache_dir) / "rpm"
-        self.store = MetadataStore(self.metadata_dir, self.http)
+        self.store = MetadataStore.for_config(config, self.http, prefix="rpm/",
+                                              cache_dir=cache_dir)
+        self.metadata_dir = self.store.base
         self.events = events
         self._keyrings: dict[tuple[Path, ...], Keyring] = {}
         self._key_sources: dict[str, tuple[Path, ...]] = {}
