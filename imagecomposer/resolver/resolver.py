@@ -17,6 +17,7 @@ from typing import Any
 from imagecomposer.config.model import Config
 from imagecomposer.families import libsolv, provider_for
 from imagecomposer.families.base import Provider
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
 from imagecomposer.lock import Lock, LockedPackage
@@ -98,32 +99,33 @@ class Resolver:
         self.config = config
         self.events = events
 
-    def resolve(self, spec: Spec, *, provider: Provider | None = None) -> Resolution:
+    def resolve(self, spec: Spec | PackageRequest, *, provider: Provider | None = None
+                ) -> Resolution:
+        """Resolve what ``spec`` asks for (only its :class:`PackageRequest` is read)."""
         import solv
 
         start = time.monotonic()
+        request = as_request(spec)
         if provider is None:
-
-            provider = provider_for(spec, self.config, events=self.events)
+            provider = provider_for(request, self.config, events=self.events)
         pool = new_pool(provider)
         provider.load(pool)
         pool.addfileprovides()
         pool.createwhatprovides()  # before any select(); a .solv-loaded pool crashes without
 
-        packages = spec.customizations.packages
-        removed = set(packages.remove)
+        removed = set(request.remove)
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
-        for text in [*profile_names, *packages.install]:
+        for text in [*profile_names, *request.install]:
             try:
                 found = provider.request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
             except PackageNotFound as exc:
                 missing.append(exc)
                 continue
             jobs += found
-            if text in packages.install:
+            if text in request.install:
                 spec_names |= {s.name for job in found for s in job.solvables()}
         if missing:
             if len(missing) == 1:
@@ -137,7 +139,7 @@ class Resolver:
 
         solver = pool.Solver()
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
-                        0 if packages.recommends else 1)
+                        0 if request.recommends else 1)
         problems = solver.solve(jobs)
         if problems:
             raise _problems(solver, problems)
@@ -151,10 +153,10 @@ class Resolver:
         for s in installed:
             entry = provider.locked(s)
             locked.append(_with_depends(entry, _depends(pool, s, chosen)))
-        base = spec.image.base
+        base = request.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),
-                    requested=tuple([*profile_names, *packages.install]))
+                    requested=tuple([*profile_names, *request.install]))
         reasons = _reasons(solver, pool, installed, spec_names,
                            f"{base.os} {base.version} base.type {base.type}")
         for entry in locked:  # say which part of the profile's request it was
