@@ -1,7 +1,6 @@
 """The package cache: a content-addressed store of verified packages shared by builds."""
 
-from imagecomposer.cache.progress import Progress
 from imagecomposer.cache.report import format_entries, format_images
 from imagecomposer.cache.store import CacheEntry, PackageCache
 
-__all__ = ["CacheEntry", "PackageCache", "Progress", "format_entries", "format_images"]
+__all__ = ["CacheEntry", "PackageCache", "format_entries", "format_images"]

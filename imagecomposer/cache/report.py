@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from imagecomposer.cache.progress import human
 from imagecomposer.cache.store import CacheEntry
+from imagecomposer.foundation.units import human_size as human
 
 if TYPE_CHECKING:  # images.py imports the export layer; the report needs its type only
     from imagecomposer.cache.images import Entry
