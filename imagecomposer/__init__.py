@@ -4,7 +4,8 @@ The composable objects, importable from here (loaded on first use, so ``import
 imagecomposer`` stays cheap)::
 
     Spec, load_config, provider_for, Resolver, PackageCache, ImageCache, Composer,
-    Signer, Exporter, ImagePipeline, BuildOptions, build, Image, compare
+    Signer, Exporter, ImagePipeline, BuildOptions, build, build_many, BuildResult, Image,
+    compare
 
 (``boot`` lives in :mod:`imagecomposer.boot`: ``from imagecomposer.boot import boot``.)
 """
@@ -29,6 +30,8 @@ _EXPORTS = {
     "ImagePipeline": "imagecomposer.pipeline.build",
     "BuildOptions": "imagecomposer.pipeline.context",
     "build": "imagecomposer.pipeline.build",
+    "build_many": "imagecomposer.pipeline.many",
+    "BuildResult": "imagecomposer.pipeline.many",
     "Image": "imagecomposer.inspect",
     "compare": "imagecomposer.inspect",
 }
