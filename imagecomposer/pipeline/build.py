@@ -87,7 +87,7 @@ class ImagePipeline:
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         events = BuildEvents(spec.image.name, self.events)
         ctx = BuildContext(spec, self.config, options, workspace, events)
-        ctx.locked_path  # noqa: B018 - a missing --locked lock fails before anything is written
+        ctx.locked_path()  # a missing --locked lock fails here, before anything is written
         run_options = RunOptions(selected=tuple(spec.build.stages), until=options.until,
                                  skip=tuple(options.skip), force=options.no_cache,
                                  timeout=options.timeout or self.config.core.timeout)

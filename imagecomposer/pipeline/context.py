@@ -157,7 +157,6 @@ class BuildContext:
                 and self.spec.build.cache.use_image_cache
                 and not (self.options.no_cache or self.options.no_image_cache))
 
-    @property
     def locked_path(self) -> Path | None:
         """The lock ``--locked`` installs (UsageError when an earlier build left none)."""
         locked = self.options.locked

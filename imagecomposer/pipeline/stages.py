@@ -63,7 +63,7 @@ class PackagesStage:
     consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> PackagesInput:
-        return packages_input(ctx.spec, ctx.config, ctx.locked_path)
+        return packages_input(ctx.spec, ctx.config, ctx.locked_path())
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         return ctx.lock_path.exists()
