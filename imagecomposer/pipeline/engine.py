@@ -35,6 +35,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import BuildTimeout, ImageComposerError, UsageError
 from imagecomposer.foundation.events import (
     EventSink,
@@ -162,7 +163,7 @@ class Engine(Generic[Ctx]):
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate stage names in {names}")
         self.stages = tuple(stages)
-        self.events = events or (lambda _event: None)
+        self.events = events or Console()  # log lines, as the CLI shows them
 
     @property
     def stage_names(self) -> tuple[str, ...]:
