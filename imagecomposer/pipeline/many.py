@@ -127,9 +127,12 @@ class _Child:
         writer.close()
         return cls(index, _label(spec), process, reader)
 
-    def receive(self, events: EventSink | None) -> None:
-        """Handle every message waiting in the pipe."""
-        while self.open and self.conn.poll():
+    def receive(self, events: EventSink | None, limit: int | None = None) -> None:
+        """Handle the messages waiting in the pipe (at most ``limit``: a chatty build must
+        not starve the others)."""
+        handled = 0
+        while self.open and (limit is None or handled < limit) and self.conn.poll():
+            handled += 1
             try:
                 kind, payload = self.conn.recv()
             except (EOFError, OSError):
@@ -162,7 +165,7 @@ def _serve(running: list[_Child], events: EventSink | None,
     ready = wait([*conns, *sentinels], timeout)
     for item in ready:
         if isinstance(item, Connection) and item in conns:
-            conns[item].receive(events)
+            conns[item].receive(events, limit=256)
     ended = [sentinels[item] for item in ready if isinstance(item, int)]
     for child in ended:
         child.receive(events)  # what it sent before it ended
@@ -170,21 +173,29 @@ def _serve(running: list[_Child], events: EventSink | None,
 
 
 def _stop(running: list[_Child], events: EventSink | None) -> None:
-    """Interrupt every running build once, let it clean up, kill it after GRACE."""
+    """Interrupt every running build once, let it clean up, kill it after GRACE (also when
+    the caller's ``events`` fails or a second Ctrl-C comes meanwhile)."""
     for child in running:
         if child.process.pid is not None and child.process.is_alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.process.pid, signal.SIGTERM)
     deadline = time.monotonic() + GRACE
-    while running and time.monotonic() < deadline:
-        for child in _serve(running, events, timeout=0.2):
-            running.remove(child)
+    try:
+        while running and time.monotonic() < deadline:
+            try:
+                ended = _serve(running, events, timeout=0.2)
+            except Exception:  # the caller's callback: stop calling it
+                events = None
+                continue
+            for child in ended:
+                running.remove(child)
+                child.process.join()
+    finally:
+        for child in running:
+            log.error("%s is still running after it was interrupted: killing it",
+                      child.label)
+            child.process.kill()
             child.process.join()
-    for child in running:
-        log.error("%s did not end %.0f s after it was interrupted: killing it", child.label,
-                  GRACE)
-        child.process.kill()
-        child.process.join()
 
 
 # --- in the build process -----------------------------------------------------------------
@@ -227,7 +238,7 @@ class _ForwardLogs(logging.Handler):
                 "threadName": record.threadName, "process": record.process,
                 "processName": record.processName})
             self.send("log", plain)
-        except Exception:
+        except Exception:  # logging must never end a build
             self.handleError(record)
 
 
@@ -273,7 +284,7 @@ def _child_main(conn: Connection, parent: int, spec: Spec | Path | str, config: 
     except KeyboardInterrupt:
         result = BuildResult(label, False, error="Interrupted", error_type="BuildInterrupted",
                              exit_code=BuildInterrupted.exit_code)
-    except Exception as exc:
+    except Exception as exc:  # reported as a result; the traceback at debug level
         log.debug("build of %s failed", label, exc_info=True)
         result = BuildResult(label, False, error=f"internal error: {exc!r}",
                              error_type=type(exc).__name__, exit_code=1)
