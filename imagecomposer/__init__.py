@@ -8,8 +8,8 @@ docs/api.md for each one's constructor, methods and a Jupyter example)::
     provider_for, Resolver, Resolution, Lock   repository metadata, resolution, the lockfile
     PackageCache, ImageCache, Caches           the package store, the image cache, all caches
     Composer, Signer, Exporter                 tree and disk, signatures, formats and outputs
-    ImagePipeline, BuildOptions, BuildReport,  the default build (all stages)
-    build
+    ImagePipeline, BuildOptions, BuildReport,  the default build (all stages), several at once
+    build, build_many, BuildResult
     Image, compare                             offline inspection and comparison
 
 (``boot`` lives in :mod:`imagecomposer.boot`: ``from imagecomposer.boot import boot``; the
@@ -42,6 +42,8 @@ _EXPORTS = {
     "BuildOptions": "imagecomposer.pipeline.context",
     "BuildReport": "imagecomposer.pipeline.build",
     "build": "imagecomposer.pipeline.build",
+    "build_many": "imagecomposer.pipeline.many",
+    "BuildResult": "imagecomposer.pipeline.many",
     "Image": "imagecomposer.inspect",
     "compare": "imagecomposer.inspect",
 }

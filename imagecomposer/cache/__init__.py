@@ -4,11 +4,10 @@ initramfs images and finished images, each a :class:`~imagecomposer.foundation.s
 
 from imagecomposer.cache.images import ImageCache
 from imagecomposer.cache.initramfs import InitramfsCache
-from imagecomposer.cache.progress import Progress
 from imagecomposer.cache.registry import NAMES, Caches
 from imagecomposer.cache.report import CacheInfo, CacheListing, CacheRemoval
 from imagecomposer.cache.store import CacheEntry, PackageCache
 from imagecomposer.cache.trees import TreeCache
 
 __all__ = ["NAMES", "CacheEntry", "CacheInfo", "CacheListing", "CacheRemoval", "Caches",
-           "ImageCache", "InitramfsCache", "PackageCache", "Progress", "TreeCache"]
+           "ImageCache", "InitramfsCache", "PackageCache", "TreeCache"]

@@ -1,9 +1,9 @@
 """The image cache: finished build outputs keyed by every input of the build.
 
-Key = SHA256 over the per-input hashes: the normalized spec (with secrets, since a changed
-password must rebuild), the content of every file the spec references (scripts, files, keys),
-the lock hash and the tool version. The per-input hashes are kept in each entry so a miss can
-name the input that changed. Entries are written to a temporary directory and renamed into
+A key (:class:`CacheKey`) is made by the pipeline from the typed inputs of the stages that
+produce the outputs (see ``imagecomposer.pipeline.build``): a digest over them, and the
+fingerprint of each input field, kept in each entry so that a miss can name the field that
+changed. Entries are written to a temporary directory and renamed into
 place (never a partial entry); files are stored read-only with their digests. A lookup
 checks every file against its stored digest before the entry is used (reading only the data
 of sparse images, see :func:`~imagecomposer.foundation.digest.sparse_sha256`): a damaged or
@@ -22,20 +22,18 @@ bookkeeping.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
 from imagecomposer.config.model import Config
 from imagecomposer.foundation import display
-from imagecomposer.foundation.digest import hash_file_into, hash_input, sha256_files, sparse_sha256
+from imagecomposer.foundation.digest import hash_file_into, sha256_files, sparse_sha256
 from imagecomposer.foundation.errors import CacheError, CommandError
 from imagecomposer.foundation.runner import run
 from imagecomposer.foundation.staging import staged
@@ -83,32 +81,6 @@ class Entry:
     def __repr__(self) -> str:
         return (f"<image cache entry {self.name} {self.digest[:12]}: "
                 f"{', '.join(f.name for f in self.files)} ({human_size(self.size)})>")
-
-
-def _label(path: Path, base: Path | None) -> str:
-    if base is not None:
-        with contextlib.suppress(ValueError):
-            return path.relative_to(base).as_posix()
-    return path.as_posix()
-
-
-def image_key(spec_canonical: str, referenced_files: Iterable[Path], lock_hash: str,
-              tool_version: str, *, name: str | None = None,
-              base: Path | None = None) -> CacheKey:
-    """The cache key of a build. ``base`` (the spec's directory) makes file labels short;
-    ``name`` defaults to ``image.name`` of the canonical spec JSON."""
-    if name is None:
-        try:
-            name = str(json.loads(spec_canonical)["image"]["name"])
-        except (ValueError, KeyError, TypeError):
-            name = "default"
-    inputs = {"spec": hashlib.sha256(spec_canonical.encode()).hexdigest(),
-              "lock": lock_hash, "tool version": tool_version}
-    for path in referenced_files:
-        inputs[_label(path, base)] = hash_input(path)
-    pairs = tuple(sorted(inputs.items()))
-    digest = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
-    return CacheKey(name, digest, pairs)
 
 
 def _safe(name: str) -> str:

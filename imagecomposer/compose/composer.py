@@ -49,6 +49,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.foundation import display
 from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
+from imagecomposer.foundation.events import ConfigurationStep, DiskStep, EventSink, InstallStep
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.lock import Lock
@@ -56,7 +57,6 @@ from imagecomposer.spec.model import Disk, Partition, Spec
 
 log = logging.getLogger(__name__)
 
-Events = Callable[[str], None]
 MIB = 1 << 20
 GIB = 1 << 30
 # An installed Debian tree is ~4.5x its compressed .debs (340 MB from 77 MB measured).
@@ -94,11 +94,11 @@ class Composer:
     """Builds image trees and disks for one global configuration."""
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
-                 events: Events | None = None, use_cache: bool = True) -> None:
+                 events: EventSink | None = None, use_cache: bool = True) -> None:
         self.config = config
         self.keep_temp = keep_temp
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
-        self.events: Events = events or (lambda _line: None)
+        self.events: EventSink = events or (lambda _event: None)
         self.cache = TreeCache.for_config(config)  # both honour storage.*.enabled
         self.initramfs_cache = InitramfsCache.for_config(config)
 
@@ -110,7 +110,7 @@ class Composer:
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
-        self.events(f"installing {len(lock.packages)} {lock.kind} packages")
+        self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
         family.install(lock, packages, tree, timeout=self.config.core.timeout)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
@@ -122,7 +122,8 @@ class Composer:
             remove_tree(tree)
         workdir.mkdir(parents=True, exist_ok=True)
         if use_cache and self.cache.restore(lock.hash, tree):
-            self.events(f"installed tree restored from the cache ({lock.hash[:12]})")
+            self.events(InstallStep(
+                f"installed tree restored from the cache ({lock.hash[:12]})"))
             return tree
         try:
             self.install(lock, packages, tree)
@@ -131,7 +132,7 @@ class Composer:
                 remove_tree(tree)
             raise
         if use_cache and self.cache.enabled:
-            self.events("storing the installed tree in the cache")
+            self.events(InstallStep("storing the installed tree in the cache"))
             self.cache.store(lock.hash, tree)
         return tree
 
@@ -151,11 +152,12 @@ class Composer:
         # rpm: kernels under /boot and the distribution's presets, before anything below
         # (network, services, scripts) enables or disables a unit over them
         family.after_install(tree, lock, timeout=timeout)
-        self.events("configuration: pre-install scripts")
+        self.events(ConfigurationStep("configuration: pre-install scripts"))
         scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout)
         if lock.kind == "deb":  # for rpm, remove: were dnf excludes at resolution
             remove_packages(tree, c.packages.remove)
-        self.events("configuration: system, users, files, ssh, network, services")
+        self.events(ConfigurationStep("configuration: system, users, files, ssh, network, "
+                                      "services"))
         if c.hostname:
             system.hostname(tree, c.hostname)
         system.timezone(tree, c.timezone)
@@ -178,13 +180,13 @@ class Composer:
         verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)
-        self.events("configuration: post-install scripts")
+        self.events(ConfigurationStep("configuration: post-install scripts"))
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
         if verity_root and lock.kind == "deb":
             # initramfs-tools ignores systemd's verity words: our script opens the root
-            self.events("initramfs: dm-verity root script")
+            self.events(ConfigurationStep("initramfs: dm-verity root script"))
             verity_initrd.install(tree)
-        self.events("initramfs")
+        self.events(ConfigurationStep("initramfs"))
         # a verity root is never checked (fsck cannot write it): no fsck for it in the initrd
         kernels = initramfs_cache.build(
             tree, self.initramfs_cache if self.use_cache else None,
@@ -196,14 +198,14 @@ class Composer:
         if bios_dir.exists():
             remove_tree(bios_dir)
         if esp is None and c.bootloader == "grub" and layout.table == "mbr":
-            self.events("bootloader: grub (BIOS)")
+            self.events(ConfigurationStep("bootloader: grub (BIOS)"))
             bootloader.grub_bios(tree, spec, layout, kernels, out=bios_dir)
         elif esp is not None:
             esp_tree = tree.parent / f"part-{esp.name}"
             if esp_tree.exists():
                 remove_tree(esp_tree)
             esp_tree.mkdir()
-            self.events(f"bootloader: {c.bootloader}")
+            self.events(ConfigurationStep(f"bootloader: {c.bootloader}"))
             bootloader.install(tree, esp_tree, spec, layout, kernels)
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
@@ -224,7 +226,7 @@ class Composer:
         mappers = {v.name: v.encryption.mapper for v in layout.encrypted()
                    if v.encryption is not None}
         if mappers:
-            self.events("configuration: crypttab for LUKS2 volumes")
+            self.events(ConfigurationStep("configuration: crypttab for LUKS2 volumes"))
             crypttab.configure(tree, layout, embedded_keys(default_disk(spec), mappers))
 
     def _repository_keys(self, spec: Spec, lock: Lock) -> dict[str, Path | None]:
@@ -287,13 +289,14 @@ class Composer:
                         esp_tree, bootloader.kernel_cmdline(spec, layout, roothash=roothash))
 
             start = time.monotonic()
-            self.events(f"assembling {output.name}")
+            self.events(DiskStep(f"assembling {output.name}"))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
-                              events=self.events, on_verity=on_verity,
+                              events=lambda what: self.events(DiskStep(what)),
+                              on_verity=on_verity,
                               keys=key_sources(disk))
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
-                self.events("writing GRUB into the MBR and the gap after it")
+                self.events(DiskStep("writing GRUB into the MBR and the gap after it"))
                 try:
                     bootloader.write_bios_boot(result.output, bios)
                 except BaseException:

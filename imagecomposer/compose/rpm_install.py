@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
@@ -38,24 +38,13 @@ from imagecomposer.foundation.errors import (
     LockError,
     ScriptFailed,
 )
+from imagecomposer.foundation.events import EventSink, InstallStep
 from imagecomposer.foundation.sandbox import host_tool_argv
 from imagecomposer.lock import Lock
 
 log = logging.getLogger("imagecomposer.rpm")
 
 SYSIMAGE_DBPATH = "/usr/lib/sysimage/rpm"
-
-
-@attrs.frozen
-class RpmInstallStarted:
-    packages: int
-    tree: Path
-
-
-@attrs.frozen
-class RpmInstallFinished:
-    packages: int
-    seconds: float
 
 
 @attrs.frozen
@@ -136,7 +125,7 @@ def sandboxed(tree: Path, argv: Sequence[str], host_paths: Sequence[Path] = ()) 
 
 
 def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                 events: Callable[[Any], None] | None = None,
+                 events: EventSink | None = None,
                  dbpath: str = SYSIMAGE_DBPATH, db_backend: str = "sqlite",
                  keys: Sequence[Path] = (), order: Literal["rpm", "lock"] = "rpm",
                  sandbox: bool = True, timeout: float | None = None) -> RpmInstallResult:
@@ -153,7 +142,7 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     tree = tree.absolute()
     started = time.monotonic()
     if events is not None:
-        events(RpmInstallStarted(len(paths), tree))
+        events(InstallStep(f"rpm transaction of {len(paths)} packages into {tree}"))
     prepare_tree(tree, dbpath)
     rpm = rpm_command(tree, dbpath, db_backend)
     runner.run([*rpm, "--initdb"], what="rpm --initdb")
@@ -175,7 +164,7 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
         raise _failure(done, output)
     seconds = time.monotonic() - started
     if events is not None:
-        events(RpmInstallFinished(len(paths), seconds))
+        events(InstallStep(f"installed {len(paths)} rpm packages in {seconds:.1f} s"))
     return RpmInstallResult(len(paths), seconds, output)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.deb import DebProvider
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.foundation.errors import ProviderNotConfigured
 from imagecomposer.spec.model import Spec
 
@@ -21,10 +22,13 @@ if TYPE_CHECKING:
     from imagecomposer.families.base import Provider
 
 
-def provider_for(spec: Spec, config: Config, *, cache_dir: Path | None = None,
+def provider_for(spec: Spec | PackageRequest, config: Config, *,
+                 cache_dir: Path | None = None,
                  events: Callable[[Any], None] | None = None) -> Provider:
-    """The provider for the spec's base OS; ``cache_dir`` overrides the metadata cache."""
-    os_name = spec.image.base.os
+    """The provider for a spec's (or a package request's) base OS; ``cache_dir`` overrides
+    the metadata cache."""
+    request = as_request(spec)
+    os_name = request.os
     settings = config.providers.get(os_name)
     if settings is None:
         raise ProviderNotConfigured(
@@ -33,7 +37,7 @@ def provider_for(spec: Spec, config: Config, *, cache_dir: Path | None = None,
             f"providers.{os_name} section with kind, mirror and keyring)")
     if settings.kind == "deb":
 
-        return DebProvider(spec, config, cache_dir=cache_dir, events=events)
+        return DebProvider(request, config, cache_dir=cache_dir, events=events)
     if settings.kind == "rpm":
         # imported by name: the rpm provider is developed separately and may be absent
         try:
@@ -45,6 +49,6 @@ def provider_for(spec: Spec, config: Config, *, cache_dir: Path | None = None,
         factory = module.RpmProvider
         extra = ({"events": events}
                  if "events" in inspect.signature(factory).parameters else {})
-        provider: Provider = factory(spec, config, cache_dir=cache_dir, **extra)
+        provider: Provider = factory(request, config, cache_dir=cache_dir, **extra)
         return provider
     raise ProviderNotConfigured(f"Provider '{os_name}' has unknown kind {settings.kind!r}")

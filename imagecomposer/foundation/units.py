@@ -54,3 +54,4 @@ def format_size(size: int | None) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+

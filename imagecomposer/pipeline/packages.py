@@ -15,6 +15,7 @@ import attrs
 from imagecomposer.cache.store import PackageCache
 from imagecomposer.config.model import Config
 from imagecomposer.families import provider_for
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.foundation.events import Event
 from imagecomposer.lock import Lock
 from imagecomposer.resolver.resolution import Resolution
@@ -31,21 +32,23 @@ class PackagesResult:
     resolution: Resolution | None = None  # None when the lock was read (--locked)
 
 
-def run_packages_stage(spec: Spec, config: Config, *, lock_path: Path, locked: bool = False,
-                       parallel: int | None = None, use_package_cache: bool = True,
+def run_packages_stage(spec: Spec | PackageRequest, config: Config, *, lock_path: Path,
+                       locked: bool = False, parallel: int | None = None,
+                       use_package_cache: bool = True,
                        events: Callable[[Event], None] | None = None) -> PackagesResult:
-    """Resolve ``spec`` (or read ``lock_path`` when ``locked``) and fetch every package."""
-
+    """Resolve ``spec``'s package request (or read ``lock_path`` when ``locked``) and fetch
+    every package. ``use_package_cache=False``: a throwaway store."""
+    request = as_request(spec)
     parallel = parallel or config.core.parallel
-    cache = PackageCache(config, enabled=use_package_cache and spec.build.cache.use_package_cache)
+    cache = PackageCache(config, enabled=use_package_cache)
     try:
         resolution = None
         provider = None
         if locked:
             lock = Lock.read(lock_path)
         else:
-            provider = provider_for(spec, config, events=events)
-            resolution = Resolver(config, events=events).resolve(spec, provider=provider)
+            provider = provider_for(request, config, events=events)
+            resolution = Resolver(config, events=events).resolve(request, provider=provider)
             lock = resolution.lock
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             lock.write(lock_path)

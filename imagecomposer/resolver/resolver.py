@@ -19,6 +19,7 @@ from typing import Any
 from imagecomposer.config.model import Config
 from imagecomposer.families import libsolv, provider_for
 from imagecomposer.families.base import Provider
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.foundation import display
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
@@ -105,35 +106,36 @@ class Resolver:
         return display.call("Resolver", metadata_cache=self.config.metadata_cache_dir,
                             parallel=self.config.core.parallel)
 
-    def resolve(self, spec: Spec, *, provider: Provider | None = None) -> Resolution:
+    def resolve(self, spec: Spec | PackageRequest, *, provider: Provider | None = None
+                ) -> Resolution:
+        """Resolve what ``spec`` asks for (only its :class:`PackageRequest` is read)."""
         import solv
 
         start = time.monotonic()
+        request = as_request(spec)
         if provider is None:
-
-            provider = provider_for(spec, self.config, events=self.events)
+            provider = provider_for(request, self.config, events=self.events)
         pool = new_pool(provider)
         provider.load(pool)
         pool.addfileprovides()
         pool.createwhatprovides()  # before any select(); a .solv-loaded pool crashes without
 
-        packages = spec.customizations.packages
-        removed = set(packages.remove)
+        removed = set(request.remove)
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
         # Asked first (a family may refuse a request that is also removed), added last: the
         # order of jobs shapes the transaction's install order among equals.
-        remove_jobs = provider.remove_jobs(pool, packages.install, packages.remove)
+        remove_jobs = provider.remove_jobs(pool, request.install, request.remove)
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
-        for text in [*profile_names, *packages.install]:
+        for text in [*profile_names, *request.install]:
             try:
                 found = provider.request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
             except PackageNotFound as exc:
                 missing.append(exc)
                 continue
             jobs += found
-            if text in packages.install:
+            if text in request.install:
                 spec_names |= {s.name for job in found for s in job.solvables()}
         if missing:
             if len(missing) == 1:
@@ -143,7 +145,7 @@ class Resolver:
 
         solver = pool.Solver()
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
-                        0 if packages.recommends else 1)
+                        0 if request.recommends else 1)
         problems = solver.solve(jobs)
         if problems:
             raise DependencyError(provider.annotate_problems(_problems(problems)))
@@ -157,10 +159,10 @@ class Resolver:
         for s in installed:
             entry = provider.locked(s)
             locked.append(_with_depends(entry, _depends(pool, s, chosen)))
-        base = spec.image.base
+        base = request.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),
-                    requested=tuple([*profile_names, *packages.install]))
+                    requested=tuple([*profile_names, *request.install]))
         reasons = _reasons(solver, pool, installed, spec_names,
                            f"{base.os} {base.version} base.type {base.type}")
         for entry in locked:  # say which part of the profile's request it was

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from imagecomposer.foundation import display
+from imagecomposer.foundation.fingerprint import BY_NAME, SECRET
 from imagecomposer.foundation.settings import (
     STAGES,
     Arch,
@@ -90,7 +91,7 @@ class User:
     uid: int | None = None
     groups: tuple[str, ...] = ()
     # crypt(3) hash; plaintext is refused at load. Secrets: repr says only whether set.
-    password_hash: str | None = attrs.field(default=None, repr=display.secret)
+    password_hash: str | None = attrs.field(default=None, repr=display.secret, metadata=SECRET)
     ssh_keys: tuple[str, ...] = attrs.field(default=(), repr=display.secret)
     shell: str = "/bin/bash"
     home: str | None = None
@@ -151,7 +152,7 @@ class Ssh:
 
 @attrs.frozen
 class SecureBoot:
-    key: Path
+    key: Path = attrs.field(metadata=SECRET)
     cert: Path
 
 
@@ -171,7 +172,8 @@ class Customizations:
     packages: Packages = Packages()
     users: tuple[User, ...] = ()
     # None: root account locked. A secret: repr says only whether set.
-    root_password_hash: str | None = attrs.field(default=None, repr=display.secret)
+    root_password_hash: str | None = attrs.field(default=None, repr=display.secret,
+                                                 metadata=SECRET)
     ssh: Ssh = Ssh()
     services: Services = Services()
     files: tuple[File, ...] = ()
@@ -191,8 +193,9 @@ class Encryption:
     never a passphrase in the spec."""
 
     type: EncryptionType = "luks2"
-    passphrase_file: Path | None = None  # first line: a key slot, typed at the console
-    key_file: Path | None = None  # all bytes: a key slot
+    # first line: a key slot, typed at the console
+    passphrase_file: Path | None = attrs.field(default=None, metadata=SECRET)
+    key_file: Path | None = attrs.field(default=None, metadata=SECRET)  # all bytes: a key slot
     embed_key: bool = False  # copy key_file into the image: unlocks unattended (tests)
     pbkdf_memory: int = 64 * 1024 * 1024  # argon2id memory cost, bytes
     pbkdf_iterations: int | None = None  # argon2id time cost; None: benchmark 2 s
@@ -238,9 +241,9 @@ class Disk:
 
 @attrs.frozen
 class Sign:
-    key: Path
+    key: Path = attrs.field(metadata=SECRET)
     cert: Path | None = None
-    passphrase_file: Path | None = None
+    passphrase_file: Path | None = attrs.field(default=None, metadata=SECRET)
     passphrase_env: str | None = None
     algorithm: SignAlgorithm = "auto"
 
@@ -251,7 +254,8 @@ class Output:
     compression: Compression = "none"
     sbom: tuple[SbomFormat, ...] = ("spdx",)
     sign: Sign | None = None
-    directory: Path | None = None  # None: ./output/<image name> next to the spec
+    # None: ./output/<image name> next to the spec
+    directory: Path | None = attrs.field(default=None, metadata=BY_NAME)
 
 
 @attrs.frozen
@@ -266,7 +270,7 @@ class Build:
     stages: tuple[StageName, ...] = STAGES
     # Host paths the spec may read files from besides its own directory tree
     # (imagecomposer.spec.roots); only honoured in the spec file itself, not in templates.
-    allowed_paths: tuple[Path, ...] = ()
+    allowed_paths: tuple[Path, ...] = attrs.field(default=(), metadata=BY_NAME)
 
 
 @attrs.frozen
@@ -366,8 +370,8 @@ def encryptions(disk: Disk) -> list[Encryption]:
 
 def key_material(disk: Disk) -> list[Path]:
     """The passphrase and key files the disk's encryption reads. Not among
-    :meth:`Spec.referenced_files`: their plain hashes would sit in caches (see
-    ``compose.disk.luks.key_fingerprint``)."""
+    :meth:`Spec.referenced_files`: their plain hashes would sit in caches (fingerprints hash
+    them slowly, see ``foundation.fingerprint.SECRET``)."""
     return [path for enc in encryptions(disk)
             for path in (enc.passphrase_file, enc.key_file) if path is not None]
 

@@ -4,14 +4,13 @@ tests/packages/test_cache.py, trees: test_trees.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from imagecomposer.cache.images import ImageCache, image_key
+from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.cache.registry import NAMES, Caches
 from imagecomposer.config import load_config
@@ -32,7 +31,7 @@ def outputs(tmp: Path, name: str, size: int) -> Path:
 
 
 def key(name: str, n: int):  # type: ignore[no-untyped-def]
-    return image_key(json.dumps({"image": {"name": name}}), [], f"{n:064x}", "0.1.0")
+    return CacheKey(name, f"{n:064x}", (("lock", f"{n:064x}"),))
 
 
 def test_image_cache_evicts_by_size_and_age(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 
 from imagecomposer.cache import Caches, ImageCache, PackageCache
-from imagecomposer.cache.images import image_key
+from imagecomposer.cache.images import CacheKey
 from imagecomposer.config import load_config
 from imagecomposer.foundation.errors import CacheNotWritable
 from imagecomposer.lock import Lock, LockedPackage
@@ -51,7 +51,7 @@ out["fetched"] = str(packages.fetch(lock)["hello"])
 outputs = home / "outputs"
 outputs.mkdir()
 (outputs / "hello.raw").write_bytes(b"an image")
-key = image_key(json.dumps({"image": {"name": "hello"}}), [], "aa" * 32, "0.1.0")
+key = CacheKey("hello", "aa" * 32, (("lock", "aa" * 32),))
 images.store(key, outputs)
 out["image_hit"] = images.lookup(key) is not None
 out["counts"] = {c.name: c.count for c in caches.list().caches}

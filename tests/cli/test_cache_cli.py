@@ -5,7 +5,6 @@ same entries."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.cache.images import ImageCache, image_key
+from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.cache.report import CacheListing
@@ -67,8 +66,7 @@ def filled(tmp_path: Path) -> Config:
     out.mkdir()
     (out / "edge.raw").write_bytes(b"raw image")
     for lock in ("aa", "bb"):
-        images.store(image_key(json.dumps({"image": {"name": "edge"}}), [], lock * 32,
-                               "0.1.0"), out)
+        images.store(CacheKey("edge", lock * 32, (("lock", lock * 32),)), out)
     return config
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imagecomposer.cache import Caches, PackageCache, Progress
+from imagecomposer.cache import Caches, PackageCache
 from imagecomposer.config.model import Config, PackageCacheConfig, Storage
 from imagecomposer.families import provider_for
+from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.events import FetchFinished, FetchStarted, PackageFetched
 from imagecomposer.lock import Lock
@@ -119,14 +120,14 @@ def test_concurrent_builds_share_the_store(config: Config, lock: Lock) -> None:
 def test_progress_plain_lines(config: Config, lock: Lock,
                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="imagecomposer.pipeline.packages")
-    PackageCache(config).fetch(lock, events=Progress(io.StringIO(), tty=False))
+    PackageCache(config).fetch(lock, events=Console(io.StringIO(), tty=False))
     text = caplog.text
     assert "to download" in text and f"downloaded {len(lock.packages)}" in text
 
 
 def test_progress_bar_on_tty(config: Config, lock: Lock) -> None:
     out = io.StringIO()
-    PackageCache(config).fetch(lock, events=Progress(out, tty=True))
+    PackageCache(config).fetch(lock, events=Console(out, tty=True))
     bar = out.getvalue()
     assert f"{len(lock.packages)}/{len(lock.packages)} packages" in bar
     assert "/s ETA" in bar and "\r" in bar

@@ -22,23 +22,31 @@ SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
 EMBED_DIR = "usr/share/sbom"
 
 __all__ = ["EMBED_DIR", "SUFFIXES", "ImageInfo", "SbomPackage", "collect", "cyclonedx_document",
-           "embed_sboms", "generate_sboms", "sbom_command", "spdx_document", "write_sbom",
+           "embed_sboms", "generate_sboms", "sbom_command", "sbom_documents", "spdx_document",
+           "write_sbom",
            "write_sboms"]
+
+
+def sbom_documents(image: ImageInfo, packages: tuple[SbomPackage, ...], lock_hash: str,
+                   formats: Iterable[str] = ("spdx", "cyclonedx")
+                   ) -> dict[str, dict[str, Any]]:
+    """``{format: document}`` describing ``image`` made of ``packages``."""
+    documents: dict[str, dict[str, Any]] = {}
+    for fmt in formats:
+        if fmt == "spdx":
+            documents[fmt] = spdx_document(image, packages, lock_hash)
+        elif fmt == "cyclonedx":
+            documents[fmt] = cyclonedx_document(image, packages, lock_hash)
+        else:
+            raise ExportError(f"unknown SBOM format '{fmt}' (known: spdx, cyclonedx)")
+    return documents
 
 
 def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
                    formats: Iterable[str] = SBOM_FORMATS) -> dict[str, dict[str, Any]]:
-    """``{format: document}``. Raises ExportError when lock and tree disagree."""
-    packages = collect(lock, tree)
-    documents: dict[str, dict[str, Any]] = {}
-    for fmt in formats:
-        if fmt == "spdx":
-            documents[fmt] = spdx_document(image, packages, lock.hash)
-        elif fmt == "cyclonedx":
-            documents[fmt] = cyclonedx_document(image, packages, lock.hash)
-        else:
-            raise ExportError(f"unknown SBOM format '{fmt}' (known: spdx, cyclonedx)")
-    return documents
+    """``{format: document}`` of the installed ``tree``. Raises ExportError when lock and
+    tree disagree."""
+    return sbom_documents(image, collect(lock, tree), lock.hash, formats)
 
 
 def sbom_text(document: Mapping[str, Any]) -> str:

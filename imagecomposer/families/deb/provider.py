@@ -28,13 +28,14 @@ from imagecomposer.families.deb.release import gpg_keyring
 from imagecomposer.families.deb.repository import DebSource, LoadedIndex, load_source
 from imagecomposer.families.metadata import MetadataStore
 from imagecomposer.families.profile import Profile, load_profile
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.families.solvables import locked_package
 from imagecomposer.foundation.errors import ConfigError, PackageNotFound, RepositoryError
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.spec.model import Repository, Spec, disk_features
+from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.deb")
 
@@ -42,12 +43,13 @@ log = logging.getLogger("imagecomposer.deb")
 class DebProvider:
     kind: PackageFamily = "deb"
 
-    def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
+    def __init__(self, spec: Spec | PackageRequest, config: Config, *,
+                 cache_dir: Path | None = None,
                  http: Http | None = None,
                  events: Callable[[Event], None] | None = None) -> None:
-        self.spec = spec
+        self.request = as_request(spec)  # what it reads of a spec
         self.config = config
-        base = spec.image.base
+        base = self.request.base
         self.os = base.os
         self.settings: ProviderConfig = config.providers.get(base.os, ProviderConfig())
         self.profile: Profile = load_profile(base.os, base.version)
@@ -99,7 +101,7 @@ class DebProvider:
                       check_valid_until=self.settings.check_valid_until, hint=hint)
             for r in self.profile.repositories
         ]
-        for repo in self.spec.repositories:
+        for repo in self.request.repositories:
             if repo.kind not in (None, "deb"):
                 continue
             sources.append(self._extra(repo, hint))
@@ -184,20 +186,21 @@ class DebProvider:
         return {n for i in self._facts() if i.source.name in base for n in i.facts.essential}
 
     def base_request(self) -> Sequence[str]:
-        pset = self.profile.package_set(self.spec.image.base.type)
-        arch = self.spec.image.base.arch
+        request = self.request
+        pset = self.profile.package_set(request.base.type)
+        arch = request.base.arch
         names = set(self.essential())
         base = {r.suite for r in self.profile.repositories}
         for item in self._facts():
             if item.source.name in base:
                 names.update(n for n, p in item.facts.priority.items()
                              if p in pset.priorities)
-        kernel = self.spec.customizations.kernel.package or self.profile.kernel
+        kernel = request.kernel or self.profile.kernel
         extra = [*pset.packages, kernel,
-                 *self.profile.bootloader.get(self.spec.customizations.bootloader, ())]
-        if self.spec.customizations.security.read_only_root:
+                 *self.profile.bootloader.get(request.bootloader, ())]
+        if request.read_only_root:
             extra += self.profile.read_only_root
-        extra += self.profile.layout_packages(disk_features(self.spec.disk))
+        extra += self.profile.layout_packages(request.disk_features)
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
 

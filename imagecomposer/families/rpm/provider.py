@@ -24,6 +24,7 @@ import solv
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families.metadata import MetadataStore
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.families.rpm.jobs import (
     apply_excludes,
     excluded_note,
@@ -51,7 +52,7 @@ from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured, 
 from imagecomposer.foundation.events import MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.spec.model import Repository, Spec, disk_features
+from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -84,12 +85,13 @@ class RpmProvider:
 
     kind: Literal["rpm"] = "rpm"
 
-    def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
+    def __init__(self, spec: Spec | PackageRequest, config: Config, *,
+                 cache_dir: Path | None = None,
                  events: Callable[[Any], None] | None = None,
                  profile: RpmProfile | None = None, http: Http | None = None) -> None:
-        self.spec = spec
+        self.request = as_request(spec)  # what it reads of a spec
         self.config = config
-        base = spec.image.base
+        base = self.request.base
         provider_config = config.providers.get(base.os)
         if provider_config is None and profile is None:
             raise ProviderNotConfigured(
@@ -125,7 +127,7 @@ class RpmProvider:
 
     def _plan(self) -> list[tuple[RpmSource, tuple[Path, ...]]]:
         """Every repository with its key files; keyrings are prepared later, on use."""
-        base = self.spec.image.base
+        base = self.request.base
         planned: list[tuple[RpmSource, tuple[Path, ...]]] = []
         repos = [r for r in self.profile.repositories if r.enabled]
         if repos:
@@ -147,7 +149,7 @@ class RpmProvider:
                 planned.append((RpmSource(
                     name=repo.name, baseurl=_base_url(url), priority=repo.priority,
                     gpgcheck=repo.gpgcheck, repo_gpgcheck=repo.repo_gpgcheck), keys))
-        for extra in self.spec.repositories:
+        for extra in self.request.repositories:
             if extra.kind not in (None, "rpm"):
                 raise ConfigError(f"repository {extra.name}: kind {extra.kind} cannot be "
                                   f"used with {base.os}, an rpm-family OS")
@@ -237,7 +239,7 @@ class RpmProvider:
 
         Excluded packages leave the pool's considered set (no job is needed for that).
         """
-        self.excluded_names = apply_excludes(pool, self.spec.customizations.packages.remove)
+        self.excluded_names = apply_excludes(pool, self.request.remove)
         return []
 
     def remove_jobs(self, pool: Any, install: Sequence[str], remove: Sequence[str]
@@ -272,13 +274,13 @@ class RpmProvider:
         return package
 
     def base_request(self) -> Sequence[str]:
-        customizations = self.spec.customizations
-        names = list(self.profile.package_set(self.spec.image.base.type).packages)
-        kernel = customizations.kernel.package or self.profile.kernel
+        request = self.request
+        names = list(self.profile.package_set(request.base.type).packages)
+        kernel = request.kernel or self.profile.kernel
         if kernel:
             names.append(kernel)
-        names += self.profile.bootloader.get(customizations.bootloader, ())
-        names += self.profile.layout_packages(disk_features(self.spec.disk))
+        names += self.profile.bootloader.get(request.bootloader, ())
+        names += self.profile.layout_packages(request.disk_features)
         return tuple(dict.fromkeys(names))
 
     def verify_package(self, package: LockedPackage, path: Path) -> None:
