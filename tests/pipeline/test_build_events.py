@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagecomposer.cache.trees import TreeCache
 
+from imagecomposer.cache.trees import TreeCache
 from imagecomposer.config.model import Config, Core, ProviderConfig
 from imagecomposer.foundation.events import (
     BuildWarning,
