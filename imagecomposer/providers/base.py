@@ -11,8 +11,11 @@ The resolver core (:mod:`imagecomposer.resolver`) and the package cache
   pool architecture in the family's spelling (amd64 for deb, x86_64 for rpm).
 - ``load(pool)`` must run first; ``base_request()`` and ``jobs()`` may depend on the metadata
   it loaded (e.g. the deb Essential set, the Priority fields).
-- ``jobs(pool)`` adds family semantics the solver lacks (deb: ``SOLVER_FAVOR`` jobs that
-  reproduce apt's choice among alternatives); it returns ``solv.Job`` objects.
+- ``jobs(pool)`` adds family semantics the solver lacks (rpm: ``remove:`` as dnf excludes);
+  it returns ``solv.Job`` objects. ``solver_flags()`` sets the family's solver policy.
+- ``preferences(pool, request, removed=, recommends=)`` is the family tool's own answer when
+  libsolv's policy is not that tool's (deb: the apt model, an exact install set libsolv
+  then checks); None when libsolv already is the tool's solver (rpm: dnf).
 - ``locked(solvable)`` builds the lock entry of a chosen package (URL, SHA256, size and the
   family's extra fields); :func:`imagecomposer.resolver.solvables.locked_package` does the
   generic part.
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from imagecomposer.resolver.lock import LockedPackage, LockedRepository
+from imagecomposer.resolver.resolution import Preferences
 
 
 class Provider(Protocol):
@@ -53,6 +57,15 @@ class Provider(Protocol):
 
     def jobs(self, pool: Any) -> list[Any]:
         """Family-specific solver jobs added to every request (after :meth:`load`)."""
+        ...
+
+    def solver_flags(self) -> dict[int, int]:
+        """libsolv solver flags of the family's policy (``SOLVER_FLAG_*`` → value)."""
+        ...
+
+    def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
+                    recommends: bool) -> Preferences | None:
+        """The install set the family's own tool would choose (see the module doc)."""
         ...
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:

@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from imagecomposer.config.model import Config
 from imagecomposer.errors import DependencyError, PackageNotFound
 from imagecomposer.events import Event, Resolved
 from imagecomposer.providers.base import Provider
 from imagecomposer.resolver import libsolv
 from imagecomposer.resolver.lock import Lock, LockedPackage
-from imagecomposer.resolver.resolution import Reason, Resolution
+from imagecomposer.resolver.resolution import Preferences, Reason, Resolution
+from imagecomposer.resolver.solvables import edges, ordered
 from imagecomposer.spec.model import Spec
 
 libsolv.solv()  # fail at import, naming the install command, if libsolv lacks Debian support
@@ -78,16 +81,33 @@ def _reasons(solver: Any, pool: Any, installed: list[Any], spec_jobs: set[str],
     return reasons
 
 
-def _depends(pool: Any, s: Any, chosen: dict[int, str]) -> tuple[str, ...]:
-    import solv
+def solve(pool: Any, jobs: list[Any], preferences: Preferences | None, *,
+          recommends: bool, flags: dict[int, int] | None = None) -> tuple[Any, bool]:
+    """Solve; with exact preferences first try exactly that set. (solver, exact used)."""
+    solv = libsolv.solv()
 
-    names: set[str] = set()
-    for marker in (-1, 1):
-        for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, marker):
-            for provider in pool.whatprovides(dep.id):
-                if provider.id in chosen and provider.id != s.id:
-                    names.add(chosen[provider.id])
-    return tuple(sorted(names))
+    def run(these: list[Any], ignore_recommended: bool) -> tuple[Any, list[Any]]:
+        solver = pool.Solver()
+        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
+                        1 if ignore_recommended else 0)
+        for flag, value in (flags or {}).items():
+            solver.set_flag(flag, value)
+        return solver, solver.solve(these)
+
+    if preferences is not None and preferences.exact:
+        exact = [pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id)
+                 for s in preferences.install]
+        solver, problems = run(jobs + exact, True)
+        if not problems:
+            return solver, True
+        log.warning("libsolv finds the packages apt would choose inconsistent (%s); "
+                    "libsolv chooses instead", "; ".join(str(p) for p in problems[:3]))
+    favor = [pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id)
+             for s in (preferences.install if preferences is not None else ())]
+    solver, problems = run(jobs + favor, not recommends)
+    if problems:
+        raise _problems(solver, problems)
+    return solver, False
 
 
 class Resolver:
@@ -112,12 +132,13 @@ class Resolver:
         pool.createwhatprovides()  # before any select(); a .solv-loaded pool crashes without
 
         packages = spec.customizations.packages
-        removed = set(packages.remove)
+        removed = list(dict.fromkeys(packages.remove))
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
-        for text in [*profile_names, *packages.install]:
+        request = list(dict.fromkeys([*profile_names, *packages.install]))
+        for text in request:
             try:
                 found = provider.request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
             except PackageNotFound as exc:
@@ -136,28 +157,33 @@ class Resolver:
             except PackageNotFound:
                 log.warning("remove: %s matches no package; nothing to lock out", text)
 
-        solver = pool.Solver()
-        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
-                        0 if packages.recommends else 1)
-        problems = solver.solve(jobs)
-        if problems:
-            raise _problems(solver, problems)
+        preferences = provider.preferences(pool, request, removed=removed,
+                                           recommends=packages.recommends)
+        solver, exact = solve(pool, jobs, preferences, recommends=packages.recommends,
+                              flags=provider.solver_flags())
         trans = solver.transaction()
-        trans.order()
-        installed = [s for s in trans.steps()
-                     if trans.steptype(s, solv.Transaction.SOLVER_TRANSACTION_SHOW_ACTIVE)
-                     == solv.Transaction.SOLVER_TRANSACTION_INSTALL]
+        installed = ordered(pool, list(trans.newsolvables()))
         chosen = {s.id: s.name for s in installed}
         locked: list[LockedPackage] = []
         for s in installed:
             entry = provider.locked(s)
-            locked.append(_with_depends(entry, _depends(pool, s, chosen)))
+            pre, deps = edges(pool, s, chosen)
+            locked.append(attrs.evolve(entry, depends=tuple(sorted(pre | deps))))
         base = spec.image.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),
                     requested=tuple([*profile_names, *packages.install]))
-        reasons = _reasons(solver, pool, installed, spec_names,
-                           f"{base.os} {base.version} base.type {base.type}")
+        profile = f"{base.os} {base.version} base.type {base.type}"
+        reasons = _reasons(solver, pool, installed, spec_names, profile)
+        if exact and preferences is not None:
+            for name, reason in preferences.reasons.items():
+                if name not in reasons:
+                    continue
+                if reason.kind == "spec" and reason.detail not in packages.install:
+                    reason = Reason("profile", detail=profile)
+                elif reason.kind == "spec":
+                    reason = Reason("spec")
+                reasons[name] = reason
         for entry in locked:  # say which part of the profile's request it was
             reason = reasons.get(entry.name)
             if reason is not None and reason.kind == "profile":
@@ -169,9 +195,3 @@ class Resolver:
         if self.events is not None:
             self.events(Resolved(len(locked), sum(p.size for p in locked), seconds))
         return Resolution(lock, reasons, seconds)
-
-
-def _with_depends(entry: LockedPackage, depends: tuple[str, ...]) -> LockedPackage:
-    import attrs
-
-    return attrs.evolve(entry, depends=depends)

@@ -160,12 +160,6 @@ def describe_problems(problems: Sequence[Any], excluded_names: set[str]) -> str:
     return "\n".join(lines)
 
 
-def ordered_installs(transaction: Any) -> list[Any]:
-    """The solvables to install, in the transaction's install order."""
-    new = {s.id for s in transaction.newsolvables()}
-    return [s for s in transaction.steps() if s.id in new]
-
-
 def requires_of(solvable: Any) -> list[Any]:
     """Every requirement of ``solvable`` (pre-install ones included, marker dropped)."""
     return [dep for dep in solvable.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)

@@ -23,9 +23,9 @@ from imagecomposer.resolver.rpm_jobs import (
     dependency_names,
     excluded,
     new_pool,
-    ordered_installs,
     solve,
 )
+from imagecomposer.resolver.solvables import ordered
 from imagecomposer.spec.model import Spec
 
 
@@ -39,7 +39,7 @@ def rpm_request(spec: Spec, provider: RpmProvider) -> RpmRequest:
 
 def resolve_rpm(spec: Spec, config: Config, *, provider: RpmProvider | None = None,
                 events: Callable[[Any], None] | None = None) -> Lock:
-    """Load, solve, and return the lock (install order = the transaction's order)."""
+    """Load, solve, and return the lock (install order: :mod:`imagecomposer.resolver.order`)."""
     provider = provider or RpmProvider(spec, config, events=events)
     pool = new_pool(provider.arch)
     provider.load(pool)
@@ -48,7 +48,7 @@ def resolve_rpm(spec: Spec, config: Config, *, provider: RpmProvider | None = No
     started = time.monotonic()
     transaction = solve(pool, build_jobs(pool, request), recommends=request.recommends,
                         excluded_names=provider.excluded_names)
-    chosen = ordered_installs(transaction)
+    chosen = ordered(pool, list(transaction.newsolvables()))
     names = {s.id: s.name for s in chosen}
     packages = tuple(attrs.evolve(provider.locked(s), depends=dependency_names(pool, s, names))
                      for s in chosen)

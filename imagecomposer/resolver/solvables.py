@@ -10,6 +10,7 @@ import urllib.parse
 from typing import Any, Literal
 
 from imagecomposer.resolver.lock import LockedPackage
+from imagecomposer.resolver.order import install_order
 
 
 def sha256_of(solvable: Any) -> str:
@@ -40,3 +41,30 @@ def locked_package(solvable: Any, *, repository: str, base_url: str,
         kind=kind,
         **extra,
     )
+
+
+def edges(pool: Any, s: Any, chosen: dict[int, str]) -> tuple[set[str], set[str]]:
+    """Names of chosen packages that satisfy ``s``'s pre-requirements (deb Pre-Depends,
+    rpm Requires(pre)) and its other requirements."""
+    import solv
+
+    found: tuple[set[str], set[str]] = (set(), set())
+    for where, names in ((1, found[0]), (-1, found[1])):
+        for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, where):
+            if dep.id == solv.SOLVABLE_PREREQMARKER:
+                continue
+            for provider in pool.whatprovides(dep.id):
+                if provider.id in chosen and provider.id != s.id:
+                    names.add(chosen[provider.id])
+    return found
+
+
+def ordered(pool: Any, solvables: list[Any]) -> list[Any]:
+    """``solvables`` in the lock's install order (:mod:`imagecomposer.resolver.order`)."""
+    chosen = {s.id: s.name for s in solvables}
+    pre: dict[str, set[str]] = {}
+    deps: dict[str, set[str]] = {}
+    for s in solvables:
+        pre[s.name], deps[s.name] = edges(pool, s, chosen)
+    by_name = {s.name: s for s in solvables}
+    return [by_name[n] for n in install_order(by_name, pre, deps)]

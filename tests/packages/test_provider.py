@@ -69,6 +69,14 @@ def test_mirror_auto_from_host_or_clear_error(tmp_path: Path,
     provider = provider_for(make_spec(), Config())
     urls = [r.url for r in provider.repositories()]
     assert urls == ["http://m.invalid/debian"] * 2 + ["http://m.invalid/debian-security"]
+    # Debian 13 on a Debian 12 host: the host's Debian archives serve every suite
+    trixie = provider_for(make_spec(version="13"), Config())
+    assert [(r.suite, r.url) for r in trixie.repositories()] == [
+        ("trixie", "http://m.invalid/debian"), ("trixie-updates", "http://m.invalid/debian"),
+        ("trixie-security", "http://m.invalid/debian-security")]
+    # a host whose sources name no Debian archive at all: the clear error
+    (etc / "sources.list.d" / "d.list").write_text(
+        "deb http://other.invalid/apt nodistro main\n")
     with pytest.raises(ConfigError, match=r"No mirror for debian 13 \(suite trixie\).*"
                                           r"Set providers.debian.mirror"):
         provider_for(make_spec(version="13"), Config())

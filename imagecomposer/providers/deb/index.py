@@ -1,15 +1,20 @@
 """What libsolv does not keep from a Packages index, and indexing a directory of .deb files.
 
-libsolv's deb parser drops ``Essential`` and ``Priority`` and keeps no trace of the order of
-``a | b`` alternatives. apt's choices depend on all three, so one pass over the index text
+libsolv's deb parser drops ``Essential``, ``Important``/``Protected`` and ``Priority``, and
+keeps no trace of the order in which apt creates its package records. apt's choices depend
+on all of them (see :mod:`imagecomposer.resolver.aptmodel`), so one pass over the index text
 collects them into a small JSON-able :class:`IndexFacts`, cached next to the ``.solv`` file.
+
+apt also visits a package's relations in the order they are written; a ``.solv`` file
+stores each relation array sorted by its own string ids. :func:`record_relation_order`
+stores the written order with each package (a permutation of the relations sorted by their
+text) and :func:`relations` gives them back in that order, from a parsed or a cached pool.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +23,87 @@ import libarchive
 
 from imagecomposer.errors import RepositoryError
 
+FACTS_FORMAT = 5  # sidecars of another format are parsed again
+
 
 @attrs.frozen
 class IndexFacts:
     names: frozenset[str]
     essential: frozenset[str]
-    priority: dict[str, str]  # only values other than "optional"/"extra"
-    alternatives: dict[str, int]  # +1 each time a name is a first alternative, -1 a later one
-    provided: frozenset[str]  # names that appear in some Provides
+    priority: dict[str, str]  # every value but "optional"; "" when a stanza has none
+    important: frozenset[str] = frozenset()  # "Important: yes" or "Protected: yes"
+    # The mentions that can create apt's package records while its cache generator reads
+    # this index (apt's package IDs break ties between providers), one per line in order:
+    # "name" the first plain mention (a Package stanza, a positive relation, a Provides);
+    # "-name" an unqualified Conflicts/Breaks/Replaces before any other mention (it creates
+    # the record only if no index read before mentions the name); "~name" name:any or
+    # another architecture before any other mention (a group, no native record). See
+    # :func:`imagecomposer.resolver.aptmodel.creation_rank`. One string: quick to load.
+    mentions: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"names": sorted(self.names), "essential": sorted(self.essential),
-                "priority": self.priority, "alternatives": self.alternatives,
-                "provided": sorted(self.provided)}
+        return {"format": FACTS_FORMAT, "names": sorted(self.names),
+                "essential": sorted(self.essential), "priority": self.priority,
+                "important": sorted(self.important), "mentions": self.mentions}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IndexFacts:
+    def from_json(cls, data: dict[str, Any]) -> IndexFacts | None:
+        """The facts, or None for a sidecar of another format (parse the index again)."""
+        if not isinstance(data, dict) or data.get("format") != FACTS_FORMAT:
+            return None
         return cls(frozenset(data["names"]), frozenset(data["essential"]),
-                   dict(data["priority"]), dict(data["alternatives"]),
-                   frozenset(data["provided"]))
-
-
-def _dep_name(item: str) -> str:
-    return item.strip().split(" ", 1)[0].split("(", 1)[0].split(":", 1)[0].strip()
+                   dict(data["priority"]), frozenset(data["important"]),
+                   str(data["mentions"]))
 
 
 _FIELD_LINE = re.compile(
-    r"^(Package|Essential|Priority|Depends|Pre-Depends|Recommends|Provides|Filename|Size):"
-    r"[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
+    r"^(Package|Essential|Important|Protected|Priority|Pre-Depends|Depends|Conflicts|Breaks|"
+    r"Recommends|Suggests|Replaces|Enhances|Provides|Filename|Size):[ \t]*(.*)$",
+    re.MULTILINE | re.IGNORECASE)
+# apt's cache generator parses a stanza's relations in this order (deblistparser.cc)
+_RELATIONS = ("pre-depends", "depends", "conflicts", "breaks", "recommends", "suggests",
+              "replaces", "enhances", "provides")
+_NEGATIVE = frozenset({"conflicts", "breaks", "replaces"})
+_NAME = re.compile(r"\s*([^\s(|,]+)")
+
+
+class _Mentions:
+    """Collects :attr:`IndexFacts.mentions`."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.seen: set[str] = set()  # any mention
+        self.plain: set[str] = set()
+
+    def add(self, name: str, kind: str) -> None:
+        """One mention of ``name``: "+" plain, "-" negative, "~" another architecture."""
+        if name in self.plain:
+            return
+        if kind == "+":
+            self.plain.add(name)
+            self.seen.add(name)
+            self.events.append(name)
+        elif name not in self.seen:
+            self.seen.add(name)
+            self.events.append(kind + name)
+
+    def stanza(self, fields: dict[str, str]) -> None:
+        """The mentions of one stanza's relation fields, in apt's order."""
+        for key in _RELATIONS:
+            value = fields.get(key)
+            if not value:
+                continue
+            negative = key in _NEGATIVE
+            for item in re.split(r"[,|]", value):
+                match = _NAME.match(item)
+                if match is None:
+                    continue
+                name, _, arch = match.group(1).partition(":")
+                if arch and arch != "native":
+                    if key != "provides":  # name:any, name:i386: the group, not our record
+                        self.add(name, "~")
+                else:
+                    self.add(name, "-" if negative else "+")
 
 
 def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
@@ -56,20 +114,33 @@ def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
     """
     names: set[str] = set()
     essential: set[str] = set()
+    important: set[str] = set()
     priority: dict[str, str] = {}
-    alternatives: Counter[str] = Counter()
-    provided: set[str] = set()
     sizes: dict[str, int] = {}
+    mentions = _Mentions()
+    fields: dict[str, str] = {}
     current = ""
     filename = ""
+
+    def close() -> None:
+        if current:
+            if "priority" not in fields:
+                priority[current] = ""
+            mentions.stanza(fields)
+
     for match in _FIELD_LINE.finditer(text):
         key = match.group(1).lower()
         value = match.group(2).strip()
         if key == "package":
+            close()
             current = value
             filename = ""
+            fields = {}
             names.add(value)
-        elif key == "filename":
+            mentions.add(value, "+")
+            continue
+        fields[key] = value
+        if key == "filename":
             filename = value
         elif key == "size":
             if value.isdigit():
@@ -77,21 +148,76 @@ def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
         elif key == "essential":
             if value.lower() == "yes":
                 essential.add(current)
+        elif key in ("important", "protected"):
+            if value.lower() == "yes":
+                important.add(current)
         elif key == "priority":
-            if value not in ("optional", "extra"):
+            if value != "optional":
                 priority[current] = value
-        elif key == "provides":
-            provided.update(_dep_name(item) for item in value.split(",") if item.strip())
-        elif "|" in value:
-            for item in value.split(","):
-                if "|" in item:
-                    alts = [_dep_name(a) for a in item.split("|")]
-                    alternatives[alts[0]] += 1
-                    for later in alts[1:]:
-                        alternatives[later] -= 1
-    facts = IndexFacts(frozenset(names), frozenset(essential), priority, dict(alternatives),
-                       frozenset(provided))
+    close()
+    facts = IndexFacts(frozenset(names), frozenset(essential), priority, frozenset(important),
+                       "\n".join(mentions.events))
     return facts, sizes
+
+
+ORDER_KEY = "imagecomposer:relation-order"
+
+
+def _fields() -> tuple[tuple[int, int], ...]:
+    """(libsolv key, marker) of the relation arrays apt visits, in apt's order."""
+    import solv
+
+    return ((solv.SOLVABLE_REQUIRES, 1), (solv.SOLVABLE_REQUIRES, -1),
+            (solv.SOLVABLE_CONFLICTS, 0), (solv.SOLVABLE_RECOMMENDS, 0),
+            (solv.SOLVABLE_SUGGESTS, 0))
+
+
+def _deps(solvable: Any, key: int, marker: int) -> list[Any]:
+    import solv
+
+    return [d for d in solvable.lookup_deparray(key, marker)
+            if d.id != solv.SOLVABLE_PREREQMARKER]
+
+
+def record_relation_order(repo: Any) -> None:
+    """Store each package's relation order (lost by ``.solv`` files) in ``repo``.
+
+    Call on a repo parsed from the index text, before it is written to a ``.solv`` file.
+    Per package one string: per relation array (Pre-Depends, Depends, Conflicts+Breaks,
+    Recommends, Suggests) the written order as indexes into the array sorted by text.
+    """
+    data = repo.add_repodata()
+    key = repo.pool.str2id(ORDER_KEY)
+    fields = _fields()
+    for solvable in repo.solvables_iter():
+        parts = []
+        for field, marker in fields:
+            texts = [str(d) for d in _deps(solvable, field, marker)]
+            if len(texts) < 2:
+                parts.append("")
+                continue
+            rank = {t: i for i, t in enumerate(sorted(texts))}
+            parts.append(".".join(str(rank[t]) for t in texts))
+        if any(parts):
+            data.set_str(solvable.id, key, ";".join(parts))
+    data.internalize()
+
+
+def relations(solvable: Any) -> list[list[Any]]:
+    """The relation arrays of :func:`record_relation_order`, each in the written order."""
+    order = solvable.lookup_str(solvable.pool.str2id(ORDER_KEY, False) or 0) or ""
+    parts = order.split(";")
+    found = []
+    for number, (field, marker) in enumerate(_fields()):
+        deps = _deps(solvable, field, marker)
+        part = parts[number] if number < len(parts) else ""
+        if part and len(deps) > 1:
+            by_text = sorted(deps, key=str)
+            positions = [int(p) for p in part.split(".")]
+            if len(positions) == len(deps) and sorted(positions) == list(range(len(deps))):
+                deps = [by_text[p] for p in positions]
+        found.append(deps)
+    return found
 
 
 def _control_of(deb: Path) -> str:

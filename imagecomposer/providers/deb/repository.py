@@ -23,7 +23,12 @@ import attrs
 from imagecomposer.cache.http import NotFound
 from imagecomposer.errors import ConfigError, RepositoryError, SignatureError
 from imagecomposer.providers.deb import release as rel
-from imagecomposer.providers.deb.index import IndexFacts, index_directory, scan
+from imagecomposer.providers.deb.index import (
+    IndexFacts,
+    index_directory,
+    record_relation_order,
+    scan,
+)
 from imagecomposer.providers.metadata import MetadataStore
 
 log = logging.getLogger("imagecomposer.deb")
@@ -114,6 +119,7 @@ def _load_text(pool: Any, source: DebSource, text: str, sizes: dict[str, int]) -
         finally:
             fp.close()
     _set_sizes(repo, sizes)
+    record_relation_order(repo)  # a .solv file would lose it
     return repo
 
 
@@ -257,8 +263,8 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             ok = repo.add_solv(fp)
         finally:
             fp.close()
-        if ok:
-            facts = IndexFacts.from_json(json.loads(json_path.read_text()))
+        facts = IndexFacts.from_json(json.loads(json_path.read_text())) if ok else None
+        if facts is not None:  # None: a sidecar of an older format, parse the index again
             return LoadedIndex(repo, source, base, facts, True,
                                path if path.is_file() else None)
         repo.free(True)

@@ -44,6 +44,7 @@ from imagecomposer.providers.rpm.profile import (
 )
 from imagecomposer.providers.rpm.verify import check_sha256, check_signature
 from imagecomposer.resolver.lock import LockedPackage, LockedRepository
+from imagecomposer.resolver.resolution import Preferences
 from imagecomposer.resolver.rpm_jobs import apply_excludes, request_jobs
 from imagecomposer.resolver.solvables import locked_package
 from imagecomposer.spec.model import Repository, Spec
@@ -233,6 +234,16 @@ class RpmProvider:
         """
         self.excluded_names = apply_excludes(pool, self.spec.customizations.packages.remove)
         return []
+
+    def solver_flags(self) -> dict[int, int]:
+        """dnf's policy: among the providers of a dependency, obey repository priority
+        and the best version, as libdnf does."""
+        return {solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY: 1}
+
+    def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
+                    recommends: bool) -> Preferences | None:
+        """None: libsolv is dnf's own solver, its choice is dnf's."""
+        return None
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Jobs for one dnf-style request string (``name-version`` pins, ``name >= v``)."""
