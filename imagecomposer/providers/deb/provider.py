@@ -171,10 +171,12 @@ class DebProvider:
         return [i.index for i in self._facts() if i.index is not None]
 
     def _facts(self) -> list[LoadedIndex]:
+        """The loaded indexes in the order of :attr:`sources` (apt reads them in that
+        order), whatever order they were loaded in."""
         if not self._loaded:
             raise RepositoryError("DebProvider.load(pool) must run before asking for the "
                                   "request or the jobs")
-        return list(self._loaded.values())
+        return sorted(self._loaded.values(), key=lambda i: self.sources.index(i.source))
 
     # --- request and apt semantics ----------------------------------------------------
 

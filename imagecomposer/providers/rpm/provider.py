@@ -45,7 +45,7 @@ from imagecomposer.providers.rpm.profile import (
 from imagecomposer.providers.rpm.verify import check_sha256, check_signature
 from imagecomposer.resolver.lock import LockedPackage, LockedRepository
 from imagecomposer.resolver.resolution import Preferences
-from imagecomposer.resolver.rpm_jobs import apply_excludes, request_jobs
+from imagecomposer.resolver.rpm_jobs import DNF_SOLVER_FLAGS, apply_excludes, request_jobs
 from imagecomposer.resolver.solvables import locked_package
 from imagecomposer.spec.model import Repository, Spec
 
@@ -236,9 +236,8 @@ class RpmProvider:
         return []
 
     def solver_flags(self) -> dict[int, int]:
-        """dnf's policy: among the providers of a dependency, obey repository priority
-        and the best version, as libdnf does."""
-        return {solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY: 1}
+        """dnf's solver policy (libdnf's flags)."""
+        return dict(DNF_SOLVER_FLAGS)
 
     def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
                     recommends: bool) -> Preferences | None:
