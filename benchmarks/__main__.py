@@ -1,7 +1,7 @@
 """Run the benchmarks, each printing its own table: ``python -m benchmarks [NAME ...]``.
 
-Names: packages, disk, export, pipeline, compose (default: all but compose, which needs
-tests/compose on the path and downloads its own package set).
+Names: packages, parity, disk, export, pipeline, compose (default: all but compose, which
+needs tests/compose on the path and downloads its own package set).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = {"packages": "bench_packages.py", "disk": "bench_disk.py",
+SCRIPTS = {"packages": "bench_packages.py", "parity": "bench_parity.py",
+           "disk": "bench_disk.py",
            "export": "bench_export.py", "pipeline": "bench_pipeline.py",
            "compose": "compose_vs_mmdebstrap.py"}
-DEFAULT = ("packages", "disk", "export", "pipeline")
+DEFAULT = ("packages", "parity", "disk", "export", "pipeline")
 
 
 def main(names: list[str]) -> int:

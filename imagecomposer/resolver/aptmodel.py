@@ -230,9 +230,6 @@ class _Marker:
 
     # --- ordering of solutions -----------------------------------------------------------
 
-    def _provider_key(self, target: str) -> Any:
-        return provider_key(self.u, target, self.protected)
-
     def solutions(self, parent: str, group: Group) -> list[tuple[Any, int]]:
         """getAllPossibleSolutions(CANDIDATE, sorted): (version, alternative index)."""
         found: list[tuple[Any, int]] = []
@@ -242,8 +239,8 @@ class _Marker:
             versions = [v for v in versions if (c := self.candidate(v.name)) is not None
                         and c.id == v.id]
             unique: dict[int, Any] = {v.id: v for v in versions}
-            found += [(v, index) for v in sorted(unique.values(),
-                                                 key=self._provider_key(alt.name))]
+            found += [(v, index) for v in sort_providers(self.u, alt.name, unique.values(),
+                                                         self.protected)]
         kept: list[tuple[Any, int]] = []
         for item in found:
             if kept and kept[-1][0].id == item[0].id:
@@ -405,7 +402,7 @@ class _Marker:
                 if not propagate or not group.critical:
                     continue
                 count, only = self.solution_count(name, group)
-                if count != 1 or only.name in self.protected:
+                if count != 1 or only is None or only.name in self.protected:
                     continue
                 self.protected.add(only.name)
                 if not self.mark_install(only.name, True, depth + 1, False):
@@ -485,34 +482,64 @@ class _Marker:
         changed = True
         while changed:
             changed = False
-            targets: set[str] = set()
+            targets: dict[str, tuple[str, Group]] = {}
             for name in self.order:
                 if self.installing(name):
                     for group in self.u.groups(self.inst[name]):
                         if not group.negative and self.important(group):
-                            targets.update(a.name for a in group.alternatives)
+                            for alt in group.alternatives:
+                                targets.setdefault(alt.name, (name, group))
             for name in left:
                 candidate = self.candidate(name)
-                names = {name, *(self.u.provided_names(candidate) if candidate else ())}
-                if names & targets:
-                    self.mark_install(name, False, 0, False)
+                names = [name, *(self.u.provided_names(candidate) if candidate else ())]
+                hit = next((targets[n] for n in names if n in targets), None)
+                if hit is not None:
+                    by, group = hit
+                    kind: Literal["dependency", "recommended"] = (
+                        "recommended" if group.kind == "recommends" else "dependency")
+                    self.choices.pop(name, None)
+                    self.mark_install(name, False, 0, False,
+                                      Choice(kind, by, group.text, note="kept by apt's "
+                                             "autoremove check"))
                     left.remove(name)
                     changed = True
                     break
 
 
-def provider_key(universe: AptUniverse, target: str, protected: Iterable[str] = ()) -> Any:
+def _flags_key(universe: AptUniverse, target: str, protected: frozenset[str]) -> Any:
     """apt's CompareProviders for the providers of ``target`` (one architecture, nothing
-    installed): protected first, then the package named ``target``, Essential, Important,
-    the higher Priority, and last the package apt created later."""
-    shield = frozenset(protected)
+    installed) but its last key: protected first, then the package named ``target``,
+    Essential, Important, the higher Priority."""
 
     def key(version: Any) -> tuple[int, ...]:
         name = version.name
-        return (0 if name in shield else 1, 0 if name == target else 1,
+        return (0 if name in protected else 1, 0 if name == target else 1,
                 0 if universe.essential(name) else 1, 0 if universe.important(name) else 1,
-                universe.priority(version), -universe.rank(name))
+                universe.priority(version))
     return key
+
+
+def sort_providers(universe: AptUniverse, target: str, versions: Iterable[Any],
+                   protected: Iterable[str] = ()) -> list[Any]:
+    """``versions`` in apt's CompareProviders order: :func:`_flags_key`, then the package
+    apt created later first (its ID: costly to compute, so only where the others tie)."""
+    found = list(versions)
+    if len(found) < 2:
+        return found
+    flags = _flags_key(universe, target, frozenset(protected))
+    keyed = sorted(((flags(v), v) for v in found), key=lambda item: item[0])
+    result: list[Any] = []
+    start = 0
+    while start < len(keyed):
+        end = start + 1
+        while end < len(keyed) and keyed[end][0] == keyed[start][0]:
+            end += 1
+        run = [v for _, v in keyed[start:end]]
+        if len(run) > 1:
+            run.sort(key=lambda v: -universe.rank(v.name))
+        result += run
+        start = end
+    return result
 
 
 def _choice(parent: str, group: Group, index: int, version: Any,

@@ -122,10 +122,12 @@ class AptPool:
     def _group(self, kind: DepKind, dep: Any) -> Group:
         text = str(dep)
         pieces = text.split(" | ")
+        if len(pieces) == 1:  # the dependency id is the alternative's: no need to rebuild it
+            parts = text.split()
+            shown = text if len(parts) != 3 else \
+                f"{parts[0]} ({_APT_OPS.get(parts[1], parts[1])} {parts[2]})"
+            return Group(kind, (Alternative(parts[0].removesuffix(":any"), dep.id, shown),))
         parsed = [self._alternative(p) for p in pieces]
-        if len(parsed) == 1:
-            target, _, shown = parsed[0]
-            return Group(kind, (Alternative(target, dep.id, shown),))
         rebuilt = parsed[-1][1]
         for _, alt, _ in reversed(parsed[:-1]):
             rebuilt = self.pool.rel2id(alt, rebuilt, self.solv.REL_OR)

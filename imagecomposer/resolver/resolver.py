@@ -185,12 +185,12 @@ class Resolver:
                     reason = Reason("spec")
                 reasons[name] = reason
         for entry in locked:  # say which part of the profile's request it was
-            reason = reasons.get(entry.name)
-            if reason is not None and reason.kind == "profile":
+            given = reasons.get(entry.name)
+            if given is not None and given.kind == "profile":
                 why = ("Essential: yes" if entry.essential else
                        "Priority: required" if entry.priority == "required" else "")
                 if why:
-                    reasons[entry.name] = Reason("profile", detail=f"{reason.detail}, {why}")
+                    reasons[entry.name] = Reason("profile", detail=f"{given.detail}, {why}")
         seconds = time.monotonic() - start
         if self.events is not None:
             self.events(Resolved(len(locked), sum(p.size for p in locked), seconds))

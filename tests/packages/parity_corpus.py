@@ -9,6 +9,10 @@ to tune the apt model: it follows apt's source, not these results.
 from __future__ import annotations
 
 CORPUS: dict[str, tuple[str, ...]] = {
+    # what the older parity tests checked: the bootable base + ssh, and a mixed server
+    "base-ssh": ("openssh-server",),
+    "mixed-server": ("openssh-server", "postfix", "apache2", "python3-pip",
+                     "build-essential", "vim", "mariadb-server"),
     # desktops
     "xfce4": ("xfce4",),
     "kde-standard": ("kde-standard",),

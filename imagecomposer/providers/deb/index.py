@@ -151,9 +151,8 @@ def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
         elif key in ("important", "protected"):
             if value.lower() == "yes":
                 important.add(current)
-        elif key == "priority":
-            if value != "optional":
-                priority[current] = value
+        elif key == "priority" and value != "optional":
+            priority[current] = value
     close()
     facts = IndexFacts(frozenset(names), frozenset(essential), priority, frozenset(important),
                        "\n".join(mentions.events))

@@ -294,6 +294,6 @@ def apt_requests(universe: AptPool, pool: Any, texts: Sequence[str]
                          if (c := universe.default_candidate(s.name)) is not None
                          and c.id == s.id]
         if providers:
-            chosen = min(providers, key=aptmodel.provider_key(universe, req.name))
+            chosen = aptmodel.sort_providers(universe, req.name, providers)[0]
             found.append(aptmodel.AptRequest(chosen.name, text=text))
     return found
