@@ -31,7 +31,7 @@ architecture, nothing installed. See docs/packages.md for what is knowingly not 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -100,7 +100,8 @@ class AptUniverse(Protocol):
         ...
 
     def rank(self, name: str) -> int:
-        """The order in which apt created the package record (its ID)."""
+        """The order in which apt created the package record (its ID; see
+        :func:`imagecomposer.resolver.aptpool.creation_rank`)."""
         ...
 
 
@@ -583,23 +584,3 @@ def plan(universe: AptUniverse, requests: Sequence[AptRequest], *, recommends: b
     install = tuple(marker.inst[n] for n in marker.order if marker.installing(n))
     choices = {v.name: marker.choices[v.name] for v in install if v.name in marker.choices}
     return AptPlan(install, choices, tuple(problems))
-
-
-def mention_positions(mentions: str) -> dict[str, int]:
-    """``IndexFacts.mentions`` of one index as {event: line} (see :func:`creation_rank`)."""
-    return {event: line for line, event in enumerate(mentions.split("\n")) if event}
-
-
-def creation_rank(name: str, indexes: Sequence[Mapping[str, int]]) -> int:
-    """apt's package ID order for ``name`` (larger: created later) when its cache generator
-    reads the indexes in this order (:func:`mention_positions` of each)."""
-    mentioned = False
-    for number, events in enumerate(indexes):
-        negative = events.get("-" + name)
-        if negative is not None and not mentioned:
-            return (number << 32) + negative
-        plain = events.get(name)
-        if plain is not None:
-            return (number << 32) + plain
-        mentioned = mentioned or negative is not None or ("~" + name) in events
-    return len(indexes) << 32

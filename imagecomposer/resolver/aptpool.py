@@ -17,13 +17,7 @@ from typing import Any
 
 from imagecomposer.providers.deb.index import IndexFacts, relations
 from imagecomposer.resolver import libsolv
-from imagecomposer.resolver.aptmodel import (
-    Alternative,
-    DepKind,
-    Group,
-    creation_rank,
-    mention_positions,
-)
+from imagecomposer.resolver.aptmodel import Alternative, DepKind, Group
 
 log = logging.getLogger("imagecomposer.resolver")
 
@@ -195,6 +189,21 @@ class AptPool:
         return sorted({s.name for s in selection.solvables() if self._usable(s)})
 
 
-def facts_by_repo(loaded: Mapping[int, Any]) -> list[tuple[Any, IndexFacts]]:
-    """(repo, facts) of loaded indexes (``DebProvider._loaded`` values keep load order)."""
-    return [(item.repo, item.facts) for item in loaded.values()]
+def mention_positions(mentions: str) -> dict[str, int]:
+    """``IndexFacts.mentions`` of one index as {event: line} (see :func:`creation_rank`)."""
+    return {event: line for line, event in enumerate(mentions.split("\n")) if event}
+
+
+def creation_rank(name: str, indexes: Sequence[Mapping[str, int]]) -> int:
+    """apt's package ID order for ``name`` (larger: created later) when its cache generator
+    reads the indexes in this order (:func:`mention_positions` of each)."""
+    mentioned = False
+    for number, events in enumerate(indexes):
+        negative = events.get("-" + name)
+        if negative is not None and not mentioned:
+            return (number << 32) + negative
+        plain = events.get(name)
+        if plain is not None:
+            return (number << 32) + plain
+        mentioned = mentioned or negative is not None or ("~" + name) in events
+    return len(indexes) << 32

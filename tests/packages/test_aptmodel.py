@@ -17,7 +17,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.providers import provider_for
 from imagecomposer.providers.deb import DebProvider
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.aptmodel import creation_rank, mention_positions
+from imagecomposer.resolver.aptpool import creation_rank, mention_positions
 from imagecomposer.resolver.resolution import Resolution
 from tests.fixtures.aptsim import AptSim
 from tests.fixtures.debrepo import Deb, DebArchive
