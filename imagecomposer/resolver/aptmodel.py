@@ -183,9 +183,10 @@ class _Marker:
     def _hits(self, parent: str, alt: Alternative, negative: bool,
               version_of: Any) -> bool:
         for version in self.u.providers(alt):
-            if negative and version.name == parent:
+            name = version.name
+            if negative and name == parent:
                 continue  # self-conflicts and own Provides are ignored
-            chosen = version_of(version.name)
+            chosen = version_of(name)
             if chosen is not None and chosen.id == version.id:
                 return True
         return False
@@ -240,6 +241,9 @@ class _Marker:
             versions = [v for v in versions if (c := self.candidate(v.name)) is not None
                         and c.id == v.id]
             unique: dict[int, Any] = {v.id: v for v in versions}
+            if group.negative:  # every one is handled: no order needed
+                found += [(v, index) for v in unique.values()]
+                continue
             found += [(v, index) for v in sort_providers(self.u, alt.name, unique.values(),
                                                          self.protected)]
         kept: list[tuple[Any, int]] = []

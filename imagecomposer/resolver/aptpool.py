@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from imagecomposer.providers.deb.index import IndexFacts, relations
@@ -44,8 +44,7 @@ class AptPool:
                                             *(f.essential for _, f in indexes))
         self.importants = frozenset().union(FORCED_ESSENTIAL,
                                             *(f.important for _, f in indexes))
-        self._mentions = [f.mentions for _, f in indexes]
-        self._positions: list[dict[str, int]] | None = None
+        self._mentions = [f"\n{f.mentions}\n" for _, f in indexes]
         self._ranks: dict[str, int] = {}
         self._versions: dict[str, list[Any]] = {}
         self._candidates: dict[str, Any | None] = {}
@@ -177,9 +176,7 @@ class AptPool:
     def rank(self, name: str) -> int:
         found = self._ranks.get(name)
         if found is None:
-            if self._positions is None:
-                self._positions = [mention_positions(m) for m in self._mentions]
-            found = self._ranks[name] = creation_rank(name, self._positions)
+            found = self._ranks[name] = creation_rank(name, self._mentions)
         return found
 
     def names_matching(self, pattern: str) -> list[str]:
@@ -189,21 +186,18 @@ class AptPool:
         return sorted({s.name for s in selection.solvables() if self._usable(s)})
 
 
-def mention_positions(mentions: str) -> dict[str, int]:
-    """``IndexFacts.mentions`` of one index as {event: line} (see :func:`creation_rank`)."""
-    return {event: line for line, event in enumerate(mentions.split("\n")) if event}
-
-
-def creation_rank(name: str, indexes: Sequence[Mapping[str, int]]) -> int:
+def creation_rank(name: str, indexes: Sequence[str]) -> int:
     """apt's package ID order for ``name`` (larger: created later) when its cache generator
-    reads the indexes in this order (:func:`mention_positions` of each)."""
+    reads the indexes in this order (``IndexFacts.mentions`` of each, with a newline at both
+    ends: a substring search finds an event without building a table of all of them; the
+    offset of the line is as good an order as its number)."""
     mentioned = False
     for number, events in enumerate(indexes):
-        negative = events.get("-" + name)
-        if negative is not None and not mentioned:
+        negative = events.find(f"\n-{name}\n")
+        if negative >= 0 and not mentioned:
             return (number << 32) + negative
-        plain = events.get(name)
-        if plain is not None:
+        plain = events.find(f"\n{name}\n")
+        if plain >= 0:
             return (number << 32) + plain
-        mentioned = mentioned or negative is not None or ("~" + name) in events
+        mentioned = mentioned or negative >= 0 or events.find(f"\n~{name}\n") >= 0
     return len(indexes) << 32

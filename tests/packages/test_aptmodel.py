@@ -17,7 +17,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.providers import provider_for
 from imagecomposer.providers.deb import DebProvider
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.aptpool import creation_rank, mention_positions
+from imagecomposer.resolver.aptpool import creation_rank
 from imagecomposer.resolver.resolution import Resolution
 from tests.fixtures.aptsim import AptSim
 from tests.fixtures.debrepo import Deb, DebArchive
@@ -148,8 +148,8 @@ def test_recommends_off_and_removed_names(config: Config, archive: DebArchive,
 
 def test_creation_rank_follows_apt_cache_generator() -> None:
     # index 1 mentions "late" only in a Conflicts after another index named it: no record
-    first = mention_positions("\n".join(["pkg-a", "~late", "pkg-b"]))
-    second = mention_positions("\n".join(["-late", "late", "-early"]))
+    first = "\n" + "\n".join(["pkg-a", "~late", "pkg-b"]) + "\n"
+    second = "\n" + "\n".join(["-late", "late", "-early"]) + "\n"
     ranks = {n: creation_rank(n, [first, second]) for n in ("pkg-a", "pkg-b", "late", "early")}
     assert sorted(ranks, key=ranks.__getitem__) == ["pkg-a", "pkg-b", "late", "early"]
     assert ranks["late"] > ranks["pkg-b"]  # its ":any" mention created no record
