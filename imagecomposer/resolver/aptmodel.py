@@ -69,7 +69,8 @@ class Group:
 
 
 class AptUniverse(Protocol):
-    """apt's view of the metadata (implemented over a libsolv pool by ``aptpool``).
+    """apt's view of the metadata (implemented over a libsolv pool by
+    :class:`imagecomposer.providers.deb.aptpool.AptPool`).
 
     Versions are opaque objects with ``.name`` and ``.id`` (libsolv solvables).
     """
@@ -101,7 +102,7 @@ class AptUniverse(Protocol):
 
     def rank(self, name: str) -> int:
         """The order in which apt created the package record (its ID; see
-        :func:`imagecomposer.resolver.aptpool.creation_rank`)."""
+        :func:`imagecomposer.providers.deb.aptpool.creation_rank`)."""
         ...
 
 

@@ -23,7 +23,7 @@ from imagecomposer.providers.base import Provider
 from imagecomposer.resolver import libsolv
 from imagecomposer.resolver.lock import Lock, LockedPackage
 from imagecomposer.resolver.resolution import Preferences, Reason, Resolution
-from imagecomposer.resolver.solvables import edges, ordered
+from imagecomposer.resolver.solvables import ordered
 from imagecomposer.spec.model import Spec
 
 libsolv.solv()  # fail at import, naming the install command, if libsolv lacks Debian support
@@ -162,13 +162,9 @@ class Resolver:
         solver, exact = solve(pool, jobs, preferences, recommends=packages.recommends,
                               flags=provider.solver_flags())
         trans = solver.transaction()
-        installed = ordered(pool, list(trans.newsolvables()))
-        chosen = {s.id: s.name for s in installed}
-        locked: list[LockedPackage] = []
-        for s in installed:
-            entry = provider.locked(s)
-            pre, deps = edges(pool, s, chosen)
-            locked.append(attrs.evolve(entry, depends=tuple(sorted(pre | deps))))
+        installed, requires = ordered(pool, list(trans.newsolvables()))
+        locked: list[LockedPackage] = [attrs.evolve(provider.locked(s), depends=requires[s.name])
+                                       for s in installed]
         base = spec.image.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),

@@ -48,7 +48,7 @@ def resolve_rpm(spec: Spec, config: Config, *, provider: RpmProvider | None = No
     started = time.monotonic()
     transaction = solve(pool, build_jobs(pool, request), recommends=request.recommends,
                         excluded_names=provider.excluded_names)
-    chosen = ordered(pool, list(transaction.newsolvables()))
+    chosen, _ = ordered(pool, list(transaction.newsolvables()))
     names = {s.id: s.name for s in chosen}
     packages = tuple(attrs.evolve(provider.locked(s), depends=dependency_names(pool, s, names))
                      for s in chosen)

@@ -59,12 +59,14 @@ def edges(pool: Any, s: Any, chosen: dict[int, str]) -> tuple[set[str], set[str]
     return found
 
 
-def ordered(pool: Any, solvables: list[Any]) -> list[Any]:
-    """``solvables`` in the lock's install order (:mod:`imagecomposer.resolver.order`)."""
+def ordered(pool: Any, solvables: list[Any]) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
+    """``solvables`` in the lock's install order (:mod:`imagecomposer.resolver.order`), and
+    for each name the sorted names of the others it requires (the lock's ``depends``)."""
     chosen = {s.id: s.name for s in solvables}
     pre: dict[str, set[str]] = {}
     deps: dict[str, set[str]] = {}
     for s in solvables:
         pre[s.name], deps[s.name] = edges(pool, s, chosen)
     by_name = {s.name: s for s in solvables}
-    return [by_name[n] for n in install_order(by_name, pre, deps)]
+    requires = {n: tuple(sorted(pre[n] | deps[n])) for n in by_name}
+    return [by_name[n] for n in install_order(by_name, pre, deps)], requires

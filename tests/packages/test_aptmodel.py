@@ -16,8 +16,8 @@ import pytest
 from imagecomposer.config.model import Config
 from imagecomposer.providers import provider_for
 from imagecomposer.providers.deb import DebProvider
+from imagecomposer.providers.deb.aptpool import creation_rank
 from imagecomposer.resolver import Resolver
-from imagecomposer.resolver.aptpool import creation_rank
 from imagecomposer.resolver.resolution import Resolution
 from tests.fixtures.aptsim import AptSim
 from tests.fixtures.debrepo import Deb, DebArchive

@@ -1,9 +1,12 @@
 """apt parity: the parity corpus against ``apt-get -s install`` (marker ``network``).
 
 Every request of tests/packages/parity_corpus.py, on top of the minimal base, for Debian 12
-and 13, with and without Recommends, is resolved by imagecomposer and simulated by apt on
-the same verified index files; the packages and versions must be identical. The apt runs
-go two at a time while we resolve (metadata is fetched once per session).
+and 13, with and without Recommends, is resolved by imagecomposer and by apt on the same
+verified index files; the packages and versions must be identical. apt's set is read from
+``apt-get --print-uris install`` (the set ``apt-get -s`` prints, without ordering the
+installation step by step, which is most of ``-s``'s time); ``test_print_uris_is_the_
+simulated_set`` checks the two agree. The apt runs go two at a time while we resolve
+(metadata is fetched once per session).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def parity(real_config: Config, real_apt: Callable[[str], Any]
                 make_spec(CORPUS[name], recommends=recommends, version=version)).lock
             ours = {p.name: p.version for p in lock.packages}
             apt = real_apt(version)
-            pending.append((key, ours, pool.submit(apt.simulate, lock.requested,
+            pending.append((key, ours, pool.submit(apt.marked, lock.requested,
                                                    recommends=recommends)))
         for key, ours, future in pending:
             found[key] = (ours, future.result()[0])
@@ -55,6 +58,16 @@ def test_identical_to_apt(parity: dict[Key, tuple[dict[str, str], dict[str, str]
             if ours.get(n) != theirs.get(n)}
     assert diff == {}
     assert len(ours) > 100
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_print_uris_is_the_simulated_set(real_apt: Callable[[str], Any],
+                                         real_config: Config, version: str) -> None:
+    spec = make_spec(CORPUS["mixed-server"], recommends=True, version=version)
+    request = Resolver(real_config).resolve(spec).lock.requested
+    apt = real_apt(version)
+    assert apt.marked(request, recommends=True)[0] == apt.simulate(request,
+                                                                   recommends=True)[0]
 
 
 def test_corpus_is_large_enough() -> None:

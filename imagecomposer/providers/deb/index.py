@@ -38,7 +38,7 @@ class IndexFacts:
     # "-name" an unqualified Conflicts/Breaks/Replaces before any other mention (it creates
     # the record only if no index read before mentions the name); "~name" name:any or
     # another architecture before any other mention (a group, no native record). See
-    # :func:`imagecomposer.resolver.aptpool.creation_rank`. One string: quick to load.
+    # :func:`imagecomposer.providers.deb.aptpool.creation_rank`. One string: quick to load.
     mentions: str = ""
 
     def to_json(self) -> dict[str, Any]:

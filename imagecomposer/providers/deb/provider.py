@@ -25,13 +25,13 @@ from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.errors import ConfigError, RepositoryError
 from imagecomposer.events import Event, MetadataLoaded
 from imagecomposer.providers import aptsources
+from imagecomposer.providers.deb.aptpool import AptPool
 from imagecomposer.providers.deb.release import gpg_keyring
 from imagecomposer.providers.deb.repository import DebSource, LoadedIndex, load_source
 from imagecomposer.providers.metadata import MetadataStore
 from imagecomposer.providers.profile import Profile, codenames, load_profile
 from imagecomposer.resolver import aptmodel
 from imagecomposer.resolver import request as requests
-from imagecomposer.resolver.aptpool import AptPool
 from imagecomposer.resolver.lock import LockedPackage, LockedRepository
 from imagecomposer.resolver.resolution import Preferences, Reason
 from imagecomposer.resolver.solvables import locked_package

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from imagecomposer.providers.deb.index import IndexFacts, relations
@@ -26,6 +27,8 @@ PRIORITIES = {"": 0, "required": 1, "important": 2, "standard": 3, "optional": 4
 FORCED_ESSENTIAL = frozenset({"apt"})  # pkgCacheGen::ForceEssential's default
 _OPS = {"<": "LT", "<<": "LT", "<=": "LE", "=": "EQ", ">=": "GE", ">": "GT", ">>": "GT"}
 _APT_OPS = {"<": "<<", ">": ">>"}
+_EVENT = re.compile(r"\n(?=([^\n]+)\n)")
+SEARCHES = 32  # creation ranks looked up by substring search before building tables
 
 
 class AptPool:
@@ -44,7 +47,8 @@ class AptPool:
                                             *(f.essential for _, f in indexes))
         self.importants = frozenset().union(FORCED_ESSENTIAL,
                                             *(f.important for _, f in indexes))
-        self._mentions = [f"\n{f.mentions}\n" for _, f in indexes]
+        self._mentions: list[str | Mapping[str, int]] = [f"\n{f.mentions}\n"
+                                                          for _, f in indexes]
         self._ranks: dict[str, int] = {}
         self._versions: dict[str, list[Any]] = {}
         self._candidates: dict[str, Any | None] = {}
@@ -176,6 +180,9 @@ class AptPool:
     def rank(self, name: str) -> int:
         found = self._ranks.get(name)
         if found is None:
+            if len(self._ranks) == SEARCHES:  # many: tables are cheaper than searches
+                self._mentions = [event_offsets(m) if isinstance(m, str) else m
+                                  for m in self._mentions]
             found = self._ranks[name] = creation_rank(name, self._mentions)
         return found
 
@@ -186,18 +193,30 @@ class AptPool:
         return sorted({s.name for s in selection.solvables() if self._usable(s)})
 
 
-def creation_rank(name: str, indexes: Sequence[str]) -> int:
+def creation_rank(name: str, indexes: Sequence[str | Mapping[str, int]]) -> int:
     """apt's package ID order for ``name`` (larger: created later) when its cache generator
-    reads the indexes in this order (``IndexFacts.mentions`` of each, with a newline at both
-    ends: a substring search finds an event without building a table of all of them; the
-    offset of the line is as good an order as its number)."""
+    reads the indexes in this order: ``IndexFacts.mentions`` of each with a newline at both
+    ends (searched as a substring: no table for a few names), or :func:`event_offsets` of
+    it. The offset of an event's line is as good an order as its number."""
+
+    def offset(events: str | Mapping[str, int], event: str) -> int:
+        if isinstance(events, str):
+            return events.find(f"\n{event}\n")
+        found: int = events.get(event, -1)
+        return found
+
     mentioned = False
     for number, events in enumerate(indexes):
-        negative = events.find(f"\n-{name}\n")
+        negative = offset(events, "-" + name)
         if negative >= 0 and not mentioned:
             return (number << 32) + negative
-        plain = events.find(f"\n{name}\n")
+        plain = offset(events, name)
         if plain >= 0:
             return (number << 32) + plain
-        mentioned = mentioned or negative >= 0 or events.find(f"\n~{name}\n") >= 0
+        mentioned = mentioned or negative >= 0 or offset(events, "~" + name) >= 0
     return len(indexes) << 32
+
+
+def event_offsets(mentions: str) -> dict[str, int]:
+    """{event: offset of the newline before it} of newline-wrapped mentions."""
+    return {m.group(1): m.start() for m in _EVENT.finditer(mentions)}
