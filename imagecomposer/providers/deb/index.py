@@ -7,8 +7,9 @@ collects them into a small JSON-able :class:`IndexFacts`, cached next to the ``.
 
 apt also visits a package's relations in the order they are written; a ``.solv`` file
 stores each relation array sorted by its own string ids. :func:`record_relation_order`
-stores the written order with each package (a permutation of the relations sorted by their
-text) and :func:`relations` gives them back in that order, from a parsed or a cached pool.
+stores the written order with each package (a copy of its relation ids, in a repodata key
+libsolv writes as is) and :func:`relations` gives them back in that order, from a parsed or
+a cached pool.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import libarchive
 
 from imagecomposer.errors import RepositoryError
 
-FACTS_FORMAT = 5  # sidecars of another format are parsed again
+FACTS_FORMAT = 6  # sidecars of another format are parsed again
 
 
 @attrs.frozen
@@ -64,7 +65,11 @@ _FIELD_LINE = re.compile(
 _RELATIONS = ("pre-depends", "depends", "conflicts", "breaks", "recommends", "suggests",
               "replaces", "enhances", "provides")
 _NEGATIVE = frozenset({"conflicts", "breaks", "replaces"})
-_NAME = re.compile(r"\s*([^\s(|,]+)")
+_ITEM = re.compile(r"([^\s(|,]+)[^,|]*")  # the name of each alternative of a relation
+_KEYS = {k: k.lower() for k in ("Package", "Essential", "Important", "Protected", "Priority",
+                                "Pre-Depends", "Depends", "Conflicts", "Breaks", "Recommends",
+                                "Suggests", "Replaces", "Enhances", "Provides", "Filename",
+                                "Size")}
 
 
 class _Mentions:
@@ -89,21 +94,21 @@ class _Mentions:
 
     def stanza(self, fields: dict[str, str]) -> None:
         """The mentions of one stanza's relation fields, in apt's order."""
+        plain = self.plain
         for key in _RELATIONS:
             value = fields.get(key)
             if not value:
                 continue
-            negative = key in _NEGATIVE
-            for item in re.split(r"[,|]", value):
-                match = _NAME.match(item)
-                if match is None:
+            kind = "-" if key in _NEGATIVE else "+"
+            for item in _ITEM.findall(value):
+                if item in plain:
                     continue
-                name, _, arch = match.group(1).partition(":")
+                name, _, arch = item.partition(":")
                 if arch and arch != "native":
                     if key != "provides":  # name:any, name:i386: the group, not our record
                         self.add(name, "~")
                 else:
-                    self.add(name, "-" if negative else "+")
+                    self.add(name, kind)
 
 
 def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
@@ -128,9 +133,9 @@ def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
                 priority[current] = ""
             mentions.stanza(fields)
 
-    for match in _FIELD_LINE.finditer(text):
-        key = match.group(1).lower()
-        value = match.group(2).strip()
+    for field, raw in _FIELD_LINE.findall(text):
+        key = _KEYS.get(field) or field.lower()
+        value = raw.strip()
         if key == "package":
             close()
             current = value
@@ -162,6 +167,9 @@ def scan(text: str) -> tuple[IndexFacts, dict[str, int]]:
 ORDER_KEY = "imagecomposer:relation-order"
 
 
+ORDER_END = "imagecomposer:end"
+
+
 def _fields() -> tuple[tuple[int, int], ...]:
     """(libsolv key, marker) of the relation arrays apt visits, in apt's order."""
     import solv
@@ -169,6 +177,13 @@ def _fields() -> tuple[tuple[int, int], ...]:
     return ((solv.SOLVABLE_REQUIRES, 1), (solv.SOLVABLE_REQUIRES, -1),
             (solv.SOLVABLE_CONFLICTS, 0), (solv.SOLVABLE_RECOMMENDS, 0),
             (solv.SOLVABLE_SUGGESTS, 0))
+
+
+def _arrays() -> tuple[int, ...]:
+    """The libsolv keys whose written order :func:`record_relation_order` keeps."""
+    import solv
+
+    return (solv.SOLVABLE_REQUIRES, solv.SOLVABLE_CONFLICTS, solv.SOLVABLE_RECOMMENDS)
 
 
 def _deps(solvable: Any, key: int, marker: int) -> list[Any]:
@@ -182,39 +197,52 @@ def record_relation_order(repo: Any) -> None:
     """Store each package's relation order (lost by ``.solv`` files) in ``repo``.
 
     Call on a repo parsed from the index text, before it is written to a ``.solv`` file.
-    Per package one string: per relation array (Pre-Depends, Depends, Conflicts+Breaks,
-    Recommends, Suggests) the written order as indexes into the array sorted by text.
+    Per package with two relations or more in one array: the ids of its Requires
+    (Pre-Depends and Depends), Conflicts (and Breaks) and Recommends arrays as written,
+    each array followed by an end mark (Suggests: order does not matter to apt).
     """
     data = repo.add_repodata()
     key = repo.pool.str2id(ORDER_KEY)
-    fields = _fields()
+    end = repo.pool.str2id(ORDER_END)
+    arrays = _arrays()
     for solvable in repo.solvables_iter():
-        parts = []
-        for field, marker in fields:
-            texts = [str(d) for d in _deps(solvable, field, marker)]
-            if len(texts) < 2:
-                parts.append("")
-                continue
-            rank = {t: i for i, t in enumerate(sorted(texts))}
-            parts.append(".".join(str(rank[t]) for t in texts))
-        if any(parts):
-            data.set_str(solvable.id, key, ";".join(parts))
+        found = [solvable.lookup_deparray(array, 0) for array in arrays]
+        if all(len(deps) < 2 for deps in found):
+            continue
+        sid = solvable.id
+        for deps in found:
+            if len(deps) > 1:  # one relation has no order to keep
+                for dep in deps:
+                    data.add_idarray(sid, key, dep.id)
+            data.add_idarray(sid, key, end)
     data.internalize()
 
 
 def relations(solvable: Any) -> list[list[Any]]:
-    """The relation arrays of :func:`record_relation_order`, each in the written order."""
-    order = solvable.lookup_str(solvable.pool.str2id(ORDER_KEY, False) or 0) or ""
-    parts = order.split(";")
+    """Pre-Depends, Depends, Conflicts+Breaks, Recommends and Suggests of ``solvable``, each
+    in the written order (:func:`record_relation_order`), from a parsed or cached pool."""
+    pool = solvable.pool
+    key = pool.str2id(ORDER_KEY, False)
+    recorded = solvable.lookup_idarray(key) if key else []
+    position: dict[int, int] = {}
+    if recorded:
+        end = pool.str2id(ORDER_END, False)
+        segment = 0
+        for index, dep in enumerate(recorded):
+            if dep == end:
+                segment += 1
+            else:
+                position.setdefault((segment << 32) | (dep & 0xFFFFFFFF), index)
+    segments = {key: number for number, key in enumerate(_arrays())}
     found = []
-    for number, (field, marker) in enumerate(_fields()):
+    for field, marker in _fields():
         deps = _deps(solvable, field, marker)
-        part = parts[number] if number < len(parts) else ""
-        if part and len(deps) > 1:
-            by_text = sorted(deps, key=str)
-            positions = [int(p) for p in part.split(".")]
-            if len(positions) == len(deps) and sorted(positions) == list(range(len(deps))):
-                deps = [by_text[p] for p in positions]
+        segment = segments.get(field)
+        if position and segment is not None and len(deps) > 1:
+            keys = [position.get((segment << 32) | (d.id & 0xFFFFFFFF)) for d in deps]
+            if None not in keys:
+                deps = [d for _, d in sorted(zip(keys, deps, strict=True),
+                                             key=lambda item: item[0])]
         found.append(deps)
     return found
 
