@@ -237,12 +237,12 @@ def relations(solvable: Any) -> list[list[Any]]:
     found = []
     for field, marker in _fields():
         deps = _deps(solvable, field, marker)
-        segment = segments.get(field)
-        if position and segment is not None and len(deps) > 1:
-            keys = [position.get((segment << 32) | (d.id & 0xFFFFFFFF)) for d in deps]
-            if None not in keys:
-                deps = [d for _, d in sorted(zip(keys, deps, strict=True),
-                                             key=lambda item: item[0])]
+        number = segments.get(field)
+        if position and number is not None and len(deps) > 1:
+            keys = [position.get((number << 32) | (d.id & 0xFFFFFFFF), -1) for d in deps]
+            if -1 not in keys:
+                order = sorted(range(len(deps)), key=keys.__getitem__)
+                deps = [deps[i] for i in order]
         found.append(deps)
     return found
 
