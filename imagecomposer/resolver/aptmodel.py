@@ -32,7 +32,7 @@ architecture, nothing installed. See docs/packages.md for what is knowingly not 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import attrs
 
@@ -41,17 +41,17 @@ MAX_DEPTH = 3000  # apt: "we are not trying too hard"
 DepKind = Literal["pre-depends", "depends", "conflicts", "recommends", "suggests"]
 
 
-@attrs.frozen
-class Alternative:
-    """One alternative of a dependency group: its target name, libsolv dependency id, text."""
+class Alternative(NamedTuple):
+    """One alternative of a dependency group: its target name, libsolv dependency id, text.
+
+    (Named tuples: thousands are made per resolution, and they are cheap to make.)"""
 
     name: str
     dep: int
     text: str
 
 
-@attrs.frozen
-class Group:
+class Group(NamedTuple):
     kind: DepKind
     alternatives: tuple[Alternative, ...]
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from imagecomposer.providers.deb.index import IndexFacts, relations
+from imagecomposer.providers.deb.index import ORDER_END, ORDER_KEY, IndexFacts, relations
 from imagecomposer.resolver import libsolv
 from imagecomposer.resolver.aptmodel import Alternative, DepKind, Group
 
@@ -56,6 +56,7 @@ class AptPool:
         self._providers: dict[int, list[Any]] = {}
         self._provided: dict[int, tuple[str, ...]] = {}
         self._any = pool.str2id("any")
+        self._order_keys = (pool.str2id(ORDER_KEY, False), pool.str2id(ORDER_END, False))
 
     # --- versions and candidates --------------------------------------------------------
 
@@ -139,7 +140,8 @@ class AptPool:
             kinds: tuple[DepKind, ...] = ("pre-depends", "depends", "conflicts", "recommends",
                                           "suggests")
             found = tuple(self._group(kind, dep)
-                          for kind, deps in zip(kinds, relations(version), strict=True)
+                          for kind, deps in zip(kinds, relations(version, self._order_keys),
+                                                strict=True)
                           for dep in deps)
             self._groups[version.id] = found
         return found

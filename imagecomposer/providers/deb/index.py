@@ -170,27 +170,11 @@ ORDER_KEY = "imagecomposer:relation-order"
 ORDER_END = "imagecomposer:end"
 
 
-def _fields() -> tuple[tuple[int, int], ...]:
-    """(libsolv key, marker) of the relation arrays apt visits, in apt's order."""
-    import solv
-
-    return ((solv.SOLVABLE_REQUIRES, 1), (solv.SOLVABLE_REQUIRES, -1),
-            (solv.SOLVABLE_CONFLICTS, 0), (solv.SOLVABLE_RECOMMENDS, 0),
-            (solv.SOLVABLE_SUGGESTS, 0))
-
-
 def _arrays() -> tuple[int, ...]:
     """The libsolv keys whose written order :func:`record_relation_order` keeps."""
     import solv
 
     return (solv.SOLVABLE_REQUIRES, solv.SOLVABLE_CONFLICTS, solv.SOLVABLE_RECOMMENDS)
-
-
-def _deps(solvable: Any, key: int, marker: int) -> list[Any]:
-    import solv
-
-    return [d for d in solvable.lookup_deparray(key, marker)
-            if d.id != solv.SOLVABLE_PREREQMARKER]
 
 
 def record_relation_order(repo: Any) -> None:
@@ -218,33 +202,39 @@ def record_relation_order(repo: Any) -> None:
     data.internalize()
 
 
-def relations(solvable: Any) -> list[list[Any]]:
+def relations(solvable: Any, keys: tuple[int, int] | None = None) -> list[list[Any]]:
     """Pre-Depends, Depends, Conflicts+Breaks, Recommends and Suggests of ``solvable``, each
-    in the written order (:func:`record_relation_order`), from a parsed or cached pool."""
+    in the written order (:func:`record_relation_order`), from a parsed or cached pool.
+    ``keys``: the pool's ids of :data:`ORDER_KEY` and :data:`ORDER_END` (0 if absent)."""
+    import solv
+
     pool = solvable.pool
-    key = pool.str2id(ORDER_KEY, False)
+    key, end = keys or (pool.str2id(ORDER_KEY, False), pool.str2id(ORDER_END, False))
     recorded = solvable.lookup_idarray(key) if key else []
+    marker = solv.SOLVABLE_PREREQMARKER
+    requires = solvable.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)
+    cut = next((i for i, d in enumerate(requires) if d.id == marker), len(requires))
+    arrays = [requires[cut + 1:], requires[:cut],
+              solvable.lookup_deparray(solv.SOLVABLE_CONFLICTS, 0),
+              solvable.lookup_deparray(solv.SOLVABLE_RECOMMENDS, 0),
+              solvable.lookup_deparray(solv.SOLVABLE_SUGGESTS, 0)]
+    if not recorded:
+        return arrays
     position: dict[int, int] = {}
-    if recorded:
-        end = pool.str2id(ORDER_END, False)
-        segment = 0
-        for index, dep in enumerate(recorded):
-            if dep == end:
-                segment += 1
-            else:
-                position.setdefault((segment << 32) | (dep & 0xFFFFFFFF), index)
-    segments = {key: number for number, key in enumerate(_arrays())}
-    found = []
-    for field, marker in _fields():
-        deps = _deps(solvable, field, marker)
-        number = segments.get(field)
-        if position and number is not None and len(deps) > 1:
-            keys = [position.get((number << 32) | (d.id & 0xFFFFFFFF), -1) for d in deps]
-            if -1 not in keys:
-                order = sorted(range(len(deps)), key=keys.__getitem__)
-                deps = [deps[i] for i in order]
-        found.append(deps)
-    return found
+    segment = 0
+    for index, dep in enumerate(recorded):
+        if dep == end:
+            segment += 1
+        else:
+            position.setdefault((segment << 32) | (dep & 0xFFFFFFFF), index)
+    for number, segment in ((0, 0), (1, 0), (2, 1), (3, 2)):  # arrays -> recorded segments
+        deps = arrays[number]
+        if len(deps) > 1:
+            ranks = [position.get((segment << 32) | (d.id & 0xFFFFFFFF), -1) for d in deps]
+            if -1 not in ranks:
+                arrays[number] = [deps[i] for i in sorted(range(len(deps)),
+                                                          key=ranks.__getitem__)]
+    return arrays
 
 
 def _control_of(deb: Path) -> str:
