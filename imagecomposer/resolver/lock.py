@@ -68,7 +68,7 @@ class Lock:
     arch: str
     kind: Literal["deb", "rpm"]
     repositories: tuple[LockedRepository, ...]
-    packages: tuple[LockedPackage, ...]  # transaction (install) order
+    packages: tuple[LockedPackage, ...]  # install order (imagecomposer.resolver.order)
     requested: tuple[str, ...] = ()  # the request as given (spec + profile package sets)
     format: int = LOCK_FORMAT
 
