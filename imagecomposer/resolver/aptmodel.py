@@ -143,7 +143,8 @@ class _Marker:
         self.protected: set[str] = set()
         self.held: set[str] = set()
         self.auto: set[str] = set()
-        self.order: list[str] = []
+        self.order: list[str] = []  # first marking order
+        self.ordered: set[str] = set()
         self.choices: dict[str, Choice] = {}
         # DepCVer is cached per dependency in apt and not refreshed when a candidate is
         # discarded: remember the discarded candidates and when each target was refreshed
@@ -294,9 +295,11 @@ class _Marker:
         elif new:
             self.auto.add(name)
         if new:
-            self.order.append(name)
-        if why is not None and name not in self.choices:
-            self.choices[name] = why
+            if name not in self.ordered:
+                self.ordered.add(name)
+                self.order.append(name)
+            if why is not None:  # (marked again after a discard: the new reason)
+                self.choices[name] = why
         self._update(name)
 
     def mark_keep(self, name: str, depth: int) -> bool:
