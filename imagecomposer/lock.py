@@ -71,7 +71,7 @@ class Lock:
     arch: str
     kind: PackageFamily
     repositories: tuple[LockedRepository, ...]
-    packages: tuple[LockedPackage, ...]  # transaction (install) order
+    packages: tuple[LockedPackage, ...]  # install order (imagecomposer.families.order)
     requested: tuple[str, ...] = ()  # the request as given (spec + profile package sets)
     format: int = LOCK_FORMAT
 

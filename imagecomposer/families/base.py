@@ -11,12 +11,15 @@ The resolver core (:mod:`imagecomposer.resolver`) and the package cache
   pool architecture in the family's spelling (amd64 for deb, x86_64 for rpm).
 - ``load(pool)`` must run first; ``base_request()`` and ``jobs()`` may depend on the metadata
   it loaded (e.g. the deb Essential set, the Priority fields).
-- ``jobs(pool)`` adds family semantics the solver lacks (deb: ``SOLVER_FAVOR`` jobs that
-  reproduce apt's choice among alternatives); it returns ``solv.Job`` objects.
+- ``jobs(pool)`` adds family semantics the solver lacks (rpm: ``remove:`` as dnf excludes);
+  it returns ``solv.Job`` objects. ``solver_flags()`` sets the family's solver policy.
 - ``remove_jobs(pool, install, remove)`` says what ``customizations.packages.remove`` means
   in the family (deb: the named packages are locked out; rpm: dnf excludes, already applied
   by ``jobs()``); ``annotate_problems(text)`` adds the family's notes to libsolv's
   explanation of a failed solve.
+- ``preferences(pool, request, removed=, recommends=)`` is the family tool's own answer when
+  libsolv's policy is not that tool's (deb: the apt model, an exact install set libsolv
+  then checks); None when libsolv already is the tool's solver (rpm: dnf).
 - ``locked(solvable)`` builds the lock entry of a chosen package (URL, SHA256, size and the
   family's extra fields); :func:`imagecomposer.families.solvables.locked_package` does the
   generic part.
@@ -28,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from imagecomposer.families.preferences import Preferences
 from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
 
@@ -59,6 +63,15 @@ class Provider(Protocol):
 
     def jobs(self, pool: Any) -> list[Any]:
         """Family-specific solver jobs added to every request (after :meth:`load`)."""
+        ...
+
+    def solver_flags(self) -> dict[int, int]:
+        """libsolv solver flags of the family's policy (``SOLVER_FLAG_*`` → value)."""
+        ...
+
+    def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
+                    recommends: bool) -> Preferences | None:
+        """The install set the family's own tool would choose (see the module doc)."""
         ...
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:

@@ -105,6 +105,17 @@ def available(kind: PackageFamily = "deb") -> list[tuple[str, str]]:
     return found
 
 
+def codenames(os_name: str) -> set[str]:
+    """Every codename the shipped deb profiles of ``os_name`` name (bookworm, trixie)."""
+    found = set()
+    for name, version in available():
+        if name == os_name:
+            codename = load_profile(name, version).codename
+            if codename:
+                found.add(codename)
+    return found
+
+
 @functools.cache
 def load_profile(os_name: str, version: str) -> Profile:
     """The profile for ``os_name`` ``version``; a clear error naming the known ones."""

@@ -7,33 +7,14 @@ cell give the same readable chain. ``_repr_html_`` renders a table in notebooks.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import attrs
 
+from imagecomposer.families.preferences import Reason, ReasonKind
 from imagecomposer.foundation import display
 from imagecomposer.lock import Lock
 
-ReasonKind = Literal["spec", "profile", "dependency", "recommended", "other"]
+__all__ = ["Reason", "ReasonKind", "Resolution"]
 
-
-@attrs.frozen
-class Reason:
-    kind: ReasonKind
-    by: str | None = None  # the package whose dependency pulled this one in
-    dep: str | None = None  # that dependency as written ("debconf (>= 0.5) | debconf-2.0")
-    detail: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "spec":
-            return "requested in the spec (customizations.packages.install)"
-        if self.kind == "profile":
-            return f"requested by the OS profile ({self.detail})"
-        if self.kind == "dependency":
-            return f"required by {self.by} ({self.dep})"
-        if self.kind == "recommended":
-            return f"recommended by {self.by} ({self.dep})"
-        return self.detail or "chosen by the solver"
 
 
 @attrs.frozen

@@ -16,15 +16,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from imagecomposer.config.model import Config
 from imagecomposer.families import libsolv, provider_for
 from imagecomposer.families.base import Provider
+from imagecomposer.families.preferences import Preferences, Reason
 from imagecomposer.families.request import PackageRequest, as_request
+from imagecomposer.families.solvables import ordered
 from imagecomposer.foundation import display
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
 from imagecomposer.lock import Lock, LockedPackage
-from imagecomposer.resolver.resolution import Reason, Resolution
+from imagecomposer.resolver.resolution import Resolution
 from imagecomposer.spec.model import Spec
 
 libsolv.solv()  # fail at import, naming the install command, if libsolv lacks Debian support
@@ -82,16 +86,35 @@ def _reasons(solver: Any, pool: Any, installed: list[Any], spec_jobs: set[str],
     return reasons
 
 
-def _depends(pool: Any, s: Any, chosen: dict[int, str]) -> tuple[str, ...]:
-    import solv
+def solve(pool: Any, jobs: list[Any], preferences: Preferences | None, *,
+          recommends: bool, flags: dict[int, int] | None = None,
+          annotate: Callable[[str], str] = str) -> tuple[Any, bool]:
+    """Solve; with exact preferences first try exactly that set. (solver, exact used).
+    ``annotate`` adds the family's notes to libsolv's explanation of a failure."""
+    solv = libsolv.solv()
 
-    names: set[str] = set()
-    for marker in (-1, 1):
-        for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, marker):
-            for provider in pool.whatprovides(dep.id):
-                if provider.id in chosen and provider.id != s.id:
-                    names.add(chosen[provider.id])
-    return tuple(sorted(names))
+    def run(these: list[Any], ignore_recommended: bool) -> tuple[Any, list[Any]]:
+        solver = pool.Solver()
+        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
+                        1 if ignore_recommended else 0)
+        for flag, value in (flags or {}).items():
+            solver.set_flag(flag, value)
+        return solver, solver.solve(these)
+
+    if preferences is not None and preferences.exact:
+        exact = [pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id)
+                 for s in preferences.install]
+        solver, problems = run(jobs + exact, True)
+        if not problems:
+            return solver, True
+        log.warning("libsolv finds the packages apt would choose inconsistent (%s); "
+                    "libsolv chooses instead", "; ".join(str(p) for p in problems[:3]))
+    favor = [pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id)
+             for s in (preferences.install if preferences is not None else ())]
+    solver, problems = run(jobs + favor, not recommends)
+    if problems:
+        raise DependencyError(annotate(_problems(problems)))
+    return solver, False
 
 
 class Resolver:
@@ -120,7 +143,7 @@ class Resolver:
         pool.addfileprovides()
         pool.createwhatprovides()  # before any select(); a .solv-loaded pool crashes without
 
-        removed = set(request.remove)
+        removed = list(dict.fromkeys(request.remove))
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
         # Asked first (a family may refuse a request that is also removed), added last: the
@@ -128,7 +151,8 @@ class Resolver:
         remove_jobs = provider.remove_jobs(pool, request.install, request.remove)
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
-        for text in [*profile_names, *request.install]:
+        wanted = list(dict.fromkeys([*profile_names, *request.install]))
+        for text in wanted:
             try:
                 found = provider.request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
             except PackageNotFound as exc:
@@ -143,42 +167,37 @@ class Resolver:
             raise PackageNotFound("\n".join(str(m) for m in missing))
         jobs += remove_jobs
 
-        solver = pool.Solver()
-        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
-                        0 if request.recommends else 1)
-        problems = solver.solve(jobs)
-        if problems:
-            raise DependencyError(provider.annotate_problems(_problems(problems)))
+        preferences = provider.preferences(pool, wanted, removed=removed,
+                                           recommends=request.recommends)
+        solver, exact = solve(pool, jobs, preferences, recommends=request.recommends,
+                              flags=provider.solver_flags(), annotate=provider.annotate_problems)
         trans = solver.transaction()
-        trans.order()
-        installed = [s for s in trans.steps()
-                     if trans.steptype(s, solv.Transaction.SOLVER_TRANSACTION_SHOW_ACTIVE)
-                     == solv.Transaction.SOLVER_TRANSACTION_INSTALL]
-        chosen = {s.id: s.name for s in installed}
-        locked: list[LockedPackage] = []
-        for s in installed:
-            entry = provider.locked(s)
-            locked.append(_with_depends(entry, _depends(pool, s, chosen)))
+        installed, requires = ordered(pool, list(trans.newsolvables()))
+        locked: list[LockedPackage] = [attrs.evolve(provider.locked(s), depends=requires[s.name])
+                                       for s in installed]
         base = request.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),
                     requested=tuple([*profile_names, *request.install]))
-        reasons = _reasons(solver, pool, installed, spec_names,
-                           f"{base.os} {base.version} base.type {base.type}")
+        profile = f"{base.os} {base.version} base.type {base.type}"
+        reasons = _reasons(solver, pool, installed, spec_names, profile)
+        if exact and preferences is not None:
+            for name, reason in preferences.reasons.items():
+                if name not in reasons:
+                    continue
+                if reason.kind == "spec" and reason.detail not in request.install:
+                    reason = Reason("profile", detail=profile)
+                elif reason.kind == "spec":
+                    reason = Reason("spec")
+                reasons[name] = reason
         for entry in locked:  # say which part of the profile's request it was
-            reason = reasons.get(entry.name)
-            if reason is not None and reason.kind == "profile":
+            given = reasons.get(entry.name)
+            if given is not None and given.kind == "profile":
                 why = ("Essential: yes" if entry.essential else
                        "Priority: required" if entry.priority == "required" else "")
                 if why:
-                    reasons[entry.name] = Reason("profile", detail=f"{reason.detail}, {why}")
+                    reasons[entry.name] = Reason("profile", detail=f"{given.detail}, {why}")
         seconds = time.monotonic() - start
         if self.events is not None:
             self.events(Resolved(len(locked), sum(p.size for p in locked), seconds))
         return Resolution(lock, reasons, seconds)
-
-
-def _with_depends(entry: LockedPackage, depends: tuple[str, ...]) -> LockedPackage:
-    import attrs
-
-    return attrs.evolve(entry, depends=depends)

@@ -253,6 +253,13 @@ def _parent(pid: int) -> int | None:
     return int(fields[1]) if fields else None
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+
+
 def _running(pid: int) -> bool:
     fields = _fields(pid)
     return bool(fields) and fields[0] != "Z"
@@ -292,7 +299,13 @@ def test_interrupting_a_multi_spec_build_stops_every_build_cleanly(
         assert re.search(rf"ERROR: \[{name}\] packages: failed after [0-9.]+ s: Interrupted "
                          "by signal SIGTERM", err), err
     assert err.endswith("ERROR: Interrupted by signal SIGTERM\n")
-    assert not [p for p in builds if _running(p)], "a build outlived its coordinator"
+    # the builds (and the coordinator's child reaper) end with it: allow the kernel a moment
+    # to deliver PR_SET_PDEATHSIG and the reaper to read its pipe's end
+    deadline = time.monotonic() + 3
+    while [p for p in builds if _running(p)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = {p: _cmdline(p) for p in builds if _running(p)}
+    assert not survivors, f"outlived their coordinator: {survivors}"
     for name in ("first", "second"):
         root = Workspace.for_spec(tmp_path / "work", name, tmp_path / f"{name}.yml").root
         assert not list(root.glob("tmp*"))

@@ -5,6 +5,9 @@ dnf is the reference:
 * requests: ``name``, globs (``python3-*``), provides (``mta``), file paths, ``name.arch``,
   ``name-version`` / ``name-version-release`` pins (libsolv's ``SELECTION_CANON``, which
   dnf also uses) and relations ``name >= 1.2`` (``=``, ``==``, ``<``, ``<=``, ``>``, ``>=``);
+  a plain name may also be satisfied by a package obsoleting it, as dnf does;
+* the solver flags are libdnf's (:data:`DNF_SOLVER_FLAGS`): vendor changes allowed, best
+  version by policy, yum-style obsoletes;
 * ``remove:`` patterns are dnf *excludes*: matching packages are invisible to the solver
   (removed from the pool's considered set), so another provider is chosen or the problem
   says what needed them;
@@ -98,6 +101,9 @@ def request_jobs(pool: Any, text: str, how: int) -> list[Any]:
         selection = pool.select(text.strip(), _SELECT)
         candidates = selection.solvables()
         jobs = list(selection.jobs(how))
+        named = [s for s in candidates if s.name == text.strip()]
+        if (how & solv.Job.SOLVER_JOBMASK) == solv.Job.SOLVER_INSTALL and named:
+            jobs = [_with_obsoleters(pool, how, named)]
     if not candidates:
         raise not_found(pool, text, " (no version matches)" if relation else "")
     if (how & solv.Job.SOLVER_JOBMASK) == solv.Job.SOLVER_INSTALL and considered is not None \
@@ -105,6 +111,23 @@ def request_jobs(pool: Any, text: str, how: int) -> list[Any]:
         raise not_found(pool, text, " (every match is excluded by customizations.packages."
                         "remove, another architecture or a repository allow-list)")
     return jobs
+
+
+def _with_obsoleters(pool: Any, how: int, named: Sequence[Any]) -> Any:
+    """dnf's install of a plain name: one of its versions or of the packages obsoleting
+    them (hawkey's ``_get_best_selectors`` with ``obsoletes=True``), the solver's choice."""
+    ids = {s.id for s in named}
+    for solvable in named:
+        ids |= {o.id for o in pool.whatmatchessolvable(solv.SOLVABLE_OBSOLETES, solvable)}
+    return pool.Job(how | solv.Job.SOLVER_SOLVABLE_ONE_OF, pool.towhatprovides(sorted(ids)))
+
+
+# libdnf's Goal::Impl::initSolver: the solver policy of dnf
+DNF_SOLVER_FLAGS = {solv.Solver.SOLVER_FLAG_ALLOW_VENDORCHANGE: 1,
+                    solv.Solver.SOLVER_FLAG_DUP_ALLOW_VENDORCHANGE: 1,
+                    solv.Solver.SOLVER_FLAG_KEEP_ORPHANS: 1,
+                    solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY: 1,
+                    solv.Solver.SOLVER_FLAG_YUM_OBSOLETES: 1}
 
 
 def refuse_excluded_requests(install: Iterable[str], remove: Sequence[str]) -> None:

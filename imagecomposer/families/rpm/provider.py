@@ -24,8 +24,10 @@ import solv
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families.metadata import MetadataStore
+from imagecomposer.families.preferences import Preferences
 from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.families.rpm.jobs import (
+    DNF_SOLVER_FLAGS,
     apply_excludes,
     excluded_note,
     refuse_excluded_requests,
@@ -252,6 +254,15 @@ class RpmProvider:
     def annotate_problems(self, text: str) -> str:
         """Name the excluded packages the explanation mentions."""
         return excluded_note(text, self.excluded_names)
+
+    def solver_flags(self) -> dict[int, int]:
+        """dnf's solver policy (libdnf's flags)."""
+        return dict(DNF_SOLVER_FLAGS)
+
+    def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
+                    recommends: bool) -> Preferences | None:
+        """None: libsolv is dnf's own solver, its choice is dnf's."""
+        return None
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Jobs for one dnf-style request string (``name-version`` pins, ``name >= v``)."""
