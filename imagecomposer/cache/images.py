@@ -165,11 +165,11 @@ class ImageCache:
             return None, "its record is not valid JSON"
         entry = _parse(path, data)
         if entry is None:
-            return None, "written by an older version (not sealed), or its record is damaged"
+            return None, "not sealed: written by an older version, or its record is damaged"
         record = {k: v for k, v in data.items() if k != "seal"}
         if not self.seal_key.check(KIND, stored, record, data.get("seal")):
-            return None, ("its seal does not match (the record or the seal was changed, it "
-                          "was copied from another entry, or made with another key)")
+            return None, ("its seal does not match: the record or the seal was changed, it "
+                          "was copied from another entry, or made with another key")
         return entry, ""
 
     def _entries(self, name: str | None = None) -> builtins.list[Entry]:

@@ -56,14 +56,14 @@ class InitramfsCache:
         try:
             data = json.loads((entry / SEAL).read_text())
         except FileNotFoundError:
-            return None, "not sealed"
+            return None, "not sealed: no seal.json"
         except (OSError, ValueError) as exc:
             return None, f"its seal is unreadable: {getattr(exc, 'strerror', None) or exc}"
         files = data.get("files") if isinstance(data, dict) else None
         if not isinstance(files, dict) or \
                 not self.seal_key.check(KIND, key, {"files": files}, data.get("seal")):
-            return None, ("its seal does not match (the digests or the seal were changed, "
-                          "it was copied from another entry, or made with another key)")
+            return None, ("its seal does not match: the digests or the seal were changed, "
+                          "it was copied from another entry, or made with another key")
         return {str(k): str(v) for k, v in files.items()}, ""
 
     def _verify(self, path: Path) -> str | None:

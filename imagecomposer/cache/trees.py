@@ -99,15 +99,15 @@ class TreeCache:
             data = (entry / MANIFEST).read_bytes()
             seal = json.loads((entry / SEAL).read_text())
         except FileNotFoundError as exc:
-            return None, f"no {Path(exc.filename or '').name} (not sealed)"
+            return None, f"not sealed: no {Path(exc.filename or '').name}"
         except (OSError, ValueError) as exc:
             return None, f"unreadable: {getattr(exc, 'strerror', None) or exc}"
         if not isinstance(seal, dict):
             return None, "its seal is not a seal record"
         record = {"manifest": hashlib.sha256(data).hexdigest(), "paths": seal.get("paths")}
         if not self.seal_key.check(KIND, stored, record, seal.get("seal")):
-            return None, "its seal does not match (the manifest or the seal was changed, " \
-                         "or it was made with another key)"
+            return None, "its seal does not match: the manifest or the seal was changed, " \
+                         "it was copied from another entry, or made with another key"
         try:
             return manifest.decode(data), ""
         except ValueError as exc:
@@ -117,7 +117,7 @@ class TreeCache:
         """The store's verification (``cache prune``): sealed, and the tree as sealed."""
         stored = path.name
         if not stored.startswith(f"{FORMAT}-"):
-            return "written by an older version (not sealed)"
+            return "not sealed: written by an older version"
         expected, problem = self._sealed_manifest(path, stored)
         if expected is None:
             return problem
@@ -140,7 +140,7 @@ class TreeCache:
             return False
         for old in OLD_FORMATS:
             if self.storage.exists(self._key(key, old)):
-                self._discard(self._key(key, old), "written by an older version, not sealed")
+                self._discard(self._key(key, old), "not sealed: written by an older version")
         if self.lookup(key) is None:
             return False
         if dest.exists() and any(dest.iterdir()):

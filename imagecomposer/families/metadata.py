@@ -33,7 +33,12 @@ that does not hold, or whose record was copied from another entry, is discarded 
 warning and rebuilt. The other kinds need none: a document is checked against its signature
 on every use, an index against the digest its signed release file gives.
 
-``keyrings/`` (keyrings prepared for gpgv) sits beside the entries and is not one of them.
+Keyrings prepared for gpgv and rpmkeys (dearmored keys, a private rpm database) are *not*
+kept in the cache: they decide which signatures are accepted, so whoever can write the cache
+could slip in their own key. Each store prepares them in a private directory of its own
+(:meth:`MetadataStore.private_dir`, mode 0700, removed with the store); preparing them costs
+a few gpg runs per build. A ``keyrings/`` directory left in the cache by an older version is
+not read.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 import weakref
 from pathlib import Path
@@ -160,6 +166,7 @@ class MetadataStore:
         self.http = http
         self.seal_key = seal_key if seal_key is not None else SealKey(default_seal_key())
         self.storage = metadata_storage(root, limits, self.seal_key)
+        self._private: Path | None = None
 
     @classmethod
     def for_config(cls, config: Config, http: Http, *, prefix: str = "",
@@ -182,6 +189,17 @@ class MetadataStore:
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}/{name}"
+
+    def private_dir(self, name: str) -> Path:
+        """``name/`` in a directory of this store alone, outside the cache (mode 0700,
+        removed when the store goes away): for what decides which signatures are accepted
+        (prepared keyrings), which nobody who can write the cache may change."""
+        if self._private is None:
+            self._private = Path(tempfile.mkdtemp(prefix="ic-metadata-"))
+            weakref.finalize(self, shutil.rmtree, self._private, True)
+        path = self._private / name
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     def _written(self, key: str) -> None:
         """After a write: keep the store within its limits (cheap: no content check)."""

@@ -84,25 +84,27 @@ class SealKey:
                 self._key = self._load() if os.path.lexists(self.path) else self._create()
             return self._key
 
-    def _denied(self, exc: OSError, doing: str) -> SealKeyError:
+    def _error(self, exc: OSError, doing: str) -> SealKeyError:
+        denied = exc.errno in _DENIED
         return SealKeyError(
-            f"Permission denied: cannot {doing} the cache sealing key {self.path} "
-            f"({exc.filename or self.path}: {exc.strerror or type(exc).__name__}); set "
-            f"{SETTING} in the global configuration to a file you can "
+            f"{'Permission denied: ' if denied else ''}cannot {doing} the cache sealing key "
+            f"{self.path} ({exc.filename or self.path}: {exc.strerror or type(exc).__name__});"
+            f" set {SETTING} in the global configuration to a file you can "
             f"{'write' if doing == 'create' else 'read'}")
 
     def _load(self) -> bytes:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
-            if exc.errno in _DENIED:
-                raise self._denied(exc, "read") from None
-            raise SealKeyError(f"cannot read the cache sealing key {self.path}: "
-                               f"{exc.strerror or type(exc).__name__}") from None
-        with os.fdopen(fd, "rb") as fh:
+            raise self._error(exc, "read") from None
+        try:
             st = os.fstat(fd)
             _check_file(self.path, st)
-            data = fh.read(KEY_SIZE + 1)
+            data = os.read(fd, KEY_SIZE + 1)
+        except OSError as exc:
+            raise self._error(exc, "read") from None
+        finally:
+            os.close(fd)
         if len(data) != KEY_SIZE:
             raise SealKeyError(f"the cache sealing key {self.path} is not a key: it must hold "
                                f"exactly {KEY_SIZE} bytes (it holds {st.st_size}); remove it "
@@ -114,21 +116,16 @@ class SealKey:
         """32 random bytes in a new file, mode 0600: written under a temporary name and
         linked into place, so a concurrent creator's key wins and both use it."""
         directory = self.path.parent
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = directory / f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno in _DENIED:
-                raise self._denied(exc, "create") from None
-            raise SealKeyError(f"cannot create the cache sealing key {self.path}: "
-                               f"{exc.strerror or type(exc).__name__}") from None
+        tmp = directory / f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}"
         key = secrets.token_bytes(KEY_SIZE)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(key)
-                fh.flush()
-                os.fsync(fh.fileno())
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, key)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             try:
                 os.link(tmp, self.path)
             except FileExistsError:  # another process made one meanwhile: use it
@@ -140,10 +137,7 @@ class SealKey:
                 finally:
                     os.close(dfd)
         except OSError as exc:
-            if exc.errno in _DENIED:
-                raise self._denied(exc, "create") from None
-            raise SealKeyError(f"cannot create the cache sealing key {self.path}: "
-                               f"{exc.strerror or type(exc).__name__}") from None
+            raise self._error(exc, "create") from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
