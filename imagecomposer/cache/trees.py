@@ -124,10 +124,10 @@ class TreeCache:
         return manifest.first_difference(
             expected, manifest.of_tree(path / TREE, parallel=self.parallel))
 
-    def _discard(self, stored: str, problem: str) -> None:
+    def _discard(self, stored: str, problem: str, inode: int | None = None) -> None:
         log.warning("installed-tree cache entry %s is damaged (%s); discarding it and "
                     "installing the packages", self.storage.path(stored), problem)
-        self.storage.remove(stored)
+        self.storage.remove(stored, inode=inode)  # not a good copy another build stored since
 
     # --- use ----------------------------------------------------------------------------
 
@@ -150,6 +150,7 @@ class TreeCache:
         with self.storage.using(stored) as entry:
             if entry is None:  # evicted since the lookup
                 return False
+            inode = entry.lstat().st_ino
             expected, problem = self._sealed_manifest(entry, stored)
             if expected is not None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -157,14 +158,15 @@ class TreeCache:
                     dest.rmdir()
                 copy_tree(entry / TREE, dest)
         if expected is None:
-            self._discard(stored, problem)
+            self._discard(stored, problem, inode)
             return False
         copied = time.monotonic()
         difference = manifest.first_difference(
             expected, manifest.of_tree(dest, parallel=self.parallel))
         if difference is not None:
             shutil.rmtree(dest)
-            self._discard(stored, f"the tree does not match its sealed manifest: {difference}")
+            self._discard(stored, f"the tree does not match its sealed manifest: {difference}",
+                          inode)
             return False
         self.storage.touch([stored])
         now = time.monotonic()
