@@ -63,6 +63,9 @@ class SealKey:
     def __hash__(self) -> int:
         return hash(self.path)
 
+    def __reduce__(self) -> tuple[type[SealKey], tuple[Path]]:
+        return SealKey, (self.path,)  # a pickled key is its path: the bytes stay here
+
     # --- sealing ---------------------------------------------------------------------
 
     def seal(self, kind: str, key: str, record: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,9 @@ def test_the_key_never_shows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert repr(key) == f"<SealKey {path}>"
     for form in (secret.hex(), secret.hex().upper(), repr(secret), str(list(secret))):
         assert form not in shown
+    pickled = pickle.dumps(key)
+    assert secret not in pickled and pickle.loads(pickled).seal("t", "k", {}) == \
+        key.seal("t", "k", {})
 
 
 def test_default_key_location(tmp_path: Path) -> None:
