@@ -170,8 +170,8 @@ class TreeCache:
             return False
         self.storage.touch([stored])
         now = time.monotonic()
-        log.info("restored installed tree %s from the cache in %.1f s (copy %.1f s, checked "
-                 "%d paths against the sealed manifest in %.1f s)", key[:12], now - start,
+        log.info("restored installed tree %s from the cache in %.2f s (copy %.2f s, checked "
+                 "%d paths against the sealed manifest in %.2f s)", key[:12], now - start,
                  copied - start, len(expected), now - copied)
         return True
 

@@ -138,6 +138,34 @@ def metadata_limits(config: Config) -> Limits:
     return Limits.of(max_size_gb=settings.max_size_gb, retention_days=settings.retention_days)
 
 
+_PRIVATE = "ic-metadata-"
+
+
+def _private_directory() -> Path:
+    """A new directory ``$TMPDIR/ic-metadata-PID-RANDOM`` (mode 0700), after removing those
+    of this user whose process is gone (a killed build cannot remove its own)."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{_PRIVATE}*-*"):
+        pid = old.name[len(_PRIVATE):].split("-", 1)[0]
+        try:
+            mine = old.lstat().st_uid == os.geteuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_PRIVATE}{os.getpid()}-", dir=base))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @attrs.frozen
 class Document:
     url: str
@@ -195,7 +223,7 @@ class MetadataStore:
         removed when the store goes away): for what decides which signatures are accepted
         (prepared keyrings), which nobody who can write the cache may change."""
         if self._private is None:
-            self._private = Path(tempfile.mkdtemp(prefix="ic-metadata-"))
+            self._private = _private_directory()
             weakref.finalize(self, shutil.rmtree, self._private, True)
         path = self._private / name
         path.mkdir(mode=0o700, exist_ok=True)

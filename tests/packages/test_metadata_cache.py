@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import lzma
+import os
 import shutil
 from pathlib import Path
 
@@ -288,3 +289,32 @@ def test_a_keyring_planted_in_the_cache_does_not_decide_trust(
     assert version(lock, "bash") == "5.2.15-2"  # before: 5.2.15-9, signed by the rogue key
     assert body.read_bytes() == real_bytes  # fetched again without a conditional request
     assert [p.name for p in planted.parent.iterdir()] == [planted.name]  # none of ours
+
+
+def test_private_keyring_directories_of_killed_builds_go(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prepared keyrings live outside the cache, in a directory of the process; a killed
+    build cannot remove its own, so the next one does (those of live processes stay)."""
+    import subprocess
+
+    from imagecomposer.families.metadata import MetadataStore
+    from imagecomposer.foundation.http import Http
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead = tmp_path / f"ic-metadata-{child.pid}-abc123"
+    (dead / "keyrings").mkdir(parents=True)
+    alive = tmp_path / f"ic-metadata-{os.getppid()}-def456"
+    alive.mkdir()
+    store = MetadataStore(tmp_path / "cache", Http(()))
+    private = store.private_dir("keyrings")
+    assert private.parent.name.startswith(f"ic-metadata-{os.getpid()}-")
+    assert private.parent.stat().st_mode & 0o777 == 0o700
+    assert not dead.exists() and alive.exists()
+    del store
+    import gc
+
+    gc.collect()
+    assert not private.exists()  # removed with its store
