@@ -133,9 +133,9 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None) -> None:
-        """Install every package of ``lock`` (files in ``packages``, by name) into the empty
-        ``tree``. The result may depend on the lock alone: the installed-tree cache is keyed
-        by the lock's hash."""
+        """Install every package of ``lock`` (files in ``packages``, by name) into ``tree``,
+        an empty or missing directory. The result may depend on the lock alone: the
+        installed-tree cache is keyed by the lock's hash."""
 
     def after_install(self, ctx: TreeContext) -> None:
         """First in the configuration stage, before any step enables or disables a unit."""
