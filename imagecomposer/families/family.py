@@ -3,9 +3,10 @@
 The pipeline, the resolver, the caches, the composer, the SBOM and ``inspect`` are
 family-generic: where a step depends on the family they ask the family of the OS (or of the
 lock) through :mod:`imagecomposer.families.registry` and call one of the methods below. So
-adding a family (apk, pacman) means one subclass of :class:`Family` in its own module, its
-registration, and its OS profiles; nothing outside the family module branches on the
-family's name (see docs/architecture.md, "Adding a family").
+adding a family (apk, pacman) means one subclass of :class:`Family` in its own package, its
+registration, its name in ``foundation.settings.PackageFamily`` (what configuration, spec
+and lock files are checked against) and its OS profiles; nothing outside the family modules
+branches on the family's name (see docs/architecture.md, "Adding a family").
 
 What a family owns, in build order:
 
