@@ -9,6 +9,7 @@ SHA256SUMS.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import attrs
 import pytest
 
 from imagecomposer.config.model import Config, Core
+from imagecomposer.foundation.digest import sparse_sha256
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
@@ -103,10 +105,6 @@ def test_forged_cached_image_with_forged_digests_is_rebuilt(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Someone who can write the cache rewrites the image *and* the digests recorded beside
     it (issue 18): the record's seal, made with a key outside the cache, no longer holds."""
-    import json
-
-    from imagecomposer.foundation.digest import sparse_sha256
-
     config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
     ran: list[str] = []
     pipeline = ImagePipeline(config)

@@ -8,6 +8,9 @@ scratch root (test-only helper, see compose_debset.py).
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
 import subprocess
 import threading
 import time
@@ -17,6 +20,8 @@ import attrs
 import pytest
 from conftest import make_layout
 
+from imagecomposer.cache import manifest
+from imagecomposer.cache.trees import copy_tree
 from imagecomposer.compose import bootloader, initramfs
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
@@ -101,13 +106,6 @@ def test_sealed_tree_cache_costs_on_a_real_tree(
     """What the tree manifest adds on the real tree: at store (made from the source while
     ``cp -a`` runs) and at restore (the copy checked against it), against a bare copy.
     Stores into the module's own cache again (no extra tree on disk)."""
-    import logging
-    import re
-    import shutil
-
-    from imagecomposer.cache import manifest
-    from imagecomposer.cache.trees import copy_tree
-
     tree, _ = installed
     lock, _ = debian_packages
     start = time.monotonic()
