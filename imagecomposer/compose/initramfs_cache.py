@@ -9,9 +9,9 @@ options (``etc/modprobe.d``, ``etc/modules``), ``etc/fstab`` and ``etc/crypttab`
 cryptsetup-initramfs settings, the key files it may embed, and ``etc/lvm``), the
 kernels' module trees (file names and sizes), and the content of the spec's post-install
 scripts (which run just before and could change anything). A hit copies the cached images
-into ``/boot``; a miss builds them and stores them atomically in the
-:class:`~imagecomposer.cache.initramfs.InitramfsCache` (which keeps them within the limits of
-``storage.initramfs_cache``).
+into ``/boot`` (the bytes the cache checked against their sealed digests); a miss builds
+them and stores them atomically in the :class:`~imagecomposer.cache.initramfs.InitramfsCache`
+(which seals them and keeps them within the limits of ``storage.initramfs_cache``).
 
 Only initramfs-tools images (a dpkg tree) are cached; dracut trees always build.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -87,23 +86,15 @@ def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
     initramfs.write_conf(tree, root_fstype)
     digest = key(tree, root_fstype=root_fstype, scripts=scripts)
     kernels = initramfs.kernels(tree)
-    with cache.images(digest, [k.initrd.name for k in kernels]) as entry:
-        if entry is not None:
-            with Root(tree) as root:
-                for kernel in kernels:
-                    root.copy_file_in(entry / kernel.initrd.name, kernel.initrd_path,
-                                      mode=0o644)
-            log.info("initramfs restored from the cache (%s)", digest[:12])
-            return kernels
-    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout)
-
-    def fill(directory: Path) -> None:
-        directory.mkdir()
+    images = cache.load(digest, [k.initrd.name for k in kernels])  # checked against the seal
+    if images is not None:
         with Root(tree) as root:
             for kernel in kernels:
-                with root.open_read(kernel.initrd_path) as src, \
-                        (directory / kernel.initrd.name).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-
-    cache.store(digest, fill, label=", ".join(k.initrd.name for k in kernels))
+                root.write(kernel.initrd_path, images[kernel.initrd.name], mode=0o644)
+        log.info("initramfs restored from the cache (%s)", digest[:12])
+        return kernels
+    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout)
+    with Root(tree) as root:
+        built = {k.initrd.name: root.read_bytes(k.initrd_path) for k in kernels}
+    cache.store(digest, built, label=", ".join(k.initrd.name for k in kernels))
     return kernels

@@ -135,7 +135,7 @@ class DebProvider:
 
     def load(self, pool: Any) -> list[Any]:
         repos = []
-        keyrings = self.store.root / "keyrings"
+        keyrings = self.store.private_dir("keyrings")  # never in the cache: it decides trust
         for source in self.sources:
             if source.priority < 0:
                 log.info("repository %r has priority %d: never used", source.name,

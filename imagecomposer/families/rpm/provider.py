@@ -173,7 +173,7 @@ class RpmProvider:
             return None
         if keys not in self._keyrings:
             self._keyrings[keys] = prepare_keyring(
-                keys, self.metadata_dir / "keyrings",
+                keys, self.store.private_dir("keyrings"),  # never in the cache: it decides trust
                 what=f"repository {name}")
         return self._keyrings[keys]
 
