@@ -13,6 +13,14 @@ Stages it runs (each usable alone):
   side, :mod:`imagecomposer.compose.disk`).
 
 Work trees are removed at the end (also on failure and Ctrl-C) unless ``keep_temp``.
+
+Same lock, spec and ``epoch``, same bytes: the epoch (``Composer(config, epoch=N)``; default
+:func:`imagecomposer.foundation.epoch.build_epoch`, ``SOURCE_DATE_EPOCH`` or a fixed date) is
+the only clock of a build. Every tool whose output lands in the image sees it as
+``SOURCE_DATE_EPOCH``, the installed-tree and initramfs caches are keyed by it, leftovers
+that differ from build to build are removed (:mod:`imagecomposer.compose.normalize`), the work
+trees' file times are clamped to it before assembly, and the disk side bounds every time in
+every filesystem by it (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose import bootloader, family, initramfs_cache, verity_initrd
+from imagecomposer.compose import bootloader, family, initramfs_cache, normalize, verity_initrd
 from imagecomposer.compose.configure import (
     apt_sources,
     crypttab,
@@ -41,11 +49,13 @@ from imagecomposer.compose.configure import (
     users,
 )
 from imagecomposer.compose.disk import assemble, plan_layout, tree_size
+from imagecomposer.compose.disk.content import clamp_times
 from imagecomposer.compose.disk.luks import embedded_keys, key_sources
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
@@ -92,19 +102,27 @@ class Composer:
     """Builds image trees and disks for one global configuration."""
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
-                 events: Events | None = None, use_cache: bool = True) -> None:
+                 events: Events | None = None, use_cache: bool = True,
+                 epoch: int | None = None) -> None:
         self.config = config
         self.keep_temp = keep_temp
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
         self.events: Events = events or (lambda _line: None)
         self.cache = TreeCache(config.tree_cache_dir)
+        self.epoch = resolve(epoch)  # the build's clock, never the wall clock
+
+    def tree_key(self, lock: Lock) -> str:
+        """The installed-tree cache key: the lock and the epoch (maintainer scripts record
+        it, e.g. as the password change date of the accounts they create)."""
+        return f"{lock.hash}-e{self.epoch}"
 
     # --- packages ------------------------------------------------------------------------
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
         self.events(f"installing {len(lock.packages)} {lock.kind} packages")
-        family.install(lock, packages, tree, timeout=self.config.core.timeout)
+        family.install(lock, packages, tree, timeout=self.config.core.timeout,
+                       epoch=self.epoch)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
                        *, use_cache: bool = True) -> Path:
@@ -114,7 +132,7 @@ class Composer:
         if tree.exists():
             remove_tree(tree)
         workdir.mkdir(parents=True, exist_ok=True)
-        if use_cache and self.cache.restore(lock.hash, tree):
+        if use_cache and self.cache.restore(self.tree_key(lock), tree):
             self.events(f"installed tree restored from the cache ({lock.hash[:12]})")
             return tree
         try:
@@ -125,7 +143,7 @@ class Composer:
             raise
         if use_cache:
             self.events("storing the installed tree in the cache")
-            self.cache.store(lock.hash, tree)
+            self.cache.store(self.tree_key(lock), tree)
         return tree
 
     # --- configuration -------------------------------------------------------------------
@@ -141,24 +159,26 @@ class Composer:
         """
         c = spec.customizations
         timeout = self.config.core.timeout
+        epoch = self.epoch
         # rpm: kernels under /boot and the distribution's presets, before anything below
         # (network, services, scripts) enables or disables a unit over them
         family.after_install(tree, lock, timeout=timeout)
         self.events("configuration: pre-install scripts")
-        scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout)
+        scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout,
+                            epoch=epoch)
         if lock.kind == "deb":  # for rpm, remove: were dnf excludes at resolution
-            remove_packages(tree, c.packages.remove)
+            remove_packages(tree, c.packages.remove, epoch=epoch)
         self.events("configuration: system, users, files, ssh, network, services")
         if c.hostname:
             system.hostname(tree, c.hostname)
         system.timezone(tree, c.timezone)
-        system.locale(tree, c.locale)
+        system.locale(tree, c.locale, epoch=epoch)
         if c.keyboard:
             system.keyboard(tree, c.keyboard)
         system.first_boot_identity(tree)
-        users.root_password(tree, c.root_password_hash)
+        users.root_password(tree, c.root_password_hash, epoch=epoch)
         for user in c.users:
-            users.add_user(tree, user)
+            users.add_user(tree, user, epoch=epoch)
         files.apply(tree, c.files, source_roots=files.source_roots(
             spec, self.config.core.allowed_paths))
         ssh.configure(tree, c.ssh)
@@ -172,7 +192,8 @@ class Composer:
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)
         self.events("configuration: post-install scripts")
-        scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
+        scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout,
+                            epoch=epoch)
         if verity_root and lock.kind == "deb":
             # initramfs-tools ignores systemd's verity words: our script opens the root
             self.events("initramfs: dm-verity root script")
@@ -182,7 +203,7 @@ class Composer:
         kernels = initramfs_cache.build(
             tree, self.config.core.cache_dir / "initramfs" if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
-            scripts=c.scripts.post_install, timeout=timeout)
+            scripts=c.scripts.post_install, timeout=timeout, epoch=epoch)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
@@ -202,6 +223,7 @@ class Composer:
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
         family.finish(tree, spec, lock, timeout=timeout)
+        normalize.remove_leftovers(tree)
         if on_configured is not None:
             on_configured(tree)
         trees.update(split_partitions(tree, layout))
@@ -258,7 +280,7 @@ class Composer:
                     remove_tree(tree)
                 copy_tree(installed, tree)
             else:
-                hit = use_tree_cache and self.cache.lookup(lock.hash) is not None
+                hit = use_tree_cache and self.cache.lookup(self.tree_key(lock)) is not None
                 tree = self.installed_tree(lock, packages, workdir, use_cache=use_tree_cache)
             timings["restore" if hit else "install"] = time.monotonic() - start
             start = time.monotonic()
@@ -280,10 +302,12 @@ class Composer:
                         esp_tree, bootloader.kernel_cmdline(spec, layout, roothash=roothash))
 
             start = time.monotonic()
+            for part_tree in trees.values():  # our own work trees: bounded by the epoch
+                clamp_times(part_tree, self.epoch)
             self.events(f"assembling {output.name}")
             result = assemble(layout, trees, output, workdir=workdir / "disk",
                               events=self.events, on_verity=on_verity,
-                              keys=key_sources(disk))
+                              keys=key_sources(disk), epoch=self.epoch)
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
                 self.events("writing GRUB into the MBR and the gap after it")
@@ -302,7 +326,8 @@ class Composer:
                              roothash=result.roothash, cache_hit=hit, timings=timings)
 
 
-def remove_packages(tree: Path, names: tuple[str, ...]) -> list[str]:
+def remove_packages(tree: Path, names: tuple[str, ...], *,
+                    epoch: int | None = None) -> list[str]:
     """Purge the installed packages among ``names`` (one dpkg call); return those purged."""
     with Root(tree) as root:
         if not names or not root.is_file("/var/lib/dpkg/status"):
@@ -316,8 +341,8 @@ def remove_packages(tree: Path, names: tuple[str, ...]) -> list[str]:
             installed.add(fields.get("Package", ""))
     purge = [n for n in names if n in installed]
     if purge:
-        run_in_chroot(tree, ["dpkg", "--purge", *purge], error=ScriptFailed,
-                      what=f"dpkg --purge {' '.join(purge)}")
+        run_in_chroot(tree, ["dpkg", "--purge", *purge], env=epoch_env(resolve(epoch)),
+                      error=ScriptFailed, what=f"dpkg --purge {' '.join(purge)}")
     return purge
 
 

@@ -40,16 +40,17 @@ from imagecomposer.spec.model import Spec
 
 
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-            timeout: float | None = None) -> None:
-    """Install every package of ``lock`` into the empty ``tree`` with its family's tool."""
+            timeout: float | None = None, epoch: int | None = None) -> None:
+    """Install every package of ``lock`` into the empty ``tree`` with its family's tool;
+    maintainer scripts and scriptlets see ``SOURCE_DATE_EPOCH`` = ``epoch``."""
     if lock.kind == "rpm":
 
         dbpath, backend = rpmdb_location(lock)
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
-                     timeout=timeout)
+                     timeout=timeout, epoch=epoch)
         return
 
-    dpkg_install.install(lock, packages, tree, timeout=timeout)
+    dpkg_install.install(lock, packages, tree, timeout=timeout, epoch=epoch)
 
 
 def rpmdb_location(lock: Lock) -> tuple[str, str]:

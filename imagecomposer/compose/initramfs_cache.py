@@ -8,8 +8,9 @@ configuration and hooks (``etc/initramfs-tools``, ``usr/share/initramfs-tools``)
 options (``etc/modprobe.d``, ``etc/modules``), ``etc/fstab`` and ``etc/crypttab`` (with the
 cryptsetup-initramfs settings, the key files it may embed, and ``etc/lvm``), the
 kernels' module trees (file names and sizes), and the content of the spec's post-install
-scripts (which run just before and could change anything). A hit copies the cached images
-into ``/boot``; a miss builds them and stores them atomically.
+scripts (which run just before and could change anything), and the build epoch (the
+initrd's file times and compression depend on it). A hit copies the cached images into
+``/boot``; a miss builds them and stores them atomically.
 
 Only initramfs-tools images (a dpkg tree) are cached; dracut trees always build.
 """
@@ -24,18 +25,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from imagecomposer.compose import initramfs
+from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger(__name__)
 
-FORMAT = "v1"
+FORMAT = "v2"  # v2: the build epoch is part of the key
 HASHED_TREES = ("etc/initramfs-tools", "usr/share/initramfs-tools", "etc/modprobe.d",
                 "etc/cryptsetup-initramfs", "etc/cryptsetup-keys.d", "etc/lvm")
 HASHED_FILES = ("var/lib/dpkg/status", "etc/modules", "etc/fstab", "etc/crypttab")
 
 
-def key(tree: Path, *, root_fstype: str | None, scripts: Iterable[Path] = ()) -> str:
-    digest = hashlib.sha256(f"{FORMAT}\0{root_fstype}\0".encode())
+def key(tree: Path, *, root_fstype: str | None, scripts: Iterable[Path] = (),
+        epoch: int | None = None) -> str:
+    digest = hashlib.sha256(f"{FORMAT}\0{root_fstype}\0{resolve(epoch)}\0".encode())
     for name in HASHED_FILES:
         _file(digest, tree / name, name)
     for name in HASHED_TREES:
@@ -77,12 +80,13 @@ def _tree(digest: hashlib._Hash, root: Path, label: str, *, content: bool) -> No
 def build(tree: Path, cache_dir: Path | None, *, root_fstype: str | None,
           scripts: Iterable[Path] = (), timeout: float | None = None,
           builder: Callable[..., list[initramfs.Kernel]] = initramfs.build,
-          ) -> list[initramfs.Kernel]:
+          epoch: int | None = None) -> list[initramfs.Kernel]:
     """:func:`initramfs.build` through the cache (``cache_dir`` None: no cache)."""
+    epoch = resolve(epoch)
     if cache_dir is None or not (tree / "var/lib/dpkg/status").is_file():
-        return builder(tree, root_fstype=root_fstype, timeout=timeout)
+        return builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
     initramfs.write_conf(tree, root_fstype)
-    entry = cache_dir / key(tree, root_fstype=root_fstype, scripts=scripts)
+    entry = cache_dir / key(tree, root_fstype=root_fstype, scripts=scripts, epoch=epoch)
     kernels = initramfs.kernels(tree)
     if entry.is_dir() and all((entry / k.initrd.name).is_file() for k in kernels):
         with Root(tree) as root:
@@ -91,7 +95,7 @@ def build(tree: Path, cache_dir: Path | None, *, root_fstype: str | None,
         os.utime(entry)
         log.info("initramfs restored from the cache (%s)", entry.name[:12])
         return kernels
-    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout)
+    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
     tmp = cache_dir / f".tmp-{entry.name}-{os.getpid()}"
     try:
         tmp.mkdir(parents=True, exist_ok=True)
