@@ -1,7 +1,8 @@
 """The installed-tree cache: a package installation is reused when only configuration changed.
 
-Keyed by the lock's hash (plus a format tag), so any change in the package set misses. An
-entry is a plain directory copy of the tree made with ``cp -a --reflink=auto``: restoring it
+Keyed by the lock's hash and the build epoch (``Composer.tree_key``; plus a format tag), so
+any change in the package set misses. An entry is a plain directory copy of the tree made
+with ``cp -a --reflink=auto``: restoring it
 costs ~1.2 s for a 340 MB bootable Debian tree on ext4 here (reflinks make it nearly free on
 btrfs/XFS), against ~1.8 s to unpack a zstd tarball of it (119 MB) — speed wins over the
 disk space (see docs/compose.md).

@@ -27,9 +27,9 @@ ENV = "SOURCE_DATE_EPOCH"
 # 2023-06-10T00:00:00Z, the release day of Debian 12: any fixed date would do. A date in the
 # past keeps fsck and systemd from seeing file or superblock times in the future.
 DEFAULT_EPOCH = 1686355200
-# Every format that stores a time can hold this one: 32-bit unsigned seconds (squashfs, the
-# LVM metadata), FAT dates up to 2107, ext4 with 256-byte inodes up to 2446.
-MAX_EPOCH = (1 << 32) - 1
+# 2038-01-19T03:14:07Z: every format and tool here holds times up to it (signed 32-bit
+# seconds); some (squashfs, FAT, ext4 with 256-byte inodes) go further, but not all.
+MAX_EPOCH = (1 << 31) - 1
 
 
 def check_epoch(epoch: int) -> int:

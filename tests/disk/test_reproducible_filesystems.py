@@ -16,6 +16,7 @@ import pytest
 
 from imagecomposer.compose.disk import assemble, plan_layout
 from imagecomposer.compose.disk.content import clamp_times
+from imagecomposer.compose.disk.ext4_times import used_inodes
 from imagecomposer.compose.disk.filesystems import fat_plan, make_filesystem
 from imagecomposer.compose.layout import PlannedPartition
 from imagecomposer.foundation.epoch import DEFAULT_EPOCH
@@ -178,3 +179,28 @@ def test_whole_disk_with_nested_esp_is_identical_without_source_date_epoch(
 
     assert build({"esp": first, "root": first}, "a") == \
         build({"esp": second, "root": second}, "b")
+
+
+def test_ext4_names_a_debugfs_command_cannot_quote_are_clamped_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clamp addressed inodes by path and skipped names with a quote or a newline: they
+    kept the tree's ctime and atime. It addresses inodes by number now."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    trees = []
+    for name in ("one", "two"):
+        tree = tmp_path / name
+        (tree / 'say "hi"').mkdir(parents=True)
+        (tree / 'say "hi"' / "line\nbreak").write_text("x\n")
+        trees.append(tree)
+        time.sleep(1.1)
+    assert image(tmp_path, "ext4", trees[0], "a") == image(tmp_path, "ext4", trees[1], "b")
+
+
+def test_used_inodes_reads_every_inode_in_use(tmp_path: Path,
+                                              two_trees: tuple[Path, Path]) -> None:
+    tree, _ = two_trees
+    image(tmp_path, "ext4", tree, "root")
+    found = dict(used_inodes(tmp_path / "root.img"))
+    entries = 1 + sum(1 for _ in tree.rglob("*"))  # the root directory and every entry
+    assert len(found) == entries + 1  # and lost+found; no reserved inode (journal, ...)
+    assert found[2] == DEFAULT_EPOCH and set(found.values()) == {DEFAULT_EPOCH, PACKAGED}

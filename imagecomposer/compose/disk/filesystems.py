@@ -12,22 +12,22 @@ the order a directory lists in. Each tool runs with ``SOURCE_DATE_EPOCH`` (mke2f
 debugfs also with ``E2FSPROGS_FAKE_TIME``, mtools with its settings pinned); mke2fs adds
 entries sorted (``scandir`` with ``alphasort``, under ``LC_ALL=C``) and one ``debugfs`` pass
 then gives every inode ``atime = ctime = mtime = min(mtime, epoch)`` (mke2fs copies the
-tree's ctime and atime verbatim); FAT directories are created and filled in name order
-(``mcopy -s`` follows ``readdir``) and every FAT time is the epoch; mksquashfs and
-mkfs.erofs set every time to ``SOURCE_DATE_EPOCH``. The tree is only read. (The Composer
-clamps its own work trees to the epoch as well, before assembly:
-:func:`imagecomposer.compose.disk.content.clamp_times`.) XFS (``mkfs.xfs -p``, xfsprogs
-6.1) stamps its inodes with the clock and random generation numbers: it is the one
-filesystem here that is not reproducible.
+tree's ctime and atime verbatim; :mod:`imagecomposer.compose.disk.ext4_times`); FAT
+directories are created and filled in name order (``mcopy -s`` follows ``readdir``) and
+every FAT time is the epoch; mksquashfs and mkfs.erofs set every time to
+``SOURCE_DATE_EPOCH``. The tree is only read. (The Composer clamps its own work trees to the
+epoch as well, before assembly: :func:`imagecomposer.compose.disk.content.clamp_times`.)
+XFS (``mkfs.xfs -p``, xfsprogs 6.1) stamps its inodes with the clock and random generation
+numbers: it is the one filesystem here that is not reproducible.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
+from imagecomposer.compose.disk.ext4_times import clamp_inode_times
 from imagecomposer.compose.disk.sizing import FAT32_MIN, MIB
 from imagecomposer.compose.layout import SECTOR, PlannedPartition, Volume
 from imagecomposer.foundation import runner
@@ -114,36 +114,7 @@ def _ext4(part: Volume, tree: Path | None, target: Path, offset: int,
     runner.run(argv, env=build_env(epoch), error=DiskToolError,
                what=f"mkfs.ext4 for partition '{part.name}'")
     if tree is not None:
-        clamp_ext4_times(tree, target, offset, epoch)
-
-
-def clamp_ext4_times(tree: Path, target: Path, offset: int, epoch: int) -> None:
-    """Make the timestamps ``mke2fs -d`` copied reproducible (e2fsprogs 1.47.0 copies atime
-    and ctime verbatim, and merely reading the tree changes its atimes).
-
-    Every inode gets atime = ctime = mtime = min(mtime, epoch), whole seconds, through one
-    ``debugfs -w -f`` script (about 2 s per 10,000 files); crtime is mke2fs's fake time,
-    the epoch.
-    """
-    commands: list[str] = []
-    entries = [tree]
-    for directory, dirs, files in os.walk(tree):
-        entries += [Path(directory, name) for name in (*dirs, *files)]
-    for path in entries:
-        relative = path.relative_to(tree)
-        inside = "/" if relative == Path() else f"/{relative}"
-        if '"' in inside or "\n" in inside:
-            continue  # debugfs cannot quote these; they keep their copied times
-        stamp = min(int(path.lstat().st_mtime), epoch)
-        for field in ("atime", "ctime", "mtime"):
-            commands.append(f'sif "{inside}" {field} @{stamp}')  # @: seconds, not a date
-            commands.append(f'sif "{inside}" {field}_extra 0')
-    with tempfile.NamedTemporaryFile("w", suffix=".debugfs") as script:
-        script.write("\n".join(commands) + "\n")
-        script.flush()
-        runner.run(["debugfs", "-w", "-f", script.name, f"{target}?offset={offset}"],
-                   env=build_env(epoch), error=DiskToolError,
-                   what="debugfs (clamp timestamps)")
+        clamp_inode_times(target, offset, epoch, build_env(epoch))
 
 
 def ext4_inodes(tree: Path, size: int) -> int:
