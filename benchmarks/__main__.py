@@ -1,6 +1,6 @@
 """Run the benchmarks, each printing its own table: ``python -m benchmarks [NAME ...]``.
 
-Names: packages, disk, export, pipeline, inspect, compose (default: all but compose, which
+Names: packages, parity, disk, export, pipeline, inspect, compose (default: all but compose, which
 needs tests/compose on the path and downloads its own package set).
 """
 
@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = {"packages": "bench_packages.py", "disk": "bench_disk.py",
+SCRIPTS = {"packages": "bench_packages.py", "parity": "bench_parity.py",
+           "disk": "bench_disk.py",
            "export": "bench_export.py", "pipeline": "bench_pipeline.py",
            "inspect": "bench_inspect.py", "compose": "compose_vs_mmdebstrap.py"}
-DEFAULT = ("packages", "disk", "export", "pipeline", "inspect")
+DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect")
 
 
 def main(names: list[str]) -> int:

@@ -27,11 +27,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from imagecomposer.boot import boot
-from imagecomposer.boot.selftest import LOGIN, build_selftest_image, fetch_inputs
 from imagecomposer.compose.disk import assemble, filesystems, plan_layout, sparse, tree_size
 from imagecomposer.compose.disk.luks import key_sources
 from imagecomposer.spec.model import Disk, Encryption, LogicalVolume, Partition, VolumeGroup
+from tests.fixtures.selftest import LOGIN, build_selftest_image, fetch_inputs
 
 M = 1 << 20
 G = 1 << 30

@@ -47,7 +47,7 @@ def synthesize(path: Path, size: int, data: int) -> Path:
     return path
 
 
-def human(size: int) -> str:
+def human_size(size: int) -> str:
     return f"{size / 1e6:,.0f} MB"
 
 
@@ -70,7 +70,7 @@ def main() -> None:
             raw = synthesize(work / "disk.raw", args.size_gib << 30, args.data_mib << 20)
             print(f"synthesized {raw} in {time.monotonic() - started:.1f} s")
         allocated = raw.stat().st_blocks * 512
-        print(f"input: {raw}: {human(raw.stat().st_size)} virtual, {human(allocated)} "
+        print(f"input: {raw}: {human_size(raw.stat().st_size)} virtual, {human_size(allocated)} "
               f"allocated; {os.cpu_count()} CPUs\n")
         exporter = Exporter()
         rows: list[tuple[str, float, int]] = []
@@ -104,7 +104,7 @@ def main() -> None:
             result.unlink()
         print("| step | time | output size |\n|---|---:|---:|")
         for label, seconds, size in rows:
-            print(f"| {label} | {seconds:.1f} s | {human(size)} |")
+            print(f"| {label} | {seconds:.1f} s | {human_size(size)} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

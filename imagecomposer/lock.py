@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import cattrs
 
+from imagecomposer.foundation import display
 from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import LockError
 from imagecomposer.foundation.fsutil import atomic_write
+from imagecomposer.foundation.settings import PackageFamily
 
 LOCK_FORMAT = 1
 
@@ -28,7 +30,7 @@ converter = CONVERTER
 class LockedRepository:
     name: str
     url: str
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
     suite: str | None = None
     components: tuple[str, ...] = ()
     trusted: bool = False
@@ -43,7 +45,7 @@ class LockedPackage:
     url: str  # absolute download URL (http(s):// or file://)
     sha256: str
     size: int
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
     essential: bool = False
     priority: str | None = None  # deb Priority field
     maintainer: str | None = None  # deb Maintainer / rpm Packager or Vendor
@@ -54,27 +56,36 @@ class LockedPackage:
     def nevra(self) -> str:
         return f"{self.name}={self.version}:{self.arch}"
 
-    @property
-    def filename(self) -> str:
-        """The file name the package is stored under in a download directory."""
-        ext = "rpm" if self.kind == "rpm" else "deb"
-        version = self.version.replace(":", "%3a")
-        return f"{self.name}_{version}_{self.arch}.{ext}"
-
 
 @attrs.frozen
 class Lock:
     os: str
     version: str
     arch: str
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
     repositories: tuple[LockedRepository, ...]
-    packages: tuple[LockedPackage, ...]  # transaction (install) order
+    packages: tuple[LockedPackage, ...]  # install order (imagecomposer.families.order)
     requested: tuple[str, ...] = ()  # the request as given (spec + profile package sets)
     format: int = LOCK_FORMAT
 
     def to_json(self) -> str:
         return json.dumps(converter.unstructure(self), indent=1, sort_keys=True) + "\n"
+
+    def __repr__(self) -> str:
+        """``Lock(os='debian 12', arch='amd64', kind='deb', packages=180, ...)``."""
+        return display.call("Lock", os=f"{self.os} {self.version}", arch=self.arch,
+                            kind=self.kind, packages=len(self.packages),
+                            repositories=len(self.repositories), hash=self.hash[:12])
+
+    def _repr_html_(self) -> str:  # Jupyter: every package, in install order
+        size = sum(p.size for p in self.packages)
+        title = (f"Lock {self.os} {self.version} {self.arch} ({self.kind}): "
+                 f"{len(self.packages)} packages, {display.size(size)}, "
+                 f"hash {self.hash[:12]}")
+        rows = [(i, p.name, p.version, p.arch, p.repository, display.size(p.size))
+                for i, p in enumerate(self.packages, 1)]
+        return display.html_grid(("#", "package", "version", "arch", "repository", "size"),
+                                 rows, title=title, right=(0, 5))
 
     @property
     def hash(self) -> str:

@@ -20,7 +20,7 @@ APT_PACKAGES=(
   # boot, signing, export
   qemu-system-x86 qemu-utils ovmf sbsigntool openssl zstd pigz xz-utils
   # reference tools the tests and benchmarks compare against
-  mmdebstrap busybox-static cpio
+  mmdebstrap busybox-static cpio dnf
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -1,7 +1,13 @@
-"""The package cache: a content-addressed store of verified packages shared by builds."""
+"""The caches: packages, repository metadata (kept by the families layer), installed trees,
+initramfs images and finished images, each a :class:`~imagecomposer.foundation.store.Store`;
+:class:`Caches` lists, prunes and cleans all of them."""
 
-from imagecomposer.cache.progress import Progress
-from imagecomposer.cache.report import format_entries, format_images
+from imagecomposer.cache.images import ImageCache
+from imagecomposer.cache.initramfs import InitramfsCache
+from imagecomposer.cache.registry import NAMES, Caches
+from imagecomposer.cache.report import CacheInfo, CacheListing, CacheRemoval
 from imagecomposer.cache.store import CacheEntry, PackageCache
+from imagecomposer.cache.trees import TreeCache
 
-__all__ = ["CacheEntry", "PackageCache", "Progress", "format_entries", "format_images"]
+__all__ = ["NAMES", "CacheEntry", "CacheInfo", "CacheListing", "CacheRemoval", "Caches",
+           "ImageCache", "InitramfsCache", "PackageCache", "TreeCache"]

@@ -1,52 +1,51 @@
 """The image cache: finished build outputs keyed by every input of the build.
 
-Key = SHA256 over the per-input hashes: the normalized spec (with secrets, since a changed
-password must rebuild), the content of every file the spec references (scripts, files, keys),
-the lock hash and the tool version. The per-input hashes are kept in each entry so a miss can
-name the input that changed. Entries are written to a temporary directory and renamed into
+A key (:class:`CacheKey`) is made by the pipeline from the typed inputs of the stages that
+produce the outputs (see ``imagecomposer.pipeline.build``): a digest over them, and the
+fingerprint of each input field, kept in each entry so that a miss can name the field that
+changed. Entries are written to a temporary directory and renamed into
 place (never a partial entry); files are stored read-only with their digests. A lookup
 checks every file against its stored digest before the entry is used (reading only the data
 of sparse images, see :func:`~imagecomposer.foundation.digest.sparse_sha256`): a damaged or
 modified entry is discarded with a warning and the lookup is a miss. A hit restores the
 outputs with a reflink, else a hard link, else a copy, into a staging directory that
 atomically replaces the output directory. At most ``max_count`` entries per image name are
-kept, least recently used first out. Temporary directories of a killed store are removed by
-the next lookup or prune.
+kept, least recently used first out, within the size and age limits of
+``storage.image_cache``. The staging areas of a killed store are removed by the next
+lookup, store or prune.
 
-Layout: ``ROOT/<name>/<digest>/{entry.json, used, files/...}``; a store in progress is
-``ROOT/<name>/.tmp-<digest>-<pid>-<random>``.
+Layout: a :class:`~imagecomposer.foundation.store.Store` whose entries are
+``ROOT/<name>/<digest>/{entry.json, files/...}``; the last use of each is in the store's
+bookkeeping.
 """
 
 from __future__ import annotations
 
-import contextlib
+import builtins
 import hashlib
 import json
 import logging
 import os
-import re
-import shutil
 import time
-import uuid
-from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
-from imagecomposer.foundation.digest import hash_file_into, hash_input, sha256_files, sparse_sha256
+from imagecomposer.config.model import Config
+from imagecomposer.foundation import display
+from imagecomposer.foundation.digest import hash_file_into, sha256_files, sparse_sha256
 from imagecomposer.foundation.errors import CacheError, CommandError
-from imagecomposer.foundation.filelock import exclusive, try_exclusive
 from imagecomposer.foundation.runner import run
 from imagecomposer.foundation.staging import staged
+from imagecomposer.foundation.store import Limits, Store, StoreEntry
+from imagecomposer.foundation.units import human_size
 
 log = logging.getLogger("imagecomposer.cache")
 
 ENTRY = "entry.json"
 FILES = "files"
-USED = "used"
 FORMAT = 2  # 2: files carry their sparse content digest; older entries are not used
-_TMP = re.compile(r"^\.tmp-[0-9a-f]+-(\d+)-[0-9a-f]+$")
-DAY = 86400.0
+PATTERNS = ("*/*",)
 
 
 @attrs.frozen
@@ -65,7 +64,7 @@ class CachedFile:
     content: str  # sparse_sha256: checked before every restore
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Entry:
     name: str
     digest: str
@@ -79,72 +78,69 @@ class Entry:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
-
-def _label(path: Path, base: Path | None) -> str:
-    if base is not None:
-        with contextlib.suppress(ValueError):
-            return path.relative_to(base).as_posix()
-    return path.as_posix()
-
-
-def image_key(spec_canonical: str, referenced_files: Iterable[Path], lock_hash: str,
-              tool_version: str, *, name: str | None = None,
-              base: Path | None = None) -> CacheKey:
-    """The cache key of a build. ``base`` (the spec's directory) makes file labels short;
-    ``name`` defaults to ``image.name`` of the canonical spec JSON."""
-    if name is None:
-        try:
-            name = str(json.loads(spec_canonical)["image"]["name"])
-        except (ValueError, KeyError, TypeError):
-            name = "default"
-    inputs = {"spec": hashlib.sha256(spec_canonical.encode()).hexdigest(),
-              "lock": lock_hash, "tool version": tool_version}
-    for path in referenced_files:
-        inputs[_label(path, base)] = hash_input(path)
-    pairs = tuple(sorted(inputs.items()))
-    digest = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
-    return CacheKey(name, digest, pairs)
+    def __repr__(self) -> str:
+        return (f"<image cache entry {self.name} {self.digest[:12]}: "
+                f"{', '.join(f.name for f in self.files)} ({human_size(self.size)})>")
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "default"
 
 
+def _key(name: str, digest: str) -> str:
+    return f"{_safe(name)}/{digest}"
+
+
 class ImageCache:
-    def __init__(self, root: Path, *, max_count: int = 5, enabled: bool = True) -> None:
+    """Finished build outputs under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: Path, *, max_count: int = 5, enabled: bool = True,
+                 max_size_gb: float | None = None, retention_days: float | None = None
+                 ) -> None:
         self.root = root
         self.max_count = max(1, max_count)
         self.enabled = enabled
+        self.storage = Store(root, patterns=PATTERNS, what="image cache",
+                           verify=self._verify, group=lambda key: key.split("/", 1)[0],
+                           limits=Limits.of(max_size_gb=max_size_gb,
+                                            retention_days=retention_days,
+                                            max_count=self.max_count))
         self._discarded: dict[str, str] = {}  # key digest -> why lookup discarded it
+
+    @classmethod
+    def for_config(cls, config: Config, *, enabled: bool = True) -> ImageCache:
+        """The image cache of ``config`` with its limits (``storage.image_cache``)."""
+        settings = config.storage.image_cache
+        return cls(config.image_cache_dir, max_count=settings.max_count,
+                   enabled=enabled and settings.enabled, max_size_gb=settings.max_size_gb,
+                   retention_days=settings.retention_days)
+
+    def __repr__(self) -> str:
+        return display.call("ImageCache", root=self.root, max_count=self.max_count,
+                            enabled=self.enabled)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _locked(self) -> contextlib.AbstractContextManager[None]:
-        return exclusive(self.root / ".lock")
-
-    def _read(self, path: Path) -> Entry | None:
+    @staticmethod
+    def _read(path: Path, last_used: float | None = None) -> Entry | None:
         try:
             data = json.loads((path / ENTRY).read_text())
             if data.get("format") != FORMAT:
                 return None
-            used = (path / USED).stat().st_mtime
             return Entry(data["name"], data["digest"], path,
                          tuple((str(a), str(b)) for a, b in data["inputs"]),
-                         tuple(CachedFile(**f) for f in data["files"]), data["created"], used)
+                         tuple(CachedFile(**f) for f in data["files"]), data["created"],
+                         data["created"] if last_used is None else last_used)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _entries(self, name: str | None = None) -> list[Entry]:
-        if not self.root.is_dir():
-            return []
-        dirs = [self.root / _safe(name)] if name is not None else sorted(
-            p for p in self.root.iterdir() if p.is_dir())
+    def _entries(self, name: str | None = None) -> builtins.list[Entry]:
+        prefix = None if name is None else _safe(name) + "/"
         found = []
-        for directory in dirs:
-            if not directory.is_dir():
-                continue
-            for path in directory.iterdir():
-                if not path.name.startswith(".") and (entry := self._read(path)) is not None:
+        for stored in self.storage.entries():
+            if prefix is None or stored.key.startswith(prefix):
+                entry = self._read(stored.path, stored.last_used)
+                if entry is not None:
                     found.append(entry)
         return sorted(found, key=lambda e: (e.name, -e.last_used))
 
@@ -164,7 +160,7 @@ class ImageCache:
             if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
                 return f"{f.name} was modified (size or mtime changed)"
         paths = {f.name: entry.path / FILES / f.name for f in entry.files}
-        found = sha256_files(list(paths.values()), len(paths), digest=sparse_sha256)
+        found = sha256_files(builtins.list(paths.values()), len(paths), digest=sparse_sha256)
         for f in entry.files:
             digest = found[paths[f.name]]
             if digest is None:
@@ -173,24 +169,17 @@ class ImageCache:
                 return f"{f.name} does not match its stored digest"
         return None
 
-    def remove_leftovers(self, *, dry_run: bool = False) -> list[Path]:
-        """Remove the temporary directories of stores that were killed (owner pid dead, or
-        older than a day); skipped while another process holds the cache lock (storing)."""
-        found: list[Path] = []
-        if not self.root.is_dir():
-            return found
-        with try_exclusive(self.root / ".lock") as held:
-            if not held:
-                return found
-            for directory in (p for p in self.root.iterdir() if p.is_dir()):
-                for path in directory.iterdir():
-                    if _is_leftover(path):
-                        found.append(path)
-                        if not dry_run:
-                            log.info("image cache: removing %s, left by an interrupted store",
-                                     path)
-                            _rmtree(path)
-        return found
+    def _verify(self, path: Path) -> str | None:
+        """The store's verification: the entry can be read and every file is intact."""
+        entry = self._read(path)
+        if entry is None:
+            return "unreadable, or written by an older version"
+        return self._damage(entry)
+
+    def remove_leftovers(self, *, dry_run: bool = False) -> builtins.list[Path]:
+        """Remove the staging areas of stores that were killed (owner pid dead, or older
+        than a day)."""
+        return self.storage.remove_leftovers(dry_run=dry_run)
 
     # --- public API -------------------------------------------------------------------------
 
@@ -200,7 +189,8 @@ class ImageCache:
         if not self.enabled:
             return None
         self.remove_leftovers()
-        entry = self._read(self.root / _safe(key.name) / key.digest)
+        path = self.storage.path(_key(key.name, key.digest))
+        entry = self._read(path)
         if entry is None:
             return None
         started = time.monotonic()
@@ -213,62 +203,61 @@ class ImageCache:
             log.warning("image cache entry %s is damaged (%s); discarding it", entry.path,
                         damage)
             self._discarded[key.digest] = damage
-            with self._locked(), contextlib.suppress(OSError):
-                if entry.path.stat().st_ino == inode:  # not a fresh store meanwhile
-                    _rmtree(entry.path)
+            self.storage.remove(_key(key.name, key.digest), inode=inode)
             return None
         log.info("image cache: %s %s intact (%d files checked against their digests in "
                  "%.2f s)", entry.name, entry.digest[:12], len(entry.files),
                  time.monotonic() - started)
         return entry
 
-    def restore(self, entry: Entry, output_dir: Path) -> list[Path]:
+    def restore(self, entry: Entry, output_dir: Path) -> builtins.list[Path]:
         """Put the entry's files into ``output_dir`` (replacing it atomically)."""
         started = time.monotonic()
-        sources = [entry.path / FILES / f.name for f in entry.files]
-        with staged(output_dir) as stage:
-            _link_or_copy(sources, stage)
-        os.utime(entry.path / USED)
+        key = _key(entry.name, entry.digest)
+        with self.storage.using(key) as path:
+            if path is None:
+                raise CacheError(f"image cache entry {entry.path} was removed before it "
+                                 "could be restored; build again")
+            sources = [path / FILES / f.name for f in entry.files]
+            with staged(output_dir) as stage:
+                _link_or_copy(sources, stage)
+        self.storage.touch([key])
         log.info("image cache hit: %s %s restored to %s in %.2f s", entry.name,
                  entry.digest[:12], output_dir, time.monotonic() - started)
         return [output_dir / f.name for f in entry.files]
 
     def store(self, key: CacheKey, artifacts_dir: Path) -> Entry | None:
-        """Copy every file of ``artifacts_dir`` into a new entry; evict beyond max_count."""
+        """Copy every file of ``artifacts_dir`` into a new entry, then apply the limits
+        (the new entry is kept)."""
         if not self.enabled:
             return None
         files = sorted(p for p in artifacts_dir.iterdir() if p.is_file())
-        directory = self.root / _safe(key.name)
-        final = directory / key.digest
-        with self._locked():
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f".tmp-{key.digest[:16]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            try:
-                (tmp / FILES).mkdir(parents=True)
-                if files:
-                    run(["cp", "--reflink=auto", "--sparse=always", "-t", tmp / FILES, *files])
-                records = []
-                for path in sorted((tmp / FILES).iterdir()):
-                    path.chmod(0o444)
-                    digest = hashlib.sha256()
-                    hash_file_into(path, digest)
-                    st = path.stat()
-                    records.append(attrs.asdict(CachedFile(
-                        path.name, st.st_size, digest.hexdigest(), st.st_mtime_ns,
-                        sparse_sha256(path))))
-                (tmp / ENTRY).write_text(json.dumps({
-                    "format": FORMAT, "name": key.name, "digest": key.digest,
-                    "inputs": key.inputs, "files": records, "created": time.time()}, indent=1))
-                (tmp / USED).touch()
-                if final.exists():
-                    shutil.rmtree(final)
-                tmp.rename(final)
-            except (OSError, CommandError) as exc:
-                raise CacheError(f"cannot store image in cache {directory}: {exc}") from None
-            finally:
-                if tmp.exists():
-                    _rmtree(tmp)
-            self._evict(key.name, dry_run=False)
+        stored = _key(key.name, key.digest)
+
+        def fill(stage: Path) -> None:
+            (stage / FILES).mkdir(parents=True)
+            if files:
+                run(["cp", "--reflink=auto", "--sparse=always", "-t", stage / FILES, *files])
+            records = []
+            for path in sorted((stage / FILES).iterdir()):
+                path.chmod(0o444)
+                digest = hashlib.sha256()
+                hash_file_into(path, digest)
+                st = path.stat()
+                records.append(attrs.asdict(CachedFile(
+                    path.name, st.st_size, digest.hexdigest(), st.st_mtime_ns,
+                    sparse_sha256(path))))
+            (stage / ENTRY).write_text(json.dumps({
+                "format": FORMAT, "name": key.name, "digest": key.digest,
+                "inputs": key.inputs, "files": records, "created": time.time()}, indent=1))
+
+        try:
+            final = self.storage.write(stored, fill, meta={
+                "label": f"{key.name} {key.digest[:12]}: {', '.join(p.name for p in files)}"})
+        except (OSError, CommandError) as exc:
+            raise CacheError(f"cannot store image in cache {self.root / _safe(key.name)}: "
+                             f"{exc}") from None
+        self.storage.prune(keep={stored})
         log.info("image cache: stored %s %s", key.name, key.digest[:12])
         return self._read(final)
 
@@ -288,81 +277,25 @@ class ImageCache:
         reasons += [f"input '{k}' removed" for k in sorted(old.keys() - new.keys())]
         return "image cache miss: " + "; ".join(reasons or ["unknown change"])
 
-    def _evict(self, name: str, *, dry_run: bool) -> list[Path]:
-        victims = [e.path for e in self._entries(name)[self.max_count:]]
-        if not dry_run:
-            for path in victims:
-                _rmtree(path)
-        return victims
-
-    def prune(self, dry_run: bool = False) -> list[Path]:
+    def prune(self, dry_run: bool = False) -> builtins.list[Path]:
         """Remove leftovers of interrupted stores, unreadable or damaged entries (every
-        file's digest is checked), and entries beyond ``max_count`` per image; returns what
-        was (or would be) removed."""
-        removed: list[Path] = []
-        if not self.root.is_dir():
-            return removed
-        with self._locked():
-            for directory in (p for p in self.root.iterdir() if p.is_dir()):
-                bad: list[Path] = []
-                for path in sorted(directory.iterdir()):
-                    if path.name.startswith(".tmp-"):
-                        if _is_leftover(path):
-                            bad.append(path)
-                        continue
-                    entry = self._read(path)
-                    damage = ("unreadable, or written by an older version" if entry is None
-                              else self._damage(entry))
-                    if damage is not None:
-                        log.warning("image cache entry %s is damaged (%s); %s", path, damage,
-                                    "would remove it" if dry_run else "removing it")
-                        bad.append(path)
-                if not dry_run:
-                    for path in bad:
-                        _rmtree(path)
-                removed += bad
-                names = {e.name for e in self._entries() if e.path.parent == directory}
-                for name in names:
-                    removed += self._evict(name, dry_run=dry_run)
-        return removed
+        file's digest is checked), and what the limits evict (``max_count`` per image,
+        size, age); returns what was (or would be) removed."""
+        removal = self.storage.prune(dry_run=dry_run, verify=True)
+        return [e.path for e in removal.entries] + builtins.list(removal.leftovers)
 
-    def clean(self, dry_run: bool = False) -> list[Path]:
+    def clean(self, dry_run: bool = False) -> builtins.list[Path]:
         """Remove every entry."""
-        if not self.root.is_dir():
-            return []
-        with self._locked():
-            removed = [p for p in self.root.iterdir() if p.is_dir()]
-            if not dry_run:
-                for path in removed:
-                    _rmtree(path)
-        return removed
+        removal = self.storage.clean(dry_run=dry_run)
+        return [e.path for e in removal.entries] + builtins.list(removal.leftovers)
 
-    def list(self) -> list[Entry]:  # last: the name shadows the builtin in the class body
+    def list(self) -> builtins.list[Entry]:
         """Every entry, by image name, most recently used first."""
         return self._entries()
 
-
-def _is_leftover(path: Path) -> bool:
-    """A ``.tmp-*`` store directory whose owner is dead (or that is older than a day)."""
-    match = _TMP.match(path.name)
-    if match is None:
-        return False
-    pid = int(match.group(1))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    try:
-        return time.time() - path.stat().st_mtime > DAY
-    except FileNotFoundError:
-        return False
-
-
-def _rmtree(path: Path) -> None:
-    """Remove an entry even though its files are read-only (the directories are not)."""
-    shutil.rmtree(path, ignore_errors=True)
+    def entries(self) -> builtins.list[StoreEntry]:
+        """The store's view: every entry with its bookkeeping."""
+        return self.storage.entries()
 
 
 def _link_or_copy(sources: list[Path], dest: Path) -> None:

@@ -1,44 +1,43 @@
 """The content-addressed package store shared by every build on the machine.
 
-Layout under ``Config.package_cache_dir``::
+A :class:`~imagecomposer.foundation.store.Store` under ``Config.package_cache_dir``::
 
-    objects/ab/ab12...ef.deb   the package whose SHA256 is ab12...ef (written only after
-                               its hash was checked while streaming, then renamed in)
-    index.json                 sha256 -> name, version, arch, size, added, last_used
-    .lock                      fcntl lock: index updates and eviction are exclusive
+    objects/ab/ab12...ef.deb   the package whose SHA256 is ab12...ef (downloaded into the
+                               store's staging area, its hash checked while streaming, then
+                               renamed in)
+    .store.json                bookkeeping: per object the package's name, version and arch
+                               (for ``cache list``), when it was added and last used
 
-The object files are the truth; the index only remembers names and access times for
-``cache list`` and LRU eviction, and entries are reconciled against the objects on every
-read. An object is trusted only after its SHA256 was checked again: every package a fetch
-takes from the store is re-hashed against the lock first (a damaged or replaced entry is
-evicted, with a warning, and downloaded again), and ``prune`` removes objects whose content
-does not match their name. Temporary download files carry the downloading process id, so
-those left behind by a killed build are recognised and removed. ``enabled=False``
-(``--no-package-cache``) gives a throwaway store in the work directory, removed by
-:meth:`PackageCache.close`.
+The object files are the truth; the bookkeeping is reconciled against them on every read.
+An object is trusted only after its SHA256 was checked again: every package a fetch takes
+from the store is re-hashed against the lock first (a damaged or replaced entry is evicted,
+with a warning, and downloaded again), and ``prune`` removes objects whose content does not
+match their name. Downloads of a killed build are leftovers of the store (recognised by
+their dead pid) and removed. ``enabled=False`` (``--no-package-cache``) gives a throwaway
+store in the work directory, removed by :meth:`PackageCache.close`. Nothing is created
+before the first download.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
-import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
 import attrs
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
+from imagecomposer.families.registry import family
+from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file, sha256_files
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
@@ -54,18 +53,18 @@ from imagecomposer.foundation.events import (
     FetchStarted,
     PackageFetched,
 )
-from imagecomposer.foundation.filelock import exclusive
-from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.http import Cancel, Http
+from imagecomposer.foundation.store import Limits, Store, StoreEntry
+from imagecomposer.foundation.units import human_size
 from imagecomposer.lock import Lock, LockedPackage
 
 log = logging.getLogger("imagecomposer.cache")
 
-_PART = re.compile(r"^\..+\.part-(\d+)-")
-DAY = 86400.0
+PATTERNS = ("objects/*/*",)
+SETTING = "core.cache_dir (or $IMAGECOMPOSER_CACHE_DIR)"
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class CacheEntry:
     sha256: str
     path: Path
@@ -75,6 +74,9 @@ class CacheEntry:
     arch: str = "?"
     added: float = 0.0
     last_used: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"<CacheEntry {self.name} {self.version} {self.arch} {human_size(self.size)}>"
 
 
 @attrs.frozen
@@ -87,25 +89,65 @@ class Damaged:
     problem: str
 
 
+def matches_its_name(path: Path) -> str | None:
+    """The verification of a package object: its content hashes to its name."""
+    digest = sha256_file(path)
+    if digest == path.name.split(".", 1)[0]:
+        return None
+    return f"its SHA256 is {digest}: damaged or modified"
+
+
+def package_store(root: Path, config: Config, *, what: str = "package cache",
+                  setting: str = SETTING) -> Store:
+    settings = config.storage.package_cache
+    return Store(root, patterns=PATTERNS, verify=matches_its_name, what=what,
+                 setting=setting, limits=Limits.of(max_size_gb=settings.max_size_gb,
+                                                   retention_days=settings.retention_days))
+
+
+def _key(package: LockedPackage) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", package.sha256):
+        raise LockError(f"package {package.name} has no valid SHA256 in the lock")
+    ext = family(package.kind).package_extension
+    return f"objects/{package.sha256[:2]}/{package.sha256}.{ext}"
+
+
+def _entry(entry: StoreEntry) -> CacheEntry:
+    meta = entry.meta
+    return CacheEntry(sha256=entry.key.rsplit("/", 1)[-1].split(".", 1)[0], path=entry.path,
+                      size=entry.size, name=str(meta.get("name", "?")),
+                      version=str(meta.get("version", "?")), arch=str(meta.get("arch", "?")),
+                      added=entry.created, last_used=entry.last_used)
+
+
 class PackageCache:
     """Fetch a :class:`Lock`'s packages into the store; list, prune and clean it."""
 
     def __init__(self, config: Config, *, enabled: bool = True, http: Http | None = None
                  ) -> None:
         self.config = config
-        settings = config.storage.package_cache
-        self.enabled = enabled and settings.enabled
-        self.max_bytes = int(settings.max_size_gb * 1024**3)
-        self.retention = settings.retention_days * DAY
+        self.enabled = enabled and config.storage.package_cache.enabled
         if self.enabled:
             self.root = config.package_cache_dir
-        else:
-            base = config.core.work_dir
-            base.mkdir(parents=True, exist_ok=True)
-            self.root = Path(tempfile.mkdtemp(prefix="packages-", dir=base))
+            self.storage = package_store(self.root, config)
+        else:  # created on the first download, removed by close()
+            self.root = config.core.work_dir / f"packages-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.storage = package_store(self.root, config, what="throwaway package store",
+                                       setting="core.work_dir (or $IMAGECOMPOSER_WORK_DIR)")
         self.objects = self.root / "objects"
-        self.objects.mkdir(parents=True, exist_ok=True)
-        self.http = http or Http(config.credentials, maxsize=max(config.core.parallel, 8))
+        self._http = http
+
+    @property
+    def http(self) -> Http:
+        if self._http is None:
+            self._http = Http(self.config.credentials, maxsize=max(self.config.core.parallel, 8))
+        return self._http
+
+    def __repr__(self) -> str:
+        settings = self.config.storage.package_cache
+        return display.call("PackageCache", root=self.root, enabled=self.enabled,
+                            max_size=human_size(int(settings.max_size_gb * 1024**3)),
+                            retention_days=settings.retention_days)
 
     # --- housekeeping -----------------------------------------------------------------
 
@@ -120,85 +162,12 @@ class PackageCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _locked(self) -> contextlib.AbstractContextManager[None]:
-        return exclusive(self.root / ".lock")
-
     def path_for(self, package: LockedPackage) -> Path:
-        if not re.fullmatch(r"[0-9a-f]{64}", package.sha256):
-            raise LockError(f"package {package.name} has no valid SHA256 in the lock")
-        ext = "rpm" if package.kind == "rpm" else "deb"
-        return self.objects / package.sha256[:2] / f"{package.sha256}.{ext}"
-
-    def _read_index(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads((self.root / "index.json").read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def _write_index(self, index: dict[str, dict[str, Any]]) -> None:
-        atomic_write(self.root / "index.json", json.dumps(index, indent=0, sort_keys=True))
-
-    def _remove_stale_parts(self) -> None:
-        for part in self.objects.glob("*/.*.part-*"):
-            match = _PART.match(part.name)
-            if match is None:
-                continue
-            pid = int(match.group(1))
-            alive = True
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                pass
-            try:  # another thread or build may rename or remove it meanwhile
-                stale = not alive or (pid == os.getpid()
-                                      and time.time() - part.stat().st_mtime > DAY)
-            except FileNotFoundError:
-                continue
-            if stale:
-                part.unlink(missing_ok=True)
+        return self.storage.path(_key(package))
 
     def list(self) -> builtins.list[CacheEntry]:
-        """Every package in the store (index data reconciled with the object files)."""
-        index = self._read_index()
-        entries = []
-        for path in sorted(self.objects.glob("*/*.*")):
-            if path.name.startswith("."):
-                continue
-            sha = path.name.split(".", 1)[0]
-            meta = index.get(sha, {})
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # evicted by a concurrent prune
-                continue
-            entries.append(CacheEntry(
-                sha256=sha, path=path, size=stat.st_size, name=meta.get("name", "?"),
-                version=meta.get("version", "?"), arch=meta.get("arch", "?"),
-                added=meta.get("added", stat.st_mtime),
-                last_used=meta.get("last_used", stat.st_mtime)))
-        return entries
-
-    def _evict(self, entries: builtins.list[CacheEntry], dry_run: bool,
-               damaged: builtins.list[CacheEntry] | None = None) -> builtins.list[CacheEntry]:
-        """Remove ``entries`` (and their index records) under the store lock. Those in
-        ``damaged`` are hashed again first: a concurrent build may have replaced one with
-        a good download since it was checked."""
-        if dry_run or not entries:
-            return entries
-        recheck = {e.path for e in damaged or ()}
-        gone = []
-        with self._locked():
-            index = self._read_index()
-            for entry in entries:
-                if entry.path in recheck and _sha256_or_none(entry.path) == entry.sha256:
-                    continue
-                entry.path.unlink(missing_ok=True)
-                index.pop(entry.sha256, None)
-                gone.append(entry)
-            self._write_index(index)
-        return gone
+        """Every package in the store (bookkeeping reconciled with the object files)."""
+        return [_entry(e) for e in self.storage.entries()]
 
     def damaged(self, entries: Iterable[CacheEntry] | None = None, *, parallel: int = 8
                 ) -> builtins.list[CacheEntry]:
@@ -216,33 +185,15 @@ class PackageCache:
         """Evict damaged entries (``verify``: every object is re-hashed), then entries unused
         for ``retention_days``, then least recently used ones until the store fits
         ``max_size_gb``. ``keep`` protects SHA256s (the current build's) from the last two."""
-        now = time.time()
-        if not dry_run:
-            self._remove_stale_parts()
-        entries = sorted(self.list(), key=lambda e: e.last_used)
-        damaged = self.damaged(entries, parallel=self.config.core.parallel) if verify else []
-        victims = builtins.list(damaged)
-        for entry in damaged:
-            log.warning("package cache: %s %s at %s does not match its SHA256 (damaged or "
-                        "modified); %s", entry.name, entry.version, entry.path,
-                        "would remove it" if dry_run else "removing it")
-        victims += [e for e in entries if e not in victims
-                    and now - e.last_used > self.retention and e.sha256 not in keep]
-        total = sum(e.size for e in entries if e not in victims)
-        for entry in entries:
-            if total <= self.max_bytes:
-                break
-            if entry in victims or entry.sha256 in keep:
-                continue
-            victims.append(entry)
-            total -= entry.size
-        return self._evict(victims, dry_run, damaged)
+        keys = {e.key for e in self.storage.entries()
+                if _entry(e).sha256 in keep} if keep else set()
+        removal = self.storage.prune(dry_run=dry_run, keep=keys, verify=verify,
+                                   parallel=self.config.core.parallel)
+        return [_entry(e) for e in removal.entries]
 
     def clean(self, dry_run: bool = False) -> builtins.list[CacheEntry]:
         """Remove every package from the store."""
-        if not dry_run:
-            self._remove_stale_parts()
-        return self._evict(self.list(), dry_run)
+        return [_entry(e) for e in self.storage.clean(dry_run=dry_run).entries]
 
     # --- fetching ---------------------------------------------------------------------
 
@@ -294,14 +245,8 @@ class PackageCache:
         """
         if not problems:
             return
-        with self._locked():
-            index = self._read_index()
-            for bad in problems:
-                with contextlib.suppress(FileNotFoundError):
-                    if bad.path.stat().st_ino == bad.inode:
-                        bad.path.unlink()
-                        index.pop(bad.package.sha256, None)
-            self._write_index(index)
+        for bad in problems:
+            self.storage.remove(_key(bad.package), inode=bad.inode)
         if offline:
             lines = "\n".join(f"  {b.package.name} {b.package.version}: {b.path}: {b.problem}"
                                for b in problems)
@@ -328,7 +273,7 @@ class PackageCache:
         """
         start = time.monotonic()
         emit = _serialized(events)
-        self._remove_stale_parts()
+        self.storage.remove_leftovers()
         self._evict_damaged(self.verify(lock.packages, parallel=parallel), offline)
         todo = self.missing(lock)
         if offline and todo:
@@ -345,7 +290,7 @@ class PackageCache:
         if provider is not None:
             for package in lock.packages:
                 provider.verify_package(package, result[package.name])
-        self._touch(lock, downloaded={p.sha256 for p in todo})
+        self._touch(lock)
         emit(FetchFinished(len(todo), sum(p.size for p in todo),
                            len(lock.packages) - len(todo), time.monotonic() - start))
         if self.enabled:
@@ -358,14 +303,18 @@ class PackageCache:
             return
         cancel = Cancel()
         failures: builtins.list[BaseException] = []  # in the order they happened
+        http = self.http
 
         def one(package: LockedPackage) -> None:
             cancel.check(package.url)  # a queued transfer never starts after a failure
-            dest = self.path_for(package)
+
+            def download(dest: Path) -> None:
+                http.download(package.url, dest, sha256=package.sha256,
+                              size=package.size or None, cancel=cancel,
+                              on_bytes=lambda n: emit(DownloadProgress(package.name, n)))
+
             try:
-                self.http.download(package.url, dest, sha256=package.sha256,
-                                   size=package.size or None, cancel=cancel,
-                                   on_bytes=lambda n: emit(DownloadProgress(package.name, n)))
+                dest = self.storage.write(_key(package), download, record=False)
             except DownloadCancelled:
                 raise
             except BaseException as exc:
@@ -395,24 +344,14 @@ class PackageCache:
                    for f in futures):  # pragma: no cover - only a failure cancels
             raise CacheError("package downloads were cancelled")
 
-    def _touch(self, lock: Lock, downloaded: set[str]) -> None:
-        now = time.time()
-        with self._locked():
-            index = self._read_index()
-            for package in lock.packages:
-                meta = index.setdefault(package.sha256, {"added": now})
-                meta.update(name=package.name, version=package.version, arch=package.arch,
-                            size=package.size, last_used=now)
-                if package.sha256 in downloaded:
-                    meta["added"] = now
-            self._write_index(index)
+    def _touch(self, lock: Lock) -> None:
+        self.storage.touch([_key(p) for p in lock.packages],
+                         meta={_key(p): _meta(p) for p in lock.packages})
 
 
-def _sha256_or_none(path: Path) -> str | None:
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None
+def _meta(package: LockedPackage) -> dict[str, str]:
+    return {"name": package.name, "version": package.version, "arch": package.arch,
+            "label": f"{package.name} {package.version} {package.arch}"}
 
 
 def _as_error(exc: BaseException) -> BaseException:

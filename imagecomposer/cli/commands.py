@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
-import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from imagecomposer import __version__
 from imagecomposer.boot import boot
-from imagecomposer.cache import PackageCache, format_entries, format_images
-from imagecomposer.cache.images import ImageCache
+from imagecomposer.cache import Caches
 from imagecomposer.cli import inspect_cmds, logsetup
 from imagecomposer.config import (
     apply_overrides,
@@ -30,12 +25,13 @@ from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.export import Exporter
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
 from imagecomposer.export.verify import verify_outputs
-from imagecomposer.foundation import children
 from imagecomposer.foundation.errors import UsageError, ValidationError
+from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.engine import parse_duration
+from imagecomposer.pipeline.many import build_many
 from imagecomposer.resolver.resolver import Resolver
 from imagecomposer.sign import Signer
 from imagecomposer.spec import Spec, schema_text, validate_file
@@ -114,6 +110,15 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def _build_options(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        until=args.stage, skip=tuple(args.skip_stage), no_cache=args.no_cache,
+        no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
+        timeout=parse_duration(args.timeout) if args.timeout else None,
+        parallel=args.parallel, keep_temp=args.keep_temp, locked=args.locked or None,
+        output_dir=args.output, wait=args.wait)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     if len(args.specs) > 1:
         return _build_many(args)
@@ -127,54 +132,35 @@ def cmd_build(args: argparse.Namespace) -> int:
                                                     cache.use_image_cache), "spec")
     if cli:
         loaded = apply_overrides(loaded, cli, "command line")
-    options = BuildOptions(
-        until=args.stage, skip=tuple(args.skip_stage), no_cache=args.no_cache,
-        no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
-        timeout=parse_duration(args.timeout) if args.timeout else None,
-        parallel=args.parallel, keep_temp=args.keep_temp,
-        locked=_locked_path(args, spec), output_dir=args.output, wait=args.wait)
-    report = ImagePipeline(loaded.config).build(spec, options)
+    report = ImagePipeline(loaded.config).build(spec, _build_options(args))
     print(report.table())
     print(f"outputs: {report.output_dir}")
     return 0
 
 
-def _locked_path(args: argparse.Namespace, spec: object) -> Path | None:
-    if not args.locked:
-        return None
-
-    assert isinstance(spec, Spec)
-    out = args.output or spec.output.directory or spec.directory / "output" / spec.image.name
-    lock = Path(out) / f"{spec.image.name}.lock.json"
-    if not lock.exists():
-        raise UsageError(f"--locked: no lock at {lock} (build once without --locked first)")
-    return lock
-
-
 def _build_many(args: argparse.Namespace) -> int:
-    """``build a.yml b.yml``: one child process per spec, ``max_concurrent_builds`` at once."""
-    config = _config(args).config
-    argv = [a for a in args.argv if Path(a) not in args.specs]
-    index = argv.index("build")
-
-    # The children run this very imagecomposer, wherever it was imported from.
-    here = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (here, os.environ.get("PYTHONPATH")) if p)}
-
-    def one(spec: Path) -> int:
-        child = [sys.executable, "-m", "imagecomposer", *argv[:index + 1], str(spec),
-                 *argv[index + 1:]]
-        # Each build dies with this process (and then its own children with it); the
-        # thread that starts it waits for it, as PR_SET_PDEATHSIG requires.
-        return subprocess.run(child, env=env, check=False,
-                              preexec_fn=children.die_with_parent()).returncode
-
-    with ThreadPoolExecutor(max_workers=max(1, config.core.max_concurrent_builds)) as pool:
-        codes = list(pool.map(one, args.specs))
-    for spec, code in zip(args.specs, codes, strict=True):
-        log.info("%s: %s", spec, "ok" if code == 0 else f"failed (exit code {code})")
-    return max(codes)
+    """``build a.yml b.yml``: :func:`imagecomposer.build_many`, one process per spec,
+    ``core.max_concurrent_builds`` at once; the exit code is the worst of them."""
+    if args.output is not None:
+        raise UsageError("-o/--output names one directory: give each spec its own "
+                         "output.directory to build several at once")
+    loaded = _config(args)
+    cli = _cli_overrides(args)
+    if cli:
+        loaded = apply_overrides(loaded, cli, "command line")
+    results = build_many(args.specs, config=loaded.config, options=_build_options(args),
+                         variables=_variables(args.set))
+    for result in results:
+        if result.report is not None:
+            print(f"{result.spec}:")
+            print(textwrap.indent(result.report.table(), "  "))
+            print(f"  outputs: {result.report.output_dir}")
+        else:
+            log.error("%s: %s", result.spec, result.error)
+    for result in results:
+        log.info("%s: %s", result.spec, "ok" if result.ok
+                 else f"failed (exit code {result.exit_code})")
+    return max(r.exit_code for r in results)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
@@ -193,39 +179,16 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-
-    config = _config(args).config
-    packages = PackageCache(config)
-    images = ImageCache(config.image_cache_dir,
-                        max_count=config.storage.image_cache.max_count)
+    caches = Caches(_config(args).config)
+    only = args.caches or None
+    entries = args.verbose or only is not None
     if args.cache_command == "list":
-        entries = packages.list()
-        print(f"packages: {len(entries)} in {config.package_cache_dir}")
-        if entries:
-            print(_indent(format_entries(entries)))
-        image_entries = images.list()
-        print(f"images: {len(image_entries)} in {config.image_cache_dir}")
-        if image_entries:
-            print(_indent(format_images(image_entries)))
-        return 0
-    dry = args.dry_run
-    verb = "would remove" if dry else "removed"
-    action = args.cache_command
-    if not args.images_only:
-        gone = packages.prune(dry) if action == "prune" else packages.clean(dry)
-        print(f"packages: {verb} {len(gone)}")
-        if gone and action == "prune":
-            print(_indent(format_entries(gone, verb=verb)))
-    if not args.packages_only:
-        removed = images.prune(dry) if action == "prune" else images.clean(dry)
-        print(f"images: {verb} {len(removed)}")
-        if removed and action == "prune":
-            print(_indent("\n".join(str(path) for path in removed)))
+        print(caches.list(only).table(entries=entries))
+    elif args.cache_command == "prune":
+        print(caches.prune(args.dry_run, only).table(entries=entries))
+    else:
+        print(caches.clean(args.dry_run, only).table(entries=entries))
     return 0
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -259,7 +222,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
     lock = Lock.read(args.lock)
     documents = generate_sboms(lock, args.tree, ImageInfo(args.name),
-                               args.formats or ("spdx", "cyclonedx"))
+                               args.formats or SBOM_FORMATS)
     for path in write_sboms(args.output, args.name, documents):
         print(path)
     return 0

@@ -13,16 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagecomposer.cli import logsetup
+from imagecomposer.foundation.settings import COMPARE_MODES, REPORT_FORMATS
 from imagecomposer.inspect import Image, compare, schema_text
 from imagecomposer.inspect.render import to_json, to_yaml
-
-MODES = ("summary", "packages", "files", "full")  # imagecomposer.inspect.compare.MODES
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = sub.add_parser("inspect", help="what is in an image (offline: no mount, no root)")
     i.add_argument("image", type=Path)
-    i.add_argument("--format", choices=("text", "json", "yaml"), default="text")
+    i.add_argument("--format", choices=REPORT_FORMATS, default="text")
     i.add_argument("--extract-sbom", type=Path, metavar="DIR",
                    help="copy the SBOMs the image carries into DIR")
     i.add_argument("--hash", action="store_true",
@@ -34,8 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     c = sub.add_parser("compare", help="what changed between two images, SBOMs or locks")
     c.add_argument("a", type=Path, metavar="A")
     c.add_argument("b", type=Path, metavar="B")
-    c.add_argument("--format", choices=("text", "json", "yaml"), default="text")
-    c.add_argument("--mode", choices=MODES, default="summary")
+    c.add_argument("--format", choices=REPORT_FORMATS, default="text")
+    c.add_argument("--mode", choices=COMPARE_MODES, default="summary")
     c.add_argument("--hash", action="store_true",
                    help="compare sha256 of both disks (reported) instead of their bytes")
     c.add_argument("--workdir", type=Path, help="where temporary conversions go")

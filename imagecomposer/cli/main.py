@@ -18,12 +18,17 @@ from types import FrameType
 from imagecomposer import __version__
 from imagecomposer.cli import commands, inspect_cmds, logsetup
 from imagecomposer.foundation.errors import BuildInterrupted, ImageComposerError, UsageError
+from imagecomposer.foundation.settings import (
+    CACHE_NAMES,
+    COMPRESSIONS,
+    FORMATS,
+    LOG_LEVELS,
+    SBOM_FORMATS,
+    STAGES,
+)
 
 log = logging.getLogger("imagecomposer")
 
-STAGE_NAMES = ("validate", "packages", "compose", "configuration", "sign", "finalize")
-FORMATS = ("raw", "qcow2", "vhd", "vhd-fixed", "vhdx", "vmdk", "vmdk-stream", "vdi")
-COMPRESSIONS = ("none", "gzip", "xz", "zstd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imagecomposer",
         description="Compose customized, bootable, signed OS images from a YAML build spec.")
     parser.add_argument("--config", type=Path, help="global configuration file")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+    parser.add_argument("--log-level", choices=LOG_LEVELS,
                         help="console log level (default: from config, else info)")
     parser.add_argument("--log-file", type=Path, help="also write a debug log to this file")
     parser.add_argument("--version", action="version", version=f"imagecomposer {__version__}")
@@ -39,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build one or more images from specs")
     b.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
-    b.add_argument("--stage", choices=STAGE_NAMES, help="build up to and including this stage")
-    b.add_argument("--skip-stage", action="append", default=[], choices=STAGE_NAMES,
+    b.add_argument("--stage", choices=STAGES, help="build up to and including this stage")
+    b.add_argument("--skip-stage", action="append", default=[], choices=STAGES,
                    help="skip a stage (repeatable; skipping validate is not recommended)")
     b.add_argument("--no-cache", action="store_true",
                    help="rerun every stage and use neither the package nor the image cache")
@@ -76,14 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--force", action="store_true", help="overwrite an existing file")
     csub.add_parser("show", help="print the effective configuration and where each value is from")
 
-    k = sub.add_parser("cache", help="package and image caches")
+    k = sub.add_parser("cache", help="the caches: packages, metadata, trees, initramfs, images")
     ksub = k.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    ksub.add_parser("list", help="list cached packages and images")
-    for name, text in (("prune", "evict by size and age limits"), ("clean", "empty the caches")):
+    for name, text in (("list", "one line per cache (entries, size, limits, use)"),
+                       ("prune", "remove damaged entries, then what the limits evict"),
+                       ("clean", "empty the caches")):
         kp = ksub.add_parser(name, help=text)
-        kp.add_argument("--dry-run", action="store_true", help="only say what would go")
-        kp.add_argument("--packages-only", action="store_true")
-        kp.add_argument("--images-only", action="store_true")
+        kp.add_argument("--cache", action="append", dest="caches", choices=CACHE_NAMES,
+                        metavar="NAME", help=f"only this cache (repeatable): "
+                                             f"{', '.join(CACHE_NAMES)}; also lists its entries")
+        kp.add_argument("-v", "--verbose", action="store_true",
+                        help="also list the entries")
+        kp.add_argument("--packages-only", dest="caches", action="append_const",
+                        const="packages", help=argparse.SUPPRESS)  # before --cache
+        kp.add_argument("--images-only", dest="caches", action="append_const",
+                        const="images", help=argparse.SUPPRESS)
+        if name != "list":
+            kp.add_argument("--dry-run", action="store_true", help="only say what would go")
 
     r = sub.add_parser("resolve", help="resolve a spec's packages without building")
     r.add_argument("spec", type=Path)
@@ -112,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("sbom", help="write SBOMs for a lock and an installed root tree")
     sb.add_argument("lock", type=Path)
     sb.add_argument("tree", type=Path)
-    sb.add_argument("--format", action="append", choices=("spdx", "cyclonedx"), dest="formats")
+    sb.add_argument("--format", action="append", choices=SBOM_FORMATS, dest="formats")
     sb.add_argument("-o", "--output", type=Path, default=Path())
     sb.add_argument("--name", default="image", help="name of the described image")
 

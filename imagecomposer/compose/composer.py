@@ -2,13 +2,15 @@
 
 Stages it runs (each usable alone):
 
-- :meth:`Composer.install` -- packages into an empty tree (dpkg in a namespaced chroot, or
-  one ``rpm --root`` transaction for an rpm lock: :mod:`imagecomposer.compose.family`);
+- :meth:`Composer.install` -- packages into an empty tree with the lock's family's tool
+  (dpkg in a namespaced chroot, one ``rpm --root`` transaction: :meth:`Family.install
+  <imagecomposer.families.family.Family.install>`);
 - :meth:`Composer.installed_tree` -- the same through the installed-tree cache, keyed by the
-  lock's hash, so a configuration-only change skips installation;
+  lock's hash and the epoch, so a configuration-only change skips installation;
 - :meth:`Composer.configure` -- the spec's customizations, the image's repositories (APT
-  sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader (and, for rpm
-  trees, kernels, systemd presets and SELinux); returns one directory tree per partition;
+  sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader, with the
+  family's hooks around them (rpm: kernels and systemd presets first, SELinux last; deb: the
+  dm-verity initramfs script); returns one directory tree per partition;
 - :meth:`Composer.compose` -- all of it plus layout planning and disk assembly (the disk
   side, :mod:`imagecomposer.compose.disk`).
 
@@ -18,9 +20,10 @@ Same lock, spec and ``epoch``, same bytes: the epoch (``Composer(config, epoch=N
 :func:`imagecomposer.foundation.epoch.build_epoch`, ``SOURCE_DATE_EPOCH`` or a fixed date) is
 the only clock of a build. Every tool whose output lands in the image sees it as
 ``SOURCE_DATE_EPOCH``, the installed-tree and initramfs caches are keyed by it, leftovers
-that differ from build to build are removed (:mod:`imagecomposer.compose.normalize`), the work
-trees' file times are clamped to it before assembly, and the disk side bounds every time in
-every filesystem by it (docs/reproducibility.md).
+that differ from build to build are removed (:mod:`imagecomposer.foundation.normalize`, with
+the family's :attr:`~imagecomposer.families.family.Family.leftovers`), the work trees' file
+times are clamped to it before assembly, and the disk side bounds every time in every
+filesystem by it (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.compose import bootloader, family, initramfs_cache, normalize, verity_initrd
+from imagecomposer.cache.initramfs import InitramfsCache
+from imagecomposer.cache.trees import TreeCache, copy_tree
+from imagecomposer.compose import bootloader, initramfs_cache
 from imagecomposer.compose.configure import (
-    apt_sources,
     crypttab,
     files,
     fstab,
@@ -52,19 +56,20 @@ from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 from imagecomposer.compose.disk.content import clamp_times
 from imagecomposer.compose.disk.luks import embedded_keys, key_sources
 from imagecomposer.compose.layout import Layout, PlannedPartition
-from imagecomposer.compose.tree_cache import TreeCache, copy_tree
 from imagecomposer.config.model import Config
+from imagecomposer.families.family import TreeContext
+from imagecomposer.families.registry import family
+from imagecomposer.foundation import display, normalize
 from imagecomposer.foundation.cleanup import remove_tree
-from imagecomposer.foundation.epoch import epoch_env, resolve
-from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
+from imagecomposer.foundation.epoch import resolve
+from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
+from imagecomposer.foundation.events import ConfigurationStep, DiskStep, EventSink, InstallStep
 from imagecomposer.foundation.rootfs import Root
-from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Disk, Partition, Spec
 
 log = logging.getLogger(__name__)
 
-Events = Callable[[str], None]
 MIB = 1 << 20
 GIB = 1 << 30
 # An installed Debian tree is ~4.5x its compressed .debs (340 MB from 77 MB measured).
@@ -102,14 +107,19 @@ class Composer:
     """Builds image trees and disks for one global configuration."""
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
-                 events: Events | None = None, use_cache: bool = True,
+                 events: EventSink | None = None, use_cache: bool = True,
                  epoch: int | None = None) -> None:
         self.config = config
         self.keep_temp = keep_temp
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
-        self.events: Events = events or (lambda _line: None)
-        self.cache = TreeCache(config.tree_cache_dir)
+        self.events: EventSink = events or (lambda _event: None)
+        self.cache = TreeCache.for_config(config)  # both honour storage.*.enabled
+        self.initramfs_cache = InitramfsCache.for_config(config)
         self.epoch = resolve(epoch)  # the build's clock, never the wall clock
+
+    def __repr__(self) -> str:
+        return display.call("Composer", tree_cache=self.config.tree_cache_dir,
+                            use_cache=self.use_cache, keep_temp=self.keep_temp)
 
     def tree_key(self, lock: Lock) -> str:
         """The installed-tree cache key: the lock and the epoch (maintainer scripts record
@@ -120,9 +130,9 @@ class Composer:
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
-        self.events(f"installing {len(lock.packages)} {lock.kind} packages")
-        family.install(lock, packages, tree, timeout=self.config.core.timeout,
-                       epoch=self.epoch)
+        self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
+        family(lock.kind).install(lock, packages, tree, timeout=self.config.core.timeout,
+                                  events=self.events, epoch=self.epoch)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
                        *, use_cache: bool = True) -> Path:
@@ -133,7 +143,8 @@ class Composer:
             remove_tree(tree)
         workdir.mkdir(parents=True, exist_ok=True)
         if use_cache and self.cache.restore(self.tree_key(lock), tree):
-            self.events(f"installed tree restored from the cache ({lock.hash[:12]})")
+            self.events(InstallStep(
+                f"installed tree restored from the cache ({lock.hash[:12]})"))
             return tree
         try:
             self.install(lock, packages, tree)
@@ -141,8 +152,8 @@ class Composer:
             if not self.keep_temp:
                 remove_tree(tree)
             raise
-        if use_cache:
-            self.events("storing the installed tree in the cache")
+        if use_cache and self.cache.enabled:
+            self.events(InstallStep("storing the installed tree in the cache"))
             self.cache.store(self.tree_key(lock), tree)
         return tree
 
@@ -160,15 +171,19 @@ class Composer:
         c = spec.customizations
         timeout = self.config.core.timeout
         epoch = self.epoch
-        # rpm: kernels under /boot and the distribution's presets, before anything below
-        # (network, services, scripts) enables or disables a unit over them
-        family.after_install(tree, lock, timeout=timeout)
-        self.events("configuration: pre-install scripts")
+        verity_root = c.security.read_only_root and layout.by_type("verity") is not None
+        hooks = family(lock.kind)
+        ctx = TreeContext(tree, spec, lock, self.config, verity_root=verity_root,
+                          events=self.events)
+        # first (rpm: kernels under /boot and the distribution's presets), before anything
+        # below (network, services, scripts) enables or disables a unit over them
+        hooks.after_install(ctx)
+        self.events(ConfigurationStep("configuration: pre-install scripts"))
         scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout,
                             epoch=epoch)
-        if lock.kind == "deb":  # for rpm, remove: were dnf excludes at resolution
-            remove_packages(tree, c.packages.remove, epoch=epoch)
-        self.events("configuration: system, users, files, ssh, network, services")
+        # customizations.packages.remove acted at resolution: no removed package is locked
+        self.events(ConfigurationStep("configuration: system, users, files, ssh, network, "
+                                      "services"))
         if c.hostname:
             system.hostname(tree, c.hostname)
         system.timezone(tree, c.timezone)
@@ -183,25 +198,18 @@ class Composer:
             spec, self.config.core.allowed_paths))
         ssh.configure(tree, c.ssh)
         network.configure(tree, c.network)
-        if lock.kind == "rpm":
-            family.rpm_repositories(tree, spec, self.config, timeout=timeout)
-        else:
-            apt_sources.configure(tree, lock, self._repository_keys(spec, lock))
+        hooks.configure_repositories(ctx)
         services.apply(tree, c.services.enabled, c.services.disabled)
-        verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)
-        self.events("configuration: post-install scripts")
+        self.events(ConfigurationStep("configuration: post-install scripts"))
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout,
                             epoch=epoch)
-        if verity_root and lock.kind == "deb":
-            # initramfs-tools ignores systemd's verity words: our script opens the root
-            self.events("initramfs: dm-verity root script")
-            verity_initrd.install(tree)
-        self.events("initramfs")
+        hooks.before_initramfs(ctx)
+        self.events(ConfigurationStep("initramfs"))
         # a verity root is never checked (fsck cannot write it): no fsck for it in the initrd
         kernels = initramfs_cache.build(
-            tree, self.config.core.cache_dir / "initramfs" if self.use_cache else None,
+            tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
             scripts=c.scripts.post_install, timeout=timeout, epoch=epoch)
         trees: dict[str, Path] = {layout.root.name: tree}
@@ -210,20 +218,20 @@ class Composer:
         if bios_dir.exists():
             remove_tree(bios_dir)
         if esp is None and c.bootloader == "grub" and layout.table == "mbr":
-            self.events("bootloader: grub (BIOS)")
+            self.events(ConfigurationStep("bootloader: grub (BIOS)"))
             bootloader.grub_bios(tree, spec, layout, kernels, out=bios_dir)
         elif esp is not None:
             esp_tree = tree.parent / f"part-{esp.name}"
             if esp_tree.exists():
                 remove_tree(esp_tree)
             esp_tree.mkdir()
-            self.events(f"bootloader: {c.bootloader}")
+            self.events(ConfigurationStep(f"bootloader: {c.bootloader}"))
             bootloader.install(tree, esp_tree, spec, layout, kernels)
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
-        family.finish(tree, spec, lock, timeout=timeout)
-        normalize.remove_leftovers(tree)
+        hooks.finish(ctx)
+        normalize.remove_leftovers(tree, hooks.leftovers)
         if on_configured is not None:
             on_configured(tree)
         trees.update(split_partitions(tree, layout))
@@ -239,19 +247,8 @@ class Composer:
         mappers = {v.name: v.encryption.mapper for v in layout.encrypted()
                    if v.encryption is not None}
         if mappers:
-            self.events("configuration: crypttab for LUKS2 volumes")
+            self.events(ConfigurationStep("configuration: crypttab for LUKS2 volumes"))
             crypttab.configure(tree, layout, embedded_keys(default_disk(spec), mappers))
-
-    def _repository_keys(self, spec: Spec, lock: Lock) -> dict[str, Path | None]:
-        keys: dict[str, Path | None] = {}
-        provider = self.config.providers.get(lock.os)
-        extra = {r.name: r for r in spec.repositories}
-        for repo in lock.repositories:
-            if repo.name in extra:
-                keys[repo.name] = extra[repo.name].key
-            elif provider is not None:
-                keys[repo.name] = provider.keyring
-        return keys
 
     # --- everything ----------------------------------------------------------------------
 
@@ -304,13 +301,14 @@ class Composer:
             start = time.monotonic()
             for part_tree in trees.values():  # our own work trees: bounded by the epoch
                 clamp_times(part_tree, self.epoch)
-            self.events(f"assembling {output.name}")
+            self.events(DiskStep(f"assembling {output.name}"))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
-                              events=self.events, on_verity=on_verity,
+                              events=lambda what: self.events(DiskStep(what)),
+                              on_verity=on_verity,
                               keys=key_sources(disk), epoch=self.epoch)
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
-                self.events("writing GRUB into the MBR and the gap after it")
+                self.events(DiskStep("writing GRUB into the MBR and the gap after it"))
                 try:
                     bootloader.write_bios_boot(result.output, bios)
                 except BaseException:
@@ -324,26 +322,6 @@ class Composer:
                     remove_tree(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
-
-
-def remove_packages(tree: Path, names: tuple[str, ...], *,
-                    epoch: int | None = None) -> list[str]:
-    """Purge the installed packages among ``names`` (one dpkg call); return those purged."""
-    with Root(tree) as root:
-        if not names or not root.is_file("/var/lib/dpkg/status"):
-            return []
-        status = root.read_text("/var/lib/dpkg/status")
-    installed = set()
-    for block in status.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines()
-                      if ": " in line and not line.startswith(" "))
-        if fields.get("Status", "").endswith(" installed"):
-            installed.add(fields.get("Package", ""))
-    purge = [n for n in names if n in installed]
-    if purge:
-        run_in_chroot(tree, ["dpkg", "--purge", *purge], env=epoch_env(resolve(epoch)),
-                      error=ScriptFailed, what=f"dpkg --purge {' '.join(purge)}")
-    return purge
 
 
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:

@@ -10,7 +10,9 @@ cryptsetup-initramfs settings, the key files it may embed, and ``etc/lvm``), the
 kernels' module trees (file names and sizes), and the content of the spec's post-install
 scripts (which run just before and could change anything), and the build epoch (the
 initrd's file times and compression depend on it). A hit copies the cached images into
-``/boot``; a miss builds them and stores them atomically.
+``/boot``; a miss builds them and stores them atomically in the
+:class:`~imagecomposer.cache.initramfs.InitramfsCache` (which keeps them within the limits of
+``storage.initramfs_cache``).
 
 Only initramfs-tools images (a dpkg tree) are cached; dracut trees always build.
 """
@@ -24,6 +26,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.compose import initramfs
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.rootfs import Root
@@ -77,36 +80,34 @@ def _tree(digest: hashlib._Hash, root: Path, label: str, *, content: bool) -> No
                 digest.update(f"S {rel} {path.stat().st_size}\0".encode())
 
 
-def build(tree: Path, cache_dir: Path | None, *, root_fstype: str | None,
+def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
           scripts: Iterable[Path] = (), timeout: float | None = None,
           builder: Callable[..., list[initramfs.Kernel]] = initramfs.build,
           epoch: int | None = None) -> list[initramfs.Kernel]:
-    """:func:`initramfs.build` through the cache (``cache_dir`` None: no cache)."""
+    """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache)."""
     epoch = resolve(epoch)
-    if cache_dir is None or not (tree / "var/lib/dpkg/status").is_file():
+    if cache is None or not cache.enabled or not (tree / "var/lib/dpkg/status").is_file():
         return builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
     initramfs.write_conf(tree, root_fstype)
-    entry = cache_dir / key(tree, root_fstype=root_fstype, scripts=scripts, epoch=epoch)
+    digest = key(tree, root_fstype=root_fstype, scripts=scripts, epoch=epoch)
     kernels = initramfs.kernels(tree)
-    if entry.is_dir() and all((entry / k.initrd.name).is_file() for k in kernels):
-        with Root(tree) as root:
-            for kernel in kernels:
-                root.copy_file_in(entry / kernel.initrd.name, kernel.initrd_path, mode=0o644)
-        os.utime(entry)
-        log.info("initramfs restored from the cache (%s)", entry.name[:12])
-        return kernels
+    with cache.images(digest, [k.initrd.name for k in kernels]) as entry:
+        if entry is not None:
+            with Root(tree) as root:
+                for kernel in kernels:
+                    root.copy_file_in(entry / kernel.initrd.name, kernel.initrd_path,
+                                      mode=0o644)
+            log.info("initramfs restored from the cache (%s)", digest[:12])
+            return kernels
     kernels = builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
-    tmp = cache_dir / f".tmp-{entry.name}-{os.getpid()}"
-    try:
-        tmp.mkdir(parents=True, exist_ok=True)
+
+    def fill(directory: Path) -> None:
+        directory.mkdir()
         with Root(tree) as root:
             for kernel in kernels:
                 with root.open_read(kernel.initrd_path) as src, \
-                        (tmp / kernel.initrd.name).open("wb") as dst:
+                        (directory / kernel.initrd.name).open("wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        tmp.rename(entry)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    cache.store(digest, fill, label=", ".join(k.initrd.name for k in kernels))
     return kernels

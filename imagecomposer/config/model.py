@@ -7,20 +7,51 @@ where each value came from for ``imagecomposer config show``.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 import attrs
 
 from imagecomposer.foundation.http import Credentials
+from imagecomposer.foundation.settings import LogLevel, PackageFamily
 
-__all__ = ["Config", "Core", "Credentials", "ProviderConfig"]
+__all__ = ["Config", "Core", "Credentials", "ProviderConfig", "default_cache_dir",
+           "default_work_dir"]
+
+
+def _xdg(name: str, fallback: str, environ: Mapping[str, str]) -> Path:
+    """``$name`` when it is an absolute path (the XDG rule), else ``~/fallback``."""
+    value = environ.get(name, "")
+    if value and Path(value).is_absolute():
+        return Path(value)
+    return Path(environ.get("HOME") or Path.home()) / fallback
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ, euid: int | None = None
+                      ) -> Path:
+    """``/var/cache/imagecomposer`` as root, else ``$XDG_CACHE_HOME/imagecomposer``
+    (``~/.cache/imagecomposer``)."""
+    if (os.geteuid() if euid is None else euid) == 0:
+        return Path("/var/cache/imagecomposer")
+    return _xdg("XDG_CACHE_HOME", ".cache", environ) / "imagecomposer"
+
+
+def default_work_dir(environ: Mapping[str, str] = os.environ, euid: int | None = None
+                     ) -> Path:
+    """``/var/tmp/imagecomposer`` as root, else ``$XDG_STATE_HOME/imagecomposer/work``
+    (``~/.local/state/imagecomposer/work``): workspaces are kept between builds (a stage
+    whose inputs did not change is skipped) and hold whole images, so neither a tmpfs
+    (``$XDG_RUNTIME_DIR``) nor a directory cleared at boot fits."""
+    if (os.geteuid() if euid is None else euid) == 0:
+        return Path("/var/tmp/imagecomposer")
+    return _xdg("XDG_STATE_HOME", ".local/state", environ) / "imagecomposer" / "work"
 
 
 @attrs.frozen
 class Core:
-    cache_dir: Path = Path("/var/cache/imagecomposer")
-    work_dir: Path = Path("/var/tmp/imagecomposer")
+    cache_dir: Path = attrs.field(factory=default_cache_dir)
+    work_dir: Path = attrs.field(factory=default_work_dir)
     max_concurrent_builds: int = 4
     cleanup_on_failure: bool = True
     parallel: int = 8  # downloads and other work inside one stage
@@ -28,6 +59,11 @@ class Core:
     # Host paths every spec may read files from besides its own directory tree
     # (imagecomposer.spec.roots).
     allowed_paths: tuple[Path, ...] = ()
+
+
+# The limits of each cache (docs/cache.md): max_size_gb caps its disk usage (least recently
+# used entries go first), retention_days drops entries unused this long, max_count caps the
+# number of entries (per image name for the image cache).
 
 
 @attrs.frozen
@@ -40,18 +76,46 @@ class PackageCacheConfig:
 @attrs.frozen
 class ImageCacheConfig:
     enabled: bool = True
-    max_count: int = 5  # images kept per spec
+    max_count: int = 5  # images kept per image name
+    max_size_gb: float = 20.0
+    retention_days: int = 30
+
+
+@attrs.frozen
+class TreeCacheConfig:
+    enabled: bool = True
+    max_count: int = 4  # installed trees (~340 MB each for a minimal Debian)
+    max_size_gb: float = 4.0
+    retention_days: int = 14
+
+
+@attrs.frozen
+class InitramfsCacheConfig:
+    enabled: bool = True
+    max_count: int = 8
+    max_size_gb: float = 1.0
+    retention_days: int = 30
+
+
+@attrs.frozen
+class MetadataCacheConfig:
+    enabled: bool = True  # false: each resolution starts from an empty, throwaway store
+    max_size_gb: float = 2.0
+    retention_days: int = 30
 
 
 @attrs.frozen
 class Storage:
-    package_cache: PackageCacheConfig = PackageCacheConfig()
-    image_cache: ImageCacheConfig = ImageCacheConfig()
+    package_cache: PackageCacheConfig = attrs.field(factory=PackageCacheConfig)
+    image_cache: ImageCacheConfig = attrs.field(factory=ImageCacheConfig)
+    tree_cache: TreeCacheConfig = attrs.field(factory=TreeCacheConfig)
+    initramfs_cache: InitramfsCacheConfig = attrs.field(factory=InitramfsCacheConfig)
+    metadata_cache: MetadataCacheConfig = attrs.field(factory=MetadataCacheConfig)
 
 
 @attrs.frozen
 class Logging:
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: LogLevel = "info"
     file: Path | None = None
 
 
@@ -63,7 +127,7 @@ class ProviderConfig:
     distribution. ``keyring`` is the OpenPGP keyring its metadata must be signed with.
     """
 
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
     mirror: str | None = "auto"
     security_mirror: str | None = "auto"
     keyring: Path | None = None
@@ -81,9 +145,9 @@ def default_providers() -> dict[str, ProviderConfig]:
 
 @attrs.frozen
 class Config:
-    core: Core = Core()
-    storage: Storage = Storage()
-    logging: Logging = Logging()
+    core: Core = attrs.field(factory=Core)  # a factory: the defaults depend on the user
+    storage: Storage = attrs.field(factory=Storage)
+    logging: Logging = attrs.field(factory=Logging)
     providers: dict[str, ProviderConfig] = attrs.field(factory=default_providers)
     credentials: tuple[Credentials, ...] = ()
 
@@ -102,3 +166,7 @@ class Config:
     @property
     def tree_cache_dir(self) -> Path:
         return self.core.cache_dir / "trees"
+
+    @property
+    def initramfs_cache_dir(self) -> Path:
+        return self.core.cache_dir / "initramfs"

@@ -34,9 +34,11 @@ from imagecomposer.export.formats import (
     round_up_mib,
 )
 from imagecomposer.export.manifest import MANIFEST, write_manifest
+from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import CommandError, ExportError
+from imagecomposer.foundation.events import ExportStep
 from imagecomposer.foundation.runner import require, run, which
 from imagecomposer.foundation.staging import staged
 
@@ -64,21 +66,12 @@ class Artifact:
 
 
 @attrs.frozen
-class ExportEvent:
-    """Progress, for a UI or the pipeline's timing records."""
-
-    kind: str  # convert | compress | checksum | sign | commit
-    name: str
-    seconds: float
-
-
-@attrs.frozen
 class ExportResult:
     output_dir: Path
     artifacts: tuple[Artifact, ...]
     sums: Path
     manifest: Path | None = None
-    timings: tuple[ExportEvent, ...] = ()
+    timings: tuple[ExportStep, ...] = ()
 
     def path(self, artifact: Artifact) -> Path:
         return self.output_dir / artifact.name
@@ -92,16 +85,19 @@ class Exporter:
     """Converts, compresses and publishes disk images. Stateless apart from its settings."""
 
     def __init__(self, *, parallel: int | None = None,
-                 events: Callable[[ExportEvent], None] | None = None,
+                 events: Callable[[ExportStep], None] | None = None,
                  epoch: int | None = None) -> None:
         self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
         self._events = events
-        self._timings: list[ExportEvent] = []
+        self._timings: list[ExportStep] = []
         # the build's clock (vhd timestamps); default: SOURCE_DATE_EPOCH or a fixed date
         self.epoch = resolve(epoch)
 
+    def __repr__(self) -> str:
+        return display.call("Exporter", parallel=self.parallel)
+
     def _event(self, kind: str, name: str, started: float) -> None:
-        event = ExportEvent(kind, name, round(time.monotonic() - started, 3))
+        event = ExportStep(kind, name, round(time.monotonic() - started, 3))
         self._timings.append(event)
         if self._events is not None:
             self._events(event)

@@ -1,13 +1,15 @@
-"""The finalize stage in one call, for the pipeline: SBOMs (embedded copy is the compose
-stage's business, see :func:`imagecomposer.export.sbom.embed_sboms`), conversion,
+"""Finalize in one call (what the pipeline's finalize stage runs): SBOMs, conversion,
 compression, signatures, manifest, SHA256SUMS, atomic publication.
 
 The SBOMs' described image carries the SHA256 of the raw disk: the content identity that
 every output format encodes (the per-format file hashes are in the manifest and SHA256SUMS).
+The manifest holds the spec with its secrets redacted, and the hash of exactly that
+(``spec_hash``); a secret never reaches an output file, hashed or not.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,32 +18,44 @@ from typing import Any
 from imagecomposer.compose.layout import Layout
 from imagecomposer.export.exporter import Artifact, Exporter, ExportResult, FileSigner
 from imagecomposer.export.manifest import build_manifest
-from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
+from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, sbom_documents, write_sboms
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Spec
 
 
-def finalize(raw: Path, spec: Spec, output_dir: Path, *, spec_data: Mapping[str, Any],
-             lock: Lock | None = None, tree: Path | None = None, layout: Layout | None = None,
+def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = None,
+             packages: tuple[SbomPackage, ...] | None = None, tree: Path | None = None,
+             lock_file: Path | None = None,
+             layout: Layout | Mapping[str, Any] | None = None,
              signer: FileSigner | None = None, stage_timings: Mapping[str, float] | None = None,
              work_dir: Path | None = None, exporter: Exporter | None = None,
              min_current_version: str | None = None) -> ExportResult:
-    """Publish ``raw`` as the spec's ``output`` asks. ``spec_data`` is the spec as plain data
-    (secrets are redacted here again in any case); SBOMs need both ``lock`` and ``tree``."""
+    """Publish ``raw`` into ``output_dir`` as ``spec.output`` asks.
+
+    SBOMs (``spec.output.sbom``) need the ``lock`` and the image's packages: ``packages``
+    (what the configuration stage collected) or an installed ``tree`` to collect them from.
+    ``lock_file`` is published too, as ``NAME.lock.json``. ``layout`` (a Layout or its
+    data) goes into the manifest; ``stage_timings`` too, rounded to milliseconds.
+    """
     exporter = exporter or Exporter()
     name = spec.image.name
     base = spec.image.base
-    with tempfile.TemporaryDirectory(prefix="sbom-", dir=work_dir) as scratch:
+    with tempfile.TemporaryDirectory(prefix="tmp-finalize-", dir=work_dir) as scratch:
         extra: list[Path] = []
-        if spec.output.sbom and lock is not None and tree is not None:
-            image = ImageInfo(name, spec.image.version, sha256_file(raw), raw.name)
-            extra = write_sboms(Path(scratch), name,
-                                generate_sboms(lock, tree, image, spec.output.sbom))
+        if lock_file is not None:
+            extra.append(Path(shutil.copyfile(lock_file, Path(scratch) / f"{name}.lock.json")))
+        if spec.output.sbom and lock is not None:
+            if packages is None and tree is not None:
+                packages = collect(lock, tree)
+            if packages is not None:
+                image = ImageInfo(name, spec.image.version, sha256_file(raw), f"{name}.raw")
+                extra += write_sboms(Path(scratch), name, sbom_documents(
+                    image, packages, lock.hash, spec.output.sbom))
 
         def manifest(artifacts: Sequence[Artifact], directory: Path) -> Mapping[str, Any]:
             return build_manifest(
-                spec_data=spec_data, artifacts=artifacts, image_name=name,
+                spec_data=spec.to_data(), artifacts=artifacts, image_name=name,
                 image_version=spec.image.version, arch=base.arch,
                 base_os={"os": base.os, "version": base.version, "type": base.type},
                 lock_hash=lock.hash if lock is not None else None, layout=layout,

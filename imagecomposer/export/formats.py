@@ -1,7 +1,9 @@
 """Output formats and compressions: how each is made, and which combinations are legal.
 
-The combination check here is the Exporter's own guard; spec validation is expected to run
-the same rule earlier (``Invalid combination of compression 'gzip' with format 'vhd'``).
+The format and compression names are the settings registry's
+(:mod:`imagecomposer.foundation.settings`); which compressions a format accepts is spec
+validation's matrix (:data:`imagecomposer.spec.combinations.FORMATS`), so the Exporter's own
+guard and validation agree (``Invalid combination of compression 'gzip' with format 'vhd'``).
 Formats that are consumed as they are (uploaded as an Azure page blob, imported by vSphere,
 attached by a hypervisor) refuse an outer compression; raw and the sparse download formats
 accept any.
@@ -9,12 +11,12 @@ accept any.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 
 import attrs
 
 from imagecomposer.foundation.errors import ExportError
+from imagecomposer.spec import combinations
 
 MIB = 1 << 20
 
@@ -25,7 +27,6 @@ class FormatInfo:
     suffix: str  # file name suffix of the converted image
     qemu_format: str  # qemu-img -O value
     options: tuple[str, ...] = ()  # qemu-img -o values
-    compressions: tuple[str, ...] = ("none", "gzip", "xz", "zstd")
     round_to_mib: bool = False  # Azure: the virtual size must be a whole number of MiB
     checkable: bool = False  # `qemu-img check` supports the format
 
@@ -33,14 +34,12 @@ class FormatInfo:
 FORMATS: dict[str, FormatInfo] = {f.name: f for f in (
     FormatInfo("raw", ".raw", "raw"),
     FormatInfo("qcow2", ".qcow2", "qcow2", ("compat=1.1",), checkable=True),
-    FormatInfo("vhd", ".vhd", "vpc", ("subformat=dynamic", "force_size=on"),
-               compressions=("none",)),
+    FormatInfo("vhd", ".vhd", "vpc", ("subformat=dynamic", "force_size=on")),
     FormatInfo("vhd-fixed", ".fixed.vhd", "vpc", ("subformat=fixed", "force_size=on"),
-               compressions=("none",), round_to_mib=True),
+               round_to_mib=True),
     FormatInfo("vhdx", ".vhdx", "vhdx", ("subformat=dynamic", "block_size=2M"), checkable=True),
     FormatInfo("vmdk", ".vmdk", "vmdk", ("subformat=monolithicSparse",), checkable=True),
-    FormatInfo("vmdk-stream", ".stream.vmdk", "vmdk", ("subformat=streamOptimized",),
-               compressions=("none",)),
+    FormatInfo("vmdk-stream", ".stream.vmdk", "vmdk", ("subformat=streamOptimized",)),
     FormatInfo("vdi", ".vdi", "vdi", ("static=off",), checkable=True),
 )}
 
@@ -68,13 +67,8 @@ def format_info(name: str) -> FormatInfo:
 
 
 def _allowed(name: str) -> tuple[str, ...]:
-    """Legal compressions of a format: spec validation's matrix when it is present
-    (``imagecomposer.spec.combinations.FORMATS``), so both agree; else this module's."""
-    try:
-        rules = importlib.import_module("imagecomposer.spec.combinations").FORMATS
-        return tuple(rules[name].compressions)
-    except (ImportError, AttributeError, KeyError):
-        return FORMATS[name].compressions
+    """Legal compressions of a format: spec validation's matrix, so both agree."""
+    return combinations.FORMATS[name].compressions
 
 
 def combination_problems(formats: Iterable[str], compression: str) -> list[str]:

@@ -93,12 +93,13 @@ def layout_data(layout: Layout) -> dict[str, Any]:
 def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact],
                    image_name: str, image_version: str = "0.0.0", arch: str = "x86_64",
                    base_os: Mapping[str, str] | None = None, lock_hash: str | None = None,
-                   layout: Layout | None = None,
+                   layout: Layout | Mapping[str, Any] | None = None,
                    stage_timings: Mapping[str, float] | None = None,
-                   output_dir: Path | None = None, min_current_version: str | None = None,
-                   spec_hash: str | None = None) -> dict[str, Any]:
+                   output_dir: Path | None = None, min_current_version: str | None = None
+                   ) -> dict[str, Any]:
     """The manifest document. ``output_dir`` (where the artifacts and their ``.sig`` files
-    are) lets the A/B ``signature`` field carry the primary artifact's signature."""
+    are) lets the A/B ``signature`` field carry the primary artifact's signature. The spec
+    is stored with its secrets redacted, and ``spec_hash`` is the hash of exactly that."""
     spec = normalize_spec(spec_data)
     images = [a for a in artifacts if not a.format.startswith(("sbom", "manifest", "extra"))]
     primary = images[0] if images else None
@@ -125,9 +126,10 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
         "tool": {"name": "imagecomposer", "version": __version__},
         "base_os": dict(base_os or {}),
         "spec": spec,
-        "spec_hash": spec_hash or hashlib.sha256(canonical_json(spec).encode()).hexdigest(),
+        "spec_hash": hashlib.sha256(canonical_json(spec).encode()).hexdigest(),
         "lock_hash": lock_hash,
-        "layout": layout_data(layout) if layout is not None else None,
+        "layout": (dict(layout) if isinstance(layout, Mapping)
+                   else layout_data(layout) if layout is not None else None),
         "artifacts": [attrs.asdict(a) for a in artifacts],
         "stage_timings": {k: round(v, 3) for k, v in (stage_timings or {}).items()},
     }

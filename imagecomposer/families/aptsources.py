@@ -3,6 +3,11 @@
 Both formats apt reads are understood: one-line ``sources.list`` entries (``deb [opts] URI
 suite comp...``) and deb822 ``*.sources`` stanzas (``Types/URIs/Suites/Components``).
 Only ``deb`` entries count; ``deb-src`` and disabled (``Enabled: no``) stanzas do not.
+
+A suite the host does not list is served from the archive the host uses for another suite
+of the same distribution (a Debian 12 host builds Debian 13 from its Debian archive): an
+archive holds every suite of its distribution, and the signed ``InRelease`` of the suite is
+the check that it really does.
 """
 
 from __future__ import annotations
@@ -90,9 +95,34 @@ def read_sources(etc: Path | None = None) -> list[AptSource]:
     return found
 
 
-def mirror_for(suite: str, etc: Path | None = None) -> str | None:
-    """The URI of the first host source that serves ``suite``, or None."""
-    for source in read_sources(etc):
-        if suite in source.suites and source.uri.startswith(("http://", "https://", "file:")):
+def _pocket(suite: str) -> tuple[str, str]:
+    """``bookworm-security`` → (bookworm, security); ``buster/updates`` → (buster, updates)."""
+    for sep in ("-", "/"):
+        if sep in suite:
+            codename, _, pocket = suite.partition(sep)
+            return codename, pocket
+    return suite, ""
+
+
+def mirror_for(suite: str, etc: Path | None = None, *,
+               codenames: Iterable[str] = ()) -> str | None:
+    """The URI of the first host source that serves ``suite``, or None.
+
+    Without one, the first source that serves another suite of the same distribution —
+    any of ``codenames`` (e.g. every Debian codename imagecomposer knows), with the same
+    kind of pocket: a ``-security`` suite from the host's security archive, every other
+    suite from its main archive.
+    """
+    usable = [s for s in read_sources(etc)
+              if s.uri.startswith(("http://", "https://", "file:"))]
+    for source in usable:
+        if suite in source.suites:
             return source.uri
+    family = set(codenames)
+    security = _pocket(suite)[1] == "security"
+    for source in usable:
+        for other in source.suites:
+            codename, pocket = _pocket(other)
+            if codename in family and (pocket == "security") == security:
+                return source.uri
     return None

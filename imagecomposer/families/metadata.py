@@ -1,25 +1,30 @@
 """The repository metadata cache under ``Config.metadata_cache_dir``.
 
-Four kinds of entries, all written atomically (temporary name, then rename), and each
-checked again every time it is used; a bad one is discarded with a warning and fetched or
-rebuilt, so the cache repairs itself:
+A :class:`~imagecomposer.foundation.store.Store` (atomic entries, bookkeeping of use,
+eviction within ``storage.metadata_cache``) holding four kinds of entries, each checked again
+every time it is used; a bad one is discarded with a warning and fetched or rebuilt, so the
+cache repairs itself. The rpm family keeps its entries under ``rpm/`` in the same store.
 
-- ``docs/``: small documents fetched by URL (InRelease, Release, repomd.xml) with a JSON
-  record of their validators and SHA256. They are refreshed with conditional requests
-  (``If-None-Match``/``If-Modified-Since``), so a warm load costs one round trip that
-  answers 304. A copy whose SHA256 no longer matches is fetched again *without* a
-  conditional request (a mirror answering 304 cannot pin a damaged copy), and so is one
-  whose signature check fails (:meth:`MetadataStore.discard`, then ``conditional=False``).
-- ``by-hash/``: index files (Packages.xz, primary.xml.zst) stored by the SHA256 their signed
-  release file names; re-hashed against it whenever they are read, downloaded only if
-  missing or damaged.
-- ``verified/``: the signed text of a release file gpgv accepted, keyed by the SHA256 of the
-  exact signed bytes and of the keyring; unchanged bytes checked against an unchanged
-  keyring need no second gpgv run (Valid-Until is still checked on every load). An entry
-  is used only if it holds the text the signed bytes themselves give.
-- ``solv/``: the parsed pool of one index as a libsolv ``.solv`` file plus a JSON sidecar,
-  keyed by the index hash and the libsolv version, and a ``.sum`` record binding both to
-  that index (its SHA256 and theirs); loading it is ~20x faster than parsing.
+- ``docs/<hash>/{body, record.json}``: small documents fetched by URL (InRelease, Release,
+  repomd.xml) with a record of their validators and SHA256. They are refreshed with
+  conditional requests (``If-None-Match``/``If-Modified-Since``), so a warm load costs one
+  round trip that answers 304. A copy whose SHA256 no longer matches is fetched again
+  *without* a conditional request (a mirror answering 304 cannot pin a damaged copy), and
+  so is one whose signature check fails (:meth:`MetadataStore.discard`, then
+  ``conditional=False``).
+- ``by-hash/<sha256><suffix>``: index files (Packages.xz, primary.xml.zst) stored by the
+  SHA256 their signed release file names; re-hashed against it whenever they are read,
+  downloaded only if missing or damaged.
+- ``verified/<hash>``: the signed text of a release file gpgv accepted, keyed by the SHA256
+  of the exact signed bytes and of the keyring; unchanged bytes checked against an
+  unchanged keyring need no second gpgv run (Valid-Until is still checked on every load).
+  An entry is used only if it holds the text the signed bytes themselves give.
+- ``solv/<hash>/{pool.solv, pool.json, pool.sum}``: the parsed pool of one index as a
+  libsolv ``.solv`` file plus a JSON sidecar, keyed by the index hash and the libsolv
+  version, and a record binding both to that index (its SHA256 and theirs); loading it is
+  ~20x faster than parsing.
+
+``keyrings/`` (keyrings prepared for gpgv) sits beside the entries and is not one of them.
 """
 
 from __future__ import annotations
@@ -28,19 +33,58 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from imagecomposer.config.model import Config
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import DownloadError
-from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.http import Http
+from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
 log = logging.getLogger("imagecomposer.metadata")
 
 SOLV_FORMAT = 1
+KINDS = ("docs", "verified", "by-hash", "solv")
+PREFIXES = ("", "rpm/")  # the deb family's entries, the rpm family's
+BODY, RECORD = "body", "record.json"
+POOL, SIDECAR, SUMS = "pool.solv", "pool.json", "pool.sum"
+
+
+def verify_entry(path: Path) -> str | None:
+    """What is wrong with a metadata entry, as far as it can tell by itself (a ``verified``
+    entry needs the signed bytes it stands for: only its use checks it)."""
+    kind = path.parent.name
+    if kind == "docs":
+        record = json.loads((path / RECORD).read_text())
+        digest = hashlib.sha256((path / BODY).read_bytes()).hexdigest()
+        if not isinstance(record, dict) or record.get("sha256") != digest:
+            return "the document does not match its recorded SHA256"
+    elif kind == "by-hash":
+        if sha256_file(path) != path.name[:64]:
+            return "its SHA256 is not the one it is named by"
+    elif kind == "solv":
+        sums = json.loads((path / SUMS).read_text())
+        if not isinstance(sums, dict) or sums.get("solv") != sha256_file(path / POOL) or \
+                sums.get("json") != sha256_file(path / SIDECAR):
+            return "the pool does not match its checksum record"
+    return None
+
+
+def metadata_storage(root: Path, limits: Limits = NO_LIMITS) -> Store:
+    """The store under ``root`` holding both families' metadata entries."""
+    return Store(root, patterns=tuple(f"{p}{k}/*" for p in PREFIXES for k in KINDS),
+                 limits=limits, verify=verify_entry, what="metadata cache")
+
+
+def metadata_limits(config: Config) -> Limits:
+    settings = config.storage.metadata_cache
+    return Limits.of(max_size_gb=settings.max_size_gb, retention_days=settings.retention_days)
 
 
 @attrs.frozen
@@ -61,31 +105,67 @@ class IndexRef:
 
 
 class MetadataStore:
-    def __init__(self, root: Path, http: Http) -> None:
+    """The metadata entries of one family (``prefix``: ``""`` for deb, ``"rpm/"``)."""
+
+    def __init__(self, root: Path, http: Http, *, prefix: str = "",
+                 limits: Limits = NO_LIMITS) -> None:
         self.root = root
+        self.base = root / prefix if prefix else root
+        self.prefix = prefix
         self.http = http
+        self.storage = metadata_storage(root, limits)
+
+    @classmethod
+    def for_config(cls, config: Config, http: Http, *, prefix: str = "",
+                   cache_dir: Path | None = None) -> MetadataStore:
+        """The store of ``config`` (``cache_dir`` overrides the directory). With
+        ``storage.metadata_cache.enabled: false`` a private store in the work directory,
+        removed when the object goes away."""
+        if cache_dir is None and not config.storage.metadata_cache.enabled:
+            root = config.core.work_dir / f"metadata-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            store = cls(root, http, prefix=prefix)
+            store.storage.setting = "core.work_dir (or $IMAGECOMPOSER_WORK_DIR)"
+            weakref.finalize(store, shutil.rmtree, root, True)
+            return store
+        return cls(cache_dir or config.metadata_cache_dir, http, prefix=prefix,
+                   limits=metadata_limits(config))
+
+    def __repr__(self) -> str:
+        return f"<MetadataStore at {self.base}>"
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}/{name}"
+
+    def _written(self, key: str) -> None:
+        """After a write: keep the store within its limits (cheap: no content check)."""
+        self.storage.prune(keep={key})
 
     # --- documents --------------------------------------------------------------------
 
+    def _doc_key(self, url: str) -> str:
+        return self._key("docs", hashlib.sha256(url.encode()).hexdigest()[:32])
+
     def document_path(self, url: str) -> Path:
-        """Where the cached copy of ``url`` is (its record: the same path + ``.json``)."""
-        return self.root / "docs" / hashlib.sha256(url.encode()).hexdigest()[:32]
+        """Where the cached copy of ``url`` is (its record: ``record.json`` beside it)."""
+        return self.storage.path(self._doc_key(url)) / BODY
 
     def _cached(self, url: str) -> tuple[bytes, dict[str, Any]] | None:
         """The cached copy of ``url`` and its record, if both are there and agree."""
-        path = self.document_path(url)
+        key = self._doc_key(url)
+        path = self.storage.path(key)
         try:
-            meta = json.loads(path.with_suffix(".json").read_text())
-            body = path.read_bytes()
+            meta = json.loads((path / RECORD).read_text())
+            body = (path / BODY).read_bytes()
         except (OSError, ValueError):
             return None
         if not isinstance(meta, dict) or "sha256" not in meta:
-            return None  # written before checksums were recorded: fetch it afresh
+            return None
         if hashlib.sha256(body).hexdigest() != meta["sha256"]:
             log.warning("metadata cache: %s (the cached %s) is damaged (SHA256 mismatch); "
-                        "fetching it again without a conditional request", path, url)
+                        "fetching it again without a conditional request", path / BODY, url)
             self.discard(url)
             return None
+        self.storage.touch([key])
         return body, meta
 
     def document(self, url: str, *, conditional: bool = True) -> Document:
@@ -94,7 +174,6 @@ class MetadataStore:
 
         Raises :class:`~imagecomposer.foundation.http.NotFound` when the server has no such file.
         """
-        path = self.document_path(url)
         headers: dict[str, str] = {}
         cached = self._cached(url) if conditional else None
         if cached is not None:
@@ -109,117 +188,142 @@ class MetadataStore:
                 raise DownloadError(f"Download failed: {url}: the server answered 304 Not "
                                     "Modified to a request that was not conditional")
             return Document(url, cached[0], True)
-        atomic_write(path, body)
-        meta = {"url": url, "etag": resp_headers.get("etag"),
-                "last-modified": resp_headers.get("last-modified"),
-                "sha256": hashlib.sha256(body).hexdigest()}
-        atomic_write(path.with_suffix(".json"), json.dumps(meta).encode())
+        record = {"url": url, "etag": resp_headers.get("etag"),
+                  "last-modified": resp_headers.get("last-modified"),
+                  "sha256": hashlib.sha256(body).hexdigest()}
+
+        def fill(directory: Path) -> None:
+            directory.mkdir()
+            (directory / BODY).write_bytes(body)
+            (directory / RECORD).write_text(json.dumps(record))
+
+        key = self._doc_key(url)
+        self.storage.write(key, fill, meta={"label": url})
+        self._written(key)
         return Document(url, body, False)
 
     def discard(self, url: str) -> None:
         """Forget the cached copy of ``url`` (the next request for it is unconditional)."""
-        path = self.document_path(url)
-        path.with_suffix(".json").unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
+        self.storage.remove(self._doc_key(url))
 
     # --- gpgv verdicts ----------------------------------------------------------------
 
-    def _verified_path(self, signed: bytes, keyring: Path) -> Path:
+    def _verified_key(self, signed: bytes, keyring: Path) -> str:
         digest = hashlib.sha256(signed)
         digest.update(hashlib.sha256(keyring.read_bytes()).digest())
-        return self.root / "verified" / digest.hexdigest()
+        return self._key("verified", digest.hexdigest())
 
     def verified(self, signed: bytes, keyring: Path, text: str) -> bool:
         """Whether gpgv accepted exactly these bytes with this keyring, giving ``text`` (the
         signed text, which the caller derives from ``signed`` itself). An entry holding any
         other text is damaged or was edited: it is discarded with a warning."""
-        path = self._verified_path(signed, keyring)
+        key = self._verified_key(signed, keyring)
+        path = self.storage.path(key)
         try:
             stored = path.read_bytes()
         except OSError:
             return False
         if stored == text.encode():
+            self.storage.touch([key])
             return True
         log.warning("metadata cache: %s does not hold the text of the signed file it stands "
                     "for (damaged or edited); discarding it and checking the signature again",
                     path)
-        path.unlink(missing_ok=True)
+        self.storage.remove(key)
         return False
 
     def remember_verified(self, signed: bytes, keyring: Path, text: str) -> None:
-        atomic_write(self._verified_path(signed, keyring), text.encode())
+        key = self._verified_key(signed, keyring)
+        self.storage.write_bytes(key, text.encode(), meta={
+            "label": f"gpgv verdict {key.rsplit('/', 1)[1][:12]}"})
+        self._written(key)
 
     # --- index files ------------------------------------------------------------------
 
     def index(self, url: str, sha256: str, size: int | None, suffix: str) -> Path:
         """The index file with this ``sha256``: the cached copy after checking its hash,
         else (missing or damaged) downloaded and verified while streaming."""
-        path = self.root / "by-hash" / f"{sha256}{suffix}"
+        key = self._key("by-hash", f"{sha256}{suffix}")
+        path = self.storage.path(key)
         if path.is_file():
             try:
                 actual = sha256_file(path)
             except OSError:
                 actual = "unreadable"
             if actual == sha256 and (size is None or path.stat().st_size == size):
+                self.storage.touch([key])
                 return path
             log.warning("metadata cache: %s is damaged (its SHA256 is not the %s the signed "
                         "release file gives); downloading it again", path, sha256)
-            path.unlink(missing_ok=True)
-        self.http.download(url, path, sha256=sha256, size=size)
+            self.storage.remove(key)
+        self.storage.write(key, lambda dest: self.http.download(url, dest, sha256=sha256,
+                                                                 size=size),
+                           meta={"label": url})
+        self._written(key)
         return path
 
     def index_file(self, ref: IndexRef) -> Path:
         return self.index(ref.url, ref.sha256, ref.size, ref.suffix)
 
+    def put_index(self, body: bytes, suffix: str, *, url: str = "") -> Path:
+        """Store an index whose digest no signed file gives (a trusted flat repository)."""
+        key = self._key("by-hash", f"{hashlib.sha256(body).hexdigest()}{suffix}")
+        path = self.storage.write_bytes(key, body, meta={"label": url} if url else None)
+        self._written(key)
+        return path
+
     # --- parsed pools -----------------------------------------------------------------
 
-    def solv_paths(self, key: str) -> tuple[Path, Path]:
+    def _solv_key(self, key: str) -> str:
         import solv
 
         version = getattr(solv, "__version__", "0")
         digest = hashlib.sha256(f"{SOLV_FORMAT}:{version}:{key}".encode()).hexdigest()[:40]
-        base = self.root / "solv" / digest
-        return base.with_suffix(".solv"), base.with_suffix(".json")
+        return self._key("solv", digest)
+
+    def solv_paths(self, key: str) -> tuple[Path, Path]:
+        """The pool and its sidecar for ``key`` (the entry directory holds both)."""
+        entry = self.storage.path(self._solv_key(key))
+        return entry / POOL, entry / SIDECAR
 
     def write_solv(self, key: str, repo: Any, sidecar: dict[str, Any], *, source: str
                    ) -> None:
         """Cache ``repo`` (built from the index whose digest is ``source``) and
-        ``sidecar``, with a ``.sum`` record of both written last."""
+        ``sidecar``, with the record binding both to it, as one entry."""
         import solv
 
-        solv_path, json_path = self.solv_paths(key)
-        solv_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = solv_path.with_name(f".{solv_path.name}.tmp{os.getpid()}")
-        try:
-            fp = solv.xfopen(str(tmp), "w")
+        def fill(directory: Path) -> None:
+            directory.mkdir()
+            fp = solv.xfopen(str(directory / POOL), "w")
             try:
                 repo.write(fp)
             finally:
                 fp.close()
             body = json.dumps(sidecar).encode()
-            sums = {"source": source, "solv": sha256_file(tmp),
+            (directory / SIDECAR).write_bytes(body)
+            sums = {"source": source, "solv": sha256_file(directory / POOL),
                     "json": hashlib.sha256(body).hexdigest()}
-            atomic_write(json_path, body)
-            tmp.replace(solv_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        atomic_write(solv_path.with_suffix(".sum"), json.dumps(sums).encode())
+            (directory / SUMS).write_text(json.dumps(sums))
+
+        entry = self._solv_key(key)
+        self.storage.write(entry, fill, meta={"label": f"parsed pool {source[:16]}"})
+        self._written(entry)
 
     def load_solv(self, key: str, repo: Any, *, source: str) -> dict[str, Any] | None:
-        """Add the cached pool of ``key`` to ``repo`` and return its sidecar, when the
-        ``.sum`` record binds it to ``source`` and both files match their checksums.
+        """Add the cached pool of ``key`` to ``repo`` and return its sidecar, when its
+        record binds it to ``source`` and both files match their checksums.
         Otherwise (nothing cached: silently) the entry is discarded with a warning, ``repo``
         is left empty and None returned: the caller rebuilds it from the verified index."""
         import solv
 
+        entry = self._solv_key(key)
         solv_path, json_path = self.solv_paths(key)
-        sum_path = solv_path.with_suffix(".sum")
         if not solv_path.exists():
             return None
         problem: str | None = None
         sidecar: Any = None
         try:
-            sums = json.loads(sum_path.read_text())
+            sums = json.loads((solv_path.parent / SUMS).read_text())
             body = json_path.read_bytes()
             if not isinstance(sums, dict) or sums.get("source") != source:
                 problem = "not built from the index the signed metadata names"
@@ -242,17 +346,17 @@ class MetadataStore:
                         finally:
                             fp.close()
         except FileNotFoundError:
-            log.info("metadata cache: %s has no checksum record (written by an older "
-                     "version); rebuilding it", solv_path)
+            log.info("metadata cache: %s has no checksum record (incomplete); rebuilding it",
+                     solv_path)
             problem = ""
         except (OSError, ValueError) as exc:
             problem = f"unreadable: {exc}"
         if problem is None and isinstance(sidecar, dict):
+            self.storage.touch([entry])
             return sidecar
         if problem:
             log.warning("metadata cache: discarding %s (%s); rebuilding it from the verified "
                         "index", solv_path, problem)
         repo.empty()
-        for path in (solv_path, json_path, sum_path):
-            path.unlink(missing_ok=True)
+        self.storage.remove(entry)
         return None

@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 
 from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured
+from imagecomposer.foundation.settings import PackageFamily
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -41,7 +42,7 @@ class PackageSet:
 class Profile:
     os: str
     version: str
-    kind: Literal["deb", "rpm"]
+    kind: PackageFamily
     keyring: Path
     repositories: tuple[ProfileRepository, ...]
     architectures: dict[str, str]  # spec arch (x86_64) -> family arch (amd64)
@@ -94,13 +95,24 @@ def profile_set(os_name: str, version: str, sets: Mapping[str, T], base_type: st
 
 
 
-def available(kind: Literal["deb", "rpm"] = "deb") -> list[tuple[str, str]]:
+def available(kind: PackageFamily = "deb") -> list[tuple[str, str]]:
     """(os, version) of every shipped profile of the ``kind`` family."""
     found = []
     for path in sorted(PROFILE_DIR.glob("*.yml")):
         data = YAML(typ="safe").load(path.read_text())
         if isinstance(data, dict) and data.get("kind", "deb") == kind:
             found.append((str(data["os"]), str(data["version"])))
+    return found
+
+
+def codenames(os_name: str) -> set[str]:
+    """Every codename the shipped deb profiles of ``os_name`` name (bookworm, trixie)."""
+    found = set()
+    for name, version in available():
+        if name == os_name:
+            codename = load_profile(name, version).codename
+            if codename:
+                found.add(codename)
     return found
 
 

@@ -80,6 +80,15 @@ def die_with_parent() -> Callable[[], None]:
     return preexec
 
 
+def die_with(parent: int) -> None:
+    """In a child process started by ``parent`` (e.g. with multiprocessing's spawn): get
+    SIGKILL when the parent's starting thread ends; die at once if the parent already has."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class _Reaper:
     """The build process's reaper: started on first use, again after a fork or its death."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,23 +107,3 @@ def hash_file_into(path: Path, digest: hashlib._Hash) -> None:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-
-
-def hash_input(path: Path) -> str:
-    """SHA256 of a file, or of a directory tree (names, modes, contents, link targets)."""
-    digest = hashlib.sha256()
-    if not path.exists() and not path.is_symlink():
-        return "missing"
-    if path.is_file():
-        hash_file_into(path, digest)
-        return digest.hexdigest()
-    for item in sorted(path.rglob("*")):
-        rel = item.relative_to(path).as_posix()
-        mode = item.lstat().st_mode
-        digest.update(f"{rel}\0{stat.S_IMODE(mode):o}\0".encode())
-        if item.is_symlink():
-            digest.update(b"L" + os.fsencode(item.readlink()))
-        elif item.is_file():
-            digest.update(b"F")
-            hash_file_into(item, digest)
-    return digest.hexdigest()

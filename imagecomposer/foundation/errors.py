@@ -219,7 +219,12 @@ class ExportError(ImageComposerError):
 
 
 class CacheError(ImageComposerError):
-    """The package or image cache is inconsistent or locked."""
+    """A cache is inconsistent, locked or cannot be used."""
+
+
+class CacheNotWritable(CacheError):
+    """A cache directory cannot be created or written (the message names the directory and
+    the setting that chooses it)."""
 
 
 # --- inspect and compare --------------------------------------------------------------------

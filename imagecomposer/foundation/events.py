@@ -1,20 +1,85 @@
-"""Structured progress events of the packages stage, for library callers.
+"""The one event model: what a build reports while it runs, for library callers and the CLI.
 
-Pass a callable (``events=``) to :class:`~imagecomposer.resolver.Resolver` or
-:meth:`~imagecomposer.cache.PackageCache.fetch`; it receives these frozen objects in order.
-The CLI's progress bar and log lines are just one consumer
-(:class:`imagecomposer.cache.progress.Progress`).
+Every object that works for a build (the engine, the resolver and providers, the package
+cache, the composer, the exporter) reports through one callable, :data:`EventSink`, with
+the frozen attrs classes below. ``ImagePipeline(config, events=callback)`` hands the
+callback every event of every stage, in order; the CLI's log lines and progress bar are
+just one consumer of the same stream (:class:`imagecomposer.foundation.console.Console`).
+
+Every event carries ``build`` (the image name) and ``stage`` (the stage it happened in).
+An object used alone leaves them empty; the pipeline fills them in before the callback
+sees the event. Events compare, log and serialize (``attrs.asdict``) like any attrs value,
+and pickle, so a build in another process can forward them (``build_many``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
+__all__ = [
+    "BuildWarning", "ConfigurationStep", "DiskStep", "DownloadProgress", "Event", "EventSink",
+    "ExportStep", "FetchFinished", "FetchStarted", "InstallStep", "MetadataLoaded",
+    "PackageFetched", "Progress", "Resolved", "StageFailed", "StageFinished", "StageSkipped",
+    "StageStarted", "fan_out",
+]
+
 
 @attrs.frozen
-class MetadataLoaded:
+class Event:
+    build: str = attrs.field(default="", kw_only=True)  # image name, set by the pipeline
+    stage: str = attrs.field(default="", kw_only=True)  # stage it happened in
+
+
+# --- stages (the engine) -------------------------------------------------------------------
+
+
+@attrs.frozen
+class StageStarted(Event):
+    reason: str  # why it runs: "first run", "input 'lock' changed", "forced (--no-cache)"
+
+
+@attrs.frozen
+class StageFinished(Event):
+    seconds: float
+
+
+@attrs.frozen
+class StageSkipped(Event):
+    reason: str  # "up to date", "not in build.stages", "--skip-stage", "image cache hit"
+
+
+@attrs.frozen
+class StageFailed(Event):
+    seconds: float
+    error: str
+
+
+@attrs.frozen
+class Progress(Event):
+    """Work inside a stage: ``done`` of ``total`` units (packages, bytes, files)."""
+
+    what: str
+    done: int
+    total: int | None = None
+    unit: str = ""
+
+
+@attrs.frozen
+class BuildWarning(Event):
+    """A warning the build logged (``logger`` names where): the log line is already out."""
+
+    message: str
+    logger: str = "imagecomposer"
+
+
+# --- packages (providers, resolver, package cache) ------------------------------------------
+
+
+@attrs.frozen
+class MetadataLoaded(Event):
     repository: str
     packages: int
     from_cache: bool  # parsed pool came from the .solv cache
@@ -22,14 +87,14 @@ class MetadataLoaded:
 
 
 @attrs.frozen
-class Resolved:
+class Resolved(Event):
     packages: int
     download_bytes: int
     seconds: float
 
 
 @attrs.frozen
-class FetchStarted:
+class FetchStarted(Event):
     packages: int  # in the lock
     cached: int  # already in the cache
     download_packages: int
@@ -37,13 +102,13 @@ class FetchStarted:
 
 
 @attrs.frozen
-class DownloadProgress:
+class DownloadProgress(Event):
     package: str
     bytes: int  # bytes received since the previous event (negative: a retry discarded them)
 
 
 @attrs.frozen
-class PackageFetched:
+class PackageFetched(Event):
     package: str
     path: Path
     size: int
@@ -51,12 +116,56 @@ class PackageFetched:
 
 
 @attrs.frozen
-class FetchFinished:
+class FetchFinished(Event):
     downloaded: int
     downloaded_bytes: int
     cached: int
     seconds: float
 
 
-Event = (MetadataLoaded | Resolved | FetchStarted | DownloadProgress | PackageFetched
-         | FetchFinished)
+# --- compose, configuration, disk, export ---------------------------------------------------
+
+
+@attrs.frozen
+class InstallStep(Event):
+    """Installing a lock into a tree: "installing 212 deb packages", "restored from the
+    installed-tree cache"."""
+
+    what: str
+
+
+@attrs.frozen
+class ConfigurationStep(Event):
+    """One configuration step: "users", "initramfs", "bootloader: systemd-boot"."""
+
+    what: str
+
+
+@attrs.frozen
+class DiskStep(Event):
+    """One step of writing the disk image: the partition table, a filesystem, LUKS2."""
+
+    what: str
+
+
+@attrs.frozen
+class ExportStep(Event):
+    """One export step done: ``kind`` convert | compress | checksum | sign | commit."""
+
+    kind: str
+    name: str
+    seconds: float
+
+
+EventSink = Callable[[Event], None]
+
+
+def fan_out(*sinks: EventSink | None) -> EventSink:
+    """One sink that forwards to each of ``sinks`` (None entries are left out)."""
+    active = [s for s in sinks if s is not None]
+
+    def sink(event: Event) -> None:
+        for s in active:
+            s(event)
+
+    return sink

@@ -36,6 +36,16 @@ def parse_size(value: int | str) -> int | None:
     return int(float(number) * _UNITS[unit])
 
 
+def human_size(size: float) -> str:
+    """Bytes for people, one decimal: ``512 B``, ``1.5 MiB``, ``2.0 GiB`` (rates too)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
 def format_size(size: int | None) -> str:
     """The largest binary unit that divides ``size`` exactly (``4GiB``), for messages."""
     if size is None:
@@ -44,3 +54,4 @@ def format_size(size: int | None) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import attrs
 
 from imagecomposer.foundation.errors import UsageError
+from imagecomposer.foundation.settings import COMPARE_MODES
 from imagecomposer.inspect.documents import is_json_document, load_document
 from imagecomposer.inspect.fsbase import FileRecord, Tree, same_content
 from imagecomposer.inspect.image import Image
@@ -27,7 +28,7 @@ from imagecomposer.inspect.render import compare_html, compare_text
 from imagecomposer.inspect.report import SCHEMA_VERSION, InspectReport, Package, converter
 from imagecomposer.inspect.source import same_bytes
 
-MODES = ("summary", "packages", "files", "full")
+MODES = COMPARE_MODES
 FILE_FIELDS = ("kind", "mode", "uid", "gid", "size", "target", "sha256")
 T = TypeVar("T")
 

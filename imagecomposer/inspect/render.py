@@ -10,20 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 
+from imagecomposer.foundation.settings import REPORT_FORMATS
+from imagecomposer.foundation.units import human_size
+
 if TYPE_CHECKING:
     from imagecomposer.inspect.compare import CompareReport
     from imagecomposer.inspect.report import InspectReport
 
-FORMATS = ("text", "json", "yaml")
+FORMATS = REPORT_FORMATS
 
 
 def size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= factor:
-            return f"{value / factor:.1f} {unit}"
-    return f"{value} B"
+    return "-" if value is None else human_size(value)
 
 
 def to_json(data: dict[str, Any]) -> str:

@@ -1,31 +1,50 @@
-"""The default image pipeline: the six stages wired to the library objects, plus the image
-cache around them.
+"""The default image pipeline: the six stages wired to the library objects, with the image
+cache as an engine hook.
 
-``ImagePipeline(config).build(spec)`` is what ``imagecomposer build`` runs. After the
-packages stage the image cache key (spec, referenced files, lock, tool version) is known;
-a hit restores the outputs and ends the build, a miss says which input changed.
+``ImagePipeline(config).build(spec)`` is what ``imagecomposer build`` runs. The engine runs
+once. After the packages stage a hook computes the image cache key from the typed inputs of
+every stage after packages (exactly what those stages hash); a hit restores the outputs and
+the remaining stages are skipped (``image cache hit``), a miss says which field changed.
+After finalize another hook stores the outputs under that key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from imagecomposer import __version__
-from imagecomposer.cache.images import CacheKey, ImageCache, image_key
-from imagecomposer.compose.tree_cache import TreeCache
+from imagecomposer.cache.images import CacheKey, ImageCache
+from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
-from imagecomposer.pipeline.context import BuildContext, BuildOptions
-from imagecomposer.pipeline.engine import Engine, RunOptions, RunReport, StageOutcome
-from imagecomposer.pipeline.events import EventSink, StageSkipped, fan_out, log_event
+from imagecomposer.foundation import display
+from imagecomposer.foundation.console import Console
+from imagecomposer.foundation.errors import LockError
+from imagecomposer.foundation.events import BuildWarning, EventSink, fan_out
+from imagecomposer.foundation.fingerprint import fingerprint
+from imagecomposer.pipeline.context import BuildContext, BuildEvents, BuildOptions
+from imagecomposer.pipeline.engine import (
+    UPSTREAM,
+    Engine,
+    Hook,
+    RunOptions,
+    RunReport,
+    RunView,
+    Stage,
+)
+from imagecomposer.pipeline.inputs import ConfigurationInput
 from imagecomposer.pipeline.stages import DEFAULT_STAGES
 from imagecomposer.pipeline.workspace import Workspace
 from imagecomposer.spec.model import STAGES, Spec, encryptions
 
 log = logging.getLogger("imagecomposer.pipeline")
+
+IMAGE_CACHE_HIT = "image cache hit"
 
 
 @attrs.frozen
@@ -39,37 +58,64 @@ class BuildReport:
     def table(self) -> str:
         return self.run.table()
 
+    def __repr__(self) -> str:
+        """``BuildReport(build='web', ran=4, skipped=2, failed=0, seconds=81.2, ...)``."""
+        count = {s: sum(o.status == s for o in self.run.outcomes)
+                 for s in ("ran", "skipped", "failed")}
+        return display.call("BuildReport", build=self.run.build, **count,
+                            seconds=display.Bare(f"{self.run.seconds:.1f}"),
+                            output_dir=self.output_dir, image_cache_hit=self.image_cache_hit)
+
     def _repr_html_(self) -> str:  # Jupyter
-        rows = "".join(f"<tr><td>{o.stage}</td><td>{o.status}</td><td>{o.seconds:.1f}</td>"
-                       f"<td>{o.reason}</td></tr>" for o in self.run.outcomes)
-        return (f"<p>build <b>{self.run.build}</b> → <code>{self.output_dir}</code></p>"
-                "<table><tr><th>stage</th><th>status</th><th>s</th><th>reason</th></tr>"
-                f"{rows}</table>")
+        rows = [(o.stage, o.status, f"{o.seconds:.1f}" if o.status != "skipped" else "-",
+                 o.reason) for o in self.run.outcomes]
+        hit = " (image cache hit)" if self.image_cache_hit else ""
+        return display.html_grid(
+            ("stage", "status", "s", "reason"), rows, right=(2,),
+            title=f"build {self.run.build} → {self.output_dir}{hit}, "
+                  f"{self.run.seconds:.1f} s")
 
 
 class ImagePipeline:
-    """Builds images with the default stages for one global configuration."""
+    """Builds images with the default stages for one global configuration.
 
-    def __init__(self, config: Config, *, events: EventSink | None = None) -> None:
+    ``events`` receives every event of every stage, in order
+    (:mod:`imagecomposer.foundation.events`); log lines and the download bar come from a
+    :class:`~imagecomposer.foundation.console.Console` attached to the same stream
+    (``progress_bar``: draw the bar on a terminal; None: when stderr is one). ``stages``
+    replaces the default stages (custom pipelines, stand-ins in tests).
+    """
+
+    def __init__(self, config: Config, *, events: EventSink | None = None,
+                 progress_bar: bool | None = None,
+                 stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES) -> None:
         self.config = config
-        self.events = fan_out(log_event, events)
-        self.engine = Engine(DEFAULT_STAGES, events=self.events)
+        self.events = fan_out(Console(tty=progress_bar), events)
+        self.engine: Engine[BuildContext] = Engine(stages, events=self.events)
+
+    def __repr__(self) -> str:
+        core = self.config.core
+        return display.call("ImagePipeline", work_dir=core.work_dir, cache_dir=core.cache_dir,
+                            stages=len(self.engine.stages))
 
     def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
         options = options or BuildOptions()
-        if "validate" in options.skip:
-            log.warning("skipping the validate stage is not recommended")
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
-        ctx = BuildContext(spec, self.config, options, workspace, self.events)
-        base = RunOptions(selected=tuple(spec.build.stages), until=options.until,
-                          skip=tuple(options.skip), force=options.no_cache,
-                          timeout=options.timeout or self.config.core.timeout)
-        with workspace.locked(wait=options.wait):
+        events = BuildEvents(spec.image.name, self.events)
+        ctx = BuildContext(spec, self.config, options, workspace, events)
+        ctx.locked_path()  # a missing --locked lock fails here, before anything is written
+        run_options = RunOptions(selected=tuple(spec.build.stages), until=options.until,
+                                 skip=tuple(options.skip), force=options.no_cache,
+                                 timeout=options.timeout or self.config.core.timeout)
+        with warnings_as_events(events), workspace.locked(wait=options.wait):
+            if "validate" in options.skip:
+                log.warning("skipping the validate stage is not recommended")
             # Holding the lock, nothing else writes here: what is left is a killed build's.
             workspace.remove_leftovers(ctx.output_dir)
-            TreeCache(self.config.tree_cache_dir).remove_stale()
+            Caches(self.config).remove_leftovers()  # of killed writers, in every cache
             try:
-                report = self._build(ctx, base)
+                run = self.engine.run(ctx, workspace, run_options, build=ctx.name,
+                                      hooks=self._hooks(ctx, run_options), events=events)
             except BaseException:
                 if self.config.core.cleanup_on_failure and not options.keep_temp:
                     workspace.remove_temp()
@@ -78,67 +124,103 @@ class ImagePipeline:
                 ctx.close()
             if not options.keep_temp:
                 workspace.remove_temp()
-        return report
+        hit = any(o.reason == IMAGE_CACHE_HIT for o in run.outcomes)
+        return BuildReport(run, ctx.output_dir, image_cache_hit=hit)
 
-    def _build(self, ctx: BuildContext, base: RunOptions) -> BuildReport:
+    def _hooks(self, ctx: BuildContext, options: RunOptions) -> list[Hook[BuildContext]]:
+        """The image cache around the stages after packages, when the build goes past
+        packages and may use it."""
         names: list[str] = list(STAGES)
-        until_index = names.index(base.until) if base.until else len(names) - 1
-        if until_index <= names.index("packages") or not ctx.use_image_cache:
-            return BuildReport(self._run(ctx, base), ctx.output_dir)
-        first = self._run(ctx, attrs.evolve(base, until="packages"))
-        first = attrs.evolve(first, outcomes=tuple(
-            o for o in first.outcomes if o.reason != "after --stage packages"))
-        key = self._image_key(ctx)
-        if key is not None:
-            cache = self._image_cache()
-            entry = cache.lookup(key)
-            if entry is not None:
-                cache.restore(entry, ctx.output_dir)
-                log.info("[%s] image cache hit: restored %s", ctx.name, ctx.output_dir)
-                rest = [StageOutcome(n, "skipped", "image cache hit")
-                        for n in names[names.index("packages") + 1:until_index + 1]]
-                for outcome in rest:
-                    self.events(StageSkipped(ctx.name, outcome.stage, outcome.reason))
-                run = RunReport(ctx.name, first.outcomes + tuple(rest), first.seconds)
-                return BuildReport(run, ctx.output_dir, image_cache_hit=True)
-            log.info("[%s] %s", ctx.name, cache.explain_miss(key))
-        done = ("validate", "packages")
-        second = self._run(ctx, attrs.evolve(base, skip=tuple({*base.skip, *done})))
-        outcomes = first.outcomes + tuple(o for o in second.outcomes if o.stage not in done)
-        run = RunReport(ctx.name, outcomes, first.seconds + second.seconds)
-        if key is not None and base.until in (None, "finalize") and \
-                (ctx.output_dir / "SHA256SUMS").exists():
-            self._image_cache().store(key, ctx.output_dir)
-        return BuildReport(run, ctx.output_dir)
+        until = names.index(options.until) if options.until else len(names) - 1
+        if until <= names.index("packages") or not ctx.use_image_cache:
+            return []
+        hook = ImageCacheHook(ImageCache.for_config(self.config))
+        hooks = [Hook("packages", hook.lookup)]
+        if options.until in (None, "finalize"):
+            hooks.append(Hook("finalize", hook.store))
+        return hooks
 
-    def _run(self, ctx: BuildContext, options: RunOptions) -> RunReport:
-        report = self.engine.run(ctx, ctx.workspace, options, build=ctx.name)
-        ctx.stage_seconds.update({o.stage: o.seconds for o in report.outcomes
-                                  if o.status == "ran"})
-        return report
 
-    def _image_key(self, ctx: BuildContext) -> CacheKey | None:
-        if not ctx.lock_path.exists():
+class ImageCacheHook:
+    """Looks the build up in the image cache after packages; stores it after finalize."""
+
+    def __init__(self, cache: ImageCache) -> None:
+        self.cache = cache
+        self.key: CacheKey | None = None
+
+    def lookup(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:
+        self.key = image_key(ctx.name, view, "packages")
+        if self.key is None:
             return None
-        if encryptions(ctx.spec.disk):
-            # LUKS2 images are never reused: their keys are random at every build, and a
-            # cache key would have to hash the key material
+        entry = self.cache.lookup(self.key)
+        if entry is None:
+            log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
             return None
-        return image_key(ctx.spec.canonical_json(), ctx.spec.referenced_files(),
-                         ctx.lock().hash, __version__, name=ctx.name, base=ctx.spec.directory)
+        self.cache.restore(entry, ctx.output_dir)
+        return IMAGE_CACHE_HIT
 
-    def _image_cache(self) -> ImageCache:
-        settings = self.config.storage.image_cache
-        return ImageCache(self.config.image_cache_dir, max_count=settings.max_count)
+    def store(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:
+        finalize = view.outcome("finalize")
+        made = finalize is not None and (finalize.status == "ran"
+                                         or finalize.reason == "up to date")
+        if self.key is not None and made and (ctx.output_dir / "SHA256SUMS").exists():
+            self.cache.store(self.key, ctx.output_dir)
+        return None
+
+
+def image_key(name: str, view: RunView[BuildContext], after: str) -> CacheKey | None:
+    """The key of the outputs of the stages after ``after``: a fingerprint of their typed
+    inputs, with one fingerprint per input field (``configuration.customizations.users``)
+    so that a miss can name what changed. None without a lock yet, or for a LUKS2 image
+    (never reused: its keys are random at every build)."""
+    try:
+        found = {stage: view.inputs(stage) for stage in view.stages_after(after)}
+    except LockError:
+        return None
+    for item in found.values():
+        if isinstance(item.value, ConfigurationInput) and encryptions(item.value.disk):
+            return None
+    fields: dict[str, str] = {}
+    for stage, item in found.items():
+        fields.update((f"{stage}.{field}", digest) for field, digest in item.key.fields.items()
+                      if not field.startswith(f"{UPSTREAM}."))
+    pairs = tuple(sorted(fields.items()))
+    return CacheKey(name, fingerprint({s: i.key.digest for s, i in found.items()}), pairs)
+
+
+class _WarningEvents(logging.Handler):
+    def __init__(self, events: BuildEvents) -> None:
+        super().__init__(logging.WARNING)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING and not self.events.dispatching:
+            with contextlib.suppress(Exception):
+                self.events(BuildWarning(record.getMessage(), record.name))
+
+
+@contextlib.contextmanager
+def warnings_as_events(events: BuildEvents) -> Iterator[None]:
+    """Every warning an ``imagecomposer`` logger emits meanwhile also becomes a
+    :class:`BuildWarning` event (not the log lines that render events; builds in other
+    threads of this process included: run concurrent builds with
+    :func:`~imagecomposer.pipeline.many.build_many`)."""
+    handler = _WarningEvents(events)
+    logger = logging.getLogger("imagecomposer")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def build(spec: Spec | Path | str, *, config: Config | None = None,
-          options: BuildOptions | None = None, events: EventSink | None = None
-          ) -> BuildReport:
-    """Build one image with the default pipeline (the library form of ``imagecomposer build``)."""
+          options: BuildOptions | None = None, events: EventSink | None = None,
+          variables: Mapping[str, str] | None = None) -> BuildReport:
+    """Build one image with the default pipeline (the library form of ``imagecomposer
+    build``); a path is loaded with ``variables``."""
     if config is None:
-
         config = load_config().config
     if not isinstance(spec, Spec):
-        spec = Spec.load(spec, allowed_paths=config.core.allowed_paths)
+        spec = Spec.load(spec, variables=variables, allowed_paths=config.core.allowed_paths)
     return ImagePipeline(config, events=events).build(spec, options)

@@ -1,5 +1,10 @@
 """What one image build carries through its stages: spec, config, options, workspace.
 
+The spec and the configuration are read here only to build the stages' typed inputs
+(:mod:`imagecomposer.pipeline.inputs`); a stage's ``run()`` gets its inputs and uses the
+context for operational things only: workspace paths, the output directory, parallelism,
+cache switches, the package store, the event sink.
+
 Stages hand data to each other through files in the workspace (the lock, the raw disk, the
 SBOM package list), never only in memory, so a later stage works the same whether an
 earlier one ran in this process or was skipped as up to date.
@@ -7,24 +12,28 @@ earlier one ran in this process or was skipped as up to date.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
+import threading
 from pathlib import Path
-from typing import Any
 
 import attrs
 
-from imagecomposer.cache import PackageCache, Progress
+from imagecomposer.cache import PackageCache
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config
-from imagecomposer.foundation.errors import LockError
+from imagecomposer.foundation.errors import LockError, UsageError
+from imagecomposer.foundation.events import (
+    Event,
+    EventSink,
+    FetchStarted,
+    PackageFetched,
+    Progress,
+    StageFailed,
+    StageFinished,
+    StageStarted,
+)
 from imagecomposer.lock import Lock
-from imagecomposer.pipeline.events import EventSink
 from imagecomposer.pipeline.workspace import Workspace
 from imagecomposer.spec.model import Spec
-
-log = logging.getLogger("imagecomposer.pipeline")
 
 
 @attrs.frozen
@@ -39,9 +48,73 @@ class BuildOptions:
     timeout: float | None = None  # seconds
     parallel: int | None = None
     keep_temp: bool = False
-    locked: Path | None = None  # --locked: install exactly this lock
+    # --locked: install exactly this lock; True: OUTPUT/NAME.lock.json of an earlier build
+    locked: Path | bool | None = None
     output_dir: Path | None = None
     wait: bool = False  # --wait: queue behind a running build of the same spec, not fail
+
+
+def output_dir(spec: Spec, options: BuildOptions) -> Path:
+    """Where a build of ``spec`` publishes: ``-o``, else ``output.directory``, else
+    ``output/NAME`` next to the spec."""
+    if options.output_dir is not None:
+        return options.output_dir
+    if spec.output.directory is not None:
+        return spec.output.directory
+    return spec.directory / "output" / spec.image.name
+
+
+class BuildEvents:
+    """The build's one event sink: fills in ``build`` and the running ``stage`` of every
+    event, keeps the stage timings, adds package ``Progress``, and forwards to ``sink``."""
+
+    def __init__(self, build: str, sink: EventSink) -> None:
+        self.build = build
+        self.sink = sink
+        self.stage = ""
+        self.timings: dict[str, float] = {}  # seconds of each stage that ran
+        self._packages = (0, 0)  # (fetched, in the lock)
+        self._lock = threading.RLock()
+        self._dispatching = threading.local()
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether this thread is handing an event to the consumers (whose log lines are
+        then renderings of that event, not news of their own)."""
+        return bool(getattr(self._dispatching, "active", False))
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            outer = self.dispatching
+            self._dispatching.active = True
+            try:
+                self._dispatch(event)
+            finally:
+                self._dispatching.active = outer
+
+    def _dispatch(self, event: Event) -> None:
+        if not event.build or not event.stage:
+            event = attrs.evolve(event, build=event.build or self.build,
+                                 stage=event.stage or self.stage)
+        match event:
+            case StageStarted():
+                self.stage = event.stage
+            case StageFinished(seconds=seconds):
+                self.timings[event.stage] = seconds
+                self.stage = ""
+            case StageFailed():
+                self.stage = ""
+        self.sink(event)
+        self._progress(event)
+
+    def _progress(self, event: Event) -> None:
+        if isinstance(event, FetchStarted):
+            self._packages = (0, event.packages)
+        elif isinstance(event, PackageFetched):
+            done, total = self._packages[0] + 1, self._packages[1]
+            self._packages = (done, total)
+            self.sink(Progress("packages fetched", done, total or None, "packages",
+                               build=event.build, stage=event.stage))
 
 
 @attrs.define
@@ -50,11 +123,10 @@ class BuildContext:
     config: Config
     options: BuildOptions
     workspace: Workspace
-    events: EventSink
-    stage_seconds: dict[str, float] = attrs.Factory(dict)
+    events: BuildEvents
     _package_cache: PackageCache | None = None
     _packages: dict[str, dict[str, Path]] = attrs.Factory(dict)
-    _progress: Progress | None = None
+    _lock: tuple[tuple[int, int, int], Lock] | None = None
 
     @property
     def name(self) -> str:
@@ -62,15 +134,16 @@ class BuildContext:
 
     @property
     def output_dir(self) -> Path:
-        if self.options.output_dir is not None:
-            return self.options.output_dir
-        if self.spec.output.directory is not None:
-            return self.spec.output.directory
-        return self.spec.directory / "output" / self.name
+        return output_dir(self.spec, self.options)
 
     @property
     def parallel(self) -> int:
         return self.options.parallel or self.config.core.parallel
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds of every stage that ran so far in this build."""
+        return self.events.timings
 
     @property
     def use_package_cache(self) -> bool:
@@ -83,6 +156,20 @@ class BuildContext:
         return (self.config.storage.image_cache.enabled
                 and self.spec.build.cache.use_image_cache
                 and not (self.options.no_cache or self.options.no_image_cache))
+
+    def locked_path(self) -> Path | None:
+        """The lock ``--locked`` installs (UsageError when an earlier build left none)."""
+        locked = self.options.locked
+        if locked is None or locked is False:
+            return None
+        path = self.output_dir / f"{self.name}.lock.json" if locked is True else Path(locked)
+        if not path.is_file():
+            raise UsageError(f"--locked: no lock at {path} (build once without --locked "
+                             "first)")
+        return path
+
+    def emit(self, event: Event) -> None:
+        self.events(event)
 
     # --- files stages hand to each other --------------------------------------------------
 
@@ -108,12 +195,6 @@ class BuildContext:
 
     # --- objects the stages share ----------------------------------------------------------
 
-    def package_events(self, event: Any) -> None:
-        """Packages-stage events: progress bar or log lines, then the build's own sink."""
-        if self._progress is None:
-            self._progress = Progress()
-        self._progress(event)
-
     def adopt_packages(self, lock: Lock, packages: dict[str, Path], cache: PackageCache
                        ) -> None:
         """Keep what the packages stage fetched for the stages after it."""
@@ -128,13 +209,14 @@ class BuildContext:
             if self._package_cache is None:
                 self._package_cache = PackageCache(self.config, enabled=self.use_package_cache)
             self._packages[lock.hash] = self._package_cache.fetch(
-                lock, parallel=self.parallel, events=self.package_events)
+                lock, parallel=self.parallel, events=self.emit)
         return self._packages[lock.hash]
 
-    def composer(self) -> Composer:
-        return Composer(self.config, keep_temp=self.options.keep_temp,
-                        use_cache=not self.options.no_cache,
-                        events=lambda line: log.info("[%s] %s", self.name, line))
+    def composer(self, config: Config | None = None) -> Composer:
+        """A composer for ``config`` (a stage's: its hashed settings over the operational
+        ones), reporting to the build's events."""
+        return Composer(config or self.config, keep_temp=self.options.keep_temp,
+                        use_cache=not self.options.no_cache, events=self.emit)
 
     def close(self) -> None:
         """Release what the build held (a throwaway package store is removed)."""
@@ -143,13 +225,13 @@ class BuildContext:
             self._package_cache = None
 
     def lock(self) -> Lock:
-        if not self.lock_path.exists():
+        """The lock the packages stage left in the workspace (read once per version)."""
+        try:
+            st = self.lock_path.stat()
+        except FileNotFoundError:
             raise LockError(f"no lock in the workspace ({self.lock_path}): run the packages "
-                            "stage first")
-        return Lock.read(self.lock_path)
-
-
-def digest(*parts: Any) -> str:
-    """A stable SHA256 of JSON-serializable parts (stage input hashes)."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+                            "stage first") from None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._lock is None or self._lock[0] != stamp:
+            self._lock = (stamp, Lock.read(self.lock_path))
+        return self._lock[1]

@@ -41,6 +41,7 @@ from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.errors import WorkspaceBusy
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.staging import leftover_staging_dirs
+from imagecomposer.foundation.units import human_size
 
 log = logging.getLogger("imagecomposer.pipeline")
 
@@ -209,12 +210,3 @@ def disk_usage(path: Path) -> int:
             with contextlib.suppress(OSError):
                 todo.extend(current.iterdir())
     return total
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover

@@ -7,42 +7,14 @@ cell give the same readable chain. ``_repr_html_`` renders a table in notebooks.
 
 from __future__ import annotations
 
-import html
-from typing import Literal
-
 import attrs
 
+from imagecomposer.families.preferences import Reason, ReasonKind
+from imagecomposer.foundation import display
 from imagecomposer.lock import Lock
 
-ReasonKind = Literal["spec", "profile", "dependency", "recommended", "other"]
+__all__ = ["Reason", "ReasonKind", "Resolution"]
 
-
-@attrs.frozen
-class Reason:
-    kind: ReasonKind
-    by: str | None = None  # the package whose dependency pulled this one in
-    dep: str | None = None  # that dependency as written ("debconf (>= 0.5) | debconf-2.0")
-    detail: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "spec":
-            return "requested in the spec (customizations.packages.install)"
-        if self.kind == "profile":
-            return f"requested by the OS profile ({self.detail})"
-        if self.kind == "dependency":
-            return f"required by {self.by} ({self.dep})"
-        if self.kind == "recommended":
-            return f"recommended by {self.by} ({self.dep})"
-        return self.detail or "chosen by the solver"
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
-        value /= 1024
-    return f"{n} B"
 
 
 @attrs.frozen
@@ -72,25 +44,26 @@ class Resolution:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
+        """One line: ``<Resolution debian 12 amd64: 180 packages, 60.1 MiB to download,
+        from 2 repositories in 1.23 s>``."""
         lock = self.lock
-        head = (f"<Resolution {lock.os} {lock.version} {lock.arch}: {len(lock.packages)} "
-                f"packages, {_size(self.download_size)} to download, from "
+        return (f"<Resolution {lock.os} {lock.version} {lock.arch}: {len(lock.packages)} "
+                f"packages, {display.size(self.download_size)} to download, from "
                 f"{len(lock.repositories)} repositories in {self.seconds:.2f} s>")
+
+    def __str__(self) -> str:
+        """The repr plus the first packages in install order (``imagecomposer resolve``)."""
+        lock = self.lock
         rows = [f"  {p.name} {p.version} [{p.repository}]" for p in lock.packages[:12]]
         if len(lock.packages) > 12:
             rows.append(f"  ... {len(lock.packages) - 12} more (install order)")
-        return "\n".join([head, *rows])
+        return "\n".join([repr(self), *rows])
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str:  # Jupyter: every package with why it is there
         lock = self.lock
-        rows = "".join(
-            f"<tr><td>{i}</td><td>{html.escape(p.name)}</td><td>{html.escape(p.version)}</td>"
-            f"<td>{html.escape(p.repository)}</td><td style='text-align:right'>"
-            f"{_size(p.size)}</td><td>{html.escape(str(self.reasons.get(p.name, '')))}"
-            "</td></tr>"
-            for i, p in enumerate(lock.packages, 1))
-        return (f"<p><b>{html.escape(lock.os)} {html.escape(lock.version)} {lock.arch}</b>: "
-                f"{len(lock.packages)} packages, {_size(self.download_size)}</p>"
-                "<table><thead><tr><th>#</th><th>package</th><th>version</th>"
-                "<th>repository</th><th>size</th><th>why</th></tr></thead>"
-                f"<tbody>{rows}</tbody></table>")
+        title = (f"{lock.os} {lock.version} {lock.arch}: {len(lock.packages)} packages, "
+                 f"{display.size(self.download_size)}")
+        rows = [(i, p.name, p.version, p.repository, display.size(p.size),
+                 self.reasons.get(p.name, "")) for i, p in enumerate(lock.packages, 1)]
+        return display.html_grid(("#", "package", "version", "repository", "size", "why"),
+                                 rows, title=title, right=(0, 4))

@@ -1,10 +1,12 @@
 """The family-generic resolver core: a libsolv pool, the request as jobs, the solution.
 
-Family semantics come from the provider (``load``, ``base_request``, ``jobs``, ``locked``),
-so the same code resolves deb and rpm requests. Defaults follow the image use case:
-weak dependencies (Recommends) are off unless ``customizations.packages.recommends`` is
-true; ``customizations.packages.remove`` locks packages out, and if something needs one of
-them the build fails with libsolv's explanation instead of silently dropping it.
+Family semantics come from the provider (``load``, ``base_request``, ``jobs``,
+``remove_jobs``, ``locked``, ``annotate_problems``), so the same code resolves deb and rpm
+requests. Defaults follow the image use case: weak dependencies (Recommends) are off unless
+``customizations.packages.recommends`` is true; ``customizations.packages.remove`` means what
+the family says (deb: the packages are locked out; rpm: dnf excludes), and if something
+needs a removed package the build fails with libsolv's explanation instead of silently
+dropping it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from imagecomposer.config.model import Config
-from imagecomposer.families import libsolv, provider_for
+from imagecomposer.families import libsolv
 from imagecomposer.families.base import Provider
+from imagecomposer.families.preferences import Preferences, Reason
+from imagecomposer.families.registry import family, provider_for, request_for
+from imagecomposer.families.request import PackageRequest
+from imagecomposer.families.solvables import ordered
+from imagecomposer.foundation import display
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
 from imagecomposer.foundation.events import Event, Resolved
 from imagecomposer.lock import Lock, LockedPackage
-from imagecomposer.resolver.resolution import Reason, Resolution
+from imagecomposer.resolver.resolution import Resolution
 from imagecomposer.spec.model import Spec
 
 libsolv.solv()  # fail at import, naming the install command, if libsolv lacks Debian support
@@ -29,16 +38,11 @@ log = logging.getLogger("imagecomposer.resolver")
 
 
 def new_pool(provider: Provider) -> Any:
-    solv = libsolv.solv()
-    pool = solv.Pool()
-    disttype = solv.Pool.DISTTYPE_DEB if provider.kind == "deb" else solv.Pool.DISTTYPE_RPM
-    if pool.setdisttype(disttype) < 0:
-        raise RuntimeError(f"libsolv was built without {provider.kind} support")
-    pool.setarch(provider.arch)
-    return pool
+    """An empty pool of the provider's family (its disttype) and architecture."""
+    return family(provider.kind).new_pool(provider.arch)
 
 
-def _problems(solver: Any, problems: list[Any]) -> DependencyError:
+def _problems(problems: list[Any]) -> str:
     lines = []
     for problem in problems:
         lines.append(f"  Problem {problem.id}: {problem}")
@@ -47,8 +51,8 @@ def _problems(solver: Any, problems: list[Any]) -> DependencyError:
                 text = info.problemstr()
                 if f"    - {text}" not in lines:
                     lines.append(f"    - {text}")
-    return DependencyError("Failed to resolve dependencies: no set of packages satisfies "
-                           "the request\n" + "\n".join(lines))
+    return ("Failed to resolve dependencies: no set of packages satisfies the request\n"
+            + "\n".join(lines))
 
 
 def _reasons(solver: Any, pool: Any, installed: list[Any], spec_jobs: set[str],
@@ -78,16 +82,35 @@ def _reasons(solver: Any, pool: Any, installed: list[Any], spec_jobs: set[str],
     return reasons
 
 
-def _depends(pool: Any, s: Any, chosen: dict[int, str]) -> tuple[str, ...]:
-    import solv
+def solve(pool: Any, jobs: list[Any], preferences: Preferences | None, *,
+          recommends: bool, flags: dict[int, int] | None = None,
+          annotate: Callable[[str], str] = str) -> tuple[Any, bool]:
+    """Solve; with exact preferences first try exactly that set. (solver, exact used).
+    ``annotate`` adds the family's notes to libsolv's explanation of a failure."""
+    solv = libsolv.solv()
 
-    names: set[str] = set()
-    for marker in (-1, 1):
-        for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, marker):
-            for provider in pool.whatprovides(dep.id):
-                if provider.id in chosen and provider.id != s.id:
-                    names.add(chosen[provider.id])
-    return tuple(sorted(names))
+    def run(these: list[Any], ignore_recommended: bool) -> tuple[Any, list[Any]]:
+        solver = pool.Solver()
+        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
+                        1 if ignore_recommended else 0)
+        for flag, value in (flags or {}).items():
+            solver.set_flag(flag, value)
+        return solver, solver.solve(these)
+
+    if preferences is not None and preferences.exact:
+        exact = [pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id)
+                 for s in preferences.install]
+        solver, problems = run(jobs + exact, True)
+        if not problems:
+            return solver, True
+        log.warning("libsolv finds the packages apt would choose inconsistent (%s); "
+                    "libsolv chooses instead", "; ".join(str(p) for p in problems[:3]))
+    favor = [pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id)
+             for s in (preferences.install if preferences is not None else ())]
+    solver, problems = run(jobs + favor, not recommends)
+    if problems:
+        raise DependencyError(annotate(_problems(problems)))
+    return solver, False
 
 
 class Resolver:
@@ -98,79 +121,79 @@ class Resolver:
         self.config = config
         self.events = events
 
-    def resolve(self, spec: Spec, *, provider: Provider | None = None) -> Resolution:
+    def __repr__(self) -> str:
+        return display.call("Resolver", metadata_cache=self.config.metadata_cache_dir,
+                            parallel=self.config.core.parallel)
+
+    def resolve(self, spec: Spec | PackageRequest, *, provider: Provider | None = None
+                ) -> Resolution:
+        """Resolve what ``spec`` asks for (only its :class:`PackageRequest` is read)."""
         import solv
 
         start = time.monotonic()
+        request = request_for(spec, self.config)
         if provider is None:
-
-            provider = provider_for(spec, self.config, events=self.events)
+            provider = provider_for(request, self.config, events=self.events)
         pool = new_pool(provider)
         provider.load(pool)
         pool.addfileprovides()
         pool.createwhatprovides()  # before any select(); a .solv-loaded pool crashes without
 
-        packages = spec.customizations.packages
-        removed = set(packages.remove)
+        removed = list(dict.fromkeys(request.remove))
         profile_names = [n for n in provider.base_request() if n not in removed]
         jobs = list(provider.jobs(pool))
+        # Asked first (a family may refuse a request that is also removed), added last: the
+        # order of jobs shapes the transaction's install order among equals.
+        remove_jobs = provider.remove_jobs(pool, request.install, request.remove)
         missing: list[PackageNotFound] = []
         spec_names: set[str] = set()
-        for text in [*profile_names, *packages.install]:
+        wanted = list(dict.fromkeys([*profile_names, *request.install]))
+        for text in wanted:
             try:
                 found = provider.request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
             except PackageNotFound as exc:
                 missing.append(exc)
                 continue
             jobs += found
-            if text in packages.install:
+            if text in request.install:
                 spec_names |= {s.name for job in found for s in job.solvables()}
         if missing:
             if len(missing) == 1:
                 raise missing[0]
             raise PackageNotFound("\n".join(str(m) for m in missing))
-        for text in removed:
-            try:
-                jobs += provider.request_jobs(pool, text, solv.Job.SOLVER_LOCK)
-            except PackageNotFound:
-                log.warning("remove: %s matches no package; nothing to lock out", text)
+        jobs += remove_jobs
 
-        solver = pool.Solver()
-        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
-                        0 if packages.recommends else 1)
-        problems = solver.solve(jobs)
-        if problems:
-            raise _problems(solver, problems)
+        preferences = provider.preferences(pool, wanted, removed=removed,
+                                           recommends=request.recommends)
+        solver, exact = solve(pool, jobs, preferences, recommends=request.recommends,
+                              flags=provider.solver_flags(), annotate=provider.annotate_problems)
         trans = solver.transaction()
-        trans.order()
-        installed = [s for s in trans.steps()
-                     if trans.steptype(s, solv.Transaction.SOLVER_TRANSACTION_SHOW_ACTIVE)
-                     == solv.Transaction.SOLVER_TRANSACTION_INSTALL]
-        chosen = {s.id: s.name for s in installed}
-        locked: list[LockedPackage] = []
-        for s in installed:
-            entry = provider.locked(s)
-            locked.append(_with_depends(entry, _depends(pool, s, chosen)))
-        base = spec.image.base
+        installed, requires = ordered(pool, list(trans.newsolvables()))
+        locked: list[LockedPackage] = [attrs.evolve(provider.locked(s), depends=requires[s.name])
+                                       for s in installed]
+        base = request.base
         lock = Lock(os=base.os, version=base.version, arch=provider.arch, kind=provider.kind,
                     repositories=tuple(provider.repositories()), packages=tuple(locked),
-                    requested=tuple([*profile_names, *packages.install]))
-        reasons = _reasons(solver, pool, installed, spec_names,
-                           f"{base.os} {base.version} base.type {base.type}")
+                    requested=tuple([*profile_names, *request.install]))
+        profile = f"{base.os} {base.version} base.type {base.type}"
+        reasons = _reasons(solver, pool, installed, spec_names, profile)
+        if exact and preferences is not None:
+            for name, reason in preferences.reasons.items():
+                if name not in reasons:
+                    continue
+                if reason.kind == "spec" and reason.detail not in request.install:
+                    reason = Reason("profile", detail=profile)
+                elif reason.kind == "spec":
+                    reason = Reason("spec")
+                reasons[name] = reason
         for entry in locked:  # say which part of the profile's request it was
-            reason = reasons.get(entry.name)
-            if reason is not None and reason.kind == "profile":
+            given = reasons.get(entry.name)
+            if given is not None and given.kind == "profile":
                 why = ("Essential: yes" if entry.essential else
                        "Priority: required" if entry.priority == "required" else "")
                 if why:
-                    reasons[entry.name] = Reason("profile", detail=f"{reason.detail}, {why}")
+                    reasons[entry.name] = Reason("profile", detail=f"{given.detail}, {why}")
         seconds = time.monotonic() - start
         if self.events is not None:
             self.events(Resolved(len(locked), sum(p.size for p in locked), seconds))
         return Resolution(lock, reasons, seconds)
-
-
-def _with_depends(entry: LockedPackage, depends: tuple[str, ...]) -> LockedPackage:
-    import attrs
-
-    return attrs.evolve(entry, depends=depends)

@@ -18,12 +18,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from imagecomposer.foundation.errors import SigningError
+from imagecomposer.foundation.settings import SignAlgorithm
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 Algorithm = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-pss", "rsa-pkcs1v15"]
-Requested = Literal["auto", "rsa-pss", "rsa-pkcs1v15"]
+Requested = SignAlgorithm  # what a spec or `imagecomposer sign` asks for
 
 _CURVES = {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384"}
 

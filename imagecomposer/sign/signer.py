@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
+from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import SigningError
 from imagecomposer.foundation.fsutil import atomic_write
@@ -99,6 +100,11 @@ class Signer:
     def from_spec(cls, sign: Sign) -> Signer:
         return cls.from_key_file(sign.key, cert=sign.cert, passphrase_file=sign.passphrase_file,
                                  passphrase_env=sign.passphrase_env, algorithm=sign.algorithm)
+
+    def __repr__(self) -> str:
+        """Algorithm, public key id and key file: never key material."""
+        return display.call("Signer", algorithm=self.algorithm, key_id=self.key_id[:16],
+                            certificate=self.certificate is not None, source=self.source or None)
 
     @property
     def public_key(self) -> PublicKey:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.yamldoc.sourcemap import Pos, SourceMap
-from imagecomposer.spec.export import inputs_digest
 from imagecomposer.spec.loader import schema_text
 from imagecomposer.spec.model import (
     STAGES,
@@ -70,7 +69,6 @@ __all__ = [
     "User",
     "builtin_templates",
     "check",
-    "inputs_digest",
     "schema_text",
     "validate",
     "validate_file",

@@ -37,11 +37,11 @@ from __future__ import annotations
 import attrs
 
 from imagecomposer.foundation.errors import Problem
+from imagecomposer.foundation.settings import COMPRESSIONS
 from imagecomposer.foundation.units import format_size
 from imagecomposer.spec.model import Spec
 
 MiB = 1024 * 1024
-COMPRESSIONS = ("none", "gzip", "xz", "zstd")
 
 
 @attrs.frozen

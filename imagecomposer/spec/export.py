@@ -1,4 +1,4 @@
-"""A Spec as plain data: for the build manifest (no secrets) and for cache keys (all)."""
+"""A Spec as plain data: for the build manifest (no secrets) and its canonical JSON (all)."""
 
 from __future__ import annotations
 
@@ -58,33 +58,3 @@ def spec_data(spec: Spec, *, secrets: bool) -> dict[str, Any]:
     raw["variables"] = dict(spec.variables)
     data: dict[str, Any] = _paths(raw, spec.directory)
     return data if secrets else _redact(data)
-
-
-def _hash_path(digest: Any, path: Path, shown: str) -> None:
-    if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            if child.is_file() or child.is_symlink():
-                _hash_path(digest, child, f"{shown}/{child.relative_to(path).as_posix()}")
-        return
-    digest.update(shown.encode() + b"\0")
-    if path.is_symlink():
-        digest.update(b"symlink:" + str(path.readlink()).encode())
-    elif path.is_file():
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    else:
-        digest.update(b"missing")
-    digest.update(b"\0")
-
-
-def inputs_digest(spec: Spec) -> str:
-    """sha256 of the canonical spec *and* the contents of every file it references.
-
-    This is what an image built from ``spec`` depends on besides the package lock: a changed
-    sshd_config changes it even though the spec text did not change.
-    """
-    digest = hashlib.sha256(spec.canonical_json().encode() + b"\0")
-    for path in spec.referenced_files():
-        _hash_path(digest, path, _paths(path, spec.directory))
-    return digest.hexdigest()

@@ -41,10 +41,9 @@ SCHEMA_PACKAGE = "imagecomposer.spec"
 
 
 def schema_text() -> str:
-    """The JSON Schema of build specs (``imagecomposer schema``), for editors."""
-    from importlib import resources
-
-    return resources.files(SCHEMA_PACKAGE).joinpath("schema.json").read_text(encoding="utf-8")
+    """The JSON Schema of build specs (``imagecomposer schema``), for editors: the enums
+    filled from the settings registry."""
+    return schemacheck.schema_text(SCHEMA_PACKAGE)
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:

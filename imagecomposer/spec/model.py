@@ -12,27 +12,39 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
-from imagecomposer.foundation.yamldoc.sourcemap import SourceMap
-from imagecomposer.spec import export, loader
-
-BaseType = Literal["minimal", "server", "development"]
-Arch = Literal["x86_64", "aarch64"]
-PartitionTable = Literal["gpt", "mbr"]
-PartitionType = str  # esp | root | swap | home | var | xbootldr | verity | lvm | generic | a GUID
-Filesystem = Literal["ext4", "xfs", "vfat", "swap", "squashfs", "erofs", "none"]
-Bootloader = Literal["systemd-boot", "grub", "none"]
-Format = Literal["raw", "qcow2", "vhd", "vhd-fixed", "vhdx", "vmdk", "vmdk-stream", "vdi"]
-Compression = Literal["none", "gzip", "xz", "zstd"]
-SbomFormat = Literal["spdx", "cyclonedx"]
-StageName = Literal["validate", "packages", "compose", "configuration", "sign", "finalize"]
-
-STAGES: tuple[StageName, ...] = (
-    "validate", "packages", "compose", "configuration", "sign", "finalize",
+from imagecomposer.foundation import display
+from imagecomposer.foundation.fingerprint import BY_NAME, SECRET
+from imagecomposer.foundation.settings import (
+    STAGES,
+    Arch,
+    BaseType,
+    Bootloader,
+    Compression,
+    EncryptionType,
+    Filesystem,
+    Format,
+    PackageFamily,
+    PartitionTable,
+    SbomFormat,
+    SelinuxMode,
+    SignAlgorithm,
+    StageName,
+    VolumeFilesystem,
 )
+from imagecomposer.foundation.yamldoc.sourcemap import SourceMap
+from imagecomposer.spec import export, loader, render
+
+# The enumerations live in the settings registry (imagecomposer.foundation.settings); these
+# names stay importable from here.
+__all__ = ["STAGES", "Arch", "BaseType", "Bootloader", "Compression", "Filesystem", "Format",
+           "PartitionTable", "PartitionType", "SbomFormat", "StageName"]
+
+# One of settings.PARTITION_TYPES (esp, root, swap, ...) or an explicit GPT type GUID.
+PartitionType = str
 
 
 @attrs.frozen
@@ -55,14 +67,15 @@ class Repository:
     """An extra package repository (deb or rpm-md), besides the base OS ones."""
 
     name: str
-    url: str  # http(s)://, file://, or a local directory of packages
+    # http(s)://, file://, or a local directory of packages (repr: credentials removed)
+    url: str = attrs.field(repr=display.url)
     suite: str | None = None  # deb: distribution (bookworm); None for flat repositories
     components: tuple[str, ...] = ("main",)
     key: Path | None = None  # OpenPGP key file (armored or binary)
     priority: int = 500  # APT semantics: <0 never, 500 default, 990 preferred, >=1000 downgrades
     packages: tuple[str, ...] = ()  # allow-list of name globs; empty means all
     trusted: bool = False  # explicit, loudly logged opt-out of signature checks
-    kind: Literal["deb", "rpm"] | None = None  # None: the base OS family
+    kind: PackageFamily | None = None  # None: the base OS family
 
 
 @attrs.frozen
@@ -77,8 +90,9 @@ class User:
     name: str
     uid: int | None = None
     groups: tuple[str, ...] = ()
-    password_hash: str | None = None  # crypt(3) hash; plaintext is refused at load
-    ssh_keys: tuple[str, ...] = ()
+    # crypt(3) hash; plaintext is refused at load. Secrets: repr says only whether set.
+    password_hash: str | None = attrs.field(default=None, repr=display.secret, metadata=SECRET)
+    ssh_keys: tuple[str, ...] = attrs.field(default=(), repr=display.secret)
     shell: str = "/bin/bash"
     home: str | None = None
     sudo: bool = False  # passwordless sudo via /etc/sudoers.d
@@ -94,7 +108,8 @@ class Services:
 class File:
     destination: str  # absolute path inside the image
     source: Path | None = None  # a file or directory next to the spec
-    content: str | None = None  # inline content instead of a source
+    # inline content instead of a source (may be a secret: never in the repr)
+    content: str | None = attrs.field(default=None, repr=display.secret)
     mode: str | None = None  # octal string "0644"
     owner: str = "root"
     group: str = "root"
@@ -137,14 +152,14 @@ class Ssh:
 
 @attrs.frozen
 class SecureBoot:
-    key: Path
+    key: Path = attrs.field(metadata=SECRET)
     cert: Path
 
 
 @attrs.frozen
 class Security:
     read_only_root: bool = False  # dm-verity protected root; writable /var
-    selinux: Literal["disabled", "permissive", "enforcing"] = "disabled"
+    selinux: SelinuxMode = "disabled"
     secure_boot: SecureBoot | None = None
 
 
@@ -156,7 +171,9 @@ class Customizations:
     keyboard: str | None = None
     packages: Packages = Packages()
     users: tuple[User, ...] = ()
-    root_password_hash: str | None = None  # None: root account locked
+    # None: root account locked. A secret: repr says only whether set.
+    root_password_hash: str | None = attrs.field(default=None, repr=display.secret,
+                                                 metadata=SECRET)
     ssh: Ssh = Ssh()
     services: Services = Services()
     files: tuple[File, ...] = ()
@@ -175,9 +192,10 @@ class Encryption:
     """LUKS2 around a partition's or logical volume's content. Key material only by file:
     never a passphrase in the spec."""
 
-    type: Literal["luks2"] = "luks2"
-    passphrase_file: Path | None = None  # first line: a key slot, typed at the console
-    key_file: Path | None = None  # all bytes: a key slot
+    type: EncryptionType = "luks2"
+    # first line: a key slot, typed at the console
+    passphrase_file: Path | None = attrs.field(default=None, metadata=SECRET)
+    key_file: Path | None = attrs.field(default=None, metadata=SECRET)  # all bytes: a key slot
     embed_key: bool = False  # copy key_file into the image: unlocks unattended (tests)
     pbkdf_memory: int = 64 * 1024 * 1024  # argon2id memory cost, bytes
     pbkdf_iterations: int | None = None  # argon2id time cost; None: benchmark 2 s
@@ -187,7 +205,7 @@ class Encryption:
 class LogicalVolume:
     name: str
     size: int | None  # bytes; None means "rest" of the volume group (last LV only)
-    filesystem: Filesystem = "ext4"
+    filesystem: VolumeFilesystem = "ext4"
     mountpoint: str | None = None
     label: str | None = None
     mount_options: str = "defaults"
@@ -223,11 +241,11 @@ class Disk:
 
 @attrs.frozen
 class Sign:
-    key: Path
+    key: Path = attrs.field(metadata=SECRET)
     cert: Path | None = None
-    passphrase_file: Path | None = None
+    passphrase_file: Path | None = attrs.field(default=None, metadata=SECRET)
     passphrase_env: str | None = None
-    algorithm: Literal["auto", "rsa-pss", "rsa-pkcs1v15"] = "auto"
+    algorithm: SignAlgorithm = "auto"
 
 
 @attrs.frozen
@@ -236,7 +254,8 @@ class Output:
     compression: Compression = "none"
     sbom: tuple[SbomFormat, ...] = ("spdx",)
     sign: Sign | None = None
-    directory: Path | None = None  # None: ./output/<image name> next to the spec
+    # None: ./output/<image name> next to the spec
+    directory: Path | None = attrs.field(default=None, metadata=BY_NAME)
 
 
 @attrs.frozen
@@ -251,7 +270,7 @@ class Build:
     stages: tuple[StageName, ...] = STAGES
     # Host paths the spec may read files from besides its own directory tree
     # (imagecomposer.spec.roots); only honoured in the spec file itself, not in templates.
-    allowed_paths: tuple[Path, ...] = ()
+    allowed_paths: tuple[Path, ...] = attrs.field(default=(), metadata=BY_NAME)
 
 
 @attrs.frozen
@@ -268,7 +287,7 @@ class Spec:
     disk: Disk = Disk()
     output: Output = Output()
     build: Build = Build()
-    variables: tuple[tuple[str, str], ...] = ()
+    variables: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=display.secret)
     path: Path | None = attrs.field(default=None, eq=False)
     # The directory relative paths were resolved against, for specs loaded from text.
     base_dir: Path | None = attrs.field(default=None, eq=False, repr=False)
@@ -294,6 +313,13 @@ class Spec:
         """Like :meth:`load` for YAML text (``name`` is used in messages)."""
         return loader.load_text(text, into=cls, name=name, base_dir=base_dir,
                                 variables=variables, allowed_paths=allowed_paths)
+
+    def __repr__(self) -> str:
+        """One short line without secrets (:func:`imagecomposer.spec.render.spec_repr`)."""
+        return render.spec_repr(self)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        return render.spec_html(self)
 
     def to_data(self) -> dict[str, Any]:
         """Normalized plain data for manifests: secrets removed, paths relative to the spec."""
@@ -344,8 +370,8 @@ def encryptions(disk: Disk) -> list[Encryption]:
 
 def key_material(disk: Disk) -> list[Path]:
     """The passphrase and key files the disk's encryption reads. Not among
-    :meth:`Spec.referenced_files`: their plain hashes would sit in caches (see
-    ``compose.disk.luks.key_fingerprint``)."""
+    :meth:`Spec.referenced_files`: their plain hashes would sit in caches (fingerprints hash
+    them slowly, see ``foundation.fingerprint.SECRET``)."""
     return [path for enc in encryptions(disk)
             for path in (enc.passphrase_file, enc.key_file) if path is not None]
 

@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from fixtures.selftest import LOGIN, SelftestInputs, build_selftest_image, fetch_inputs
 
 from imagecomposer.boot import boot, read_file
-from imagecomposer.boot.selftest import LOGIN, SelftestInputs, build_selftest_image, fetch_inputs
 from imagecomposer.foundation.errors import BootError
 
 pytestmark = [pytest.mark.boot, pytest.mark.network]

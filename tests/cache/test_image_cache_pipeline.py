@@ -34,8 +34,8 @@ class FakeStage:
     ran: list[str]
     consumes: tuple[str, ...] = ()
 
-    def inputs(self, ctx: BuildContext) -> Mapping[str, str]:
-        return {"stage": self.name}
+    def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> dict[str, object]:
+        return {"stage": self.name, "upstream": dict(upstream)}
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         if self.name == "packages":
@@ -44,7 +44,7 @@ class FakeStage:
             return (ctx.output_dir / "SHA256SUMS").exists()
         return True
 
-    def run(self, ctx: BuildContext) -> None:
+    def run(self, ctx: BuildContext, inputs: object) -> None:
         self.ran.append(self.name)
         if self.name == "packages":
             Lock(os="debian", version="12", arch="amd64", kind="deb", repositories=(),

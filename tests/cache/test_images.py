@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.cache.images import ImageCache, hash_input, image_key
+from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.foundation.errors import CacheError
+from imagecomposer.foundation.fingerprint import fingerprint, path_digest
 
 SPEC = json.dumps({"image": {"name": "edge"}, "customizations": {"hostname": "a"}},
                   sort_keys=True)
@@ -26,7 +27,19 @@ def project(tmp_path: Path) -> Path:
     return spec_dir
 
 
-def key_for(project: Path, spec: str = SPEC, lock: str = "aa" * 32, tool: str = "0.1.0"):  # type: ignore[no-untyped-def]
+def image_key(spec: str, files: list[Path], lock: str, tool: str,
+              base: Path | None = None) -> CacheKey:
+    """A key the way the pipeline makes one: a fingerprint per named input, and one over all
+    of them (the pipeline names the fields of the stages' typed inputs instead)."""
+    inputs = {"spec": fingerprint(spec), "lock": lock, "tool version": tool}
+    for path in files:
+        inputs[path.relative_to(base).as_posix() if base else str(path)] = path_digest(path)
+    pairs = tuple(sorted(inputs.items()))
+    return CacheKey(json.loads(spec)["image"]["name"], fingerprint(pairs), pairs)
+
+
+def key_for(project: Path, spec: str = SPEC, lock: str = "aa" * 32,
+            tool: str = "0.1.0") -> CacheKey:
     return image_key(spec, [project / "files/motd", project / "post.sh"], lock, tool,
                      base=project)
 
@@ -103,12 +116,12 @@ def test_changed_input_is_named(tmp_path: Path, project: Path, change: str,
 
 def test_directory_inputs_and_added_files(tmp_path: Path, project: Path) -> None:
     tree = project / "files"
-    before = hash_input(tree)
+    before = path_digest(tree)
     (tree / "sub").mkdir()
-    assert hash_input(tree) != before
+    assert path_digest(tree) != before
     (tree / "sub/x").write_text("x")
-    assert hash_input(tree) != before
-    assert hash_input(project / "nope") == "missing"
+    assert path_digest(tree) != before
+    assert path_digest(project / "nope") == "missing"
     cache = ImageCache(tmp_path / "cache")
     cache.store(key_for(project), outputs(tmp_path, "built"))
     key = image_key(SPEC, [project / "files/motd", project / "post.sh", tree], "aa" * 32,
@@ -123,7 +136,7 @@ def test_lru_eviction_per_name(tmp_path: Path, project: Path) -> None:
         cache.store(key, outputs(tmp_path, f"b{i}"))
         entry = cache.lookup(key)
         assert entry is not None
-        os.utime(entry.path / "used", (1000 + i, 1000 + i))
+        cache.storage.touch([f"edge/{key.digest}"], when=1000 + i)  # its last use
     # keys[0] was evicted when keys[2] arrived; now use keys[1] so keys[2] is the LRU one
     assert cache.lookup(keys[0]) is None
     entry1 = cache.lookup(keys[1])
@@ -144,7 +157,8 @@ def test_store_is_atomic_and_modified_entries_are_dropped(tmp_path: Path, projec
     fake_tool("cp", "echo 'cp: error writing: Input/output error' >&2; exit 1")  # type: ignore[operator]
     with pytest.raises(CacheError, match="cannot store image"):
         cache.store(key, outputs(tmp_path, "built"))
-    assert cache.list() == [] and not list((tmp_path / "cache/edge").iterdir())
+    assert cache.list() == [] and not (tmp_path / "cache/edge").exists()
+    assert not list((tmp_path / "cache/.tmp").iterdir())  # no staging area left behind
     os.environ["PATH"] = os.environ["PATH"].split(os.pathsep, 1)[1]  # drop the fake cp
     entry = cache.store(key, outputs(tmp_path, "built2"))
     assert entry is not None
@@ -160,7 +174,7 @@ def test_store_is_atomic_and_modified_entries_are_dropped(tmp_path: Path, projec
 def test_prune_clean_and_disabled(tmp_path: Path, project: Path) -> None:
     cache = ImageCache(tmp_path / "cache", max_count=1)
     cache.store(key_for(project), outputs(tmp_path, "a"))
-    stale = tmp_path / f"cache/edge/.tmp-deadbeef-{dead_pid()}-abc"
+    stale = tmp_path / f"cache/.tmp/{dead_pid()}-abc"  # a store that was killed
     stale.mkdir()
     assert cache.prune(dry_run=True) == [stale] and stale.exists()
     assert cache.prune() == [stale] and not stale.exists()
@@ -234,12 +248,12 @@ def test_leftovers_of_a_killed_store_go_on_the_next_start(tmp_path: Path,
     cache = ImageCache(tmp_path / "cache")
     key = key_for(project)
     cache.store(key, outputs(tmp_path, "built"))
-    name_dir = tmp_path / "cache/edge"
-    killed = name_dir / f".tmp-{key.digest[:16]}-{dead_pid()}-0a1b2c"
-    (killed / "files").mkdir(parents=True)
-    (killed / "files/edge.raw").write_bytes(b"half an image")
-    (killed / "files/edge.raw").chmod(0o444)
-    running = name_dir / f".tmp-{key.digest[:16]}-{os.getpid()}-3d4e5f"  # alive: kept
+    staging = tmp_path / "cache/.tmp"
+    killed = staging / f"{dead_pid()}-0a1b2c"
+    (killed / "entry/files").mkdir(parents=True)
+    (killed / "entry/files/edge.raw").write_bytes(b"half an image")
+    (killed / "entry/files/edge.raw").chmod(0o444)
+    running = staging / f"{os.getpid()}-3d4e5f"  # alive: kept
     running.mkdir()
     assert ImageCache(tmp_path / "cache").lookup(key) is not None  # a new build starts
     assert not killed.exists() and running.exists()

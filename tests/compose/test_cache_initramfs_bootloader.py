@@ -1,8 +1,7 @@
-"""Tree cache atomicity, initramfs driving, bootloader files, signing hook, cleanup."""
+"""Initramfs driving, bootloader files, signing hook, cleanup (the tree cache: tests/cache)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,77 +10,11 @@ import pytest
 from conftest import make_layout
 
 from imagecomposer import sign
-from imagecomposer.compose import bootloader, initramfs, tree_cache
+from imagecomposer.compose import bootloader, initramfs
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.foundation import cleanup
-from imagecomposer.foundation.errors import CacheError, ComposeError
+from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.spec.model import Customizations, Kernel, SecureBoot, Security, Spec
-
-# --- tree cache ----------------------------------------------------------------------------
-
-
-def make_tree(path: Path) -> Path:
-    (path / "etc").mkdir(parents=True)
-    (path / "etc/os-release").write_text("ID=debian\n")
-    (path / "usr/bin").mkdir(parents=True)
-    (path / "usr/bin/tool").write_text("x")
-    (path / "usr/bin/tool").chmod(0o4755)
-    os.link(path / "usr/bin/tool", path / "usr/bin/tool-link")
-    (path / "bin").symlink_to("usr/bin")
-    return path
-
-
-def test_store_and_restore(tmp_path: Path) -> None:
-    cache = tree_cache.TreeCache(tmp_path / "cache")
-    tree = make_tree(tmp_path / "tree")
-    assert cache.lookup("k1") is None
-    assert not cache.restore("k1", tmp_path / "miss")
-    cache.store("k1", tree)
-    dest = tmp_path / "work/root"
-    assert cache.restore("k1", dest)
-    assert (dest / "etc/os-release").read_text() == "ID=debian\n"
-    assert (dest / "usr/bin/tool").stat().st_mode & 0o7777 == 0o4755
-    assert (dest / "usr/bin/tool").stat().st_ino == (dest / "usr/bin/tool-link").stat().st_ino
-    assert (dest / "bin").readlink() == Path("usr/bin")
-    (dest / "etc/os-release").write_text("changed\n")  # a restored tree is a copy
-    assert (cache.entry("k1") / "etc/os-release").read_text() == "ID=debian\n"
-    with pytest.raises(CacheError, match="non-empty"):
-        cache.restore("k1", dest)
-
-
-def test_store_is_atomic_and_stale_partials_are_removed(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = tree_cache.TreeCache(tmp_path / "cache")
-    tree = make_tree(tmp_path / "tree")
-
-    def interrupted(source: Path, dest: Path) -> None:
-        dest.mkdir()
-        (dest / "half").write_text("")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tree_cache, "copy_tree", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        cache.store("k2", tree)
-    assert list((tmp_path / "cache").iterdir()) == []  # no partial entry, no leftovers
-    # a partial entry of a killed process (pid that does not exist) is swept on next store
-    stale = tmp_path / "cache" / ".tmp-v1-k3-999999999"
-    stale.mkdir()
-    monkeypatch.undo()
-    cache.store("k3", tree)
-    assert not stale.exists()
-    assert cache.lookup("k3") is not None
-
-
-def test_prune_keeps_most_recent(tmp_path: Path) -> None:
-    cache = tree_cache.TreeCache(tmp_path / "cache")
-    tree = make_tree(tmp_path / "tree")
-    for i, key in enumerate(("a", "b", "c")):
-        entry = cache.store(key, tree)
-        os.utime(entry, (1000 + i, 1000 + i))
-    removed = cache.prune(keep=2)
-    assert [p.name for p in removed] == ["v1-a"]
-    assert cache.lookup("b") and cache.lookup("c")
-
 
 # --- cleanup -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.compose import initramfs, initramfs_cache
 
 
@@ -38,7 +39,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_hit_restores_without_building(tree: Path, tmp_path: Path) -> None:
-    builder, cache = Builder(), tmp_path / "cache"
+    builder, cache = Builder(), InitramfsCache(tmp_path / "cache")
     initramfs_cache.build(tree, cache, root_fstype="ext4", builder=builder)
     (tree / "boot/initrd.img-6.1.0-1-amd64").unlink()
     (tree / "etc/motd").write_text("changed\n")  # not something the initramfs reads
@@ -53,7 +54,7 @@ def test_hit_restores_without_building(tree: Path, tmp_path: Path) -> None:
                                     "etc/fstab", "usr/lib/modules/6.1.0-1-amd64/extra.ko"])
 def test_inputs_of_the_initramfs_are_in_the_key(tree: Path, tmp_path: Path,
                                                 change: str) -> None:
-    builder, cache = Builder(), tmp_path / "cache"
+    builder, cache = Builder(), InitramfsCache(tmp_path / "cache")
     initramfs_cache.build(tree, cache, root_fstype="ext4", builder=builder)
     (tree / change).parent.mkdir(parents=True, exist_ok=True)
     (tree / change).write_text("new\n")
@@ -62,7 +63,7 @@ def test_inputs_of_the_initramfs_are_in_the_key(tree: Path, tmp_path: Path,
 
 
 def test_root_fstype_and_scripts_are_in_the_key(tree: Path, tmp_path: Path) -> None:
-    builder, cache = Builder(), tmp_path / "cache"
+    builder, cache = Builder(), InitramfsCache(tmp_path / "cache")
     script = tmp_path / "post.sh"
     script.write_text("echo one\n")
     initramfs_cache.build(tree, cache, root_fstype="ext4", scripts=[script], builder=builder)
@@ -73,14 +74,15 @@ def test_root_fstype_and_scripts_are_in_the_key(tree: Path, tmp_path: Path) -> N
 
 
 def test_a_failed_build_leaves_no_entry(tree: Path, tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
+    cache = InitramfsCache(tmp_path / "cache")
 
     def broken(tree: Path, **_: Any) -> list[initramfs.Kernel]:
         raise RuntimeError("mkinitramfs failed")
 
     with pytest.raises(RuntimeError):
         initramfs_cache.build(tree, cache, root_fstype="ext4", builder=broken)
-    assert not cache.exists() or list(cache.iterdir()) == []
+    assert cache.storage.entries() == []
+    assert not (tmp_path / "cache/.tmp").exists() or list((tmp_path / "cache/.tmp").iterdir()) == []
 
 
 def test_no_cache_dir_always_builds(tree: Path) -> None:

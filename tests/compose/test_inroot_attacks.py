@@ -14,18 +14,15 @@ from pathlib import Path
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import (
-    bootloader,
-    dpkg_install,
-    initramfs,
-    initramfs_cache,
-    rpm_configure,
-    verity_initrd,
-)
+from imagecomposer.cache.initramfs import InitramfsCache
+from imagecomposer.compose import bootloader, initramfs, initramfs_cache
 from imagecomposer.compose.composer import split_partitions
 from imagecomposer.compose.configure import files, fstab, network, ssh, system, users
 from imagecomposer.compose.layout import PlannedPartition
 from imagecomposer.export.sbom import embed_sboms
+from imagecomposer.families.deb import install as dpkg_install
+from imagecomposer.families.deb import verity_initrd
+from imagecomposer.families.rpm import configure as rpm_configure
 from imagecomposer.foundation import rootfs
 from imagecomposer.foundation.errors import ComposeError, ImagePathError, SourceNotAllowed
 from imagecomposer.foundation.rootfs import resolve
@@ -286,7 +283,7 @@ def test_initramfs_cache_restore_through_a_planted_link(fake_tree: Path, host: P
             kernel.initrd.write_bytes(b"initrd")
         return found
 
-    cache = tmp_path / "cache"
+    cache = InitramfsCache(tmp_path / "cache")
     initramfs_cache.build(fake_tree, cache, root_fstype="ext4", builder=builder)
     plant(fake_tree / f"boot/initrd.img-{KVER}", host / "secret")  # planted after a build
     initramfs_cache.build(fake_tree, cache, root_fstype="ext4", builder=builder)  # a hit

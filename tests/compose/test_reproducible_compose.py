@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
-from imagecomposer.compose import dpkg_install, initramfs, initramfs_cache, normalize
+from imagecomposer.compose import composer, initramfs, initramfs_cache
 from imagecomposer.compose.composer import Composer
 from imagecomposer.compose.configure import scripts, users
 from imagecomposer.config.model import Config, Core
+from imagecomposer.families.deb import install as dpkg_install
+from imagecomposer.families.registry import family
+from imagecomposer.foundation import normalize
 from imagecomposer.foundation.epoch import DEFAULT_EPOCH
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Spec, User
@@ -91,6 +94,25 @@ def test_composer_takes_the_epoch_and_keys_the_tree_cache_by_it(
     assert explicit.tree_key(lock).startswith(lock.hash)
 
 
+def test_composer_gives_the_family_installer_its_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Maintainer scripts and scriptlets run inside the family's installer: it gets the
+    Composer's epoch (its result is cached under the key that names that epoch)."""
+    config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
+    lock = Lock(os="debian", version="12", arch="x86_64", kind="deb", repositories=(),
+                packages=())
+    seen: list[dict[str, Any]] = []
+
+    class Recording:
+        def install(self, *args: Any, **kw: Any) -> None:
+            seen.append(kw)
+
+    monkeypatch.setattr(composer, "family", lambda kind: Recording())
+    Composer(config, epoch=EPOCH).install(lock, {}, tmp_path / "tree")
+    Composer(config).install(lock, {}, tmp_path / "tree")
+    assert [kw["epoch"] for kw in seen] == [EPOCH, DEFAULT_EPOCH]
+
+
 def test_leftovers_are_removed_and_links_never_followed(fake_tree: Path,
                                                         tmp_path: Path) -> None:
     host = tmp_path / "host-log"
@@ -103,15 +125,18 @@ def test_leftovers_are_removed_and_links_never_followed(fake_tree: Path,
         (fake_tree / path).write_text("2026-01-01 12:00:00 install x\n")
     (fake_tree / "var/log/alternatives.log").symlink_to(host)
     (fake_tree / "var/log/syslog").write_text("kept\n")
-    removed = normalize.remove_leftovers(fake_tree)
+    assert normalize.remove_leftovers(fake_tree) == ["/var/cache/ldconfig/aux-cache",
+                                                     "/var/lib/systemd/random-seed",
+                                                     "/var/cache/man/index.db",
+                                                     "/var/cache/man/fr/index.db"]
+    removed = normalize.remove_leftovers(fake_tree, family("deb").leftovers)
     assert set(removed) == {"/var/log/dpkg.log", "/var/log/apt/history.log",
-                            "/var/cache/debconf/config.dat-old", "/var/cache/ldconfig/aux-cache",
-                            "/var/lib/systemd/random-seed", "/var/log/alternatives.log",
-                            "/var/cache/man/index.db", "/var/cache/man/fr/index.db"}
+                            "/var/cache/debconf/config.dat-old", "/var/log/alternatives.log"}
     assert not (fake_tree / "var/log/alternatives.log").is_symlink()
     assert host.read_text() == "host\n"  # the link went, not its target
     assert (fake_tree / "var/log/syslog").read_text() == "kept\n"
-    assert normalize.remove_leftovers(fake_tree) == []
+    assert normalize.remove_leftovers(fake_tree, family("deb").leftovers) == []
+    assert "/var/log/dnf.rpm.log" in family("rpm").leftovers
 
 
 def test_essential_extraction_restores_no_times(tmp_path: Path,

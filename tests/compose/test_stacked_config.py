@@ -5,7 +5,6 @@ volumes, and the profile packages that make the initramfs able to open them."""
 
 from __future__ import annotations
 
-import hashlib
 import stat
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from imagecomposer.compose import bootloader, initramfs_cache
 from imagecomposer.compose.composer import Composer, split_partitions, volume_names
 from imagecomposer.compose.configure import crypttab, fstab
 from imagecomposer.compose.disk import plan_layout
-from imagecomposer.compose.disk.luks import embedded_keys, key_fingerprint
+from imagecomposer.compose.disk.luks import embedded_keys
 from imagecomposer.compose.layout import Layout
 from imagecomposer.config.model import Config
 from imagecomposer.families.profile import load_profile
@@ -200,18 +199,6 @@ def test_initramfs_cache_key_sees_key_files_and_lvm_config(fake_tree: Path) -> N
     (fake_tree / "etc/lvm/lvm.conf").write_text("devices {}\n")
     three = initramfs_cache.key(fake_tree, root_fstype="ext4")
     assert len({before, one, two, three}) == 4
-
-
-def test_key_fingerprint_follows_key_material_without_a_plain_hash(tmp_path: Path) -> None:
-    pass_file = tmp_path / "pass"
-    pass_file.write_text("secret\n")
-    disk = Disk(partitions=(Partition("root", "root", 1024 * M,
-                                      encryption=Encryption(passphrase_file=pass_file)),))
-    one = key_fingerprint(disk)
-    assert one and one != hashlib.sha256(b"secret\n").hexdigest()
-    pass_file.write_text("other\n")
-    assert key_fingerprint(disk) not in ("", one)
-    assert key_fingerprint(Disk()) == ""
 
 
 def test_profiles_name_the_layout_packages() -> None:

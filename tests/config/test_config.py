@@ -46,7 +46,14 @@ def test_default_config_text_is_valid_yaml_holding_the_defaults(
     path.write_text(text)
     loaded = load_config(path, environ=home)
     assert loaded.config == Config()
-    assert loaded.origins["core.work_dir"] == f"{path}:11"
+    line = text.splitlines().index("  max_concurrent_builds: 4               # `build a.yml "
+                                   "b.yml` runs this many at once") + 1
+    assert loaded.origins["core.max_concurrent_builds"] == f"{path}:{line}"
+    # the directories are left to each user's default (root or not), commented out
+    assert loaded.origins["core.cache_dir"] == "default" and "# cache_dir:" in text
+    for name in ("package", "image", "tree", "initramfs", "metadata"):  # every cache's limits
+        for key in ("enabled", "max_size_gb", "retention_days"):
+            assert loaded.origins[f"storage.{name}_cache.{key}"].startswith(f"{path}:")
 
 
 def test_search_order(tmp_path: Path, home: dict[str, str]) -> None:
@@ -54,6 +61,11 @@ def test_search_order(tmp_path: Path, home: dict[str, str]) -> None:
     xdg.parent.mkdir(parents=True)
     xdg.write_text("core: {parallel: 2}\n")
     assert find_config_file(environ=home) == xdg
+    elsewhere = tmp_path / "xdg-config" / "imagecomposer" / "config.yml"  # $XDG_CONFIG_HOME
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("core: {parallel: 6}\n")
+    assert find_config_file(environ={**home, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}
+                            ) == elsewhere
     local = Path.cwd() / "imagecomposer.yml"
     local.write_text("core: {parallel: 3}\n")
     assert find_config_file(environ=home) == local

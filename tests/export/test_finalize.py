@@ -1,15 +1,18 @@
-"""The finalize stage end to end: spec in, verified output directory out."""
+"""The finalize stage end to end: spec in, verified output directory out (the pipeline's
+finalize stage runs exactly this function)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 from imagecomposer.export import verify_outputs
 from imagecomposer.export.finalize import finalize
+from imagecomposer.export.manifest import canonical_json, normalize_spec
 from imagecomposer.sign import Signer
-from imagecomposer.spec.model import Base, Image, Output, Sign, Spec
+from imagecomposer.spec.model import Base, Customizations, Image, Output, Sign, Spec
 
 from .sbom_fixtures import make_lock, make_tree
 
@@ -19,25 +22,38 @@ def test_finalize_publishes_a_verifiable_directory(raw_image: Path, tmp_path: Pa
     subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-out", key], check=True)
     subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+    secret = "$6$salt$" + "s3cr3t" * 10
     spec = Spec(image=Image("edge", Base("debian", "12"), "1.0.0"),
+                customizations=Customizations(root_password_hash=secret),
                 output=Output(formats=("qcow2", "vhdx"), compression="zstd",
                               sbom=("spdx", "cyclonedx"), sign=Sign(key)))
     assert spec.output.sign is not None
     out = tmp_path / "output/edge"
-    result = finalize(raw_image, spec, out, spec_data={"image": {"name": "edge"}},
-                      lock=make_lock(), tree=make_tree(tmp_path / "tree"),
+    lock_file = tmp_path / "lock.json"
+    make_lock().write(lock_file)
+    result = finalize(raw_image, spec, out, lock=make_lock(), lock_file=lock_file,
+                      tree=make_tree(tmp_path / "tree"),
                       signer=Signer.from_spec(spec.output.sign),
                       stage_timings={"compose": 1.5}, work_dir=tmp_path)
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([
         "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "manifest.json.sig",
         "edge.qcow2.zst", "edge.qcow2.zst.sig", "edge.vhdx.zst", "edge.vhdx.zst.sig",
-        "edge.spdx.json", "edge.spdx.json.sig", "edge.cdx.json", "edge.cdx.json.sig"])
+        "edge.spdx.json", "edge.spdx.json.sig", "edge.cdx.json", "edge.cdx.json.sig",
+        "edge.lock.json", "edge.lock.json.sig"])
     verify_outputs(out, pub)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base_os"] == {"os": "debian", "version": "12", "type": "minimal"}
     assert manifest["lock_hash"] == make_lock().hash
     assert manifest["sig_alg"] == "ecdsa-p256-sha256" and manifest["image"] == "edge.qcow2.zst"
-    assert [a.format for a in result.artifacts] == ["qcow2", "vhdx", "sbom-spdx",
+    assert [a.format for a in result.artifacts] == ["qcow2", "vhdx", "extra", "sbom-spdx",
                                                     "sbom-cyclonedx"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith("sbom-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("tmp-finalize-")]
+    # the spec is stored redacted, and spec_hash is the hash of exactly what is stored
+    text = (out / "manifest.json").read_text()
+    assert secret not in text and hashlib.sha256(secret.encode()).hexdigest() not in text
+    assert manifest["spec"]["customizations"]["root_password_hash"] == "<redacted>"
+    assert manifest["spec_hash"] == hashlib.sha256(
+        canonical_json(normalize_spec(spec.to_data())).encode()).hexdigest()
+    assert manifest["spec_hash"] != spec.digest()  # never a hash over the secrets
+    assert manifest["stage_timings"] == {"compose": 1.5}

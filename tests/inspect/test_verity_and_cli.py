@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.cli import inspect_cmds
 from imagecomposer.cli.main import main
-from imagecomposer.inspect import MODES, Image
+from imagecomposer.inspect import Image
 
 
 def test_verity_root_hash_matches_the_data(verity_disk: Path) -> None:
@@ -68,4 +67,3 @@ def test_cli_compare_and_schema(synthetic: Path, variant: Path,
     assert json.loads(capsys.readouterr().out)["title"].startswith("imagecomposer inspect")
     assert main(["schema", "--compare"]) == 0
     assert "CompareReport" in json.loads(capsys.readouterr().out)["$defs"]
-    assert inspect_cmds.MODES == MODES

@@ -131,7 +131,8 @@ def naming(paths: tuple[Path, ...]) -> list[str]:
 def leftovers(workspace: Path, output: Path, cache: Path) -> list[Path]:
     found = [*workspace.glob("tmp*"), *workspace.glob("*.partial"),
              *workspace.glob("*/*.partial"), *output.parent.glob(f".{output.name}.staging-*"),
-             *(cache / "trees").glob(".tmp-*"), *(cache / "packages").glob("objects/*/.*")]
+             *cache.glob("*/.tmp/*"),  # every cache's staging areas (docs/cache.md)
+             *(cache / "packages").glob("objects/*/.*")]
     return sorted(found)
 
 
@@ -251,7 +252,7 @@ def test_sigkill_at_random_moments_leaves_nothing_behind(config: Config,
     for package in (cache / "packages" / "objects").glob("*/*.*"):
         digest = hashlib.sha256(package.read_bytes()).hexdigest()
         assert package.name.split(".", 1)[0] == digest, f"seed {seed}: damaged {package}"
-    for tree in (cache / "trees").iterdir():
+    for tree in (cache / "trees").glob("v1-*"):
         assert (tree / "var/lib/dpkg/status").is_file(), f"seed {seed}: incomplete {tree}"
 
     # The password hash was given to useradd/usermod in every build: no log holds it.

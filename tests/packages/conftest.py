@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +73,38 @@ def make_spec(install: tuple[str, ...] = (), *, remove: tuple[str, ...] = (),
                                                         recommends=recommends)),
         repositories=repositories,
     )
+
+
+# --- the real archive (network tests) -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """No provider configuration: mirrors come from the host's apt sources. One metadata
+    cache for the whole session, so each index is fetched once."""
+    root = tmp_path_factory.mktemp("real")
+    return Config(core=Core(cache_dir=root / "cache", work_dir=root / "work"))
+
+
+@pytest.fixture(scope="session")
+def real_apt(real_config: Config, tmp_path_factory: pytest.TempPathFactory
+             ) -> Callable[[str], Any]:
+    """``real_apt("12")``: an AptSim on the verified Debian 12 index files (made once)."""
+    from imagecomposer.families import provider_for
+    from imagecomposer.families.deb import DebProvider
+    from imagecomposer.resolver import Resolver
+    from tests.fixtures.aptsim import AptSim
+
+    made: dict[str, AptSim] = {}
+
+    def get(version: str) -> AptSim:
+        if version not in made:
+            spec = make_spec(version=version)
+            provider = provider_for(spec, real_config)
+            assert isinstance(provider, DebProvider)
+            Resolver(real_config).resolve(spec, provider=provider)
+            made[version] = AptSim(tmp_path_factory.mktemp(f"apt{version}"),
+                                   provider.index_files())
+        return made[version]
+
+    return get

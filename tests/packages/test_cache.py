@@ -12,9 +12,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imagecomposer.cache import PackageCache, Progress
+from imagecomposer.cache import Caches, PackageCache
 from imagecomposer.config.model import Config, PackageCacheConfig, Storage
 from imagecomposer.families import provider_for
+from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.events import FetchFinished, FetchStarted, PackageFetched
 from imagecomposer.lock import Lock
@@ -71,12 +72,10 @@ def test_throwaway_store(config: Config, lock: Lock) -> None:
 def test_prune_retention_and_size(config: Config, lock: Lock) -> None:
     cache = PackageCache(config)
     cache.fetch(lock)
-    index_path = cache.root / "index.json"
-    index = json.loads(index_path.read_text())
     old = lock.package("bash")
     assert old is not None
-    index[old.sha256]["last_used"] = time.time() - 40 * 86400
-    index_path.write_text(json.dumps(index))
+    key = cache.path_for(old).relative_to(cache.root).as_posix()
+    cache.storage.touch([key], when=time.time() - 40 * 86400)  # last used 40 days ago
     would = cache.prune(dry_run=True)
     assert [e.name for e in would] == ["bash"] and cache.path_for(old).exists()
     assert [e.name for e in cache.prune()] == ["bash"] and not cache.path_for(old).exists()
@@ -93,7 +92,8 @@ def test_clean(config: Config, lock: Lock) -> None:
     assert len(cache.clean(dry_run=True)) == len(lock.packages)
     assert len(cache.list()) == len(lock.packages)
     assert len(cache.clean()) == len(lock.packages)
-    assert cache.list() == [] and json.loads((cache.root / "index.json").read_text()) == {}
+    assert cache.list() == [] and json.loads((cache.root / ".store.json").read_text()) == {
+        "format": 1, "entries": {}}  # no bookkeeping left either
 
 
 def test_concurrent_builds_share_the_store(config: Config, lock: Lock) -> None:
@@ -112,21 +112,22 @@ def test_concurrent_builds_share_the_store(config: Config, lock: Lock) -> None:
     for t in threads:
         t.join()
     assert errors == [] and len(results) == 3 and results[0] == results[1] == results[2]
-    index = json.loads((config.package_cache_dir / "index.json").read_text())
-    assert set(index) == {p.sha256 for p in lock.packages}
+    listed = PackageCache(config).list()
+    assert {e.sha256 for e in listed} == {p.sha256 for p in lock.packages}
+    assert {e.name for e in listed} == {p.name for p in lock.packages}  # all recorded
 
 
 def test_progress_plain_lines(config: Config, lock: Lock,
                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="imagecomposer.pipeline.packages")
-    PackageCache(config).fetch(lock, events=Progress(io.StringIO(), tty=False))
+    PackageCache(config).fetch(lock, events=Console(io.StringIO(), tty=False))
     text = caplog.text
     assert "to download" in text and f"downloaded {len(lock.packages)}" in text
 
 
 def test_progress_bar_on_tty(config: Config, lock: Lock) -> None:
     out = io.StringIO()
-    PackageCache(config).fetch(lock, events=Progress(out, tty=True))
+    PackageCache(config).fetch(lock, events=Console(out, tty=True))
     bar = out.getvalue()
     assert f"{len(lock.packages)}/{len(lock.packages)} packages" in bar
     assert "/s ETA" in bar and "\r" in bar
@@ -161,23 +162,26 @@ def test_parts_of_a_killed_build_are_removed(config: Config, lock: Lock) -> None
     dead = subprocess.Popen(["true"])
     dead.wait()
     cache = PackageCache(config)
-    package = lock.packages[0]
-    target = cache.path_for(package)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stale = target.with_name(f".{target.name}.part-{dead.pid}-1-2")
-    stale.write_bytes(b"half a package")
-    mine = target.with_name(f".{target.name}.part-{1}-1-2")  # pid 1 is alive: kept
-    mine.write_bytes(b"someone else's download in progress")
+    staging = cache.root / ".tmp"
+    stale = staging / f"{dead.pid}-0a1b"  # a download of a killed build (pid gone)
+    stale.mkdir(parents=True)
+    (stale / ".entry.part-1-2").write_bytes(b"half a package")
+    mine = staging / "1-2c3d"  # pid 1 is alive: someone else's download in progress, kept
+    mine.mkdir()
+    (mine / ".entry.part-3-4").write_bytes(b"someone else's download in progress")
     cache.fetch(lock)
     assert not stale.exists() and mine.exists()
-    assert all(not e.path.name.startswith(".") for e in cache.list())
+    assert len(cache.list()) == len(lock.packages)
 
 
-def test_format_entries(config: Config, lock: Lock) -> None:
-    from imagecomposer.cache import format_entries
-
+def test_listing_and_dry_run_clean_count_the_same(config: Config, lock: Lock) -> None:
     cache = PackageCache(config)
     cache.fetch(lock)
-    text = format_entries(cache.clean(dry_run=True), verb="would remove")
-    assert "bash" in text and "5.2.15-2" in text
-    assert text.splitlines()[-1].startswith(f"would remove {len(lock.packages)} package(s), ")
+    listing = Caches(config).list(["packages"])
+    info = listing["packages"]
+    assert info.count == len(lock.packages) == len(cache.list())
+    assert "bash 5.2.15-2 amd64" in info.table() and repr(cache).startswith("PackageCache(")
+    removal = Caches(config).clean(dry_run=True, only=["packages"])
+    assert removal.count == info.count and removal.bytes == info.size
+    assert removal.table().splitlines()[0] == "cache clean (dry run): would remove"
+    assert len(cache.list()) == len(lock.packages)  # nothing removed

@@ -122,14 +122,19 @@ def test_cache_cli_lists_and_prunes_readably(config: Config, lock: Lock, tmp_pat
     cache = PackageCache(config)
     cache.fetch(lock)
     flip_byte(cache.path_for(package(lock, "udev")))
-    assert main(["cache", "list"]) == 0
+    assert main(["cache", "list", "--cache", "packages"]) == 0
     listed = capsys.readouterr().out
     assert "CacheEntry(" not in listed and "PosixPath" not in listed
-    assert f"packages: {len(lock.packages)} in {config.package_cache_dir}" in listed
+    summary = next(line for line in listed.splitlines() if line.startswith("packages "))
+    assert summary.split()[:2] == ["packages", str(len(lock.packages))]
+    assert str(config.package_cache_dir) in summary
     assert any(line.split()[:2] == ["bash", "5.2.15-2"] for line in listed.splitlines())
-    assert main(["cache", "prune", "--dry-run", "--packages-only"]) == 0
-    assert "packages: would remove 1" in capsys.readouterr().out
-    assert main(["cache", "prune", "--packages-only"]) == 0
+    assert main(["cache", "prune", "--dry-run", "--packages-only"]) == 0  # the old flag
     out = capsys.readouterr().out
-    assert "packages: removed 1" in out and "udev" in out
+    assert out.startswith("cache prune (dry run): would remove")
+    row = next(line for line in out.splitlines() if line.startswith("packages "))
+    assert row.split()[1] == "1" and row.split()[4] == "1"  # 1 entry, 1 damaged
+    assert main(["cache", "prune", "--cache", "packages"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cache prune: removed") and "udev" in out and "damaged" in out
     assert not cache.path_for(package(lock, "udev")).exists()

@@ -43,7 +43,8 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def inrelease(config: Config, server: RepoServer, suite: str = "bookworm") -> Path:
     url = f"{server.url}/debian/dists/{suite}/InRelease"
-    return config.metadata_cache_dir / "docs" / hashlib.sha256(url.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return config.metadata_cache_dir / "docs" / digest / "body"
 
 
 def index_sha(archive: DebArchive, suite: str = "bookworm") -> str:
@@ -62,7 +63,7 @@ def test_damaged_cached_inrelease_behind_a_304_is_fetched_again(
     data[data.index(b"Suite: bookworm") + 7] ^= 0x20  # "Suite: Bookworm"
     cached.write_bytes(bytes(data))
     if damage == "flipped-and-recorded":  # the record agrees: only gpgv can tell
-        record = cached.with_suffix(".json")
+        record = cached.with_name("record.json")
         meta = json.loads(record.read_text())
         meta["sha256"] = hashlib.sha256(data).hexdigest()
         record.write_text(json.dumps(meta))
@@ -137,7 +138,7 @@ def test_broken_index_of_the_repository_is_a_clear_error(config: Config, archive
 def test_damaged_solv_cache_is_rebuilt(config: Config, caplog: pytest.LogCaptureFixture
                                        ) -> None:
     resolve(config)
-    solv = max((config.metadata_cache_dir / "solv").glob("*.solv"),
+    solv = max((config.metadata_cache_dir / "solv").glob("*/pool.solv"),
                key=lambda p: p.stat().st_size)  # bookworm's, with the base system
     good = solv.read_bytes()
     assert b"5.2.15-2" in good

@@ -58,6 +58,25 @@ def test_apt_sources_both_formats(tmp_path: Path) -> None:
     assert sources[0].signed_by == "/k.gpg" and sources[0].components == ("main",)
 
 
+def test_host_archive_serves_every_suite_of_its_distribution(tmp_path: Path) -> None:
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list.d" / "x.list").write_text(
+        "deb http://other.invalid/apt nodistro main\n"
+        "deb http://deb.example.invalid/debian bookworm bookworm-updates main\n"
+        "deb http://sec.example.invalid/debian-security bookworm-security main\n"
+        "deb http://old.example.invalid/debian-security buster/updates main\n")
+    debian = {"bookworm", "trixie", "buster"}
+    assert aptsources.mirror_for("trixie", etc) is None  # not listed, no family given
+    assert aptsources.mirror_for("trixie", etc, codenames=debian) == \
+        "http://deb.example.invalid/debian"
+    assert aptsources.mirror_for("trixie-updates", etc, codenames=debian) == \
+        "http://deb.example.invalid/debian"
+    assert aptsources.mirror_for("trixie-security", etc, codenames=debian) == \
+        "http://sec.example.invalid/debian-security"
+    assert aptsources.mirror_for("noble", etc, codenames={"jammy", "noble"}) is None
+
+
 def test_mirror_auto_from_host_or_clear_error(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     etc = tmp_path / "apt"
@@ -69,6 +88,14 @@ def test_mirror_auto_from_host_or_clear_error(tmp_path: Path,
     provider = provider_for(make_spec(), Config())
     urls = [r.url for r in provider.repositories()]
     assert urls == ["http://m.invalid/debian"] * 2 + ["http://m.invalid/debian-security"]
+    # Debian 13 on a Debian 12 host: the host's Debian archives serve every suite
+    trixie = provider_for(make_spec(version="13"), Config())
+    assert [(r.suite, r.url) for r in trixie.repositories()] == [
+        ("trixie", "http://m.invalid/debian"), ("trixie-updates", "http://m.invalid/debian"),
+        ("trixie-security", "http://m.invalid/debian-security")]
+    # a host whose sources name no Debian archive at all: the clear error
+    (etc / "sources.list.d" / "d.list").write_text(
+        "deb http://other.invalid/apt nodistro main\n")
     with pytest.raises(ConfigError, match=r"No mirror for debian 13 \(suite trixie\).*"
                                           r"Set providers.debian.mirror"):
         provider_for(make_spec(version="13"), Config())

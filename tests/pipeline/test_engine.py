@@ -11,8 +11,8 @@ import attrs
 import pytest
 
 from imagecomposer.foundation.errors import BuildTimeout, UsageError
-from imagecomposer.pipeline.engine import Engine, RunOptions, parse_duration
-from imagecomposer.pipeline.events import Event, StageSkipped, StageStarted
+from imagecomposer.foundation.events import Event, StageSkipped, StageStarted
+from imagecomposer.pipeline.engine import Engine, Hook, RunOptions, RunView, parse_duration
 from imagecomposer.pipeline.workspace import Workspace
 
 
@@ -25,7 +25,8 @@ class Ctx:
 
 @attrs.define
 class FileStage:
-    """Writes ``<name>.out`` holding its input; reads the input named ``key`` from the ctx."""
+    """Writes ``<name>.out`` holding its input; its inputs are the ctx's value named ``key``
+    and the fingerprints of the stages it consumes."""
 
     name: str
     key: str
@@ -33,14 +34,15 @@ class FileStage:
     sleep: float = 0.0
     fail: bool = False
 
-    def inputs(self, ctx: Ctx) -> Mapping[str, str]:
-        return {self.key: ctx.values[self.key]}
+    def inputs(self, ctx: Ctx, upstream: Mapping[str, str]) -> dict[str, object]:
+        return {self.key: ctx.values[self.key], "upstream": dict(upstream)}
 
     def outputs_present(self, ctx: Ctx) -> bool:
         assert ctx.out is not None
         return (ctx.out / f"{self.name}.out").exists()
 
-    def run(self, ctx: Ctx) -> None:
+    def run(self, ctx: Ctx, inputs: dict[str, object]) -> None:
+        assert inputs[self.key] == ctx.values[self.key]
         ctx.ran.append(self.name)
         if self.sleep:
             time.sleep(self.sleep)
@@ -73,7 +75,7 @@ def test_first_run_runs_everything_then_skips_up_to_date(tmp_path: Path) -> None
     report = pipe.run(ctx, ws)
     assert ctx.ran == []
     assert {o.reason for o in report.outcomes} == {"up to date"}
-    assert StageSkipped("build", "packages", "up to date") in events
+    assert StageSkipped("up to date", build="build", stage="packages") in events
 
 
 def test_changed_input_reruns_that_stage_and_everything_after(tmp_path: Path) -> None:
@@ -115,7 +117,7 @@ def test_selected_stages_and_force(tmp_path: Path) -> None:
     ctx.ran.clear()
     pipe.run(ctx, ws, RunOptions(force=True))
     assert ctx.ran == ["validate", "packages", "compose"]
-    assert StageStarted("build", "compose", "forced (--no-cache)") in events
+    assert StageStarted("forced (--no-cache)", build="build", stage="compose") in events
 
 
 def test_unknown_stage_is_a_usage_error(tmp_path: Path) -> None:
@@ -187,3 +189,85 @@ def test_a_change_reruns_only_the_stages_that_consume_it(tmp_path: Path) -> None
     assert ctx.ran == ["validate"]
     assert [o.reason for o in report.outcomes] == ["input 'spec' changed", "up to date",
                                                    "up to date"]
+
+
+# --- typed inputs and hooks ---------------------------------------------------------------
+
+
+@attrs.frozen
+class Request:
+    read_only_root: bool = False
+    names: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TypedStage:
+    """A stage whose inputs are one attrs value; the engine names the field that changed."""
+
+    name: str = "packages"
+    consumes: tuple[str, ...] = ()
+    upstream_field: bool = True
+
+    def inputs(self, ctx: Ctx, upstream: Mapping[str, str]) -> dict[str, object]:
+        value: dict[str, object] = {"request": ctx.values["request"]}
+        if self.upstream_field:
+            value["upstream"] = dict(upstream)
+        return value
+
+    def outputs_present(self, ctx: Ctx) -> bool:
+        return True
+
+    def run(self, ctx: Ctx, inputs: dict[str, object]) -> None:
+        ctx.ran.append(self.name)
+
+
+def test_a_changed_field_of_typed_inputs_is_named(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    ctx = Ctx({"request": Request()})
+    engine: Engine[Ctx] = Engine([TypedStage()])
+    engine.run(ctx, ws)
+    ctx.values["request"] = Request(read_only_root=True)
+    report = engine.run(ctx, ws)
+    assert report.outcomes[0].reason == "input 'request.read_only_root' changed"
+    ctx.values["request"] = Request(read_only_root=False, names=("a",))
+    report = engine.run(ctx, ws)
+    assert report.outcomes[0].reason == \
+        "input 'request.names' changed (and 1 more)"
+    state = json.loads((ws.root / "state.json").read_text())["stages"]["packages"]
+    assert set(state["inputs"]) == {"request.read_only_root", "request.names", "upstream"}
+
+
+def test_inputs_must_hold_the_fingerprints_of_consumed_stages(tmp_path: Path) -> None:
+    engine: Engine[Ctx] = Engine([TypedStage("packages"), TypedStage(
+        "compose", consumes=("packages",), upstream_field=False)])
+    with pytest.raises(TypeError,
+                       match=r"must hold the fingerprints .* \(missing: \['packages'\]\)"):
+        engine.run(Ctx({"request": "r"}), Workspace(tmp_path / "ws"))
+
+
+def test_a_hook_ends_the_run_and_sees_the_inputs_of_the_stages_to_come(
+        tmp_path: Path) -> None:
+    pipe, ws, ctx, events = make(tmp_path)
+    seen: list[str] = []
+
+    def hook(ctx: Ctx, view: RunView[Ctx]) -> str | None:
+        assert view.stages_after("packages") == ("compose",)
+        compose = view.inputs("compose")
+        assert compose.value == {"lock": "l1", "upstream": {"packages": view.inputs(
+            "packages").key.digest}}
+        seen.append(compose.key.digest)
+        return "restored elsewhere"
+
+    report = pipe.run(ctx, ws, hooks=[Hook("packages", hook)])
+    assert ctx.ran == ["validate", "packages"] and len(seen) == 1
+    assert [(o.stage, o.status, o.reason) for o in report.outcomes][-1] == \
+        ("compose", "skipped", "restored elsewhere")
+    # the key the hook saw is the one the stage has when it runs
+    ctx.ran.clear()
+    pipe.run(ctx, ws)
+    assert ctx.ran == ["compose"]
+    assert ws.records()["compose"].fingerprint == seen[0]
+    # a flag the user gave keeps its own reason
+    report = pipe.run(ctx, ws, RunOptions(skip=("compose",)), hooks=[Hook("packages", hook)])
+    assert report.outcomes[-1].reason == "--skip-stage"
+    assert StageSkipped("restored elsewhere", build="build", stage="compose") in events

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,13 +187,16 @@ def test_the_next_build_removes_what_a_killed_build_left(
     for staging in (dead, live):
         staging.mkdir(parents=True)
         (staging / "same.raw").write_bytes(b"x" * 8192)
-    stale_tree = tmp_path / "cache" / "trees" / f".tmp-v1-{'0' * 64}-{dead_pid()}"
-    (stale_tree / "etc").mkdir(parents=True)
+    # the staging areas of killed cache writers (a tree copy, an image store): every cache's
+    stale_tree = tmp_path / "cache" / "trees" / ".tmp" / f"{dead_pid()}-0123abcd"
+    (stale_tree / "entry" / "etc").mkdir(parents=True)
+    stale_image = tmp_path / "cache" / "images" / ".tmp" / f"{dead_pid()}-4567abcd"
+    (stale_image / "entry" / "files").mkdir(parents=True)
 
     assert main(["--config", str(config), "build", "--stage", "validate", str(spec)]) == 0
 
     assert not (root / "tmp-configuration").exists() and not partial.exists()
-    assert not dead.exists() and not stale_tree.exists()
+    assert not dead.exists() and not stale_tree.exists() and not stale_image.exists()
     assert live.is_dir() and (root / "compose" / "root").is_dir()
     err = capsys.readouterr().err
     assert f"INFO: removed {partial}, left by an interrupted build (3.0 MiB)" in err
@@ -249,6 +253,62 @@ def _parent(pid: int) -> int | None:
     return int(fields[1]) if fields else None
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+
+
 def _running(pid: int) -> bool:
     fields = _fields(pid)
     return bool(fields) and fields[0] != "Z"
+
+
+def test_interrupting_a_multi_spec_build_stops_every_build_cleanly(
+        tmp_path: Path, gpg_key: GpgKey, served: tuple[RepoServer, DebArchive]) -> None:
+    """SIGTERM to ``build a.yml b.yml`` (what a CI runner sends on cancel): each build unwinds
+    once, as a single build does on Ctrl-C, and the command exits 130 without a trace."""
+    server, archive = served
+    config = write_config(tmp_path, server.url + "/debian", gpg_key.keyring)
+    specs = []
+    for name in ("first", "second"):
+        specs.append(tmp_path / f"{name}.yml")
+        specs[-1].write_text(SPEC.replace("name: same", f"name: {name}"))
+    libc = "/" + archive.deb_path("libc6").relative_to(tmp_path / "www").as_posix()
+    server.stall.add(libc)
+    argv = ["--config", str(config), "build", "--stage", "packages", *map(str, specs)]
+    coordinator = subprocess.Popen([sys.executable, "-m", "imagecomposer", *argv],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while server.count(libc) < 2:  # both builds sit in their download
+            assert coordinator.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        builds = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                  and _parent(int(p.name)) == coordinator.pid]
+        t0 = time.monotonic()
+        coordinator.send_signal(signal.SIGTERM)
+        _, err = coordinator.communicate(timeout=45)
+        seconds = time.monotonic() - t0
+    finally:
+        coordinator.kill()
+    assert coordinator.returncode == 130, err
+    assert "Traceback" not in err
+    for name in ("first", "second"):
+        assert re.search(rf"ERROR: \[{name}\] packages: failed after [0-9.]+ s: Interrupted "
+                         "by signal SIGTERM", err), err
+    assert err.endswith("ERROR: Interrupted by signal SIGTERM\n")
+    # the builds (and the coordinator's child reaper) end with it: allow the kernel a moment
+    # to deliver PR_SET_PDEATHSIG and the reaper to read its pipe's end
+    deadline = time.monotonic() + 3
+    while [p for p in builds if _running(p)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = {p: _cmdline(p) for p in builds if _running(p)}
+    assert not survivors, f"outlived their coordinator: {survivors}"
+    for name in ("first", "second"):
+        root = Workspace.for_spec(tmp_path / "work", name, tmp_path / f"{name}.yml").root
+        assert not list(root.glob("tmp*"))
+    assert seconds < 30, f"interrupted in {seconds:.1f} s"
+    # no workspace is still held
+    assert main([*argv[:3], "--stage", "validate", *map(str, specs)]) == 0

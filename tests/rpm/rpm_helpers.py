@@ -9,6 +9,10 @@ from typing import Any
 import attrs
 from fixtures.rpmrepo import Packages
 
+from imagecomposer.config.model import Config
+from imagecomposer.families.base import Provider
+from imagecomposer.lock import Lock
+from imagecomposer.resolver.resolver import Resolver
 from imagecomposer.spec.model import (
     Base,
     Customizations,
@@ -56,3 +60,9 @@ def make_spec(fixture: RpmFixture, *repos: str | Repository, install: tuple[str,
         repositories=repositories,
         customizations=Customizations(packages=SpecPackages(
             install=install, remove=remove, recommends=recommends)))
+
+
+def resolve_lock(spec: Spec, config: Config, *, provider: Provider | None = None) -> Lock:
+    """The lock the real :class:`~imagecomposer.resolver.resolver.Resolver` makes for
+    ``spec`` (the RPM tests check dnf semantics through the same code a build runs)."""
+    return Resolver(config).resolve(spec, provider=provider).lock

@@ -10,15 +10,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rpm_helpers import RpmFixture, make_spec
+from rpm_helpers import RpmFixture, make_spec, resolve_lock
 
 from imagecomposer.config.model import Config
 from imagecomposer.lock import Lock
-from imagecomposer.resolver.rpm_resolve import resolve_rpm
 
 
 def resolve(fixture: RpmFixture, config: Config) -> Lock:
-    return resolve_rpm(make_spec(fixture, install=("alpha",)), config)
+    return resolve_lock(make_spec(fixture, install=("alpha",)), config)
 
 
 def versions(lock: Lock) -> dict[str, str]:
@@ -27,7 +26,7 @@ def versions(lock: Lock) -> dict[str, str]:
 
 def cached_document(config: Config, url: str) -> Path:
     digest = hashlib.sha256(url.encode()).hexdigest()[:32]
-    return config.metadata_cache_dir / "rpm" / "docs" / digest
+    return config.metadata_cache_dir / "rpm" / "docs" / digest / "body"
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -42,7 +41,7 @@ def test_damaged_cached_repomd_behind_a_304_is_fetched_again(
     original = cached.read_bytes()
     data = original.replace(b"<revision>", b"<revision>1")
     cached.write_bytes(data)
-    record = cached.with_suffix(".json")  # the record agrees: only gpgv can tell
+    record = cached.with_name("record.json")  # the record agrees: only gpgv can tell
     meta = json.loads(record.read_text())
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     record.write_text(json.dumps(meta))
@@ -74,13 +73,17 @@ def test_damaged_solv_cache_is_rebuilt(rpm_fixture: RpmFixture, rpm_config: Conf
                                        caplog: pytest.LogCaptureFixture) -> None:
     expected = versions(resolve(rpm_fixture, rpm_config))
     assert expected["beta"] == "2.0-1"
-    solvs = sorted((rpm_config.metadata_cache_dir / "rpm" / "solv").glob("*.solv"))
+    solvs = sorted((rpm_config.metadata_cache_dir / "rpm" / "solv").glob("*/pool.solv"))
     good = {p: p.read_bytes() for p in solvs}
-    for path, data in good.items():
-        assert b"2.0-1" in data
-        path.write_bytes(data.replace(b"2.0-1", b"2.9-1"))  # still a loadable pool
+    assert len(good) >= 2
+    # each pool file replaced by another repository's: every one still a loadable pool, just
+    # the wrong one (libsolv stores version strings prefix-compressed, so editing a version
+    # in place is not a reliable way to make a loadable wrong pool)
+    datas = list(good.values())
+    for path, data in zip(good, datas[1:] + datas[:1], strict=True):
+        path.write_bytes(data)
     with caplog.at_level(logging.WARNING):
         lock = resolve(rpm_fixture, rpm_config)
-    assert versions(lock) == expected  # before: beta 2.9-1, used silently
+    assert versions(lock) == expected  # before: the wrong pools, used silently
     assert any("does not match its checksum" in w for w in warnings(caplog))
     assert any(path.read_bytes() == data for path, data in good.items())

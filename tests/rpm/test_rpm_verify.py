@@ -8,12 +8,11 @@ from pathlib import Path
 
 import attrs
 import pytest
-from rpm_helpers import RpmFixture, make_spec
+from rpm_helpers import RpmFixture, make_spec, resolve_lock
 
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.errors import ChecksumMismatch, SignatureError
 from imagecomposer.lock import LockedPackage
-from imagecomposer.resolver.rpm_resolve import resolve_rpm
 from imagecomposer.spec.model import Repository
 
 from imagecomposer.families.rpm import RpmProvider  # isort: skip
@@ -23,7 +22,7 @@ def locked(fixture: RpmFixture, config: Config, repo: str | Repository,
            name: str) -> tuple[RpmProvider, LockedPackage, Path]:
     spec = make_spec(fixture, repo, install=(name,))
     provider = RpmProvider(spec, config)
-    lock = resolve_rpm(spec, config, provider=provider)
+    lock = resolve_lock(spec, config, provider=provider)
     package = lock.package(name)
     assert package is not None
     repo_name = repo if isinstance(repo, str) else repo.name

@@ -163,8 +163,9 @@ def test_empty_sections_mean_unset() -> None:
     assert spec.output.formats == ("raw",)
 
 
-def test_inputs_digest_follows_referenced_file_contents(tmp_path: Path) -> None:
-    from imagecomposer.spec import inputs_digest, validate_file
+def test_fingerprint_follows_referenced_file_contents(tmp_path: Path) -> None:
+    from imagecomposer.foundation.fingerprint import fingerprint
+    from imagecomposer.spec import validate_file
 
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "motd").write_text("hello\n")
@@ -172,10 +173,10 @@ def test_inputs_digest_follows_referenced_file_contents(tmp_path: Path) -> None:
     spec_file.write_text(BASE + "customizations:\n  files:\n"
                          "    - {source: ./files, destination: /etc/extra}\n")
     spec = validate_file(spec_file, Config())
-    first = inputs_digest(spec)
-    assert inputs_digest(Spec.load(spec_file)) == first
+    first = fingerprint(spec)
+    assert fingerprint(Spec.load(spec_file)) == first
     (tmp_path / "files" / "motd").write_text("changed\n")
-    assert inputs_digest(spec) != first
+    assert fingerprint(spec) != first
     assert spec.digest() == Spec.load(spec_file).digest()  # the spec text did not change
 
 

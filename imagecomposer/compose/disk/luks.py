@@ -23,7 +23,6 @@ do not change between builds.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,13 +31,11 @@ import attrs
 from imagecomposer.compose.layout import SECTOR, PlannedEncryption
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import ComposeError, DiskToolError
-from imagecomposer.spec.model import Disk, Encryption, key_material
+from imagecomposer.spec.model import Disk, Encryption
 
 MIB = 1 << 20
 RESERVE = 32 * MIB  # --reduce-device-size: twice the header
 DATA_OFFSET = RESERVE // 2  # the LUKS2 header (metadata + key slots) before the data
-# scrypt cost of key_fingerprint: 32 MiB, ~0.1 s (a plain hash would be a fast oracle)
-SCRYPT = {"n": 1 << 15, "r": 8, "p": 1, "maxmem": 64 * MIB}
 
 
 @attrs.frozen
@@ -124,21 +121,3 @@ def embedded_keys(disk: Disk, mappers: Mapping[str, str]) -> dict[str, Path]:
     ``mappers`` maps volume names to their mapper names."""
     return {mappers[name]: keys.key_file for name, keys in key_sources(disk).items()
             if keys.embed_key and keys.key_file is not None}
-
-
-def key_fingerprint(disk: Disk) -> str:
-    """What rebuilds an image when a passphrase or key file changes, without keeping a fast
-    hash of key material anywhere: scrypt of each file's content (salted with its path),
-    combined. Empty when nothing is encrypted."""
-    paths = key_material(disk)
-    if not paths:
-        return ""
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            data = b""
-        digest.update(hashlib.scrypt(data, salt=f"imagecomposer-key\0{path}".encode(),
-                                     dklen=32, **SCRYPT))
-    return digest.hexdigest()

@@ -15,29 +15,38 @@ from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError, ImagePathError
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.lock import Lock
 
 SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
 EMBED_DIR = "usr/share/sbom"
 
 __all__ = ["EMBED_DIR", "SUFFIXES", "ImageInfo", "SbomPackage", "collect", "cyclonedx_document",
-           "embed_sboms", "generate_sboms", "sbom_command", "spdx_document", "write_sbom",
+           "embed_sboms", "generate_sboms", "sbom_command", "sbom_documents", "spdx_document",
+           "write_sbom",
            "write_sboms"]
 
 
-def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
-                   formats: Iterable[str] = ("spdx", "cyclonedx")) -> dict[str, dict[str, Any]]:
-    """``{format: document}``. Raises ExportError when lock and tree disagree."""
-    packages = collect(lock, tree)
+def sbom_documents(image: ImageInfo, packages: tuple[SbomPackage, ...], lock_hash: str,
+                   formats: Iterable[str] = ("spdx", "cyclonedx")
+                   ) -> dict[str, dict[str, Any]]:
+    """``{format: document}`` describing ``image`` made of ``packages``."""
     documents: dict[str, dict[str, Any]] = {}
     for fmt in formats:
         if fmt == "spdx":
-            documents[fmt] = spdx_document(image, packages, lock.hash)
+            documents[fmt] = spdx_document(image, packages, lock_hash)
         elif fmt == "cyclonedx":
-            documents[fmt] = cyclonedx_document(image, packages, lock.hash)
+            documents[fmt] = cyclonedx_document(image, packages, lock_hash)
         else:
             raise ExportError(f"unknown SBOM format '{fmt}' (known: spdx, cyclonedx)")
     return documents
+
+
+def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
+                   formats: Iterable[str] = SBOM_FORMATS) -> dict[str, dict[str, Any]]:
+    """``{format: document}`` of the installed ``tree``. Raises ExportError when lock and
+    tree disagree."""
+    return sbom_documents(image, collect(lock, tree), lock.hash, formats)
 
 
 def sbom_text(document: Mapping[str, Any]) -> str:
@@ -76,7 +85,7 @@ def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]
 
 def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | None = None,
                  version: str = "0.0.0", image: Path | None = None,
-                 formats: Iterable[str] = ("spdx", "cyclonedx")) -> list[Path]:
+                 formats: Iterable[str] = SBOM_FORMATS) -> list[Path]:
     """What ``imagecomposer sbom LOCK TREE`` does: read the lock, describe the tree (and the
     image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``."""
 

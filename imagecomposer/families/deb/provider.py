@@ -6,9 +6,9 @@ the suite. The keyring of the base suites is the configured one (else the profil
 repository is checked against its own ``key`` only. ``trusted: true`` turns checks off and
 is logged as a warning on every load.
 
-apt semantics libsolv lacks are added here (see :meth:`DebProvider.jobs`): the Essential set
-and Priority-based package sets go into the request, and ``SOLVER_FAVOR`` jobs derived from
-the archive reproduce apt's choice among alternatives and virtual providers.
+apt semantics libsolv lacks are added here: the Essential set and Priority-based package
+sets go into the request, and :meth:`DebProvider.preferences` runs the apt model
+(:mod:`imagecomposer.families.deb.aptmodel`) so that the resolver installs what apt would.
 """
 
 from __future__ import annotations
@@ -16,43 +16,48 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families import aptsources
-from imagecomposer.families.deb import request
+from imagecomposer.families.deb import aptmodel
+from imagecomposer.families.deb import request as requests
+from imagecomposer.families.deb.aptpool import AptPool
 from imagecomposer.families.deb.release import gpg_keyring
 from imagecomposer.families.deb.repository import DebSource, LoadedIndex, load_source
 from imagecomposer.families.metadata import MetadataStore
-from imagecomposer.families.profile import Profile, load_profile
+from imagecomposer.families.preferences import Preferences, Reason
+from imagecomposer.families.profile import Profile, codenames, load_profile
+from imagecomposer.families.request import PackageRequest, as_request
 from imagecomposer.families.solvables import locked_package
-from imagecomposer.foundation.errors import ConfigError, RepositoryError
+from imagecomposer.foundation.errors import ConfigError, PackageNotFound, RepositoryError
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
+from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.spec.model import Repository, Spec, disk_features
+from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.deb")
 
 
 class DebProvider:
-    kind: Literal["deb", "rpm"] = "deb"
+    kind: PackageFamily = "deb"
 
-    def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
+    def __init__(self, spec: Spec | PackageRequest, config: Config, *,
+                 cache_dir: Path | None = None,
                  http: Http | None = None,
                  events: Callable[[Event], None] | None = None) -> None:
-        self.spec = spec
+        self.request = as_request(spec)  # what it reads of a spec
         self.config = config
-        base = spec.image.base
+        base = self.request.base
         self.os = base.os
         self.settings: ProviderConfig = config.providers.get(base.os, ProviderConfig())
         self.profile: Profile = load_profile(base.os, base.version)
         self._arch = self.profile.family_arch(base.arch)
         self.http = http or Http(config.credentials, maxsize=config.core.parallel)
-        self.store = MetadataStore(cache_dir or config.metadata_cache_dir, self.http)
+        self.store = MetadataStore.for_config(config, self.http, cache_dir=cache_dir)
         self.events = events
         self.sources = self._sources()
         self._loaded: dict[int, LoadedIndex] = {}
@@ -68,7 +73,9 @@ class DebProvider:
 
         With ``auto`` the host's apt sources are searched for the first suite of that role
         in the profile (bookworm, bookworm-security); the other suites of the role (e.g.
-        bookworm-updates) come from the same archive.
+        bookworm-updates) come from the same archive. A host that lists no suite of this
+        version lends the archive it uses for another version of the same OS (a Debian 12
+        host builds Debian 13): the suite's signed InRelease is the check it is served.
         """
         key = "mirror" if role == "main" else "security_mirror"
         value = getattr(self.settings, key)
@@ -79,7 +86,8 @@ class DebProvider:
                                   "credentials section (url_prefix, username, password_env)")
             return str(value)
         suite = next(r.suite for r in self.profile.repositories if r.mirror == role)
-        found = aptsources.mirror_for(suite)
+        found = aptsources.mirror_for(suite) or aptsources.mirror_for(
+            suite, codenames=codenames(self.os))
         if found:
             return found
         raise ConfigError(
@@ -98,7 +106,7 @@ class DebProvider:
                       check_valid_until=self.settings.check_valid_until, hint=hint)
             for r in self.profile.repositories
         ]
-        for repo in self.spec.repositories:
+        for repo in self.request.repositories:
             if repo.kind not in (None, "deb"):
                 continue
             sources.append(self._extra(repo, hint))
@@ -170,10 +178,12 @@ class DebProvider:
         return [self.store.index_file(i.index) for i in self._facts() if i.index is not None]
 
     def _facts(self) -> list[LoadedIndex]:
+        """The loaded indexes in the order of :attr:`sources` (apt reads them in that
+        order), whatever order they were loaded in."""
         if not self._loaded:
             raise RepositoryError("DebProvider.load(pool) must run before asking for the "
                                   "request or the jobs")
-        return list(self._loaded.values())
+        return sorted(self._loaded.values(), key=lambda i: self.sources.index(i.source))
 
     # --- request and apt semantics ----------------------------------------------------
 
@@ -183,55 +193,76 @@ class DebProvider:
         return {n for i in self._facts() if i.source.name in base for n in i.facts.essential}
 
     def base_request(self) -> Sequence[str]:
-        pset = self.profile.package_set(self.spec.image.base.type)
-        arch = self.spec.image.base.arch
+        request = self.request
+        pset = self.profile.package_set(request.base.type)
+        arch = request.base.arch
         names = set(self.essential())
         base = {r.suite for r in self.profile.repositories}
         for item in self._facts():
             if item.source.name in base:
                 names.update(n for n, p in item.facts.priority.items()
                              if p in pset.priorities)
-        kernel = self.spec.customizations.kernel.package or self.profile.kernel
+        kernel = request.kernel or self.profile.kernel
         extra = [*pset.packages, kernel,
-                 *self.profile.bootloader.get(self.spec.customizations.bootloader, ())]
-        if self.spec.customizations.security.read_only_root:
+                 *self.profile.bootloader.get(request.bootloader, ())]
+        if request.read_only_root:
             extra += self.profile.read_only_root
-        extra += self.profile.layout_packages(disk_features(self.spec.disk))
+        extra += self.profile.layout_packages(request.disk_features)
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Jobs for one apt-style request (``name``, ``name=version``, ``name>=v``, globs)."""
+        return requests.jobs_for(pool, text, how)
 
-        return request.jobs_for(pool, text, how)
-
-    def jobs(self, pool: Any) -> list[Any]:
-        """``SOLVER_FAVOR`` jobs that make libsolv choose like apt.
-
-        libsolv picks among ``a | b`` alternatives and among the providers of a virtual name
-        by its own policy (in effect alphabetically); apt takes the first alternative that
-        can be installed, and a real package over a virtual provider. Favoring, in rising
-        order, (1) real packages whose name others also provide, then (2) every name by how
-        often the archive lists it as a first rather than a later alternative, reproduced
-        apt's result exactly (names and versions) on the Debian 12 base and server requests.
-        Later favor jobs weigh more.
-        """
+    def remove_jobs(self, pool: Any, install: Sequence[str], remove: Sequence[str]
+                    ) -> list[Any]:
+        """``remove:`` locks the named packages out: if something needs one of them, the
+        solve fails with libsolv's explanation instead of silently dropping it."""
         import solv
 
-        facts = self._facts()
-        names: set[str] = set().union(*(i.facts.names for i in facts))
-        provided: set[str] = set().union(*(i.facts.provided for i in facts))
-        score: Counter[str] = Counter()
-        for item in facts:
-            score.update(item.facts.alternatives)
-        ordered = sorted(names & provided)
-        ordered += [n for n, _ in sorted(score.items(), key=lambda kv: (kv[1], kv[0]))
-                    if n in names]
-        jobs = []
-        for name in ordered:
-            jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE_NAME | solv.Job.SOLVER_FAVOR,
-                                 pool.str2id(name)))
+        jobs: list[Any] = []
+        for text in remove:
+            try:
+                jobs += requests.jobs_for(pool, text, solv.Job.SOLVER_LOCK)
+            except PackageNotFound:
+                log.warning("remove: %s matches no package; nothing to lock out", text)
         return jobs
+
+    def annotate_problems(self, text: str) -> str:
+        return text
+
+    def jobs(self, pool: Any) -> list[Any]:
+        """No extra solver jobs: apt's choices come from :meth:`preferences`."""
+        return []
+
+    def solver_flags(self) -> dict[int, int]:
+        return {}
+
+    def apt_universe(self, pool: Any) -> AptPool:
+        """apt's view of the loaded pool (indexes in the order apt would read them)."""
+        return AptPool(pool, [(i.repo, i.facts) for i in self._facts()],
+                       (self._arch, "all"))
+
+    def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
+                    recommends: bool) -> Preferences:
+        """What ``apt-get install REQUEST`` would install from an empty root (the apt model),
+        for the resolver to check with libsolv."""
+        universe = self.apt_universe(pool)
+        plan = aptmodel.plan(universe, apt_requests(universe, pool, request),
+                             recommends=recommends, removed=removed)
+        reasons: dict[str, Reason] = {}
+        for name, choice in plan.choices.items():
+            if choice.kind == "request":
+                reasons[name] = Reason("spec", detail=choice.dep or name)
+            else:
+                reasons[name] = Reason(choice.kind, choice.by, choice.dep, choice.note,
+                                       choice.rule)
+        if plan.problems:
+            log.info("apt would need its problem resolver here (%s); libsolv decides",
+                     "; ".join(plan.problems[:3]))
+        return Preferences(plan.install, reasons, exact=not plan.problems,
+                           note="; ".join(plan.problems))
 
     def locked(self, solvable: Any) -> LockedPackage:
         item = self._loaded[solvable.repo.id]
@@ -244,7 +275,7 @@ class DebProvider:
             essential=essential,
             priority=item.facts.priority.get(solvable.name,
                                              "optional" if item.source.name in base_suites
-                                             else None),
+                                             else None) or None,
             maintainer=solvable.lookup_str(solv.SOLVABLE_PACKAGER) or None,
             source=solvable.lookup_sourcepkg() or None,
         )
@@ -255,3 +286,40 @@ class DebProvider:
         with path.open("rb") as fh:
             if fh.read(8) != b"!<arch>\n":
                 raise RepositoryError(f"{path}: not a .deb file (cache entry corrupt?)")
+
+
+def apt_requests(universe: AptPool, pool: Any, texts: Sequence[str]
+                 ) -> list[aptmodel.AptRequest]:
+    """The request as ``apt-get install`` arguments: globs expand to the matching package
+    names (sorted), ``name OP version`` pins the best matching version, a virtual name
+    becomes the provider apt prefers (apt itself refuses a virtual name with several)."""
+    found: list[aptmodel.AptRequest] = []
+    for text in texts:
+        req = requests.parse(text)
+        if req.is_glob:
+            found += [aptmodel.AptRequest(n, text=text)
+                      for n in universe.names_matching(req.name)]
+            continue
+        if req.op is not None:
+            assert req.version is not None
+            dep = pool.rel2id(pool.str2id(req.name), pool.str2id(req.version),
+                              requests.rel_flags(req.op))
+            own = {v.id for v in universe.versions(req.name)}
+            best = universe.best(s for s in pool.whatprovides(dep) if s.id in own)
+            if best is not None:
+                found.append(aptmodel.AptRequest(req.name, best, text))
+                continue
+            providers = [s for s in pool.whatprovides(dep)
+                         if (c := universe.default_candidate(s.name)) is not None
+                         and c.id == s.id]
+        elif universe.has_versions(req.name):
+            found.append(aptmodel.AptRequest(req.name, text=text))
+            continue
+        else:
+            providers = [s for s in pool.whatprovides(pool.str2id(req.name))
+                         if (c := universe.default_candidate(s.name)) is not None
+                         and c.id == s.id]
+        if providers:
+            chosen = aptmodel.sort_providers(universe, req.name, providers)[0]
+            found.append(aptmodel.AptRequest(chosen.name, text=text))
+    return found

@@ -26,10 +26,14 @@ from typing import Any
 import attrs
 
 from imagecomposer.families.deb import release as rel
-from imagecomposer.families.deb.index import IndexFacts, index_directory, scan
+from imagecomposer.families.deb.index import (
+    IndexFacts,
+    index_directory,
+    record_relation_order,
+    scan,
+)
 from imagecomposer.families.metadata import Document, IndexRef, MetadataStore
 from imagecomposer.foundation.errors import ConfigError, RepositoryError, SignatureError
-from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.http import NotFound
 
 log = logging.getLogger("imagecomposer.deb")
@@ -124,6 +128,7 @@ def _load_text(pool: Any, source: DebSource, text: str, sizes: dict[str, int]) -
         finally:
             fp.close()
     _set_sizes(repo, sizes)
+    record_relation_order(repo)  # a .solv file would lose it
     return repo
 
 
@@ -267,7 +272,7 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
             except NotFound:
                 continue
             digest = hashlib.sha256(body).hexdigest()
-            atomic_write(store.root / "by-hash" / f"{digest}{suffix}", body)
+            store.put_index(body, suffix, url=dist_url + index + suffix)
             ref = IndexRef(dist_url + index + suffix, digest, len(body), suffix)
             name = index + suffix
             break
@@ -293,8 +298,8 @@ def _load_index(pool: Any, source: DebSource, store: MetadataStore,
         try:
             facts = IndexFacts.from_json(sidecar)
         except (KeyError, TypeError, ValueError):
-            pass  # a sidecar of another layout: rebuilt below
-        else:
+            facts = None  # a sidecar of another layout: rebuilt below
+        if facts is not None:  # None also for a sidecar of an older format
             return LoadedIndex(repo, source, base, facts, True, ref)
     repo.free(True)
     path = store.index_file(ref)  # checked against the signed Release's SHA256

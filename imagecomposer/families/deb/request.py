@@ -48,7 +48,7 @@ def parse(text: str) -> Request:
     return req
 
 
-def _rel_flags(op: str) -> int:
+def rel_flags(op: str) -> int:
     import solv
 
     kind = _OPS[op]
@@ -84,7 +84,7 @@ def jobs_for(pool: Any, text: str, how: int) -> list[Any]:
     if request.op is not None:
         assert request.version is not None
         dep = pool.rel2id(pool.str2id(request.name), pool.str2id(request.version),
-                          _rel_flags(request.op))
+                          rel_flags(request.op))
         if not pool.whatprovides(dep):
             raise not_found(pool, request, text)
         return [pool.Job(how | solv.Job.SOLVER_SOLVABLE_PROVIDES, dep)]

@@ -5,6 +5,9 @@ dnf is the reference:
 * requests: ``name``, globs (``python3-*``), provides (``mta``), file paths, ``name.arch``,
   ``name-version`` / ``name-version-release`` pins (libsolv's ``SELECTION_CANON``, which
   dnf also uses) and relations ``name >= 1.2`` (``=``, ``==``, ``<``, ``<=``, ``>``, ``>=``);
+  a plain name may also be satisfied by a package obsoleting it, as dnf does;
+* the solver flags are libdnf's (:data:`DNF_SOLVER_FLAGS`): vendor changes allowed, best
+  version by policy, yum-style obsoletes;
 * ``remove:`` patterns are dnf *excludes*: matching packages are invisible to the solver
   (removed from the pool's considered set), so another provider is chosen or the problem
   says what needed them;
@@ -24,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-import attrs
 import solv
 
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound, UsageError
@@ -35,13 +37,6 @@ _REL_FLAGS = {"=": solv.REL_EQ, "==": solv.REL_EQ, "<": solv.REL_LT, ">": solv.R
 _SELECT = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_PROVIDES
            | solv.Selection.SELECTION_GLOB | solv.Selection.SELECTION_CANON
            | solv.Selection.SELECTION_DOTARCH | solv.Selection.SELECTION_FILELIST)
-
-
-@attrs.frozen
-class RpmRequest:
-    install: tuple[str, ...]
-    remove: tuple[str, ...] = ()
-    recommends: bool = False
 
 
 def new_pool(arch: str) -> Any:
@@ -106,6 +101,9 @@ def request_jobs(pool: Any, text: str, how: int) -> list[Any]:
         selection = pool.select(text.strip(), _SELECT)
         candidates = selection.solvables()
         jobs = list(selection.jobs(how))
+        named = [s for s in candidates if s.name == text.strip()]
+        if (how & solv.Job.SOLVER_JOBMASK) == solv.Job.SOLVER_INSTALL and named:
+            jobs = [_with_obsoleters(pool, how, named)]
     if not candidates:
         raise not_found(pool, text, " (no version matches)" if relation else "")
     if (how & solv.Job.SOLVER_JOBMASK) == solv.Job.SOLVER_INSTALL and considered is not None \
@@ -115,69 +113,38 @@ def request_jobs(pool: Any, text: str, how: int) -> list[Any]:
     return jobs
 
 
-def build_jobs(pool: Any, request: RpmRequest) -> list[Any]:
-    """Install jobs for the whole request; a requested name that is also removed is an error."""
-    jobs: list[Any] = []
-    for text in request.install:
+def _with_obsoleters(pool: Any, how: int, named: Sequence[Any]) -> Any:
+    """dnf's install of a plain name: one of its versions or of the packages obsoleting
+    them (hawkey's ``_get_best_selectors`` with ``obsoletes=True``), the solver's choice."""
+    ids = {s.id for s in named}
+    for solvable in named:
+        ids |= {o.id for o in pool.whatmatchessolvable(solv.SOLVABLE_OBSOLETES, solvable)}
+    return pool.Job(how | solv.Job.SOLVER_SOLVABLE_ONE_OF, pool.towhatprovides(sorted(ids)))
+
+
+# libdnf's Goal::Impl::initSolver: the solver policy of dnf
+DNF_SOLVER_FLAGS = {solv.Solver.SOLVER_FLAG_ALLOW_VENDORCHANGE: 1,
+                    solv.Solver.SOLVER_FLAG_DUP_ALLOW_VENDORCHANGE: 1,
+                    solv.Solver.SOLVER_FLAG_KEEP_ORPHANS: 1,
+                    solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY: 1,
+                    solv.Solver.SOLVER_FLAG_YUM_OBSOLETES: 1}
+
+
+def refuse_excluded_requests(install: Iterable[str], remove: Sequence[str]) -> None:
+    """A requested name that ``remove:`` also excludes is an error, as in dnf."""
+    for text in install:
         name = _RELATION.sub(r"\1", text).strip()
-        pattern = excluded(name, request.remove)
+        pattern = excluded(name, remove)
         if pattern is not None:
             raise DependencyError(f"Failed to resolve dependencies: {text} is requested but "
                                   f"customizations.packages.remove excludes {pattern}")
-        jobs += request_jobs(pool, text, solv.Job.SOLVER_INSTALL)
-    return jobs
 
 
-def solve(pool: Any, jobs: Sequence[Any], *, recommends: bool,
-          excluded_names: Iterable[str] = ()) -> Any:
-    """Run the solver; the ordered transaction, or DependencyError explaining why not."""
-    solver = pool.Solver()
-    solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if recommends else 1)
-    solver.set_flag(solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY, 1)
-    problems = solver.solve(list(jobs))
-    if problems:
-        raise DependencyError(describe_problems(problems, set(excluded_names)))
-    transaction = solver.transaction()
-    transaction.order()
-    return transaction
-
-
-def describe_problems(problems: Sequence[Any], excluded_names: set[str]) -> str:
-    lines = ["Failed to resolve dependencies:"]
-    for index, problem in enumerate(problems, 1):
-        lines.append(f"  Problem {index}: {problem}")
-        seen = {str(problem)}
-        for rule in problem.findallproblemrules():
-            text = rule.info().problemstr()
-            if text not in seen:
-                seen.add(text)
-                lines.append(f"    - {text}")
-    text = "\n".join(lines)
-    hits = sorted(n for n in excluded_names if re.search(rf"(?<![\w.+-]){re.escape(n)}\b", text))
-    if hits or (excluded_names and "nothing provides" in text):
-        lines.append("  (excluded by customizations.packages.remove: "
-                     f"{', '.join(hits or sorted(excluded_names))})")
-    return "\n".join(lines)
-
-
-def ordered_installs(transaction: Any) -> list[Any]:
-    """The solvables to install, in the transaction's install order."""
-    new = {s.id for s in transaction.newsolvables()}
-    return [s for s in transaction.steps() if s.id in new]
-
-
-def requires_of(solvable: Any) -> list[Any]:
-    """Every requirement of ``solvable`` (pre-install ones included, marker dropped)."""
-    return [dep for dep in solvable.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)
-            if dep.id != solv.SOLVABLE_PREREQMARKER]
-
-
-def dependency_names(pool: Any, solvable: Any, chosen: dict[int, str]) -> tuple[str, ...]:
-    """Names of chosen packages that satisfy a requirement of ``solvable`` (for the SBOM)."""
-    names: list[str] = []
-    for dep in requires_of(solvable):
-        for provider in pool.whatprovides(dep):
-            name = chosen.get(provider.id)
-            if name is not None and name != solvable.name and name not in names:
-                names.append(name)
-    return tuple(sorted(names))
+def excluded_note(text: str, excluded_names: Iterable[str]) -> str:
+    """libsolv's explanation ``text`` plus which excluded packages it involves."""
+    names = set(excluded_names)
+    hits = sorted(n for n in names if re.search(rf"(?<![\w.+-]){re.escape(n)}\b", text))
+    if hits or (names and "nothing provides" in text):
+        text += ("\n  (excluded by customizations.packages.remove: "
+                 f"{', '.join(hits or sorted(names))})")
+    return text

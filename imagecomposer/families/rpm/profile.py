@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from imagecomposer.families.profile import available, profile_arch, profile_set
 from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured
+from imagecomposer.foundation.settings import ARCHITECTURES, BASE_TYPES
 
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
@@ -90,9 +91,8 @@ def bare_profile(os_name: str, version: str) -> RpmProfile:
     """
     return RpmProfile(
         os=os_name, version=version, kind="rpm", releasever=version, keyring=None,
-        repositories=(), architectures={"x86_64": "x86_64", "aarch64": "aarch64"},
-        kernel=None, package_sets={t: RpmPackageSet() for t in
-                                   ("minimal", "server", "development")})
+        repositories=(), architectures={arch: arch for arch in ARCHITECTURES},
+        kernel=None, package_sets={t: RpmPackageSet() for t in BASE_TYPES})
 
 
 

@@ -24,7 +24,15 @@ import solv
 
 from imagecomposer.config.model import Config, ProviderConfig
 from imagecomposer.families.metadata import MetadataStore
-from imagecomposer.families.rpm.jobs import apply_excludes, request_jobs
+from imagecomposer.families.preferences import Preferences
+from imagecomposer.families.request import PackageRequest, as_request
+from imagecomposer.families.rpm.jobs import (
+    DNF_SOLVER_FLAGS,
+    apply_excludes,
+    excluded_note,
+    refuse_excluded_requests,
+    request_jobs,
+)
 from imagecomposer.families.rpm.keys import Keyring, prepare_keyring
 from imagecomposer.families.rpm.loader import (
     LoadedRepo,
@@ -46,7 +54,7 @@ from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured, 
 from imagecomposer.foundation.events import MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import LockedPackage, LockedRepository
-from imagecomposer.spec.model import Repository, Spec, disk_features
+from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -79,12 +87,13 @@ class RpmProvider:
 
     kind: Literal["rpm"] = "rpm"
 
-    def __init__(self, spec: Spec, config: Config, *, cache_dir: Path | None = None,
+    def __init__(self, spec: Spec | PackageRequest, config: Config, *,
+                 cache_dir: Path | None = None,
                  events: Callable[[Any], None] | None = None,
                  profile: RpmProfile | None = None, http: Http | None = None) -> None:
-        self.spec = spec
+        self.request = as_request(spec)  # what it reads of a spec
         self.config = config
-        base = spec.image.base
+        base = self.request.base
         provider_config = config.providers.get(base.os)
         if provider_config is None and profile is None:
             raise ProviderNotConfigured(
@@ -101,8 +110,9 @@ class RpmProvider:
         self.profile = profile
         self.basearch = profile.basearch(base.arch)
         self.http = http or Http(config.credentials)
-        self.metadata_dir = (cache_dir or config.metadata_cache_dir) / "rpm"
-        self.store = MetadataStore(self.metadata_dir, self.http)
+        self.store = MetadataStore.for_config(config, self.http, prefix="rpm/",
+                                              cache_dir=cache_dir)
+        self.metadata_dir = self.store.base
         self.events = events
         self._keyrings: dict[tuple[Path, ...], Keyring] = {}
         self._key_sources: dict[str, tuple[Path, ...]] = {}
@@ -119,7 +129,7 @@ class RpmProvider:
 
     def _plan(self) -> list[tuple[RpmSource, tuple[Path, ...]]]:
         """Every repository with its key files; keyrings are prepared later, on use."""
-        base = self.spec.image.base
+        base = self.request.base
         planned: list[tuple[RpmSource, tuple[Path, ...]]] = []
         repos = [r for r in self.profile.repositories if r.enabled]
         if repos:
@@ -141,7 +151,7 @@ class RpmProvider:
                 planned.append((RpmSource(
                     name=repo.name, baseurl=_base_url(url), priority=repo.priority,
                     gpgcheck=repo.gpgcheck, repo_gpgcheck=repo.repo_gpgcheck), keys))
-        for extra in self.spec.repositories:
+        for extra in self.request.repositories:
             if extra.kind not in (None, "rpm"):
                 raise ConfigError(f"repository {extra.name}: kind {extra.kind} cannot be "
                                   f"used with {base.os}, an rpm-family OS")
@@ -231,8 +241,28 @@ class RpmProvider:
 
         Excluded packages leave the pool's considered set (no job is needed for that).
         """
-        self.excluded_names = apply_excludes(pool, self.spec.customizations.packages.remove)
+        self.excluded_names = apply_excludes(pool, self.request.remove)
         return []
+
+    def remove_jobs(self, pool: Any, install: Sequence[str], remove: Sequence[str]
+                    ) -> list[Any]:
+        """``remove:`` patterns are dnf excludes (applied by :meth:`jobs`: no job needed); a
+        requested name that is also excluded is refused."""
+        refuse_excluded_requests(install, remove)
+        return []
+
+    def annotate_problems(self, text: str) -> str:
+        """Name the excluded packages the explanation mentions."""
+        return excluded_note(text, self.excluded_names)
+
+    def solver_flags(self) -> dict[int, int]:
+        """dnf's solver policy (libdnf's flags)."""
+        return dict(DNF_SOLVER_FLAGS)
+
+    def preferences(self, pool: Any, request: Sequence[str], *, removed: Sequence[str],
+                    recommends: bool) -> Preferences | None:
+        """None: libsolv is dnf's own solver, its choice is dnf's."""
+        return None
 
     def request_jobs(self, pool: Any, text: str, how: int) -> list[Any]:
         """Jobs for one dnf-style request string (``name-version`` pins, ``name >= v``)."""
@@ -255,13 +285,13 @@ class RpmProvider:
         return package
 
     def base_request(self) -> Sequence[str]:
-        customizations = self.spec.customizations
-        names = list(self.profile.package_set(self.spec.image.base.type).packages)
-        kernel = customizations.kernel.package or self.profile.kernel
+        request = self.request
+        names = list(self.profile.package_set(request.base.type).packages)
+        kernel = request.kernel or self.profile.kernel
         if kernel:
             names.append(kernel)
-        names += self.profile.bootloader.get(customizations.bootloader, ())
-        names += self.profile.layout_packages(disk_features(self.spec.disk))
+        names += self.profile.bootloader.get(request.bootloader, ())
+        names += self.profile.layout_packages(request.disk_features)
         return tuple(dict.fromkeys(names))
 
     def verify_package(self, package: LockedPackage, path: Path) -> None:

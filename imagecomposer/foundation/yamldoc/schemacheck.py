@@ -19,6 +19,7 @@ from typing import Any
 
 import fastjsonschema
 
+from imagecomposer.foundation import settings
 from imagecomposer.foundation.errors import Problem
 from imagecomposer.foundation.yamldoc.positions import Node
 from imagecomposer.foundation.yamldoc.sourcemap import PathKey, SourceMap, format_path
@@ -32,15 +33,24 @@ _MAX_ROUNDS = 200
 
 @cache
 def load_schema(package: str, name: str = "schema.json") -> dict[str, Any]:
+    """The schema file ``name`` of ``package``, its ``"x-enum"`` names filled with the values
+    of the settings registry (:func:`imagecomposer.foundation.settings.fill_enums`)."""
     text = resources.files(package).joinpath(name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = settings.fill_enums(json.loads(text))
     return schema
+
+
+def schema_text(package: str, name: str = "schema.json") -> str:
+    """The filled schema as JSON text (what ``imagecomposer schema`` prints)."""
+    return json.dumps(load_schema(package, name), indent=2, ensure_ascii=False) + "\n"
 
 
 @cache
 def compiled(package: str, name: str = "schema.json") -> Validator:
     """The schema of ``package``, compiled once per process."""
-    validator: Validator = fastjsonschema.compile(load_schema(package, name))
+    # fastjsonschema rewrites the "$ref"s of the dict it compiles into absolute URIs: give it
+    # a copy, so the loaded schema (printed, and read by subschema()) keeps "#/$defs/..."
+    validator: Validator = fastjsonschema.compile(copy.deepcopy(load_schema(package, name)))
     return validator
 
 

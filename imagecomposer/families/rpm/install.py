@@ -24,12 +24,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
+from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import (
@@ -39,24 +40,13 @@ from imagecomposer.foundation.errors import (
     LockError,
     ScriptFailed,
 )
+from imagecomposer.foundation.events import EventSink, InstallStep
 from imagecomposer.foundation.sandbox import host_tool_argv
 from imagecomposer.lock import Lock
 
 log = logging.getLogger("imagecomposer.rpm")
 
 SYSIMAGE_DBPATH = "/usr/lib/sysimage/rpm"
-
-
-@attrs.frozen
-class RpmInstallStarted:
-    packages: int
-    tree: Path
-
-
-@attrs.frozen
-class RpmInstallFinished:
-    packages: int
-    seconds: float
 
 
 @attrs.frozen
@@ -93,6 +83,16 @@ def prepare_tree(tree: Path, dbpath: str) -> None:
         if not legacy.exists() and not legacy.is_symlink():
             legacy.parent.mkdir(parents=True, exist_ok=True)
             legacy.symlink_to("../../usr/lib/sysimage/rpm")
+
+
+def rpmdb_location(lock: Lock) -> tuple[str, str]:
+    """(path, backend) of the rpm database the lock's OS expects (its profile's ``rpmdb``;
+    the sysimage location with sqlite for an OS without a shipped profile). Read from the
+    profile the lock names, not from a spec: the installed tree depends on the lock alone."""
+    profile = (load_rpm_profile(lock.os, lock.version)
+               if profile_path(lock.os, lock.version).is_file()
+               else bare_profile(lock.os, lock.version))
+    return profile.rpmdb.path, profile.rpmdb.backend
 
 
 DBPATHS = (SYSIMAGE_DBPATH, "/var/lib/rpm")
@@ -138,7 +138,7 @@ def sandboxed(tree: Path, argv: Sequence[str], host_paths: Sequence[Path] = (),
 
 
 def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                 events: Callable[[Any], None] | None = None,
+                 events: EventSink | None = None,
                  dbpath: str = SYSIMAGE_DBPATH, db_backend: str = "sqlite",
                  keys: Sequence[Path] = (), order: Literal["rpm", "lock"] = "rpm",
                  sandbox: bool = True, timeout: float | None = None,
@@ -159,7 +159,7 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     tree = tree.absolute()
     started = time.monotonic()
     if events is not None:
-        events(RpmInstallStarted(len(paths), tree))
+        events(InstallStep(f"rpm transaction of {len(paths)} packages into {tree}"))
     prepare_tree(tree, dbpath)
     rpm = rpm_command(tree, dbpath, db_backend)
     runner.run([*rpm, "--initdb"], what="rpm --initdb")
@@ -182,7 +182,7 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
         raise _failure(done, output)
     seconds = time.monotonic() - started
     if events is not None:
-        events(RpmInstallFinished(len(paths), seconds))
+        events(InstallStep(f"installed {len(paths)} rpm packages in {seconds:.1f} s"))
     return RpmInstallResult(len(paths), seconds, output)
 
 

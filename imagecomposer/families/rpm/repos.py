@@ -54,7 +54,7 @@ def write_repo_files(tree: Path, provider: RpmProvider) -> list[Path]:
 
 def _write_repo_files(root: Root, provider: RpmProvider) -> list[Path]:
     base_shipped = _own_repo_files(root)
-    extra = {r.name for r in provider.spec.repositories}
+    extra = {r.name for r in provider.request.repositories}
     written: list[Path] = []
     for name in [r.name for r in provider.repositories()]:
         source = provider.source(name)

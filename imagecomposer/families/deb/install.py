@@ -28,8 +28,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagecomposer.compose import normalize
-from imagecomposer.foundation import runner
+from imagecomposer.foundation import normalize, runner
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import CommandError, ComposeError, LockError, ScriptFailed
 from imagecomposer.foundation.rootfs import Root
@@ -42,6 +41,17 @@ log = logging.getLogger(__name__)
 MERGED_USR = {"x86_64": ("bin", "sbin", "lib", "lib64"), "amd64": ("bin", "sbin", "lib", "lib64"),
               "aarch64": ("bin", "sbin", "lib"), "arm64": ("bin", "sbin", "lib")}
 POLICY_RC_D = "usr/sbin/policy-rc.d"
+# What dpkg, debconf and apt leave that differs from build to build (DebFamily.leftovers):
+# the previous databases, the logs (wall-clock times of every action), apt's binary caches
+LEFTOVERS = (
+    "/var/lib/dpkg/status-old", "/var/lib/dpkg/available-old", "/var/lib/dpkg/diversions-old",
+    "/var/lib/dpkg/statoverride-old",
+    "/var/cache/debconf/config.dat-old", "/var/cache/debconf/templates.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+    "/var/log/dpkg.log", "/var/log/alternatives.log", "/var/log/bootstrap.log",
+    "/var/log/apt/history.log", "/var/log/apt/term.log", "/var/log/apt/eipp.log.xz",
+    "/var/cache/apt/pkgcache.bin", "/var/cache/apt/srcpkgcache.bin",
+)
 UPDATE_INITRAMFS = "/usr/sbin/update-initramfs"
 DIVERTED_SUFFIX = ".imagecomposer"
 PKG_MOUNT = "/run/imagecomposer/packages"
@@ -287,7 +297,7 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
 
 def _cleanup(tree: Path) -> None:
     """Drop what installation leaves that must not be baked into every image."""
-    normalize.remove_leftovers(tree)
+    normalize.remove_leftovers(tree, LEFTOVERS)
     with Root(tree) as root:
         for name in root.listdir("/etc/ssh") if root.is_dir("/etc/ssh") else ():
             if name.startswith("ssh_host_"):
