@@ -5,8 +5,11 @@ The epoch is a number of seconds since 1970-01-01 UTC, as ``SOURCE_DATE_EPOCH``
 (https://reproducible-builds.org/specs/source-date-epoch/) defines it. The Composer and the
 Exporter take it as an explicit argument (``Composer(config, epoch=...)``,
 ``Exporter(epoch=...)``); :func:`build_epoch` is their default: ``SOURCE_DATE_EPOCH`` when it
-is set, else :data:`DEFAULT_EPOCH`, a fixed date. Two builds of the same lock and spec thus get
-the same clock whenever and wherever they run.
+is set, else :data:`DEFAULT_EPOCH`, a fixed date. A build (the pipeline) passes them
+:func:`choose_epoch` of its lock: ``SOURCE_DATE_EPOCH`` when it is set, else the date derived
+from the inputs (the newest date of the repositories' signed metadata, recorded in the lock:
+:attr:`imagecomposer.lock.Lock.source_date`), else the default. Two builds of the same lock and
+spec thus get the same clock whenever and wherever they run.
 
 What the epoch becomes (see docs/reproducibility.md): ``SOURCE_DATE_EPOCH`` in the
 environment of every tool whose output lands in an image (dpkg and its maintainer scripts,
@@ -30,6 +33,8 @@ DEFAULT_EPOCH = 1686355200
 # 2038-01-19T03:14:07Z: every format and tool here holds times up to it (signed 32-bit
 # seconds); some (squashfs, FAT, ext4 with 256-byte inodes) go further, but not all.
 MAX_EPOCH = (1 << 31) - 1
+# where an epoch came from (what the manifest records as build_epoch_source)
+FROM_ENV, FROM_INPUTS, FROM_DEFAULT = ENV, "lock", "default"
 
 
 def check_epoch(epoch: int) -> int:
@@ -40,15 +45,27 @@ def check_epoch(epoch: int) -> int:
     return epoch
 
 
+def choose_epoch(environ: Mapping[str, str] | None = None, *,
+                 inputs: int | None = None) -> tuple[int, str]:
+    """The build epoch and where it came from: ``SOURCE_DATE_EPOCH`` from ``environ``
+    (default: this process's environment) when set and not empty (:data:`FROM_ENV`), else
+    ``inputs``, the date derived from the build's inputs, when there is one
+    (:data:`FROM_INPUTS`), else :data:`DEFAULT_EPOCH` (:data:`FROM_DEFAULT`). A malformed
+    ``SOURCE_DATE_EPOCH`` is an error, never ignored."""
+    value = (os.environ if environ is None else environ).get(ENV, "")
+    if value:
+        if not value.isascii() or not value.isdigit():
+            raise UsageError(f"{ENV}={value!r} is not a number of seconds since 1970-01-01 UTC")
+        return check_epoch(int(value)), FROM_ENV
+    if inputs is not None:
+        return check_epoch(inputs), FROM_INPUTS
+    return DEFAULT_EPOCH, FROM_DEFAULT
+
+
 def build_epoch(environ: Mapping[str, str] | None = None) -> int:
     """``SOURCE_DATE_EPOCH`` from ``environ`` (default: this process's environment) when set
     and not empty, else :data:`DEFAULT_EPOCH`. A malformed value is an error, never ignored."""
-    value = (os.environ if environ is None else environ).get(ENV, "")
-    if not value:
-        return DEFAULT_EPOCH
-    if not value.isascii() or not value.isdigit():
-        raise UsageError(f"{ENV}={value!r} is not a number of seconds since 1970-01-01 UTC")
-    return check_epoch(int(value))
+    return choose_epoch(environ)[0]
 
 
 def resolve(epoch: int | None) -> int:

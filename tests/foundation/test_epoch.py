@@ -11,6 +11,7 @@ from imagecomposer.foundation.epoch import (
     MAX_EPOCH,
     build_epoch,
     check_epoch,
+    choose_epoch,
     epoch_env,
     epoch_iso,
     resolve,
@@ -25,6 +26,18 @@ def test_source_date_epoch_or_the_fixed_default() -> None:
     assert build_epoch({"SOURCE_DATE_EPOCH": "0"}) == 0
     assert epoch_iso(DEFAULT_EPOCH) == "2023-06-10T00:00:00Z"
     assert epoch_env(42) == {"SOURCE_DATE_EPOCH": "42"}
+
+
+def test_source_date_epoch_wins_over_the_inputs_date_over_the_default() -> None:
+    """A build passes the newest date of its lock's repositories as ``inputs``."""
+    assert choose_epoch({}, inputs=1796000000) == (1796000000, "lock")
+    assert choose_epoch({"SOURCE_DATE_EPOCH": "1700000000"}, inputs=1796000000) == \
+        (1700000000, "SOURCE_DATE_EPOCH")
+    assert choose_epoch({"SOURCE_DATE_EPOCH": ""}, inputs=None) == (DEFAULT_EPOCH, "default")
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH='soon'"):
+        choose_epoch({"SOURCE_DATE_EPOCH": "soon"}, inputs=1796000000)  # never ignored
+    with pytest.raises(UsageError, match="invalid build epoch"):
+        choose_epoch({}, inputs=MAX_EPOCH + 1)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "-1", "1.5", " 12", "١٢٣", str(MAX_EPOCH + 1)])

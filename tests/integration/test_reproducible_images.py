@@ -1,4 +1,4 @@
-"""Bit-identical rebuilds (issue 10, first phase): the minimal example built a second time,
+"""Bit-identical rebuilds (issue 10): the minimal example built a second time,
 from the first build's lock, with every cache off, in other work, cache and output
 directories, gives the same bytes in every output; and every disk format the Exporter
 writes is the same when the raw disk is converted again.
@@ -6,12 +6,11 @@ writes is the same when the raw disk is converted again.
 The first build is the session's (``example_build``, shared with the acceptance, inspect and
 compare tests), so this adds one build (~2-3 min on the 2-core dev host) and the format
 conversions (~1-2 min, most of it the deflate of vmdk-stream). Both builds take the default
-build epoch unless SOURCE_DATE_EPOCH is set for the whole session: run without it.
+build epoch unless SOURCE_DATE_EPOCH is set for the whole session: run without it; then
+both take the newest Release date of the same lock, which the manifests must record.
 
-Not compared yet: ``manifest.json`` (its ``built_at`` is still the wall clock and it records
-stage timings) and therefore the ``SHA256SUMS`` line that hashes it. The manifest's generator
-is reworked in the next phase (provenance, ``--check-reproducible``), which tightens this
-test to every file.
+``manifest.json`` is compared without its ``stage_timings`` (how long each stage took: it
+differs from build to build), and therefore the ``SHA256SUMS`` line that hashes it is not.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from __future__ import annotations
 import concurrent.futures
 import filecmp
 import hashlib
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from imagecomposer.config import apply_overrides, load_config
 from imagecomposer.export import Exporter
 from imagecomposer.export.formats import FORMATS
 from imagecomposer.inspect import compare
+from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import BuildReport, ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.spec import Spec
@@ -37,7 +39,7 @@ pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]
 ExampleBuild = Callable[[str, Path | None], tuple[Spec, BuildReport, Path]]
 NAME = "debian-12-minimal"
 EXAMPLES = Path(__file__).parents[2] / "examples"
-NOT_YET = {"manifest.json"}  # the next phase makes these reproducible too
+NOT_YET = {"manifest.json"}  # compared without its stage timings
 
 
 def sha256(path: Path) -> str:
@@ -79,6 +81,15 @@ def test_minimal_example_rebuilds_bit_identically(example_build: ExampleBuild,
     assert {k: v for k, v in listed_first.items() if k not in NOT_YET} == \
         {k: v for k, v in listed_second.items() if k not in NOT_YET}
     assert listed_second[f"{NAME}.lock.json"] == sha256(second / f"{NAME}.lock.json")
+    manifests = [json.loads((out / "manifest.json").read_text()) for out in (first, second)]
+    for manifest in manifests:
+        del manifest["stage_timings"]
+    assert manifests[0] == manifests[1]
+    if "SOURCE_DATE_EPOCH" not in os.environ:  # the epoch of the lock's newest Release
+        source_date = Lock.read(first / f"{NAME}.lock.json").source_date
+        assert source_date is not None
+        assert (manifests[0]["build_epoch"], manifests[0]["build_epoch_source"]) == \
+            (source_date, "lock")
 
 
 def test_every_export_format_of_the_example_is_reproducible(example_build: ExampleBuild,

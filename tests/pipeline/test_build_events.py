@@ -21,6 +21,7 @@ import pytest
 from imagecomposer.cache.trees import TreeCache
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core, ProviderConfig
+from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.events import (
     BuildWarning,
     ConfigurationStep,
@@ -100,7 +101,8 @@ def test_every_event_of_every_stage_reaches_the_callback_in_order(
     lock = Resolver(config).resolve(spec).lock
     tree = tmp_path / "installed"
     (tree / "var/lib/dpkg").mkdir(parents=True)
-    TreeCache(config.tree_cache_dir).store(Composer(config).tree_key(lock), tree)
+    epoch, _ = choose_epoch(inputs=lock.source_date)  # the newest Release date
+    TreeCache(config.tree_cache_dir).store(Composer(config, epoch=epoch).tree_key(lock), tree)
     events: list[Event] = []
     pipeline = ImagePipeline(config, events=events.append, stages=STAGES)
     out = tmp_path / "out"
