@@ -1,14 +1,15 @@
 """The installed-tree cache: a package installation is reused when only configuration changed.
 
-Keyed by the lock's hash (plus a format tag), so any change in the package set misses. An
-entry is a plain directory copy of the tree made with ``cp -a --reflink=auto``: restoring it
-costs ~1.2 s for a 340 MB bootable Debian tree on ext4 here (reflinks make it nearly free on
-btrfs/XFS), against ~1.8 s to unpack a zstd tarball of it (119 MB) — speed wins over the
-disk space (see docs/compose.md), so the cache is pruned: ``storage.tree_cache`` limits the
-number of trees, their total size and their age (least recently used first out).
+Keyed by the lock's hash and the build epoch (``Composer.tree_key``; plus a format tag), so
+any change in the package set or the epoch misses. An entry is a plain directory copy of the
+tree made with ``cp -a --reflink=auto``: restoring it costs ~1.2 s for a 340 MB bootable
+Debian tree on ext4 here (reflinks make it nearly free on btrfs/XFS), against ~1.8 s to
+unpack a zstd tarball of it (119 MB) — speed wins over the disk space (see docs/compose.md),
+so the cache is pruned: ``storage.tree_cache`` limits the number of trees, their total size
+and their age (least recently used first out).
 
 A :class:`~imagecomposer.foundation.store.Store` under ``Config.tree_cache_dir`` whose
-entries are ``v2-<lock hash>/{tree/, manifest, seal.json}``: the tree, its content
+entries are ``v2-<lock hash>-e<epoch>/{tree/, manifest, seal.json}``: the tree, its content
 manifest (:mod:`imagecomposer.cache.manifest`: every path with its type, mode, owner,
 size, SHA256, link target, device numbers and extended attributes), computed from the
 source tree while it is copied, and a seal over the manifest's SHA256

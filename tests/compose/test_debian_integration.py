@@ -90,7 +90,7 @@ def test_tree_cache_reuses_the_installation(
         tmp_path: Path) -> None:
     lock, _ = debian_packages
     _, install_seconds = installed
-    assert composer.cache.lookup(lock.hash) is not None
+    assert composer.cache.lookup(composer.tree_key(lock)) is not None
     start = time.monotonic()
     tree = composer.installed_tree(lock, {}, tmp_path)  # no package files needed on a hit
     seconds = time.monotonic() - start

@@ -32,12 +32,13 @@ class Writer:
     """Writes partitions of one disk: the trees, key sources and staging directory."""
 
     def __init__(self, trees: Mapping[str, Path], keys: Mapping[str, luks.KeySource],
-                 stage: Path, say: Events) -> None:
+                 stage: Path, say: Events, *, epoch: int) -> None:
         self.trees = trees
         self.keys = keys
         self.stage = stage
         self.say = say
-        self.when = lvm.creation_time()
+        self.epoch = epoch  # the build's clock: file times, mkfs times, LVM creation_time
+        self.when = epoch
         self.sizes: dict[str, int] = {}  # bytes each filesystem occupies, by volume name
 
     def partition(self, part: PlannedPartition, disk: Path) -> None:
@@ -83,11 +84,12 @@ class Writer:
         kind = "partition" if isinstance(volume, PlannedPartition) else "logical volume"
         self.say(f"{volume.filesystem} for {kind} '{volume.name}' ({capacity // MIB} MiB)")
         if volume.filesystem in filesystems.IN_PLACE:
-            filesystems.make_filesystem(volume, tree, target, offset=offset, size=capacity)
+            filesystems.make_filesystem(volume, tree, target, offset=offset, size=capacity,
+                                        epoch=self.epoch)
             return capacity
         image = self.stage / f"{volume.name}.img"
         try:
-            filesystems.make_filesystem(volume, tree, image, size=capacity)
+            filesystems.make_filesystem(volume, tree, image, size=capacity, epoch=self.epoch)
             size = filesystems.image_fits(volume, image, capacity)
             sparse.copy_into(image, target, offset)
         finally:

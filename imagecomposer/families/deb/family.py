@@ -43,6 +43,7 @@ class DebFamily(Family):
     manager = "dpkg"
     database = "dpkg status"
     database_paths = (DPKG_STATUS,)
+    leftovers = install.LEFTOVERS
 
     def provider(self, request: PackageRequest, config: Config, *,
                  cache_dir: Path | None = None,
@@ -85,8 +86,9 @@ class DebFamily(Family):
         return found
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                timeout: float | None = None, events: EventSink | None = None) -> None:
-        install.install(lock, packages, tree, timeout=timeout)
+                timeout: float | None = None, events: EventSink | None = None,
+                epoch: int | None = None) -> None:
+        install.install(lock, packages, tree, timeout=timeout, epoch=epoch)
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(

@@ -52,6 +52,10 @@ class RpmFamily(Family):
     manager = "rpm"
     database = "rpmdb"
     database_paths = DBPATHS
+    # dnf's logs (the wall-clock time of every action), should a scriptlet or a
+    # configuration step run dnf in the image
+    leftovers = ("/var/log/dnf.log", "/var/log/dnf.librepo.log", "/var/log/dnf.rpm.log",
+                 "/var/log/hawkey.log")
 
     def provider(self, request: PackageRequest, config: Config, *,
                  cache_dir: Path | None = None,
@@ -71,10 +75,11 @@ class RpmFamily(Family):
         return found
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                timeout: float | None = None, events: EventSink | None = None) -> None:
+                timeout: float | None = None, events: EventSink | None = None,
+                epoch: int | None = None) -> None:
         dbpath, backend = rpmdb_location(lock)
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
-                     timeout=timeout, events=events)
+                     timeout=timeout, events=events, epoch=epoch)
 
     def after_install(self, ctx: TreeContext) -> None:
         """Kernels at ``/boot/vmlinuz-V`` and the distribution's systemd presets
