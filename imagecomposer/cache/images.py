@@ -205,7 +205,7 @@ class ImageCache:
             self._discarded[key.digest] = damage
             self.storage.remove(_key(key.name, key.digest), inode=inode)
             return None
-        log.info("image cache: %s %s intact (%d files checked against their digests in "
+        log.debug("image cache: %s %s intact (%d files checked against their digests in "
                  "%.2f s)", entry.name, entry.digest[:12], len(entry.files),
                  time.monotonic() - started)
         return entry

@@ -79,7 +79,7 @@ class TreeCache:
             start = time.monotonic()
             copy_tree(entry, dest)
         self.storage.touch([self._key(key)])
-        log.info("restored installed tree %s from the cache in %.1f s", key[:12],
+        log.debug("restored installed tree %s from the cache in %.1f s", key[:12],
                  time.monotonic() - start)
         return True
 

@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _quiet(args: argparse.Namespace) -> None:
     """The report is the output: tool command lines only with --log-level info/debug."""
     if args.log_level is None:
-        logsetup.configure("warning", args.log_file)
+        logsetup.configure("warning", args.log_file, args.log_format)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -49,7 +49,13 @@ from imagecomposer.config.model import Config
 from imagecomposer.foundation import display
 from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
-from imagecomposer.foundation.events import ConfigurationStep, DiskStep, EventSink, InstallStep
+from imagecomposer.foundation.events import (
+    ConfigurationStep,
+    DiskStep,
+    EventSink,
+    InstallStep,
+    Progress,
+)
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.lock import Lock
@@ -111,7 +117,8 @@ class Composer:
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
         self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
-        family.install(lock, packages, tree, timeout=self.config.core.timeout)
+        family.install(lock, packages, tree, timeout=self.config.core.timeout,
+                       events=self.events)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
                        *, use_cache: bool = True) -> Path:
@@ -132,7 +139,7 @@ class Composer:
                 remove_tree(tree)
             raise
         if use_cache and self.cache.enabled:
-            self.events(InstallStep("storing the installed tree in the cache"))
+            log.debug("storing the installed tree in the cache (%s)", lock.hash[:12])
             self.cache.store(lock.hash, tree)
         return tree
 
@@ -191,7 +198,7 @@ class Composer:
         kernels = initramfs_cache.build(
             tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
-            scripts=c.scripts.post_install, timeout=timeout)
+            scripts=c.scripts.post_install, timeout=timeout, events=self.events)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
@@ -290,8 +297,16 @@ class Composer:
 
             start = time.monotonic()
             self.events(DiskStep(f"assembling {output.name}"))
+            steps = [0, 1 + sum(1 for _ in layout.volumes())]  # table, then each volume
+
+            def disk_step(what: str) -> None:  # a step starts: the ones before it are done
+                self.events(DiskStep(what))
+                self.events(Progress("assembling the disk", min(steps[0], steps[1] - 1),
+                                     steps[1], "steps"))
+                steps[0] += 1
+
             result = assemble(layout, trees, output, workdir=workdir / "disk",
-                              events=lambda what: self.events(DiskStep(what)),
+                              events=disk_step,
                               on_verity=on_verity,
                               keys=key_sources(disk))
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)

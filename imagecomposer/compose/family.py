@@ -35,12 +35,13 @@ from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, p
 from imagecomposer.families.rpm.provider import RpmProvider
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.events import EventSink
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Spec
 
 
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-            timeout: float | None = None) -> None:
+            timeout: float | None = None, events: EventSink | None = None) -> None:
     """Install every package of ``lock`` into the empty ``tree`` with its family's tool."""
     if lock.kind == "rpm":
 
@@ -49,7 +50,7 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                      timeout=timeout)
         return
 
-    dpkg_install.install(lock, packages, tree, timeout=timeout)
+    dpkg_install.install(lock, packages, tree, timeout=timeout, events=events)
 
 
 def rpmdb_location(lock: Lock) -> tuple[str, str]:

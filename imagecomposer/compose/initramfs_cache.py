@@ -27,6 +27,7 @@ from pathlib import Path
 
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.compose import initramfs
+from imagecomposer.foundation.events import EventSink
 from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,12 @@ def _tree(digest: hashlib._Hash, root: Path, label: str, *, content: bool) -> No
 def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
           scripts: Iterable[Path] = (), timeout: float | None = None,
           builder: Callable[..., list[initramfs.Kernel]] = initramfs.build,
-          ) -> list[initramfs.Kernel]:
-    """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache)."""
+          events: EventSink | None = None) -> list[initramfs.Kernel]:
+    """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache);
+    ``events`` receives the builder's progress."""
+    extra = {"events": events} if events is not None else {}
     if cache is None or not cache.enabled or not (tree / "var/lib/dpkg/status").is_file():
-        return builder(tree, root_fstype=root_fstype, timeout=timeout)
+        return builder(tree, root_fstype=root_fstype, timeout=timeout, **extra)
     initramfs.write_conf(tree, root_fstype)
     digest = key(tree, root_fstype=root_fstype, scripts=scripts)
     kernels = initramfs.kernels(tree)
@@ -95,7 +98,7 @@ def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
                                       mode=0o644)
             log.info("initramfs restored from the cache (%s)", digest[:12])
             return kernels
-    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout)
+    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout, **extra)
 
     def fill(directory: Path) -> None:
         directory.mkdir()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from imagecomposer.export.manifest import MANIFEST, write_manifest
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import CommandError, ExportError
-from imagecomposer.foundation.events import ExportStep
+from imagecomposer.foundation.events import EventSink, ExportStep, Progress
 from imagecomposer.foundation.runner import require, run, which
 from imagecomposer.foundation.staging import staged
 
@@ -78,13 +79,25 @@ class Exporter:
     """Converts, compresses and publishes disk images. Stateless apart from its settings."""
 
     def __init__(self, *, parallel: int | None = None,
-                 events: Callable[[ExportStep], None] | None = None) -> None:
+                 events: EventSink | None = None) -> None:
         self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
         self._events = events
         self._timings: list[ExportStep] = []
 
     def __repr__(self) -> str:
         return display.call("Exporter", parallel=self.parallel)
+
+    def _progress(self, what: str, unit: str = "bytes") -> Callable[[int, int], None] | None:
+        """A ``(done, total)`` callback reporting :class:`Progress` of ``what`` (None
+        without events)."""
+        events = self._events
+        if events is None:
+            return None
+        return lambda done, total: events(Progress(what, done, total, unit))
+
+    def sha256(self, path: Path) -> str:
+        """The SHA256 of ``path``, reporting :class:`Progress` ("hashing NAME")."""
+        return sha256_file(path, self._progress(f"hashing {path.name}"))
 
     def _event(self, kind: str, name: str, started: float) -> None:
         event = ExportStep(kind, name, round(time.monotonic() - started, 3))
@@ -120,7 +133,12 @@ class Exporter:
                 if info.name != "qcow2":
                     raise ExportError(f"format '{fmt}' has no internal compression")
                 argv.append("-c")
-            run([*argv, source, out], what=f"qemu-img convert to {fmt}")
+            report = self._progress(f"converting to {fmt}")
+            if report is None:
+                run([*argv, source, out], what=f"qemu-img convert to {fmt}")
+            else:  # -p: "    (12.34/100%)" lines, each the share of the input converted
+                run([*argv, "-p", source, out], what=f"qemu-img convert to {fmt}",
+                    on_output=_qemu_progress(report, size))
             return out
         except CommandError as exc:
             out.unlink(missing_ok=True)
@@ -197,7 +215,8 @@ class Exporter:
                     self._sign(signer, manifest_path)
             started = time.monotonic()
             names = [p.name for p in stage.iterdir() if p.is_file()]
-            sums = write_sums(stage, names)
+            sums = write_sums(stage, names, known={a.name: a.sha256 for a in artifacts},
+                              digest=self.sha256)
             self._event("checksum", SUMS, started)
             if signer is not None:
                 self._sign(signer, sums)
@@ -229,11 +248,25 @@ class Exporter:
     def _artifact(self, stage: Path, path: Path, fmt: str, compression: str,
                   signer: FileSigner | None) -> Artifact:
         started = time.monotonic()
-        digest = sha256_file(path)
+        digest = self.sha256(path)
         self._event("checksum", path.name, started)
         signature = self._sign(signer, path).name if signer is not None else None
         return Artifact(path.name, fmt, compression, path.stat().st_size, digest, signature,
                         signer.sig_alg if signer is not None else None)
+
+
+QEMU_PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")
+
+
+def _qemu_progress(report: Callable[[int, int], None], size: int) -> Callable[[str], None]:
+    """An output line handler turning ``qemu-img -p`` percentages into bytes converted."""
+
+    def seen(line: str) -> None:
+        found = QEMU_PROGRESS.search(line)
+        if found:
+            report(int(float(found.group(1)) * size / 100), size)
+
+    return seen
 
 
 def _kind_of(name: str) -> str:

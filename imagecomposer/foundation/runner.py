@@ -1,8 +1,11 @@
 """The single choke point through which imagecomposer runs host tools.
 
-Every call logs a command line that can be pasted into a shell to replay it (environment
-overrides and working directory included), keeps the tail of the tool's output, and turns a
-failure into a precise :mod:`imagecomposer.foundation.errors` class. Children run in their own
+Every call logs, at DEBUG level, a command line that can be pasted into a shell to replay it
+(environment overrides and working directory included) and the tail of the tool's output
+(what a person reads at the default level are the build's events, not command lines: see
+:mod:`imagecomposer.foundation.console`), and turns a failure into a precise
+:mod:`imagecomposer.foundation.errors` class. ``on_output`` streams the output line by line
+as it comes (a step's progress, e.g. dpkg's "Unpacking" lines). Children run in their own
 process
 group so that an interrupt or timeout kills the whole tree they started (a chroot's dpkg and
 its maintainer scripts included), and every child dies with the build even when the build is
@@ -23,8 +26,11 @@ import logging
 import os
 import shlex
 import signal
+import re
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -92,6 +98,7 @@ def run(
     error: type[CommandError] = CommandError,
     what: str | None = None,
     secrets: Iterable[str] = (),
+    on_output: Callable[[str], None] | None = None,
 ) -> Completed:
     """Run ``argv``; raise ``error`` (or a more precise class) if it fails.
 
@@ -99,7 +106,10 @@ def run(
     output is returned; otherwise it is merged into the logged output. ``what`` names the
     action in error messages ("post-install script ./post.sh"). ``secrets``: values to
     redact wherever they appear (for a secret inside a larger argument, such as a script);
-    :class:`Secret` arguments are redacted without being listed.
+    :class:`Secret` arguments are redacted without being listed. ``on_output`` (not with
+    ``capture``) receives each line of the output as it comes (lines end at ``\n`` or
+    ``\r``, so progress meters that redraw one line count too), secrets redacted; an
+    exception it raises kills the command and is raised here.
 
     The child dies with the calling thread (PR_SET_PDEATHSIG); this function waits for it in
     that thread, so a call from a worker thread is safe.
@@ -107,7 +117,9 @@ def run(
     args = [str(a) for a in argv]
     values = secrets_in(argv, secrets)
     shown = shown_argv(argv, values)
-    log.info("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
+    if on_output is not None and capture:
+        raise ValueError("on_output streams the merged output: not with capture=True")
+    log.debug("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(
@@ -128,7 +140,10 @@ def run(
     children.register(proc.pid)
     timed_out = False
     try:
-        out, err = proc.communicate(input=input, timeout=timeout)
+        if on_output is None:
+            out, err = proc.communicate(input=input, timeout=timeout)
+        else:
+            out, err = _stream(proc, input, timeout, on_output, values), None
     except subprocess.TimeoutExpired:
         _kill(proc)
         timed_out = True  # raised below, not in here: TimeoutExpired holds the real argv
@@ -147,6 +162,59 @@ def run(
         subject = redact(what, values) if what else None
         raise _failure(error, shown, proc.returncode, output_tail, subject)
     return Completed(tuple(shown), proc.returncode, out if capture else b"", output_tail)
+
+
+LINE_END = re.compile(rb"[\r\n]")
+
+
+def _stream(proc: subprocess.Popen[bytes], input: bytes | None, timeout: float | None,
+            on_output: Callable[[str], None], secrets: Iterable[str]) -> bytes:
+    """Read ``proc``'s output as it comes, handing each line to ``on_output``; the last
+    :data:`TAIL_LINES` lines are returned (as the output whose tail is kept).
+
+    An exception ``on_output`` raises (a caller's event callback, a KeyboardInterrupt it
+    stands for) kills the command and is raised here, in the calling thread."""
+    kept: deque[bytes] = deque(maxlen=TAIL_LINES)
+    failed: list[BaseException] = []
+    stream = proc.stdout
+    if stream is None:
+        raise ValueError("the output is not a pipe")
+
+    def deliver(line: bytes) -> None:
+        if not line.strip():
+            return
+        kept.append(line)
+        if failed:
+            return
+        try:
+            on_output(redact(line.decode("utf-8", "replace"), secrets))
+        except BaseException as exc:
+            failed.append(exc)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def read() -> None:
+        pending = b""
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            pending += chunk
+            *lines, pending = LINE_END.split(pending)
+            for line in lines:
+                deliver(line)
+        if pending:
+            deliver(pending)
+
+    reader = threading.Thread(target=read, name="runner-output", daemon=True)
+    reader.start()
+    if proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(input or b"")
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    proc.wait(timeout=timeout)
+    reader.join()
+    if failed:
+        raise failed[0]
+    return b"\n".join(kept) + b"\n" if kept else b""
 
 
 def _failure(error: type[CommandError], args: list[str], code: int, output_tail: str,
@@ -213,7 +281,7 @@ def spawn(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO[bytes] | N
     args = [str(a) for a in argv]
     values = secrets_in(argv, secrets)
     shown = shown_argv(argv, values)
-    log.info("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
+    log.debug("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
