@@ -183,7 +183,8 @@ class Composer:
             family.rpm_repositories(tree, spec, self.config, timeout=timeout)
         else:
             apt_sources.configure(tree, lock, self._repository_keys(spec, lock))
-        services.apply(tree, c.services.enabled, c.services.disabled)
+        services.apply(tree, c.services.enabled, c.services.disabled,
+                       already=network.enabled_units(tree))
         verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)

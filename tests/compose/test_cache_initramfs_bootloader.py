@@ -103,6 +103,20 @@ def test_kernel_cmdline(spec: Spec, layout: Layout) -> None:
         "root=UUID=33333333-3333-4333-8333-333333333333 ro quiet loglevel=3")
 
 
+def test_kernel_cmdline_words_the_spec_repeats_appear_once(spec: Spec, layout: Layout) -> None:
+    """The examples' cmdline repeats what serial_console adds (issue 12): once, and where
+    the spec says, since the last console= is /dev/console."""
+    repeated = attrs.evolve(spec, customizations=Customizations(
+        kernel=Kernel(cmdline="console=ttyS0,115200", serial_console=True)))
+    line = bootloader.kernel_cmdline(repeated, layout)
+    assert line == ("root=UUID=33333333-3333-4333-8333-333333333333 ro console=tty0 "
+                    "console=ttyS0,115200")
+    primary_vga = attrs.evolve(spec, customizations=Customizations(
+        kernel=Kernel(cmdline="console=ttyS0,115200 console=tty0 quiet")))
+    assert bootloader.kernel_cmdline(primary_vga, layout).endswith(
+        " ro console=ttyS0,115200 console=tty0 quiet")
+
+
 def test_kernel_cmdline_verity(spec: Spec) -> None:
     verity = PlannedPartition(name="hash", type="verity", type_guid="x", filesystem="none",
                               start=0, size=1, partuuid="88888888-8888-4888-8888-888888888888",
