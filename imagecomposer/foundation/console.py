@@ -171,7 +171,9 @@ class Console:
                 self._clear()
                 log.info("%s: done in %.1f s", s, t, extra=_RENDERED)
             case StageSkipped(reason=r):
-                log.info("%s: skipped, %s", s, r, extra=_RENDERED)
+                # the stages after --stage S: the user asked for that, the table shows it
+                level = logging.DEBUG if r.startswith("after --stage") else logging.INFO
+                log.log(level, "%s: skipped, %s", s, r, extra=_RENDERED)
             case StageFailed(seconds=t, error=e):
                 # the error itself is reported once, by whoever catches it (the CLI)
                 self._clear()
