@@ -26,6 +26,7 @@ from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.export import Exporter
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
 from imagecomposer.export.verify import verify_outputs
+from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import UsageError, ValidationError
 from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.lock import Lock
@@ -197,7 +198,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
 
     output = args.output or args.image.parent
-    result = Exporter().export(args.image, args.formats or ["qcow2"], args.compression,
+    events = logsetup.json_events() or Console()  # progress of conversions and hashing
+    result = Exporter(events=events).export(args.image, args.formats or ["qcow2"], args.compression,
                                output, name=args.image.name.removesuffix(".raw"))
     for artifact in result.artifacts:
         print(f"{result.path(artifact)}  {artifact.size}  sha256:{artifact.sha256}")

@@ -272,7 +272,8 @@ class Console:
             self.total_packages = event.download_packages
             self.done_bytes = self.done_packages = 0
             self.fetching = event.download_packages > 0
-            self.start = self.last_line = time.monotonic()
+            self.start = time.monotonic()
+            self.last_line = 0.0 if self.tty else self.start  # plain lines: after interval
             packages_log.debug("packages: %d in the lock, %d cached, %d to download (%s)",
                                event.packages, event.cached, event.download_packages,
                                human_size(event.download_bytes), extra=_RENDERED)

@@ -258,3 +258,26 @@ def test_grub_bios_needs_mbr_and_grub_pc_bin(fake_tree: Path, spec: Spec, tmp_pa
         bootloader.grub_bios(fake_tree, spec, make_layout(), kernels, out=tmp_path / "b")
     with pytest.raises(ComposeError, match="grub-pc-bin"):
         bootloader.grub_bios(fake_tree, spec, mbr, kernels, out=tmp_path / "b")
+
+
+def test_initramfs_progress_counts_the_files_added(fake_tree: Path) -> None:
+    """With an event sink, update-initramfs runs verbosely and each "Adding ..." line it
+    prints counts as a file added (issue 12: progress for the initramfs)."""
+    from imagecomposer.foundation.events import Event, Progress
+
+    kernel_tree(fake_tree, "6.1.0-10-amd64")
+    (fake_tree / "usr/sbin/update-initramfs").write_text("#!/bin/sh\n")
+    calls: list[list[str]] = []
+
+    def chroot(tree: Path, argv: list[str], **kw: Any) -> None:
+        calls.append(argv)
+        for i in range(60):
+            kw["on_output"](f"Adding module /usr/lib/modules/x/m{i}.ko")
+            kw["on_output"]("Calling hook dmsetup")
+        (tree / f"boot/initrd.img-{argv[3]}").write_bytes(b"initrd")
+
+    events: list[Event] = []
+    initramfs.build(fake_tree, chroot=chroot, events=events.append)
+    assert calls == [["update-initramfs", "-c", "-k", "6.1.0-10-amd64", "-v"]]
+    assert events == [Progress("initramfs 6.1.0-10-amd64", n, None, "files")
+                      for n in (25, 50)]

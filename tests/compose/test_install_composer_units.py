@@ -174,3 +174,21 @@ def test_split_partitions_moves_mounted_content_out(tmp_path: Path) -> None:
     assert trees == {"var": tmp_path / "part-var", "home": tmp_path / "part-home"}
     assert (tmp_path / "part-var/log/dpkg.log").read_text() == "log"
     assert (tree / "var").is_dir() and not any((tree / "var").iterdir())
+
+
+def test_dpkg_output_lines_become_progress_events() -> None:
+    """dpkg's "Unpacking"/"Setting up" lines, read as they come, are the install's progress
+    (issue 12): one event per package, capped at the total."""
+    from imagecomposer.foundation.events import Event, Progress
+
+    events: list[Event] = []
+    seen = dpkg_install._counter(events.append, "unpacking", "Unpacking ", 2)
+    assert seen is not None
+    for line in ("Preparing to unpack .../libc6_2.36_amd64.deb ...",
+                 "Unpacking libc6:amd64 (2.36-9) ...", "Selecting previously unselected x",
+                 "Unpacking bash (5.2.15-2) ...", "Unpacking extra (1) ..."):
+        seen(line)
+    assert events == [Progress("unpacking", 1, 2, "packages"),
+                      Progress("unpacking", 2, 2, "packages"),
+                      Progress("unpacking", 2, 2, "packages")]
+    assert dpkg_install._counter(None, "configuring", "Setting up ", 2) is None
