@@ -1,8 +1,9 @@
 """What QEMU is given to boot: any output format, compressed or not.
 
 Every format the exporter writes boots (raw, qcow2, vhd/vhd-fixed, vhdx, vmdk and
-vmdk-stream, vdi): the format is what ``qemu-img info`` reads in the file, and becomes the
-``-drive format=`` value (``vpc`` for VHD). A compressed output (``.gz``, ``.xz``, ``.zst``,
+vmdk-stream, vdi): the format is what ``qemu-img info`` reads in the file (a fixed VHD, which
+it takes for raw, by its ``conectix`` footer), and becomes the ``-drive format=`` value
+(``vpc`` for VHD). A compressed output (``.gz``, ``.xz``, ``.zst``,
 recognised by its magic bytes) is decompressed into the boot's temporary directory first;
 the image itself is never changed (QEMU attaches it with ``snapshot=on``).
 """
@@ -64,10 +65,21 @@ def disk_format(path: Path) -> str:
         found = str(json.loads(done.stdout)["format"])
     except (CommandError, ValueError, KeyError) as exc:
         raise BootError(f"cannot read the disk format of {path}: {exc}") from None
+    if found == "raw" and _vhd_footer(path):
+        found = "vpc"  # a fixed VHD is raw data and a footer: QEMU's probe says raw
     if found not in QEMU_FORMATS:
         raise BootError(f"{path}: format '{found}' is not a disk image format imagecomposer "
                         f"boots ({', '.join(QEMU_FORMATS)})")
     return found
+
+
+def _vhd_footer(path: Path) -> bool:
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        if size < 512:
+            return False
+        f.seek(size - 512)
+        return f.read(8) == b"conectix"
 
 
 def prepare(image: Path, scratch: Path) -> BootDisk:
