@@ -22,7 +22,6 @@ from imagecomposer.foundation.console import TerminalHandler
 from imagecomposer.foundation.errors import PermissionDenied
 from imagecomposer.foundation.jsonevents import JsonEvents, JsonLines, JsonLogHandler
 from imagecomposer.foundation.redact import RedactingFilter
-from imagecomposer.foundation.settings import LOG_FORMATS as FORMATS
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}

@@ -281,6 +281,9 @@ class Console:
             self.done_bytes += event.bytes
             self._update()
         elif isinstance(event, PackageFetched):
+            packages_log.debug("%s %s (%s): %s", "downloaded" if event.downloaded else
+                               "from the cache:", event.package, human_size(event.size),
+                               event.path, extra=_RENDERED)
             if event.downloaded:
                 self.done_packages += 1
                 self._update()

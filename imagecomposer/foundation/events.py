@@ -20,8 +20,8 @@ from pathlib import Path
 import attrs
 
 __all__ = [
-    "BuildEnded", "BuildWarning", "ConfigurationStep", "DiskStep", "DownloadProgress", "Event", "EventSink",
-    "ExportStep", "FetchFinished", "FetchStarted", "InstallStep", "MetadataLoaded",
+    "BuildEnded", "BuildWarning", "ConfigurationStep", "DiskStep", "DownloadProgress", "Event",
+    "EventSink", "ExportStep", "FetchFinished", "FetchStarted", "InstallStep", "MetadataLoaded",
     "PackageFetched", "Progress", "Resolved", "StageFailed", "StageFinished", "StageSkipped",
     "StageStarted", "fan_out",
 ]

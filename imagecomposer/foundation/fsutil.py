@@ -53,7 +53,7 @@ def check_writable(path: Path, what: str) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(where))
         fd, probe = tempfile.mkstemp(prefix=".imagecomposer-probe-", dir=where)
         os.close(fd)
-        os.unlink(probe)
+        Path(probe).unlink()
     except OSError as exc:
         detail = exc.strerror or str(exc)
         if exc.errno == errno.ENOSPC:

@@ -22,13 +22,15 @@ Tests fake tools by putting small executables on ``PATH``; nothing here special-
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import re
 import shlex
 import signal
-import re
 import subprocess
 import threading
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -176,9 +178,9 @@ def _stream(proc: subprocess.Popen[bytes], input: bytes | None, timeout: float |
     stands for) kills the command and is raised here, in the calling thread."""
     kept: deque[bytes] = deque(maxlen=TAIL_LINES)
     failed: list[BaseException] = []
-    stream = proc.stdout
-    if stream is None:
+    if proc.stdout is None:
         raise ValueError("the output is not a pipe")
+    stream = typing.cast("io.BufferedReader", proc.stdout)
 
     def deliver(line: bytes) -> None:
         if not line.strip():

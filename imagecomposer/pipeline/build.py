@@ -24,8 +24,7 @@ from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
 from imagecomposer.foundation import display
-from imagecomposer.foundation.console import Console
-from imagecomposer.foundation.console import EVENT_RECORD
+from imagecomposer.foundation.console import EVENT_RECORD, Console
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
     ImageComposerError,
@@ -34,8 +33,8 @@ from imagecomposer.foundation.errors import (
     stage_of,
 )
 from imagecomposer.foundation.events import BuildEnded, BuildWarning, EventSink, fan_out
-from imagecomposer.foundation.fsutil import check_writable
 from imagecomposer.foundation.fingerprint import fingerprint
+from imagecomposer.foundation.fsutil import check_writable
 from imagecomposer.pipeline.context import BuildContext, BuildEvents, BuildOptions, output_dir
 from imagecomposer.pipeline.engine import (
     UPSTREAM,
