@@ -8,8 +8,10 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import composer, dpkg_install
+from imagecomposer.compose import composer
 from imagecomposer.compose.layout import PlannedPartition
+from imagecomposer.families import family
+from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.foundation import pivot_exec
 from imagecomposer.foundation import sandbox as chroot
 from imagecomposer.foundation.errors import (
@@ -18,6 +20,7 @@ from imagecomposer.foundation.errors import (
     LockError,
     PermissionDenied,
 )
+from imagecomposer.foundation.events import Event, Progress
 from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
 
@@ -44,7 +47,7 @@ def test_essential_set_is_the_closure_in_transaction_order() -> None:
 
 
 def test_missing_package_files(tmp_path: Path) -> None:
-    files = {p.name: tmp_path / p.filename for p in LOCK.packages}
+    files = {p.name: tmp_path / family(p.kind).filename(p) for p in LOCK.packages}
     for name in ("libc6", "dpkg", "coreutils", "libzstd1", "libsel"):
         files[name].write_bytes(b"!<arch>")
     del files["vim-runtime"]
@@ -179,8 +182,6 @@ def test_split_partitions_moves_mounted_content_out(tmp_path: Path) -> None:
 def test_dpkg_output_lines_become_progress_events() -> None:
     """dpkg's "Unpacking"/"Setting up" lines, read as they come, are the install's progress
     (issue 12): one event per package, capped at the total."""
-    from imagecomposer.foundation.events import Event, Progress
-
     events: list[Event] = []
     seen = dpkg_install._counter(events.append, "unpacking", "Unpacking ", 2)
     assert seen is not None
@@ -192,3 +193,18 @@ def test_dpkg_output_lines_become_progress_events() -> None:
                       Progress("unpacking", 2, 2, "packages"),
                       Progress("unpacking", 2, 2, "packages")]
     assert dpkg_install._counter(None, "configuring", "Setting up ", 2) is None
+
+
+def test_deb_family_install_forwards_the_events(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """The Composer's events reach dpkg's installer through the deb Family (its progress
+    events), not dropped at the registry."""
+    seen: dict[str, object] = {}
+
+    def fake_install(lock: Lock, packages: object, tree: Path, **kwargs: object) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(dpkg_install, "install", fake_install)
+    events: list[Event] = []
+    family("deb").install(LOCK, {}, tmp_path, timeout=5.0, events=events.append)
+    assert seen == {"timeout": 5.0, "events": events.append}
