@@ -34,6 +34,12 @@ def test_default_level_prints_what_a_person_reads(hermetic: Hermetic, cli: Run) 
     assert result.is_file() and result.name == "lock.json" and result.is_relative_to(lock)
     assert not any(line.startswith("outputs:") for line in out)  # not built that far
     assert len(err.splitlines()) + len(out) <= 16, err + done.stdout
+    assert "skipped" not in err  # the stages after --stage are in the table, not the log
+
+    # the same again: each stage up to date, said once, and nothing about later stages
+    again = cli("--config", hermetic.config, "build", "--stage", "packages", spec).stderr
+    assert again.splitlines() == ["INFO: validate: skipped, up to date",
+                                  "INFO: packages: skipped, up to date"], again
 
 
 def test_debug_level_and_log_file_add_commands_and_steps(hermetic: Hermetic,
