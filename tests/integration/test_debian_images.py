@@ -96,6 +96,7 @@ def test_example_image_builds_boots_and_holds_the_spec(config: Config, tmp_path:
                                                        example_build: ExampleBuild,
                                                        ssh_key: Path, name: str) -> None:
     spec, cli, out = example_build(name, None)
+    print(f"imagecomposer build {name} ({cli.seconds:.1f} s):\n{cli.stderr}{cli.stdout}")
     check_cli_output(name, cli, out)
     image = out / f"{name}.raw"
     check_inside(spec, image)
@@ -123,6 +124,7 @@ def test_example_image_builds_boots_and_holds_the_spec(config: Config, tmp_path:
         assert done.stdout.split() == [spec.customizations.hostname, "active", "active",
                                        "admin"]
         assert "login prompt reached in " in done.stderr and ", qcow2)" in done.stderr
+        print(done.stderr)  # the boot summary: seconds to the prompt, then for SSH
 
     # The same spec again: every stage up to date, then the image cache restores outputs.
     _, again = build(config, name, tmp_path / "again")
