@@ -285,18 +285,10 @@ class Composer:
 
             start = time.monotonic()
             self.events(DiskStep(f"assembling {output.name}"))
-            steps = [0, 1 + sum(1 for _ in layout.volumes())]  # table, then each volume
-
-            def disk_step(what: str) -> None:  # a step starts: the ones before it are done
-                self.events(DiskStep(what))
-                self.events(Progress("assembling the disk", min(steps[0], steps[1] - 1),
-                                     steps[1], "steps"))
-                steps[0] += 1
-
+            steps = DiskSteps(self.events, 1 + sum(1 for _ in layout.volumes()))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
-                              events=disk_step,
-                              on_verity=on_verity,
-                              keys=key_sources(disk))
+                              events=steps, on_verity=on_verity, keys=key_sources(disk))
+            steps.finished()
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
                 self.events(DiskStep("writing GRUB into the MBR and the gap after it"))
@@ -313,6 +305,27 @@ class Composer:
                     remove_tree(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
+
+
+class DiskSteps:
+    """The disk assembly's steps (the partition table, then each volume) as
+    :class:`DiskStep` events and one :class:`Progress` ("assembling the disk", in steps):
+    a step starting means the ones before it are done; :meth:`finished` completes it."""
+
+    WHAT = "assembling the disk"
+
+    def __init__(self, events: EventSink, total: int) -> None:
+        self.events = events
+        self.total = total
+        self.done = 0
+
+    def __call__(self, what: str) -> None:
+        self.events(DiskStep(what))
+        self.events(Progress(self.WHAT, min(self.done, self.total - 1), self.total, "steps"))
+        self.done += 1
+
+    def finished(self) -> None:
+        self.events(Progress(self.WHAT, self.total, self.total, "steps"))
 
 
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:

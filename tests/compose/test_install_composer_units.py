@@ -20,7 +20,7 @@ from imagecomposer.foundation.errors import (
     LockError,
     PermissionDenied,
 )
-from imagecomposer.foundation.events import Event, Progress
+from imagecomposer.foundation.events import DiskStep, Event, Progress
 from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
 
@@ -208,3 +208,18 @@ def test_deb_family_install_forwards_the_events(monkeypatch: pytest.MonkeyPatch,
     events: list[Event] = []
     family("deb").install(LOCK, {}, tmp_path, timeout=5.0, events=events.append)
     assert seen == {"timeout": 5.0, "events": events.append}
+
+
+def test_disk_assembly_steps_are_progress_to_the_end() -> None:
+    """Disk assembly is one of the long steps with a progress display (issue 12): each step
+    starting completes the one before it, and the end is reported as complete."""
+    events: list[Event] = []
+    steps = composer.DiskSteps(events.append, 3)
+    names = ("partition table", "ext4 for partition 'root'", "vfat for partition 'esp'")
+    for what in names:
+        steps(what)
+    steps.finished()
+    progress = [(e.done, e.total) for e in events if isinstance(e, Progress)]
+    assert progress == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert {e.what for e in events if isinstance(e, Progress)} == {"assembling the disk"}
+    assert tuple(e.what for e in events if isinstance(e, DiskStep)) == names
