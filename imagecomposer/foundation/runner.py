@@ -1,11 +1,13 @@
 """The single choke point through which imagecomposer runs host tools.
 
 Every call logs, at DEBUG level, a command line that can be pasted into a shell to replay it
-(environment overrides and working directory included) and the tail of the tool's output
-(what a person reads at the default level are the build's events, not command lines: see
-:mod:`imagecomposer.foundation.console`), and turns a failure into a precise
-:mod:`imagecomposer.foundation.errors` class. ``on_output`` streams the output line by line
-as it comes (a step's progress, e.g. dpkg's "Unpacking" lines). Children run in their own
+(environment overrides and working directory included) and the tool's output, every line of
+it (what a person reads at the default level are the build's events, not command lines: see
+:mod:`imagecomposer.foundation.console`), keeps the tail of the output for error messages,
+and turns a failure into a precise :mod:`imagecomposer.foundation.errors` class.
+``on_output`` streams the output line by line as it comes (a step's progress, e.g. dpkg's
+"Unpacking" lines; those lines are logged as they come, so their timestamps show where the
+time went). Children run in their own
 process
 group so that an interrupt or timeout kills the whole tree they started (a chroot's dpkg and
 its maintainer scripts included), and every child dies with the build even when the build is
@@ -158,8 +160,11 @@ def run(
         raise error(f"Command timed out after {timeout} s: {shlex.join(shown)}", shown)
     output = err if capture else out
     output_tail = redact(tail(output or b""), values)
-    for line in output_tail.splitlines():
-        log.debug("  %s", line)
+    if on_output is None and output and log.isEnabledFor(logging.DEBUG):
+        # all of it (streamed output was logged line by line as it came)
+        for line in redact(output.decode("utf-8", "replace"), values).splitlines():
+            if line.strip():
+                log.debug("  %s", line)
     if check and proc.returncode != 0:
         subject = redact(what, values) if what else None
         raise _failure(error, shown, proc.returncode, output_tail, subject)
@@ -186,10 +191,12 @@ def _stream(proc: subprocess.Popen[bytes], input: bytes | None, timeout: float |
         if not line.strip():
             return
         kept.append(line)
+        text = redact(line.decode("utf-8", "replace"), secrets)
+        log.debug("  %s", text)
         if failed:
             return
         try:
-            on_output(redact(line.decode("utf-8", "replace"), secrets))
+            on_output(text)
         except BaseException as exc:
             failed.append(exc)
             with contextlib.suppress(ProcessLookupError):
