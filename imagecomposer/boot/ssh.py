@@ -32,7 +32,9 @@ class SshCommand:
     command: str
     user: str = "root"
     key: Path | None = None  # private key; None: ssh's default identities
-    wait: float = 120.0  # seconds to wait for sshd after the login prompt
+    # seconds to wait for sshd after the login prompt: a first boot under TCG generates its
+    # host keys then (117 s measured on the loaded 2-core CI machine)
+    wait: float = 300.0
 
 
 @attrs.frozen

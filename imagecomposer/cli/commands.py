@@ -241,7 +241,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     if args.secure_boot and args.sb_cert is None:
         raise UsageError("--secure-boot needs --sb-cert (the db certificate to enroll)")
-    ssh = (SshCommand(args.ssh, user=args.ssh_user, key=args.ssh_key)
+    ssh = (SshCommand(args.ssh, user=args.ssh_user, key=args.ssh_key, wait=args.ssh_wait)
            if args.ssh is not None else None)
     if ssh is None and args.ssh_key is not None:
         raise UsageError("--ssh-key needs --ssh COMMAND")

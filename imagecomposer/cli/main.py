@@ -203,6 +203,8 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          "port) and print its output; the exit code is 1 if it fails")
     bt.add_argument("--ssh-user", default="root", metavar="USER",
                     help="user for --ssh (default root)")
+    bt.add_argument("--ssh-wait", type=float, default=300.0, metavar="SECONDS",
+                    help="seconds to wait for sshd after the login prompt (default 300)")
     bt.add_argument("--ssh-key", type=Path, metavar="FILE",
                     help="private key for --ssh (default: ssh's own identities)")
 

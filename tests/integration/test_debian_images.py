@@ -28,8 +28,8 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 ExampleBuild = Callable[[str, Path | None], tuple[Spec, CliBuild, Path]]
 
 
-def build(config: Config, name: str, out: Path) -> tuple[Spec, BuildReport]:
-    spec = Spec.load(EXAMPLES / f"{name}.yml")
+def build(config: Config, path: Path, out: Path) -> tuple[Spec, BuildReport]:
+    spec = Spec.load(path)
     report = ImagePipeline(config).build(spec, BuildOptions(output_dir=out))
     return spec, report
 
@@ -132,7 +132,9 @@ def test_example_image_builds_boots_and_holds_the_spec(config: Config, tmp_path:
         print(done.stderr)  # the boot summary: seconds to the prompt, then for SSH
 
     # The same spec again: every stage up to date, then the image cache restores outputs.
-    _, again = build(config, name, tmp_path / "again")
+    # (the same spec file: the server's is a copy with the session's key added)
+    assert spec.path is not None
+    _, again = build(config, spec.path, tmp_path / "again")
     assert again.image_cache_hit
     assert {o.status for o in again.run.outcomes} == {"skipped"}
     assert (tmp_path / "again" / f"{name}.raw").stat().st_size == image.stat().st_size
