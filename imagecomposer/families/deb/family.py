@@ -88,7 +88,7 @@ class DebFamily(Family):
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
                 epoch: int | None = None) -> None:
-        install.install(lock, packages, tree, timeout=timeout, epoch=epoch)
+        install.install(lock, packages, tree, timeout=timeout, events=events, epoch=epoch)
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(
