@@ -22,7 +22,7 @@ from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
-from imagecomposer.foundation import display
+from imagecomposer.foundation import display, userns
 from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import LockError
 from imagecomposer.foundation.events import BuildWarning, EventSink, fan_out
@@ -99,7 +99,13 @@ class ImagePipeline:
                             stages=len(self.engine.stages))
 
     def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
+        """Run the stages for ``spec``. Not as root, a build that goes past the packages
+        stage first makes this process root of a user namespace mapped to the user's
+        subordinate ids (:func:`imagecomposer.foundation.userns.become_root`, see
+        docs/rootless.md): what is missing for that is one error before any work."""
         options = options or BuildOptions()
+        if goes_past_packages(options):
+            userns.become_root()
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         events = BuildEvents(spec.image.name, self.events)
         ctx = BuildContext(spec, self.config, options, workspace, events)
@@ -139,6 +145,13 @@ class ImagePipeline:
         if options.until in (None, "finalize"):
             hooks.append(Hook("finalize", hook.store))
         return hooks
+
+
+def goes_past_packages(options: BuildOptions) -> bool:
+    """Whether a build with ``options`` may run a stage after packages (those act on an
+    image tree, as root or root of a user namespace)."""
+    names: list[str] = list(STAGES)
+    return options.until is None or names.index(options.until) > names.index("packages")
 
 
 class ImageCacheHook:
