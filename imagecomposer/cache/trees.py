@@ -19,6 +19,8 @@ for content on use: they are written only by a complete copy and never modified 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -59,10 +61,26 @@ class TreeCache:
         return self.storage.path(self._key(key))
 
     def lookup(self, key: str) -> Path | None:
+        """The entry ``key``, or None. An entry whose root directory is not owned by this
+        process's user was written in another id space — by root while this build runs in a
+        user namespace (rootless), or the reverse, in a cache directory both use: its owners
+        would be wrong here (a root build's files are nobody's in the namespace, a rootless
+        build's are the user's subordinate ids outside it), so it is not used."""
         if not self.enabled:
             return None
         path = self.entry(key)
-        return path if path.is_dir() else None
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        if info.st_uid != os.geteuid():
+            log.info("installed-tree cache: %s belongs to uid %d, not to this build's user "
+                     "(%d): written by root or in a user namespace other than this build's; "
+                     "not using it", path, info.st_uid, os.geteuid())
+            return None
+        return path
 
     def restore(self, key: str, dest: Path) -> bool:
         """Copy the entry ``key`` to the new directory ``dest``; False on a miss."""

@@ -220,6 +220,20 @@ def become_root(*, probe: bool = True) -> IdMap | None:
     return idmap
 
 
+def become_root_if_set_up() -> IdMap | None:
+    """:func:`become_root` (without the sandbox probe) when this user has what it needs,
+    else None and nothing changes: for removing what rootless builds left (cache entries
+    and trees hold the user's subordinate ids, which the user alone cannot remove)."""
+    if _ENTERED is not None or os.geteuid() == 0:
+        return _ENTERED
+    try:
+        plan()
+    except RootlessUnavailable as exc:
+        log.debug("staying unprivileged: %s", exc)
+        return None
+    return become_root(probe=False)
+
+
 def _enter(idmap: IdMap) -> None:
     """unshare(CLONE_NEWUSER) here while a forked helper, still outside, writes the maps."""
     libc = ctypes.CDLL(None, use_errno=True)
