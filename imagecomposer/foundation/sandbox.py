@@ -11,14 +11,14 @@ goes through :func:`run_in_chroot`, which runs ONE logged command line::
 In those new namespaces, SETUP (host tools, before anything of the image runs) binds the tree
 onto itself, mounts a fresh ``/proc`` (its ``sys``, ``sysrq-trigger``, ``irq`` ... read-only),
 a read-only ``/sys``, a tmpfs ``/dev`` holding only the character devices of :data:`DEVICES`
-(the host's nodes, bound read-only) plus a private devpts and ``/dev/shm``, a tmpfs ``/run``, and under ``/run/imagecomposer`` a
-tmpfs that receives COPIES of host files (spec scripts, libeatmydata) and is then made
-read-only, with read-only ``nosuid,nodev,noexec`` bind mounts of host directories (package
-files) on top. Then :mod:`imagecomposer.foundation.pivot_exec` makes the tree the root with
-``pivot_root`` and detaches the host's root (no host path is reachable any more), names the
-host ``localhost``, drops every
-capability not in :data:`KEPT_CAPABILITIES` from the bounding, effective, permitted,
-inheritable and ambient sets, sets ``no_new_privs`` and execs ``ARGV`` with a clean
+(the host's nodes, bound read-only) plus a private devpts and ``/dev/shm``, a tmpfs ``/run``,
+and under ``/run/imagecomposer`` a tmpfs that receives COPIES of host files (spec scripts,
+libeatmydata) and is then made read-only, with read-only ``nosuid,nodev,noexec`` bind mounts
+of host directories (package files) on top. Then :mod:`imagecomposer.foundation.pivot_exec`
+names the host ``localhost``, makes the tree the root with ``pivot_root`` and detaches the
+host's root (no host path is reachable any more), drops every capability not in
+:data:`KEPT_CAPABILITIES` from the bounding, effective, permitted, inheritable and ambient
+sets, sets ``no_new_privs`` and execs ``ARGV`` with a clean
 environment. The command is PID 1 of its namespace: every daemon a maintainer script starts
 dies with it, and ``unshare --kill-child`` kills it when the build dies.
 

@@ -28,6 +28,7 @@ builds through :func:`imagecomposer.build_many`, which builds in processes of th
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -277,15 +278,15 @@ def _helper(parent: int, idmap: IdMap, go_read: int, go_write: int, err_read: in
         os.close(go_write)
         os.close(err_read)
         if os.read(go_read, 1) == b"1":  # the parent is in its namespace: map it
-            for tool, kind in (("newuidmap", "uid"), ("newgidmap", "gid")):
+            kinds: tuple[tuple[str, Literal["uid", "gid"]], ...] = (
+                ("newuidmap", "uid"), ("newgidmap", "gid"))
+            for tool, kind in kinds:
                 runner.run([tool, str(parent), *idmap.arguments(kind)],
                            capture=True, what=f"{tool} for the build's user namespace")
         code = 0
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.write(err_write, str(exc).encode("utf-8", "replace"))
-        except OSError:
-            pass
     finally:
         os._exit(code)
 

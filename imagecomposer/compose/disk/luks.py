@@ -108,14 +108,14 @@ def encrypt(image: Path, enc: PlannedEncryption, keys: KeySource, *, name: str) 
     # the host's /run/cryptsetup, which root of a user namespace (a rootless build) cannot
     # write; the file is this build's alone.
     runner.run([tool, "reencrypt", "--encrypt", "--type", "luks2", "--batch-mode",
-                "--disable-locks", "--reduce-device-size", f"{RESERVE // MIB}M", "--sector-size", str(SECTOR),
-                "--uuid", enc.uuid, *pbkdf, *first, image], input=secret, capture=True,
-               error=DiskToolError,
+                "--disable-locks", "--reduce-device-size", f"{RESERVE // MIB}M",
+                "--sector-size", str(SECTOR), "--uuid", enc.uuid, *pbkdf, *first, image],
+               input=secret, capture=True, error=DiskToolError,
                what=f"cryptsetup reencrypt --encrypt for '{name}'")
     if secret is not None and keys.key_file is not None:
         runner.run([tool, "luksAddKey", "--batch-mode", "--disable-locks", *pbkdf,
-                    "--key-file", "-", image, keys.key_file], input=secret, capture=True, error=DiskToolError,
-                   what=f"cryptsetup luksAddKey (key file) for '{name}'")
+                    "--key-file", "-", image, keys.key_file], input=secret, capture=True,
+                   error=DiskToolError, what=f"cryptsetup luksAddKey (key file) for '{name}'")
 
 
 def embedded_keys(disk: Disk, mappers: Mapping[str, str]) -> dict[str, Path]:
