@@ -71,7 +71,9 @@ def builds(rootless_user: User, example_build: ExampleBuild, verity_check_spec: 
         assert done.returncode == 0, done.stderr[-4000:]
         assert "building without root: root of a user namespace" in done.stderr
         work = user.home / ".local/state/imagecomposer/work"
-        for tree in work.glob(f"{name}-*/compose/*"):  # the installed tree, on the host
+        trees = list(work.glob(f"{name}-*/compose/*"))  # the installed tree, on the host
+        assert trees, list(work.iterdir())
+        for tree in trees:
             shadow, su = (tree / "etc/shadow").stat(), (tree / "usr/bin/su").stat()
             assert (shadow.st_uid, shadow.st_gid) == (user.uid, (user.subgid or 0) + 41)
             assert (su.st_uid, su.st_mode & 0o7777) == (user.uid, 0o4755)
