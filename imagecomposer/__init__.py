@@ -5,6 +5,7 @@ importable from here and loaded on first use, so ``import imagecomposer`` stays 
 docs/api.md for each one's constructor, methods and a Jupyter example)::
 
     Spec, validate, Config, load_config        the build spec and the global configuration
+    family, family_for                         the package family strategies (deb, rpm)
     provider_for, Resolver, Resolution, Lock   repository metadata, resolution, the lockfile
     PackageCache, ImageCache, Caches           the package store, the image cache, all caches
     Composer, Signer, Exporter                 tree and disk, signatures, formats and outputs
@@ -28,6 +29,8 @@ _EXPORTS = {
     "validate": "imagecomposer.spec",
     "Config": "imagecomposer.config",
     "load_config": "imagecomposer.config",
+    "family": "imagecomposer.families",
+    "family_for": "imagecomposer.families",
     "provider_for": "imagecomposer.families",
     "Resolver": "imagecomposer.resolver.resolver",
     "Resolution": "imagecomposer.resolver.resolution",

@@ -56,13 +56,6 @@ class LockedPackage:
     def nevra(self) -> str:
         return f"{self.name}={self.version}:{self.arch}"
 
-    @property
-    def filename(self) -> str:
-        """The file name the package is stored under in a download directory."""
-        ext = "rpm" if self.kind == "rpm" else "deb"
-        version = self.version.replace(":", "%3a")
-        return f"{self.name}_{version}_{self.arch}.{ext}"
-
 
 @attrs.frozen
 class Lock:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import attrs
 import pytest
 
+from imagecomposer import families
 from imagecomposer.cli.main import build_parser, main
 from imagecomposer.config import model as config_model
 from imagecomposer.config.model import Config
@@ -183,6 +184,8 @@ def test_rule_tables_cover_the_registry() -> None:
     assert set(combinations.PARTITION_FILESYSTEMS) == set(settings.PARTITION_TYPES)
     for allowed in combinations.PARTITION_FILESYSTEMS.values():
         assert set(allowed) <= set(settings.FILESYSTEMS)
+    # every package family the registry names has its Family, and no other is shipped
+    assert tuple(f.kind for f in families.families()) == settings.PACKAGE_FAMILIES
 
 
 def test_commented_default_config_names_the_registry_log_levels() -> None:

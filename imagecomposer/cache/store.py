@@ -36,6 +36,7 @@ import attrs
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
+from imagecomposer.families.registry import family
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file, sha256_files
 from imagecomposer.foundation.errors import (
@@ -107,7 +108,7 @@ def package_store(root: Path, config: Config, *, what: str = "package cache",
 def _key(package: LockedPackage) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", package.sha256):
         raise LockError(f"package {package.name} has no valid SHA256 in the lock")
-    ext = "rpm" if package.kind == "rpm" else "deb"
+    ext = family(package.kind).package_extension
     return f"objects/{package.sha256[:2]}/{package.sha256}.{ext}"
 
 

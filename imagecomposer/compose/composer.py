@@ -2,13 +2,15 @@
 
 Stages it runs (each usable alone):
 
-- :meth:`Composer.install` -- packages into an empty tree (dpkg in a namespaced chroot, or
-  one ``rpm --root`` transaction for an rpm lock: :mod:`imagecomposer.compose.family`);
+- :meth:`Composer.install` -- packages into an empty tree with the lock's family's tool
+  (dpkg in a namespaced chroot, one ``rpm --root`` transaction: :meth:`Family.install
+  <imagecomposer.families.family.Family.install>`);
 - :meth:`Composer.installed_tree` -- the same through the installed-tree cache, keyed by the
   lock's hash, so a configuration-only change skips installation;
 - :meth:`Composer.configure` -- the spec's customizations, the image's repositories (APT
-  sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader (and, for rpm
-  trees, kernels, systemd presets and SELinux); returns one directory tree per partition;
+  sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader, with the
+  family's hooks around them (rpm: kernels and systemd presets first, SELinux last; deb: the
+  dm-verity initramfs script); returns one directory tree per partition;
 - :meth:`Composer.compose` -- all of it plus layout planning and disk assembly (the disk
   side, :mod:`imagecomposer.compose.disk`).
 
@@ -28,9 +30,8 @@ import attrs
 
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.cache.trees import TreeCache, copy_tree
-from imagecomposer.compose import bootloader, family, initramfs_cache, verity_initrd
+from imagecomposer.compose import bootloader, initramfs_cache
 from imagecomposer.compose.configure import (
-    apt_sources,
     crypttab,
     files,
     fstab,
@@ -46,12 +47,13 @@ from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 from imagecomposer.compose.disk.luks import embedded_keys, key_sources
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.config.model import Config
+from imagecomposer.families.family import TreeContext
+from imagecomposer.families.registry import family
 from imagecomposer.foundation import display
 from imagecomposer.foundation.cleanup import remove_tree
-from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace, ScriptFailed
+from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 from imagecomposer.foundation.events import ConfigurationStep, DiskStep, EventSink, InstallStep
 from imagecomposer.foundation.rootfs import Root
-from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Disk, Partition, Spec
 
@@ -111,7 +113,8 @@ class Composer:
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
         self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
-        family.install(lock, packages, tree, timeout=self.config.core.timeout)
+        family(lock.kind).install(lock, packages, tree, timeout=self.config.core.timeout,
+                                  events=self.events)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
                        *, use_cache: bool = True) -> Path:
@@ -149,13 +152,16 @@ class Composer:
         """
         c = spec.customizations
         timeout = self.config.core.timeout
-        # rpm: kernels under /boot and the distribution's presets, before anything below
-        # (network, services, scripts) enables or disables a unit over them
-        family.after_install(tree, lock, timeout=timeout)
+        verity_root = c.security.read_only_root and layout.by_type("verity") is not None
+        hooks = family(lock.kind)
+        ctx = TreeContext(tree, spec, lock, self.config, verity_root=verity_root,
+                          events=self.events)
+        # first (rpm: kernels under /boot and the distribution's presets), before anything
+        # below (network, services, scripts) enables or disables a unit over them
+        hooks.after_install(ctx)
         self.events(ConfigurationStep("configuration: pre-install scripts"))
         scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout)
-        if lock.kind == "deb":  # for rpm, remove: were dnf excludes at resolution
-            remove_packages(tree, c.packages.remove)
+        # customizations.packages.remove acted at resolution: no removed package is locked
         self.events(ConfigurationStep("configuration: system, users, files, ssh, network, "
                                       "services"))
         if c.hostname:
@@ -172,20 +178,13 @@ class Composer:
             spec, self.config.core.allowed_paths))
         ssh.configure(tree, c.ssh)
         network.configure(tree, c.network)
-        if lock.kind == "rpm":
-            family.rpm_repositories(tree, spec, self.config, timeout=timeout)
-        else:
-            apt_sources.configure(tree, lock, self._repository_keys(spec, lock))
+        hooks.configure_repositories(ctx)
         services.apply(tree, c.services.enabled, c.services.disabled)
-        verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)
         self.events(ConfigurationStep("configuration: post-install scripts"))
         scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
-        if verity_root and lock.kind == "deb":
-            # initramfs-tools ignores systemd's verity words: our script opens the root
-            self.events(ConfigurationStep("initramfs: dm-verity root script"))
-            verity_initrd.install(tree)
+        hooks.before_initramfs(ctx)
         self.events(ConfigurationStep("initramfs"))
         # a verity root is never checked (fsck cannot write it): no fsck for it in the initrd
         kernels = initramfs_cache.build(
@@ -210,7 +209,7 @@ class Composer:
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
-        family.finish(tree, spec, lock, timeout=timeout)
+        hooks.finish(ctx)
         if on_configured is not None:
             on_configured(tree)
         trees.update(split_partitions(tree, layout))
@@ -228,17 +227,6 @@ class Composer:
         if mappers:
             self.events(ConfigurationStep("configuration: crypttab for LUKS2 volumes"))
             crypttab.configure(tree, layout, embedded_keys(default_disk(spec), mappers))
-
-    def _repository_keys(self, spec: Spec, lock: Lock) -> dict[str, Path | None]:
-        keys: dict[str, Path | None] = {}
-        provider = self.config.providers.get(lock.os)
-        extra = {r.name: r for r in spec.repositories}
-        for repo in lock.repositories:
-            if repo.name in extra:
-                keys[repo.name] = extra[repo.name].key
-            elif provider is not None:
-                keys[repo.name] = provider.keyring
-        return keys
 
     # --- everything ----------------------------------------------------------------------
 
@@ -310,25 +298,6 @@ class Composer:
                     remove_tree(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
-
-
-def remove_packages(tree: Path, names: tuple[str, ...]) -> list[str]:
-    """Purge the installed packages among ``names`` (one dpkg call); return those purged."""
-    with Root(tree) as root:
-        if not names or not root.is_file("/var/lib/dpkg/status"):
-            return []
-        status = root.read_text("/var/lib/dpkg/status")
-    installed = set()
-    for block in status.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines()
-                      if ": " in line and not line.startswith(" "))
-        if fields.get("Status", "").endswith(" installed"):
-            installed.add(fields.get("Package", ""))
-    purge = [n for n in names if n in installed]
-    if purge:
-        run_in_chroot(tree, ["dpkg", "--purge", *purge], error=ScriptFailed,
-                      what=f"dpkg --purge {' '.join(purge)}")
-    return purge
 
 
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:

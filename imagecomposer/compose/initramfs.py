@@ -1,7 +1,7 @@
 """Build the initramfs once, in the image, after fstab and the configuration are in place.
 
 Package installation diverts ``update-initramfs`` to a no-op (see
-:mod:`imagecomposer.compose.dpkg_install`): mmdebstrap spends ~20 s building it twice, once in
+:mod:`imagecomposer.families.deb.install`): mmdebstrap spends ~20 s building it twice, once in
 the kernel postinst and again in the initramfs-tools trigger, and an initramfs built before
 fstab exists lacks fsck for the root filesystem. Here it runs once per installed kernel with
 zstd compression when the image has zstd (gzip otherwise: what initramfs-tools can unpack

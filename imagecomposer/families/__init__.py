@@ -1,54 +1,21 @@
-"""Package providers: one per OS family, chosen by the global configuration.
+"""Package families: one strategy class per family (deb, rpm), found through one registry.
 
-:func:`provider_for` dispatches on ``config.providers[spec.image.base.os].kind``; the
-providers themselves live in ``imagecomposer.families.<kind>``.
+:func:`family` gives the family a lock or repository names, :func:`family_for` the family
+of a base OS (``config.providers[os].kind``), :func:`provider_for` that family's provider of
+a spec's repository metadata. The families live in ``imagecomposer.families.<kind>``; see
+:mod:`imagecomposer.families.family` for what a family owns.
 """
 
-from __future__ import annotations
+from imagecomposer.families.family import Family, InstalledPackage, TreeContext
+from imagecomposer.families.registry import (
+    families,
+    family,
+    family_for,
+    provider_for,
+    register,
+    request_for,
+    unregister,
+)
 
-import importlib
-import inspect
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from imagecomposer.config.model import Config
-from imagecomposer.families.deb import DebProvider
-from imagecomposer.families.request import PackageRequest, as_request
-from imagecomposer.foundation.errors import ProviderNotConfigured
-from imagecomposer.spec.model import Spec
-
-if TYPE_CHECKING:
-    from imagecomposer.families.base import Provider
-
-
-def provider_for(spec: Spec | PackageRequest, config: Config, *,
-                 cache_dir: Path | None = None,
-                 events: Callable[[Any], None] | None = None) -> Provider:
-    """The provider for a spec's (or a package request's) base OS; ``cache_dir`` overrides
-    the metadata cache."""
-    request = as_request(spec)
-    os_name = request.os
-    settings = config.providers.get(os_name)
-    if settings is None:
-        raise ProviderNotConfigured(
-            f"Provider '{os_name}' is not configured in the global configuration "
-            f"(configured: {', '.join(sorted(config.providers)) or 'none'}; add a "
-            f"providers.{os_name} section with kind, mirror and keyring)")
-    if settings.kind == "deb":
-
-        return DebProvider(request, config, cache_dir=cache_dir, events=events)
-    if settings.kind == "rpm":
-        # imported by name: the rpm provider is developed separately and may be absent
-        try:
-            module = importlib.import_module("imagecomposer.families.rpm")
-        except ImportError as exc:
-            raise ProviderNotConfigured(
-                f"Provider '{os_name}' has kind rpm, which this build does not support") \
-                from exc
-        factory = module.RpmProvider
-        extra = ({"events": events}
-                 if "events" in inspect.signature(factory).parameters else {})
-        provider: Provider = factory(request, config, cache_dir=cache_dir, **extra)
-        return provider
-    raise ProviderNotConfigured(f"Provider '{os_name}' has unknown kind {settings.kind!r}")
+__all__ = ["Family", "InstalledPackage", "TreeContext", "families", "family", "family_for",
+           "provider_for", "register", "request_for", "unregister"]

@@ -1,14 +1,16 @@
 """What every package provider (deb, rpm) offers the resolver and the cache.
 
-A provider turns a spec's base OS and extra repositories into verified libsolv repos. It owns
+Each family's :meth:`~imagecomposer.families.family.Family.provider` makes one. A provider
+turns a spec's base OS and extra repositories into verified libsolv repos. It owns
 everything family-specific: metadata formats and their signatures, OS profiles (package sets
 behind ``base.type``), and package verification beyond the SHA256 the index promises.
 
 The resolver core (:mod:`imagecomposer.resolver`) and the package cache
 (:mod:`imagecomposer.cache`) are family-generic; they call only what is declared here:
 
-- ``kind`` selects the pool's disttype (``DISTTYPE_DEB`` / ``DISTTYPE_RPM``), ``arch`` the
-  pool architecture in the family's spelling (amd64 for deb, x86_64 for rpm).
+- ``kind`` names the provider's family (:mod:`imagecomposer.families.registry`), which
+  makes the pool (its disttype); ``arch`` is the pool architecture in the family's spelling
+  (amd64 for deb, x86_64 for rpm).
 - ``load(pool)`` must run first; ``base_request()`` and ``jobs()`` may depend on the metadata
   it loaded (e.g. the deb Essential set, the Priority fields).
 - ``jobs(pool)`` adds family semantics the solver lacks (rpm: ``remove:`` as dnf excludes);
@@ -37,7 +39,10 @@ from imagecomposer.lock import LockedPackage, LockedRepository
 
 
 class Provider(Protocol):
-    kind: PackageFamily
+    @property
+    def kind(self) -> PackageFamily:
+        """The family's name (``deb``, ``rpm``): its entry in the family registry."""
+        ...
 
     @property
     def arch(self) -> str:

@@ -7,8 +7,11 @@ stage when it changes. ``security.read_only_root`` is here because a Debian imag
 dm-verity root needs cryptsetup-bin; ``selinux`` is not, because no resolver reads it (the
 configuration stage applies it).
 
-Today :func:`package_request` builds it the same way for every family; the family strategy
-registry is meant to produce it per family.
+The family of the base OS makes it (:meth:`Family.request
+<imagecomposer.families.family.Family.request>`, reached through
+:func:`imagecomposer.families.registry.request_for`); :func:`package_request` is the rule
+every shipped family uses. A provider given a whole spec reads it through
+:func:`as_request`.
 """
 
 from __future__ import annotations

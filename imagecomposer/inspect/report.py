@@ -133,7 +133,7 @@ class Package:
 
 @attrs.frozen
 class Packages:
-    manager: str | None  # dpkg, rpm, or None when the image has no package database
+    manager: str | None  # the family's manager (dpkg, rpm), None: no package database
     count: int
     items: tuple[Package, ...]
 

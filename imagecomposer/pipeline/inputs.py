@@ -25,7 +25,8 @@ import attrs
 
 from imagecomposer import __version__
 from imagecomposer.config.model import Config, Core, ProviderConfig
-from imagecomposer.families.request import PackageRequest, package_request
+from imagecomposer.families.registry import family_for
+from imagecomposer.families.request import PackageRequest
 from imagecomposer.foundation.fingerprint import BY_NAME
 from imagecomposer.spec.model import (
     Build,
@@ -135,7 +136,7 @@ def validate_input(spec: Spec, config: Config) -> ValidateInput:
 
 
 def packages_input(spec: Spec, config: Config, locked: Path | None = None) -> PackagesInput:
-    request = package_request(spec)
+    request = family_for(spec.image.base.os, config).request(spec)
     return PackagesInput(request, config.providers.get(request.os), locked)
 
 

@@ -14,8 +14,9 @@ import attrs
 
 from imagecomposer.cache.store import PackageCache
 from imagecomposer.config.model import Config
-from imagecomposer.families import provider_for
-from imagecomposer.families.request import PackageRequest, as_request
+from imagecomposer.families.registry import family, provider_for, request_for
+from imagecomposer.families.request import PackageRequest
+from imagecomposer.foundation.errors import LockError
 from imagecomposer.foundation.events import Event
 from imagecomposer.lock import Lock
 from imagecomposer.resolver.resolution import Resolution
@@ -38,7 +39,7 @@ def run_packages_stage(spec: Spec | PackageRequest, config: Config, *, lock_path
                        events: Callable[[Event], None] | None = None) -> PackagesResult:
     """Resolve ``spec``'s package request (or read ``lock_path`` when ``locked``) and fetch
     every package. ``use_package_cache=False``: a throwaway store."""
-    request = as_request(spec)
+    request = request_for(spec, config)
     parallel = parallel or config.core.parallel
     cache = PackageCache(config, enabled=use_package_cache)
     try:
@@ -46,6 +47,7 @@ def run_packages_stage(spec: Spec | PackageRequest, config: Config, *, lock_path
         provider = None
         if locked:
             lock = Lock.read(lock_path)
+            refuse_removed(lock, request)
         else:
             provider = provider_for(request, config, events=events)
             resolution = Resolver(config, events=events).resolve(request, provider=provider)
@@ -59,3 +61,13 @@ def run_packages_stage(spec: Spec | PackageRequest, config: Config, *, lock_path
         cache.close()
         raise
     return PackagesResult(lock, lock_path, paths, cache, resolution)
+
+
+def refuse_removed(lock: Lock, request: PackageRequest) -> None:
+    """A lock that installs a package ``customizations.packages.remove`` removes is refused
+    (``remove:`` acts at resolution only: nothing is purged from an installed tree)."""
+    removed = family(lock.kind).removed(lock, request.remove)
+    if removed:
+        listed = ", ".join(f"{name} (remove: {entry})" for name, entry in sorted(removed.items()))
+        raise LockError(f"the lock installs packages customizations.packages.remove removes: "
+                        f"{listed}; resolve again without --locked, or drop them from remove:")

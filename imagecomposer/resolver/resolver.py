@@ -19,10 +19,11 @@ from typing import Any
 import attrs
 
 from imagecomposer.config.model import Config
-from imagecomposer.families import libsolv, provider_for
+from imagecomposer.families import libsolv
 from imagecomposer.families.base import Provider
 from imagecomposer.families.preferences import Preferences, Reason
-from imagecomposer.families.request import PackageRequest, as_request
+from imagecomposer.families.registry import family, provider_for, request_for
+from imagecomposer.families.request import PackageRequest
 from imagecomposer.families.solvables import ordered
 from imagecomposer.foundation import display
 from imagecomposer.foundation.errors import DependencyError, PackageNotFound
@@ -37,13 +38,8 @@ log = logging.getLogger("imagecomposer.resolver")
 
 
 def new_pool(provider: Provider) -> Any:
-    solv = libsolv.solv()
-    pool = solv.Pool()
-    disttype = solv.Pool.DISTTYPE_DEB if provider.kind == "deb" else solv.Pool.DISTTYPE_RPM
-    if pool.setdisttype(disttype) < 0:
-        raise RuntimeError(f"libsolv was built without {provider.kind} support")
-    pool.setarch(provider.arch)
-    return pool
+    """An empty pool of the provider's family (its disttype) and architecture."""
+    return family(provider.kind).new_pool(provider.arch)
 
 
 def _problems(problems: list[Any]) -> str:
@@ -135,7 +131,7 @@ class Resolver:
         import solv
 
         start = time.monotonic()
-        request = as_request(spec)
+        request = request_for(spec, self.config)
         if provider is None:
             provider = provider_for(request, self.config, events=self.events)
         pool = new_pool(provider)

@@ -17,9 +17,10 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import bootloader, dpkg_install, initramfs
+from imagecomposer.compose import bootloader, initramfs
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
+from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.foundation.errors import ScriptFailed
 from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.lock import Lock, LockedPackage

@@ -15,18 +15,14 @@ import pytest
 from conftest import make_layout
 
 from imagecomposer.cache.initramfs import InitramfsCache
-from imagecomposer.compose import (
-    bootloader,
-    dpkg_install,
-    initramfs,
-    initramfs_cache,
-    rpm_configure,
-    verity_initrd,
-)
+from imagecomposer.compose import bootloader, initramfs, initramfs_cache
 from imagecomposer.compose.composer import split_partitions
 from imagecomposer.compose.configure import files, fstab, network, ssh, system, users
 from imagecomposer.compose.layout import PlannedPartition
 from imagecomposer.export.sbom import embed_sboms
+from imagecomposer.families.deb import install as dpkg_install
+from imagecomposer.families.deb import verity_initrd
+from imagecomposer.families.rpm import configure as rpm_configure
 from imagecomposer.foundation import rootfs
 from imagecomposer.foundation.errors import ComposeError, ImagePathError, SourceNotAllowed
 from imagecomposer.foundation.rootfs import resolve

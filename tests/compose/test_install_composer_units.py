@@ -8,8 +8,10 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import composer, dpkg_install
+from imagecomposer.compose import composer
 from imagecomposer.compose.layout import PlannedPartition
+from imagecomposer.families import family
+from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.foundation import pivot_exec
 from imagecomposer.foundation import sandbox as chroot
 from imagecomposer.foundation.errors import (
@@ -44,7 +46,7 @@ def test_essential_set_is_the_closure_in_transaction_order() -> None:
 
 
 def test_missing_package_files(tmp_path: Path) -> None:
-    files = {p.name: tmp_path / p.filename for p in LOCK.packages}
+    files = {p.name: tmp_path / family(p.kind).filename(p) for p in LOCK.packages}
     for name in ("libc6", "dpkg", "coreutils", "libzstd1", "libsel"):
         files[name].write_bytes(b"!<arch>")
     del files["vim-runtime"]

@@ -9,8 +9,9 @@ import attrs
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose.configure import apt_sources, fstab, scripts
+from imagecomposer.compose.configure import fstab, scripts
 from imagecomposer.compose.layout import PlannedPartition
+from imagecomposer.families.deb import image_sources as apt_sources
 from imagecomposer.foundation.errors import ComposeError, ScriptFailed
 from imagecomposer.lock import Lock, LockedRepository
 from imagecomposer.spec.model import Spec

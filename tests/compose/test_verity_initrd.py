@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import make_layout
 
-from imagecomposer.compose import verity_initrd
 from imagecomposer.compose.configure import fstab
+from imagecomposer.families.deb import verity_initrd
 from imagecomposer.foundation.errors import ComposeError
 
 DATA = "f914d81b-a486-5ba6-adaf-2d56057c9f2a"

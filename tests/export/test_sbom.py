@@ -19,8 +19,9 @@ from imagecomposer.export.sbom import (
     sbom_command,
     write_sboms,
 )
-from imagecomposer.export.sbom.licenses import dep5_license, spdx_or_ref
-from imagecomposer.export.sbom.packages import purl
+from imagecomposer.families import family
+from imagecomposer.families.deb.copyright import dep5_license
+from imagecomposer.families.licenses import spdx_or_ref
 from imagecomposer.foundation.errors import ExportError
 from imagecomposer.lock import LockedPackage
 
@@ -108,7 +109,7 @@ def test_purl_matches_reference_implementation() -> None:
 
     lock = make_lock()
     for pkg in lock.packages:
-        ours = PackageURL.from_string(purl(lock, pkg))
+        ours = PackageURL.from_string(family(pkg.kind).purl(lock, pkg))
         assert ours.version == pkg.version and ours.name == pkg.name
         assert ours.qualifiers == {"arch": "amd64", "distro": "debian-12"}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.boot import file_info, read_file
-from imagecomposer.compose.verity_initrd import OPENED_MARKER
+from imagecomposer.families.deb.verity_initrd import OPENED_MARKER
 from imagecomposer.inspect import compare
 from imagecomposer.pipeline.build import BuildReport
 from imagecomposer.spec import Spec

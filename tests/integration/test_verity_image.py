@@ -15,7 +15,7 @@ import pytest
 from imagecomposer.boot import boot, read_file
 from imagecomposer.boot.qemu import FAIL_ON
 from imagecomposer.compose.disk.inspect import find_partition
-from imagecomposer.compose.verity_initrd import OPENED_MARKER
+from imagecomposer.families.deb.verity_initrd import OPENED_MARKER
 from imagecomposer.foundation.errors import BootError
 from imagecomposer.pipeline.build import BuildReport
 from imagecomposer.spec import Spec

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from imagecomposer.compose.rpm_configure import apply_presets, configure_selinux, expose_kernels
+from imagecomposer.families.rpm.configure import apply_presets, configure_selinux, expose_kernels
 from imagecomposer.foundation.errors import ComposeError
 
 

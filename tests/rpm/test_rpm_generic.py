@@ -12,8 +12,8 @@ import attrs
 import pytest
 from rpm_helpers import RpmFixture, make_spec
 
-from imagecomposer.compose.rpm_install import install_rpms
 from imagecomposer.config.model import Config
+from imagecomposer.families.rpm.install import install_rpms
 from imagecomposer.foundation.errors import SignatureError
 
 resolver = pytest.importorskip("imagecomposer.resolver.resolver")
@@ -79,7 +79,7 @@ def test_packages_compose_configuration_on_fixture(rpm_fixture: RpmFixture,
     import subprocess
 
     from imagecomposer.compose.layout import Layout, PlannedPartition
-    from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
+    from imagecomposer.families.rpm.install import find_rpmdb, rpm_command
     from imagecomposer.spec.model import Services, User
 
     composer = pytest.importorskip("imagecomposer.compose.composer")

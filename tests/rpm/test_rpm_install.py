@@ -9,9 +9,10 @@ import attrs
 import pytest
 from rpm_helpers import RpmFixture, make_spec, resolve_lock
 
-from imagecomposer.compose.rpm_install import find_rpmdb, install_rpms, rpm_command
 from imagecomposer.config.model import Config
+from imagecomposer.families import family
 from imagecomposer.families.rpm import RpmProvider
+from imagecomposer.families.rpm.install import find_rpmdb, install_rpms, rpm_command
 from imagecomposer.foundation.errors import LockError, ScriptFailed
 from imagecomposer.foundation.http import Http
 from imagecomposer.lock import Lock
@@ -27,7 +28,7 @@ def fetch(fixture: RpmFixture, config: Config, *install: str,
     http = Http(config.credentials)
     files: dict[str, Path] = {}
     for package in lock.packages:
-        path = files[package.name] = directory / package.filename
+        path = files[package.name] = directory / family(package.kind).filename(package)
         http.download(package.url, path, sha256=package.sha256, size=package.size)
         provider.verify_package(package, path)
     return provider, lock, files

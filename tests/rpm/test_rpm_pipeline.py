@@ -19,10 +19,9 @@ import pytest
 from rpm_helpers import RpmFixture
 
 from imagecomposer.cli.main import main
-from imagecomposer.compose.family import rpmdb_location
-from imagecomposer.compose.rpm_install import find_rpmdb, rpm_command
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
+from imagecomposer.families.rpm.install import find_rpmdb, rpm_command, rpmdb_location
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions

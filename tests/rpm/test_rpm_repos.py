@@ -6,10 +6,10 @@ from pathlib import Path
 
 from rpm_helpers import RpmFixture, make_spec
 
-from imagecomposer.compose.rpm_repos import write_repo_files
 from imagecomposer.config.model import Config, Core, ProviderConfig
 from imagecomposer.families.rpm import RpmProvider
 from imagecomposer.families.rpm.profile import RpmPackageSet, RpmProfile, RpmProfileRepository
+from imagecomposer.families.rpm.repos import write_repo_files
 from imagecomposer.spec.model import Repository
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from rpm_helpers import RpmFixture, make_spec, resolve_lock
 
 from imagecomposer.config.model import Config
-from imagecomposer.foundation.errors import ConfigError, DependencyError, PackageNotFound
+from imagecomposer.families import family
+from imagecomposer.foundation.errors import (
+    ConfigError,
+    DependencyError,
+    LockError,
+    PackageNotFound,
+)
 from imagecomposer.lock import Lock
+from imagecomposer.pipeline.packages import run_packages_stage
 from imagecomposer.spec.model import Repository
 
 
@@ -85,6 +94,24 @@ def test_remove_is_an_exclude(rpm_fixture: RpmFixture, rpm_config: Config) -> No
     # excludes do; an excluded dependency makes the requester fail with a readable reason
     with pytest.raises(DependencyError, match="beta"):
         resolve_lock(make_spec(rpm_fixture, install=("alpha",), remove=("beta",)), rpm_config)
+
+
+def test_locked_lock_with_an_excluded_package_is_refused(rpm_fixture: RpmFixture,
+                                                        rpm_config: Config,
+                                                        tmp_path: Path) -> None:
+    """``build --locked`` applies the excludes to the lock (the rule resolution applies)
+    instead of installing a package ``remove:`` names."""
+    lock_path = tmp_path / "lock.json"
+    first = run_packages_stage(make_spec(rpm_fixture, install=("mailer",)), rpm_config,
+                               lock_path=lock_path)
+    first.cache.close()
+    chosen = {"mta-exim", "mta-postfix"} & set(names(first.lock))
+    assert family("rpm").removed(first.lock, ("mta-*", "zeta")) == dict.fromkeys(
+        chosen, "mta-*")
+    with pytest.raises(LockError, match=r"packages customizations\.packages\.remove removes: "
+                       r"mta-\w+ \(remove: mta-\*\)"):
+        run_packages_stage(make_spec(rpm_fixture, install=("mailer",), remove=("mta-*",)),
+                           rpm_config, lock_path=lock_path, locked=True)
 
 
 @pytest.mark.parametrize(("request_text", "version"), [

@@ -4,16 +4,19 @@
 Every path is an image path, resolved inside the tree (``/`` and absolute symlinks mean the
 tree's root, ``..`` stops there) and every write acts through the resolved parent
 directory: a symlink at the final name is replaced, never written through. See
-docs/compose.md, "Writing into the image tree".
+docs/compose.md, "Writing into the image tree". ``write``, ``symlink`` and ``installed``
+live in :mod:`imagecomposer.foundation.rootfs.paths` (the family modules use them too).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.rootfs.paths import installed, symlink, write
+
+__all__ = ["gid_of", "groups", "installed", "passwd", "symlink", "uid_of", "write"]
 
 
 def _table(tree: Path, name: str) -> dict[str, list[str]]:
@@ -51,25 +54,3 @@ def gid_of(tree: Path, group: str) -> int:
     if row is None:
         raise ComposeError(f"group {group!r} does not exist in the image")
     return int(row[2])
-
-
-def write(tree: Path, path: str, content: str | bytes, *, mode: int = 0o644, uid: int = 0,
-          gid: int = 0) -> Path:
-    """Write ``content`` to the image path ``path`` atomically (parents created 0755); a
-    symlink there is replaced. Returns the host path written."""
-    owner = (uid, gid) != (os.geteuid(), os.getegid())
-    with Root(tree) as root:
-        return root.write(path, content, mode=mode, uid=uid if owner else None,
-                          gid=gid if owner else None)
-
-
-def symlink(tree: Path, path: str, target: str) -> Path:
-    """Make the image path ``path`` a symlink to ``target`` (replacing what was there)."""
-    with Root(tree) as root:
-        return root.symlink(path, target)
-
-
-def installed(tree: Path, *candidates: str) -> bool:
-    """Whether any of the image paths ``candidates`` exists (a package-installed marker)."""
-    with Root(tree) as root:
-        return any(root.exists(c) for c in candidates)

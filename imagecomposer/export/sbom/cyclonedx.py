@@ -7,8 +7,8 @@ from typing import Any
 
 from imagecomposer import __version__
 from imagecomposer.export.sbom.common import ImageInfo, content_id, created, stable_uuid
-from imagecomposer.export.sbom.licenses import NOASSERTION
 from imagecomposer.export.sbom.packages import SbomPackage
+from imagecomposer.families.licenses import NOASSERTION
 
 IMAGE_REF = "image"
 

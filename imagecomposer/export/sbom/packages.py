@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from urllib.parse import quote
 
 import attrs
 
-from imagecomposer.export.sbom.licenses import PackageLicense, package_license, spdx_or_ref
-from imagecomposer.export.sbom.pkgdb import InstalledPackage, installed_packages
+from imagecomposer.families.family import InstalledPackage
+from imagecomposer.families.licenses import PackageLicense
+from imagecomposer.families.registry import family
 from imagecomposer.foundation.errors import ExportError
-from imagecomposer.lock import Lock, LockedPackage
+from imagecomposer.lock import Lock
 
 
 @attrs.frozen
@@ -26,7 +26,7 @@ class SbomPackage:
     name: str
     version: str
     arch: str
-    kind: str  # deb | rpm
+    kind: str  # the package family: deb, rpm
     purl: str
     supplier: str | None
     download_url: str
@@ -40,23 +40,6 @@ class SbomPackage:
         short = hashlib.sha256(self.purl.encode()).hexdigest()[:8]
         safe = "".join(c if c.isalnum() or c in ".-" else "-" for c in self.name)
         return f"{self.kind}-{safe}-{short}"
-
-
-def _enc(text: str) -> str:
-    return quote(text, safe=".-_~")
-
-
-def purl(lock: Lock, pkg: LockedPackage) -> str:
-    """Package URL: ``pkg:deb/debian/bash@5.2.15-2%2Bb7?arch=amd64&distro=debian-12``."""
-    namespace = _enc(lock.os.lower())
-    distro = _enc(f"{lock.os.lower()}-{lock.version}")
-    if pkg.kind == "rpm":
-        epoch, sep, rest = pkg.version.partition(":")
-        version, qualifiers = (rest, f"arch={_enc(pkg.arch)}&distro={distro}&epoch={epoch}") \
-            if sep else (pkg.version, f"arch={_enc(pkg.arch)}&distro={distro}")
-        return f"pkg:rpm/{namespace}/{_enc(pkg.name)}@{_enc(version)}?{qualifiers}"
-    return (f"pkg:deb/{namespace}/{_enc(pkg.name)}@{_enc(pkg.version)}"
-            f"?arch={_enc(pkg.arch)}&distro={distro}")
 
 
 def _normal_version(version: str) -> str:
@@ -80,20 +63,18 @@ def cross_check(lock: Lock, installed: dict[str, InstalledPackage], database: st
 
 
 def collect(lock: Lock, tree: Path) -> tuple[SbomPackage, ...]:
-    """The SBOM packages of ``lock`` as installed in ``tree`` (cross-checked)."""
-    installed = installed_packages(tree, lock.kind)
-    cross_check(lock, installed, "dpkg status" if lock.kind == "deb" else "rpmdb")
+    """The SBOM packages of ``lock`` as installed in ``tree`` (cross-checked); package URLs,
+    suppliers and licenses by the lock's family's rules."""
+    rules = family(lock.kind)
+    installed = rules.installed_packages(tree)
+    cross_check(lock, installed, rules.database)
     names = {p.name for p in lock.packages}
     result = []
     for pkg in lock.packages:
         have = installed[pkg.name]
-        if lock.kind == "deb":
-            license_ = package_license(tree, pkg.name)
-        else:
-            license_ = spdx_or_ref(have.license or "")
         result.append(SbomPackage(
             name=pkg.name, version=pkg.version, arch=pkg.arch, kind=pkg.kind,
-            purl=purl(lock, pkg), supplier=pkg.maintainer or have.maintainer,
-            download_url=pkg.url, sha256=pkg.sha256, license=license_,
+            purl=rules.purl(lock, pkg), supplier=rules.supplier(pkg, have),
+            download_url=pkg.url, sha256=pkg.sha256, license=rules.license(tree, pkg, have),
             depends=tuple(sorted({d for d in pkg.depends if d in names and d != pkg.name}))))
     return tuple(result)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from imagecomposer.export.sbom.common import TOOL, ImageInfo, content_id, created, stable_uuid
-from imagecomposer.export.sbom.licenses import NOASSERTION
 from imagecomposer.export.sbom.packages import SbomPackage
+from imagecomposer.families.licenses import NOASSERTION
 
 IMAGE_ID = "SPDXRef-Image"
 

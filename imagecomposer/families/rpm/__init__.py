@@ -2,7 +2,8 @@
 
 ``RpmProvider`` implements :class:`imagecomposer.families.base.Provider`; the RPM job
 building and solving lives in :mod:`imagecomposer.families.rpm.jobs`, the installation into
-a root in :mod:`imagecomposer.compose.rpm_install`.
+a root in :mod:`imagecomposer.families.rpm.install`, the rest of what differs from Debian
+in :class:`imagecomposer.families.rpm.family.RpmFamily`.
 """
 
 from imagecomposer.families.rpm.profile import RpmProfile, load_rpm_profile, rpm_profiles

@@ -30,6 +30,7 @@ from typing import Literal
 
 import attrs
 
+from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import (
     CommandError,
@@ -81,6 +82,16 @@ def prepare_tree(tree: Path, dbpath: str) -> None:
         if not legacy.exists() and not legacy.is_symlink():
             legacy.parent.mkdir(parents=True, exist_ok=True)
             legacy.symlink_to("../../usr/lib/sysimage/rpm")
+
+
+def rpmdb_location(lock: Lock) -> tuple[str, str]:
+    """(path, backend) of the rpm database the lock's OS expects (its profile's ``rpmdb``;
+    the sysimage location with sqlite for an OS without a shipped profile). Read from the
+    profile the lock names, not from a spec: the installed tree depends on the lock alone."""
+    profile = (load_rpm_profile(lock.os, lock.version)
+               if profile_path(lock.os, lock.version).is_file()
+               else bare_profile(lock.os, lock.version))
+    return profile.rpmdb.path, profile.rpmdb.backend
 
 
 DBPATHS = (SYSIMAGE_DBPATH, "/var/lib/rpm")

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagecomposer.compose.configure import paths
+from imagecomposer.config.model import Config
 from imagecomposer.foundation.errors import ComposeError
-from imagecomposer.foundation.rootfs import Root
+from imagecomposer.foundation.rootfs import Root, paths
 from imagecomposer.lock import Lock, LockedRepository
+from imagecomposer.spec.model import Spec
 
 SOURCES_DIR = "/etc/apt/sources.list.d"
 KEYRINGS_DIR = "/etc/apt/keyrings"
@@ -66,3 +67,17 @@ def configure(tree: Path, lock: Lock, keys: Mapping[str, Path | None]) -> list[P
         if written and root.is_file(legacy) and not root.read_text(legacy).strip():
             root.remove(legacy)
     return written
+
+
+def repository_keys(spec: Spec, lock: Lock, config: Config) -> dict[str, Path | None]:
+    """The keyring on the host of each repository of ``lock``: an extra repository's own
+    ``key``, else the configured provider keyring of the base OS."""
+    keys: dict[str, Path | None] = {}
+    provider = config.providers.get(lock.os)
+    extra = {r.name: r for r in spec.repositories}
+    for repo in lock.repositories:
+        if repo.name in extra:
+            keys[repo.name] = extra[repo.name].key
+        elif provider is not None:
+            keys[repo.name] = provider.keyring
+    return keys

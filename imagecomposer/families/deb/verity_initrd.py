@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagecomposer.compose.configure import paths
 from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.rootfs import paths
 
 HOOK = "/etc/initramfs-tools/hooks/imagecomposer-verity"
 SCRIPT = "/etc/initramfs-tools/scripts/local-top/imagecomposer-verity"

@@ -5,7 +5,7 @@ the initramfs with dracut) works on Fedora, Enterprise Linux and Azure Linux tre
 Three things differ from Debian, and are done here:
 
 * **Kernels**: RPM kernels ship ``/usr/lib/modules/V/vmlinuz``; their ``%posttrans`` would run
-  ``kernel-install`` (and dracut) once per kernel, which :mod:`.rpm_install` bypasses
+  ``kernel-install`` (and dracut) once per kernel, which :mod:`.install` bypasses
   (``KERNEL_INSTALL_BYPASS=1``). :func:`expose_kernels` puts each at ``/boot/vmlinuz-V``,
   where the initramfs and bootloader steps look for kernels, so the initrd is built once,
   after fstab exists.

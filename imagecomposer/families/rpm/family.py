@@ -1,0 +1,123 @@
+"""The RPM family (Fedora, Enterprise Linux 9 rebuilds, Azure Linux): rpm-md, rpm, dnf.
+
+- **remove:** patterns are dnf excludes: matching packages leave the pool's considered set
+  at resolution (:mod:`.jobs`), so they are never in a lock; a lock given with ``build
+  --locked`` is checked with the same patterns (:meth:`RpmFamily.removed`).
+- **install:** one ``rpm --root`` transaction into the database location the lock's OS
+  profile names (:mod:`.install`).
+- **after install:** kernels exposed under ``/boot`` and the distribution's systemd presets
+  applied, before any configuration step enables or disables a unit (the network step
+  enables systemd-networkd; ``preset-all`` would disable it again) (:mod:`.configure`).
+- **the image's repositories:** ``/etc/yum.repos.d`` files from the provider and the
+  configured keys imported into the image's rpm database (:mod:`.repos`). The keys come from
+  the spec and the global configuration, not the lock, so they are imported here, in the
+  configuration stage, never into the installed tree the cache shares between specs.
+- **finish:** the SELinux mode and relabel, after every file is written.
+- **database and SBOM:** ``rpm -qa`` on the image's database (:mod:`.pkgdb`), ``pkg:rpm``
+  URLs with the epoch as a qualifier, licenses from the License tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from imagecomposer.config.model import Config
+from imagecomposer.families.base import Provider
+from imagecomposer.families.family import Family, InstalledPackage, TreeContext, purl_part
+from imagecomposer.families.licenses import PackageLicense, spdx_or_ref
+from imagecomposer.families.request import PackageRequest
+from imagecomposer.families.rpm import jobs
+from imagecomposer.families.rpm.configure import apply_presets, configure_selinux, expose_kernels
+from imagecomposer.families.rpm.install import (
+    DBPATHS,
+    find_rpmdb,
+    install_rpms,
+    rpm_command,
+    rpmdb_location,
+)
+from imagecomposer.families.rpm.pkgdb import rpm_installed
+from imagecomposer.families.rpm.provider import RpmProvider
+from imagecomposer.families.rpm.repos import write_repo_files
+from imagecomposer.foundation import runner
+from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.events import EventSink
+from imagecomposer.lock import Lock, LockedPackage
+
+
+class RpmFamily(Family):
+    kind = "rpm"
+    package_extension = "rpm"
+    manager = "rpm"
+    database = "rpmdb"
+    database_paths = DBPATHS
+
+    def provider(self, request: PackageRequest, config: Config, *,
+                 cache_dir: Path | None = None,
+                 events: Callable[[Any], None] | None = None) -> Provider:
+        return RpmProvider(request, config, cache_dir=cache_dir, events=events)
+
+    def new_pool(self, arch: str) -> Any:
+        return jobs.new_pool(arch)
+
+    def removed(self, lock: Lock, remove: Sequence[str]) -> dict[str, str]:
+        """The lock's packages whose name a ``remove:`` pattern excludes (dnf's rule)."""
+        found: dict[str, str] = {}
+        for package in lock.packages:
+            pattern = jobs.excluded(package.name, remove)
+            if pattern is not None:
+                found[package.name] = pattern
+        return found
+
+    def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
+                timeout: float | None = None, events: EventSink | None = None) -> None:
+        dbpath, backend = rpmdb_location(lock)
+        install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
+                     timeout=timeout, events=events)
+
+    def after_install(self, ctx: TreeContext) -> None:
+        """Kernels at ``/boot/vmlinuz-V`` and the distribution's systemd presets
+        (``preset-all`` enables *and disables*), so that the network step and the spec's
+        services are applied over them."""
+        expose_kernels(ctx.tree)
+        apply_presets(ctx.tree, timeout=ctx.timeout)
+
+    def configure_repositories(self, ctx: TreeContext) -> list[Path]:
+        """``.repo`` files and keys written (:func:`~.repos.write_repo_files`), and the
+        configured keys imported into the image's rpm database (``gpg-pubkey-*``) so that
+        its own rpm and dnf trust what the build trusted. Returns the ``.repo`` files."""
+        provider = RpmProvider(self.request(ctx.spec), ctx.config)
+        found = find_rpmdb(ctx.tree)
+        if found is None:
+            raise ComposeError(f"no rpm database in {ctx.tree}: the tree was not installed "
+                               "by rpm")
+        rpm = rpm_command(ctx.tree, *found)
+        for key in provider.trusted_keys():
+            runner.run([*rpm, "--import", str(key)], timeout=ctx.timeout,
+                       what=f"rpm --import {key}")
+        return write_repo_files(ctx.tree, provider)
+
+    def finish(self, ctx: TreeContext) -> None:
+        """The SELinux mode and relabel (the Debian family leaves SELinux alone)."""
+        configure_selinux(ctx.tree, ctx.spec.customizations.security.selinux,
+                          timeout=ctx.timeout)
+
+    def installed_packages(self, tree: Path) -> dict[str, InstalledPackage]:
+        return rpm_installed(tree)
+
+    def purl(self, lock: Lock, package: LockedPackage) -> str:
+        """``pkg:rpm/fedora/bash@5.2.26-3.fc40?arch=x86_64&distro=fedora-40&epoch=1``."""
+        namespace = purl_part(lock.os.lower())
+        distro = purl_part(f"{lock.os.lower()}-{lock.version}")
+        epoch, sep, rest = package.version.partition(":")
+        qualifiers = f"arch={purl_part(package.arch)}&distro={distro}"
+        version = package.version
+        if sep:
+            version, qualifiers = rest, f"{qualifiers}&epoch={epoch}"
+        return f"pkg:rpm/{namespace}/{purl_part(package.name)}@{purl_part(version)}?{qualifiers}"
+
+    def license(self, tree: Path, package: LockedPackage,
+                installed: InstalledPackage) -> PackageLicense:
+        """The installed package's License tag (SPDX on current Fedora)."""
+        return spdx_or_ref(installed.license or "")
