@@ -150,6 +150,22 @@ def test_a_user_becomes_root_of_a_namespace_of_its_subordinate_ids(
 
 
 @pytest.mark.root
+def test_the_test_users_touch_no_host_file(rootless_user: User) -> None:
+    """The user exists in its own mount namespace only: newuidmap and getent see it there,
+    the host's /etc knows nothing of it (a session that dies leaves no user behind)."""
+    user = rootless_user
+    for name in ("passwd", "group", "subuid", "subgid"):
+        assert not any(line.startswith(f"{user.name}:")
+                       for line in Path("/etc", name).read_text().splitlines()), name
+    done = user.run(["sh", "-c", f"id -un; getent passwd {user.name}; "
+                     f"grep '^{user.name}:' /etc/subuid"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        user.name, f"{user.name}:x:{user.uid}:{user.gid}::{user.home}:/bin/sh",
+        f"{user.name}:{user.subuid}:65536"]
+
+
+@pytest.mark.root
 def test_a_threaded_process_is_refused_and_left_as_it_was(rootless_user: User) -> None:
     done = rootless_user.python("-c", ENTER, "thread")
     assert done.returncode == 0, done.stderr
@@ -184,11 +200,13 @@ def test_without_subordinate_ids_one_clear_error_before_any_work(plain_user: Use
 # What acts on image trees: the sandbox (capabilities, no host path, no remount, no device,
 # no mount, no sysctl, network only when asked, the host name), LUKS2 (cryptsetup's lock),
 # disk assembly from trees, users and SSH keys (useradd --root, owners, modes), paths and
-# files with owners, the in-tree file primitives. ~20 s.
+# files with owners, the in-tree file primitives; and what the last stages run: signing
+# (detached signatures, Secure Boot sbsign) and every output format.
 IN_NAMESPACE = ("tests/compose/test_sandbox.py", "tests/disk/test_luks.py",
                 "tests/disk/test_disk_assemble.py", "tests/compose/test_users_ssh.py",
                 "tests/compose/test_paths_system.py",
-                "tests/compose/test_files_services_network.py", "tests/rootfs")
+                "tests/compose/test_files_services_network.py", "tests/rootfs",
+                "tests/sign", "tests/export/test_exporter.py")
 
 
 @pytest.mark.root
@@ -199,6 +217,7 @@ def test_the_tree_tests_pass_as_root_of_a_user_namespace(rootless_user: User) ->
     checkout = rootless_user.checkout
     done = rootless_user.python(
         "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", checkout,
+        "--basetemp", rootless_user.home / "pytest",  # removed with the user, not in /tmp
         "-c", checkout / "pyproject.toml", "-m", "not network and not boot and not slow",
         *(checkout / module for module in IN_NAMESPACE),
         env={"IMAGECOMPOSER_TEST_USERNS": "1"}, timeout=600)
