@@ -9,8 +9,9 @@ left outside its home; both images boot to a login prompt when the user boots th
 On the host's disk the installed tree's files carry the mapped ids: root's are the user's,
 the shadow group's the user's first subordinate gid + 41.
 
-Time added to CI: two builds as the user (~1.5-3 min each, packages downloaded again into
-the user's own cache) and two boots (QEMU as the user: TCG when /dev/kvm is root's only).
+Time added to CI: two builds as the user (their package and metadata caches seeded from the
+session's: nothing is downloaded again) and two boots (QEMU as the user: TCG when /dev/kvm is
+root's only); the root builds are the session's, shared with the other integration tests.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.boot import file_info, read_file
+from imagecomposer.config.model import Config
 from imagecomposer.families.deb.verity_initrd import OPENED_MARKER
 from imagecomposer.inspect import compare
 from imagecomposer.pipeline.build import BuildReport
@@ -45,8 +47,8 @@ BUILD_TIME = re.compile(r"/var/log/[^/]*\.log|/log/[^/]*\.log|/boot/initrd\.img-
 
 
 @pytest.fixture(scope="module")
-def builds(rootless_user: User, example_build: ExampleBuild, verity_check_spec: Path
-           ) -> dict[str, tuple[Path, Path]]:
+def builds(rootless_user: User, example_build: ExampleBuild, verity_check_spec: Path,
+           config: Config) -> dict[str, tuple[Path, Path]]:
     """name -> (the root build's outputs, the user's outputs), the user's built with the
     CLI from a copy of the specs in its home and the root build's lock."""
     user = rootless_user
@@ -54,11 +56,24 @@ def builds(rootless_user: User, example_build: ExampleBuild, verity_check_spec: 
     shutil.copytree(EXAMPLES, specs)
     for source in verity_check_spec.parent.iterdir():
         shutil.copy(source, specs / source.name)
+    spec_files = {"debian-12-minimal": specs / "debian-12-minimal.yml",
+                  "debian-12-verity": specs / verity_check_spec.name}
+    root_outs = {name: example_build(name, None if name == "debian-12-minimal"
+                                     else verity_check_spec)[2] for name in NAMES}
+    # The session's downloads, not the archive again: the user's package and metadata caches
+    # start as copies of the root builds' (downloading needs no privilege; the installed
+    # trees, the initramfs and the disks are the user's own work)
+    cache = user.home / ".cache/imagecomposer"
+    cache.mkdir(parents=True)
+    for kind in ("packages", "metadata"):
+        if (config.core.cache_dir / kind).is_dir():
+            subprocess.run(["cp", "-a", "--reflink=auto", config.core.cache_dir / kind,
+                            cache / kind], check=True)
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", user.home / ".cache"],
+                   check=True)
     found: dict[str, tuple[Path, Path]] = {}
-    for name, spec in (("debian-12-minimal", specs / "debian-12-minimal.yml"),
-                       ("debian-12-verity", specs / verity_check_spec.name)):
-        _, _, root_out = example_build(name, None if name == "debian-12-minimal"
-                                       else verity_check_spec)
+    for name, spec in spec_files.items():
+        root_out = root_outs[name]
         out = user.home / "out" / name
         out.mkdir(parents=True)
         shutil.copy(root_out / f"{name}.lock.json", out)
@@ -90,13 +105,19 @@ def test_outputs_are_the_users_and_nothing_is_left_outside_its_home(
             info = path.stat()
             assert (info.st_uid, info.st_gid) == (user.uid, user.gid), path
             assert info.st_mode & stat.S_IRUSR
-    assert (user.home / ".cache/imagecomposer/packages").is_dir()
     assert (user.home / ".local/state/imagecomposer/work").is_dir()
+    # the builds' own trees in the user's tree cache, holding the image's ids mapped
+    shadows = list((user.home / ".cache/imagecomposer/trees").rglob("etc/shadow"))
+    assert shadows, list((user.home / ".cache/imagecomposer").iterdir())
+    for shadow in shadows:
+        info = shadow.stat()
+        assert (info.st_uid, info.st_gid) == (user.uid, (user.subgid or 0) + 41), shadow
     assert user.subuid is not None
     roots = [r for r in ("/tmp", "/var/tmp", "/dev/shm", "/var/cache", "/run")
              if Path(r).is_dir()]
     found = subprocess.run(
-        ["find", *roots, "-xdev", "-path", f"/tmp/pytest-of-{user.name}", "-prune", "-o",
+        ["find", *roots, "-xdev", "(", "-path", f"/tmp/pytest-of-{user.name}", "-o", "-path",
+         str(user.home), ")", "-prune", "-o",
          "(", "-uid", str(user.uid), "-o", "(", "-uid", f"+{user.subuid - 1}", "-uid",
          f"-{user.subuid + 65535}", ")", ")", "-print"],
         capture_output=True, text=True, check=False).stdout.split()
