@@ -88,7 +88,7 @@ class TreeCache:
     def lookup(self, key: str) -> Path | None:
         """The entry of ``key`` if there is one (its content is checked by a restore).
 
-        An entry whose tree is not owned by this process's user was written in another id
+        An entry not owned by this process's user was written in another id
         space: by root while this build runs in a user namespace (rootless), or the
         reverse, in a cache directory both use. Its owners would be wrong here (a root
         build's files are nobody's in the namespace, a rootless build's are the user's
@@ -97,10 +97,10 @@ class TreeCache:
             return None
         path = self.entry(key)
         try:
-            info = (path / TREE).stat()
+            info = path.stat()
         except OSError:
             return None
-        if not stat.S_ISDIR(info.st_mode):
+        if not stat.S_ISDIR(info.st_mode) or not (path / TREE).is_dir():
             return None
         if info.st_uid != os.geteuid():
             log.info("installed-tree cache: %s belongs to uid %d, not to this build's user "

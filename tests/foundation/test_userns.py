@@ -258,7 +258,7 @@ def test_cache_clean_removes_trees_holding_subordinate_ids(rootless_user: User) 
     done = user.python("-c", TREE, tree)
     assert done.returncode == 0, done.stderr
     entry = Path(done.stdout.strip())
-    assert (entry / "var/cache/man").stat().st_uid == user.subuid + 5  # man's, on the host
+    assert (entry / "tree/var/cache/man").stat().st_uid == user.subuid + 5  # man's, on the host
     cleaned = user.imagecomposer("cache", "clean", "--cache", "trees")
     assert cleaned.returncode == 0, cleaned.stderr
     assert not entry.exists()
