@@ -213,8 +213,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
 
-    verify_outputs(args.directory, args.key)
-    print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
+    provenance = verify_outputs(args.directory, args.key)
+    checked = ", ".join(p.name for p in provenance)
+    print(f"{args.directory}: signatures, SHA256SUMS and manifest verified"
+          + (f"; provenance verified: {checked}" if checked else ""))
     return 0
 
 

@@ -126,9 +126,9 @@ class SignInput:
 
 @attrs.frozen
 class FinalizeInput:
-    """The whole spec (the manifest embeds it, redacted), the lock, the tool version and
-    the build epoch with its source (the manifest records both; vhd headers and the SBOMs
-    hold the epoch)."""
+    """The whole spec (the manifest embeds it, redacted), the lock, the tool version, the
+    build epoch with its source (the manifest records both; vhd headers and the SBOMs hold
+    the epoch) and the provider settings (the signed provenance records them)."""
 
     spec: Spec
     lock: str
@@ -136,6 +136,7 @@ class FinalizeInput:
     upstream: Mapping[str, str]
     epoch: int
     epoch_source: str
+    provider: ProviderConfig | None = None
 
 
 def validate_input(spec: Spec, config: Config) -> ValidateInput:
@@ -166,5 +167,6 @@ def sign_input(spec: Spec, upstream: Mapping[str, str]) -> SignInput:
 
 
 def finalize_input(spec: Spec, lock_hash: str, upstream: Mapping[str, str], *,
-                   epoch: tuple[int, str]) -> FinalizeInput:
-    return FinalizeInput(spec, lock_hash, __version__, dict(upstream), *epoch)
+                   epoch: tuple[int, str], config: Config | None = None) -> FinalizeInput:
+    provider = config.providers.get(spec.image.base.os) if config is not None else None
+    return FinalizeInput(spec, lock_hash, __version__, dict(upstream), *epoch, provider)
