@@ -119,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--passphrase-file", type=Path)
     s.add_argument("--passphrase-env", metavar="VAR")
 
-    vf = sub.add_parser("verify", help="check signatures, SHA256SUMS, manifest and "
-                        "provenance of outputs")
+    vf = sub.add_parser("verify", help="check signatures, SHA256SUMS and manifest of outputs")
     vf.add_argument("directory", type=Path)
     vf.add_argument("--key", type=Path, required=True, help="PEM public key or certificate")
 

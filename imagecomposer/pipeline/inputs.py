@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -27,6 +28,7 @@ from imagecomposer import __version__
 from imagecomposer.config.model import Config, Core, ProviderConfig
 from imagecomposer.families.registry import family_for
 from imagecomposer.families.request import PackageRequest
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.fingerprint import BY_NAME
 from imagecomposer.spec.model import (
     Build,
@@ -170,3 +172,18 @@ def finalize_input(spec: Spec, lock_hash: str, upstream: Mapping[str, str], *,
                    epoch: tuple[int, str], config: Config | None = None) -> FinalizeInput:
     provider = config.providers.get(spec.image.base.os) if config is not None else None
     return FinalizeInput(spec, lock_hash, __version__, dict(upstream), *epoch, provider)
+
+
+def provenance_configuration(provider: ProviderConfig | None) -> dict[str, Any]:
+    """What of the global configuration the provenance records: the provider of the image's
+    OS as configured (``mirror: auto`` stays ``auto``: the packages' URLs say where they came
+    from), its keyring by content, not path (the same on every machine)."""
+    if provider is None:
+        return {}
+    keyring = provider.keyring
+    return {"provider": {
+        "kind": provider.kind, "mirror": provider.mirror,
+        "security_mirror": provider.security_mirror,
+        "check_valid_until": provider.check_valid_until,
+        "keyring": ({"sha256": sha256_file(keyring)} if keyring is not None and keyring.is_file()
+                    else None)}}

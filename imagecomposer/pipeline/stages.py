@@ -12,17 +12,14 @@ import logging
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import cattrs
 
-from imagecomposer.config.model import ProviderConfig
 from imagecomposer.export import Exporter
 from imagecomposer.export.finalize import finalize
 from imagecomposer.export.manifest import layout_data
 from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, embed_sboms, sbom_documents
 from imagecomposer.foundation.cleanup import remove_tree
-from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.events import ConfigurationStep
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.pipeline.context import BuildContext
@@ -37,6 +34,7 @@ from imagecomposer.pipeline.inputs import (
     configuration_input,
     finalize_input,
     packages_input,
+    provenance_configuration,
     sign_input,
     validate_input,
 )
@@ -193,21 +191,6 @@ class FinalizeStage:
                  signer=signer, configuration=provenance_configuration(inputs.provider),
                  work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
                  exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
-
-
-def provenance_configuration(provider: ProviderConfig | None) -> dict[str, Any]:
-    """What of the global configuration the provenance records: the provider of the image's
-    OS as configured (``mirror: auto`` stays ``auto``: the packages' URLs say where they came
-    from), its keyring by content, not path (the same on every machine)."""
-    if provider is None:
-        return {}
-    keyring = provider.keyring
-    return {"provider": {
-        "kind": provider.kind, "mirror": provider.mirror,
-        "security_mirror": provider.security_mirror,
-        "check_valid_until": provider.check_valid_until,
-        "keyring": ({"sha256": sha256_file(keyring)} if keyring is not None and keyring.is_file()
-                    else None)}}
 
 
 def _sig(path: Path) -> Path:

@@ -17,10 +17,10 @@ from imagecomposer.pipeline.inputs import (
     compose_input,
     configuration_input,
     finalize_input,
+    provenance_configuration,
     sign_input,
     validate_input,
 )
-from imagecomposer.pipeline.stages import provenance_configuration
 from imagecomposer.spec.model import (
     Base,
     Build,
