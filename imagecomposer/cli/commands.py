@@ -213,10 +213,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
 
-    provenance = verify_outputs(args.directory, args.key)
-    checked = ", ".join(p.name for p in provenance)
-    print(f"{args.directory}: signatures, SHA256SUMS and manifest verified"
-          + (f"; provenance verified: {checked}" if checked else ""))
+    verify_outputs(args.directory, args.key)
+    print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
     return 0
 
 
