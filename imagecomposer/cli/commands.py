@@ -221,12 +221,13 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
 
-    verify_outputs(args.directory, args.key)
+    provenance = verify_outputs(args.directory, args.key)
     if args.key is None:
-        print(f"{args.directory}: SHA256SUMS and manifest verified; signatures were not "
-              "checked (give --key to check them)")
+        print(f"{args.directory}: SHA256SUMS and manifest verified; signatures and "
+              "provenance were not checked (give --key to check them)")
     else:
-        print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
+        checked = f", provenance {', '.join(p.name for p in provenance)}" if provenance else ""
+        print(f"{args.directory}: signatures, SHA256SUMS and manifest verified{checked}")
     return 0
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from imagecomposer.cli.main import build_parser
 from imagecomposer.export.finalize import finalize
-from imagecomposer.spec.model import Base, Image, Output, Spec
+from imagecomposer.sign.signer import Signer
+from imagecomposer.spec.model import Base, Image, Output, Sign, Spec
 from tests.cli.conftest import EXAMPLES, Run, environment
 
 
@@ -77,11 +78,34 @@ def test_verify_without_a_key_checks_sums_and_manifest(cli: Run, tmp_path: Path)
     out = unsigned_outputs(tmp_path)
     assert (out / "manifest.json").is_file() and not list(out.glob("*.sig"))
     done = cli("verify", out)
-    assert done.stdout == (f"{out}: SHA256SUMS and manifest verified; signatures were not "
-                           "checked (give --key to check them)\n")
+    assert done.stdout == (f"{out}: SHA256SUMS and manifest verified; signatures and "
+                           "provenance were not checked (give --key to check them)\n")
 
     with (out / "disk.qcow2").open("ab") as f:
         f.write(b"tampered")
     failed = cli("verify", out, check=1)
     assert "disk.qcow2: SHA256 mismatch" in failed.stderr
     assert "disk.qcow2: does not match the manifest" in failed.stderr
+
+
+def test_verify_with_a_key_checks_signatures_and_the_provenance(cli: Run,
+                                                                tmp_path: Path) -> None:
+    key, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+    raw = tmp_path / "disk.raw"
+    with raw.open("wb") as f:
+        f.truncate(4 << 20)
+        f.write(b"a disk")
+    spec = Spec(image=Image("disk", Base("debian", "12")),
+                output=Output(formats=("raw",), sbom=(), sign=Sign(key)))
+    out = tmp_path / "out"
+    finalize(raw, spec, out, signer=Signer.from_spec(Sign(key)))
+    assert (out / "disk.provenance.intoto.json").is_file()
+    done = cli("verify", out, "--key", pub)
+    assert done.stdout == (f"{out}: signatures, SHA256SUMS and manifest verified, provenance "
+                           "disk.provenance.intoto.json\n")
+    with (out / "disk.raw").open("r+b") as f:
+        f.write(b"A")
+    failed = cli("verify", out, "--key", pub, check=1)
+    assert "disk.raw: SHA256 mismatch" in failed.stderr
