@@ -61,6 +61,7 @@ from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import DownloadError
 from imagecomposer.foundation.http import Http
 from imagecomposer.foundation.seal import SealKey
+from imagecomposer.foundation.staging import pid_running
 from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
 log = logging.getLogger("imagecomposer.metadata")
@@ -151,19 +152,9 @@ def _private_directory() -> Path:
             mine = old.lstat().st_uid == os.geteuid()
         except OSError:
             continue
-        if mine and pid.isdigit() and not _running(int(pid)):
+        if mine and pid.isdigit() and not pid_running(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{_PRIVATE}{os.getpid()}-", dir=base))
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @attrs.frozen

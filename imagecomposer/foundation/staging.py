@@ -75,12 +75,14 @@ def leftover_staging_dirs(target: Path) -> list[Path]:
             if not path.name.startswith(prefix):
                 continue
             pid = path.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and not _running(int(pid)):
+            if pid.isdigit() and not pid_running(int(pid)):
                 found.append(path)
     return sorted(found)
 
 
-def _running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` runs (ours always does; another user's counts as running),
+    for the leftovers named by the pid of the process that made them."""
     if pid == os.getpid():
         return True  # never guess about our own
     try:
