@@ -37,8 +37,10 @@ class Hermetic:
 
 
 def environment(home: Path) -> dict[str, str]:
-    """The caller's environment without imagecomposer settings, HOME in the test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGECOMPOSER_")}
+    """The caller's environment without imagecomposer settings (but for the session's seal
+    key, see tests/conftest.py), HOME in the test."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("IMAGECOMPOSER_") or k == "IMAGECOMPOSER_SEAL_KEY"}
     env.update(HOME=str(home), IMAGECOMPOSER_CACHE_DIR=str(home / "cache"),
                IMAGECOMPOSER_WORK_DIR=str(home / "work"))
     return env

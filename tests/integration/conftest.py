@@ -95,7 +95,11 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cli_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("IMAGECOMPOSER_")}
+    """The caller's environment without imagecomposer settings, but for the session's seal
+    key (tests/conftest.py): the CLI's cache entries are the library's, and the host's key
+    is never created or used by a test."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("IMAGECOMPOSER_") or k == "IMAGECOMPOSER_SEAL_KEY"}
 
 
 def with_key(name: str, key: Path, directory: Path) -> Path:
