@@ -307,6 +307,11 @@ def _child_main(conn: Connection, parent: int, spec: Spec | Path | str, config: 
                              error_type=type(exc).__name__, exit_code=1)
     send("result", result)
     conn.close()
+    # The result is sent: nothing of this process is needed any more. A transfer thread
+    # still blocked in a read from a stalled mirror must not hold the exit until its stall
+    # timeout (interpreter shutdown joins every pool thread): leave at once.
+    logging.shutdown()
+    os._exit(0)
 
 
 def _forwarded_level() -> int:
