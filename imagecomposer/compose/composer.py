@@ -209,9 +209,10 @@ class Composer:
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
-        hooks.finish(ctx)
         if on_configured is not None:
             on_configured(tree)
+        # last: the family's finish labels every file written so far (SELinux)
+        hooks.finish(ctx)
         trees.update(split_partitions(tree, layout))
         return trees
 
@@ -303,8 +304,9 @@ class Composer:
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:
     """Move the content of each separately mounted partition (/home, /var ...) out of the
     root tree into ``part-<name>``, deepest mount point first, leaving empty mount points
-    (same owner, mode and times). Mount points resolve inside the tree; one that is itself a
-    symlink is refused (the partition would be mounted wherever it points)."""
+    (same owner, mode, times and extended attributes: an SELinux label). Mount points
+    resolve inside the tree; one that is itself a symlink is refused (the partition would be
+    mounted wherever it points)."""
     moved: dict[str, Path] = {}
     parts = [p for p in layout.volumes()
              if p.mountpoint not in (None, "/") and p is not layout.esp
@@ -321,9 +323,11 @@ def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:
                 remove_tree(dest)
             if root.is_dir(mount):
                 st = root.lstat(mount)
+                labels = root.xattrs(mount)
                 root.move_out(mount, dest)
                 root.mkdir(mount, st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid,
                            follow=False)
+                root.set_xattrs(mount, labels)
                 root.set_times(mount, (st.st_atime_ns, st.st_mtime_ns))
             else:
                 dest.mkdir()

@@ -10,6 +10,8 @@ branches on the family's name (see docs/architecture.md, "Adding a family").
 
 What a family owns, in build order:
 
+- **validation**: :meth:`Family.check`, what the packages stage would refuse, found without
+  the network (the OS profile, keyrings, mirrors, repository keys, the kernel package);
 - **the request**: :meth:`Family.request` turns a spec into the
   :class:`~imagecomposer.families.request.PackageRequest` the packages stage hashes and
   resolves (the same rule for deb and rpm today);
@@ -42,6 +44,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
 from imagecomposer.families.licenses import PackageLicense
 from imagecomposer.families.request import PackageRequest, package_request
+from imagecomposer.foundation.errors import Problem
 from imagecomposer.foundation.events import Event, EventSink
 from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import Lock, LockedPackage
@@ -101,6 +104,15 @@ class Family(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r})"
+
+    # --- validation -----------------------------------------------------------------------
+
+    def check(self, spec: Spec, config: Config) -> list[Problem]:
+        """What the packages stage would stop at in ``spec`` under ``config`` that can be
+        known without the network (the OS profile, the provider's keyring and mirror, the
+        repositories' keys ...), each a positioned problem (helpers:
+        :mod:`imagecomposer.families.checks`). None by default."""
+        return []
 
     # --- the packages stage --------------------------------------------------------------
 

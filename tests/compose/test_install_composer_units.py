@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import attrs
@@ -176,3 +177,18 @@ def test_split_partitions_moves_mounted_content_out(tmp_path: Path) -> None:
     assert trees == {"var": tmp_path / "part-var", "home": tmp_path / "part-home"}
     assert (tmp_path / "part-var/log/dpkg.log").read_text() == "log"
     assert (tree / "var").is_dir() and not any((tree / "var").iterdir())
+
+
+def test_split_partitions_keeps_the_mount_points_label(tmp_path: Path) -> None:
+    """The empty mount point left in the root tree keeps its SELinux label (issue 12:
+    labelled at build time, an unlabelled /var would be unlabeled_t under the mount)."""
+    tree = tmp_path / "root"
+    (tree / "var/log").mkdir(parents=True)
+    label = b"system_u:object_r:var_t:s0\0"
+    os.setxattr(tree / "var", "security.selinux", label)
+    var = PlannedPartition(name="var", type="var", type_guid="x", filesystem="ext4",
+                           start=0, size=1, partuuid="p", fsuuid="f", number=3,
+                           mountpoint="/var")
+    composer.split_partitions(tree, make_layout(var))
+    assert os.getxattr(tree / "var", "security.selinux") == label
+    assert os.getxattr(tmp_path / "part-var", "security.selinux") == label
