@@ -14,7 +14,8 @@ Stages it runs (each usable alone):
 - :meth:`Composer.compose` -- all of it plus layout planning and disk assembly (the disk
   side, :mod:`imagecomposer.compose.disk`).
 
-Work trees are removed at the end (also on failure and Ctrl-C) unless ``keep_temp``.
+Work trees are removed at the end unless ``keep_temp``; after a failure (or Ctrl-C) they are
+kept when ``keep_on_failure`` (``core.cleanup_on_failure: false``), for inspection.
 """
 
 from __future__ import annotations
@@ -96,9 +97,13 @@ class Composer:
     """Builds image trees and disks for one global configuration."""
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
-                 events: EventSink | None = None, use_cache: bool = True) -> None:
+                 keep_on_failure: bool | None = None, events: EventSink | None = None,
+                 use_cache: bool = True) -> None:
         self.config = config
-        self.keep_temp = keep_temp
+        self.keep_temp = keep_temp  # keep the work trees, always
+        # keep them when the build fails (None: not core.cleanup_on_failure)
+        self.keep_on_failure = keep_temp or (not config.core.cleanup_on_failure
+                                             if keep_on_failure is None else keep_on_failure)
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
         self.events: EventSink = events or (lambda _event: None)
         self.cache = TreeCache.for_config(config)  # both honour storage.*.enabled
@@ -131,7 +136,7 @@ class Composer:
         try:
             self.install(lock, packages, tree)
         except BaseException:
-            if not self.keep_temp:
+            if not self.keep_on_failure:
                 remove_tree(tree)
             raise
         if use_cache and self.cache.enabled:
@@ -247,6 +252,7 @@ class Composer:
         disk = default_disk(spec)
         seed = layout_seed(spec, lock)
         arch = spec.image.base.arch
+        done = False
         try:
             start = time.monotonic()
             if installed is not None:
@@ -292,8 +298,9 @@ class Composer:
                     result.output.unlink(missing_ok=True)  # never a half-bootable output
                     raise
             timings["assemble"] = time.monotonic() - start
+            done = True
         finally:
-            if not self.keep_temp:
+            if not (self.keep_temp or (not done and self.keep_on_failure)):
                 for child in ("root", "disk", BIOS_DIR,
                               *(f"part-{name}" for name in volume_names(disk))):
                     remove_tree(workdir / child)

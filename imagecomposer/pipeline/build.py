@@ -117,12 +117,19 @@ class ImagePipeline:
                 run = self.engine.run(ctx, workspace, run_options, build=ctx.name,
                                       hooks=self._hooks(ctx, run_options), events=events)
             except BaseException:
-                if self.config.core.cleanup_on_failure and not options.keep_temp:
+                if ctx.keep_on_failure:
+                    why = "--keep-temp" if options.keep_temp else \
+                        "core.cleanup_on_failure is false"
+                    log.warning("[%s] the failed build's work trees are kept in %s (%s)",
+                                ctx.name, workspace.root, why)
+                else:
                     workspace.remove_temp()
                 raise
             finally:
                 ctx.close()
-            if not options.keep_temp:
+            if options.keep_temp:
+                log.info("[%s] work trees kept in %s (--keep-temp)", ctx.name, workspace.root)
+            else:
                 workspace.remove_temp()
         hit = any(o.reason == IMAGE_CACHE_HIT for o in run.outcomes)
         return BuildReport(run, ctx.output_dir, image_cache_hit=hit)

@@ -157,6 +157,12 @@ class BuildContext:
                 and self.spec.build.cache.use_image_cache
                 and not (self.options.no_cache or self.options.no_image_cache))
 
+    @property
+    def keep_on_failure(self) -> bool:
+        """Whether a failed build keeps its workspace's work trees (``--keep-temp`` or
+        ``core.cleanup_on_failure: false``)."""
+        return self.options.keep_temp or not self.config.core.cleanup_on_failure
+
     def locked_path(self) -> Path | None:
         """The lock ``--locked`` installs (UsageError when an earlier build left none)."""
         locked = self.options.locked
@@ -216,7 +222,7 @@ class BuildContext:
         """A composer for ``config`` (a stage's: its hashed settings over the operational
         ones), reporting to the build's events."""
         return Composer(config or self.config, keep_temp=self.options.keep_temp,
-                        use_cache=not self.options.no_cache, events=self.emit)
+                        keep_on_failure=self.keep_on_failure, use_cache=not self.options.no_cache, events=self.emit)
 
     def close(self) -> None:
         """Release what the build held (a throwaway package store is removed)."""
