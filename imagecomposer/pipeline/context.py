@@ -222,7 +222,8 @@ class BuildContext:
         """A composer for ``config`` (a stage's: its hashed settings over the operational
         ones), reporting to the build's events."""
         return Composer(config or self.config, keep_temp=self.options.keep_temp,
-                        keep_on_failure=self.keep_on_failure, use_cache=not self.options.no_cache, events=self.emit)
+                        keep_on_failure=self.keep_on_failure,
+                        use_cache=not self.options.no_cache, events=self.emit)
 
     def close(self) -> None:
         """Release what the build held (a throwaway package store is removed)."""
