@@ -119,6 +119,7 @@ class Composer:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
         self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
         family(lock.kind).install(lock, packages, tree, timeout=self.config.core.timeout,
+                                  parallel=self.config.core.parallel,
                                   events=self.events)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
@@ -288,7 +289,7 @@ class Composer:
             result = assemble(layout, trees, output, workdir=workdir / "disk",
                               events=lambda what: self.events(DiskStep(what)),
                               on_verity=on_verity,
-                              keys=key_sources(disk))
+                              keys=key_sources(disk), parallel=self.config.core.parallel)
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
                 self.events(DiskStep("writing GRUB into the MBR and the gap after it"))

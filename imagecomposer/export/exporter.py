@@ -2,7 +2,8 @@
 moved into the output directory in one atomic step.
 
 Conversions go through ``qemu-img convert`` and compression through the multithreaded tools
-(``zstd -T0``, ``xz -T0``, ``pigz`` when present, else ``gzip``), all via
+with ``parallel`` threads (``zstd -TN``, ``xz -T+N``: multithreaded mode even for one thread,
+so the bytes do not depend on N; ``pigz -p N`` when present, else ``gzip``), all via
 :func:`imagecomposer.foundation.runner.run`. Everything is written into a staging directory first;
 only
 a complete, checksummed (and, with a signer, signed) set of files replaces the previous
@@ -140,12 +141,14 @@ class Exporter:
         out = path.with_name(path.name + COMPRESSIONS[compression].suffix)
         started = time.monotonic()
         if compression == "zstd":
-            argv: list[str | Path] = [require("zstd", "zstd"), "-T0", "-q", "-f", path, "-o", out]
+            argv: list[str | Path] = [require("zstd", "zstd"), f"-T{self.parallel}", "-q",
+                                      "-f", path, "-o", out]
         elif compression == "xz":
-            argv = [require("xz", "xz-utils"), "-T0", "-k", "-f", path]
+            argv = [require("xz", "xz-utils"), f"-T+{self.parallel}", "-k", "-f", path]
+        elif pigz := which("pigz"):
+            argv = [pigz, "-p", str(self.parallel), "-n", "-k", "-f", path]
         else:
-            gzip = which("pigz") or require("gzip", "gzip")
-            argv = [gzip, "-n", "-k", "-f", path]
+            argv = [require("gzip", "gzip"), "-n", "-k", "-f", path]
         try:
             run(argv, what=f"{compression} compression of {path.name}")
         except CommandError as exc:

@@ -145,9 +145,11 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                timeout: float | None = None, events: EventSink | None = None) -> None:
+                timeout: float | None = None, events: EventSink | None = None,
+                parallel: int = 1) -> None:
         """Install every package of ``lock`` (files in ``packages``, by name) into ``tree``,
-        an empty or missing directory. The result may depend on the lock alone: the
+        an empty or missing directory, with at most ``parallel`` processes at a time
+        (``--parallel``). The result may depend on the lock alone: the
         installed-tree cache is keyed by the lock's hash."""
 
     def after_install(self, ctx: TreeContext) -> None:

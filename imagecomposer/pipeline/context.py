@@ -220,8 +220,10 @@ class BuildContext:
 
     def composer(self, config: Config | None = None) -> Composer:
         """A composer for ``config`` (a stage's: its hashed settings over the operational
-        ones), reporting to the build's events."""
-        return Composer(config or self.config, keep_temp=self.options.keep_temp,
+        ones) with the build's ``--parallel``, reporting to the build's events."""
+        config = config or self.config
+        config = attrs.evolve(config, core=attrs.evolve(config.core, parallel=self.parallel))
+        return Composer(config, keep_temp=self.options.keep_temp,
                         keep_on_failure=self.keep_on_failure,
                         use_cache=not self.options.no_cache, events=self.emit)
 

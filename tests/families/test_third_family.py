@@ -168,7 +168,8 @@ class FakeFamily(Family):
         return {p.name: p.name for p in lock.packages if p.name in remove}
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                timeout: float | None = None, events: EventSink | None = None) -> None:
+                timeout: float | None = None, events: EventSink | None = None,
+                parallel: int = 1) -> None:
         self.calls.append("install")
         tree.mkdir(parents=True, exist_ok=True)
         with Root(tree) as root:

@@ -58,14 +58,16 @@ class AssemblyResult:
 def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir: Path,
              events: Events | None = None,
              on_verity: Callable[[VerityInfo], None] | None = None,
-             keys: Mapping[str, KeySource] | None = None) -> AssemblyResult:
+             keys: Mapping[str, KeySource] | None = None,
+             parallel: int = 1) -> AssemblyResult:
     """Write ``layout`` with each partition filled from ``trees[name]`` into ``output``.
 
     A partition or logical volume without a tree gets an empty filesystem (read-only ones
     need a tree). ``keys`` holds the key sources of encrypted volumes, by volume name.
     ``on_verity`` is called with the root hash after the root is sealed and before any
     other partition (notably the ESP, whose loader entry or UKI carries the command line)
-    is built. ``events`` receives one line per step.
+    is built. ``events`` receives one line per step. ``parallel``: threads of the
+    filesystem tools that have them (mksquashfs); the bytes do not depend on it.
     """
     began = time.monotonic()
     say = events or (lambda _line: None)
@@ -88,10 +90,10 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
         say(f"partition table ({layout.table}, {layout.size // MIB} MiB)")
         table.write_table(layout, partial)
         sizes: dict[str, int] = {}
-        verity = _seal_root(layout, trees, partial, stage, sizes, say)
+        verity = _seal_root(layout, trees, partial, stage, sizes, say, parallel)
         if verity is not None and on_verity is not None:
             on_verity(verity)
-        writer = stack.Writer(trees, keys or {}, stage, say)
+        writer = stack.Writer(trees, keys or {}, stage, say, parallel=parallel)
         for part in layout.partitions:
             if part.name not in sizes:
                 writer.partition(part, partial)
@@ -109,7 +111,7 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
 
 
 def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Path,
-               sizes: dict[str, int], say: Events) -> VerityInfo | None:
+               sizes: dict[str, int], say: Events, parallel: int) -> VerityInfo | None:
     hash_part = layout.by_type("verity")
     if hash_part is None:
         return None
@@ -119,7 +121,8 @@ def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Pat
     if data_part.filesystem in filesystems.IN_PLACE:
         with image.open("wb") as handle:
             handle.truncate(data_part.size)
-    filesystems.make_filesystem(data_part, trees.get(data_part.name), image)
+    filesystems.make_filesystem(data_part, trees.get(data_part.name), image,
+                                parallel=parallel)
     filesystems.image_fits(data_part, image)
     hash_image = stage / f"{hash_part.name}.img"
     say(f"dm-verity hash tree into partition '{hash_part.name}'")

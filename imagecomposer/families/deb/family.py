@@ -125,8 +125,9 @@ class DebFamily(Family):
         return found
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                timeout: float | None = None, events: EventSink | None = None) -> None:
-        install.install(lock, packages, tree, timeout=timeout)
+                timeout: float | None = None, events: EventSink | None = None,
+                parallel: int = 1) -> None:
+        install.install(lock, packages, tree, timeout=timeout, parallel=parallel)
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(

@@ -23,6 +23,7 @@ runs it once, after fstab exists. All of these are undone before returning.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -83,8 +84,9 @@ def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
 
 
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-            eatmydata: bool = True, timeout: float | None = None) -> None:
-    """Install every package of ``lock`` into the empty directory ``tree``."""
+            eatmydata: bool = True, timeout: float | None = None, parallel: int = 1) -> None:
+    """Install every package of ``lock`` into the empty directory ``tree`` (``parallel``:
+    the Essential packages extracted at a time)."""
     files = package_files(lock, packages)
     tree.mkdir(parents=True, exist_ok=True)
     if any(tree.iterdir()):
@@ -93,7 +95,7 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     essential = essential_set(lock)
     if not essential:
         raise ComposeError("the lock has no Essential packages: cannot bootstrap dpkg")
-    extract([Path(packages[p.name]) for p in essential], tree)
+    extract([Path(packages[p.name]) for p in essential], tree, parallel=parallel)
     _prepare_dpkg(tree)
     binds, in_chroot = _bind_packages(files)
     env: dict[str, str] = {"INITRD": "No"}
@@ -138,20 +140,22 @@ def restore_update_initramfs(tree: Path) -> None:
         root.remove(UPDATE_INITRAMFS + DIVERTED_SUFFIX)
 
 
-def extract(debs: list[Path], tree: Path) -> None:
+def extract(debs: list[Path], tree: Path, *, parallel: int = 1) -> None:
     """Extract the data of ``debs`` into ``tree``, keeping merged-/usr directory symlinks.
 
-    Packages are extracted in parallel, one ``xargs`` slot per CPU: decompressing xz data is
-    what this step spends its time on, and Essential packages never share files.
+    Packages are extracted in parallel, ``parallel`` ``xargs`` slots (``--parallel``, at
+    most one per CPU): decompressing xz data is what this step spends its time on, and
+    Essential packages never share files.
     """
     script = (
-        'set -euo pipefail; T=$1; shift\n'
-        'printf "%s\\0" "$@" | xargs -0 -r -n 4 -P "$(nproc)" bash -c '
+        'set -euo pipefail; T=$1; P=$2; shift 2\n'
+        'printf "%s\\0" "$@" | xargs -0 -r -n 4 -P "$P" bash -c '
         '\'set -euo pipefail; T=$0; for deb; do dpkg-deb --fsys-tarfile "$deb" | '
         'tar -x --keep-directory-symlink -C "$T" -f -; done\' "$T"'
     )
     runner.require("dpkg-deb", "dpkg")
-    runner.run(["bash", "-c", script, "extract", str(tree), *map(str, debs)],
+    slots = max(1, min(parallel, os.cpu_count() or 1))
+    runner.run(["bash", "-c", script, "extract", str(tree), str(slots), *map(str, debs)],
                what="extracting the Essential packages")
 
 

@@ -122,7 +122,8 @@ class RpmFamily(Family):
         return found
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-                timeout: float | None = None, events: EventSink | None = None) -> None:
+                timeout: float | None = None, events: EventSink | None = None,
+                parallel: int = 1) -> None:
         dbpath, backend = rpmdb_location(lock)
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
                      timeout=timeout, events=events)
