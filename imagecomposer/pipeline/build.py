@@ -21,7 +21,7 @@ import attrs
 from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
-from imagecomposer.config.model import Config
+from imagecomposer.config.model import Config, without_caches
 from imagecomposer.foundation import display
 from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import LockError
@@ -102,7 +102,9 @@ class ImagePipeline:
         options = options or BuildOptions()
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         events = BuildEvents(spec.image.name, self.events)
-        ctx = BuildContext(spec, self.config, options, workspace, events)
+        # --no-cache bypasses every cache: the metadata, tree and initramfs caches too
+        config = without_caches(self.config) if options.no_cache else self.config
+        ctx = BuildContext(spec, config, options, workspace, events)
         ctx.locked_path()  # a missing --locked lock fails here, before anything is written
         run_options = RunOptions(selected=tuple(spec.build.stages), until=options.until,
                                  skip=tuple(options.skip), force=options.no_cache,
