@@ -95,3 +95,15 @@ def test_validate_raises_every_problem() -> None:
                           "repositories:\n  - {name: a, url: 'https://x.invalid/', suite: s}\n")
     with pytest.raises(ValidationError, match="has no key"):
         validate(spec, config(keyring=Path("/nonexistent")))
+
+
+@pytest.mark.parametrize(("os", "version", "kind"), [("ubuntu", "24.04", "deb"),
+                                                     ("azurelinux", "3.0", "rpm")])
+def test_selinux_where_the_profile_offers_none(os: str, version: str, kind: str) -> None:
+    settings = ProviderConfig(kind=kind, mirror="http://127.0.0.1:9/",  # type: ignore[arg-type]
+                              security_mirror="http://127.0.0.1:9/", keyring=KEYRING)
+    spec = Spec.from_text(f"image: {{name: web, base: {{os: {os}, version: '{version}'}}}}\n"
+                          "customizations: {security: {selinux: permissive}}\n")
+    found = [p.message for p in check(spec, Config(providers={os: settings})).errors]
+    assert any(m.startswith(f"SELinux permissive is not available for {os} {version}: its "
+                            "OS profile installs no SELinux policy") for m in found), found

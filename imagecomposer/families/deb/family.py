@@ -79,9 +79,11 @@ class DebFamily(Family):
                 base_mirror(base.os, profile, settings, role)
             except ConfigError as exc:
                 found.append(where.problem(("image", "base", "os"), str(exc)))
-        found += checks.selinux_packages(
-            spec, profile.selinux, what=what,
-            supported={f"{o} {v}": bool(load_profile(o, v).selinux) for o, v in available()})
+        if spec.customizations.security.selinux != "disabled" and not profile.selinux:
+            found += checks.selinux_packages(
+                spec, profile.selinux, what=what,
+                supported={f"{o} {v}": bool(load_profile(o, v).selinux)
+                           for o, v in available()})
         return found
 
     def provider(self, request: PackageRequest, config: Config, *,

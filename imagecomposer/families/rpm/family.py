@@ -61,7 +61,7 @@ class RpmFamily(Family):
         """A shipped profile, or the spec's repositories for an OS without one; the profile
         knows the arch, base type and kernel package; a mirror and keyring for its
         repositories (the keyring exists); every spec repository has a key or
-        ``trusted: true`` and a dnf priority."""
+        ``trusted: true`` and a dnf priority; SELinux has packages in the profile."""
         base, where = spec.image.base, spec.source_map
         found = checks.repositories(spec, local_needs_key=True)
         for i, repo in enumerate(spec.repositories):
@@ -85,6 +85,11 @@ class RpmFamily(Family):
             spec, what=what, architectures=profile.architectures,
             base_types=profile.package_sets, kernels=profile.kernels,
             default_kernel=profile.kernel)
+        if spec.customizations.security.selinux != "disabled" and not profile.selinux:
+            found += checks.selinux_packages(
+                spec, profile.selinux, what=what,
+                supported={f"{o} {v}": bool(load_rpm_profile(o, v).selinux)
+                           for o, v in rpm_profiles()})
         settings = config.providers.get(base.os, ProviderConfig(kind="rpm", mirror=None))
         repos = [r for r in profile.repositories if r.enabled]
         if repos and settings.mirror in (None, "auto"):
