@@ -1,7 +1,7 @@
 """Run the benchmarks, each printing its own table: ``python -m benchmarks [NAME ...]``.
 
-Names: packages, parity, disk, export, pipeline, inspect, compose (default: all but compose, which
-needs tests/compose on the path and downloads its own package set).
+Names: packages, parity, disk, export, pipeline, inspect, seal, compose (default: all but
+compose, which needs tests/compose on the path and downloads its own package set).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {"packages": "bench_packages.py", "parity": "bench_parity.py",
            "disk": "bench_disk.py",
            "export": "bench_export.py", "pipeline": "bench_pipeline.py",
-           "inspect": "bench_inspect.py", "compose": "compose_vs_mmdebstrap.py"}
-DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect")
+           "inspect": "bench_inspect.py", "compose": "compose_vs_mmdebstrap.py",
+           "seal": "bench_seal.py"}
+DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect", "seal")
 
 
 def main(names: list[str]) -> int:

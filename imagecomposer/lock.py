@@ -34,6 +34,9 @@ class LockedRepository:
     suite: str | None = None
     components: tuple[str, ...] = ()
     trusted: bool = False
+    # when its signed metadata was published, in seconds since 1970-01-01 UTC (the
+    # Release file's Date:, repomd.xml's revision or timestamp); None: it has no such date
+    date: int | None = None
 
 
 @attrs.frozen
@@ -91,6 +94,14 @@ class Lock:
     def hash(self) -> str:
         """SHA256 of the canonical JSON form: identifies the package set."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @property
+    def source_date(self) -> int | None:
+        """The newest date of the repositories' metadata: the build epoch when
+        ``SOURCE_DATE_EPOCH`` is not set (:func:`imagecomposer.foundation.epoch.choose_epoch`).
+        None when no repository has a date (local directories, bare flat repositories)."""
+        dates = [r.date for r in self.repositories if r.date is not None]
+        return max(dates) if dates else None
 
     def package(self, name: str) -> LockedPackage | None:
         return next((p for p in self.packages if p.name == name), None)

@@ -7,11 +7,31 @@ locally, ``-m "not network and not boot"`` gives the fast hermetic suite.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+_SEAL_DIR: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Seal cache entries with a key of this test session (in a temporary directory, created
+    on first use), never with the host's /var/lib/imagecomposer/cache.key: a process the
+    tests start inherits it through $IMAGECOMPOSER_SEAL_KEY."""
+    global _SEAL_DIR
+    if "IMAGECOMPOSER_SEAL_KEY" not in os.environ:
+        _SEAL_DIR = tempfile.mkdtemp(prefix="ic-seal-")
+        os.environ["IMAGECOMPOSER_SEAL_KEY"] = str(Path(_SEAL_DIR) / "cache.key")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SEAL_DIR is not None:
+        shutil.rmtree(_SEAL_DIR, ignore_errors=True)
+        os.environ.pop("IMAGECOMPOSER_SEAL_KEY", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

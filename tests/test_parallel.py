@@ -77,5 +77,5 @@ def test_the_build_option_reaches_the_composer(tmp_path: Path) -> None:
     workspace = Workspace.for_spec(tmp_path / "w", "p", None)
     ctx = BuildContext(spec, config, BuildOptions(parallel=2), workspace,
                        BuildEvents("p", lambda _e: None))
-    assert ctx.composer().config.core.parallel == 2
-    assert ctx.composer(config).config.core.parallel == 2
+    assert ctx.composer(epoch=0).config.core.parallel == 2
+    assert ctx.composer(config, epoch=0).config.core.parallel == 2

@@ -4,15 +4,20 @@ A key (:class:`CacheKey`) is made by the pipeline from the typed inputs of the s
 produce the outputs (see ``imagecomposer.pipeline.build``): a digest over them, and the
 fingerprint of each input field, kept in each entry so that a miss can name the field that
 changed. Entries are written to a temporary directory and renamed into
-place (never a partial entry); files are stored read-only with their digests. A lookup
-checks every file against its stored digest before the entry is used (reading only the data
-of sparse images, see :func:`~imagecomposer.foundation.digest.sparse_sha256`): a damaged or
-modified entry is discarded with a warning and the lookup is a miss. A hit restores the
-outputs with a reflink, else a hard link, else a copy, into a staging directory that
-atomically replaces the output directory. At most ``max_count`` entries per image name are
-kept, least recently used first out, within the size and age limits of
-``storage.image_cache``. The staging areas of a killed store are removed by the next
-lookup, store or prune.
+place (never a partial entry); files are stored read-only with their digests, computed from
+the build's outputs (not from the copies in the cache), in a record sealed with a key kept
+outside the cache directory (:mod:`imagecomposer.foundation.seal`): whoever can write the
+cache cannot rewrite a file and its digest to match. A lookup checks the seal, then every
+file against its sealed digest before the entry is used (reading only the data of sparse
+images, see :func:`~imagecomposer.foundation.digest.sparse_sha256`): an entry that is not
+sealed, whose seal does not hold, or whose files were modified is discarded with a warning
+and the lookup is a miss. A hit restores the outputs with a reflink, else a hard link, else
+a copy, into a staging directory that atomically replaces the output directory; what was
+staged is checked again first (a hard link must be the very file the lookup hashed, a copy
+is hashed), so a file swapped in the cache between lookup and restore is never published.
+At most ``max_count`` entries per image name are kept, least recently used first out,
+within the size and age limits of ``storage.image_cache``. The staging areas of a killed
+store are removed by the next lookup, store or prune.
 
 Layout: a :class:`~imagecomposer.foundation.store.Store` whose entries are
 ``ROOT/<name>/<digest>/{entry.json, files/...}``; the last use of each is in the store's
@@ -27,15 +32,24 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from imagecomposer.config.model import Config
+from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
-from imagecomposer.foundation.digest import hash_file_into, sha256_files, sparse_sha256
+from imagecomposer.foundation.digest import (
+    hash_file_into,
+    sparse_sha256,
+    sparse_sha256_of,
+    workers,
+)
 from imagecomposer.foundation.errors import CacheError, CommandError
 from imagecomposer.foundation.runner import run
+from imagecomposer.foundation.seal import SealKey
 from imagecomposer.foundation.staging import staged
 from imagecomposer.foundation.store import Limits, Store, StoreEntry
 from imagecomposer.foundation.units import human_size
@@ -44,7 +58,8 @@ log = logging.getLogger("imagecomposer.cache")
 
 ENTRY = "entry.json"
 FILES = "files"
-FORMAT = 2  # 2: files carry their sparse content digest; older entries are not used
+FORMAT = 3  # 2: files carry their sparse content digest; 3: the record is sealed
+KIND = "images"  # what the seals name
 PATTERNS = ("*/*",)
 
 
@@ -64,6 +79,16 @@ class CachedFile:
     content: str  # sparse_sha256: checked before every restore
 
 
+@attrs.frozen
+class Checked:
+    """The inode a lookup hashed, as it was then."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+
 @attrs.frozen(repr=False)
 class Entry:
     name: str
@@ -73,6 +98,7 @@ class Entry:
     files: tuple[CachedFile, ...]
     created: float
     last_used: float
+    checked: Mapping[str, Checked] = attrs.field(factory=dict, eq=False)  # by file name
 
     @property
     def size(self) -> int:
@@ -95,11 +121,12 @@ class ImageCache:
     """Finished build outputs under ``root`` (see the module docstring)."""
 
     def __init__(self, root: Path, *, max_count: int = 5, enabled: bool = True,
-                 max_size_gb: float | None = None, retention_days: float | None = None
-                 ) -> None:
+                 max_size_gb: float | None = None, retention_days: float | None = None,
+                 seal_key: SealKey | None = None) -> None:
         self.root = root
         self.max_count = max(1, max_count)
         self.enabled = enabled
+        self.seal_key = seal_key if seal_key is not None else SealKey(default_seal_key())
         self.storage = Store(root, patterns=PATTERNS, what="image cache",
                            verify=self._verify, group=lambda key: key.split("/", 1)[0],
                            limits=Limits.of(max_size_gb=max_size_gb,
@@ -113,7 +140,8 @@ class ImageCache:
         settings = config.storage.image_cache
         return cls(config.image_cache_dir, max_count=settings.max_count,
                    enabled=enabled and settings.enabled, max_size_gb=settings.max_size_gb,
-                   retention_days=settings.retention_days)
+                   retention_days=settings.retention_days,
+                   seal_key=SealKey(config.storage.seal_key))
 
     def __repr__(self) -> str:
         return display.call("ImageCache", root=self.root, max_count=self.max_count,
@@ -123,16 +151,26 @@ class ImageCache:
 
     @staticmethod
     def _read(path: Path, last_used: float | None = None) -> Entry | None:
+        """The entry at ``path`` as its record says (not checked: see :meth:`_sealed`)."""
+        return _parse(path, _load(path), last_used)
+
+    def _sealed(self, path: Path, stored: str) -> tuple[Entry | None, str]:
+        """The entry at ``path`` (key ``stored``) if its record is sealed for that key,
+        else what is wrong."""
         try:
-            data = json.loads((path / ENTRY).read_text())
-            if data.get("format") != FORMAT:
-                return None
-            return Entry(data["name"], data["digest"], path,
-                         tuple((str(a), str(b)) for a, b in data["inputs"]),
-                         tuple(CachedFile(**f) for f in data["files"]), data["created"],
-                         data["created"] if last_used is None else last_used)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            data = _load(path)
+        except OSError as exc:
+            return None, f"unreadable: {exc.strerror or exc}"
+        except ValueError:
+            return None, "its record is not valid JSON"
+        entry = _parse(path, data)
+        if entry is None:
+            return None, "not sealed: written by an older version, or its record is damaged"
+        record = {k: v for k, v in data.items() if k != "seal"}
+        if not self.seal_key.check(KIND, stored, record, data.get("seal")):
+            return None, ("its seal does not match: the record or the seal was changed, it "
+                          "was copied from another entry, or made with another key")
+        return entry, ""
 
     def _entries(self, name: str | None = None) -> builtins.list[Entry]:
         prefix = None if name is None else _safe(name) + "/"
@@ -145,36 +183,51 @@ class ImageCache:
         return sorted(found, key=lambda e: (e.name, -e.last_used))
 
     @staticmethod
-    def _damage(entry: Entry) -> str | None:
-        """Why ``entry`` cannot be used, or None when every file is as stored.
+    def _damage(entry: Entry) -> tuple[str | None, dict[str, Checked]]:
+        """Why ``entry`` cannot be used (None when every file is as sealed), and the inode
+        of each file that was hashed.
 
         Size and mtime first (cheap), then each file's digest (a file rewritten with its
-        mtime put back is caught here).
+        mtime put back is caught here), hashed through one open file: what was checked is
+        exactly the inode that was read, whatever its name points to meanwhile.
         """
         for f in entry.files:
             path = entry.path / FILES / f.name
             try:
                 st = path.stat()
             except OSError:
-                return f"{f.name} is missing"
+                return f"{f.name} is missing", {}
             if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
-                return f"{f.name} was modified (size or mtime changed)"
-        paths = {f.name: entry.path / FILES / f.name for f in entry.files}
-        found = sha256_files(builtins.list(paths.values()), len(paths), digest=sparse_sha256)
-        for f in entry.files:
-            digest = found[paths[f.name]]
-            if digest is None:
-                return f"{f.name} cannot be read"
+                return f"{f.name} was modified (size or mtime changed)", {}
+
+        def one(f: CachedFile) -> tuple[str | None, Checked | None]:
+            try:
+                with (entry.path / FILES / f.name).open("rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
+                        return f"{f.name} was modified (size or mtime changed)", None
+                    digest = sparse_sha256_of(fh)
+            except OSError:
+                return f"{f.name} cannot be read", None
             if digest != f.content:
-                return f"{f.name} does not match its stored digest"
-        return None
+                return f"{f.name} does not match its stored digest", None
+            return None, Checked(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+        with ThreadPoolExecutor(max_workers=workers(len(entry.files) or 1),
+                                thread_name_prefix="sha256") as pool:
+            results = builtins.list(pool.map(one, entry.files))
+        for problem, _ in results:
+            if problem is not None:
+                return problem, {}
+        return None, {f.name: c for f, (_, c) in zip(entry.files, results, strict=True)
+                      if c is not None}
 
     def _verify(self, path: Path) -> str | None:
-        """The store's verification: the entry can be read and every file is intact."""
-        entry = self._read(path)
+        """The store's verification: the entry is sealed and every file is intact."""
+        entry, problem = self._sealed(path, path.relative_to(self.root).as_posix())
         if entry is None:
-            return "unreadable, or written by an older version"
-        return self._damage(entry)
+            return problem
+        return self._damage(entry)[0]
 
     def remove_leftovers(self, *, dry_run: bool = False) -> builtins.list[Path]:
         """Remove the staging areas of stores that were killed (owner pid dead, or older
@@ -189,38 +242,56 @@ class ImageCache:
         if not self.enabled:
             return None
         self.remove_leftovers()
-        path = self.storage.path(_key(key.name, key.digest))
-        entry = self._read(path)
-        if entry is None:
-            return None
+        stored = _key(key.name, key.digest)
+        path = self.storage.path(stored)
         started = time.monotonic()
         try:
-            inode = entry.path.stat().st_ino
+            inode = path.stat().st_ino
         except OSError:
             return None
-        damage = self._damage(entry)
-        if damage is not None:
-            log.warning("image cache entry %s is damaged (%s); discarding it", entry.path,
-                        damage)
+        entry, damage = self._sealed(path, stored)
+        checked: dict[str, Checked] = {}
+        if entry is not None:
+            found, checked = self._damage(entry)
+            damage = found or ""
+        if entry is None or damage:
+            log.warning("image cache entry %s is damaged (%s); discarding it", path, damage)
             self._discarded[key.digest] = damage
-            self.storage.remove(_key(key.name, key.digest), inode=inode)
+            self.storage.remove(stored, inode=inode)
             return None
-        log.info("image cache: %s %s intact (%d files checked against their digests in "
-                 "%.2f s)", entry.name, entry.digest[:12], len(entry.files),
+        log.info("image cache: %s %s intact (%d files checked against their sealed digests "
+                 "in %.2f s)", entry.name, entry.digest[:12], len(entry.files),
                  time.monotonic() - started)
-        return entry
+        return attrs.evolve(entry, checked=checked)
 
-    def restore(self, entry: Entry, output_dir: Path) -> builtins.list[Path]:
-        """Put the entry's files into ``output_dir`` (replacing it atomically)."""
+    def restore(self, entry: Entry, output_dir: Path) -> builtins.list[Path] | None:
+        """Put the entry's files into ``output_dir`` (replacing it atomically), the
+        restored files checked first (an entry found by :meth:`lookup`). None (a miss,
+        ``output_dir`` untouched) when the entry was removed meanwhile, or a file was
+        changed in the cache since the lookup checked it (then it is discarded)."""
         started = time.monotonic()
         key = _key(entry.name, entry.digest)
+        problem = None
         with self.storage.using(key) as path:
             if path is None:
-                raise CacheError(f"image cache entry {entry.path} was removed before it "
-                                 "could be restored; build again")
+                log.warning("image cache entry %s was removed before it could be restored",
+                            entry.path)
+                return None
             sources = [path / FILES / f.name for f in entry.files]
-            with staged(output_dir) as stage:
-                _link_or_copy(sources, stage)
+            try:
+                with staged(output_dir) as stage:
+                    _link_or_copy(sources, stage)
+                    problem = _changed_since_checked(entry, stage)
+                    if problem is not None:
+                        raise _Changed
+            except _Changed:
+                pass
+        if problem is not None:
+            log.warning("image cache entry %s is damaged (%s since it was checked); "
+                        "discarding it", entry.path, problem)
+            self._discarded[entry.digest] = problem
+            self.storage.remove(key)
+            return None
         self.storage.touch([key])
         log.info("image cache hit: %s %s restored to %s in %.2f s", entry.name,
                  entry.digest[:12], output_dir, time.monotonic() - started)
@@ -238,18 +309,24 @@ class ImageCache:
             (stage / FILES).mkdir(parents=True)
             if files:
                 run(["cp", "--reflink=auto", "--sparse=always", "-t", stage / FILES, *files])
+            # the digests come from the build's outputs, not from the copies in the cache
+            with ThreadPoolExecutor(max_workers=workers(len(files) or 1),
+                                    thread_name_prefix="sha256") as pool:
+                digests = dict(zip((p.name for p in files), pool.map(_digests, files),
+                                   strict=True))
             records = []
             for path in sorted((stage / FILES).iterdir()):
                 path.chmod(0o444)
-                digest = hashlib.sha256()
-                hash_file_into(path, digest)
                 st = path.stat()
+                full, content = digests[path.name]
                 records.append(attrs.asdict(CachedFile(
-                    path.name, st.st_size, digest.hexdigest(), st.st_mtime_ns,
-                    sparse_sha256(path))))
-            (stage / ENTRY).write_text(json.dumps({
+                    path.name, st.st_size, full, st.st_mtime_ns, content)))
+            record: dict[str, Any] = {
                 "format": FORMAT, "name": key.name, "digest": key.digest,
-                "inputs": key.inputs, "files": records, "created": time.time()}, indent=1))
+                "inputs": [list(pair) for pair in key.inputs], "files": records,
+                "created": time.time()}
+            record["seal"] = self.seal_key.seal(KIND, stored, record)
+            (stage / ENTRY).write_text(json.dumps(record, indent=1))
 
         try:
             final = self.storage.write(stored, fill, meta={
@@ -298,9 +375,59 @@ class ImageCache:
         return self.storage.entries()
 
 
+class _Changed(Exception):
+    """A staged file is not what the lookup checked: the staging is dropped."""
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = json.loads((path / ENTRY).read_text())
+    if not isinstance(data, dict):
+        raise ValueError("not a record")
+    return data
+
+
+def _parse(path: Path, data: Mapping[str, Any], last_used: float | None = None
+           ) -> Entry | None:
+    try:
+        if data.get("format") != FORMAT:
+            return None
+        return Entry(data["name"], data["digest"], path,
+                     tuple((str(a), str(b)) for a, b in data["inputs"]),
+                     tuple(CachedFile(**f) for f in data["files"]), data["created"],
+                     data["created"] if last_used is None else last_used)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    """The SHA256 and the sparse content digest of ``path``."""
+    digest = hashlib.sha256()
+    hash_file_into(path, digest)
+    return digest.hexdigest(), sparse_sha256(path)
+
+
+def _changed_since_checked(entry: Entry, stage: Path) -> str | None:
+    """What in ``stage`` (the restored files) is not what :meth:`ImageCache.lookup`
+    checked, or None. A hard link must be the very inode that was hashed, unchanged (only
+    this user can write it: :func:`_link_or_copy` links nothing else); a reflink or a copy
+    is hashed again."""
+    for f in entry.files:
+        path = stage / f.name
+        st = path.lstat()
+        seen = entry.checked.get(f.name)
+        if seen is not None and (st.st_dev, st.st_ino) == (seen.dev, seen.ino):
+            if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
+                return f"{f.name} was modified"
+            continue
+        with path.open("rb") as fh:
+            if sparse_sha256_of(fh) != f.content:
+                return f"{f.name} does not match its stored digest"
+    return None
+
+
 def _link_or_copy(sources: list[Path], dest: Path) -> None:
-    """Reflink when the filesystem can, else hard link (O(1) for any image size), else a
-    sparse copy (another filesystem)."""
+    """Reflink when the filesystem can, else hard link (O(1) for any image size) when this
+    user owns the file and nobody else can write it, else a sparse copy."""
     if not sources:
         return
     try:
@@ -314,6 +441,9 @@ def _link_or_copy(sources: list[Path], dest: Path) -> None:
     try:
         for src in sources:
             os.link(src, dest / src.name)
+            st = (dest / src.name).lstat()
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise PermissionError("another user could change it: copy it instead")
         return
     except OSError:
         for path in dest.iterdir():

@@ -21,6 +21,7 @@ from imagecomposer.cache.trees import TreeCache
 from imagecomposer.config.model import Config
 from imagecomposer.families.metadata import metadata_limits, metadata_storage
 from imagecomposer.foundation.errors import UsageError
+from imagecomposer.foundation.seal import SealKey
 from imagecomposer.foundation.settings import CACHE_NAMES
 from imagecomposer.foundation.store import Store
 
@@ -39,7 +40,8 @@ KINDS: tuple[CacheKind, ...] = (
               lambda c: package_store(c.package_cache_dir, c),
               lambda c: c.storage.package_cache.enabled),
     CacheKind("metadata", "repository metadata and parsed indexes",
-              lambda c: metadata_storage(c.metadata_cache_dir, metadata_limits(c)),
+              lambda c: metadata_storage(c.metadata_cache_dir, metadata_limits(c),
+                                         SealKey(c.storage.seal_key)),
               lambda c: c.storage.metadata_cache.enabled),
     CacheKind("trees", "installed package trees, one per lock",
               lambda c: TreeCache.for_config(c).storage,

@@ -6,7 +6,7 @@ Stages it runs (each usable alone):
   (dpkg in a namespaced chroot, one ``rpm --root`` transaction: :meth:`Family.install
   <imagecomposer.families.family.Family.install>`);
 - :meth:`Composer.installed_tree` -- the same through the installed-tree cache, keyed by the
-  lock's hash, so a configuration-only change skips installation;
+  lock's hash and the epoch, so a configuration-only change skips installation;
 - :meth:`Composer.configure` -- the spec's customizations, the image's repositories (APT
   sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader, with the
   family's hooks around them (rpm: kernels and systemd presets first, SELinux last; deb: the
@@ -16,6 +16,15 @@ Stages it runs (each usable alone):
 
 Work trees are removed at the end unless ``keep_temp``; after a failure (or Ctrl-C) they are
 kept when ``keep_on_failure`` (``core.cleanup_on_failure: false``), for inspection.
+
+Same lock, spec and ``epoch``, same bytes: the epoch (``Composer(config, epoch=N)``; default
+:func:`imagecomposer.foundation.epoch.build_epoch`, ``SOURCE_DATE_EPOCH`` or a fixed date) is
+the only clock of a build. Every tool whose output lands in the image sees it as
+``SOURCE_DATE_EPOCH``, the installed-tree and initramfs caches are keyed by it, leftovers
+that differ from build to build are removed (:mod:`imagecomposer.foundation.normalize`, with
+the family's :attr:`~imagecomposer.families.family.Family.leftovers`), the work trees' file
+times are clamped to it before assembly, and the disk side bounds every time in every
+filesystem by it (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -45,13 +54,15 @@ from imagecomposer.compose.configure import (
     users,
 )
 from imagecomposer.compose.disk import assemble, plan_layout, tree_size
+from imagecomposer.compose.disk.content import clamp_times
 from imagecomposer.compose.disk.luks import embedded_keys, key_sources
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.config.model import Config
 from imagecomposer.families.family import TreeContext
 from imagecomposer.families.registry import family
-from imagecomposer.foundation import display
+from imagecomposer.foundation import display, normalize
 from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 from imagecomposer.foundation.events import ConfigurationStep, DiskStep, EventSink, InstallStep
 from imagecomposer.foundation.rootfs import Root
@@ -98,7 +109,7 @@ class Composer:
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
                  keep_on_failure: bool | None = None, events: EventSink | None = None,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, epoch: int | None = None) -> None:
         self.config = config
         self.keep_temp = keep_temp  # keep the work trees, always
         # keep them when the build fails (None: not core.cleanup_on_failure)
@@ -108,10 +119,16 @@ class Composer:
         self.events: EventSink = events or (lambda _event: None)
         self.cache = TreeCache.for_config(config)  # both honour storage.*.enabled
         self.initramfs_cache = InitramfsCache.for_config(config)
+        self.epoch = resolve(epoch)  # the build's clock, never the wall clock
 
     def __repr__(self) -> str:
         return display.call("Composer", tree_cache=self.config.tree_cache_dir,
                             use_cache=self.use_cache, keep_temp=self.keep_temp)
+
+    def tree_key(self, lock: Lock) -> str:
+        """The installed-tree cache key: the lock and the epoch (maintainer scripts record
+        it, e.g. as the password change date of the accounts they create)."""
+        return f"{lock.hash}-e{self.epoch}"
 
     # --- packages ------------------------------------------------------------------------
 
@@ -120,7 +137,7 @@ class Composer:
         self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
         family(lock.kind).install(lock, packages, tree, timeout=self.config.core.timeout,
                                   parallel=self.config.core.parallel,
-                                  events=self.events)
+                                  events=self.events, epoch=self.epoch)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
                        *, use_cache: bool = True) -> Path:
@@ -130,7 +147,7 @@ class Composer:
         if tree.exists():
             remove_tree(tree)
         workdir.mkdir(parents=True, exist_ok=True)
-        if use_cache and self.cache.restore(lock.hash, tree):
+        if use_cache and self.cache.restore(self.tree_key(lock), tree):
             self.events(InstallStep(
                 f"installed tree restored from the cache ({lock.hash[:12]})"))
             return tree
@@ -142,7 +159,7 @@ class Composer:
             raise
         if use_cache and self.cache.enabled:
             self.events(InstallStep("storing the installed tree in the cache"))
-            self.cache.store(lock.hash, tree)
+            self.cache.store(self.tree_key(lock), tree)
         return tree
 
     # --- configuration -------------------------------------------------------------------
@@ -158,6 +175,7 @@ class Composer:
         """
         c = spec.customizations
         timeout = self.config.core.timeout
+        epoch = self.epoch
         verity_root = c.security.read_only_root and layout.by_type("verity") is not None
         hooks = family(lock.kind)
         ctx = TreeContext(tree, spec, lock, self.config, verity_root=verity_root,
@@ -166,20 +184,21 @@ class Composer:
         # below (network, services, scripts) enables or disables a unit over them
         hooks.after_install(ctx)
         self.events(ConfigurationStep("configuration: pre-install scripts"))
-        scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout)
+        scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout,
+                            epoch=epoch)
         # customizations.packages.remove acted at resolution: no removed package is locked
         self.events(ConfigurationStep("configuration: system, users, files, ssh, network, "
                                       "services"))
         if c.hostname:
             system.hostname(tree, c.hostname)
         system.timezone(tree, c.timezone)
-        system.locale(tree, c.locale)
+        system.locale(tree, c.locale, epoch=epoch)
         if c.keyboard:
             system.keyboard(tree, c.keyboard)
         system.first_boot_identity(tree)
-        users.root_password(tree, c.root_password_hash)
+        users.root_password(tree, c.root_password_hash, epoch=epoch)
         for user in c.users:
-            users.add_user(tree, user)
+            users.add_user(tree, user, epoch=epoch)
         files.apply(tree, c.files, source_roots=files.source_roots(
             spec, self.config.core.allowed_paths))
         ssh.configure(tree, c.ssh)
@@ -189,14 +208,15 @@ class Composer:
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)
         self.events(ConfigurationStep("configuration: post-install scripts"))
-        scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout)
+        scripts.run_scripts(tree, spec, "post-install", c.scripts.post_install, timeout=timeout,
+                            epoch=epoch)
         hooks.before_initramfs(ctx)
         self.events(ConfigurationStep("initramfs"))
         # a verity root is never checked (fsck cannot write it): no fsck for it in the initrd
         kernels = initramfs_cache.build(
             tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
-            scripts=c.scripts.post_install, timeout=timeout)
+            scripts=c.scripts.post_install, timeout=timeout, epoch=epoch)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
@@ -215,6 +235,7 @@ class Composer:
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
+        normalize.remove_leftovers(tree, hooks.leftovers)
         if on_configured is not None:
             on_configured(tree)
         # last: the family's finish labels every file written so far (SELinux)
@@ -263,7 +284,7 @@ class Composer:
                     remove_tree(tree)
                 copy_tree(installed, tree)
             else:
-                hit = use_tree_cache and self.cache.lookup(lock.hash) is not None
+                hit = use_tree_cache and self.cache.lookup(self.tree_key(lock)) is not None
                 tree = self.installed_tree(lock, packages, workdir, use_cache=use_tree_cache)
             timings["restore" if hit else "install"] = time.monotonic() - start
             start = time.monotonic()
@@ -285,11 +306,14 @@ class Composer:
                         esp_tree, bootloader.kernel_cmdline(spec, layout, roothash=roothash))
 
             start = time.monotonic()
+            for part_tree in trees.values():  # our own work trees: bounded by the epoch
+                clamp_times(part_tree, self.epoch)
             self.events(DiskStep(f"assembling {output.name}"))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
                               events=lambda what: self.events(DiskStep(what)),
                               on_verity=on_verity,
-                              keys=key_sources(disk), parallel=self.config.core.parallel)
+                              keys=key_sources(disk), epoch=self.epoch,
+                              parallel=self.config.core.parallel)
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
                 self.events(DiskStep("writing GRUB into the MBR and the gap after it"))

@@ -6,6 +6,11 @@ the kernel postinst and again in the initramfs-tools trigger, and an initramfs b
 fstab exists lacks fsck for the root filesystem. Here it runs once per installed kernel with
 zstd compression when the image has zstd (gzip otherwise: what initramfs-tools can unpack
 without it). dracut-based images are handled the same way.
+
+Both run with ``SOURCE_DATE_EPOCH`` = the build epoch: mkinitramfs then clamps the times of
+everything it collects to it, writes the cpio archive with ``--reproducible`` (sorted, no
+inode numbers) and compresses single-threaded, so the same tree and epoch give the same
+initrd byte for byte (initramfs-tools 0.142); dracut honours it the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import attrs
 
 from imagecomposer.compose.configure import paths
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
@@ -88,7 +94,7 @@ def write_conf(tree: Path, root_fstype: str | None) -> None:
 
 
 def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = run_in_chroot,
-          timeout: float | None = None) -> list[Kernel]:
+          timeout: float | None = None, epoch: int | None = None) -> list[Kernel]:
     """Generate the initrd of every installed kernel; return the kernels.
 
     ``root_fstype`` names the root filesystem for initramfs-tools' fsck hook: it cannot probe
@@ -98,19 +104,20 @@ def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = r
     found = kernels(tree)
     if not found:
         raise ComposeError("the image has no kernel (/boot/vmlinuz-*): add a kernel package")
+    env = epoch_env(resolve(epoch))
     if paths.installed(tree, "/usr/sbin/update-initramfs"):
         write_conf(tree, root_fstype)
         for kernel in found:
             with Root(tree) as root:
                 root.remove(kernel.initrd_path)
             start = time.monotonic()
-            chroot(tree, ["update-initramfs", "-c", "-k", kernel.version],
+            chroot(tree, ["update-initramfs", "-c", "-k", kernel.version], env=env,
                    what=f"update-initramfs {kernel.version}", timeout=timeout)
             log.info("initramfs for %s built in %.1f s", kernel.version, time.monotonic() - start)
     elif paths.installed(tree, "/usr/bin/dracut"):
         for kernel in found:
             chroot(tree, ["dracut", "--force", "--no-hostonly", f"--{compression(tree)}",
-                          kernel.initrd_path, kernel.version],
+                          kernel.initrd_path, kernel.version], env=env,
                    what=f"dracut {kernel.version}", timeout=timeout)
     else:
         raise ComposeError("the image has neither initramfs-tools nor dracut: "

@@ -8,10 +8,11 @@ configuration and hooks (``etc/initramfs-tools``, ``usr/share/initramfs-tools``)
 options (``etc/modprobe.d``, ``etc/modules``), ``etc/fstab`` and ``etc/crypttab`` (with the
 cryptsetup-initramfs settings, the key files it may embed, and ``etc/lvm``), the
 kernels' module trees (file names and sizes), and the content of the spec's post-install
-scripts (which run just before and could change anything). A hit copies the cached images
-into ``/boot``; a miss builds them and stores them atomically in the
-:class:`~imagecomposer.cache.initramfs.InitramfsCache` (which keeps them within the limits of
-``storage.initramfs_cache``).
+scripts (which run just before and could change anything), and the build epoch (the
+initrd's file times and compression depend on it). A hit copies the cached images into
+``/boot`` (the bytes the cache checked against their sealed digests); a miss builds them and
+stores them atomically in the :class:`~imagecomposer.cache.initramfs.InitramfsCache` (which
+seals them and keeps them within the limits of ``storage.initramfs_cache``).
 
 Only initramfs-tools images (a dpkg tree) are cached; dracut trees always build.
 """
@@ -21,24 +22,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.compose import initramfs
+from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger(__name__)
 
-FORMAT = "v1"
+FORMAT = "v2"  # v2: the build epoch is part of the key
 HASHED_TREES = ("etc/initramfs-tools", "usr/share/initramfs-tools", "etc/modprobe.d",
                 "etc/cryptsetup-initramfs", "etc/cryptsetup-keys.d", "etc/lvm")
 HASHED_FILES = ("var/lib/dpkg/status", "etc/modules", "etc/fstab", "etc/crypttab")
 
 
-def key(tree: Path, *, root_fstype: str | None, scripts: Iterable[Path] = ()) -> str:
-    digest = hashlib.sha256(f"{FORMAT}\0{root_fstype}\0".encode())
+def key(tree: Path, *, root_fstype: str | None, scripts: Iterable[Path] = (),
+        epoch: int | None = None) -> str:
+    digest = hashlib.sha256(f"{FORMAT}\0{root_fstype}\0{resolve(epoch)}\0".encode())
     for name in HASHED_FILES:
         _file(digest, tree / name, name)
     for name in HASHED_TREES:
@@ -80,30 +82,23 @@ def _tree(digest: hashlib._Hash, root: Path, label: str, *, content: bool) -> No
 def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
           scripts: Iterable[Path] = (), timeout: float | None = None,
           builder: Callable[..., list[initramfs.Kernel]] = initramfs.build,
-          ) -> list[initramfs.Kernel]:
+          epoch: int | None = None) -> list[initramfs.Kernel]:
     """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache)."""
+    epoch = resolve(epoch)
     if cache is None or not cache.enabled or not (tree / "var/lib/dpkg/status").is_file():
-        return builder(tree, root_fstype=root_fstype, timeout=timeout)
+        return builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
     initramfs.write_conf(tree, root_fstype)
-    digest = key(tree, root_fstype=root_fstype, scripts=scripts)
+    digest = key(tree, root_fstype=root_fstype, scripts=scripts, epoch=epoch)
     kernels = initramfs.kernels(tree)
-    with cache.images(digest, [k.initrd.name for k in kernels]) as entry:
-        if entry is not None:
-            with Root(tree) as root:
-                for kernel in kernels:
-                    root.copy_file_in(entry / kernel.initrd.name, kernel.initrd_path,
-                                      mode=0o644)
-            log.info("initramfs restored from the cache (%s)", digest[:12])
-            return kernels
-    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout)
-
-    def fill(directory: Path) -> None:
-        directory.mkdir()
+    images = cache.load(digest, [k.initrd.name for k in kernels])  # checked against the seal
+    if images is not None:
         with Root(tree) as root:
             for kernel in kernels:
-                with root.open_read(kernel.initrd_path) as src, \
-                        (directory / kernel.initrd.name).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-
-    cache.store(digest, fill, label=", ".join(k.initrd.name for k in kernels))
+                root.write(kernel.initrd_path, images[kernel.initrd.name], mode=0o644)
+        log.info("initramfs restored from the cache (%s)", digest[:12])
+        return kernels
+    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
+    with Root(tree) as root:
+        built = {k.initrd.name: root.read_bytes(k.initrd_path) for k in kernels}
+    cache.store(digest, built, label=", ".join(k.initrd.name for k in kernels))
     return kernels

@@ -41,10 +41,11 @@ ENVIRONMENT: dict[str, str] = {
     "IMAGECOMPOSER_WORK_DIR": "core.work_dir",
     "IMAGECOMPOSER_LOG_LEVEL": "logging.level",
     "IMAGECOMPOSER_PARALLEL": "core.parallel",
+    "IMAGECOMPOSER_SEAL_KEY": "storage.seal_key",
 }
 # Fields holding paths: relative values are resolved against the config file's directory.
 PATH_KEYS = ("core.cache_dir", "core.work_dir", "logging.file", "providers.*.keyring",
-             "credentials[*].password_file", "core.allowed_paths[*]")
+             "credentials[*].password_file", "core.allowed_paths[*]", "storage.seal_key")
 
 
 @attrs.frozen

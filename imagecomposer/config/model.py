@@ -17,7 +17,9 @@ from imagecomposer.foundation.http import Credentials
 from imagecomposer.foundation.settings import LogLevel, PackageFamily
 
 __all__ = ["Config", "Core", "Credentials", "ProviderConfig", "default_cache_dir",
-           "default_work_dir"]
+           "default_seal_key", "default_work_dir"]
+
+SEAL_KEY_ENV = "IMAGECOMPOSER_SEAL_KEY"
 
 
 def _xdg(name: str, fallback: str, environ: Mapping[str, str]) -> Path:
@@ -46,6 +48,21 @@ def default_work_dir(environ: Mapping[str, str] = os.environ, euid: int | None =
     if (os.geteuid() if euid is None else euid) == 0:
         return Path("/var/tmp/imagecomposer")
     return _xdg("XDG_STATE_HOME", ".local/state", environ) / "imagecomposer" / "work"
+
+
+def default_seal_key(environ: Mapping[str, str] = os.environ, euid: int | None = None
+                     ) -> Path:
+    """The key that seals cache entries (:mod:`imagecomposer.foundation.seal`): outside the
+    cache directory, so that whoever can write the cache cannot forge an entry.
+    ``$IMAGECOMPOSER_SEAL_KEY`` when set (an absolute path), else
+    ``/var/lib/imagecomposer/cache.key`` as root, ``$XDG_STATE_HOME/imagecomposer/cache.key``
+    (``~/.local/state/imagecomposer/cache.key``) otherwise."""
+    named = environ.get(SEAL_KEY_ENV, "")
+    if named and Path(named).is_absolute():
+        return Path(named)
+    if (os.geteuid() if euid is None else euid) == 0:
+        return Path("/var/lib/imagecomposer/cache.key")
+    return _xdg("XDG_STATE_HOME", ".local/state", environ) / "imagecomposer" / "cache.key"
 
 
 @attrs.frozen
@@ -111,6 +128,8 @@ class Storage:
     tree_cache: TreeCacheConfig = attrs.field(factory=TreeCacheConfig)
     initramfs_cache: InitramfsCacheConfig = attrs.field(factory=InitramfsCacheConfig)
     metadata_cache: MetadataCacheConfig = attrs.field(factory=MetadataCacheConfig)
+    # The key sealing derived cache entries; machines sharing a cache share it (a secret).
+    seal_key: Path = attrs.field(factory=default_seal_key)
 
 
 @attrs.frozen

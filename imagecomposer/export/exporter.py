@@ -2,12 +2,16 @@
 moved into the output directory in one atomic step.
 
 Conversions go through ``qemu-img convert`` and compression through the multithreaded tools
-with ``parallel`` threads (``zstd -TN``, ``xz -T+N``: multithreaded mode even for one thread,
-so the bytes do not depend on N; ``pigz -p N`` when present, else ``gzip``), all via
-:func:`imagecomposer.foundation.runner.run`. Everything is written into a staging directory first;
-only
-a complete, checksummed (and, with a signer, signed) set of files replaces the previous
-outputs (see :mod:`imagecomposer.foundation.staging`).
+with ``parallel`` threads (``zstd -TN``, ``xz -T+N``, ``pigz -p N`` when present, else
+``gzip``), all via :func:`imagecomposer.foundation.runner.run`. Everything is written into a
+staging directory first; only a complete, checksummed (and, with a signer, signed) set of
+files replaces the previous outputs (see :mod:`imagecomposer.foundation.staging`).
+
+The same raw disk and epoch give the same bytes in every format: the identifiers and times
+qemu-img puts in vhd, vhdx, vmdk and vdi headers are replaced by values derived from the raw
+disk's SHA-256 and the epoch (:mod:`imagecomposer.export.headers`); the compressors' output
+does not depend on the thread count (zstd and xz in multithreaded mode, pigz) and carries no
+name or time (``-n``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from imagecomposer.export import headers
 from imagecomposer.export.checksums import SUMS, write_sums
 from imagecomposer.export.formats import (
     COMPRESSIONS,
@@ -31,6 +36,7 @@ from imagecomposer.export.formats import (
 from imagecomposer.export.manifest import MANIFEST, write_manifest
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file
+from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import CommandError, ExportError
 from imagecomposer.foundation.events import ExportStep
 from imagecomposer.foundation.runner import require, run, which
@@ -79,10 +85,13 @@ class Exporter:
     """Converts, compresses and publishes disk images. Stateless apart from its settings."""
 
     def __init__(self, *, parallel: int | None = None,
-                 events: Callable[[ExportStep], None] | None = None) -> None:
+                 events: Callable[[ExportStep], None] | None = None,
+                 epoch: int | None = None) -> None:
         self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
         self._events = events
         self._timings: list[ExportStep] = []
+        # the build's clock (vhd timestamps); default: SOURCE_DATE_EPOCH or a fixed date
+        self.epoch = resolve(epoch)
 
     def __repr__(self) -> str:
         return display.call("Exporter", parallel=self.parallel)
@@ -95,8 +104,13 @@ class Exporter:
 
     # --- single steps -----------------------------------------------------------------------
 
-    def convert(self, raw: Path, fmt: str, out: Path, *, compressed: bool = False) -> Path:
-        """Convert a raw image to ``fmt``; ``compressed`` asks qcow2 for compressed clusters."""
+    def convert(self, raw: Path, fmt: str, out: Path, *, compressed: bool = False,
+                identity: str | None = None) -> Path:
+        """Convert a raw image to ``fmt``; ``compressed`` asks qcow2 for compressed clusters.
+
+        ``identity`` (default: the SHA-256 of ``raw``, computed only for formats that need
+        it) is what the identifiers in vhd, vhdx, vmdk and vdi headers derive from.
+        """
         info = format_info(fmt)
         if not raw.is_file():
             raise ExportError(f"raw image {raw} does not exist")
@@ -122,10 +136,16 @@ class Exporter:
                     raise ExportError(f"format '{fmt}' has no internal compression")
                 argv.append("-c")
             run([*argv, source, out], what=f"qemu-img convert to {fmt}")
+            if info.name in headers.STAMPED:
+                headers.stamp(out, info.name, epoch=self.epoch,
+                              identity=identity or sha256_file(raw))
             return out
         except CommandError as exc:
             out.unlink(missing_ok=True)
             raise ExportError(f"conversion of {raw} to {fmt} failed: {exc}") from None
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
         finally:
             if padded is not None:
                 padded.unlink(missing_ok=True)
@@ -144,7 +164,11 @@ class Exporter:
             argv: list[str | Path] = [require("zstd", "zstd"), f"-T{self.parallel}", "-q",
                                       "-f", path, "-o", out]
         elif compression == "xz":
-            argv = [require("xz", "xz-utils"), f"-T+{self.parallel}", "-k", "-f", path]
+            # -T+N is multithreaded mode even with one thread, whose output does not
+            # depend on the thread count (plain -T1 is the single-threaded mode: other
+            # bytes); --no-adjust fails rather than falling back to it when memory is short.
+            argv = [require("xz", "xz-utils"), f"-T+{self.parallel}", "--no-adjust", "-k",
+                    "-f", path]
         elif pigz := which("pigz"):
             argv = [pigz, "-p", str(self.parallel), "-n", "-k", "-f", path]
         else:
@@ -180,10 +204,17 @@ class Exporter:
                 raise ExportError(f"extra file {path} does not exist")
         stem = name or raw.name.removesuffix(".raw")
         self._timings = []
+        raw_digest = None
+        if any(fmt in headers.STAMPED for fmt in formats):
+            started = time.monotonic()
+            raw_digest = sha256_file(raw)  # the identity the header ids derive from
+            self._event("checksum", raw.name, started)
         with staged(output_dir) as stage:
             converted = self._convert_all(raw, formats, compression, stage, stem,
-                                          qcow2_compressed)
-            artifacts = [self._artifact(stage, path, fmt, compression, signer)
+                                          qcow2_compressed, raw_digest)
+            artifacts = [self._artifact(stage, path, fmt, compression, signer,
+                                        raw_digest if (fmt, compression) == ("raw", "none")
+                                        else None)
                          for fmt, path in converted]
             for path in extra:
                 copy = stage / path.name
@@ -211,10 +242,12 @@ class Exporter:
                             tuple(self._timings))
 
     def _convert_all(self, raw: Path, formats: Sequence[str], compression: str, stage: Path,
-                     stem: str, qcow2_compressed: bool) -> list[tuple[str, Path]]:
+                     stem: str, qcow2_compressed: bool,
+                     identity: str | None) -> list[tuple[str, Path]]:
         def one(fmt: str) -> tuple[str, Path]:
             out = stage / (stem + format_info(fmt).suffix)
-            self.convert(raw, fmt, out, compressed=qcow2_compressed and fmt == "qcow2")
+            self.convert(raw, fmt, out, compressed=qcow2_compressed and fmt == "qcow2",
+                         identity=identity)
             return fmt, self.compress(out, compression)
 
         if self.parallel == 1 or len(formats) == 1:
@@ -230,10 +263,12 @@ class Exporter:
             self._event("sign", path.name, started)
 
     def _artifact(self, stage: Path, path: Path, fmt: str, compression: str,
-                  signer: FileSigner | None) -> Artifact:
-        started = time.monotonic()
-        digest = sha256_file(path)
-        self._event("checksum", path.name, started)
+                  signer: FileSigner | None, digest: str | None = None) -> Artifact:
+        """``digest``: the file's SHA-256 when already known (the raw copy's is the raw's)."""
+        if digest is None:
+            started = time.monotonic()
+            digest = sha256_file(path)
+            self._event("checksum", path.name, started)
         signature = self._sign(signer, path).name if signer is not None else None
         return Artifact(path.name, fmt, compression, path.stat().st_size, digest, signature,
                         signer.sig_alg if signer is not None else None)

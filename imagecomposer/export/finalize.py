@@ -30,13 +30,18 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
              layout: Layout | Mapping[str, Any] | None = None,
              signer: FileSigner | None = None, stage_timings: Mapping[str, float] | None = None,
              work_dir: Path | None = None, exporter: Exporter | None = None,
-             min_current_version: str | None = None) -> ExportResult:
+             min_current_version: str | None = None,
+             epoch_source: str | None = None) -> ExportResult:
     """Publish ``raw`` into ``output_dir`` as ``spec.output`` asks.
 
     SBOMs (``spec.output.sbom``) need the ``lock`` and the image's packages: ``packages``
     (what the configuration stage collected) or an installed ``tree`` to collect them from.
     ``lock_file`` is published too, as ``NAME.lock.json``. ``layout`` (a Layout or its
     data) goes into the manifest; ``stage_timings`` too, rounded to milliseconds.
+
+    The exporter's epoch is the clock of every output (vhd headers, the SBOMs' creation
+    time, the manifest's ``built_at`` and ``build_epoch``); ``epoch_source`` says where it
+    came from, for the manifest.
     """
     exporter = exporter or Exporter()
     name = spec.image.name
@@ -51,7 +56,7 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
             if packages is not None:
                 image = ImageInfo(name, spec.image.version, sha256_file(raw), f"{name}.raw")
                 extra += write_sboms(Path(scratch), name, sbom_documents(
-                    image, packages, lock.hash, spec.output.sbom))
+                    image, packages, lock.hash, spec.output.sbom, epoch=exporter.epoch))
 
         def manifest(artifacts: Sequence[Artifact], directory: Path) -> Mapping[str, Any]:
             return build_manifest(
@@ -60,7 +65,8 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
                 base_os={"os": base.os, "version": base.version, "type": base.type},
                 lock_hash=lock.hash if lock is not None else None, layout=layout,
                 stage_timings=stage_timings, output_dir=directory,
-                min_current_version=min_current_version)
+                min_current_version=min_current_version, epoch=exporter.epoch,
+                epoch_source=epoch_source)
 
         return exporter.export(raw, spec.output.formats, spec.output.compression, output_dir,
                                extra_files=extra, name=name, signer=signer, manifest=manifest)

@@ -5,6 +5,10 @@ secrets and its hash, lock hash, base OS, partition layout with UUIDs, stage tim
 carries the fields an A/B updater needs to accept the image (schema_version, image_version,
 built_at, arch, size_bytes, hash, hash_alg, signature, sig_alg, min_current_version), taken
 from the primary artifact (the first requested format).
+
+``built_at`` is the build epoch, never the wall clock; ``build_epoch`` holds it in seconds and
+``build_epoch_source`` where it came from (``SOURCE_DATE_EPOCH``, ``lock``: the newest date
+of the repositories' metadata, or ``default``; docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import base64
 import datetime
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from imagecomposer import __version__
+from imagecomposer.foundation.epoch import epoch_datetime, resolve
 from imagecomposer.foundation.errors import ExportError
 from imagecomposer.foundation.fsutil import atomic_write
 
@@ -36,15 +40,10 @@ SECRET_KEYS = frozenset({"password", "password_hash", "root_password_hash", "pas
                          "secret", "token", "credentials", "private_key"})
 
 
-def build_time() -> datetime.datetime:
-    """``SOURCE_DATE_EPOCH`` when set (reproducible builds), else now; always UTC."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch:
-        try:
-            return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
-        except ValueError:
-            raise ExportError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+def build_time(epoch: int | None = None) -> datetime.datetime:
+    """The build's clock as a UTC datetime: ``epoch`` (default
+    :func:`~imagecomposer.foundation.epoch.build_epoch`), never the wall clock."""
+    return epoch_datetime(resolve(epoch))
 
 
 def iso(moment: datetime.datetime) -> str:
@@ -95,12 +94,14 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
                    base_os: Mapping[str, str] | None = None, lock_hash: str | None = None,
                    layout: Layout | Mapping[str, Any] | None = None,
                    stage_timings: Mapping[str, float] | None = None,
-                   output_dir: Path | None = None, min_current_version: str | None = None
+                   output_dir: Path | None = None, min_current_version: str | None = None,
+                   epoch: int | None = None, epoch_source: str | None = None
                    ) -> dict[str, Any]:
     """The manifest document. ``output_dir`` (where the artifacts and their ``.sig`` files
     are) lets the A/B ``signature`` field carry the primary artifact's signature. The spec
     is stored with its secrets redacted, and ``spec_hash`` is the hash of exactly that."""
     spec = normalize_spec(spec_data)
+    epoch = resolve(epoch)
     images = [a for a in artifacts if not a.format.startswith(("sbom", "manifest", "extra"))]
     primary = images[0] if images else None
     signature = None
@@ -112,7 +113,7 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
         # A/B update fields
         "schema_version": SCHEMA_VERSION,
         "image_version": image_version,
-        "built_at": iso(build_time()),
+        "built_at": iso(build_time(epoch)),
         "arch": arch,
         "size_bytes": primary.size if primary else None,
         "hash": primary.sha256 if primary else None,
@@ -124,6 +125,8 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
         # provenance
         "name": image_name,
         "tool": {"name": "imagecomposer", "version": __version__},
+        "build_epoch": epoch,
+        "build_epoch_source": epoch_source,
         "base_os": dict(base_os or {}),
         "spec": spec,
         "spec_hash": hashlib.sha256(canonical_json(spec).encode()).hexdigest(),

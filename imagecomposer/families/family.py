@@ -21,7 +21,10 @@ What a family owns, in build order:
   (:meth:`Family.new_pool`); :meth:`Family.removed`, the same ``remove:`` rule applied to a
   lock given with ``build --locked``;
 - **the package file**: its extension and file name (:meth:`Family.filename`);
-- **installing** a lock into an empty tree with the family's tool (:meth:`Family.install`);
+- **installing** a lock into an empty tree with the family's tool (:meth:`Family.install`),
+  its scripts seeing the build epoch as ``SOURCE_DATE_EPOCH``; what the family's tools leave
+  that differs from build to build (:attr:`Family.leftovers`, removed after installation
+  and configuration by :func:`imagecomposer.foundation.normalize.remove_leftovers`);
 - **configuration hooks** on a :class:`TreeContext`: :meth:`Family.after_install` (first),
   :meth:`Family.configure_repositories` (the image's own repository configuration),
   :meth:`Family.before_initramfs`, :meth:`Family.finish` (last, after every file is written);
@@ -101,6 +104,9 @@ class Family(abc.ABC):
     # image paths of the installed-package database (files, or directories whose files
     # make it up), the first one found wins: what inspect copies out of an image
     database_paths: ClassVar[tuple[str, ...]]
+    # image paths the family's tools leave that differ from build to build and that the
+    # system does not need (logs with wall-clock times, previous databases): removed
+    leftovers: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r})"
@@ -146,11 +152,13 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1) -> None:
+                parallel: int = 1, epoch: int | None = None) -> None:
         """Install every package of ``lock`` (files in ``packages``, by name) into ``tree``,
         an empty or missing directory, with at most ``parallel`` processes at a time
-        (``--parallel``). The result may depend on the lock alone: the
-        installed-tree cache is keyed by the lock's hash."""
+        (``--parallel``); maintainer scripts or scriptlets see ``SOURCE_DATE_EPOCH`` =
+        ``epoch`` (None: :func:`~imagecomposer.foundation.epoch.build_epoch`). The result may
+        depend on the lock and the epoch alone: the installed-tree cache is keyed by the
+        lock's hash and the epoch."""
 
     def after_install(self, ctx: TreeContext) -> None:
         """First in the configuration stage, before any step enables or disables a unit."""

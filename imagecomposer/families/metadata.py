@@ -18,13 +18,27 @@ cache repairs itself. The rpm family keeps its entries under ``rpm/`` in the sam
 - ``verified/<hash>``: the signed text of a release file gpgv accepted, keyed by the SHA256
   of the exact signed bytes and of the keyring; unchanged bytes checked against an
   unchanged keyring need no second gpgv run (Valid-Until is still checked on every load).
-  An entry is used only if it holds the text the signed bytes themselves give.
+  An entry is used only if it holds the text the signed bytes themselves give *and* its
+  seal holds: it stands for a signature check, so whoever can write the cache must not be
+  able to make one.
 - ``solv/<hash>/{pool.solv, pool.json, pool.sum}``: the parsed pool of one index as a
   libsolv ``.solv`` file plus a JSON sidecar, keyed by the index hash and the libsolv
   version, and a record binding both to that index (its SHA256 and theirs); loading it is
-  ~20x faster than parsing.
+  ~20x faster than parsing. The record is sealed: a pool and its record replaced together
+  are refused.
 
-``keyrings/`` (keyrings prepared for gpgv) sits beside the entries and is not one of them.
+Seals (:mod:`imagecomposer.foundation.seal`) are HMAC-SHA256 with a key kept outside the
+cache directory, over the record and the entry's key: an entry without a seal, with a seal
+that does not hold, or whose record was copied from another entry, is discarded with a
+warning and rebuilt. The other kinds need none: a document is checked against its signature
+on every use, an index against the digest its signed release file gives.
+
+Keyrings prepared for gpgv and rpmkeys (dearmored keys, a private rpm database) are *not*
+kept in the cache: they decide which signatures are accepted, so whoever can write the cache
+could slip in their own key. Each store prepares them in a private directory of its own
+(:meth:`MetadataStore.private_dir`, mode 0700, removed with the store); preparing them costs
+a few gpg runs per build. A ``keyrings/`` directory left in the cache by an older version is
+not read.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 import weakref
 from pathlib import Path
@@ -41,10 +56,11 @@ from typing import Any
 
 import attrs
 
-from imagecomposer.config.model import Config
+from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import DownloadError
 from imagecomposer.foundation.http import Http
+from imagecomposer.foundation.seal import SealKey
 from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
 log = logging.getLogger("imagecomposer.metadata")
@@ -54,11 +70,35 @@ KINDS = ("docs", "verified", "by-hash", "solv")
 PREFIXES = ("", "rpm/")  # the deb family's entries, the rpm family's
 BODY, RECORD = "body", "record.json"
 POOL, SIDECAR, SUMS = "pool.solv", "pool.json", "pool.sum"
+SEALED = "metadata"  # what the seals name
+_SUMS_FIELDS = ("source", "solv", "json")
 
 
-def verify_entry(path: Path) -> str | None:
-    """What is wrong with a metadata entry, as far as it can tell by itself (a ``verified``
-    entry needs the signed bytes it stands for: only its use checks it)."""
+def _solv_sealed(seal_key: SealKey, key: str, sums: object) -> bool:
+    """Whether a pool's checksum record is sealed for entry ``key``."""
+    if not isinstance(sums, dict):
+        return False
+    record = {field: sums.get(field) for field in _SUMS_FIELDS}
+    return seal_key.check(SEALED, key, record, sums.get("seal"))
+
+
+def _verdict_text(seal_key: SealKey, key: str, stored: bytes) -> str | None:
+    """The text a ``verified`` entry holds if its seal holds for entry ``key``, else None."""
+    try:
+        data = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        return None
+    text: str = data["text"]
+    record = {"text_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return text if seal_key.check(SEALED, key, record, data.get("seal")) else None
+
+
+def verify_entry(path: Path, seal_key: SealKey, key: str) -> str | None:
+    """What is wrong with the metadata entry ``key`` at ``path``, as far as it can tell by
+    itself (a ``verified`` entry is sealed, but only its use can tell whether it holds the
+    text of the signed bytes it stands for)."""
     kind = path.parent.name
     if kind == "docs":
         record = json.loads((path / RECORD).read_text())
@@ -68,23 +108,62 @@ def verify_entry(path: Path) -> str | None:
     elif kind == "by-hash":
         if sha256_file(path) != path.name[:64]:
             return "its SHA256 is not the one it is named by"
+    elif kind == "verified":
+        if _verdict_text(seal_key, key, path.read_bytes()) is None:
+            return "not sealed, or its seal does not match"
     elif kind == "solv":
         sums = json.loads((path / SUMS).read_text())
-        if not isinstance(sums, dict) or sums.get("solv") != sha256_file(path / POOL) or \
+        if not _solv_sealed(seal_key, key, sums):
+            return "its checksum record is not sealed, or its seal does not match"
+        if sums.get("solv") != sha256_file(path / POOL) or \
                 sums.get("json") != sha256_file(path / SIDECAR):
             return "the pool does not match its checksum record"
     return None
 
 
-def metadata_storage(root: Path, limits: Limits = NO_LIMITS) -> Store:
-    """The store under ``root`` holding both families' metadata entries."""
+def metadata_storage(root: Path, limits: Limits = NO_LIMITS,
+                     seal_key: SealKey | None = None) -> Store:
+    """The store under ``root`` holding both families' metadata entries (``seal_key``:
+    default :func:`~imagecomposer.config.model.default_seal_key`)."""
+    key = seal_key if seal_key is not None else SealKey(default_seal_key())
+    root = Path(root)
     return Store(root, patterns=tuple(f"{p}{k}/*" for p in PREFIXES for k in KINDS),
-                 limits=limits, verify=verify_entry, what="metadata cache")
+                 limits=limits, what="metadata cache",
+                 verify=lambda path: verify_entry(path, key,
+                                                  path.relative_to(root).as_posix()))
 
 
 def metadata_limits(config: Config) -> Limits:
     settings = config.storage.metadata_cache
     return Limits.of(max_size_gb=settings.max_size_gb, retention_days=settings.retention_days)
+
+
+_PRIVATE = "ic-metadata-"
+
+
+def _private_directory() -> Path:
+    """A new directory ``$TMPDIR/ic-metadata-PID-RANDOM`` (mode 0700), after removing those
+    of this user whose process is gone (a killed build cannot remove its own)."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{_PRIVATE}*-*"):
+        pid = old.name[len(_PRIVATE):].split("-", 1)[0]
+        try:
+            mine = old.lstat().st_uid == os.geteuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_PRIVATE}{os.getpid()}-", dir=base))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @attrs.frozen
@@ -108,12 +187,14 @@ class MetadataStore:
     """The metadata entries of one family (``prefix``: ``""`` for deb, ``"rpm/"``)."""
 
     def __init__(self, root: Path, http: Http, *, prefix: str = "",
-                 limits: Limits = NO_LIMITS) -> None:
+                 limits: Limits = NO_LIMITS, seal_key: SealKey | None = None) -> None:
         self.root = root
         self.base = root / prefix if prefix else root
         self.prefix = prefix
         self.http = http
-        self.storage = metadata_storage(root, limits)
+        self.seal_key = seal_key if seal_key is not None else SealKey(default_seal_key())
+        self.storage = metadata_storage(root, limits, self.seal_key)
+        self._private: Path | None = None
 
     @classmethod
     def for_config(cls, config: Config, http: Http, *, prefix: str = "",
@@ -121,20 +202,32 @@ class MetadataStore:
         """The store of ``config`` (``cache_dir`` overrides the directory). With
         ``storage.metadata_cache.enabled: false`` a private store in the work directory,
         removed when the object goes away."""
+        seal_key = SealKey(config.storage.seal_key)
         if cache_dir is None and not config.storage.metadata_cache.enabled:
             root = config.core.work_dir / f"metadata-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            store = cls(root, http, prefix=prefix)
+            store = cls(root, http, prefix=prefix, seal_key=seal_key)
             store.storage.setting = "core.work_dir (or $IMAGECOMPOSER_WORK_DIR)"
             weakref.finalize(store, shutil.rmtree, root, True)
             return store
         return cls(cache_dir or config.metadata_cache_dir, http, prefix=prefix,
-                   limits=metadata_limits(config))
+                   limits=metadata_limits(config), seal_key=seal_key)
 
     def __repr__(self) -> str:
         return f"<MetadataStore at {self.base}>"
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}/{name}"
+
+    def private_dir(self, name: str) -> Path:
+        """``name/`` in a directory of this store alone, outside the cache (mode 0700,
+        removed when the store goes away): for what decides which signatures are accepted
+        (prepared keyrings), which nobody who can write the cache may change."""
+        if self._private is None:
+            self._private = _private_directory()
+            weakref.finalize(self, shutil.rmtree, self._private, True)
+        path = self._private / name
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     def _written(self, key: str) -> None:
         """After a write: keep the store within its limits (cheap: no content check)."""
@@ -223,18 +316,20 @@ class MetadataStore:
             stored = path.read_bytes()
         except OSError:
             return False
-        if stored == text.encode():
+        if _verdict_text(self.seal_key, key, stored) == text:
             self.storage.touch([key])
             return True
-        log.warning("metadata cache: %s does not hold the text of the signed file it stands "
-                    "for (damaged or edited); discarding it and checking the signature again",
-                    path)
+        log.warning("metadata cache: %s is not a sealed verdict on the signed file it stands "
+                    "for (damaged, edited, forged or written by an older version); discarding "
+                    "it and checking the signature again", path)
         self.storage.remove(key)
         return False
 
     def remember_verified(self, signed: bytes, keyring: Path, text: str) -> None:
         key = self._verified_key(signed, keyring)
-        self.storage.write_bytes(key, text.encode(), meta={
+        record = {"text_sha256": hashlib.sha256(text.encode()).hexdigest()}
+        body = json.dumps({"text": text, "seal": self.seal_key.seal(SEALED, key, record)})
+        self.storage.write_bytes(key, body.encode(), meta={
             "label": f"gpgv verdict {key.rsplit('/', 1)[1][:12]}"})
         self._written(key)
 
@@ -303,6 +398,7 @@ class MetadataStore:
             (directory / SIDECAR).write_bytes(body)
             sums = {"source": source, "solv": sha256_file(directory / POOL),
                     "json": hashlib.sha256(body).hexdigest()}
+            sums["seal"] = self.seal_key.seal(SEALED, entry, sums)
             (directory / SUMS).write_text(json.dumps(sums))
 
         entry = self._solv_key(key)
@@ -325,7 +421,10 @@ class MetadataStore:
         try:
             sums = json.loads((solv_path.parent / SUMS).read_text())
             body = json_path.read_bytes()
-            if not isinstance(sums, dict) or sums.get("source") != source:
+            if not _solv_sealed(self.seal_key, entry, sums):
+                problem = ("its checksum record is not sealed, or its seal does not match "
+                           "(the record was changed or copied from another entry)")
+            elif sums.get("source") != source:
                 problem = "not built from the index the signed metadata names"
             elif hashlib.sha256(body).hexdigest() != sums.get("json"):
                 problem = f"{json_path.name} does not match its checksum"

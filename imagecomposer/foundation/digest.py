@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 BLOCK = 1 << 20
 _ZERO = bytes(BLOCK)
@@ -83,22 +84,28 @@ def sparse_sha256(path: Path) -> str:
     have the same size and bytes (the encoding is unambiguous), whatever their hole layout:
     a 2 GiB disk image holding 64 MiB of data is verified by reading 64 MiB.
     """
-    digest = hashlib.sha256(_SPARSE_TAG)
     with path.open("rb") as f:
-        fd = f.fileno()
-        size = os.fstat(fd).st_size
-        digest.update(struct.pack(">Q", size))
-        for start, end in _data_ranges(fd, size):
-            f.seek(start)
-            pos = start
-            while pos < end:
-                block = f.read(min(BLOCK, size - pos))
-                if not block:
-                    break
-                if block != (_ZERO if len(block) == BLOCK else bytes(len(block))):
-                    digest.update(struct.pack(">Q", pos // BLOCK))
-                    digest.update(block)
-                pos += len(block)
+        return sparse_sha256_of(f)
+
+
+def sparse_sha256_of(f: BinaryIO) -> str:
+    """:func:`sparse_sha256` of the open file ``f`` (read from its start): what was hashed
+    is exactly the inode ``f`` holds, whatever the name points to meanwhile."""
+    digest = hashlib.sha256(_SPARSE_TAG)
+    fd = f.fileno()
+    size = os.fstat(fd).st_size
+    digest.update(struct.pack(">Q", size))
+    for start, end in _data_ranges(fd, size):
+        f.seek(start)
+        pos = start
+        while pos < end:
+            block = f.read(min(BLOCK, size - pos))
+            if not block:
+                break
+            if block != (_ZERO if len(block) == BLOCK else bytes(len(block))):
+                digest.update(struct.pack(">Q", pos // BLOCK))
+                digest.update(block)
+            pos += len(block)
     return digest.hexdigest()
 
 

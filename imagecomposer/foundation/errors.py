@@ -227,6 +227,11 @@ class CacheNotWritable(CacheError):
     the setting that chooses it)."""
 
 
+class SealKeyError(CacheError):
+    """The key that seals cache entries cannot be read or created, or is unsafe (other users
+    could write or read it). The message names the file, never its content."""
+
+
 # --- inspect and compare --------------------------------------------------------------------
 
 

@@ -165,7 +165,9 @@ class ImageCacheHook:
         if entry is None:
             log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
             return None
-        self.cache.restore(entry, ctx.output_dir)
+        if self.cache.restore(entry, ctx.output_dir) is None:  # changed since the lookup
+            log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
+            return None
         return IMAGE_CACHE_HIT
 
     def store(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:

@@ -20,6 +20,7 @@ import attrs
 from imagecomposer.cache import PackageCache
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config
+from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.errors import LockError, UsageError
 from imagecomposer.foundation.events import (
     Event,
@@ -218,14 +219,21 @@ class BuildContext:
                 lock, parallel=self.parallel, events=self.emit)
         return self._packages[lock.hash]
 
-    def composer(self, config: Config | None = None) -> Composer:
+    def composer(self, config: Config | None = None, *, epoch: int | None = None) -> Composer:
         """A composer for ``config`` (a stage's: its hashed settings over the operational
-        ones) with the build's ``--parallel``, reporting to the build's events."""
+        ones) with the build's ``--parallel`` and ``epoch`` (a stage's; default
+        :meth:`epoch`), reporting to the build's events."""
         config = config or self.config
         config = attrs.evolve(config, core=attrs.evolve(config.core, parallel=self.parallel))
         return Composer(config, keep_temp=self.options.keep_temp,
                         keep_on_failure=self.keep_on_failure,
-                        use_cache=not self.options.no_cache, events=self.emit)
+                        use_cache=not self.options.no_cache, events=self.emit,
+                        epoch=self.epoch()[0] if epoch is None else epoch)
+
+    def epoch(self) -> tuple[int, str]:
+        """The build epoch and its source: ``SOURCE_DATE_EPOCH``, else the newest date of
+        the lock's repositories (:attr:`Lock.source_date`), else the fixed default."""
+        return choose_epoch(inputs=self.lock().source_date)
 
     def close(self) -> None:
         """Release what the build held (a throwaway package store is removed)."""

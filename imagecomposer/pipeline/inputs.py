@@ -72,9 +72,11 @@ class PackagesInput:
 
 @attrs.frozen
 class ComposeInput:
-    """The lock's hash: the installed tree depends on nothing else."""
+    """The lock's hash and the build epoch (maintainer scripts see it): the installed tree
+    depends on nothing else."""
 
     lock: str
+    epoch: int
 
 
 @attrs.frozen
@@ -86,6 +88,7 @@ class ConfigurationInput:
     """
 
     lock: str
+    epoch: int  # every time in the image comes from it
     image: Image
     customizations: Customizations
     repositories: tuple[Repository, ...]
@@ -123,12 +126,16 @@ class SignInput:
 
 @attrs.frozen
 class FinalizeInput:
-    """The whole spec (the manifest embeds it, redacted), the lock and the tool version."""
+    """The whole spec (the manifest embeds it, redacted), the lock, the tool version and
+    the build epoch with its source (the manifest records both; vhd headers and the SBOMs
+    hold the epoch)."""
 
     spec: Spec
     lock: str
     tool_version: str
     upstream: Mapping[str, str]
+    epoch: int
+    epoch_source: str
 
 
 def validate_input(spec: Spec, config: Config) -> ValidateInput:
@@ -140,14 +147,14 @@ def packages_input(spec: Spec, config: Config, locked: Path | None = None) -> Pa
     return PackagesInput(request, config.providers.get(request.os), locked)
 
 
-def compose_input(lock_hash: str) -> ComposeInput:
-    return ComposeInput(lock_hash)
+def compose_input(lock_hash: str, *, epoch: int) -> ComposeInput:
+    return ComposeInput(lock_hash, epoch)
 
 
 def configuration_input(spec: Spec, config: Config, lock_hash: str,
-                        upstream: Mapping[str, str]) -> ConfigurationInput:
+                        upstream: Mapping[str, str], *, epoch: int) -> ConfigurationInput:
     return ConfigurationInput(
-        lock=lock_hash, image=spec.image, customizations=spec.customizations,
+        lock=lock_hash, epoch=epoch, image=spec.image, customizations=spec.customizations,
         repositories=spec.repositories, disk=spec.disk, sbom=spec.output.sbom,
         provider=config.providers.get(spec.image.base.os), upstream=dict(upstream),
         directory=spec.directory, allowed_paths=spec.build.allowed_paths,
@@ -158,5 +165,6 @@ def sign_input(spec: Spec, upstream: Mapping[str, str]) -> SignInput:
     return SignInput(spec.output.sign, dict(upstream))
 
 
-def finalize_input(spec: Spec, lock_hash: str, upstream: Mapping[str, str]) -> FinalizeInput:
-    return FinalizeInput(spec, lock_hash, __version__, dict(upstream))
+def finalize_input(spec: Spec, lock_hash: str, upstream: Mapping[str, str], *,
+                   epoch: tuple[int, str]) -> FinalizeInput:
+    return FinalizeInput(spec, lock_hash, __version__, dict(upstream), *epoch)

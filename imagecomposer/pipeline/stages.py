@@ -91,7 +91,7 @@ class ComposeStage:
     consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> ComposeInput:
-        return compose_input(ctx.lock().hash)
+        return compose_input(ctx.lock().hash, epoch=ctx.epoch()[0])
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         return (ctx.installed_tree / "var/lib").is_dir()
@@ -103,7 +103,8 @@ class ComposeStage:
         if work.exists():
             remove_tree(work)
         # installed_tree() leaves the tree in work/"root", which is ctx.installed_tree
-        ctx.composer().installed_tree(lock, packages, work, use_cache=not ctx.options.no_cache)
+        ctx.composer(epoch=inputs.epoch).installed_tree(lock, packages, work,
+                                                      use_cache=not ctx.options.no_cache)
 
 
 class ConfigurationStage:
@@ -113,7 +114,8 @@ class ConfigurationStage:
     consumes: tuple[str, ...] = ("compose",)
 
     def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> ConfigurationInput:
-        return configuration_input(ctx.spec, ctx.config, ctx.lock().hash, upstream)
+        return configuration_input(ctx.spec, ctx.config, ctx.lock().hash, upstream,
+                                   epoch=ctx.epoch()[0])
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         return ctx.raw_path.exists() and ctx.layout_path.exists()
@@ -132,10 +134,11 @@ class ConfigurationStage:
                 ctx.emit(ConfigurationStep("SBOMs embedded in /usr/share/sbom"))
                 image = ImageInfo(spec.image.name, spec.image.version)
                 embed_sboms(root, spec.image.name,
-                            sbom_documents(image, packages, lock.hash, spec.output.sbom))
+                            sbom_documents(image, packages, lock.hash, spec.output.sbom,
+                                           epoch=inputs.epoch))
 
         # The installed tree is compose's output: no package file is read again here.
-        result = ctx.composer(inputs.config(ctx.config)).compose(
+        result = ctx.composer(inputs.config(ctx.config), epoch=inputs.epoch).compose(
             spec, lock, {}, ctx.workspace.root / "tmp-configuration", ctx.raw_path,
             installed=ctx.installed_tree, on_configured=describe)
         atomic_write(ctx.layout_path, json.dumps(layout_data(result.layout), indent=1,
@@ -169,7 +172,7 @@ class FinalizeStage:
     consumes: tuple[str, ...] = ("configuration", "sign")
 
     def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> FinalizeInput:
-        return finalize_input(ctx.spec, ctx.lock().hash, upstream)
+        return finalize_input(ctx.spec, ctx.lock().hash, upstream, epoch=ctx.epoch())
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         return (ctx.output_dir / "SHA256SUMS").exists()
@@ -184,8 +187,8 @@ class FinalizeStage:
         finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
                  lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
                  signer=signer, stage_timings=dict(ctx.stage_seconds),
-                 work_dir=ctx.workspace.root,
-                 exporter=Exporter(parallel=ctx.parallel, events=ctx.emit))
+                 work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
+                 exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
 
 
 def _sig(path: Path) -> Path:

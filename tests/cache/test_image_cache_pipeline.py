@@ -9,6 +9,7 @@ SHA256SUMS.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import attrs
 import pytest
 
 from imagecomposer.config.model import Config, Core
+from imagecomposer.foundation.digest import sparse_sha256
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
@@ -97,3 +99,41 @@ def test_tampered_cached_image_is_rebuilt_not_restored(
     assert "is damaged (disk.raw does not match its stored digest)" in caplog.text
     assert "image cache miss: the entry for 'debian-12-minimal' was damaged" in caplog.text
     assert build(tmp_path / "fourth") and sums_ok(tmp_path / "fourth")  # stored again
+
+
+def test_forged_cached_image_with_forged_digests_is_rebuilt(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone who can write the cache rewrites the image *and* the digests recorded beside
+    it (issue 18): the record's seal, made with a key outside the cache, no longer holds."""
+    config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
+    ran: list[str] = []
+    pipeline = ImagePipeline(config)
+    pipeline.engine = Engine([FakeStage(n, ran) for n in STAGES], events=pipeline.events)
+    spec = Spec.load(EXAMPLE)
+
+    def build(out: Path) -> bool:
+        ran.clear()
+        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+
+    assert not build(tmp_path / "first")
+    cached = next((config.image_cache_dir).rglob("files/disk.raw"))
+    st = cached.stat()
+    cached.chmod(0o644)
+    with cached.open("r+b") as f:
+        f.seek(32 << 20)
+        f.write(b"TAMPERED!")
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    record_path = cached.parents[1] / "entry.json"
+    record = json.loads(record_path.read_text())
+    for item in record["files"]:
+        if item["name"] == "disk.raw":
+            item["sha256"] = hashlib.sha256(cached.read_bytes()).hexdigest()
+            item["content"] = sparse_sha256(cached)
+    record_path.write_text(json.dumps(record))
+    with caplog.at_level(logging.INFO):
+        hit = build(tmp_path / "second")
+    assert not hit and "finalize" in ran  # before: a hit, the forged image restored
+    assert sums_ok(tmp_path / "second")
+    assert b"TAMPERED!" not in (tmp_path / "second/disk.raw").read_bytes()
+    assert "its seal does not match" in caplog.text
+    assert build(tmp_path / "third") and sums_ok(tmp_path / "third")  # stored again

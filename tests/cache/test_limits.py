@@ -52,25 +52,22 @@ def test_initramfs_cache_evicts_by_count_size_and_age(tmp_path: Path) -> None:
     cache = InitramfsCache(tmp_path / "initramfs",
                            limits=Limits(max_count=2, max_bytes=3 * MIB, max_age=30 * DAY))
 
-    def images(size: int):  # type: ignore[no-untyped-def]
-        def fill(directory: Path) -> None:
-            directory.mkdir()
-            (directory / "initrd.img-6.1").write_bytes(os.urandom(size))
-        return fill
+    def images(size: int) -> dict[str, bytes]:
+        return {"initrd.img-6.1": os.urandom(size)}
 
     for n in range(3):  # count: 2
         cache.store(f"k{n}", images(MIB // 4))
         time.sleep(0.01)
     assert [e.key for e in cache.storage.entries()] == ["k1", "k2"]
-    with cache.images("k1", ["initrd.img-6.1"]) as entry:  # a use
-        assert entry is not None
+    assert cache.load("k1", ["initrd.img-6.1"]) is not None  # a use
     cache.store("big", images(2 * MIB))  # size: k2 is now the least recently used
     assert [e.key for e in cache.storage.entries()] == ["big", "k1"]
     cache.storage.touch(["k1"], when=time.time() - 31 * DAY)
     cache.storage.prune()
     assert [e.key for e in cache.storage.entries()] == ["big"]
-    with cache.images("big", ["initrd.img-6.1", "initrd.img-6.2"]) as entry:
-        assert entry is None  # an entry without every image asked for is not used
+    # an entry without every image asked for is not used (nor discarded)
+    assert cache.load("big", ["initrd.img-6.1", "initrd.img-6.2"]) is None
+    assert [e.key for e in cache.storage.entries()] == ["big"]
 
 
 def test_metadata_cache_evicts_by_size_and_age_and_verifies(tmp_path: Path) -> None:

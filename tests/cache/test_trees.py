@@ -52,7 +52,7 @@ def test_store_and_restore(tmp_path: Path) -> None:
     assert (dest / "usr/bin/tool").stat().st_ino == (dest / "usr/bin/tool-link").stat().st_ino
     assert (dest / "bin").readlink() == Path("usr/bin")
     (dest / "etc/os-release").write_text("changed\n")  # a restored tree is a copy
-    assert (cache.entry("k1") / "etc/os-release").read_text() == "ID=debian\n"
+    assert (cache.entry("k1") / "tree/etc/os-release").read_text() == "ID=debian\n"
     with pytest.raises(CacheError, match="non-empty"):
         cache.restore("k1", dest)
 
@@ -88,7 +88,7 @@ def test_pruned_by_count_least_recently_used_first(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree")
     for i, key in enumerate(("a", "b")):
         cache.store(key, tree)
-        cache.storage.touch([f"v1-{key}"], when=1000 + i)
+        cache.storage.touch([f"v2-{key}"], when=1000 + i)
     assert cache.restore("a", tmp_path / "r1")  # now "b" is the least recently used
     cache.store("c", tree)  # the third: one must go
     assert cache.lookup("b") is None and cache.lookup("a") and cache.lookup("c")
@@ -101,22 +101,22 @@ def test_pruned_by_size_and_age(tmp_path: Path) -> None:
         cache.store(key, make_tree(tmp_path / f"tree-{key}", payload=2 * mib))
         time.sleep(0.01)
     # three 2 MiB trees do not fit 5 MiB: the oldest went when the third arrived
-    assert [e.key for e in cache.storage.entries()] == ["v1-b", "v1-c"]
+    assert [e.key for e in cache.storage.entries()] == ["v2-b", "v2-c"]
     assert sum(e.size for e in cache.storage.entries()) <= 5 * mib
-    cache.storage.touch(["v1-b"], when=time.time() - 15 * DAY)  # unused for 15 days
-    assert [p.name for p in cache.prune(dry_run=True)] == ["v1-b"] and cache.lookup("b")
-    assert [p.name for p in cache.prune()] == ["v1-b"] and cache.lookup("b") is None
+    cache.storage.touch(["v2-b"], when=time.time() - 15 * DAY)  # unused for 15 days
+    assert [p.name for p in cache.prune(dry_run=True)] == ["v2-b"] and cache.lookup("b")
+    assert [p.name for p in cache.prune()] == ["v2-b"] and cache.lookup("b") is None
 
 
 def test_a_tree_being_restored_is_not_evicted(tmp_path: Path) -> None:
     cache = TreeCache(tmp_path / "cache", limits=Limits(max_count=1))
     cache.store("a", make_tree(tmp_path / "tree"))
-    with cache.storage.using("v1-a") as entry:
+    with cache.storage.using("v2-a") as entry:
         assert entry is not None
         removal = cache.storage.clean()
-        assert removal.entries == () and [e.key for e in removal.in_use] == ["v1-a"]
-        assert (entry / "etc/os-release").is_file()
-    assert [e.key for e in cache.storage.clean().entries] == ["v1-a"]
+        assert removal.entries == () and [e.key for e in removal.in_use] == ["v2-a"]
+        assert (entry / "tree/etc/os-release").is_file()
+    assert [e.key for e in cache.storage.clean().entries] == ["v2-a"]
 
 
 def test_config_limits_reach_the_tree_cache_and_cache_list(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_config_limits_reach_the_tree_cache_and_cache_list(tmp_path: Path) -> No
     cache.store("a", make_tree(tmp_path / "tree"))
     cache.store("b", make_tree(tmp_path / "tree2"))
     listed = Caches(config).list()["trees"]
-    assert [e.key for e in listed.entries] == ["v1-b"]
+    assert [e.key for e in listed.entries] == ["v2-b"]
     assert listed.limit_text == "1 entry, 512.0 MiB, 3 days"
     off = TreeCache.for_config(attrs.evolve(config, storage=Storage(
         tree_cache=TreeCacheConfig(enabled=False))))

@@ -24,7 +24,8 @@ from imagecomposer.foundation.http import Http
 
 
 def run(cache: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGECOMPOSER_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("IMAGECOMPOSER_") or k == "IMAGECOMPOSER_SEAL_KEY"}
     env.update(IMAGECOMPOSER_CACHE_DIR=str(cache), HOME=str(cache.parent))
     done = subprocess.run([sys.executable, "-m", "imagecomposer", "cache", *args],
                           capture_output=True, text=True, env=env, cwd=cache.parent,
@@ -59,8 +60,7 @@ def filled(tmp_path: Path) -> Config:
     trees.store("b" * 64, tree)
     initramfs = InitramfsCache.for_config(config)
     for key in ("1" * 64, "2" * 64):
-        initramfs.store(key, lambda d: (d.mkdir(), (d / "initrd.img-6.1").write_bytes(b"i")),
-                        label="initrd.img-6.1")
+        initramfs.store(key, {"initrd.img-6.1": b"i"}, label="initrd.img-6.1")
     images = ImageCache.for_config(config)
     out = tmp_path / "out"
     out.mkdir()

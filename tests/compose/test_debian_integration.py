@@ -8,6 +8,9 @@ scratch root (test-only helper, see compose_debset.py).
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
 import subprocess
 import threading
 import time
@@ -17,6 +20,8 @@ import attrs
 import pytest
 from conftest import make_layout
 
+from imagecomposer.cache import manifest
+from imagecomposer.cache.trees import copy_tree
 from imagecomposer.compose import bootloader, initramfs
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
@@ -85,7 +90,7 @@ def test_tree_cache_reuses_the_installation(
         tmp_path: Path) -> None:
     lock, _ = debian_packages
     _, install_seconds = installed
-    assert composer.cache.lookup(lock.hash) is not None
+    assert composer.cache.lookup(composer.tree_key(lock)) is not None
     start = time.monotonic()
     tree = composer.installed_tree(lock, {}, tmp_path)  # no package files needed on a hit
     seconds = time.monotonic() - start
@@ -93,6 +98,42 @@ def test_tree_cache_reuses_the_installation(
         lock.packages)
     assert seconds < install_seconds
     print(f"\ncache restore {seconds:.1f} s (install {install_seconds:.1f} s)")
+
+
+def test_sealed_tree_cache_costs_on_a_real_tree(
+        composer: Composer, installed: tuple[Path, float], debian_packages: Packages,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What the tree manifest adds on the real tree: at store (made from the source while
+    ``cp -a`` runs) and at restore (the copy checked against it), against a bare copy.
+    Stores into the module's own cache again (no extra tree on disk)."""
+    tree, _ = installed
+    lock, _ = debian_packages
+    start = time.monotonic()
+    copy_tree(tree, tmp_path / "bare")
+    bare = time.monotonic() - start
+    shutil.rmtree(tmp_path / "bare")
+    start, cpu = time.monotonic(), time.process_time()
+    made = manifest.of_tree(tree)
+    alone, alone_cpu = time.monotonic() - start, time.process_time() - cpu
+    cache = composer.cache
+    assert cache.storage.remove(f"v2-{lock.hash}")
+    start = time.monotonic()
+    cache.store(lock.hash, tree)
+    stored = time.monotonic() - start
+    with caplog.at_level(logging.INFO, "imagecomposer.cache.trees"):
+        start = time.monotonic()
+        assert cache.restore(lock.hash, tmp_path / "root")
+        restored = time.monotonic() - start
+    shutil.rmtree(tmp_path / "root")
+    found = re.search(r"\(copy ([\d.]+) s, checked (\d+) paths against the sealed manifest "
+                      r"in ([\d.]+) s\)", caplog.text)
+    assert found is not None and int(found.group(2)) == len(made)
+    files = sum(1 for r in made if r[1] == "file")
+    print(f"\nreal tree: {len(made)} paths ({files} files); bare cp -a {bare:.2f} s; "
+          f"manifest alone {alone:.2f} s ({alone_cpu:.2f} s CPU); store (cp -a + manifest) "
+          f"{stored:.2f} s; "
+          f"restore {restored:.2f} s (copy {found.group(1)} s, check {found.group(3)} s)")
+    assert float(found.group(3)) < 5.0  # ~0.5 s on 2 idle cores
 
 
 def full_spec(tmp_path: Path) -> Spec:
@@ -400,6 +441,6 @@ def test_ctrl_c_during_install_leaves_nothing(debian_packages: Packages, tmp_pat
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
     assert not (work / "root").exists()  # the partial tree is removed
-    assert not cache.exists() or not list(cache.rglob("v1-*"))  # no cache entry, no partial
+    assert not cache.exists() or not list(cache.rglob("v2-*"))  # no cache entry, no partial
     assert not mounts_under(tmp_path)
     assert processes_rooted_in(tmp_path) == []

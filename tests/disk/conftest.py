@@ -38,8 +38,8 @@ def esp_tree(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def flat_esp_tree(tmp_path: Path) -> Path:
-    """An ESP tree without subdirectories: mtools stamps new FAT directories with the clock,
-    so only flat trees give byte-identical FAT partitions."""
+    """An ESP tree without subdirectories (nested ones are reproducible too since FAT trees
+    are copied in name order with the epoch as every time: test_reproducible_filesystems)."""
     tree = tmp_path / "flat-esp"
     tree.mkdir()
     (tree / "startup.nsh").write_text("fs0:\\vmlinuz\n")

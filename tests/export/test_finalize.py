@@ -8,7 +8,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from imagecomposer.export import verify_outputs
+import pytest
+
+from imagecomposer.export import Exporter, verify_outputs
 from imagecomposer.export.finalize import finalize
 from imagecomposer.export.manifest import canonical_json, normalize_spec
 from imagecomposer.sign import Signer
@@ -57,3 +59,22 @@ def test_finalize_publishes_a_verifiable_directory(raw_image: Path, tmp_path: Pa
         canonical_json(normalize_spec(spec.to_data())).encode()).hexdigest()
     assert manifest["spec_hash"] != spec.digest()  # never a hash over the secrets
     assert manifest["stage_timings"] == {"compose": 1.5}
+
+
+def test_the_manifest_and_the_sboms_hold_the_build_epoch(raw_image: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """``built_at`` was the wall clock: the exporter's epoch now, recorded with its source."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    spec = Spec(image=Image("edge", Base("debian", "12"), "1.0.0"),
+                output=Output(formats=("qcow2",), sbom=("spdx", "cyclonedx")))
+    out = tmp_path / "out"
+    finalize(raw_image, spec, out, lock=make_lock(), tree=make_tree(tmp_path / "tree"),
+             work_dir=tmp_path, exporter=Exporter(epoch=1796000000), epoch_source="lock")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["built_at"] == "2026-11-30T00:53:20Z"
+    assert (manifest["build_epoch"], manifest["build_epoch_source"]) == (1796000000, "lock")
+    spdx = json.loads((out / "edge.spdx.json").read_text())
+    cdx = json.loads((out / "edge.cdx.json").read_text())
+    assert spdx["creationInfo"]["created"] == cdx["metadata"]["timestamp"] == \
+        "2026-11-30T00:53:20Z"

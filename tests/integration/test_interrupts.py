@@ -187,7 +187,7 @@ def test_sigkill_at_random_moments_leaves_nothing_behind(config: Config,
 
     for n in range(1, BUILDS + 1):
         if n in dpkg_builds:  # no installed tree to restore: this one runs dpkg
-            for entry in (cache / "trees").glob("v1-*"):
+            for entry in (cache / "trees").glob("v2-*"):
                 shutil.rmtree(entry)
             Workspace(workspace).forget("compose")
         marker, longest = rng.choice(DPKG_MOMENTS if n in dpkg_builds else MOMENTS)
@@ -252,8 +252,9 @@ def test_sigkill_at_random_moments_leaves_nothing_behind(config: Config,
     for package in (cache / "packages" / "objects").glob("*/*.*"):
         digest = hashlib.sha256(package.read_bytes()).hexdigest()
         assert package.name.split(".", 1)[0] == digest, f"seed {seed}: damaged {package}"
-    for tree in (cache / "trees").glob("v1-*"):
-        assert (tree / "var/lib/dpkg/status").is_file(), f"seed {seed}: incomplete {tree}"
+    for tree in (cache / "trees").glob("v2-*"):
+        assert (tree / "tree/var/lib/dpkg/status").is_file(), f"seed {seed}: incomplete {tree}"
+        assert (tree / "seal.json").is_file(), f"seed {seed}: not sealed {tree}"
 
     # The password hash was given to useradd/usermod in every build: no log holds it.
     for log in logs:

@@ -12,12 +12,14 @@ import hashlib
 import json
 import logging
 import lzma
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from imagecomposer.config.model import Config
+from imagecomposer.families.deb import release as rel
 from imagecomposer.foundation.errors import ImageComposerError, RepositoryError
 from imagecomposer.lock import Lock
 from imagecomposer.resolver import Resolver
@@ -92,7 +94,7 @@ def test_edited_verified_entry_is_not_trusted(tmp_path: Path, www: Path, gpg_key
     resolve(config)
     real = index_sha(archive)
     entry = next(p for p in (config.metadata_cache_dir / "verified").iterdir()
-                 if "Suite: bookworm\n" in p.read_text() and real in p.read_text())
+                 if "Suite: bookworm\n" in verdict(p) and real in verdict(p))
     entry.write_text(entry.read_text().replace(real, "0" * 64))  # names another index
     with caplog.at_level(logging.WARNING):
         lock = resolve(config)  # before: a 404 for by-hash/SHA256/000... on every run
@@ -100,6 +102,12 @@ def test_edited_verified_entry_is_not_trusted(tmp_path: Path, www: Path, gpg_key
     assert any(str(entry) in w and "checking the signature again" in w
                for w in warnings(caplog))
     assert real in entry.read_text()  # written again from gpgv's output
+
+
+def verdict(path: Path) -> str:
+    """The text a cached gpgv verdict holds."""
+    text: str = json.loads(path.read_text())["text"]
+    return text
 
 
 def test_damaged_by_hash_index_is_downloaded_again(config: Config, archive: DebArchive,
@@ -158,3 +166,155 @@ def test_damaged_solv_cache_is_rebuilt(config: Config, caplog: pytest.LogCapture
         resolve(config)
     assert any(str(solv) in w and "json does not match" in w for w in warnings(caplog))
     assert json.loads(sidecar.read_text())["essential"] != []
+
+
+# --- someone who can write the cache (issue 18: no tampered cache entry is ever used) ----------
+
+
+def test_a_pool_and_its_checksum_record_replaced_together_are_refused(
+        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    resolve(config)
+    solv = max((config.metadata_cache_dir / "solv").glob("*/pool.solv"),
+               key=lambda p: p.stat().st_size)  # bookworm's, with the base system
+    good = solv.read_bytes()
+    forged = good.replace(b"5.2.15-2", b"5.2.15-9")  # a newer bash, of the attacker's
+    solv.write_bytes(forged)
+    sums_path = solv.with_name("pool.sum")
+    sums = json.loads(sums_path.read_text())
+    sums["solv"] = hashlib.sha256(forged).hexdigest()  # the record made to match
+    sums_path.write_text(json.dumps(sums))
+    with caplog.at_level(logging.WARNING):
+        lock = resolve(config)
+    assert version(lock, "bash") == "5.2.15-2"  # before: 5.2.15-9, the forged pool
+    assert any(str(solv) in w and "seal does not match" in w for w in warnings(caplog))
+    assert solv.read_bytes() == good  # rebuilt from the verified index
+
+
+def _verified_entry(config: Config, signed: bytes, keyrings: list[Path]) -> Path:
+    """The cache's gpgv verdict for ``signed`` (under whichever keyring gpgv was given)."""
+    for keyring in keyrings:
+        digest = hashlib.sha256(signed)
+        digest.update(hashlib.sha256(keyring.read_bytes()).digest())
+        path = config.metadata_cache_dir / "verified" / digest.hexdigest()
+        if path.exists():
+            return path
+    raise AssertionError("no verdict for these bytes")
+
+
+@pytest.mark.parametrize("verdict_form", ["plain text", "with a seal copied"])
+def test_a_forged_release_with_a_forged_verdict_is_refused(
+        config: Config, archive: DebArchive, server: RepoServer, gpg_key: GpgKey,
+        verdict_form: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A cached gpgv verdict stands for a signature check: whoever can write the cache must
+    not be able to make one. Here the attacker rewrites the cached InRelease (its record
+    too, so the mirror's 304 keeps it) to name an index of theirs, plants that index, and
+    plants the verdict that lets the forged InRelease skip gpgv."""
+    resolve(config)
+    body = inrelease(config, server)
+    real_bytes = body.read_bytes()
+    keyrings = [gpg_key.keyring, *(config.metadata_cache_dir / "keyrings").rglob("*")]
+    keyrings = [k for k in keyrings if k.is_file()]
+    real_verdict = _verified_entry(config, real_bytes, keyrings)
+    keyring = next(k for k in keyrings if _verified_entry(config, real_bytes, [k]) ==
+                   real_verdict)
+    # the attacker's index: bash 5.2.15-9
+    real_sha = index_sha(archive)
+    good_index = (config.metadata_cache_dir / "by-hash" / f"{real_sha}.xz").read_bytes()
+    evil_index = lzma.compress(lzma.decompress(good_index).replace(b"5.2.15-2", b"5.2.15-9"))
+    evil_sha = hashlib.sha256(evil_index).hexdigest()
+    (config.metadata_cache_dir / "by-hash" / f"{evil_sha}.xz").write_bytes(evil_index)
+    real_line = f" {real_sha} {len(good_index):>8} {INDEX}"
+    assert real_line in real_bytes.decode()
+    evil_bytes = real_bytes.replace(real_line.encode(),
+                                    f" {evil_sha} {len(evil_index):>8} {INDEX}".encode())
+    body.write_bytes(evil_bytes)
+    record_path = body.with_name("record.json")
+    record = json.loads(record_path.read_text())
+    record["sha256"] = hashlib.sha256(evil_bytes).hexdigest()  # etag kept: the mirror says 304
+    record_path.write_text(json.dumps(record))
+    shutil.rmtree(config.metadata_cache_dir / "solv")
+    text = rel.cleartext(evil_bytes)
+    assert text is not None
+    digest = hashlib.sha256(evil_bytes)
+    digest.update(hashlib.sha256(keyring.read_bytes()).digest())
+    forged = config.metadata_cache_dir / "verified" / digest.hexdigest()
+    if verdict_form == "plain text":  # what the cache held before verdicts were sealed
+        forged.write_text(text)
+    else:
+        forged.write_text(json.dumps({"text": text,
+                                      "seal": json.loads(real_verdict.read_text())["seal"]}))
+    with caplog.at_level(logging.WARNING):
+        lock = resolve(config)
+    assert version(lock, "bash") == "5.2.15-2"  # before: 5.2.15-9 from the forged index
+    assert any(str(forged) in w and "not a sealed verdict" in w for w in warnings(caplog))
+    assert body.read_bytes() == real_bytes  # fetched again without a conditional request
+
+
+def test_a_keyring_planted_in_the_cache_does_not_decide_trust(
+        tmp_path: Path, archive: DebArchive, server: RepoServer, gpg_key: GpgKey,
+        rogue_key: GpgKey, caplog: pytest.LogCaptureFixture) -> None:
+    """An armored key is dearmored for gpgv; that keyring decides which signatures are
+    accepted, so it is never kept in the cache. Here the attacker replaces it (where it was
+    kept) with their own key, and rewrites the cached InRelease, signed by that key, to name
+    an index of theirs."""
+    config = make_config(tmp_path, server.url + "/debian", gpg_key.armored)
+    resolve(config)
+    metadata = config.metadata_cache_dir
+    real_sha = index_sha(archive)
+    good_index = (metadata / "by-hash" / f"{real_sha}.xz").read_bytes()
+    evil_index = lzma.compress(lzma.decompress(good_index).replace(b"5.2.15-2", b"5.2.15-9"))
+    evil_sha = hashlib.sha256(evil_index).hexdigest()
+    (metadata / "by-hash" / f"{evil_sha}.xz").write_bytes(evil_index)
+    body = inrelease(config, server)
+    real_bytes = body.read_bytes()
+    text = rel.cleartext(real_bytes)
+    assert text is not None
+    real_line = f" {real_sha} {len(good_index):>8} {INDEX}"
+    evil_bytes = rogue_key.sign(
+        text.replace(real_line, f" {evil_sha} {len(evil_index):>8} {INDEX}").encode(),
+        clearsign=True)
+    body.write_bytes(evil_bytes)
+    record_path = body.with_name("record.json")
+    record = json.loads(record_path.read_text())
+    record["sha256"] = hashlib.sha256(evil_bytes).hexdigest()  # etag kept: the mirror says 304
+    record_path.write_text(json.dumps(record))
+    planted = metadata / "keyrings" / \
+        f"{hashlib.sha256(gpg_key.armored.read_bytes()).hexdigest()[:24]}.gpg"
+    planted.parent.mkdir(exist_ok=True)
+    # the real key and theirs: everything else still verifies
+    planted.write_bytes(gpg_key.keyring.read_bytes() + rogue_key.keyring.read_bytes())
+    shutil.rmtree(metadata / "solv")
+    with caplog.at_level(logging.WARNING):
+        lock = resolve(config)
+    assert version(lock, "bash") == "5.2.15-2"  # before: 5.2.15-9, signed by the rogue key
+    assert body.read_bytes() == real_bytes  # fetched again without a conditional request
+    assert [p.name for p in planted.parent.iterdir()] == [planted.name]  # none of ours
+
+
+def test_private_keyring_directories_of_killed_builds_go(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prepared keyrings live outside the cache, in a directory of the process; a killed
+    build cannot remove its own, so the next one does (those of live processes stay)."""
+    import subprocess
+
+    from imagecomposer.families.metadata import MetadataStore
+    from imagecomposer.foundation.http import Http
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead = tmp_path / f"ic-metadata-{child.pid}-abc123"
+    (dead / "keyrings").mkdir(parents=True)
+    alive = tmp_path / f"ic-metadata-{os.getppid()}-def456"
+    alive.mkdir()
+    store = MetadataStore(tmp_path / "cache", Http(()))
+    private = store.private_dir("keyrings")
+    assert private.parent.name.startswith(f"ic-metadata-{os.getpid()}-")
+    assert private.parent.stat().st_mode & 0o777 == 0o700
+    assert not dead.exists() and alive.exists()
+    del store
+    import gc
+
+    gc.collect()
+    assert not private.exists()  # removed with its store

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.cache.trees import TreeCache
+from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core, ProviderConfig
+from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.events import (
     BuildWarning,
     ConfigurationStep,
@@ -94,11 +96,13 @@ def test_every_event_of_every_stage_reaches_the_callback_in_order(
         config: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     spec = Spec(image=Image("events", Base("debian", "12")),
                 output=Output(formats=("raw",), sbom=()))
-    # the tree compose would install, in the installed-tree cache under the lock's hash
+    # the tree compose would install, in the installed-tree cache under the lock's hash and
+    # the build epoch
     lock = Resolver(config).resolve(spec).lock
     tree = tmp_path / "installed"
     (tree / "var/lib/dpkg").mkdir(parents=True)
-    TreeCache(config.tree_cache_dir).store(lock.hash, tree)
+    epoch, _ = choose_epoch(inputs=lock.source_date)  # the newest Release date
+    TreeCache(config.tree_cache_dir).store(Composer(config, epoch=epoch).tree_key(lock), tree)
     events: list[Event] = []
     pipeline = ImagePipeline(config, events=events.append, stages=STAGES)
     out = tmp_path / "out"

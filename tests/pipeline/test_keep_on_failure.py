@@ -19,7 +19,9 @@ import attrs
 import pytest
 
 from imagecomposer.cache.trees import TreeCache
+from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core, ProviderConfig
+from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.errors import ImageComposerError
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
@@ -47,7 +49,10 @@ def config(tmp_path: Path) -> Iterator[Config]:
         tree = tmp_path / "installed"  # no kernel: the configuration stage fails
         (tree / "var/lib/dpkg").mkdir(parents=True)
         (tree / "etc").mkdir()
-        TreeCache(config.tree_cache_dir).store(Resolver(config).resolve(SPEC).lock.hash, tree)
+        lock = Resolver(config).resolve(SPEC).lock
+        epoch, _ = choose_epoch(inputs=lock.source_date)  # the build's epoch
+        TreeCache(config.tree_cache_dir).store(Composer(config, epoch=epoch).tree_key(lock),
+                                               tree)
         yield config
 
 

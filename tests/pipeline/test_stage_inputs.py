@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
+import pytest
 
 from imagecomposer.config.model import Config, Core
+from imagecomposer.foundation.epoch import DEFAULT_EPOCH
 from imagecomposer.foundation.fingerprint import fingerprint, fingerprint_fields
+from imagecomposer.lock import Lock, LockedRepository
+from imagecomposer.pipeline.context import BuildContext
 from imagecomposer.pipeline.inputs import (
+    compose_input,
     configuration_input,
     finalize_input,
     sign_input,
@@ -25,6 +30,8 @@ from imagecomposer.spec.model import (
     Spec,
 )
 
+EPOCH = 1_700_000_000
+
 
 def make_spec(tmp_path: Path) -> Spec:
     return Spec(image=Image("web", Base("debian", "12"), "1.2.3"),
@@ -37,7 +44,8 @@ def make_spec(tmp_path: Path) -> Spec:
 def test_the_configuration_stage_composes_from_its_own_sections_only(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
     config = Config(core=Core(allowed_paths=(tmp_path / "shared",)))
-    value = configuration_input(spec, config, "ab" * 32, {"compose": "cd" * 32})
+    value = configuration_input(spec, config, "ab" * 32, {"compose": "cd" * 32},
+                                epoch=EPOCH)
     rebuilt = value.spec()
     assert rebuilt.image == spec.image and rebuilt.customizations == spec.customizations
     assert rebuilt.output.sbom == ("cyclonedx",) and rebuilt.directory == tmp_path
@@ -52,13 +60,13 @@ def test_the_configuration_stage_composes_from_its_own_sections_only(tmp_path: P
     # output and build settings do not rerun it
     other = attrs.evolve(spec, output=attrs.evolve(spec.output, formats=("vhdx",)),
                          build=Build())
-    assert fingerprint(configuration_input(other, config, "ab" * 32, {"compose": "cd" * 32})) \
-        == fingerprint(value)
+    assert fingerprint(configuration_input(other, config, "ab" * 32, {"compose": "cd" * 32},
+                                           epoch=EPOCH)) == fingerprint(value)
 
 
 def test_finalize_and_validate_hold_the_whole_spec_sign_its_section(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
-    assert finalize_input(spec, "ab", {}).spec == spec
+    assert finalize_input(spec, "ab", {}, epoch=(EPOCH, "lock")).spec == spec
     assert validate_input(spec, Config()).spec == spec
     key, passphrase = tmp_path / "key.pem", tmp_path / "pass"
     key.write_text("PRIVATE KEY")
@@ -70,3 +78,44 @@ def test_finalize_and_validate_hold_the_whole_spec_sign_its_section(tmp_path: Pa
     after = fingerprint_fields(sign_input(signed, {"configuration": "x"}))
     assert [k for k in before.fields if before.fields[k] != after.fields[k]] == \
         ["sign.passphrase_file"]
+
+
+def test_the_build_epoch_is_an_input_of_every_stage_whose_outputs_hold_times(
+        tmp_path: Path) -> None:
+    """Another SOURCE_DATE_EPOCH reruns compose, configuration and finalize (and misses the
+    image cache, keyed by these inputs) instead of reusing outputs of another clock."""
+    spec, config = make_spec(tmp_path), Config()
+    assert fingerprint(compose_input("ab", epoch=EPOCH)) != \
+        fingerprint(compose_input("ab", epoch=EPOCH + 1))
+    assert fingerprint(configuration_input(spec, config, "ab", {}, epoch=EPOCH)) != \
+        fingerprint(configuration_input(spec, config, "ab", {}, epoch=EPOCH + 1))
+    assert fingerprint(finalize_input(spec, "ab", {}, epoch=(EPOCH, "lock"))) != \
+        fingerprint(finalize_input(spec, "ab", {}, epoch=(EPOCH + 1, "lock")))
+    # the manifest records the source: the same number from elsewhere is another manifest
+    assert fingerprint(finalize_input(spec, "ab", {}, epoch=(EPOCH, "lock"))) != \
+        fingerprint(finalize_input(spec, "ab", {}, epoch=(EPOCH, "SOURCE_DATE_EPOCH")))
+
+
+class LockOnly:
+    """What BuildContext.epoch reads of a build context: its lock."""
+
+    def __init__(self, lock: Lock) -> None:
+        self._the_lock = lock
+
+    def lock(self) -> Lock:
+        return self._the_lock
+
+
+def test_a_build_takes_the_newest_repository_date_unless_source_date_epoch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def lock(*dates: int | None) -> Lock:
+        return Lock(os="debian", version="12", arch="amd64", kind="deb", packages=(),
+                    repositories=tuple(LockedRepository(f"r{i}", f"file:///r{i}", "deb",
+                                                        date=d) for i, d in enumerate(dates)))
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    epoch = BuildContext.epoch
+    assert epoch(LockOnly(lock(EPOCH, EPOCH + 50, None))) == (EPOCH + 50, "lock")
+    assert epoch(LockOnly(lock(None))) == (DEFAULT_EPOCH, "default")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000")
+    assert epoch(LockOnly(lock(EPOCH))) == (1000, "SOURCE_DATE_EPOCH")

@@ -114,7 +114,7 @@ def test_composer_discards_a_failed_rpm_tree(rpm_fixture: RpmFixture, rpm_config
     with pytest.raises(ScriptFailed, match="%post scriptlet of badpost"):
         composer.installed_tree(lock, files, tmp_path / "work")
     assert not (tmp_path / "work/root").exists()
-    assert composer.cache.lookup(lock.hash) is None
+    assert composer.cache.lookup(composer.tree_key(lock)) is None
 
 
 ESCAPE_SPEC = r"""

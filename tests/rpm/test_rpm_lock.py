@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from rpm_helpers import RpmFixture, make_spec
+from rpm_helpers import RpmFixture, make_spec, resolve_lock
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.rpm import RpmProvider
+from imagecomposer.families.rpm.repomd import Repomd
 from imagecomposer.resolver import Resolver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +60,25 @@ def test_rpm_lock_bytes_are_a_function_of_the_inputs(rpm_fixture: RpmFixture,
     assert cold == warm == reordered == other
     order = [p["name"] for p in json.loads(cold)["packages"]]
     assert order.index("fixture-sh") < order.index("alpha")  # Requires(pre) first
+
+
+def test_repomd_date_is_its_numeric_revision_else_its_newest_timestamp() -> None:
+    assert Repomd({}, 1700000000, "1700000100").date == 1700000100  # createrepo_c's default
+    assert Repomd({}, 1700000000, "fedora-40-updates").date == 1700000000
+    assert Repomd({}, 1700000000, "99999999999").date == 1700000000  # beyond 2038: not a date
+    assert Repomd({}, None, None).date is None
+
+
+def test_the_lock_records_every_repomd_date(rpm_fixture: RpmFixture,
+                                            rpm_config: Config) -> None:
+    """Without SOURCE_DATE_EPOCH the newest of these dates is the build epoch."""
+    lock = resolve_lock(make_spec(rpm_fixture, "main", "extra", install=("alpha",)),
+                        rpm_config)
+    dates = {}
+    for repository in lock.repositories:
+        text = (rpm_fixture.repos[repository.name] / "repodata/repomd.xml").read_text()
+        found = re.search(r"<revision>(\d+)</revision>", text)
+        assert found is not None
+        dates[repository.name] = int(found.group(1))
+    assert {r.name: r.date for r in lock.repositories} == dates
+    assert lock.source_date == max(dates.values())

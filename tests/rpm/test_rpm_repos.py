@@ -73,3 +73,39 @@ def test_repo_files_and_keys_stay_in_the_tree(rpm_fixture: RpmFixture, rpm_confi
     assert [p.parent for p in written] == [inside, inside]
     assert (tree / str(host_keys).lstrip("/") / "imagecomposer-extra-1.asc").is_file()
     assert list(host_repos.iterdir()) == [] and list(host_keys.iterdir()) == []
+
+
+def test_a_keyring_planted_in_the_cache_is_never_used(rpm_fixture: RpmFixture,
+                                                      rpm_config: Config,
+                                                      tmp_path: Path) -> None:
+    """Prepared keyrings decide which signatures are accepted (repomd.xml, packages) and
+    which keys the image trusts: they are made for each build outside the cache, so whoever
+    can write the cache cannot slip in their own (issue 18)."""
+    import hashlib
+    import shutil
+
+    from imagecomposer.families.rpm.keys import key_files
+
+    extra = Repository(name="extra", url=rpm_fixture.repo_url("extra"), key=rpm_fixture.key,
+                       kind="rpm", priority=50, packages=("beta",))
+    spec = make_spec(rpm_fixture, "main", extra)
+    real = write_repo_files(tmp_path / "first", RpmProvider(spec, rpm_config))
+    real_key = (tmp_path / "first/etc/pki/rpm-gpg/imagecomposer-extra-1.asc").read_bytes()
+    assert real
+    # where the keyring of these key files was kept in the cache: the attacker's goes there
+    digest = hashlib.sha256()
+    for path in key_files([rpm_fixture.key], what="extra"):
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    planted = rpm_config.metadata_cache_dir / "rpm/keyrings" / digest.hexdigest()[:32]
+    shutil.rmtree(planted, ignore_errors=True)
+    planted.mkdir(parents=True)
+    rogue = rpm_fixture.packages.key_b.public.read_bytes()
+    (planted / "key-0123456789ABCDEF.asc").write_bytes(rogue)
+    (planted / "keyring.gpg").write_bytes(b"rogue keyring")
+    (planted / "rpmdb").mkdir()
+    (planted / "complete").write_text("planted\n")
+    write_repo_files(tmp_path / "second", RpmProvider(spec, rpm_config))
+    key = (tmp_path / "second/etc/pki/rpm-gpg/imagecomposer-extra-1.asc").read_bytes()
+    assert key == real_key != rogue  # before: the planted key went into the image
+    assert [p.name for p in (rpm_config.metadata_cache_dir / "rpm/keyrings").iterdir()] == [
+        planted.name]  # nothing of the builds' own keyrings is in the cache

@@ -24,6 +24,7 @@ Environment:
 ``IMAGECOMPOSER_STAGE``         ``pre-install`` or ``post-install``
 ``IMAGECOMPOSER_ROOT``          ``/``: the image root, as seen by the script
 ``IMAGECOMPOSER_SCRIPT``        the script's file name in the spec
+``SOURCE_DATE_EPOCH``           the build epoch (:mod:`imagecomposer.foundation.epoch`)
 ==============================  ================================================
 
 A script that exits non-zero stops the build with :class:`ScriptFailed` ("Script returned
@@ -35,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError, ScriptFailed
 from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.spec.model import Spec
@@ -64,13 +66,16 @@ def environment(spec: Spec, stage: str, script: Path) -> dict[str, str]:
 
 
 def run_scripts(tree: Path, spec: Spec, stage: str, scripts: tuple[Path, ...], *,
-                chroot: RunInChroot = run_in_chroot, timeout: float | None = None) -> None:
-    """Run ``scripts`` in order in ``tree`` for ``stage`` (pre-install or post-install)."""
+                chroot: RunInChroot = run_in_chroot, timeout: float | None = None,
+                epoch: int | None = None) -> None:
+    """Run ``scripts`` in order in ``tree`` for ``stage`` (pre-install or post-install),
+    with ``SOURCE_DATE_EPOCH`` = ``epoch`` (default: the build epoch) in their environment."""
+    env = epoch_env(resolve(epoch))
     for script in scripts:
         if not script.is_file():
             raise ComposeError(f"{stage} script {script} does not exist")
         inner = f"{MOUNT}/{script.name}"
         chroot(tree, ["sh", "-c", RUN_SCRIPT, "script", inner],
-               env=environment(spec, stage, script), copies=[(script, inner)],
+               env={**env, **environment(spec, stage, script)}, copies=[(script, inner)],
                network=spec.customizations.scripts.network, error=ScriptFailed,
                what=f"{stage} script {script.name}", timeout=timeout)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
@@ -45,7 +46,8 @@ def timezone(tree: Path, zone: str) -> None:
     paths.write(tree, "/etc/timezone", f"{zone}\n")
 
 
-def locale(tree: Path, name: str, *, chroot: RunInChroot = run_in_chroot) -> None:
+def locale(tree: Path, name: str, *, chroot: RunInChroot = run_in_chroot,
+           epoch: int | None = None) -> None:
     """Default locale in /etc/default/locale; other than C/POSIX it is generated in the image."""
     paths.write(tree, "/etc/default/locale", f"LANG={name}\n")
     paths.write(tree, "/etc/locale.conf", f"LANG={name}\n")
@@ -65,7 +67,7 @@ def locale(tree: Path, name: str, *, chroot: RunInChroot = run_in_chroot) -> Non
     if not found:
         lines.append(wanted)
     paths.write(tree, "/etc/locale.gen", "\n".join(lines) + "\n")
-    chroot(tree, ["locale-gen"], what=f"locale-gen {name}")
+    chroot(tree, ["locale-gen"], env=epoch_env(resolve(epoch)), what=f"locale-gen {name}")
 
 
 def keyboard(tree: Path, layout: str) -> None:
@@ -77,8 +79,10 @@ def keyboard(tree: Path, layout: str) -> None:
 
 
 def first_boot_identity(tree: Path) -> None:
-    """An empty /etc/machine-id: systemd generates a unique one (and runs presets) at first
-    boot, so no two machines from one image share an id. D-Bus's copy points at it."""
+    """An empty /etc/machine-id: systemd generates a unique one at every boot until it can
+    write it (``machine-id(5)``: an empty file is not a "first boot", so presets are not
+    re-applied over the spec's services), so no two machines from one image share an id.
+    D-Bus's copy points at it. No random seed is baked in."""
     paths.write(tree, "/etc/machine-id", "", mode=0o444)
     with Root(tree) as root:
         if root.exists("/var/lib/dbus/machine-id", follow=False):

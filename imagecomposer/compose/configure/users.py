@@ -4,6 +4,8 @@ Accounts are made with the host's ``useradd``/``usermod``/``groupadd`` with ``--
 they chroot into the tree and edit only its passwd/shadow/group files, honour the image's
 login.defs and /etc/skel, and need no tool inside the image. Passwords are crypt(3) hashes
 only (the spec loader refuses plaintext); root stays locked unless the spec gives a hash.
+The tools run with ``SOURCE_DATE_EPOCH`` = the build epoch: shadow's "last password change"
+field is then that day, not the day of the build.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from imagecomposer.compose.configure import paths
 from imagecomposer.foundation import runner
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.spec.model import User
@@ -22,7 +25,7 @@ NAME = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
 SUDOERS_DIR = "/etc/sudoers.d"
 
 
-def ensure_groups(tree: Path, names: tuple[str, ...]) -> list[str]:
+def ensure_groups(tree: Path, names: tuple[str, ...], *, epoch: int | None = None) -> list[str]:
     """Create the groups of ``names`` the image lacks; return the created ones."""
     existing = paths.groups(tree)
     created = []
@@ -32,16 +35,17 @@ def ensure_groups(tree: Path, names: tuple[str, ...]) -> list[str]:
         if not NAME.match(name):
             raise ComposeError(f"invalid group name {name!r}")
         runner.run([runner.require("groupadd", "passwd"), "--root", str(tree), name],
-                   what=f"groupadd {name}")
+                   env=epoch_env(resolve(epoch)), what=f"groupadd {name}")
         created.append(name)
     return created
 
 
-def add_user(tree: Path, user: User) -> None:
+def add_user(tree: Path, user: User, *, epoch: int | None = None) -> None:
     """Create (or update) ``user``: uid, groups, shell, home, password hash, sudo, SSH keys."""
     if not NAME.match(user.name) or len(user.name) > 32:
         raise ComposeError(f"invalid user name {user.name!r}")
-    ensure_groups(tree, user.groups)
+    epoch = resolve(epoch)
+    ensure_groups(tree, user.groups, epoch=epoch)
     exists = user.name in paths.passwd(tree)
     argv = [runner.require("usermod" if exists else "useradd", "passwd"),
             "--root", str(tree), "--shell", user.shell]
@@ -58,9 +62,9 @@ def add_user(tree: Path, user: User) -> None:
     if not exists:
         argv += ["--password", "!", "--create-home", "--user-group"]
     argv.append(user.name)
-    runner.run(argv, what=f"{'usermod' if exists else 'useradd'} {user.name}")
+    runner.run(argv, env=epoch_env(epoch), what=f"{'usermod' if exists else 'useradd'} {user.name}")
     if exists or user.password_hash is not None:  # a new user is created locked ("!")
-        set_password_hash(tree, user.name, user.password_hash)
+        set_password_hash(tree, user.name, user.password_hash, epoch=epoch)
     if user.sudo:
         grant_sudo(tree, user.name)
     if user.ssh_keys:
@@ -78,23 +82,25 @@ def grant_sudo(tree: Path, name: str) -> None:
                 mode=0o440)
 
 
-def root_password(tree: Path, password_hash: str | None) -> None:
+def root_password(tree: Path, password_hash: str | None, *, epoch: int | None = None) -> None:
     """Set root's password hash, or lock root's password when there is none."""
-    set_password_hash(tree, "root", password_hash)
+    set_password_hash(tree, "root", password_hash, epoch=epoch)
 
 
-def set_password_hash(tree: Path, name: str, password_hash: str | None) -> None:
+def set_password_hash(tree: Path, name: str, password_hash: str | None, *,
+                      epoch: int | None = None) -> None:
     """Set ``name``'s crypt(3) hash, or lock the password when there is none.
 
     The hash goes to ``chpasswd -e`` on its standard input, never on a command line, where
     other users of the build host could read it in ``/proc`` while the tool runs.
     """
+    env = epoch_env(resolve(epoch))
     if password_hash is None:
         runner.run([runner.require("usermod", "passwd"), "--root", str(tree), "--lock", name],
-                   what=f"usermod --lock {name}")
+                   env=env, what=f"usermod --lock {name}")
         return
     runner.run([runner.require("chpasswd", "passwd"), "--root", str(tree), "--encrypted"],
-               input=f"{name}:{password_hash}\n".encode(), secrets=[password_hash],
+               input=f"{name}:{password_hash}\n".encode(), secrets=[password_hash], env=env,
                what=f"chpasswd {name}")
 
 

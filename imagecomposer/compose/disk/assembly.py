@@ -34,6 +34,7 @@ from imagecomposer.compose.disk import filesystems, sparse, stack, table
 from imagecomposer.compose.disk.luks import KeySource
 from imagecomposer.compose.disk.verity import VerityInfo, format_verity, salt_for
 from imagecomposer.compose.layout import Layout
+from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 
 MIB = 1 << 20
@@ -59,17 +60,21 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
              events: Events | None = None,
              on_verity: Callable[[VerityInfo], None] | None = None,
              keys: Mapping[str, KeySource] | None = None,
-             parallel: int = 1) -> AssemblyResult:
+             epoch: int | None = None, parallel: int = 1) -> AssemblyResult:
     """Write ``layout`` with each partition filled from ``trees[name]`` into ``output``.
 
     A partition or logical volume without a tree gets an empty filesystem (read-only ones
     need a tree). ``keys`` holds the key sources of encrypted volumes, by volume name.
     ``on_verity`` is called with the root hash after the root is sealed and before any
     other partition (notably the ESP, whose loader entry or UKI carries the command line)
-    is built. ``events`` receives one line per step. ``parallel``: threads of the
-    filesystem tools that have them (mksquashfs); the bytes do not depend on it.
+    is built. ``events`` receives one line per step. ``epoch`` is the build's clock
+    (default :func:`imagecomposer.foundation.epoch.build_epoch`): the same layout, trees
+    and epoch give the same bytes (LUKS2 containers excepted: their salts and volume keys
+    are random by design). The trees' file times are clamped to it. ``parallel``: threads
+    of the filesystem tools that have them (mksquashfs); the bytes do not depend on it.
     """
     began = time.monotonic()
+    epoch = resolve(epoch)
     say = events or (lambda _line: None)
     unknown = set(trees) - {v.name for v in layout.volumes()}
     if unknown:
@@ -90,10 +95,10 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
         say(f"partition table ({layout.table}, {layout.size // MIB} MiB)")
         table.write_table(layout, partial)
         sizes: dict[str, int] = {}
-        verity = _seal_root(layout, trees, partial, stage, sizes, say, parallel)
+        verity = _seal_root(layout, trees, partial, stage, sizes, say, epoch, parallel)
         if verity is not None and on_verity is not None:
             on_verity(verity)
-        writer = stack.Writer(trees, keys or {}, stage, say, parallel=parallel)
+        writer = stack.Writer(trees, keys or {}, stage, say, epoch=epoch, parallel=parallel)
         for part in layout.partitions:
             if part.name not in sizes:
                 writer.partition(part, partial)
@@ -111,7 +116,8 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
 
 
 def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Path,
-               sizes: dict[str, int], say: Events, parallel: int) -> VerityInfo | None:
+               sizes: dict[str, int], say: Events, epoch: int, parallel: int
+               ) -> VerityInfo | None:
     hash_part = layout.by_type("verity")
     if hash_part is None:
         return None
@@ -121,7 +127,7 @@ def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Pat
     if data_part.filesystem in filesystems.IN_PLACE:
         with image.open("wb") as handle:
             handle.truncate(data_part.size)
-    filesystems.make_filesystem(data_part, trees.get(data_part.name), image,
+    filesystems.make_filesystem(data_part, trees.get(data_part.name), image, epoch=epoch,
                                 parallel=parallel)
     filesystems.image_fits(data_part, image)
     hash_image = stage / f"{hash_part.name}.img"

@@ -6,21 +6,32 @@ ext4 and vfat are written straight into the disk file at the partition's offset 
 tools take an offset), which saves a copy; the others are built as an image file and
 copied into place sparsely by :mod:`imagecomposer.compose.disk.sparse`.
 
-Timestamps follow ``SOURCE_DATE_EPOCH`` where the tool supports it (mke2fs through
-``E2FSPROGS_FAKE_TIME``, mksquashfs and mkfs.erofs natively); the known exception is the
-directory timestamps mcopy gives FAT directories (mtools 4.0.32 uses the clock).
+Every filesystem is a function of its tree's content, its identifiers and the build epoch
+(:mod:`imagecomposer.foundation.epoch`), never of the clock, of the tree's own times or of
+the order a directory lists in. Each tool runs with ``SOURCE_DATE_EPOCH`` (mke2fs and
+debugfs also with ``E2FSPROGS_FAKE_TIME``, mtools with its settings pinned); mke2fs adds
+entries sorted (``scandir`` with ``alphasort``, under ``LC_ALL=C``) and one ``debugfs`` pass
+then gives every inode ``atime = ctime = mtime = min(mtime, epoch)`` (mke2fs copies the
+tree's ctime and atime verbatim; :mod:`imagecomposer.compose.disk.ext4_times`); FAT
+directories are created and filled in name order (``mcopy -s`` follows ``readdir``) and
+every FAT time is the epoch; mksquashfs and mkfs.erofs set every time to
+``SOURCE_DATE_EPOCH``. The tree is only read. (The Composer clamps its own work trees to the
+epoch as well, before assembly: :func:`imagecomposer.compose.disk.content.clamp_times`.)
+XFS (``mkfs.xfs -p``, xfsprogs 6.1) stamps its inodes with the clock and random generation
+numbers: it is the one filesystem here that is not reproducible.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
+from imagecomposer.compose.disk.ext4_times import clamp_inode_times
 from imagecomposer.compose.disk.sizing import FAT32_MIN, MIB
 from imagecomposer.compose.layout import SECTOR, PlannedPartition, Volume
 from imagecomposer.foundation import runner
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError, DiskToolError
 
 # Filesystems whose mkfs can write at an offset inside the disk file.
@@ -30,41 +41,54 @@ PACKAGES = {"ext4": ("mkfs.ext4", "e2fsprogs"), "vfat": ("mkfs.vfat", "dosfstool
             "squashfs": ("mksquashfs", "squashfs-tools"), "erofs": ("mkfs.erofs", "erofs-utils")}
 
 
-def build_env() -> dict[str, str]:
-    """Environment overrides that make the mkfs tools reproducible."""
-    env = {"MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C"}
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch:
-        env["SOURCE_DATE_EPOCH"] = epoch
-        env["E2FSPROGS_FAKE_TIME"] = epoch
+# FAT dates start in 1980: mtools gets at least this as its clock.
+FAT_EPOCH_MIN = 315532800
+# mtools settings that change the bytes it writes, pinned against the host's mtools.conf.
+MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0", "MTOOLS_LOWER_CASE": "0",
+              "MTOOLS_NAME_NUMERIC_TAIL": "1"}
+ARGV_CHUNK = 200  # names per mmd/mcopy call
+
+
+def build_env(epoch: int | None = None) -> dict[str, str]:
+    """Environment overrides that make the mkfs tools reproducible: the C locale (sort order
+    of mke2fs's ``alphasort``), pinned mtools settings and the build epoch as the tools'
+    clock (``SOURCE_DATE_EPOCH``, and ``E2FSPROGS_FAKE_TIME`` for mke2fs and debugfs)."""
+    epoch = resolve(epoch)
+    env = {"LC_ALL": "C", **MTOOLS_ENV, **epoch_env(epoch)}
+    env["E2FSPROGS_FAKE_TIME"] = str(epoch)
     return env
 
 
 def make_filesystem(part: Volume, tree: Path | None, target: Path, *,
-                    offset: int = 0, size: int | None = None, parallel: int = 1) -> None:
+                    offset: int = 0, size: int | None = None, epoch: int | None = None,
+                    parallel: int = 1) -> None:
     """Create ``part``'s filesystem from ``tree`` in ``target`` at byte ``offset``
     (``parallel``: the threads of a tool that has them, mksquashfs).
 
     ``size`` defaults to the partition size. For filesystems outside :data:`IN_PLACE`
     ``offset`` must be 0 (``target`` is a separate image file). squashfs and erofs images
-    are as small as their content; the caller checks they fit.
+    are as small as their content; the caller checks they fit. ``epoch`` (default:
+    :func:`imagecomposer.foundation.epoch.build_epoch`) is the build's clock: the same
+    tree content, identifiers and epoch give the same bytes, whatever the tree's own
+    times (``tree`` is only read: its times are bounded in the filesystem, not on disk).
     """
     fs = part.filesystem
     size = part.size if size is None else size
+    epoch = resolve(epoch)
     if fs not in IN_PLACE and offset:
         raise ValueError(f"{fs} cannot be built at an offset")
     if tree is not None and not tree.is_dir():
         raise ComposeError(f"content of partition '{part.name}' is not a directory: {tree}")
     if fs == "ext4":
-        _ext4(part, tree, target, offset, size)
+        _ext4(part, tree, target, offset, size, epoch)
     elif fs == "vfat":
-        _vfat(part, tree, target, offset, size)
+        _vfat(part, tree, target, offset, size, epoch)
     elif fs == "swap":
-        _swap(part, target, size)
+        _swap(part, target, size, epoch)
     elif fs == "xfs":
-        _xfs(part, tree, target, size)
+        _xfs(part, tree, target, size, epoch)
     elif fs in ("squashfs", "erofs"):
-        _readonly(part, tree, target, parallel)
+        _readonly(part, tree, target, epoch, parallel)
     elif fs != "none":
         raise ComposeError(f"unsupported filesystem '{fs}' for partition '{part.name}'")
 
@@ -76,7 +100,7 @@ def _tool(fs: str) -> str:
 
 
 def _ext4(part: Volume, tree: Path | None, target: Path, offset: int,
-          size: int) -> None:
+          size: int, epoch: int) -> None:
     # hash_seed fixes the htree hash so directories are laid out identically every time;
     # nodiscard because discarding a regular file at an offset is pointless and slow.
     extended = f"offset={offset},hash_seed={part.fsuuid},nodiscard"
@@ -89,38 +113,10 @@ def _ext4(part: Volume, tree: Path | None, target: Path, offset: int,
     # The explicit size is required: without it mke2fs fills the file to its end and
     # overwrites the backup GPT.
     argv += [target, f"{size // 1024}k"]
-    runner.run(argv, env=build_env(), error=DiskToolError,
+    runner.run(argv, env=build_env(epoch), error=DiskToolError,
                what=f"mkfs.ext4 for partition '{part.name}'")
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if tree is not None and epoch:
-        clamp_ext4_times(tree, target, offset, int(epoch))
-
-
-def clamp_ext4_times(tree: Path, target: Path, offset: int, epoch: int) -> None:
-    """Make the timestamps ``mke2fs -d`` copied reproducible (e2fsprogs 1.47.0 copies atime
-    and ctime verbatim, and merely reading the tree changes its atimes).
-
-    Every inode gets atime = ctime = mtime = min(mtime, SOURCE_DATE_EPOCH), whole seconds,
-    through one ``debugfs -w -f`` script (about 2 s per 10,000 files).
-    """
-    commands: list[str] = []
-    entries = [tree]
-    for directory, dirs, files in os.walk(tree):
-        entries += [Path(directory, name) for name in (*dirs, *files)]
-    for path in entries:
-        relative = path.relative_to(tree)
-        inside = "/" if relative == Path() else f"/{relative}"
-        if '"' in inside or "\n" in inside:
-            continue  # debugfs cannot quote these; they keep their copied times
-        stamp = min(int(path.lstat().st_mtime), epoch)
-        for field in ("atime", "ctime", "mtime"):
-            commands.append(f'sif "{inside}" {field} {stamp}')
-            commands.append(f'sif "{inside}" {field}_extra 0')
-    with tempfile.NamedTemporaryFile("w", suffix=".debugfs") as script:
-        script.write("\n".join(commands) + "\n")
-        script.flush()
-        runner.run(["debugfs", "-w", "-f", script.name, f"{target}?offset={offset}"],
-                   env=build_env(), error=DiskToolError, what="debugfs (clamp timestamps)")
+    if tree is not None:
+        clamp_inode_times(target, offset, epoch, build_env(epoch))
 
 
 def ext4_inodes(tree: Path, size: int) -> int:
@@ -144,7 +140,7 @@ def fat_bits(size: int) -> int:
 
 
 def _vfat(part: Volume, tree: Path | None, target: Path, offset: int,
-          size: int) -> None:
+          size: int, epoch: int) -> None:
     volume_id = part.fsuuid.replace("-", "")
     bits = fat_bits(size)
     argv: list[str | Path] = [_tool("vfat"), "-F", str(bits)]
@@ -157,30 +153,71 @@ def _vfat(part: Volume, tree: Path | None, target: Path, offset: int,
     if part.label:
         argv += ["-n", part.label.upper()]
     argv += [target, str(size // 1024)]
-    env = build_env()
+    env = build_env(max(epoch, FAT_EPOCH_MIN))
     runner.run(argv, env=env, error=DiskToolError, what=f"mkfs.vfat for partition '{part.name}'")
     if tree is None:
         return
-    entries = sorted(tree.iterdir())
-    if not entries:
+    directories, files = fat_plan(tree, part.name)
+    if not directories and not files:
         return
     runner.require("mcopy", "mtools")
-    runner.run(["mcopy", "-s", "-p", "-m", "-Q", "-i", f"{target}@@{offset}", *entries, "::/"],
-               env=env, error=DiskToolError, what=f"mcopy into partition '{part.name}'")
+    image = f"{target}@@{offset}"
+    # Directories first, parents before children, then each directory's files in name
+    # order; mmd and mcopy (without -m) give every entry their clock: the epoch.
+    for start in range(0, len(directories), ARGV_CHUNK):
+        chunk = [f"::/{d}" for d in directories[start:start + ARGV_CHUNK]]
+        runner.run(["mmd", "-i", image, *chunk], env=env, error=DiskToolError,
+                   what=f"mmd in partition '{part.name}'")
+    for directory, names in files.items():
+        for start in range(0, len(names), ARGV_CHUNK):
+            sources = [tree / directory / name for name in names[start:start + ARGV_CHUNK]]
+            dest = f"::/{directory}/" if directory else "::/"
+            runner.run(["mcopy", "-p", "-Q", "-i", image, *sources, dest], env=env,
+                       error=DiskToolError, what=f"mcopy into partition '{part.name}'")
 
 
-def _swap(part: Volume, target: Path, size: int) -> None:
+def fat_plan(tree: Path, name: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The directories of ``tree`` (relative, parents first, in name order) and the files of
+    each directory (in name order), for a FAT filesystem.
+
+    FAT holds neither symbolic links nor special files: such an entry is an error (mcopy
+    would follow a link, to a host file if it is absolute).
+    """
+    directories: list[str] = []
+    files: dict[str, list[str]] = {}
+    for top, dirs, names, dir_fd in os.fwalk(tree, follow_symlinks=False):
+        dirs.sort()  # fwalk descends in this order: parents come before their children
+        relative = Path(top).relative_to(tree).as_posix()
+        relative = "" if relative == "." else relative
+        found = []
+        for entry in sorted((*dirs, *names)):
+            st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+            path = f"/{relative}/{entry}" if relative else f"/{entry}"
+            if stat.S_ISDIR(st.st_mode):
+                directories.append(path.lstrip("/"))
+            elif stat.S_ISREG(st.st_mode):
+                found.append(entry)
+            else:
+                kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
+                raise ComposeError(f"the vfat partition '{name}' cannot hold the {kind} {path}")
+        if found:
+            files[relative] = found
+    return directories, files
+
+
+def _swap(part: Volume, target: Path, size: int, epoch: int) -> None:
     with target.open("wb") as handle:
         handle.truncate(size)
     argv: list[str | Path] = [_tool("swap"), "-U", part.fsuuid]
     if part.label:
         argv += ["-L", part.label]
     argv += [target]
-    runner.run(argv, env=build_env(), error=DiskToolError,
+    runner.run(argv, env=build_env(epoch), error=DiskToolError,
                what=f"mkswap for partition '{part.name}'")
 
 
-def _readonly(part: Volume, tree: Path | None, target: Path, parallel: int) -> None:
+def _readonly(part: Volume, tree: Path | None, target: Path, epoch: int,
+              parallel: int) -> None:
     if tree is None:
         raise ComposeError(f"read-only {part.filesystem} partition '{part.name}' needs content")
     target.unlink(missing_ok=True)
@@ -194,11 +231,11 @@ def _readonly(part: Volume, tree: Path | None, target: Path, parallel: int) -> N
         # lz4: 3.5x faster than lz4hc for 10 % more bytes; EROFS_FS_ZIP covers both.
         argv = [_tool("erofs"), "--quiet", "-zlz4", f"-U{part.fsuuid}", "--preserve-mtime",
                 target, tree]
-    runner.run(argv, env=build_env(), error=DiskToolError,
+    runner.run(argv, env=build_env(epoch), error=DiskToolError,
                what=f"{argv[0]} for partition '{part.name}'")
 
 
-def _xfs(part: Volume, tree: Path | None, target: Path, size: int) -> None:
+def _xfs(part: Volume, tree: Path | None, target: Path, size: int, epoch: int) -> None:
     with target.open("wb") as handle:
         handle.truncate(size)
     argv: list[str | Path] = [_tool("xfs"), "-q", "-f", "-m", f"uuid={part.fsuuid}"]
@@ -209,7 +246,7 @@ def _xfs(part: Volume, tree: Path | None, target: Path, size: int) -> None:
         proto.write_text(xfs_protofile(tree.resolve()))
         argv += ["-p", proto]
     argv += [target]
-    runner.run(argv, env=build_env(), error=DiskToolError,
+    runner.run(argv, env=build_env(epoch), error=DiskToolError,
                what=f"mkfs.xfs for partition '{part.name}'")
 
 

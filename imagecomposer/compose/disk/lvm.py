@@ -27,8 +27,8 @@ it): one volume group block (id, ``seqno = 1``, status, ``extent_size`` in secto
 with ``dev_size``/``pe_start``/``pe_count``, each LV as one ``striped`` segment with
 ``stripe_count = 1``, i.e. linear), then ``contents``, ``version``, ``creation_host`` and
 ``creation_time``. The PV's ``device`` hint is left out (it is optional; a wrong one would
-only mislead), and times come from ``SOURCE_DATE_EPOCH`` or are left out: nothing depends on
-the clock, so the same layout always gives the same bytes.
+only mislead), and ``creation_time`` is the build epoch (``when``; left out when None):
+nothing depends on the clock, so the same layout and epoch always give the same bytes.
 """
 
 from __future__ import annotations
@@ -72,12 +72,6 @@ def derive_id(seed: str, kind: str, name: str) -> str:
         groups.append(chars[at:at + size])
         at += size
     return "-".join(groups)
-
-
-def creation_time() -> int | None:
-    """``SOURCE_DATE_EPOCH`` when set (the metadata then records it), else None."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    return int(epoch) if epoch and epoch.isdigit() else None
 
 
 def metadata_text(vg: PlannedVolumeGroup, *, when: int | None = None) -> str:

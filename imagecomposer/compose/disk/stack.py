@@ -32,13 +32,14 @@ class Writer:
     """Writes partitions of one disk: the trees, key sources and staging directory."""
 
     def __init__(self, trees: Mapping[str, Path], keys: Mapping[str, luks.KeySource],
-                 stage: Path, say: Events, *, parallel: int = 1) -> None:
+                 stage: Path, say: Events, *, epoch: int, parallel: int = 1) -> None:
         self.trees = trees
         self.parallel = parallel
         self.keys = keys
         self.stage = stage
         self.say = say
-        self.when = lvm.creation_time()
+        self.epoch = epoch  # the build's clock: file times, mkfs times, LVM creation_time
+        self.when = epoch
         self.sizes: dict[str, int] = {}  # bytes each filesystem occupies, by volume name
 
     def partition(self, part: PlannedPartition, disk: Path) -> None:
@@ -85,11 +86,11 @@ class Writer:
         self.say(f"{volume.filesystem} for {kind} '{volume.name}' ({capacity // MIB} MiB)")
         if volume.filesystem in filesystems.IN_PLACE:
             filesystems.make_filesystem(volume, tree, target, offset=offset, size=capacity,
-                                        parallel=self.parallel)
+                                        epoch=self.epoch, parallel=self.parallel)
             return capacity
         image = self.stage / f"{volume.name}.img"
         try:
-            filesystems.make_filesystem(volume, tree, image, size=capacity,
+            filesystems.make_filesystem(volume, tree, image, size=capacity, epoch=self.epoch,
                                         parallel=self.parallel)
             size = filesystems.image_fits(volume, image, capacity)
             sparse.copy_into(image, target, offset)

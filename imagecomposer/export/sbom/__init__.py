@@ -28,15 +28,16 @@ __all__ = ["EMBED_DIR", "SUFFIXES", "ImageInfo", "SbomPackage", "collect", "cycl
 
 
 def sbom_documents(image: ImageInfo, packages: tuple[SbomPackage, ...], lock_hash: str,
-                   formats: Iterable[str] = ("spdx", "cyclonedx")
-                   ) -> dict[str, dict[str, Any]]:
-    """``{format: document}`` describing ``image`` made of ``packages``."""
+                   formats: Iterable[str] = ("spdx", "cyclonedx"), *,
+                   epoch: int | None = None) -> dict[str, dict[str, Any]]:
+    """``{format: document}`` describing ``image`` made of ``packages``, created at
+    ``epoch`` (default: :func:`imagecomposer.foundation.epoch.build_epoch`)."""
     documents: dict[str, dict[str, Any]] = {}
     for fmt in formats:
         if fmt == "spdx":
-            documents[fmt] = spdx_document(image, packages, lock_hash)
+            documents[fmt] = spdx_document(image, packages, lock_hash, epoch=epoch)
         elif fmt == "cyclonedx":
-            documents[fmt] = cyclonedx_document(image, packages, lock_hash)
+            documents[fmt] = cyclonedx_document(image, packages, lock_hash, epoch=epoch)
         else:
             raise ExportError(f"unknown SBOM format '{fmt}' (known: spdx, cyclonedx)")
     return documents

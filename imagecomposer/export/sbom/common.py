@@ -8,8 +8,8 @@ import uuid
 import attrs
 
 from imagecomposer import __version__
-from imagecomposer.export.manifest import build_time, iso
 from imagecomposer.export.sbom.packages import SbomPackage
+from imagecomposer.foundation.epoch import build_epoch, epoch_iso
 
 
 @attrs.frozen
@@ -26,8 +26,11 @@ class ImageInfo:
 TOOL = f"imagecomposer-{__version__}"
 
 
-def created() -> str:
-    return iso(build_time())
+def created(epoch: int | None = None) -> str:
+    """The documents' creation time: the build epoch (``SOURCE_DATE_EPOCH``, else the fixed
+    default of :mod:`imagecomposer.foundation.epoch`), never the clock: a copy of each SBOM
+    is embedded in the image, whose bytes must not depend on when it was built."""
+    return epoch_iso(build_epoch() if epoch is None else epoch)
 
 
 def content_id(image: ImageInfo, packages: tuple[SbomPackage, ...], lock_hash: str) -> str:

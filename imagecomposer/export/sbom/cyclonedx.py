@@ -43,7 +43,7 @@ def _component(pkg: SbomPackage) -> dict[str, Any]:
 
 
 def cyclonedx_document(image: ImageInfo, packages: tuple[SbomPackage, ...],
-                       lock_hash: str) -> dict[str, Any]:
+                       lock_hash: str, *, epoch: int | None = None) -> dict[str, Any]:
     content = content_id(image, packages, lock_hash)
     root: dict[str, Any] = {"type": "operating-system", "bom-ref": IMAGE_REF,
                             "name": image.name, "version": image.version}
@@ -60,7 +60,7 @@ def cyclonedx_document(image: ImageInfo, packages: tuple[SbomPackage, ...],
         "serialNumber": f"urn:uuid:{stable_uuid(content)}",
         "version": 1,
         "metadata": {
-            "timestamp": created(),
+            "timestamp": created(epoch),
             "tools": {"components": [{"type": "application", "name": "imagecomposer",
                                       "version": __version__}]},
             "component": root,

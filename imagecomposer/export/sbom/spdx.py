@@ -45,7 +45,7 @@ def _package(pkg: SbomPackage) -> dict[str, Any]:
 
 
 def spdx_document(image: ImageInfo, packages: tuple[SbomPackage, ...],
-                  lock_hash: str) -> dict[str, Any]:
+                  lock_hash: str, *, epoch: int | None = None) -> dict[str, Any]:
     content = content_id(image, packages, lock_hash)
     root: dict[str, Any] = {
         "SPDXID": IMAGE_ID,
@@ -82,7 +82,7 @@ def spdx_document(image: ImageInfo, packages: tuple[SbomPackage, ...],
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": f"{image.name}-{image.version}",
         "documentNamespace": f"https://spdx.org/spdxdocs/{image.name}-{stable_uuid(content)}",
-        "creationInfo": {"created": created(), "creators": [f"Tool: {TOOL}"]},
+        "creationInfo": {"created": created(epoch), "creators": [f"Tool: {TOOL}"]},
         "packages": [root, *(_package(p) for p in packages)],
         "relationships": relationships,
     }

@@ -53,6 +53,7 @@ class DebFamily(Family):
     manager = "dpkg"
     database = "dpkg status"
     database_paths = (DPKG_STATUS,)
+    leftovers = install.LEFTOVERS
 
     def check(self, spec: Spec, config: Config) -> list[Problem]:
         """The OS profile exists and knows the arch, base type and kernel package; the
@@ -128,8 +129,8 @@ class DebFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1) -> None:
-        install.install(lock, packages, tree, timeout=timeout, parallel=parallel)
+                parallel: int = 1, epoch: int | None = None) -> None:
+        install.install(lock, packages, tree, timeout=timeout, parallel=parallel, epoch=epoch)
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(

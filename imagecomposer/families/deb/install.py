@@ -29,7 +29,8 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagecomposer.foundation import runner
+from imagecomposer.foundation import normalize, runner
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import CommandError, ComposeError, LockError, ScriptFailed
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
@@ -41,6 +42,17 @@ log = logging.getLogger(__name__)
 MERGED_USR = {"x86_64": ("bin", "sbin", "lib", "lib64"), "amd64": ("bin", "sbin", "lib", "lib64"),
               "aarch64": ("bin", "sbin", "lib"), "arm64": ("bin", "sbin", "lib")}
 POLICY_RC_D = "usr/sbin/policy-rc.d"
+# What dpkg, debconf and apt leave that differs from build to build (DebFamily.leftovers):
+# the previous databases, the logs (wall-clock times of every action), apt's binary caches
+LEFTOVERS = (
+    "/var/lib/dpkg/status-old", "/var/lib/dpkg/available-old", "/var/lib/dpkg/diversions-old",
+    "/var/lib/dpkg/statoverride-old",
+    "/var/cache/debconf/config.dat-old", "/var/cache/debconf/templates.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+    "/var/log/dpkg.log", "/var/log/alternatives.log", "/var/log/bootstrap.log",
+    "/var/log/apt/history.log", "/var/log/apt/term.log", "/var/log/apt/eipp.log.xz",
+    "/var/cache/apt/pkgcache.bin", "/var/cache/apt/srcpkgcache.bin",
+)
 UPDATE_INITRAMFS = "/usr/sbin/update-initramfs"
 DIVERTED_SUFFIX = ".imagecomposer"
 PKG_MOUNT = "/run/imagecomposer/packages"
@@ -84,9 +96,15 @@ def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
 
 
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-            eatmydata: bool = True, timeout: float | None = None, parallel: int = 1) -> None:
+            eatmydata: bool = True, timeout: float | None = None, parallel: int = 1,
+            epoch: int | None = None) -> None:
     """Install every package of ``lock`` into the empty directory ``tree`` (``parallel``:
-    the Essential packages extracted at a time)."""
+    the Essential packages extracted at a time).
+
+    Maintainer scripts run with ``SOURCE_DATE_EPOCH`` = ``epoch`` (default
+    :func:`imagecomposer.foundation.epoch.build_epoch`): the accounts ``adduser`` and
+    ``pwconv`` write get it as their password change date, not the day of the build.
+    """
     files = package_files(lock, packages)
     tree.mkdir(parents=True, exist_ok=True)
     if any(tree.iterdir()):
@@ -98,7 +116,7 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     extract([Path(packages[p.name]) for p in essential], tree, parallel=parallel)
     _prepare_dpkg(tree)
     binds, in_chroot = _bind_packages(files)
-    env: dict[str, str] = {"INITRD": "No"}
+    env: dict[str, str] = {"INITRD": "No", **epoch_env(resolve(epoch))}
     copies: list[tuple[Path, str]] = []
     eat = _eatmydata_library() if eatmydata else None
     if eat is not None:  # copied: a preloaded library cannot come from a noexec bind mount
@@ -145,13 +163,16 @@ def extract(debs: list[Path], tree: Path, *, parallel: int = 1) -> None:
 
     Packages are extracted in parallel, ``parallel`` ``xargs`` slots (``--parallel``, at
     most one per CPU): decompressing xz data is what this step spends its time on, and
-    Essential packages never share files.
+    Essential packages never share files. They do share directories, and which tar sets a
+    shared directory's time last is a race: tar restores no times here (``--touch``), so
+    nothing depends on it. (dpkg unpacks every package again right after, with the packaged
+    file times.)
     """
     script = (
         'set -euo pipefail; T=$1; P=$2; shift 2\n'
         'printf "%s\\0" "$@" | xargs -0 -r -n 4 -P "$P" bash -c '
         '\'set -euo pipefail; T=$0; for deb; do dpkg-deb --fsys-tarfile "$deb" | '
-        'tar -x --keep-directory-symlink -C "$T" -f -; done\' "$T"'
+        'tar -x --touch --keep-directory-symlink -C "$T" -f -; done\' "$T"'
     )
     runner.require("dpkg-deb", "dpkg")
     slots = max(1, min(parallel, os.cpu_count() or 1))
@@ -280,11 +301,8 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
 
 def _cleanup(tree: Path) -> None:
     """Drop what installation leaves that must not be baked into every image."""
+    normalize.remove_leftovers(tree, LEFTOVERS)
     with Root(tree) as root:
-        for rel in ("var/lib/dpkg/status-old", "var/lib/dpkg/available-old",
-                    "var/lib/dpkg/diversions-old", "var/cache/debconf/config.dat-old",
-                    "var/cache/debconf/templates.dat-old", "var/cache/ldconfig/aux-cache"):
-            root.remove(rel)
         for name in root.listdir("/etc/ssh") if root.is_dir("/etc/ssh") else ():
             if name.startswith("ssh_host_"):
                 root.remove(f"/etc/ssh/{name}")

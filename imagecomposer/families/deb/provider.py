@@ -97,15 +97,21 @@ class DebProvider:
                          check_valid_until=self.settings.check_valid_until, hint=hint)
 
     def repositories(self) -> Sequence[LockedRepository]:
+        """The repositories used, each with its Release file's ``Date:`` once loaded."""
+        dates: dict[str, int] = {}
+        for item in self._loaded.values():
+            if item.date is not None:
+                dates[item.source.name] = max(item.date, dates.get(item.source.name, 0))
         return [LockedRepository(name=s.name, url=s.url, kind="deb", suite=s.suite,
-                                 components=s.components, trusted=s.trusted)
+                                 components=s.components, trusted=s.trusted,
+                                 date=dates.get(s.name))
                 for s in self.sources if s.priority >= 0]
 
     # --- loading -----------------------------------------------------------------------
 
     def load(self, pool: Any) -> list[Any]:
         repos = []
-        keyrings = self.store.root / "keyrings"
+        keyrings = self.store.private_dir("keyrings")  # never in the cache: it decides trust
         for source in self.sources:
             if source.priority < 0:
                 log.info("repository %r has priority %d: never used", source.name,

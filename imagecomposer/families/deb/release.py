@@ -46,6 +46,19 @@ class Release:
         return self.fields.get("acquire-by-hash", "no").lower() == "yes"
 
     @property
+    def date(self) -> int | None:
+        """The ``Date:`` field (when the archive published this Release) in seconds since
+        1970-01-01 UTC; None when it is missing or not an RFC 2822 date."""
+        value = self.fields.get("date")
+        try:
+            moment = email.utils.parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):
+            return None
+        if moment is None or moment.tzinfo is None:
+            return None
+        return int(moment.timestamp())
+
+    @property
     def valid_until(self) -> dt.datetime | None:
         value = self.fields.get("valid-until")
         return email.utils.parsedate_to_datetime(value) if value else None

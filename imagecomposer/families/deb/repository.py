@@ -66,6 +66,7 @@ class LoadedIndex:
     facts: IndexFacts
     from_cache: bool
     index: IndexRef | None = None  # the (compressed) Packages file, when there is one
+    date: int | None = None  # the Release file's Date: (None: no Release)
 
 
 def _local_dir(url: str) -> Path | None:
@@ -257,8 +258,10 @@ def load_source(pool: Any, source: DebSource, store: MetadataStore,
     loaded = []
     paths = ([f"{c}/binary-{source.arch}/Packages" for c in source.components]
              if source.suite else ["Packages"])
+    date = release.date if release is not None else None
     for index in paths:
-        loaded.append(_load_index(pool, source, store, release, dist_url, index, base, what))
+        loaded.append(attrs.evolve(
+            _load_index(pool, source, store, release, dist_url, index, base, what), date=date))
     return loaded
 
 

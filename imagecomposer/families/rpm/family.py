@@ -56,6 +56,10 @@ class RpmFamily(Family):
     manager = "rpm"
     database = "rpmdb"
     database_paths = DBPATHS
+    # dnf's logs (the wall-clock time of every action), should a scriptlet or a
+    # configuration step run dnf in the image
+    leftovers = ("/var/log/dnf.log", "/var/log/dnf.librepo.log", "/var/log/dnf.rpm.log",
+                 "/var/log/hawkey.log")
 
     def check(self, spec: Spec, config: Config) -> list[Problem]:
         """A shipped profile, or the spec's repositories for an OS without one; the profile
@@ -128,10 +132,10 @@ class RpmFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1) -> None:
+                parallel: int = 1, epoch: int | None = None) -> None:
         dbpath, backend = rpmdb_location(lock)
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
-                     timeout=timeout, events=events)
+                     timeout=timeout, events=events, epoch=epoch)
 
     def after_install(self, ctx: TreeContext) -> None:
         """Kernels at ``/boot/vmlinuz-V`` and the distribution's systemd presets

@@ -32,6 +32,7 @@ import attrs
 
 from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
 from imagecomposer.foundation import runner
+from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import (
     CommandError,
     DependencyError,
@@ -126,12 +127,13 @@ def rpm_command(tree: Path, dbpath: str, db_backend: str) -> list[str]:
 SCRIPTLET_ENV = {"KERNEL_INSTALL_BYPASS": "1", "SYSTEMD_OFFLINE": "1"}
 
 
-def sandboxed(tree: Path, argv: Sequence[str], host_paths: Sequence[Path] = ()) -> list[str]:
+def sandboxed(tree: Path, argv: Sequence[str], host_paths: Sequence[Path] = (),
+              env: Mapping[str, str] | None = None) -> list[str]:
     """``argv`` (the host's rpm acting on ``tree``) in the compose sandbox: a root holding
     only the host's ``/usr``, the tree and ``host_paths`` (read-only), reduced capabilities
     plus ``sys_chroot`` (rpm chroots into the tree for the transaction)."""
     runner.require("unshare", "util-linux")
-    return host_tool_argv(tree, argv, host_paths=host_paths, env=SCRIPTLET_ENV,
+    return host_tool_argv(tree, argv, host_paths=host_paths, env=env or SCRIPTLET_ENV,
                           capabilities=("sys_chroot",))
 
 
@@ -139,8 +141,12 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                  events: EventSink | None = None,
                  dbpath: str = SYSIMAGE_DBPATH, db_backend: str = "sqlite",
                  keys: Sequence[Path] = (), order: Literal["rpm", "lock"] = "rpm",
-                 sandbox: bool = True, timeout: float | None = None) -> RpmInstallResult:
+                 sandbox: bool = True, timeout: float | None = None,
+                 epoch: int | None = None) -> RpmInstallResult:
     """Install ``lock``'s packages (files from ``packages``, by name) into ``tree``.
+
+    Scriptlets see ``SOURCE_DATE_EPOCH`` = ``epoch`` (default
+    :func:`imagecomposer.foundation.epoch.build_epoch`).
 
     ``sandbox`` runs the transaction in the compose sandbox
     (:func:`imagecomposer.foundation.sandbox.host_tool_argv`): the tree has ``/proc``, ``/sys``,
@@ -161,10 +167,11 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
         runner.run([*rpm, "--import", str(key)], what=f"rpm --import {key}")
     argv = [*rpm, "--define", "_pkgverify_level digest", "--nosignature", "-i", "-v",
             *(["--noorder"] if order == "lock" else []), *map(str, paths)]
+    env = {**SCRIPTLET_ENV, **epoch_env(resolve(epoch))}
     if sandbox:
-        argv = sandboxed(tree, argv, sorted({p.resolve().parent for p in paths}))
+        argv = sandboxed(tree, argv, sorted({p.resolve().parent for p in paths}), env)
     done = runner.run(argv, capture=True, check=False, timeout=timeout,
-                      env=None if sandbox else SCRIPTLET_ENV,
+                      env=None if sandbox else env,
                       what=f"rpm transaction of {len(paths)} packages")
     output = done.stdout.decode("utf-8", "replace")
     for line in output.splitlines():

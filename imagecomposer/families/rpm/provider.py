@@ -173,7 +173,7 @@ class RpmProvider:
             return None
         if keys not in self._keyrings:
             self._keyrings[keys] = prepare_keyring(
-                keys, self.metadata_dir / "keyrings",
+                keys, self.store.private_dir("keyrings"),  # never in the cache: it decides trust
                 what=f"repository {name}")
         return self._keyrings[keys]
 
@@ -188,8 +188,11 @@ class RpmProvider:
     # --- Provider protocol ----------------------------------------------------------------
 
     def repositories(self) -> Sequence[LockedRepository]:
-        return tuple(LockedRepository(name=s.name, url=s.baseurl, kind="rpm", trusted=s.trusted)
-                     for s in self._sources.values())
+        """The repositories, each with its repomd.xml's date once loaded."""
+        return tuple(LockedRepository(
+            name=s.name, url=s.baseurl, kind="rpm", trusted=s.trusted,
+            date=self.loaded[s.name].repomd.date if s.name in self.loaded else None)
+            for s in self._sources.values())
 
     def load(self, pool: Any) -> list[Any]:
         """Load every repository (verified, cached), filelists if a file dep needs them.

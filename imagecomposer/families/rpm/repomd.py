@@ -34,7 +34,17 @@ class RepomdRecord:
 @attrs.frozen
 class Repomd:
     records: dict[str, RepomdRecord]
-    timestamp: int | None
+    timestamp: int | None  # the newest <timestamp> of its records
+    revision: str | None = None  # <revision>: createrepo_c writes the time of indexing
+
+    @property
+    def date(self) -> int | None:
+        """When the metadata was made, in seconds since 1970-01-01 UTC: the revision when it
+        is a number of seconds (createrepo_c's default), else the newest timestamp."""
+        if self.revision is not None and self.revision.isascii() \
+                and self.revision.isdigit() and int(self.revision) < 1 << 31:
+            return int(self.revision)
+        return self.timestamp
 
     def record(self, what: str, *, url: str) -> RepomdRecord:
         try:
@@ -75,7 +85,8 @@ def parse_repomd(data: bytes, *, url: str) -> Repomd:
                                          size or None)
             break
     timestamp = repo.meta.lookup_num(solv.REPOSITORY_TIMESTAMP)
-    return Repomd(records, timestamp or None)
+    revision = repo.meta.lookup_str(solv.REPOSITORY_REVISION)
+    return Repomd(records, timestamp or None, revision or None)
 
 
 def verify_repomd(repomd: bytes, signature: bytes, keyring: Keyring, *, url: str) -> None:
