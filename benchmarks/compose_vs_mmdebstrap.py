@@ -7,7 +7,7 @@ Run as root from the repository root (needs the network once, for apt's indexes 
 
 Measured in the same run from the same local .deb files:
 
-- ``install``: :func:`imagecomposer.compose.dpkg_install.install` of the lock (no initramfs);
+- ``install``: :func:`imagecomposer.families.deb.install.install` of the lock (no initramfs);
 - ``compose (cold)``: the whole bootable raw image with an empty tree cache (install,
   configuration, one zstd initramfs, systemd-boot, disk assembly) -- needs the disk side;
 - ``compose (configuration only)``: the same build again: the installed tree comes from the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from compose_debset import BOOTABLE, debian_lock
 
-from imagecomposer.compose import dpkg_install
+from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
 from imagecomposer.spec.model import Base, Customizations, Image, Spec, User

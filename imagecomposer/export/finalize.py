@@ -28,7 +28,7 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
              packages: tuple[SbomPackage, ...] | None = None, tree: Path | None = None,
              lock_file: Path | None = None,
              layout: Layout | Mapping[str, Any] | None = None,
-             signer: FileSigner | None = None, stage_timings: Mapping[str, float] | None = None,
+             signer: FileSigner | None = None,
              work_dir: Path | None = None, exporter: Exporter | None = None,
              min_current_version: str | None = None,
              epoch_source: str | None = None) -> ExportResult:
@@ -37,7 +37,8 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
     SBOMs (``spec.output.sbom``) need the ``lock`` and the image's packages: ``packages``
     (what the configuration stage collected) or an installed ``tree`` to collect them from.
     ``lock_file`` is published too, as ``NAME.lock.json``. ``layout`` (a Layout or its
-    data) goes into the manifest; ``stage_timings`` too, rounded to milliseconds.
+    data) goes into the manifest. How long the stages took is not: the manifest is a pure
+    function of the build's inputs (the timings are in the build's result and log).
 
     The exporter's epoch is the clock of every output (vhd headers, the SBOMs' creation
     time, the manifest's ``built_at`` and ``build_epoch``); ``epoch_source`` says where it
@@ -64,7 +65,7 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
                 image_version=spec.image.version, arch=base.arch,
                 base_os={"os": base.os, "version": base.version, "type": base.type},
                 lock_hash=lock.hash if lock is not None else None, layout=layout,
-                stage_timings=stage_timings, output_dir=directory,
+                output_dir=directory,
                 min_current_version=min_current_version, epoch=exporter.epoch,
                 epoch_source=epoch_source)
 

@@ -93,7 +93,6 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
                    image_name: str, image_version: str = "0.0.0", arch: str = "x86_64",
                    base_os: Mapping[str, str] | None = None, lock_hash: str | None = None,
                    layout: Layout | Mapping[str, Any] | None = None,
-                   stage_timings: Mapping[str, float] | None = None,
                    output_dir: Path | None = None, min_current_version: str | None = None,
                    epoch: int | None = None, epoch_source: str | None = None
                    ) -> dict[str, Any]:
@@ -134,7 +133,6 @@ def build_manifest(*, spec_data: Mapping[str, Any], artifacts: Sequence[Artifact
         "layout": (dict(layout) if isinstance(layout, Mapping)
                    else layout_data(layout) if layout is not None else None),
         "artifacts": [attrs.asdict(a) for a in artifacts],
-        "stage_timings": {k: round(v, 3) for k, v in (stage_timings or {}).items()},
     }
 
 

@@ -67,13 +67,12 @@ def output_dir(spec: Spec, options: BuildOptions) -> Path:
 
 class BuildEvents:
     """The build's one event sink: fills in ``build`` and the running ``stage`` of every
-    event, keeps the stage timings, adds package ``Progress``, and forwards to ``sink``."""
+    event, adds package ``Progress``, and forwards to ``sink``."""
 
     def __init__(self, build: str, sink: EventSink) -> None:
         self.build = build
         self.sink = sink
         self.stage = ""
-        self.timings: dict[str, float] = {}  # seconds of each stage that ran
         self._packages = (0, 0)  # (fetched, in the lock)
         self._lock = threading.RLock()
         self._dispatching = threading.local()
@@ -100,10 +99,7 @@ class BuildEvents:
         match event:
             case StageStarted():
                 self.stage = event.stage
-            case StageFinished(seconds=seconds):
-                self.timings[event.stage] = seconds
-                self.stage = ""
-            case StageFailed():
+            case StageFinished() | StageFailed():
                 self.stage = ""
         self.sink(event)
         self._progress(event)
@@ -140,11 +136,6 @@ class BuildContext:
     @property
     def parallel(self) -> int:
         return self.options.parallel or self.config.core.parallel
-
-    @property
-    def stage_seconds(self) -> dict[str, float]:
-        """Seconds of every stage that ran so far in this build."""
-        return self.events.timings
 
     @property
     def use_package_cache(self) -> bool:

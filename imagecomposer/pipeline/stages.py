@@ -186,7 +186,7 @@ class FinalizeStage:
         signer = Signer.from_spec(spec.output.sign) if spec.output.sign is not None else None
         finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
                  lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
-                 signer=signer, stage_timings=dict(ctx.stage_seconds),
+                 signer=signer,
                  work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
                  exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
 

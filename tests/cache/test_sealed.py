@@ -191,12 +191,12 @@ def test_the_composer_installs_when_the_cached_tree_was_tampered(tmp_path: Path)
     composer.installed_tree(lock, {}, tmp_path / "w1")  # installs, stores
     composer.installed_tree(lock, {}, tmp_path / "w2")  # restored
     assert len(installs) == 1
-    victim = cached(composer.cache.entry(lock.hash), "usr/bin/tool")
+    victim = cached(composer.cache.entry(composer.tree_key(lock)), "usr/bin/tool")
     keep_times(victim, lambda p: p.write_bytes(b"#!/bin/sh\necho evil\n"))
     tree = composer.installed_tree(lock, {}, tmp_path / "w3")
     assert len(installs) == 2  # installed from the packages
     assert (tree / "usr/bin/tool").read_bytes() == b"#!/bin/sh\necho good\n"
-    assert composer.cache.restore(lock.hash, tmp_path / "w4/root")  # stored again, good
+    assert composer.cache.restore(composer.tree_key(lock), tmp_path / "w4/root")  # stored again, good
 
 
 # --- images ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Every event of every stage reaches ``ImagePipeline(config, events=...)``, in order, and the
-manifest's stage_timings hold every stage that ran before finalize (issue 11).
+build result holds how long every stage took, the manifest does not (issues 11, 10).
 
 Hermetic and without root: the real validate and packages stages against a signed test
 archive on 127.0.0.1, the real compose stage restoring its tree from the installed-tree
@@ -131,10 +131,10 @@ def test_every_event_of_every_stage_reaches_the_callback_in_order(
     export = [e for e in between(events, "finalize") if isinstance(e, ExportStep)]
     assert {e.kind for e in export} >= {"convert", "checksum", "commit"}
 
-    # the manifest holds every stage that ran before it, with its real time
+    # how long the stages took is in the result, not in the manifest (same inputs, same bytes)
     manifest = json.loads((out / "manifest.json").read_text())
-    ran = {o.stage: round(o.seconds, 3) for o in report.run.outcomes if o.stage != "finalize"}
-    assert manifest["stage_timings"] == ran
+    assert "stage_timings" not in manifest
+    assert all(o.seconds > 0 for o in report.run.outcomes if o.status == "ran")
 
     # again: up to date, then an image cache hit; every stage named once, no phantom flags
     events.clear()
