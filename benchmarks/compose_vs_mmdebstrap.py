@@ -28,9 +28,9 @@ from pathlib import Path
 
 from compose_debset import BOOTABLE, debian_lock
 
-from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
+from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.spec.model import Base, Customizations, Image, Spec, User
 
 DIVERT = ("chroot \"$1\" dpkg-divert --local --rename --add /usr/sbin/update-initramfs && "

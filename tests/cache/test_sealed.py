@@ -196,7 +196,8 @@ def test_the_composer_installs_when_the_cached_tree_was_tampered(tmp_path: Path)
     tree = composer.installed_tree(lock, {}, tmp_path / "w3")
     assert len(installs) == 2  # installed from the packages
     assert (tree / "usr/bin/tool").read_bytes() == b"#!/bin/sh\necho good\n"
-    assert composer.cache.restore(composer.tree_key(lock), tmp_path / "w4/root")  # stored again, good
+    # stored again, good
+    assert composer.cache.restore(composer.tree_key(lock), tmp_path / "w4/root")
 
 
 # --- images ------------------------------------------------------------------------------------
