@@ -31,8 +31,10 @@ from typing import Literal
 
 import attrs
 
+from imagecomposer.boot import disk
 from imagecomposer.boot.accel import kvm_works
 from imagecomposer.boot.firmware import find_ovmf, vars_copy
+from imagecomposer.boot.ssh import SshCommand, SshResult, free_port, run_ssh
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import BootError, BuildInterrupted, UsageError
 
@@ -57,20 +59,28 @@ class BootResult:
     firmware: str
     secure_boot: bool
     markers: tuple[str, ...] = ()  # markers that were seen
+    format: str = "raw"  # the disk format QEMU was given
+    ssh: SshResult | None = None  # the --ssh command's result
 
     @property
     def summary(self) -> str:
-        return f"login prompt reached in {self.seconds:.1f} s ({self.accelerator})"
+        text = f"login prompt reached in {self.seconds:.1f} s ({self.accelerator}, {self.format})"
+        if self.ssh is not None:
+            text += (f"; the SSH command exited with {self.ssh.returncode} after "
+                     f"{self.ssh.seconds:.1f} s")
+        return text
 
 
 def qemu_command(image: Path, *, console: Path, firmware: Firmware, accelerator: str,
                  memory: str, cpus: int, code: Path | None, varstore: Path | None,
                  secure_boot: bool, network: bool,
-                 serial_socket: Path | None = None) -> list[str]:
+                 serial_socket: Path | None = None, drive_format: str = "raw",
+                 ssh_port: int | None = None) -> list[str]:
     """The QEMU command line (kept separate so it can be logged, tested and replayed).
 
     ``serial_socket``: the serial port is a Unix socket QEMU listens on (to type on the
-    console), its output still logged to ``console``."""
+    console), its output still logged to ``console``. ``drive_format``: the image's format
+    (``-drive format=``). ``ssh_port``: forward 127.0.0.1:PORT to the guest's port 22."""
     machine = "q35"
     if secure_boot:
         machine += ",smm=on"
@@ -84,11 +94,14 @@ def qemu_command(image: Path, *, console: Path, firmware: Firmware, accelerator:
                              f"logfile={console}", "-serial", "chardev:console"]
     else:
         argv += ["-serial", f"file:{console}"]
-    argv += ["-drive", f"if=none,id=disk,format=raw,file={image},snapshot=on",
+    argv += ["-drive", f"if=none,id=disk,format={drive_format},file={image},snapshot=on",
              "-device", "virtio-blk-pci,drive=disk,bootindex=0",
              "-device", "virtio-rng-pci"]
     if network:
-        argv += ["-nic", "user,model=virtio-net-pci"]
+        forward = f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22" if ssh_port is not None else ""
+        argv += ["-nic", f"user,model=virtio-net-pci{forward}"]
+    elif ssh_port is not None:
+        raise UsageError("--ssh needs the network (user networking forwards its port)")
     else:
         argv += ["-net", "none"]
     if firmware == "uefi":
@@ -107,14 +120,18 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
          secure_boot_cert: Path | None = None, network: bool = True,
          accelerator: str | None = None,
          check: Callable[[Path], None] | None = None,
-         console_input: Sequence[tuple[str, str]] = ()) -> BootResult:
-    """Boot ``image`` until ``expect`` appears on the serial console.
+         console_input: Sequence[tuple[str, str]] = (),
+         ssh: SshCommand | None = None) -> BootResult:
+    """Boot ``image`` (any output format, compressed or not: see
+    :mod:`imagecomposer.boot.disk`) until ``expect`` appears on the serial console.
 
     ``markers`` must all appear before ``expect`` (a one-shot check unit's output); ``check``
     runs afterwards on the image file for offline checks (see ``imagecomposer.boot.inspect``).
     Secure Boot enrolls ``secure_boot_cert`` and enforces it. ``accelerator`` forces "kvm" or
     "tcg"; by default KVM is used only when :func:`kvm_works`. ``console_input``: (prompt,
-    text) pairs, each text typed (plus a newline) when its prompt appears.
+    text) pairs, each text typed (plus a newline) when its prompt appears. ``ssh``: then run
+    a command in the image over SSH (a forwarded port, see :mod:`imagecomposer.boot.ssh`);
+    its result is in ``BootResult.ssh``.
     Raises :class:`BootError` with the console tail on timeout, QEMU exit or a failure text.
     """
     image = Path(image)
@@ -134,10 +151,13 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
             code = ovmf.code
             varstore = vars_copy(ovmf, work / "vars.fd", cert=secure_boot_cert)
         serial = work / "serial.sock" if console_input else None
-        argv = qemu_command(image.absolute(), console=console, firmware=firmware,
+        attached = disk.prepare(image, work)
+        port = free_port() if ssh is not None else None
+        argv = qemu_command(attached.path, console=console, firmware=firmware,
                             accelerator=accel, memory=memory, cpus=cpus, code=code,
                             varstore=varstore, secure_boot=secure_boot, network=network,
-                            serial_socket=serial)
+                            serial_socket=serial, drive_format=attached.format,
+                            ssh_port=port)
         errors_path = work / "qemu.stderr"
         with errors_path.open("wb") as errors, _sigterm_raises(), \
                 runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=errors) as proc, \
@@ -145,11 +165,15 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
             seconds, seen = _watch(proc, console, errors_path, expect=expect, markers=markers,
                                    fail_on=fail_on, timeout=timeout, accel=accel,
                                    typist=typist)
+            remote = None
+            if ssh is not None and port is not None:
+                remote = run_ssh(ssh, port, alive=lambda: proc.poll() is None)
         tail = _tail(_read(console))
     if check is not None:
         check(image)
     return BootResult(seconds=seconds, console_tail=tail, accelerator=accel, firmware=firmware,
-                      secure_boot=secure_boot, markers=seen)
+                      secure_boot=secure_boot, markers=seen, format=attached.format,
+                      ssh=remote)
 
 
 class _Typist:
@@ -207,7 +231,7 @@ class _Typist:
             self.sock.sendall(answer.encode() + b"\n")
         finally:
             self.sock.setblocking(False)
-        log.info("typed the answer to %r on the serial console", prompt)
+        log.debug("typed the answer to %r on the serial console", prompt)
         self.seen_up_to = found + len(prompt)
         self.pending.pop(0)
 

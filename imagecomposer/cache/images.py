@@ -259,8 +259,8 @@ class ImageCache:
             self._discarded[key.digest] = damage
             self.storage.remove(stored, inode=inode)
             return None
-        log.info("image cache: %s %s intact (%d files checked against their sealed digests "
-                 "in %.2f s)", entry.name, entry.digest[:12], len(entry.files),
+        log.debug("image cache: %s %s intact (%d files checked against their sealed digests "
+                  "in %.2f s)", entry.name, entry.digest[:12], len(entry.files),
                  time.monotonic() - started)
         return attrs.evolve(entry, checked=checked)
 

@@ -171,9 +171,9 @@ class TreeCache:
             return False
         self.storage.touch([stored])
         now = time.monotonic()
-        log.info("restored installed tree %s from the cache in %.2f s (copy %.2f s, checked "
-                 "%d paths against the sealed manifest in %.2f s)", key[:12], now - start,
-                 copied - start, len(expected), now - copied)
+        log.debug("restored installed tree %s from the cache in %.2f s (copy %.2f s, checked "
+                  "%d paths against the sealed manifest in %.2f s)", key[:12], now - start,
+                  copied - start, len(expected), now - copied)
         return True
 
     def store(self, key: str, tree: Path) -> Path | None:

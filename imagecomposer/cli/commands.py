@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 
 from imagecomposer import __version__
-from imagecomposer.boot import boot
+from imagecomposer.boot import SshCommand, boot
 from imagecomposer.cache import Caches
 from imagecomposer.cli import inspect_cmds, logsetup
 from imagecomposer.config import (
@@ -26,12 +27,12 @@ from imagecomposer.export import Exporter
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
 from imagecomposer.export.verify import verify_outputs
 from imagecomposer.families import validate_file
+from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import UsageError, ValidationError
 from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
-from imagecomposer.pipeline.engine import parse_duration
 from imagecomposer.pipeline.many import build_many
 from imagecomposer.resolver.resolver import Resolver
 from imagecomposer.sign import Signer
@@ -57,7 +58,7 @@ def _config(args: argparse.Namespace, overrides: Mapping[str, object] | None = N
     if args.log_level is None:
 
         logsetup.configure(loaded.config.logging.level,
-                           args.log_file or loaded.config.logging.file)
+                           args.log_file or loaded.config.logging.file, args.log_format)
     return loaded
 
 
@@ -115,7 +116,7 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
         until=args.stage, skip=tuple(args.skip_stage), no_cache=args.no_cache,
         no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
-        timeout=parse_duration(args.timeout) if args.timeout else None,
+        timeout=args.timeout,
         parallel=args.parallel, keep_temp=args.keep_temp, locked=args.locked or None,
         output_dir=args.output, wait=args.wait)
 
@@ -133,9 +134,12 @@ def cmd_build(args: argparse.Namespace) -> int:
                                                     cache.use_image_cache), "spec")
     if cli:
         loaded = apply_overrides(loaded, cli, "command line")
-    report = ImagePipeline(loaded.config).build(spec, _build_options(args))
+    events = logsetup.json_events()
+    report = ImagePipeline(loaded.config, events=events,
+                           progress_bar=False if events is not None else None
+                           ).build(spec, _build_options(args))
     print(report.table())
-    print(f"outputs: {report.output_dir}")
+    print(report.where())
     return 0
 
 
@@ -150,12 +154,12 @@ def _build_many(args: argparse.Namespace) -> int:
     if cli:
         loaded = apply_overrides(loaded, cli, "command line")
     results = build_many(args.specs, config=loaded.config, options=_build_options(args),
-                         variables=_variables(args.set))
+                         variables=_variables(args.set), events=logsetup.json_events())
     for result in results:
         if result.report is not None:
             print(f"{result.spec}:")
             print(textwrap.indent(result.report.table(), "  "))
-            print(f"  outputs: {result.report.output_dir}")
+            print(f"  {result.report.where()}")
         else:
             log.error("%s: %s", result.spec, result.error)
     for result in results:
@@ -170,12 +174,12 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     spec = Spec.load(args.spec, variables=_variables(args.set),
                      allowed_paths=config.core.allowed_paths)
     resolution = Resolver(config).resolve(spec)
+    if args.lock is not None:  # first: a reader that stops early (| head) must not lose it
+        resolution.lock.write(args.lock)
     if args.explain:
         print(resolution.explain(args.explain))
     else:
         print(resolution)
-    if args.lock is not None:
-        resolution.lock.write(args.lock)
     return 0
 
 
@@ -195,7 +199,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
 
     output = args.output or args.image.parent
-    result = Exporter().export(args.image, args.formats or ["qcow2"], args.compression,
+    events = logsetup.json_events() or Console()  # progress of conversions and hashing
+    result = Exporter(events=events).export(args.image, args.formats or ["qcow2"], args.compression,
                                output, name=args.image.name.removesuffix(".raw"))
     for artifact in result.artifacts:
         print(f"{result.path(artifact)}  {artifact.size}  sha256:{artifact.sha256}")
@@ -215,7 +220,11 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
 
     verify_outputs(args.directory, args.key)
-    print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
+    if args.key is None:
+        print(f"{args.directory}: SHA256SUMS and manifest verified; signatures were not "
+              "checked (give --key to check them)")
+    else:
+        print(f"{args.directory}: signatures, SHA256SUMS and manifest verified")
     return 0
 
 
@@ -233,10 +242,22 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     if args.secure_boot and args.sb_cert is None:
         raise UsageError("--secure-boot needs --sb-cert (the db certificate to enroll)")
+    ssh = (SshCommand(args.ssh, user=args.ssh_user, key=args.ssh_key, wait=args.ssh_wait)
+           if args.ssh is not None else None)
+    if ssh is None and args.ssh_key is not None:
+        raise UsageError("--ssh-key needs --ssh COMMAND")
     result = boot(args.image, timeout=args.timeout, secure_boot=args.secure_boot,
                   secure_boot_cert=args.sb_cert, firmware="bios" if args.bios else "uefi",
-                  console_log=args.console_log)
-    print(result.summary)
+                  console_log=args.console_log, ssh=ssh)
+    print(result.summary, file=sys.stderr if result.ssh is not None else sys.stdout)
+    if result.ssh is None:
+        return 0
+    sys.stdout.write(result.ssh.output)
+    sys.stdout.flush()
+    if result.ssh.returncode != 0:
+        log.error("the command exited with %d in the image: %s%s", result.ssh.returncode,
+                  args.ssh, "\n" + result.ssh.errors if result.ssh.errors else "")
+        return 1
     return 0
 
 

@@ -20,8 +20,10 @@ from imagecomposer.inspect.render import to_json, to_yaml
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = sub.add_parser("inspect", help="what is in an image (offline: no mount, no root)")
-    i.add_argument("image", type=Path)
-    i.add_argument("--format", choices=REPORT_FORMATS, default="text")
+    i.add_argument("image", type=Path, metavar="IMAGE",
+                   help="disk image (any output format, compressed or not)")
+    i.add_argument("--format", choices=REPORT_FORMATS, default="text",
+                   help="report format (default text)")
     i.add_argument("--extract-sbom", type=Path, metavar="DIR",
                    help="copy the SBOMs the image carries into DIR")
     i.add_argument("--hash", action="store_true",
@@ -31,10 +33,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     i.add_argument("--workdir", type=Path, help="where temporary conversions go")
 
     c = sub.add_parser("compare", help="what changed between two images, SBOMs or locks")
-    c.add_argument("a", type=Path, metavar="A")
-    c.add_argument("b", type=Path, metavar="B")
-    c.add_argument("--format", choices=REPORT_FORMATS, default="text")
-    c.add_argument("--mode", choices=COMPARE_MODES, default="summary")
+    c.add_argument("a", type=Path, metavar="A", help="first image, SBOM or lock")
+    c.add_argument("b", type=Path, metavar="B", help="second image, SBOM or lock")
+    c.add_argument("--format", choices=REPORT_FORMATS, default="text",
+                   help="report format (default text)")
+    c.add_argument("--mode", choices=COMPARE_MODES, default="summary",
+                   help="how deep to look: summary, packages, files or full (default "
+                        "summary)")
     c.add_argument("--hash", action="store_true",
                    help="compare sha256 of both disks (reported) instead of their bytes")
     c.add_argument("--workdir", type=Path, help="where temporary conversions go")
@@ -43,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _quiet(args: argparse.Namespace) -> None:
     """The report is the output: tool command lines only with --log-level info/debug."""
     if args.log_level is None:
-        logsetup.configure("warning", args.log_file)
+        logsetup.configure("warning", args.log_file, args.log_format)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -72,7 +72,15 @@ def kernel_cmdline(spec: Spec, layout: Layout, *, roothash: str | None = None) -
     if kernel.serial_console:
         words += ["console=tty0", "console=ttyS0,115200"]
     words += kernel.cmdline.split()
-    return " ".join(words)
+    return " ".join(dedupe_words(words))
+
+
+def dedupe_words(words: list[str]) -> list[str]:
+    """Each word once, at its LAST place: the spec's ``console=ttyS0,115200`` repeating what
+    ``serial_console`` adds appears once, and the order the spec gives wins (the last
+    ``console=`` is the one /dev/console is)."""
+    last = {word: i for i, word in enumerate(words)}
+    return [word for i, word in enumerate(words) if last[word] == i]
 
 
 def stacked_root_words(layout: Layout) -> list[str]:

@@ -64,7 +64,13 @@ from imagecomposer.foundation import display, normalize
 from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
-from imagecomposer.foundation.events import ConfigurationStep, DiskStep, EventSink, InstallStep
+from imagecomposer.foundation.events import (
+    ConfigurationStep,
+    DiskStep,
+    EventSink,
+    InstallStep,
+    Progress,
+)
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Disk, Partition, Spec
@@ -204,7 +210,8 @@ class Composer:
         ssh.configure(tree, c.ssh)
         network.configure(tree, c.network)
         hooks.configure_repositories(ctx)
-        services.apply(tree, c.services.enabled, c.services.disabled)
+        services.apply(tree, c.services.enabled, c.services.disabled,
+                       already=network.enabled_units(tree))
         fstab.configure(tree, layout, verity_root=verity_root)
         self._stacked_storage(spec, tree, layout)
         self.events(ConfigurationStep("configuration: post-install scripts"))
@@ -216,7 +223,8 @@ class Composer:
         kernels = initramfs_cache.build(
             tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
-            scripts=c.scripts.post_install, timeout=timeout, epoch=epoch)
+            scripts=c.scripts.post_install, timeout=timeout, epoch=epoch,
+            events=self.events)
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
@@ -309,11 +317,11 @@ class Composer:
             for part_tree in trees.values():  # our own work trees: bounded by the epoch
                 clamp_times(part_tree, self.epoch)
             self.events(DiskStep(f"assembling {output.name}"))
+            steps = DiskSteps(self.events, 1 + sum(1 for _ in layout.volumes()))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
-                              events=lambda what: self.events(DiskStep(what)),
-                              on_verity=on_verity,
-                              keys=key_sources(disk), epoch=self.epoch,
-                              parallel=self.config.core.parallel)
+                              events=steps, on_verity=on_verity, keys=key_sources(disk),
+                              epoch=self.epoch, parallel=self.config.core.parallel)
+            steps.finished()
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
                 self.events(DiskStep("writing GRUB into the MBR and the gap after it"))
@@ -331,6 +339,27 @@ class Composer:
                     remove_tree(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
+
+
+class DiskSteps:
+    """The disk assembly's steps (the partition table, then each volume) as
+    :class:`DiskStep` events and one :class:`Progress` ("assembling the disk", in steps):
+    a step starting means the ones before it are done; :meth:`finished` completes it."""
+
+    WHAT = "assembling the disk"
+
+    def __init__(self, events: EventSink, total: int) -> None:
+        self.events = events
+        self.total = total
+        self.done = 0
+
+    def __call__(self, what: str) -> None:
+        self.events(DiskStep(what))
+        self.events(Progress(self.WHAT, min(self.done, self.total - 1), self.total, "steps"))
+        self.done += 1
+
+    def finished(self) -> None:
+        self.events(Progress(self.WHAT, self.total, self.total, "steps"))
 
 
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:

@@ -25,6 +25,7 @@ import attrs
 from imagecomposer.compose.configure import paths
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError
+from imagecomposer.foundation.events import EventSink, Progress
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
 
@@ -75,6 +76,20 @@ def kernels(tree: Path) -> list[Kernel]:
     return sorted(found, key=lambda k: _version_key(k.version), reverse=True)
 
 
+def _counter(events: EventSink, what: str) -> Callable[[str], None]:
+    """Each ``Adding ...`` line of a verbose mkinitramfs is one more file in the initramfs."""
+    done = 0
+
+    def seen(line: str) -> None:
+        nonlocal done
+        if line.startswith("Adding "):
+            done += 1
+            if done % 25 == 0:
+                events(Progress(what, done, None, "files"))
+
+    return seen
+
+
 def compression(tree: Path) -> str:
     return "zstd" if paths.installed(tree, "/usr/bin/zstd") else "gzip"
 
@@ -94,8 +109,12 @@ def write_conf(tree: Path, root_fstype: str | None) -> None:
 
 
 def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = run_in_chroot,
-          timeout: float | None = None, epoch: int | None = None) -> list[Kernel]:
+          timeout: float | None = None, epoch: int | None = None,
+          events: EventSink | None = None) -> list[Kernel]:
     """Generate the initrd of every installed kernel; return the kernels.
+
+    ``events`` receives the files added to the initramfs as :class:`Progress` (the tool
+    then runs verbosely: its output lines say what it adds).
 
     ``root_fstype`` names the root filesystem for initramfs-tools' fsck hook: it cannot probe
     the not-yet-existing root device at build time (``FSTYPE=auto`` would then leave fsck out
@@ -111,8 +130,13 @@ def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = r
             with Root(tree) as root:
                 root.remove(kernel.initrd_path)
             start = time.monotonic()
-            chroot(tree, ["update-initramfs", "-c", "-k", kernel.version], env=env,
-                   what=f"update-initramfs {kernel.version}", timeout=timeout)
+            argv = ["update-initramfs", "-c", "-k", kernel.version]
+            extra: dict[str, Callable[[str], None]] = {}
+            if events is not None:
+                argv.append("-v")
+                extra["on_output"] = _counter(events, f"initramfs {kernel.version}")
+            chroot(tree, argv, env=env, what=f"update-initramfs {kernel.version}",
+                   timeout=timeout, **extra)
             log.info("initramfs for %s built in %.1f s", kernel.version, time.monotonic() - start)
     elif paths.installed(tree, "/usr/bin/dracut"):
         for kernel in found:

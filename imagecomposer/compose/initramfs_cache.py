@@ -28,6 +28,7 @@ from pathlib import Path
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.compose import initramfs
 from imagecomposer.foundation.epoch import resolve
+from imagecomposer.foundation.events import EventSink
 from imagecomposer.foundation.rootfs import Root
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,14 @@ def _tree(digest: hashlib._Hash, root: Path, label: str, *, content: bool) -> No
 def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
           scripts: Iterable[Path] = (), timeout: float | None = None,
           builder: Callable[..., list[initramfs.Kernel]] = initramfs.build,
-          epoch: int | None = None) -> list[initramfs.Kernel]:
-    """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache)."""
+          epoch: int | None = None, events: EventSink | None = None
+          ) -> list[initramfs.Kernel]:
+    """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache);
+    ``events`` receives the builder's progress."""
     epoch = resolve(epoch)
+    extra = {"events": events} if events is not None else {}
     if cache is None or not cache.enabled or not (tree / "var/lib/dpkg/status").is_file():
-        return builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
+        return builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch, **extra)
     initramfs.write_conf(tree, root_fstype)
     digest = key(tree, root_fstype=root_fstype, scripts=scripts, epoch=epoch)
     kernels = initramfs.kernels(tree)
@@ -97,7 +101,7 @@ def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
                 root.write(kernel.initrd_path, images[kernel.initrd.name], mode=0o644)
         log.info("initramfs restored from the cache (%s)", digest[:12])
         return kernels
-    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch)
+    kernels = builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch, **extra)
     with Root(tree) as root:
         built = {k.initrd.name: root.read_bytes(k.initrd_path) for k in kernels}
     cache.store(digest, built, label=", ".join(k.initrd.name for k in kernels))

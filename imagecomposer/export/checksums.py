@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from imagecomposer.foundation.digest import sha256_file
@@ -11,9 +11,14 @@ from imagecomposer.foundation.errors import ExportError
 SUMS = "SHA256SUMS"
 
 
-def write_sums(directory: Path, names: Iterable[str]) -> Path:
-    """Hash the named files of ``directory`` into ``directory/SHA256SUMS`` (sorted)."""
-    lines = [f"{sha256_file(directory / name)}  {name}\n" for name in sorted(names)]
+def write_sums(directory: Path, names: Iterable[str], *,
+               known: Mapping[str, str] | None = None,
+               digest: Callable[[Path], str] = sha256_file) -> Path:
+    """Hash the named files of ``directory`` into ``directory/SHA256SUMS`` (sorted);
+    ``known`` digests (by name, of files just hashed) are not computed again."""
+    known = known or {}
+    lines = [f"{known.get(name) or digest(directory / name)}  {name}\n"
+             for name in sorted(names)]
     path = directory / SUMS
     path.write_text("".join(lines))
     return path

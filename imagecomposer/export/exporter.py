@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import CommandError, ExportError
-from imagecomposer.foundation.events import ExportStep
+from imagecomposer.foundation.events import EventSink, ExportStep, Progress
 from imagecomposer.foundation.runner import require, run, which
 from imagecomposer.foundation.staging import staged
 
@@ -85,8 +86,7 @@ class Exporter:
     """Converts, compresses and publishes disk images. Stateless apart from its settings."""
 
     def __init__(self, *, parallel: int | None = None,
-                 events: Callable[[ExportStep], None] | None = None,
-                 epoch: int | None = None) -> None:
+                 events: EventSink | None = None, epoch: int | None = None) -> None:
         self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
         self._events = events
         self._timings: list[ExportStep] = []
@@ -95,6 +95,18 @@ class Exporter:
 
     def __repr__(self) -> str:
         return display.call("Exporter", parallel=self.parallel)
+
+    def _progress(self, what: str, unit: str = "bytes") -> Callable[[int, int], None] | None:
+        """A ``(done, total)`` callback reporting :class:`Progress` of ``what`` (None
+        without events)."""
+        events = self._events
+        if events is None:
+            return None
+        return lambda done, total: events(Progress(what, done, total, unit))
+
+    def sha256(self, path: Path) -> str:
+        """The SHA256 of ``path``, reporting :class:`Progress` ("hashing NAME")."""
+        return sha256_file(path, self._progress(f"hashing {path.name}"))
 
     def _event(self, kind: str, name: str, started: float) -> None:
         event = ExportStep(kind, name, round(time.monotonic() - started, 3))
@@ -135,10 +147,15 @@ class Exporter:
                 if info.name != "qcow2":
                     raise ExportError(f"format '{fmt}' has no internal compression")
                 argv.append("-c")
-            run([*argv, source, out], what=f"qemu-img convert to {fmt}")
+            report = self._progress(f"converting to {fmt}")
+            if report is None:
+                run([*argv, source, out], what=f"qemu-img convert to {fmt}")
+            else:  # -p: "    (12.34/100%)" lines, each the share of the input converted
+                run([*argv, "-p", source, out], what=f"qemu-img convert to {fmt}",
+                    on_output=_qemu_progress(report, size))
             if info.name in headers.STAMPED:
                 headers.stamp(out, info.name, epoch=self.epoch,
-                              identity=identity or sha256_file(raw))
+                              identity=identity or self.sha256(raw))
             return out
         except CommandError as exc:
             out.unlink(missing_ok=True)
@@ -207,7 +224,7 @@ class Exporter:
         raw_digest = None
         if any(fmt in headers.STAMPED for fmt in formats):
             started = time.monotonic()
-            raw_digest = sha256_file(raw)  # the identity the header ids derive from
+            raw_digest = self.sha256(raw)  # the identity the header ids derive from
             self._event("checksum", raw.name, started)
         with staged(output_dir) as stage:
             converted = self._convert_all(raw, formats, compression, stage, stem,
@@ -231,7 +248,8 @@ class Exporter:
                     self._sign(signer, manifest_path)
             started = time.monotonic()
             names = [p.name for p in stage.iterdir() if p.is_file()]
-            sums = write_sums(stage, names)
+            sums = write_sums(stage, names, known={a.name: a.sha256 for a in artifacts},
+                              digest=self.sha256)
             self._event("checksum", SUMS, started)
             if signer is not None:
                 self._sign(signer, sums)
@@ -267,11 +285,25 @@ class Exporter:
         """``digest``: the file's SHA-256 when already known (the raw copy's is the raw's)."""
         if digest is None:
             started = time.monotonic()
-            digest = sha256_file(path)
+            digest = self.sha256(path)
             self._event("checksum", path.name, started)
         signature = self._sign(signer, path).name if signer is not None else None
         return Artifact(path.name, fmt, compression, path.stat().st_size, digest, signature,
                         signer.sig_alg if signer is not None else None)
+
+
+QEMU_PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")
+
+
+def _qemu_progress(report: Callable[[int, int], None], size: int) -> Callable[[str], None]:
+    """An output line handler turning ``qemu-img -p`` percentages into bytes converted."""
+
+    def seen(line: str) -> None:
+        found = QEMU_PROGRESS.search(line)
+        if found:
+            report(int(float(found.group(1)) * size / 100), size)
+
+    return seen
 
 
 def _kind_of(name: str) -> str:

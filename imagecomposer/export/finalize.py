@@ -19,7 +19,6 @@ from imagecomposer.compose.layout import Layout
 from imagecomposer.export.exporter import Artifact, Exporter, ExportResult, FileSigner
 from imagecomposer.export.manifest import build_manifest
 from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, sbom_documents, write_sboms
-from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.lock import Lock
 from imagecomposer.spec.model import Spec
 
@@ -55,7 +54,8 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
             if packages is None and tree is not None:
                 packages = collect(lock, tree)
             if packages is not None:
-                image = ImageInfo(name, spec.image.version, sha256_file(raw), f"{name}.raw")
+                image = ImageInfo(name, spec.image.version, exporter.sha256(raw),
+                                  f"{name}.raw")
                 extra += write_sboms(Path(scratch), name, sbom_documents(
                     image, packages, lock.hash, spec.output.sbom, epoch=exporter.epoch))
 

@@ -20,12 +20,24 @@ _ZERO = bytes(BLOCK)
 _SPARSE_TAG = b"imagecomposer sparse-sha256 v1\0"
 
 
-def sha256_file(path: Path) -> str:
-    """The SHA256 of ``path`` (hex); ``OSError`` if it cannot be read."""
+PROGRESS_EVERY = 64 * BLOCK  # bytes between two progress reports of one file
+
+
+def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+    """The SHA256 of ``path`` (hex); ``OSError`` if it cannot be read. ``progress(done,
+    total)`` is called every :data:`PROGRESS_EVERY` bytes and at the end."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
+        total = os.fstat(f.fileno()).st_size if progress is not None else 0
+        done = reported = 0
         while block := f.read(BLOCK):
             digest.update(block)
+            done += len(block)
+            if progress is not None and done - reported >= PROGRESS_EVERY:
+                progress(done, total)
+                reported = done
+        if progress is not None:
+            progress(done, max(total, done))
     return digest.hexdigest()
 
 

@@ -6,14 +6,21 @@ build logs for ("Validation error", "Failed to resolve dependencies", "Package n
 "Insufficient disk space", "Script returned non-zero exit code", "Permission denied").
 
 The CLI maps the hierarchy to exit codes: 1 for build and validation failures, 2 for usage
-errors, 130 for interruption.
+errors, 130 for interruption. A failure is reported once, as :func:`describe` words it: with
+the stage it ended (the engine records it with :func:`in_stage`), and an ``OSError`` as one
+line naming the path (``Permission denied: /srv/out (Operation not permitted)``), never as a
+traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 from collections.abc import Sequence
 
 import attrs
+
+STAGE_ATTR = "imagecomposer_stage"  # (stage, seconds) the engine records on an exception
 
 
 class ImageComposerError(Exception):
@@ -261,3 +268,53 @@ class InspectToolError(CommandError, InspectError):
 
 class NotInImage(ComposeError, InspectError):
     """The file asked for is not in the image (or not in the partition named)."""
+
+
+# --- reporting a failure once ----------------------------------------------------------------
+
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def in_stage(exc: BaseException, stage: str, seconds: float) -> None:
+    """Record on ``exc`` that it ended build stage ``stage`` after ``seconds`` (the
+    innermost stage wins: a record already there is kept)."""
+    if getattr(exc, STAGE_ATTR, None) is None:
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(exc, STAGE_ATTR, (stage, seconds))
+
+
+def stage_of(exc: BaseException) -> tuple[str, float] | None:
+    """(stage, seconds) recorded by :func:`in_stage`, if any."""
+    found = getattr(exc, STAGE_ATTR, None)
+    return found if isinstance(found, tuple) else None
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError``: the seed's phrase for a permission problem, the path(s)
+    and the system's words: ``Permission denied: /srv/out (Operation not permitted)``."""
+    words = exc.strerror or str(exc) or type(exc).__name__
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    if exc.errno in DENIED or isinstance(exc, PermissionError):
+        head = "Permission denied"
+        detail = f" ({words})" if words != head else ""
+    elif exc.errno == errno.ENOSPC:
+        head, detail = "Insufficient disk space", f" ({words})"
+    else:
+        head, detail = words, ""
+    return f"{head}: {paths}{detail}" if paths else f"{head}{detail}"
+
+
+def describe(exc: BaseException) -> str:
+    """How a failure is shown to a user, once: ``packages failed after 0.8 s: Package not
+    found: ngnix ...`` (the stage when one is recorded); an ``OSError`` as
+    :func:`os_error_message`; anything else unexpected with its type."""
+    if isinstance(exc, ImageComposerError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        text = os_error_message(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    where = stage_of(exc)
+    if where is not None:
+        return f"{where[0]} failed after {where[1]:.1f} s: {text}"
+    return text

@@ -20,8 +20,8 @@ from pathlib import Path
 import attrs
 
 __all__ = [
-    "BuildWarning", "ConfigurationStep", "DiskStep", "DownloadProgress", "Event", "EventSink",
-    "ExportStep", "FetchFinished", "FetchStarted", "InstallStep", "MetadataLoaded",
+    "BuildEnded", "BuildWarning", "ConfigurationStep", "DiskStep", "DownloadProgress", "Event",
+    "EventSink", "ExportStep", "FetchFinished", "FetchStarted", "InstallStep", "MetadataLoaded",
     "PackageFetched", "Progress", "Resolved", "StageFailed", "StageFinished", "StageSkipped",
     "StageStarted", "fan_out",
 ]
@@ -38,7 +38,7 @@ class Event:
 
 @attrs.frozen
 class StageStarted(Event):
-    reason: str  # why it runs: "first run", "input 'lock' changed", "forced (--no-cache)"
+    reason: str  # why it runs: "first run", "input 'lock' changed", "forced by --no-cache"
 
 
 @attrs.frozen
@@ -59,7 +59,12 @@ class StageFailed(Event):
 
 @attrs.frozen
 class Progress(Event):
-    """Work inside a stage: ``done`` of ``total`` units (packages, bytes, files)."""
+    """Work inside a stage: ``done`` of ``total`` units (packages, bytes, files); ``total``
+    None when it is not known in advance. Reported where a long step can measure itself:
+    packages fetched, dpkg's unpacked and configured packages, files added to an
+    initramfs, disk assembly steps, bytes converted, bytes hashed. ``what`` names the step
+    ("unpacking", "converting to qcow2"); consecutive events with the same ``what`` are the
+    same step advancing."""
 
     what: str
     done: int
@@ -73,6 +78,21 @@ class BuildWarning(Event):
 
     message: str
     logger: str = "imagecomposer"
+
+
+@attrs.frozen
+class BuildEnded(Event):
+    """The build's result, its last event. ``output``: where the result is (the output
+    directory; with ``--stage``, the last stage's result in the workspace; None when that
+    stage leaves nothing, as validate). A failure has ``ok`` False, the error message,
+    ``stage`` naming the stage it happened in (empty when it happened before the first),
+    and the exit code the CLI ends with."""
+
+    ok: bool
+    seconds: float
+    output: Path | None = None
+    error: str = ""
+    exit_code: int = 0
 
 
 # --- packages (providers, resolver, package cache) ------------------------------------------

@@ -1,8 +1,13 @@
 """The single choke point through which imagecomposer runs host tools.
 
-Every call logs a command line that can be pasted into a shell to replay it (environment
-overrides and working directory included), keeps the tail of the tool's output, and turns a
-failure into a precise :mod:`imagecomposer.foundation.errors` class. Children run in their own
+Every call logs, at DEBUG level, a command line that can be pasted into a shell to replay it
+(environment overrides and working directory included) and the tool's output, every line of
+it (what a person reads at the default level are the build's events, not command lines: see
+:mod:`imagecomposer.foundation.console`), keeps the tail of the output for error messages,
+and turns a failure into a precise :mod:`imagecomposer.foundation.errors` class.
+``on_output`` streams the output line by line as it comes (a step's progress, e.g. dpkg's
+"Unpacking" lines; those lines are logged as they come, so their timestamps show where the
+time went). Children run in their own
 process
 group so that an interrupt or timeout kills the whole tree they started (a chroot's dpkg and
 its maintainer scripts included), and every child dies with the build even when the build is
@@ -19,12 +24,17 @@ Tests fake tools by putting small executables on ``PATH``; nothing here special-
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+import typing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -92,6 +102,7 @@ def run(
     error: type[CommandError] = CommandError,
     what: str | None = None,
     secrets: Iterable[str] = (),
+    on_output: Callable[[str], None] | None = None,
 ) -> Completed:
     """Run ``argv``; raise ``error`` (or a more precise class) if it fails.
 
@@ -99,7 +110,10 @@ def run(
     output is returned; otherwise it is merged into the logged output. ``what`` names the
     action in error messages ("post-install script ./post.sh"). ``secrets``: values to
     redact wherever they appear (for a secret inside a larger argument, such as a script);
-    :class:`Secret` arguments are redacted without being listed.
+    :class:`Secret` arguments are redacted without being listed. ``on_output`` (not with
+    ``capture``) receives each line of the output as it comes (lines end at ``\n`` or
+    ``\r``, so progress meters that redraw one line count too), secrets redacted; an
+    exception it raises kills the command and is raised here.
 
     The child dies with the calling thread (PR_SET_PDEATHSIG); this function waits for it in
     that thread, so a call from a worker thread is safe.
@@ -107,7 +121,9 @@ def run(
     args = [str(a) for a in argv]
     values = secrets_in(argv, secrets)
     shown = shown_argv(argv, values)
-    log.info("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
+    if on_output is not None and capture:
+        raise ValueError("on_output streams the merged output: not with capture=True")
+    log.debug("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(
@@ -128,7 +144,10 @@ def run(
     children.register(proc.pid)
     timed_out = False
     try:
-        out, err = proc.communicate(input=input, timeout=timeout)
+        if on_output is None:
+            out, err = proc.communicate(input=input, timeout=timeout)
+        else:
+            out, err = _stream(proc, input, timeout, on_output, values), None
     except subprocess.TimeoutExpired:
         _kill(proc)
         timed_out = True  # raised below, not in here: TimeoutExpired holds the real argv
@@ -141,12 +160,70 @@ def run(
         raise error(f"Command timed out after {timeout} s: {shlex.join(shown)}", shown)
     output = err if capture else out
     output_tail = redact(tail(output or b""), values)
-    for line in output_tail.splitlines():
-        log.debug("  %s", line)
+    if on_output is None and output and log.isEnabledFor(logging.DEBUG):
+        # all of it (streamed output was logged line by line as it came)
+        for line in redact(output.decode("utf-8", "replace"), values).splitlines():
+            if line.strip():
+                log.debug("  %s", line)
     if check and proc.returncode != 0:
         subject = redact(what, values) if what else None
         raise _failure(error, shown, proc.returncode, output_tail, subject)
     return Completed(tuple(shown), proc.returncode, out if capture else b"", output_tail)
+
+
+LINE_END = re.compile(rb"[\r\n]")
+
+
+def _stream(proc: subprocess.Popen[bytes], input: bytes | None, timeout: float | None,
+            on_output: Callable[[str], None], secrets: Iterable[str]) -> bytes:
+    """Read ``proc``'s output as it comes, handing each line to ``on_output``; the last
+    :data:`TAIL_LINES` lines are returned (as the output whose tail is kept).
+
+    An exception ``on_output`` raises (a caller's event callback, a KeyboardInterrupt it
+    stands for) kills the command and is raised here, in the calling thread."""
+    kept: deque[bytes] = deque(maxlen=TAIL_LINES)
+    failed: list[BaseException] = []
+    if proc.stdout is None:
+        raise ValueError("the output is not a pipe")
+    stream = typing.cast("io.BufferedReader", proc.stdout)
+
+    def deliver(line: bytes) -> None:
+        if not line.strip():
+            return
+        kept.append(line)
+        text = redact(line.decode("utf-8", "replace"), secrets)
+        log.debug("  %s", text)
+        if failed:
+            return
+        try:
+            on_output(text)
+        except BaseException as exc:
+            failed.append(exc)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def read() -> None:
+        pending = b""
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            pending += chunk
+            *lines, pending = LINE_END.split(pending)
+            for line in lines:
+                deliver(line)
+        if pending:
+            deliver(pending)
+
+    reader = threading.Thread(target=read, name="runner-output", daemon=True)
+    reader.start()
+    if proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(input or b"")
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    proc.wait(timeout=timeout)
+    reader.join()
+    if failed:
+        raise failed[0]
+    return b"\n".join(kept) + b"\n" if kept else b""
 
 
 def _failure(error: type[CommandError], args: list[str], code: int, output_tail: str,
@@ -213,7 +290,7 @@ def spawn(argv: Sequence[str | os.PathLike[str]], *, stdout: int | IO[bytes] | N
     args = [str(a) for a in argv]
     values = secrets_in(argv, secrets)
     shown = shown_argv(argv, values)
-    log.info("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
+    log.debug("+ %s", command_line(argv, cwd=cwd, env=env, secrets=values))
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,

@@ -39,7 +39,7 @@ import logging
 import os
 import posixpath
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from imagecomposer.foundation import pivot_exec, runner
@@ -296,8 +296,10 @@ def run_in_chroot(
     timeout: float | None = None,
     error: type[CommandError] = CommandError,
     what: str | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> runner.Completed:
-    """Run ``argv`` in the sandbox on ``tree`` with a clean environment plus ``env``.
+    """Run ``argv`` in the sandbox on ``tree`` with a clean environment plus ``env``
+    (``on_output``: each output line as it comes, see :func:`runner.run`).
 
     ``binds`` (host directories, mounted read-only) and ``copies`` (host files) appear under
     :data:`RUN_DIR` for the duration of the command only; nothing is left in the tree.
@@ -311,4 +313,4 @@ def run_in_chroot(
         raise CommandError(f"image tree {tree} does not exist", list(argv))
     command = chroot_argv(tree, argv, env, binds, network=network, copies=copies)
     return runner.run(command, capture=capture, check=check, timeout=timeout, error=error,
-                      what=what or " ".join(argv[:3]))
+                      what=what or " ".join(argv[:3]), on_output=on_output)

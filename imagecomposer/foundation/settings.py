@@ -86,6 +86,10 @@ SIGN_ALGORITHMS: tuple[SignAlgorithm, ...] = get_args(SignAlgorithm)
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 
+# How the console log is written (``--log-format``): lines for people, JSON for CI.
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+
 # How ``inspect`` and ``compare`` print their report.
 ReportFormat = Literal["text", "json", "yaml"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = get_args(ReportFormat)
@@ -116,6 +120,7 @@ ENUMS: Mapping[str, tuple[str, ...]] = {
     "sbom_formats": SBOM_FORMATS,
     "sign_algorithms": SIGN_ALGORITHMS,
     "log_levels": LOG_LEVELS,
+    "log_formats": LOG_FORMATS,
     "report_formats": REPORT_FORMATS,
     "compare_modes": COMPARE_MODES,
     "cache_names": CACHE_NAMES,

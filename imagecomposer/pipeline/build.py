@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,18 @@ from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config, without_caches
 from imagecomposer.foundation import display
-from imagecomposer.foundation.console import Console
-from imagecomposer.foundation.errors import LockError
-from imagecomposer.foundation.events import BuildWarning, EventSink, fan_out
+from imagecomposer.foundation.console import EVENT_RECORD, Console
+from imagecomposer.foundation.errors import (
+    BuildInterrupted,
+    ImageComposerError,
+    LockError,
+    describe,
+    stage_of,
+)
+from imagecomposer.foundation.events import BuildEnded, BuildWarning, EventSink, fan_out
 from imagecomposer.foundation.fingerprint import fingerprint
-from imagecomposer.pipeline.context import BuildContext, BuildEvents, BuildOptions
+from imagecomposer.foundation.fsutil import check_writable
+from imagecomposer.pipeline.context import BuildContext, BuildEvents, BuildOptions, output_dir
 from imagecomposer.pipeline.engine import (
     UPSTREAM,
     Engine,
@@ -49,14 +57,29 @@ IMAGE_CACHE_HIT = "image cache hit"
 
 @attrs.frozen
 class BuildReport:
-    """What a build did: per-stage outcomes and where its outputs are."""
+    """What a build did: per-stage outcomes and where its outputs are.
+
+    ``stage`` is the last stage the build went to (``--stage``; else finalize) and
+    ``result`` where that stage's result is: the output directory after finalize, else the
+    stage's output in the workspace (the lock, the installed tree, the raw disk image);
+    None when the stage leaves nothing (validate)."""
 
     run: RunReport
     output_dir: Path
     image_cache_hit: bool = False
+    stage: str = "finalize"
+    result: Path | None = None
 
     def table(self) -> str:
         return self.run.table()
+
+    def where(self) -> str:
+        """The line the CLI prints last: where the result is."""
+        if self.stage == "finalize":
+            return f"outputs: {self.output_dir}"
+        if self.result is None:
+            return f"stopped after {self.stage}: it writes nothing (the spec is valid)"
+        return f"stopped after {self.stage}: its result is {self.result}"
 
     def __repr__(self) -> str:
         """``BuildReport(build='web', ran=4, skipped=2, failed=0, seconds=81.2, ...)``."""
@@ -99,9 +122,31 @@ class ImagePipeline:
                             stages=len(self.engine.stages))
 
     def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
+        """Run the build; its last event is a :class:`BuildEnded` (also when it fails)."""
         options = options or BuildOptions()
-        workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         events = BuildEvents(spec.image.name, self.events)
+        started = time.monotonic()
+        try:
+            report = self._build(spec, options, events)
+        except BaseException as exc:
+            where = stage_of(exc)
+            code = (exc.exit_code if isinstance(exc, ImageComposerError) else
+                    BuildInterrupted.exit_code if isinstance(exc, KeyboardInterrupt) else 1)
+            with contextlib.suppress(Exception):
+                events(BuildEnded(False, time.monotonic() - started, error=describe(exc),
+                                  exit_code=code, stage=where[0] if where else ""))
+            raise
+        events(BuildEnded(True, report.run.seconds, output=report.result, stage=""))
+        return report
+
+    def _build(self, spec: Spec, options: BuildOptions, events: BuildEvents) -> BuildReport:
+        # Before the first stage: a directory the build cannot write fails here, not later.
+        check_writable(self.config.core.work_dir, "the work directory (core.work_dir)")
+        if options.until != "validate":
+            out = output_dir(spec, options)
+            check_writable(out, "the output directory")
+            check_writable(out.parent, "the directory holding the output directory")
+        workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
         # --no-cache bypasses every cache: the metadata, tree and initramfs caches too
         config = without_caches(self.config) if options.no_cache else self.config
         ctx = BuildContext(spec, config, options, workspace, events)
@@ -134,20 +179,19 @@ class ImagePipeline:
             else:
                 workspace.remove_temp()
         hit = any(o.reason == IMAGE_CACHE_HIT for o in run.outcomes)
-        return BuildReport(run, ctx.output_dir, image_cache_hit=hit)
+        last = options.until or STAGES[-1]
+        result = ctx.output_dir if hit else ctx.stage_result(last)
+        log.debug("build %s: %s result at %s", ctx.name, last, result)
+        return BuildReport(run, ctx.output_dir, image_cache_hit=hit, stage=last, result=result)
 
     def _hooks(self, ctx: BuildContext, options: RunOptions) -> list[Hook[BuildContext]]:
-        """The image cache around the stages after packages, when the build goes past
-        packages and may use it."""
-        names: list[str] = list(STAGES)
-        until = names.index(options.until) if options.until else len(names) - 1
-        if until <= names.index("packages") or not ctx.use_image_cache:
+        """The image cache around the stages after packages, when the build goes to the
+        end and may use it (a build stopped early with --stage leaves that stage's own result
+        in the workspace: a cached image would skip it)."""
+        if options.until not in (None, STAGES[-1]) or not ctx.use_image_cache:
             return []
         hook = ImageCacheHook(ImageCache.for_config(self.config))
-        hooks = [Hook("packages", hook.lookup)]
-        if options.until in (None, "finalize"):
-            hooks.append(Hook("finalize", hook.store))
-        return hooks
+        return [Hook("packages", hook.lookup), Hook("finalize", hook.store)]
 
 
 class ImageCacheHook:
@@ -161,9 +205,10 @@ class ImageCacheHook:
         self.key = image_key(ctx.name, view, "packages")
         if self.key is None:
             return None
+        log.debug("image cache key of %s: %s", ctx.name, self.key.digest)
         entry = self.cache.lookup(self.key)
         if entry is None:
-            log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
+            log.info("%s", self.cache.explain_miss(self.key))
             return None
         if self.cache.restore(entry, ctx.output_dir) is None:  # changed since the lookup
             log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
@@ -205,9 +250,12 @@ class _WarningEvents(logging.Handler):
         self.events = events
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno == logging.WARNING and not self.events.dispatching:
+        if record.levelno == logging.WARNING and not self.events.dispatching \
+                and not getattr(record, EVENT_RECORD, False):
             with contextlib.suppress(Exception):
                 self.events(BuildWarning(record.getMessage(), record.name))
+            # the warning is an event now: a consumer writing events (JSON) skips the line
+            setattr(record, EVENT_RECORD, True)
 
 
 @contextlib.contextmanager
@@ -215,10 +263,11 @@ def warnings_as_events(events: BuildEvents) -> Iterator[None]:
     """Every warning an ``imagecomposer`` logger emits meanwhile also becomes a
     :class:`BuildWarning` event (not the log lines that render events; builds in other
     threads of this process included: run concurrent builds with
-    :func:`~imagecomposer.pipeline.many.build_many`)."""
+    :func:`~imagecomposer.pipeline.many.build_many`). The handler goes first, so that the
+    handlers after it see the record marked as an event (:data:`EVENT_RECORD`)."""
     handler = _WarningEvents(events)
     logger = logging.getLogger("imagecomposer")
-    logger.addHandler(handler)
+    logger.handlers.insert(0, handler)
     try:
         yield
     finally:

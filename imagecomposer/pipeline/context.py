@@ -191,6 +191,17 @@ class BuildContext:
     def sbom_packages_path(self) -> Path:
         return self.workspace.root / "configuration" / "sbom-packages.json"
 
+    def stage_result(self, stage: str) -> Path | None:
+        """Where ``stage`` leaves its result (what ``--stage STAGE`` stops with): the lock,
+        the installed tree, the raw disk (and its signature), the output directory; None
+        for validate, which writes nothing, or when it is not there."""
+        found = {"packages": self.lock_path, "compose": self.installed_tree,
+                 "configuration": self.raw_path,
+                 "sign": self.raw_path.with_name(self.raw_path.name + ".sig")
+                 if self.spec.output.sign is not None else self.raw_path,
+                 "finalize": self.output_dir}.get(stage)
+        return found if found is not None and found.exists() else None
+
     # --- objects the stages share ----------------------------------------------------------
 
     def adopt_packages(self, lock: Lock, packages: dict[str, Path], cache: PackageCache

@@ -36,7 +36,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 
 from imagecomposer.foundation.console import Console
-from imagecomposer.foundation.errors import BuildTimeout, ImageComposerError, UsageError
+from imagecomposer.foundation.errors import (
+    BuildTimeout,
+    ImageComposerError,
+    UsageError,
+    in_stage,
+    os_error_message,
+)
 from imagecomposer.foundation.events import (
     EventSink,
     StageFailed,
@@ -272,7 +278,9 @@ class _Run(Generic[Ctx]):
             stage.run(self.ctx, found.value)
         except BaseException as exc:
             seconds = time.monotonic() - t0
-            text = str(exc) if isinstance(exc, ImageComposerError) else repr(exc)
+            in_stage(exc, stage.name, seconds)  # the one error message names the stage
+            text = (str(exc) if isinstance(exc, ImageComposerError) else
+                    os_error_message(exc) if isinstance(exc, OSError) else repr(exc))
             self.events(StageFailed(seconds, text, build=self.build, stage=stage.name))
             raise
         seconds = time.monotonic() - t0
@@ -287,7 +295,7 @@ def rerun_reason(record: StageRecord | None, fields: Mapping[str, str], force: b
                  ) -> str | None:
     """Why a stage with these input fields runs again, or None when it is up to date."""
     if force:
-        return "forced (--no-cache)"
+        return "forced by --no-cache"
     if record is None:
         return "first run"
     changed = changed_fields(record.inputs, fields)

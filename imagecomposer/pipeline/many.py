@@ -44,7 +44,13 @@ import attrs
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
 from imagecomposer.foundation import children
-from imagecomposer.foundation.errors import BuildInterrupted, ImageComposerError
+from imagecomposer.foundation.errors import (
+    BuildInterrupted,
+    ImageComposerError,
+    describe,
+    in_stage,
+    stage_of,
+)
 from imagecomposer.foundation.events import EventSink
 from imagecomposer.pipeline.build import BuildReport, ImagePipeline
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
@@ -65,7 +71,7 @@ class BuildResult:
     spec: str  # the spec file as given, or the image name of a Spec object
     ok: bool
     report: BuildReport | None = None
-    error: str | None = None  # the error message, as the CLI prints it
+    error: str | None = None  # the error message, as the CLI prints it (with the stage)
     error_type: str | None = None  # its class name (ValidationError, WorkspaceBusy, ...)
     exit_code: int = 0  # what the CLI exits with for it: 1 failed, 2 usage, 130 interrupted
 
@@ -190,6 +196,8 @@ def _stop(running: list[_Child], events: EventSink | None) -> None:
             for child in ended:
                 running.remove(child)
                 child.process.join()
+                if child.result is not None and child.result.error:
+                    log.error("%s: %s", child.label, child.result.error)  # where it stopped
     finally:
         for child in running:
             log.error("%s is still running after it was interrupted: killing it",
@@ -279,14 +287,23 @@ def _child_main(conn: Connection, parent: int, spec: Spec | Path | str, config: 
                                progress_bar=False, stages=stages).build(spec, options)
         result = BuildResult(label, True, report)
     except ImageComposerError as exc:
-        result = BuildResult(label, False, error=str(exc), error_type=type(exc).__name__,
+        result = BuildResult(label, False, error=describe(exc), error_type=type(exc).__name__,
                              exit_code=exc.exit_code)
-    except KeyboardInterrupt:
-        result = BuildResult(label, False, error="Interrupted", error_type="BuildInterrupted",
+    except KeyboardInterrupt as exc:
+        interrupted = BuildInterrupted("Interrupted")
+        where = stage_of(exc)
+        if where is not None:
+            in_stage(interrupted, *where)
+        result = BuildResult(label, False, error=describe(interrupted),
+                             error_type="BuildInterrupted",
                              exit_code=BuildInterrupted.exit_code)
+    except OSError as exc:  # one line naming the path, as the CLI shows it
+        log.debug("build of %s failed", label, exc_info=True)
+        result = BuildResult(label, False, error=describe(exc), error_type=type(exc).__name__,
+                             exit_code=1)
     except Exception as exc:  # reported as a result; the traceback at debug level
         log.debug("build of %s failed", label, exc_info=True)
-        result = BuildResult(label, False, error=f"internal error: {exc!r}",
+        result = BuildResult(label, False, error=f"internal error: {describe(exc)}",
                              error_type=type(exc).__name__, exit_code=1)
     send("result", result)
     conn.close()

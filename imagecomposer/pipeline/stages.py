@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cattrs
 
+from imagecomposer.compose.composer import ComposeResult
 from imagecomposer.export import Exporter
 from imagecomposer.export.finalize import finalize
 from imagecomposer.export.manifest import layout_data
@@ -23,6 +24,7 @@ from imagecomposer.families import validate
 from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.events import ConfigurationStep
 from imagecomposer.foundation.fsutil import atomic_write
+from imagecomposer.foundation.units import human_size
 from imagecomposer.pipeline.context import BuildContext
 from imagecomposer.pipeline.inputs import (
     ComposeInput,
@@ -55,6 +57,8 @@ class ValidateStage:
         return True
 
     def run(self, ctx: BuildContext, inputs: ValidateInput) -> None:
+        log.debug("validating %s (%s) against the schema and the configured providers",
+                  inputs.spec.path or inputs.spec.image.name, inputs.spec.image.base)
         validate(inputs.spec, inputs.config())
 
 
@@ -81,6 +85,9 @@ class PackagesStage:
         # The lock next to the outputs too: `build --locked` reads it from there.
         ctx.output_dir.mkdir(parents=True, exist_ok=True)
         result.lock.write(ctx.output_dir / f"{ctx.name}.lock.json")
+        log.debug("lock %s (%d packages) written to %s and %s", result.lock.hash[:12],
+                  len(result.lock.packages), ctx.lock_path,
+                  ctx.output_dir / f"{ctx.name}.lock.json")
 
 
 class ComposeStage:
@@ -100,6 +107,8 @@ class ComposeStage:
         lock = ctx.lock()
         packages = ctx.fetch_packages(lock)
         work = ctx.installed_tree.parent
+        log.debug("installing lock %s (%d %s packages) into %s", lock.hash[:12],
+                  len(lock.packages), lock.kind, ctx.installed_tree)
         if work.exists():
             remove_tree(work)
         # installed_tree() leaves the tree in work/"root", which is ctx.installed_tree
@@ -143,6 +152,7 @@ class ConfigurationStage:
             installed=ctx.installed_tree, on_configured=describe)
         atomic_write(ctx.layout_path, json.dumps(layout_data(result.layout), indent=1,
                                                  sort_keys=True))
+        log.info("configuration: disk %s (%s)", ctx.raw_path.name, _layout_summary(result))
 
 
 class SignStage:
@@ -159,9 +169,10 @@ class SignStage:
 
     def run(self, ctx: BuildContext, inputs: SignInput) -> None:
         if inputs.sign is None:
-            log.info("sign: the spec asks for no signature (output.sign)")
+            log.debug("sign: the spec asks for no signature (output.sign)")
             return
-        Signer.from_spec(inputs.sign).sign_file(ctx.raw_path)
+        signature = Signer.from_spec(inputs.sign).sign_file(ctx.raw_path)
+        log.info("sign: %s signed (%s)", ctx.raw_path.name, signature.name)
 
 
 class FinalizeStage:
@@ -184,11 +195,23 @@ class FinalizeStage:
             packages = cattrs.structure(json.loads(ctx.sbom_packages_path.read_text()),
                                         tuple[SbomPackage, ...])
         signer = Signer.from_spec(spec.output.sign) if spec.output.sign is not None else None
-        finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
+        result = finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
                  lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
                  signer=signer,
                  work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
                  exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
+        images = [a for a in result.artifacts if not a.format.startswith(("sbom", "extra"))]
+        others = len(result.artifacts) - len(images) + (result.manifest is not None) + 1
+        log.info("finalize: %s and %d more files (SBOMs, lock, manifest, SHA256SUMS)",
+                 ", ".join(f"{a.name} ({human_size(a.size)})" for a in images), others)
+
+
+def _layout_summary(result: ComposeResult) -> str:
+    """``gpt, 2.0 GiB: esp vfat 512.0 MiB, root ext4 1.5 GiB``."""
+    layout = result.layout
+    parts = ", ".join(f"{p.name} {p.filesystem} {human_size(p.size)}"
+                      for p in layout.partitions)
+    return f"{layout.table}, {human_size(layout.size)}: {parts}"
 
 
 def _sig(path: Path) -> Path:

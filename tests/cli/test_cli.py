@@ -63,8 +63,13 @@ def test_build_up_to_validate_needs_no_network(capsys: pytest.CaptureFixture[str
     assert "packages       skipped  -        after --stage validate" in table
 
 
-def test_bad_timeout_is_a_usage_error() -> None:
-    assert main(["build", "--timeout", "soon", str(EXAMPLES / "debian-12-minimal.yml")]) == 2
+def test_bad_timeout_is_a_usage_error_of_build(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["build", "--timeout", "soon", str(EXAMPLES / "debian-12-minimal.yml")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: imagecomposer build ")  # build's usage, not the top level's
+    assert "invalid duration 'soon'" in err
 
 
 def test_unknown_stage_is_rejected_by_argparse() -> None:

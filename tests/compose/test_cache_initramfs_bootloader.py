@@ -103,6 +103,20 @@ def test_kernel_cmdline(spec: Spec, layout: Layout) -> None:
         "root=UUID=33333333-3333-4333-8333-333333333333 ro quiet loglevel=3")
 
 
+def test_kernel_cmdline_words_the_spec_repeats_appear_once(spec: Spec, layout: Layout) -> None:
+    """The examples' cmdline repeats what serial_console adds (issue 12): once, and where
+    the spec says, since the last console= is /dev/console."""
+    repeated = attrs.evolve(spec, customizations=Customizations(
+        kernel=Kernel(cmdline="console=ttyS0,115200", serial_console=True)))
+    line = bootloader.kernel_cmdline(repeated, layout)
+    assert line == ("root=UUID=33333333-3333-4333-8333-333333333333 ro console=tty0 "
+                    "console=ttyS0,115200")
+    primary_vga = attrs.evolve(spec, customizations=Customizations(
+        kernel=Kernel(cmdline="console=ttyS0,115200 console=tty0 quiet")))
+    assert bootloader.kernel_cmdline(primary_vga, layout).endswith(
+        " ro console=ttyS0,115200 console=tty0 quiet")
+
+
 def test_kernel_cmdline_verity(spec: Spec) -> None:
     verity = PlannedPartition(name="hash", type="verity", type_guid="x", filesystem="none",
                               start=0, size=1, partuuid="88888888-8888-4888-8888-888888888888",
@@ -244,3 +258,26 @@ def test_grub_bios_needs_mbr_and_grub_pc_bin(fake_tree: Path, spec: Spec, tmp_pa
         bootloader.grub_bios(fake_tree, spec, make_layout(), kernels, out=tmp_path / "b")
     with pytest.raises(ComposeError, match="grub-pc-bin"):
         bootloader.grub_bios(fake_tree, spec, mbr, kernels, out=tmp_path / "b")
+
+
+def test_initramfs_progress_counts_the_files_added(fake_tree: Path) -> None:
+    """With an event sink, update-initramfs runs verbosely and each "Adding ..." line it
+    prints counts as a file added (issue 12: progress for the initramfs)."""
+    from imagecomposer.foundation.events import Event, Progress
+
+    kernel_tree(fake_tree, "6.1.0-10-amd64")
+    (fake_tree / "usr/sbin/update-initramfs").write_text("#!/bin/sh\n")
+    calls: list[list[str]] = []
+
+    def chroot(tree: Path, argv: list[str], **kw: Any) -> None:
+        calls.append(argv)
+        for i in range(60):
+            kw["on_output"](f"Adding module /usr/lib/modules/x/m{i}.ko")
+            kw["on_output"]("Calling hook dmsetup")
+        (tree / f"boot/initrd.img-{argv[3]}").write_bytes(b"initrd")
+
+    events: list[Event] = []
+    initramfs.build(fake_tree, chroot=chroot, events=events.append)
+    assert calls == [["update-initramfs", "-c", "-k", "6.1.0-10-amd64", "-v"]]
+    assert events == [Progress("initramfs 6.1.0-10-amd64", n, None, "files")
+                      for n in (25, 50)]

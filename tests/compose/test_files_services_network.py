@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,22 @@ def test_network_needs_networkd(fake_tree: Path) -> None:
     (fake_tree / "usr/lib/systemd/system/systemd-networkd.service").unlink()
     with pytest.raises(ComposeError, match="needs systemd-networkd"):
         network.configure(fake_tree, Network())
+
+
+def test_a_unit_the_network_enabled_is_not_enabled_again(  # type: ignore[no-untyped-def]
+        fake_tree: Path, fake_tool, tmp_path: Path) -> None:
+    """The examples enable systemd-networkd in services.enabled, which the network
+    configuration already enabled: one systemctl call for it, not two (issue 12)."""
+    real = shutil.which("systemctl")
+    assert real is not None
+    calls = tmp_path / "systemctl-calls"
+    fake_tool("systemctl", f'echo "$*" >> {calls}; exec {real} "$@"')
+    network.configure(fake_tree, Network())
+    services.apply(fake_tree, ("systemd-networkd", "ssh"), (),
+                   already=network.enabled_units(fake_tree))
+    lines = calls.read_text().splitlines()
+    assert sum("systemd-networkd.service" in line for line in lines) == 1, lines
+    assert any(line.endswith("enable ssh.service") for line in lines)
+    wants = fake_tree / "etc/systemd/system/multi-user.target.wants"
+    assert (wants / "systemd-networkd.service").is_symlink()
+    assert (wants / "ssh.service").is_symlink()

@@ -21,6 +21,7 @@ from imagecomposer.foundation.errors import (
     LockError,
     PermissionDenied,
 )
+from imagecomposer.foundation.events import DiskStep, Event, Progress
 from imagecomposer.lock import Lock, LockedPackage, LockedRepository
 from imagecomposer.spec.model import Base, Disk, Image, Partition, Spec
 
@@ -192,3 +193,49 @@ def test_split_partitions_keeps_the_mount_points_label(tmp_path: Path) -> None:
     composer.split_partitions(tree, make_layout(var))
     assert os.getxattr(tree / "var", "security.selinux") == label
     assert os.getxattr(tmp_path / "part-var", "security.selinux") == label
+
+
+def test_dpkg_output_lines_become_progress_events() -> None:
+    """dpkg's "Unpacking"/"Setting up" lines, read as they come, are the install's progress
+    (issue 12): one event per package, capped at the total."""
+    events: list[Event] = []
+    seen = dpkg_install._counter(events.append, "unpacking", "Unpacking ", 2)
+    assert seen is not None
+    for line in ("Preparing to unpack .../libc6_2.36_amd64.deb ...",
+                 "Unpacking libc6:amd64 (2.36-9) ...", "Selecting previously unselected x",
+                 "Unpacking bash (5.2.15-2) ...", "Unpacking extra (1) ..."):
+        seen(line)
+    assert events == [Progress("unpacking", 1, 2, "packages"),
+                      Progress("unpacking", 2, 2, "packages"),
+                      Progress("unpacking", 2, 2, "packages")]
+    assert dpkg_install._counter(None, "configuring", "Setting up ", 2) is None
+
+
+def test_deb_family_install_forwards_the_events(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """The Composer's events reach dpkg's installer through the deb Family (its progress
+    events), not dropped at the registry."""
+    seen: dict[str, object] = {}
+
+    def fake_install(lock: Lock, packages: object, tree: Path, **kwargs: object) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(dpkg_install, "install", fake_install)
+    events: list[Event] = []
+    family("deb").install(LOCK, {}, tmp_path, timeout=5.0, events=events.append)
+    assert seen == {"timeout": 5.0, "events": events.append, "epoch": None, "parallel": 1}
+
+
+def test_disk_assembly_steps_are_progress_to_the_end() -> None:
+    """Disk assembly is one of the long steps with a progress display (issue 12): each step
+    starting completes the one before it, and the end is reported as complete."""
+    events: list[Event] = []
+    steps = composer.DiskSteps(events.append, 3)
+    names = ("partition table", "ext4 for partition 'root'", "vfat for partition 'esp'")
+    for what in names:
+        steps(what)
+    steps.finished()
+    progress = [(e.done, e.total) for e in events if isinstance(e, Progress)]
+    assert progress == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert {e.what for e in events if isinstance(e, Progress)} == {"assembling the disk"}
+    assert tuple(e.what for e in events if isinstance(e, DiskStep)) == names

@@ -163,3 +163,37 @@ def test_export_rejects_bad_requests_before_work(raw_image: Path, tmp_path: Path
     with pytest.raises(ExportError, match="extra file"):
         Exporter().export(raw_image, ["raw"], "none", out, extra_files=[tmp_path / "nope"])
     assert not out.exists()
+
+
+def test_conversion_and_hashing_report_progress(tmp_path: Path) -> None:
+    """Progress events for the long steps of finalize: bytes converted (qemu-img -p) and
+    bytes hashed, each ending at its total (issue 12)."""
+    from imagecomposer.foundation.events import Event, Progress
+
+    raw = tmp_path / "big.raw"
+    with raw.open("wb") as f:
+        f.truncate(160 * MIB)
+        for offset in range(0, 160 * MIB, 16 * MIB):
+            f.seek(offset)
+            f.write(bytes(range(256)) * 256)
+    events: list[Event] = []
+    Exporter(events=events.append).export(raw, ["qcow2"], "none", tmp_path / "out")
+    progress = [e for e in events if isinstance(e, Progress)]
+    converting = [e for e in progress if e.what == "converting to qcow2"]
+    assert converting and converting[-1].done == converting[-1].total == 160 * MIB
+    assert all(e.unit == "bytes" for e in converting)
+    hashing = [e for e in progress if e.what == "hashing big.qcow2"]
+    assert hashing and hashing[-1].done == hashing[-1].total
+    assert [e.done for e in hashing] == sorted(e.done for e in hashing)
+    sums = (tmp_path / "out" / "SHA256SUMS").read_text()
+    assert sha256_file(tmp_path / "out" / "big.qcow2") in sums  # the known digest, right
+
+
+def test_hashing_a_large_file_reports_along_the_way(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    with path.open("wb") as f:
+        f.truncate(150 * MIB)
+    seen: list[tuple[int, int]] = []
+    assert sha256_file(path, lambda done, total: seen.append((done, total))) == \
+        hashlib.sha256(bytes(150 * MIB)).hexdigest()
+    assert seen == [(64 * MIB, 150 * MIB), (128 * MIB, 150 * MIB), (150 * MIB, 150 * MIB)]

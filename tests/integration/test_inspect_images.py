@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from imagecomposer.inspect import Image, compare
-from imagecomposer.pipeline.build import BuildReport
 from imagecomposer.spec import Spec
+from tests.integration.conftest import CliBuild
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]
 
-ExampleBuild = Callable[[str, Path | None], tuple[Spec, BuildReport, Path]]
+ExampleBuild = Callable[[str, Path | None], tuple[Spec, CliBuild, Path]]
 NAME = "debian-12-minimal"
 
 

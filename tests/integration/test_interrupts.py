@@ -66,9 +66,10 @@ disk:
 output: {{formats: [raw], compression: none}}
 """
 STAGES = ("validate", "packages", "compose", "configuration")
-# (log line that starts a phase, longest delay after it in seconds)
+# (log line that starts a phase, longest delay after it in seconds): the builds log at
+# debug level, where every step has its line
 MOMENTS = (("", 3.0), ("validate: started", 1.0), ("configuration: started", 2.0),
-           ("configuration: system, users", 1.0), ("] initramfs", 2.0),
+           ("configuration: system, users", 1.0), ("DEBUG: initramfs\n", 2.0),
            ("assembling interrupted.raw", 1.0), ("ext4 for partition 'root'", 3.0))
 LAST_MOMENT = ("ext4 for partition 'root'", 0.5)
 DPKG_MOMENTS = (("compose: started", 1.0), ("installing ", 3.0), ("+ unshare ", 5.0),
@@ -172,7 +173,8 @@ def test_sigkill_at_random_moments_leaves_nothing_behind(config: Config,
         with console.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "imagecomposer", "--config", str(config_file),
-                 "--log-file", str(log_file), "build", "--stage", "configuration",
+                 "--log-level", "debug", "--log-file", str(log_file), "build", "--stage",
+                 "configuration",
                  "--set", f"hostname=host{n}", str(spec)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=children.die_with_parent())  # an aborted test kills it too

@@ -193,7 +193,7 @@ def test_root_on_a_logical_volume_boots(lvm_image: tuple[Path, dict[str, Any]],
     assert "/dev/mapper/system-var\t/var\text4\t" in fstab
     assert "/dev/mapper/system-swap\tnone\tswap\t" in fstab
     console = tmp_path / "console.log"
-    boot(image, timeout=300, console_log=console, markers=["STACK-CHECK writable"])
+    boot(image, timeout=600, console_log=console, markers=["STACK-CHECK writable"])
     out = console_text(console)
     assert "root=/dev/mapper/system-root" in out
     assert re.search(r"STACK-CHECK mount / /dev/mapper/system-root +ext4", out), out[-3000:]
@@ -221,7 +221,7 @@ def test_root_on_luks2_boots_with_the_typed_passphrase(
     esp_entries = read_file(image, "esp", "/loader/entries.srel")  # the ESP is plain FAT
     assert esp_entries == b"type1\n"
     console = tmp_path / "console.log"
-    boot(image, timeout=300, console_log=console, markers=["STACK-CHECK writable"],
+    boot(image, timeout=600, console_log=console, markers=["STACK-CHECK writable"],
          console_input=[(PROMPT, PASSPHRASE)])
     out = console_text(console)
     assert PROMPT in out and "root_crypt: set up successfully" in out
@@ -253,7 +253,7 @@ def test_luks2_on_lvm_and_lvm_on_luks2_boot(stacked_image: tuple[Path, dict[str,
                                               tmp_path / "vault.luks"))
     assert re.search(rf"UUID:\s*{vault['encryption']['uuid']}", dump)
     console = tmp_path / "console.log"
-    boot(image, timeout=300, console_log=console, markers=["STACK-CHECK writable"])
+    boot(image, timeout=600, console_log=console, markers=["STACK-CHECK writable"])
     out = console_text(console)
     assert "root_crypt: set up successfully" in out and PROMPT not in out
     assert re.search(r"STACK-CHECK mount / /dev/mapper/root_crypt +ext4", out), out[-3000:]

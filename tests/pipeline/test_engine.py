@@ -117,7 +117,7 @@ def test_selected_stages_and_force(tmp_path: Path) -> None:
     ctx.ran.clear()
     pipe.run(ctx, ws, RunOptions(force=True))
     assert ctx.ran == ["validate", "packages", "compose"]
-    assert StageStarted("forced (--no-cache)", build="build", stage="compose") in events
+    assert StageStarted("forced by --no-cache", build="build", stage="compose") in events
 
 
 def test_unknown_stage_is_a_usage_error(tmp_path: Path) -> None:

@@ -37,12 +37,12 @@ def test_every_compression_loads(rpm_fixture: RpmFixture, rpm_config: Config,
 
 def test_solv_cache_is_reused(rpm_fixture: RpmFixture, rpm_config: Config,
                               caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, "imagecomposer.run"):
+    with caplog.at_level(logging.DEBUG, "imagecomposer.run"):
         first = load(rpm_fixture, rpm_config, "main")
     assert not first.loaded["main"].from_cache
     assert "gpgv --keyring" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, "imagecomposer.run"):
+    with caplog.at_level(logging.DEBUG, "imagecomposer.run"):
         second = load(rpm_fixture, rpm_config, "main")
     assert second.loaded["main"].from_cache and second.loaded["main"].filelists
     assert "gpgv" not in caplog.text  # same repomd bytes and keyring: verdict reused

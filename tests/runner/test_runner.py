@@ -143,3 +143,41 @@ def test_url_credentials_are_redacted_in_command_lines() -> None:
     line = command_line(["curl", "https://user:hunter2@mirror.example/debian/"])
     assert "hunter2" not in line and "user" not in line
     assert "https://<redacted>@mirror.example/debian/" in line
+
+
+def test_the_debug_log_has_all_of_the_output(fake_tool: FakeTool,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """--log-file is the full debug log (issue 12): every line a tool printed, not only the
+    tail kept for error messages."""
+    fake_tool("chatty", "for i in $(seq 1 40); do echo line$i; done")
+    caplog.set_level(logging.DEBUG, "imagecomposer")
+    result = run(["chatty"])
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert [m for m in logged if m.startswith("  line")] == [f"  line{i}" for i in range(1, 41)]
+    assert result.output_tail.splitlines()[0] == "line16"  # the tail: the last 25
+
+
+def test_streamed_output_reaches_the_callback_and_the_log_once(
+        fake_tool: FakeTool, caplog: pytest.LogCaptureFixture) -> None:
+    """``on_output`` sees each line as it comes (a line redrawn with \\r too); the debug log
+    has each line once; an exception of the callback kills the command and is raised."""
+    fake_tool("dpkgish", "for i in $(seq 1 40); do echo Unpacking p$i; done; "
+                         "printf 'progress 1\\rprogress 2\\r'; echo done")
+    caplog.set_level(logging.DEBUG, "imagecomposer")
+    seen: list[str] = []
+    result = run(["dpkgish"], on_output=seen.append)
+    assert seen == [f"Unpacking p{i}" for i in range(1, 41)] + [
+        "progress 1", "progress 2", "done"]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("  ")]
+    assert logged == [f"  {line}" for line in seen]
+    assert result.output_tail.splitlines()[-1] == "done"
+
+    fake_tool("endless", "while true; do echo Unpacking x; sleep 0.05; done")
+
+    def stop(line: str) -> None:
+        raise KeyboardInterrupt
+
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(["endless"], on_output=stop, timeout=30)
+    assert time.monotonic() - began < 10

@@ -53,9 +53,16 @@ def configure(tree: Path, network: Network) -> list[Path]:
         written.append(paths.write(
             tree, f"{NETWORK_DIR}/{10 + i:02d}-imagecomposer-{i}.network",
             network_file(interface)))
-    units = ["systemd-networkd.service"]
-    if services.unit_exists(tree, "systemd-resolved.service"):
-        units.append("systemd-resolved.service")
+    units = enabled_units(tree)
+    if "systemd-resolved.service" in units:
         paths.symlink(tree, "/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
     services.enable(tree, units)
     return written
+
+
+def enabled_units(tree: Path) -> list[str]:
+    """The units :func:`configure` enables: networkd, and resolved when it is installed."""
+    units = ["systemd-networkd.service"]
+    if services.unit_exists(tree, "systemd-resolved.service"):
+        units.append("systemd-resolved.service")
+    return units

@@ -6,6 +6,7 @@ message ("Unit file x.service does not exist.") is easy to miss in a build log.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
@@ -52,7 +53,10 @@ def disable(tree: Path, names: tuple[str, ...] | list[str]) -> None:
     _systemctl(tree, "disable", [unit_name(n) for n in names])
 
 
-def apply(tree: Path, enabled: tuple[str, ...], disabled: tuple[str, ...]) -> None:
-    """Disable first, then enable: a unit named in both ends up enabled, as listed last."""
+def apply(tree: Path, enabled: tuple[str, ...], disabled: tuple[str, ...], *,
+          already: Collection[str] = ()) -> None:
+    """Disable first, then enable: a unit named in both ends up enabled, as listed last.
+    ``already``: units this build enabled before (the network's): not enabled twice."""
+    done = {unit_name(n) for n in already}
     disable(tree, [n for n in disabled if n not in enabled])
-    enable(tree, enabled)
+    enable(tree, [n for n in enabled if unit_name(n) not in done])

@@ -130,7 +130,8 @@ class DebFamily(Family):
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
                 parallel: int = 1, epoch: int | None = None) -> None:
-        install.install(lock, packages, tree, timeout=timeout, parallel=parallel, epoch=epoch)
+        install.install(lock, packages, tree, timeout=timeout, events=events,
+                        parallel=parallel, epoch=epoch)
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(

@@ -13,7 +13,10 @@ order and the package cache the verified .deb files. The steps:
    would cost a dpkg database load each.
 
 Speed: ``--force-unsafe-io`` and, when the host has it, libeatmydata preloaded (copied into
-the sandbox's private ``/run`` so it never lands in the tree). Nothing starts:
+the sandbox's private ``/run`` so it never lands in the tree). Progress: dpkg's output is read
+as it comes, each ``Unpacking``/``Setting up`` line is a
+:class:`~imagecomposer.foundation.events.Progress` event (``unpacking`` / ``configuring``, N of
+the lock's packages). Nothing starts:
 ``/usr/sbin/policy-rc.d`` answers 101 during the install. ``update-initramfs`` is diverted to a
 no-op while packages are configured (the kernel postinst and the initramfs-tools trigger would
 otherwise each build an initrd, ~10 s apiece); :func:`imagecomposer.compose.initramfs.build`
@@ -26,12 +29,13 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from imagecomposer.foundation import normalize, runner
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import CommandError, ComposeError, LockError, ScriptFailed
+from imagecomposer.foundation.events import EventSink, Progress
 from imagecomposer.foundation.rootfs import Root
 from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.lock import Lock, LockedPackage
@@ -96,10 +100,12 @@ def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
 
 
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
-            eatmydata: bool = True, timeout: float | None = None, parallel: int = 1,
+            eatmydata: bool = True, timeout: float | None = None,
+            events: EventSink | None = None, parallel: int = 1,
             epoch: int | None = None) -> None:
-    """Install every package of ``lock`` into the empty directory ``tree`` (``parallel``:
-    the Essential packages extracted at a time).
+    """Install every package of ``lock`` into the empty directory ``tree`` (``events``
+    receives the unpacking and configuring progress; ``parallel``: the Essential packages
+    extracted at a time).
 
     Maintainer scripts run with ``SOURCE_DATE_EPOCH`` = ``epoch`` (default
     :func:`imagecomposer.foundation.epoch.build_epoch`): the accounts ``adduser`` and
@@ -132,9 +138,11 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
             "exec dpkg " + " ".join(DPKG_OPTIONS) + " --force-depends --unpack "
             + " ".join(shlex.quote(f) for f in in_chroot)
         )
-        _dpkg_phase(tree, unpack, env, binds, copies, "unpack", timeout)
+        _dpkg_phase(tree, unpack, env, binds, copies, "unpack", timeout,
+                    _counter(events, "unpacking", "Unpacking ", len(files)))
         _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
-                    env, binds, copies, "configure", timeout)
+                    env, binds, copies, "configure", timeout,
+                    _counter(events, "configuring", "Setting up ", len(files)))
     finally:
         with Root(tree) as root:
             root.remove(POLICY_RC_D)
@@ -243,7 +251,6 @@ def failed_packages(output: str) -> list[str]:
     return found
 
 
-LOG = "/var/log/imagecomposer-dpkg.log"
 EXIT_STATUS = re.compile(r"returned error exit status (\d+)")
 
 
@@ -266,27 +273,44 @@ def failure_excerpt(output: str, names: list[str], context: int = 15) -> str:
     return "\n".join(keep + lines[-5:])
 
 
+def _counter(events: EventSink | None, what: str, prefix: str, total: int
+             ) -> Callable[[str], None] | None:
+    """An output line handler that turns dpkg's lines starting with ``prefix`` into
+    :class:`Progress` events (None without ``events``)."""
+    if events is None:
+        return None
+    done = 0
+
+    def seen(line: str) -> None:
+        nonlocal done
+        if line.startswith(prefix):
+            done += 1
+            events(Progress(what, min(done, total), total, "packages"))
+
+    return seen
+
+
 def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
                 binds: list[tuple[Path, str]], copies: list[tuple[Path, str]], phase: str,
-                timeout: float | None) -> None:
-    """Run one dpkg phase with its output in a log file in the tree, so that on failure the
-    maintainer script's own output can be cut out of it (then the log is removed)."""
-    with Root(tree) as root:
-        if not root.is_dir(LOG.rsplit("/", 1)[0]):
-            root.mkdir(LOG.rsplit("/", 1)[0])
-    wrapped = (f"rc=0; (set -e\n{script}\n) > {LOG} 2>&1 || rc=$?\n"
-               f"tail -n 40 {LOG}; exit $rc")
+                timeout: float | None, progress: Callable[[str], None] | None = None) -> None:
+    """Run one dpkg phase, reading its output as it comes (``progress`` sees each line);
+    on failure the maintainer script's own output is cut out of the whole output."""
+    lines: list[str] = []
+
+    def seen(line: str) -> None:
+        lines.append(line)
+        if progress is not None:
+            progress(line)
+
     try:
-        run_in_chroot(tree, ["sh", "-c", wrapped], env=env, binds=binds, copies=copies,
-                      timeout=timeout, what=f"dpkg --{phase}")
+        run_in_chroot(tree, ["sh", "-c", f"set -e\n{script}"], env=env, binds=binds,
+                      copies=copies, timeout=timeout, what=f"dpkg --{phase}", on_output=seen)
     except CommandError as exc:
         if exc.returncode is None:
             raise
-        with Root(tree) as root:  # maintainer scripts ran: read the log inside the tree only
-            output = (root.read_bytes(LOG).decode(errors="replace") if root.is_file(LOG)
-                      else "")
+        output = "\n".join(lines) + "\n"
         log.debug("dpkg --%s output:\n%s", phase, output)
-        names = failed_packages(output or exc.stderr_tail)
+        names = failed_packages(output)
         subject = ", ".join(names) if names else "(see the output)"
         status = EXIT_STATUS.search(output)
         code = int(status.group(1)) if status else exc.returncode
@@ -294,9 +318,6 @@ def _dpkg_phase(tree: Path, script: str, env: Mapping[str, str],
             f"Script returned non-zero exit code {code}: dpkg --{phase} failed in the "
             f"maintainer script of package {subject}", exc.argv, code,
             failure_excerpt(output, names) if names else exc.stderr_tail) from exc
-    finally:
-        with Root(tree) as root:
-            root.remove(LOG)
 
 
 def _cleanup(tree: Path) -> None:

@@ -175,7 +175,7 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                       what=f"rpm transaction of {len(paths)} packages")
     output = done.stdout.decode("utf-8", "replace")
     for line in output.splitlines():
-        log.info("rpm: %s", line)
+        log.debug("rpm: %s", line)
     # rpm only warns about a failing %post/%posttrans (exit code 0): an image with a
     # half-configured package is still a failed build.
     if done.returncode != 0 or _SCRIPTLET.search(done.output_tail + "\n" + output):
