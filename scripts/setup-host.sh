@@ -17,6 +17,9 @@ APT_PACKAGES=(
   util-linux eatmydata
   # lvm2's pvck/lvs/vgck check the LVM2 metadata imagecomposer writes (tests only)
   lvm2
+  # rootless builds: newuidmap/newgidmap (only a Recommends of mmdebstrap, which this
+  # script does not install; without it the rootless tests would skip)
+  uidmap
   # boot, signing, export
   qemu-system-x86 qemu-utils ovmf sbsigntool openssl zstd pigz xz-utils
   # reference tools the tests and benchmarks compare against

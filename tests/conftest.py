@@ -15,23 +15,46 @@ from pathlib import Path
 
 import pytest
 
+from imagecomposer.foundation import userns
+from tests.unprivileged import User, unprivileged_user
+
 _SEAL_DIR: str | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Seal cache entries with a key of this test session (in a temporary directory, created
     on first use), never with the host's /var/lib/imagecomposer/cache.key: a process the
-    tests start inherits it through $IMAGECOMPOSER_SEAL_KEY."""
+    tests start inherits it through $IMAGECOMPOSER_SEAL_KEY.
+
+    ``IMAGECOMPOSER_TEST_USERNS=1``, not as root: run the session as root of a user
+    namespace mapped to the user's subordinate ids, as a rootless build does (the sandbox
+    tests run so, as an unprivileged user, in tests/foundation/test_userns.py)."""
     global _SEAL_DIR
     if "IMAGECOMPOSER_SEAL_KEY" not in os.environ:
         _SEAL_DIR = tempfile.mkdtemp(prefix="ic-seal-")
         os.environ["IMAGECOMPOSER_SEAL_KEY"] = str(Path(_SEAL_DIR) / "cache.key")
+    if os.environ.get("IMAGECOMPOSER_TEST_USERNS") == "1" and os.geteuid() != 0:
+        userns.become_root()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SEAL_DIR is not None:
         shutil.rmtree(_SEAL_DIR, ignore_errors=True)
         os.environ.pop("IMAGECOMPOSER_SEAL_KEY", None)
+
+
+@pytest.fixture(scope="session")
+def rootless_user() -> Iterator[User]:
+    """An unprivileged user with subordinate uids and gids, for the session."""
+    with unprivileged_user("rl", subids=True) as user:
+        yield user
+
+
+@pytest.fixture(scope="session")
+def plain_user() -> Iterator[User]:
+    """An unprivileged user without subordinate ids, for the session."""
+    with unprivileged_user("pl", subids=False) as user:
+        yield user
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,11 +86,28 @@ class TreeCache:
         return self.storage.path(self._key(key))
 
     def lookup(self, key: str) -> Path | None:
-        """The entry of ``key`` if there is one (its content is checked by a restore)."""
+        """The entry of ``key`` if there is one (its content is checked by a restore).
+
+        An entry not owned by this process's user was written in another id
+        space: by root while this build runs in a user namespace (rootless), or the
+        reverse, in a cache directory both use. Its owners would be wrong here (a root
+        build's files are nobody's in the namespace, a rootless build's are the user's
+        subordinate ids outside it), so it is not used."""
         if not self.enabled:
             return None
         path = self.entry(key)
-        return path if (path / TREE).is_dir() else None
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode) or not (path / TREE).is_dir():
+            return None
+        if info.st_uid != os.geteuid():
+            log.info("installed-tree cache: %s belongs to uid %d, not to this build's user "
+                     "(%d): written by root or in a user namespace other than this build's; "
+                     "not using it", path, info.st_uid, os.geteuid())
+            return None
+        return path
 
     # --- the seal -----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from imagecomposer.export import Exporter
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
 from imagecomposer.export.verify import verify_outputs
 from imagecomposer.families import validate_file
+from imagecomposer.foundation import userns
 from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import UsageError, ValidationError
 from imagecomposer.foundation.settings import SBOM_FORMATS
@@ -185,6 +186,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     caches = Caches(_config(args).config)
+    if args.cache_command != "list":  # rootless builds' trees hold subordinate ids
+        userns.become_root_if_set_up()
     only = args.caches or None
     entries = args.verbose or only is not None
     if args.cache_command == "list":

@@ -72,6 +72,7 @@ class ExportResult:
     artifacts: tuple[Artifact, ...]
     sums: Path
     manifest: Path | None = None
+    provenance: Path | None = None
     timings: tuple[ExportStep, ...] = ()
 
     def path(self, artifact: Artifact) -> Path:
@@ -80,6 +81,8 @@ class ExportResult:
 
 # (artifacts, the directory holding them and their signatures) -> manifest document
 ManifestBuilder = Callable[[Sequence[Artifact], Path], Mapping[str, Any]]
+# (artifacts, the staging directory) -> the attestation file it wrote there
+Attester = Callable[[Sequence[Artifact], Path], Path]
 
 
 class Exporter:
@@ -206,11 +209,14 @@ class Exporter:
     def export(self, raw: Path, formats: Iterable[str], compression: str, output_dir: Path, *,
                extra_files: Iterable[Path] = (), name: str | None = None,
                qcow2_compressed: bool = False, signer: FileSigner | None = None,
-               manifest: ManifestBuilder | None = None) -> ExportResult:
+               manifest: ManifestBuilder | None = None,
+               attest: Attester | None = None) -> ExportResult:
         """Convert ``raw`` to every format, compress, add ``extra_files`` (SBOMs, ...),
         sign (with ``signer``), write the manifest (``manifest`` maps the artifacts to its
-        document), ``SHA256SUMS`` (and its signature), then replace ``output_dir``
-        atomically. On any failure ``output_dir`` is left as it was."""
+        document), the attestations (``attest`` writes them over every file so far:
+        :mod:`imagecomposer.export.provenance`), ``SHA256SUMS`` (and its signature), then
+        replace ``output_dir`` atomically. On any failure ``output_dir`` is left as it
+        was."""
         formats = tuple(dict.fromkeys(formats))
         if not formats:
             raise ExportError("no output format requested")
@@ -246,6 +252,11 @@ class Exporter:
                 write_manifest(manifest_path, manifest(artifacts, stage))
                 if signer is not None:
                     self._sign(signer, manifest_path)
+            attestation = None
+            if attest is not None:
+                started = time.monotonic()
+                attestation = attest(artifacts, stage)
+                self._event("attest", attestation.name, started)
             started = time.monotonic()
             names = [p.name for p in stage.iterdir() if p.is_file()]
             sums = write_sums(stage, names, known={a.name: a.sha256 for a in artifacts},
@@ -257,6 +268,7 @@ class Exporter:
         self._event("commit", str(output_dir), started)
         return ExportResult(output_dir, tuple(artifacts), output_dir / SUMS,
                             output_dir / MANIFEST if manifest_path else None,
+                            output_dir / attestation.name if attestation else None,
                             tuple(self._timings))
 
     def _convert_all(self, raw: Path, formats: Sequence[str], compression: str, stage: Path,

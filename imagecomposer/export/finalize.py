@@ -1,5 +1,5 @@
 """Finalize in one call (what the pipeline's finalize stage runs): SBOMs, conversion,
-compression, signatures, manifest, SHA256SUMS, atomic publication.
+compression, signatures, manifest, signed provenance, SHA256SUMS, atomic publication.
 
 The SBOMs' described image carries the SHA256 of the raw disk: the content identity that
 every output format encodes (the per-format file hashes are in the manifest and SHA256SUMS).
@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from imagecomposer.compose.layout import Layout
-from imagecomposer.export.exporter import Artifact, Exporter, ExportResult, FileSigner
+from imagecomposer.export.exporter import Artifact, Exporter, ExportResult
 from imagecomposer.export.manifest import build_manifest
+from imagecomposer.export.provenance import slsa_predicate, write_provenance
 from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, sbom_documents, write_sboms
 from imagecomposer.lock import Lock
+from imagecomposer.sign.signer import Signer
 from imagecomposer.spec.model import Spec
 
 
@@ -27,10 +29,11 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
              packages: tuple[SbomPackage, ...] | None = None, tree: Path | None = None,
              lock_file: Path | None = None,
              layout: Layout | Mapping[str, Any] | None = None,
-             signer: FileSigner | None = None,
+             signer: Signer | None = None,
              work_dir: Path | None = None, exporter: Exporter | None = None,
              min_current_version: str | None = None,
-             epoch_source: str | None = None) -> ExportResult:
+             epoch_source: str | None = None,
+             configuration: Mapping[str, Any] | None = None) -> ExportResult:
     """Publish ``raw`` into ``output_dir`` as ``spec.output`` asks.
 
     SBOMs (``spec.output.sbom``) need the ``lock`` and the image's packages: ``packages``
@@ -42,6 +45,10 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
     The exporter's epoch is the clock of every output (vhd headers, the SBOMs' creation
     time, the manifest's ``built_at`` and ``build_epoch``); ``epoch_source`` says where it
     came from, for the manifest.
+
+    With a ``signer``, ``NAME.provenance.intoto.json`` holds the signed SLSA provenance and
+    SBOM attestations (:mod:`imagecomposer.export.provenance`); ``configuration`` is the
+    global configuration that affected the build (plain data), recorded there.
     """
     exporter = exporter or Exporter()
     name = spec.image.name
@@ -69,5 +76,14 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
                 min_current_version=min_current_version, epoch=exporter.epoch,
                 epoch_source=epoch_source)
 
+        def attest(artifacts: Sequence[Artifact], directory: Path) -> Path:
+            assert signer is not None
+            predicate = slsa_predicate(spec_data=spec.to_data(), lock=lock,
+                                       epoch=exporter.epoch, epoch_source=epoch_source,
+                                       configuration=configuration)
+            return write_provenance(directory, name, signer, artifacts=artifacts,
+                                    predicate=predicate)
+
         return exporter.export(raw, spec.output.formats, spec.output.compression, output_dir,
-                               extra_files=extra, name=name, signer=signer, manifest=manifest)
+                               extra_files=extra, name=name, signer=signer, manifest=manifest,
+                               attest=attest if signer is not None else None)

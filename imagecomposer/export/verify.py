@@ -1,9 +1,11 @@
 """``imagecomposer verify``: check an output directory the way a consumer would.
 
-Three independent checks, all of which must pass: every file listed in ``SHA256SUMS`` has
-that hash and no unlisted file is present; every ``.sig`` verifies against the public key
-(and ``SHA256SUMS.sig`` must exist when a key is given); every artifact the manifest lists
-has the recorded size and hash.
+Four independent checks, all of which must pass: every file listed in ``SHA256SUMS`` has
+that hash and no unlisted file is present; every artifact the manifest lists has the
+recorded size and hash; with the public key, every ``.sig`` verifies (and ``SHA256SUMS.sig``
+must exist), and so does the provenance (``NAME.provenance.intoto.json``): every DSSE
+envelope's signature, every subject's SHA-256 against the file of that name. The provenance
+is listed in ``SHA256SUMS`` like every output, so removing it fails the first check.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from pathlib import Path
 
 from imagecomposer.export.checksums import SUMS, read_sums
 from imagecomposer.export.manifest import MANIFEST, read_manifest
+from imagecomposer.export.provenance import SUFFIX, verify_provenance
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ExportError, SigningError
 from imagecomposer.sign.keys import load_public_key
 from imagecomposer.sign.signer import verify_signature
 
 
-def verify_outputs(output_dir: Path, public_key: Path | None = None) -> None:
-    """Raise ExportError (checksums, manifest) or SigningError (signatures) on the first
-    kind of problem found, listing every file with that problem."""
+def verify_outputs(output_dir: Path, public_key: Path | None = None) -> tuple[Path, ...]:
+    """Raise ExportError (checksums, manifest, provenance subjects) or SigningError
+    (signatures) on the first kind of problem found, listing every file with that problem.
+    Returns the provenance files verified (none without ``public_key``)."""
     sums_path = output_dir / SUMS
     if not sums_path.is_file():
         raise ExportError(f"{output_dir}: no {SUMS}")
@@ -46,7 +50,7 @@ def verify_outputs(output_dir: Path, public_key: Path | None = None) -> None:
     if problems:
         raise ExportError(f"verification of {output_dir} failed:\n  " + "\n  ".join(problems))
     if public_key is None:
-        return
+        return ()
     key = load_public_key(public_key)
     if SUMS + ".sig" not in present:
         raise SigningError(f"{output_dir}: {SUMS}.sig is missing")
@@ -62,3 +66,10 @@ def verify_outputs(output_dir: Path, public_key: Path | None = None) -> None:
             bad.append(f"{name}: bad signature")
     if bad:
         raise SigningError(f"signature check of {output_dir} failed:\n  " + "\n  ".join(bad))
+    provenance = tuple(output_dir / n for n in sorted(present) if n.endswith(SUFFIX))
+    for path in provenance:
+        mismatched = verify_provenance(path, key)
+        if mismatched:
+            raise ExportError(f"provenance check of {output_dir} failed ({path.name}):\n  "
+                              + "\n  ".join(mismatched))
+    return provenance

@@ -137,6 +137,12 @@ class PermissionDenied(CommandError):
     """The operation needs privileges the process does not have."""
 
 
+class RootlessUnavailable(PermissionDenied):
+    """An unprivileged user cannot become root of a user namespace here (no subordinate ids,
+    no newuidmap, user namespaces disabled or restricted); the message says what to
+    configure, with the commands."""
+
+
 class InsufficientDiskSpace(ImageComposerError):
     """The work directory has less free space than the build needs."""
 

@@ -170,7 +170,7 @@ class DiskStep(Event):
 
 @attrs.frozen
 class ExportStep(Event):
-    """One export step done: ``kind`` convert | compress | checksum | sign | commit."""
+    """One export step done: ``kind`` convert | compress | checksum | sign | attest | commit."""
 
     kind: str
     name: str

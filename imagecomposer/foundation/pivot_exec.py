@@ -1,5 +1,6 @@
-"""The last step of the sandbox (see :mod:`imagecomposer.foundation.sandbox`): pivot_root into the
-prepared image tree, detach the host's root, drop capabilities, exec the command.
+"""The last step of the sandbox (see :mod:`imagecomposer.foundation.sandbox`): name the host
+``localhost``, pivot_root into the prepared image tree, detach the host's root, drop
+capabilities, exec the command.
 
 Run by the sandbox's setup script as ``python -I -S -B pivot_exec.py ROOT CAPS [K=V ...] --
 ARGV...`` inside the new namespaces, after every mount is in place. It is a separate program
@@ -37,6 +38,8 @@ CAPABILITIES: dict[str, int] = {
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203,
               "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218}
 
+HOSTNAME = "localhost"  # the UTS name in the sandbox: never the host's, the same everywhere
+DOMAINNAME = "(none)"
 MNT_DETACH = 2
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -117,6 +120,8 @@ def main(args: list[str]) -> None:
         libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                                ctypes.c_ulong]
         libc.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         number = PIVOT_ROOT[os.uname().machine]
         fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY)  # pathlib: slower start
         last_cap = int(os.read(fd, 16))
@@ -134,6 +139,11 @@ def main(args: list[str]) -> None:
             _fail(f"{what}: {os.strerror(errno)}")
 
     try:
+        # The UTS namespace is the sandbox's own: a system call, not /proc/sys/kernel/hostname,
+        # which root of a user namespace may not write.
+        for call, name, what in ((libc.sethostname, HOSTNAME, "host name"),
+                                 (libc.setdomainname, DOMAINNAME, "domain name")):
+            check(call(name.encode(), len(name)), f"set the {what}")
         os.chdir(root)
         # new_root and put_old the same: the old root is stacked on the new one and the
         # detach below takes it away, leaving no host path in this mount namespace.

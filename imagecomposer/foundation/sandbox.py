@@ -11,13 +11,14 @@ goes through :func:`run_in_chroot`, which runs ONE logged command line::
 In those new namespaces, SETUP (host tools, before anything of the image runs) binds the tree
 onto itself, mounts a fresh ``/proc`` (its ``sys``, ``sysrq-trigger``, ``irq`` ... read-only),
 a read-only ``/sys``, a tmpfs ``/dev`` holding only the character devices of :data:`DEVICES`
-plus a private devpts and ``/dev/shm``, a tmpfs ``/run``, and under ``/run/imagecomposer`` a
-tmpfs that receives COPIES of host files (spec scripts, libeatmydata) and is then made
-read-only, with read-only ``nosuid,nodev,noexec`` bind mounts of host directories (package
-files) on top. Then :mod:`imagecomposer.foundation.pivot_exec` makes the tree the root with
-``pivot_root`` and detaches the host's root (no host path is reachable any more), drops every
-capability not in :data:`KEPT_CAPABILITIES` from the bounding, effective, permitted,
-inheritable and ambient sets, sets ``no_new_privs`` and execs ``ARGV`` with a clean
+(the host's nodes, bound read-only) plus a private devpts and ``/dev/shm``, a tmpfs ``/run``,
+and under ``/run/imagecomposer`` a tmpfs that receives COPIES of host files (spec scripts,
+libeatmydata) and is then made read-only, with read-only ``nosuid,nodev,noexec`` bind mounts
+of host directories (package files) on top. Then :mod:`imagecomposer.foundation.pivot_exec`
+names the host ``localhost``, makes the tree the root with ``pivot_root`` and detaches the
+host's root (no host path is reachable any more), drops every capability not in
+:data:`KEPT_CAPABILITIES` from the bounding, effective, permitted, inheritable and ambient
+sets, sets ``no_new_privs`` and execs ``ARGV`` with a clean
 environment. The command is PID 1 of its namespace: every daemon a maintainer script starts
 dies with it, and ``unshare --kill-child`` kills it when the build dies.
 
@@ -31,6 +32,10 @@ All mounts live in the child's private mount namespace: the host never sees them
 vanish with the process whatever happens (exception, Ctrl-C, SIGKILL), so nothing is ever
 left to unmount and nothing can be removed through a forgotten mount point. The network
 namespace is empty (only a down loopback) unless ``network=True``, which shares the host's.
+
+The same command line works as root and as root of a user namespace (a rootless build, see
+:mod:`imagecomposer.foundation.userns`): nothing in it needs more than a namespace's owner
+may do (no mknod, no sysctl write, no sysfs of a network namespace we do not own).
 """
 
 from __future__ import annotations
@@ -58,16 +63,12 @@ BASE_ENV: Mapping[str, str] = {
     "DEBCONF_NONINTERACTIVE_SEEN": "true",
 }
 
-# Character devices a package installation needs (name, major, minor, mode): mmdebstrap's set
-# without /dev/console (5:1 is the HOST's console: a script could read or write its terminal).
-DEVICES: tuple[tuple[str, int, int, str], ...] = (
-    ("null", 1, 3, "666"),
-    ("zero", 1, 5, "666"),
-    ("full", 1, 7, "666"),
-    ("random", 1, 8, "666"),
-    ("urandom", 1, 9, "666"),
-    ("tty", 5, 0, "666"),
-)
+# Character devices a package installation needs: mmdebstrap's set without /dev/console (5:1
+# is the HOST's console: a script could read or write its terminal). Each is the host's own
+# node bound read-only (nothing in the sandbox can chmod, chown or replace it; a read-only
+# mount still reads and writes the device), not a mknod: a user namespace (rootless builds)
+# cannot make device nodes, and one rule for both keeps the tested path the one that runs.
+DEVICES: tuple[str, ...] = ("null", "zero", "full", "random", "urandom", "tty")
 
 # What dpkg, maintainer scripts and spec scripts keep (root acting on files it does not own,
 # changing owners and modes, setuid/setgid bits, file capabilities, dropping privileges to a
@@ -82,7 +83,7 @@ KEPT_CAPABILITIES: tuple[str, ...] = (
 )
 
 RUN_DIR = "/run/imagecomposer"  # copies and binds live here, on a tmpfs of the namespace
-HOSTNAME = "localhost"  # the UTS name in the sandbox: never the host's, the same on every host
+HOSTNAME = pivot_exec.HOSTNAME  # the UTS name in the sandbox: never the host's, the same everywhere
 # /proc entries that change the host's kernel (sysctls, SysRq, IRQ affinity, bus and driver
 # settings): read-only in the sandbox. /proc/self stays writable.
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi", "asound",
@@ -116,17 +117,20 @@ mount --bind "$T" "$R$T"
 I=$R$T
 """
 _IMAGE = r"""mount -t proc -o nosuid,nodev,noexec proc "$I/proc"
-echo {hostname} > "$I/proc/sys/kernel/hostname"
-echo "(none)" > "$I/proc/sys/kernel/domainname"
 for p in {proc_read_only}; do
   if [ -e "$I/proc/$p" ]; then
     mount --bind "$I/proc/$p" "$I/proc/$p"
     mount -o remount,bind,ro,nosuid,nodev,noexec "$I/proc/$p"
   fi
 done
-mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$I/sys"
+{sysfs}mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$I/sys"
 mount -t tmpfs -o mode=755,nosuid,noexec,size=16m tmpfs "$I/dev"
-{devices}
+for d in {devices}; do
+  [ -c "/dev/$d" ] || {{ echo "imagecomposer sandbox: the host has no /dev/$d" >&2; exit 125; }}
+  touch "$I/dev/$d"
+  mount --bind "/dev/$d" "$I/dev/$d"
+  mount -o remount,bind,ro,nosuid,noexec "$I/dev/$d"
+done
 ln -s /proc/self/fd "$I/dev/fd"
 ln -s /proc/self/fd/0 "$I/dev/stdin"
 ln -s /proc/self/fd/1 "$I/dev/stdout"
@@ -165,11 +169,6 @@ mount -o remount,ro,nosuid,nodev "$R"
 """
 
 
-def _devices_script() -> str:
-    return "\n".join(f'mknod -m {mode} "$I/dev/{name}" c {major} {minor}'
-                     for name, major, minor, mode in DEVICES)
-
-
 def _target(target: str) -> str:
     """``target`` checked to be a normalized absolute path under :data:`RUN_DIR`."""
     if (not target.startswith(RUN_DIR + "/") or posixpath.normpath(target) != target
@@ -180,7 +179,7 @@ def _target(target: str) -> str:
 
 def setup_script(binds: Sequence[tuple[Path, str]] = (),
                  copies: Sequence[tuple[Path, str]] = (), *,
-                 host_paths: Sequence[Path] | None = None) -> str:
+                 host_paths: Sequence[Path] | None = None, network: bool = False) -> str:
     """The shell script the namespaced child runs before ``pivot_exec`` (exposed for tests).
 
     ``copies`` are (host file, path in the tree) pairs copied into the read-only tmpfs at
@@ -188,6 +187,9 @@ def setup_script(binds: Sequence[tuple[Path, str]] = (),
     ``nosuid,nodev,noexec``. Every target must be under :data:`RUN_DIR`. With ``host_paths``
     (a host tool acting on the tree, see :func:`host_tool_argv`) the root is a tmpfs with the
     host's ``/usr``, the tree at its own path and ``host_paths`` read-only at theirs.
+    ``network``: the command shares the host's network namespace; a sysfs can only be
+    mounted by a namespace's owner, so ``/sys`` is then mounted from an empty network
+    namespace of the sandbox's own (in a user namespace the host's is not ours to mount).
     """
     copy_lines = []
     for source, target in copies:
@@ -202,7 +204,8 @@ def setup_script(binds: Sequence[tuple[Path, str]] = (),
     script = _CHECK.format(mount_points=" ".join(TREE_MOUNT_POINTS))
     script += _TREE_ROOT if host_paths is None else _HOST_ROOT
     script += _IMAGE.format(
-        hostname=HOSTNAME, proc_read_only=" ".join(PROC_READ_ONLY), devices=_devices_script(),
+        proc_read_only=" ".join(PROC_READ_ONLY), devices=" ".join(DEVICES),
+        sysfs="unshare --net " if network else "",
         run_dir=RUN_DIR, copies="\n".join(copy_lines), binds="\n".join(bind_lines))
     if host_paths is not None:
         host_lines = []
@@ -243,7 +246,7 @@ def chroot_argv(tree: Path, argv: Sequence[str], env: Mapping[str, str] | None =
                 copies: Sequence[tuple[Path, str]] = ()) -> list[str]:
     """The host command line that runs ``argv`` in the sandbox on ``tree`` (for tests, logs)."""
     tree = tree.absolute()
-    return _sandbox_argv(tree, tree, setup_script(binds, copies), argv, env,
+    return _sandbox_argv(tree, tree, setup_script(binds, copies, network=network), argv, env,
                          KEPT_CAPABILITIES, network=network)
 
 
@@ -303,12 +306,13 @@ def run_in_chroot(
 
     ``binds`` (host directories, mounted read-only) and ``copies`` (host files) appear under
     :data:`RUN_DIR` for the duration of the command only; nothing is left in the tree.
-    ``network`` shares the host's network namespace (default: none). Needs root.
+    ``network`` shares the host's network namespace (default: none). Needs root, or root of
+    a user namespace (:func:`imagecomposer.foundation.userns.become_root`).
     """
     if os.geteuid() != 0:
         raise PermissionDenied(
-            f"Permission denied: running {argv[0]} inside the image tree needs root "
-            "(namespaces, pivot_root)", list(argv))
+            f"Permission denied: running {argv[0]} inside the image tree needs root, or root "
+            "of a user namespace (imagecomposer.foundation.userns.become_root)", list(argv))
     if not tree.is_dir():
         raise CommandError(f"image tree {tree} does not exist", list(argv))
     command = chroot_argv(tree, argv, env, binds, network=network, copies=copies)

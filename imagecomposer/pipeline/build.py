@@ -23,7 +23,7 @@ from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config, without_caches
-from imagecomposer.foundation import display
+from imagecomposer.foundation import display, userns
 from imagecomposer.foundation.console import EVENT_RECORD, Console
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
@@ -122,7 +122,12 @@ class ImagePipeline:
                             stages=len(self.engine.stages))
 
     def build(self, spec: Spec, options: BuildOptions | None = None) -> BuildReport:
-        """Run the build; its last event is a :class:`BuildEnded` (also when it fails)."""
+        """Run the build; its last event is a :class:`BuildEnded` (also when it fails).
+
+        Not as root, a build that goes past the packages stage first makes this process root
+        of a user namespace mapped to the user's subordinate ids
+        (:func:`imagecomposer.foundation.userns.become_root`, see docs/rootless.md): what is
+        missing for that is one error before any work."""
         options = options or BuildOptions()
         events = BuildEvents(spec.image.name, self.events)
         started = time.monotonic()
@@ -140,6 +145,8 @@ class ImagePipeline:
         return report
 
     def _build(self, spec: Spec, options: BuildOptions, events: BuildEvents) -> BuildReport:
+        if goes_past_packages(options):
+            userns.become_root()
         # Before the first stage: a directory the build cannot write fails here, not later.
         check_writable(self.config.core.work_dir, "the work directory (core.work_dir)")
         if options.until != "validate":
@@ -192,6 +199,13 @@ class ImagePipeline:
             return []
         hook = ImageCacheHook(ImageCache.for_config(self.config))
         return [Hook("packages", hook.lookup), Hook("finalize", hook.store)]
+
+
+def goes_past_packages(options: BuildOptions) -> bool:
+    """Whether a build with ``options`` may run a stage after packages (those act on an
+    image tree, as root or root of a user namespace)."""
+    names: list[str] = list(STAGES)
+    return options.until is None or names.index(options.until) > names.index("packages")
 
 
 class ImageCacheHook:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -27,6 +28,7 @@ from imagecomposer import __version__
 from imagecomposer.config.model import Config, Core, ProviderConfig
 from imagecomposer.families.registry import family_for
 from imagecomposer.families.request import PackageRequest
+from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.fingerprint import BY_NAME
 from imagecomposer.spec.model import (
     Build,
@@ -126,9 +128,9 @@ class SignInput:
 
 @attrs.frozen
 class FinalizeInput:
-    """The whole spec (the manifest embeds it, redacted), the lock, the tool version and
-    the build epoch with its source (the manifest records both; vhd headers and the SBOMs
-    hold the epoch)."""
+    """The whole spec (the manifest embeds it, redacted), the lock, the tool version, the
+    build epoch with its source (the manifest records both; vhd headers and the SBOMs hold
+    the epoch) and the provider settings (the signed provenance records them)."""
 
     spec: Spec
     lock: str
@@ -136,6 +138,7 @@ class FinalizeInput:
     upstream: Mapping[str, str]
     epoch: int
     epoch_source: str
+    provider: ProviderConfig | None = None
 
 
 def validate_input(spec: Spec, config: Config) -> ValidateInput:
@@ -166,5 +169,21 @@ def sign_input(spec: Spec, upstream: Mapping[str, str]) -> SignInput:
 
 
 def finalize_input(spec: Spec, lock_hash: str, upstream: Mapping[str, str], *,
-                   epoch: tuple[int, str]) -> FinalizeInput:
-    return FinalizeInput(spec, lock_hash, __version__, dict(upstream), *epoch)
+                   epoch: tuple[int, str], config: Config | None = None) -> FinalizeInput:
+    provider = config.providers.get(spec.image.base.os) if config is not None else None
+    return FinalizeInput(spec, lock_hash, __version__, dict(upstream), *epoch, provider)
+
+
+def provenance_configuration(provider: ProviderConfig | None) -> dict[str, Any]:
+    """What of the global configuration the provenance records: the provider of the image's
+    OS as configured (``mirror: auto`` stays ``auto``: the packages' URLs say where they came
+    from), its keyring by content, not path (the same on every machine)."""
+    if provider is None:
+        return {}
+    keyring = provider.keyring
+    return {"provider": {
+        "kind": provider.kind, "mirror": provider.mirror,
+        "security_mirror": provider.security_mirror,
+        "check_valid_until": provider.check_valid_until,
+        "keyring": ({"sha256": sha256_file(keyring)} if keyring is not None and keyring.is_file()
+                    else None)}}

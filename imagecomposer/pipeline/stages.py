@@ -37,6 +37,7 @@ from imagecomposer.pipeline.inputs import (
     configuration_input,
     finalize_input,
     packages_input,
+    provenance_configuration,
     sign_input,
     validate_input,
 )
@@ -183,7 +184,8 @@ class FinalizeStage:
     consumes: tuple[str, ...] = ("configuration", "sign")
 
     def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> FinalizeInput:
-        return finalize_input(ctx.spec, ctx.lock().hash, upstream, epoch=ctx.epoch())
+        return finalize_input(ctx.spec, ctx.lock().hash, upstream, epoch=ctx.epoch(),
+                              config=ctx.config)
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         return (ctx.output_dir / "SHA256SUMS").exists()
@@ -197,7 +199,7 @@ class FinalizeStage:
         signer = Signer.from_spec(spec.output.sign) if spec.output.sign is not None else None
         result = finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
                  lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
-                 signer=signer,
+                 signer=signer, configuration=provenance_configuration(inputs.provider),
                  work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
                  exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
         images = [a for a in result.artifacts if not a.format.startswith(("sbom", "extra"))]

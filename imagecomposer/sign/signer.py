@@ -137,6 +137,17 @@ class Signer:
         except OSError as exc:
             raise SigningError(f"cannot sign {path}: {exc.strerror}") from None
 
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The raw signature of ``data`` (not prehashed: Ed25519 over the bytes, RSA/ECDSA
+        over their SHA-256 as ``openssl dgst -sha256`` and DSSE verifiers expect)."""
+        key = self._key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(hashes.SHA256()))
+        pad = _pss() if self.algorithm == "rsa-pss" else padding.PKCS1v15()
+        return key.sign(data, pad, hashes.SHA256())
+
     def sign_file(self, path: Path, *, out: Path | None = None) -> Path:
         """Write the detached signature of ``path`` to ``out`` (default ``path.sig``)."""
         out = out if out is not None else path.with_name(path.name + ".sig")
@@ -175,6 +186,26 @@ def verify_signature(path: Path, signature: bytes, key: PublicKey) -> None:
         raise SigningError(f"bad signature: {path} does not match its signature") from None
     except OSError as exc:
         raise SigningError(f"cannot verify {path}: {exc.strerror}") from None
+
+
+def verify_bytes(data: bytes, signature: bytes, key: PublicKey) -> bool:
+    """Whether ``signature`` is a valid signature of ``data`` (as :meth:`Signer.sign_bytes`
+    makes them; RSA accepts PKCS#1 v1.5 and PSS)."""
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            try:
+                key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            except InvalidSignature:
+                key.verify(signature, data,
+                           padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                       salt_length=padding.PSS.AUTO), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
 
 
 def verify_file(path: Path, signature: Path, public_key_or_cert: Path) -> None:

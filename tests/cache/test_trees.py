@@ -57,6 +57,24 @@ def test_store_and_restore(tmp_path: Path) -> None:
         cache.restore("k1", dest)
 
 
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a tree to another uid")
+def test_a_tree_written_in_another_id_space_is_not_used(tmp_path: Path) -> None:
+    """A cache directory shared by root and rootless builds: a tree whose root directory
+    another uid owns (a rootless build's, seen by root: the user's uid; a root build's,
+    seen in a user namespace: nobody) carries owners that are wrong here: a miss."""
+    cache = TreeCache(tmp_path / "cache")
+    cache.store("k1", make_tree(tmp_path / "tree"))
+    os.chown(cache.entry("k1"), 4242, 4242)
+    assert cache.lookup("k1") is None
+    assert not cache.restore("k1", tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+    cache.store("k1", make_tree(tmp_path / "tree2"))  # kept, not replaced: no error
+    assert cache.entry("k1").stat().st_uid == 4242
+    os.chown(cache.entry("k1"), os.geteuid(), os.getegid())
+    assert cache.lookup("k1") == cache.entry("k1")
+
+
 def test_store_is_atomic_and_leftovers_of_dead_writers_go(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:

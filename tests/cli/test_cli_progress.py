@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_long_steps_show_progress_on_a_terminal(dense_raw: Path, tmp_path: Path)
     assert "Traceback" not in text
     redraws = text.split("\r\x1b[K")
     for step in ("converting to qcow2 [", "hashing big.qcow2 ["):
-        assert any(r.startswith(step) and "MiB/160" in r for r in redraws), text
+        # a bar with the step's total (how far it got before a redraw depends on the load)
+        assert any(r.startswith(step) and re.search(r"B/160\.\d MiB", r) for r in redraws), text
     assert f"{tmp_path / 'tty' / 'big.qcow2'}  " in text  # the result line, after it
 
     piped = subprocess.run([sys.executable, "-m", "imagecomposer", "export", str(dense_raw),

@@ -82,8 +82,10 @@ def test_chroot_command_line_isolates_the_child() -> None:
                         "--kill-child", "--uts", "--ipc"]
     assert "--net" in argv
     script = argv[argv.index("-c") + 1]
-    assert 'mount -t proc' in script and "mknod -m 666 \"$I/dev/null\" c 1 3" in script
-    assert " b " not in script and "console" not in script  # no block device, no host console
+    assert 'mount -t proc' in script and "for d in null zero full random urandom tty;" in script
+    assert 'mount --bind "/dev/$d" "$I/dev/$d"' in script  # the host's nodes, read-only:
+    assert 'mount -o remount,bind,ro,nosuid,noexec "$I/dev/$d"' in script  # no mknod
+    assert "mknod" not in script and "console" not in script  # no host console
     assert "mount --bind '/host/debs' \"$I\"'/run/imagecomposer/packages/0'" in script
     assert ("mount -o remount,bind,ro,nosuid,nodev,noexec \"$I\"'/run/imagecomposer/packages/0'"
             in script)

@@ -82,6 +82,7 @@ def test_the_tree_is_the_root_and_no_host_path_is_left(tree: Path, tmp_path: Pat
     points = {line.split()[4] for line in mounts}
     expected = {"/", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", chroot.RUN_DIR, "/proc"}
     expected |= {f"/proc/{p}" for p in chroot.PROC_READ_ONLY}
+    expected |= {f"/dev/{d}" for d in chroot.DEVICES}
     assert "/" in points and points <= expected, points - expected
     root = next(line.split() for line in mounts if line.split()[4] == "/")
     assert root[3] == str(tree)  # the root is the tree itself (pivot_root, not a chroot)

@@ -41,8 +41,8 @@ def test_finalize_publishes_a_verifiable_directory(raw_image: Path, tmp_path: Pa
         "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "manifest.json.sig",
         "edge.qcow2.zst", "edge.qcow2.zst.sig", "edge.vhdx.zst", "edge.vhdx.zst.sig",
         "edge.spdx.json", "edge.spdx.json.sig", "edge.cdx.json", "edge.cdx.json.sig",
-        "edge.lock.json", "edge.lock.json.sig"])
-    verify_outputs(out, pub)
+        "edge.lock.json", "edge.lock.json.sig", "edge.provenance.intoto.json"])
+    assert verify_outputs(out, pub) == (out / "edge.provenance.intoto.json",)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base_os"] == {"os": "debian", "version": "12", "type": "minimal"}
     assert manifest["lock_hash"] == make_lock().hash

@@ -1,6 +1,6 @@
 """One package cache and installed-tree cache for all image builds of a test session, and
 the example images built once per session (``example_build``), for every test that reads
-them (the acceptance test, inspect and compare).
+them (the acceptance test, inspect and compare, verity, the rootless builds' comparison).
 
 The examples are built the way a user builds them: ``imagecomposer build`` in a process of
 its own, whose console output and ``--log-file`` are kept (:class:`CliBuild`), so the tests
@@ -44,6 +44,27 @@ class CliBuild:
 
 
 Built = tuple[Spec, CliBuild, Path]  # the spec, its first build's output, the output dir
+
+# A one-shot unit added to the verity example for the tests: prints what is mounted how, and
+# what can be written, on the serial console before the login prompt.
+VERITY_CHECK_UNIT = """[Unit]
+Description=imagecomposer test: report the read-only root
+After=local-fs.target
+Before=getty.target serial-getty@ttyS0.service
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+ExecStart=/bin/sh -c 'echo "VERITY-CHECK root: $(findmnt -no SOURCE,OPTIONS /)"; \\
+  echo "VERITY-CHECK var: $(findmnt -no OPTIONS /var)"; \\
+  echo "VERITY-CHECK tmp: $(findmnt -no FSTYPE /tmp)"; \\
+  if touch /etc/probe 2>/dev/null; then echo "VERITY-CHECK etc: writable"; \\
+  else echo "VERITY-CHECK etc: read-only"; fi; \\
+  touch /var/tmp/probe && echo "VERITY-CHECK var: writable"'
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +139,19 @@ def example_build(config_file: Path, ssh_key: Path, tmp_path_factory: pytest.Tem
         return built[name]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def verity_check_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/debian-12-verity.yml with :data:`VERITY_CHECK_UNIT` added (verity.yml and
+    verity-check.service in a directory of their own)."""
+    work = tmp_path_factory.mktemp("verity-spec")
+    (work / "verity-check.service").write_text(VERITY_CHECK_UNIT)
+    text = (EXAMPLES / "debian-12-verity.yml").read_text()
+    text = text.replace("  services:\n    enabled: [systemd-networkd]\n",
+                        "  files:\n    - {source: ./verity-check.service, destination: "
+                        "/etc/systemd/system/verity-check.service, mode: \"0644\"}\n"
+                        "  services:\n    enabled: [systemd-networkd, verity-check]\n")
+    assert "verity-check" in text
+    (work / "verity.yml").write_text(text)
+    return work / "verity.yml"

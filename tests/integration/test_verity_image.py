@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,55 +15,24 @@ import pytest
 from imagecomposer.boot import boot, read_file
 from imagecomposer.boot.qemu import FAIL_ON
 from imagecomposer.compose.disk.inspect import find_partition
-from imagecomposer.config.model import Config
 from imagecomposer.families.deb.verity_initrd import OPENED_MARKER
 from imagecomposer.foundation.errors import BootError
-from imagecomposer.pipeline.build import ImagePipeline
-from imagecomposer.pipeline.context import BuildOptions
+from imagecomposer.pipeline.build import BuildReport
 from imagecomposer.spec import Spec
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.boot, pytest.mark.slow]
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
+ExampleBuild = Callable[[str, Path | None], tuple[Spec, BuildReport, Path]]
+
 # what the kernel and initramfs-tools print when a verified block does not match its hash
 VERITY_FAILURES = ("is corrupted", "Failed to mount /dev/mapper/root")
 
 
-# A one-shot unit added to the example for the test: prints what is mounted how, and what
-# can be written, on the serial console before the login prompt.
-CHECK_UNIT = """[Unit]
-Description=imagecomposer test: report the read-only root
-After=local-fs.target
-Before=getty.target serial-getty@ttyS0.service
-
-[Service]
-Type=oneshot
-StandardOutput=journal+console
-ExecStart=/bin/sh -c 'echo "VERITY-CHECK root: $(findmnt -no SOURCE,OPTIONS /)"; \\
-  echo "VERITY-CHECK var: $(findmnt -no OPTIONS /var)"; \\
-  echo "VERITY-CHECK tmp: $(findmnt -no FSTYPE /tmp)"; \\
-  if touch /etc/probe 2>/dev/null; then echo "VERITY-CHECK etc: writable"; \\
-  else echo "VERITY-CHECK etc: read-only"; fi; \\
-  touch /var/tmp/probe && echo "VERITY-CHECK var: writable"'
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
 @pytest.fixture(scope="module")
-def verity_image(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("verity")
-    (work / "verity-check.service").write_text(CHECK_UNIT)
-    text = (EXAMPLES / "debian-12-verity.yml").read_text()
-    text = text.replace("  services:\n    enabled: [systemd-networkd]\n",
-                        "  files:\n    - {source: ./verity-check.service, destination: "
-                        "/etc/systemd/system/verity-check.service, mode: \"0644\"}\n"
-                        "  services:\n    enabled: [systemd-networkd, verity-check]\n")
-    assert "verity-check" in text
-    (work / "verity.yml").write_text(text)
-    out = work / "out"
-    ImagePipeline(config).build(Spec.load(work / "verity.yml"), BuildOptions(output_dir=out))
+def verity_image(example_build: ExampleBuild, verity_check_spec: Path) -> Path:
+    """The verity example with tests/integration/conftest.py's check unit, built once per
+    session (the rootless test compares its own build of it with this one)."""
+    _, _, out = example_build("debian-12-verity", verity_check_spec)
     return out / "debian-12-verity.raw"
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import attrs
 import pytest
 
-from imagecomposer.config.model import Config, Core
+from imagecomposer.config.model import Config, Core, ProviderConfig
 from imagecomposer.foundation.epoch import DEFAULT_EPOCH
 from imagecomposer.foundation.fingerprint import fingerprint, fingerprint_fields
 from imagecomposer.lock import Lock, LockedRepository
@@ -16,6 +17,7 @@ from imagecomposer.pipeline.inputs import (
     compose_input,
     configuration_input,
     finalize_input,
+    provenance_configuration,
     sign_input,
     validate_input,
 )
@@ -94,6 +96,28 @@ def test_the_build_epoch_is_an_input_of_every_stage_whose_outputs_hold_times(
     # the manifest records the source: the same number from elsewhere is another manifest
     assert fingerprint(finalize_input(spec, "ab", {}, epoch=(EPOCH, "lock"))) != \
         fingerprint(finalize_input(spec, "ab", {}, epoch=(EPOCH, "SOURCE_DATE_EPOCH")))
+
+
+def test_the_provenance_records_the_provider_and_finalize_reruns_when_it_changes(
+        tmp_path: Path) -> None:
+    """The signed provenance records the image OS's provider settings: they are finalize's
+    input, and the keyring is recorded by content, never by its host path."""
+    spec = make_spec(tmp_path)
+    keyring = tmp_path / "archive.gpg"
+    keyring.write_bytes(b"keyring")
+    config = Config(providers={"debian": ProviderConfig(mirror="http://mirror.invalid/d",
+                                                        keyring=keyring)})
+    inputs = finalize_input(spec, "ab", {}, epoch=(EPOCH, "lock"), config=config)
+    other = attrs.evolve(config, providers={"debian": ProviderConfig(keyring=keyring)})
+    assert fingerprint(inputs) != fingerprint(
+        finalize_input(spec, "ab", {}, epoch=(EPOCH, "lock"), config=other))
+    recorded = provenance_configuration(inputs.provider)
+    assert recorded == {"provider": {
+        "kind": "deb", "mirror": "http://mirror.invalid/d", "security_mirror": "auto",
+        "check_valid_until": True,
+        "keyring": {"sha256": hashlib.sha256(b"keyring").hexdigest()}}}
+    assert str(tmp_path) not in repr(recorded)
+    assert provenance_configuration(None) == {}
 
 
 class LockOnly:

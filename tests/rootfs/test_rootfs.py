@@ -303,7 +303,10 @@ def test_a_proc_magic_link_is_never_followed(resolution: str, tree: Path, host: 
         "        except ImagePathError as exc:\n"
         "            print('refused', exc.errno)\n"
     )
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+    # --pid --fork: a proc can be mounted in a user namespace (the tests run so as a user
+    # too) only for a PID namespace of its own
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+                           sys.executable,
                            "-c", script, str(tree), str(host / "secret")],
                           capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()

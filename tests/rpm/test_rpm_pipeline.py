@@ -8,6 +8,7 @@ and key path are pointed at the fixture repository this session built and serves
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,18 +16,21 @@ import subprocess
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 from rpm_helpers import RpmFixture
 
 from imagecomposer.cli.main import main
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config
+from imagecomposer.export import verify_outputs
 from imagecomposer.families.rpm.install import find_rpmdb, rpm_command, rpmdb_location
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.workspace import Workspace
 from imagecomposer.spec import Spec
+from imagecomposer.spec.model import Sign
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CONFIG = EXAMPLES / "rpm-fixture-config.yml"
@@ -155,11 +159,24 @@ def test_pipeline_until_configuration(rpm_fixture: RpmFixture, tmp_path: Path) -
     assert alpha["purl"].startswith("pkg:rpm/fixture/alpha@1.0-1?arch=noarch")
     assert "beta" in alpha["depends"]
 
-    # the rest of the build reuses all of it; the published SPDX document lists the rpms
+    # the rest of the build reuses all of it, signed now; the published SPDX document lists
+    # the rpms, and the signed provenance every locked package by URL and SHA-256
+    key, pub = tmp_path / "release.pem", tmp_path / "release.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+    spec = attrs.evolve(spec, output=attrs.evolve(spec.output, sign=Sign(key)))
     full = ImagePipeline(config).build(spec)
     status = {o.stage: o.status for o in full.run.outcomes}
     assert status["compose"] == status["configuration"] == "skipped"
     assert status["finalize"] == "ran", full.table()
+    provenance = full.output_dir / f"{spec.image.name}.provenance.intoto.json"
+    assert verify_outputs(full.output_dir, pub) == (provenance,)
+    slsa = json.loads(base64.b64decode(json.loads(provenance.read_text().splitlines()[0])
+                                       ["payload"]))["predicate"]["buildDefinition"]
+    assert {(p.url, p.sha256) for p in lock.packages} <= {
+        (d["uri"], d.get("digest", {}).get("sha256")) for d in slsa["resolvedDependencies"]}
+    assert slsa["internalParameters"]["lock"]["digest"]["sha256"] == lock.hash
+    assert slsa["internalParameters"]["configuration"]["provider"]["kind"] == "rpm"
     spdx = json.loads((full.output_dir / f"{spec.image.name}.spdx.json").read_text())
     purls = {ref["referenceLocator"] for pkg in spdx["packages"]
              for ref in pkg.get("externalRefs", ())}

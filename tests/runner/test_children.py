@@ -81,6 +81,12 @@ class Helpers:
         helper = subprocess.Popen([sys.executable, "-c", HELPERS[kind], "sh", "-c", script])
         self.pids.append(helper.pid)
         started = wait_until(ready.exists, 10)
+        # the shell forks each "sleep 300 &" before it execs sleep: until then the fork shows
+        # the shell's command line (under load it can still be one when the ready file is
+        # there), so wait until every sleep of the script is one
+        sleeps = script.count("sleep 300")
+        wait_until(lambda: sum(cmdline(p).startswith("sleep") for p in descendants(helper.pid))
+                   >= sleeps, 10)
         kids = descendants(helper.pid)
         self.pids += kids
         assert started, "the helper's child never started"

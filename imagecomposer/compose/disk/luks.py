@@ -104,16 +104,18 @@ def encrypt(image: Path, enc: PlannedEncryption, keys: KeySource, *, name: str) 
         assert keys.key_file is not None
         first = ["--key-file", keys.key_file]
     # 512-byte sectors: what every layer above (an LVM PV, FAT) expects of a disk; cryptsetup
-    # would otherwise pick by the device it runs on
+    # would otherwise pick by the device it runs on. --disable-locks: cryptsetup's lock is in
+    # the host's /run/cryptsetup, which root of a user namespace (a rootless build) cannot
+    # write; the file is this build's alone.
     runner.run([tool, "reencrypt", "--encrypt", "--type", "luks2", "--batch-mode",
-                "--reduce-device-size", f"{RESERVE // MIB}M", "--sector-size", str(SECTOR),
-                "--uuid", enc.uuid, *pbkdf, *first, image], input=secret, capture=True,
-               error=DiskToolError,
+                "--disable-locks", "--reduce-device-size", f"{RESERVE // MIB}M",
+                "--sector-size", str(SECTOR), "--uuid", enc.uuid, *pbkdf, *first, image],
+               input=secret, capture=True, error=DiskToolError,
                what=f"cryptsetup reencrypt --encrypt for '{name}'")
     if secret is not None and keys.key_file is not None:
-        runner.run([tool, "luksAddKey", "--batch-mode", *pbkdf, "--key-file", "-", image,
-                    keys.key_file], input=secret, capture=True, error=DiskToolError,
-                   what=f"cryptsetup luksAddKey (key file) for '{name}'")
+        runner.run([tool, "luksAddKey", "--batch-mode", "--disable-locks", *pbkdf,
+                    "--key-file", "-", image, keys.key_file], input=secret, capture=True,
+                   error=DiskToolError, what=f"cryptsetup luksAddKey (key file) for '{name}'")
 
 
 def embedded_keys(disk: Disk, mappers: Mapping[str, str]) -> dict[str, Path]:

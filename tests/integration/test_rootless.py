@@ -1,0 +1,182 @@
+"""Rootless builds end to end (issue 14): an unprivileged user with subordinate ids builds
+examples/debian-12-minimal.yml and the verity example (with the verity test's check unit)
+with the CLI, from the locks of the session's root builds; the images hold the same files
+with the same owners, modes and contents as the root builds' (``compare --mode files``),
+root's files are root's, the shadow group owns /etc/shadow, setuid bits are there, the
+admin's home is the admin's; the outputs belong to the user, nothing of the user's ids is
+left outside its home; both images boot to a login prompt when the user boots them.
+
+On the host's disk the installed tree's files carry the mapped ids: root's are the user's,
+the shadow group's the user's first subordinate gid + 41.
+
+Time added to CI: two builds as the user (their package and metadata caches seeded from the
+session's: nothing is downloaded again) and two boots (QEMU as the user: TCG when /dev/kvm is
+root's only); the root builds are the session's, shared with the other integration tests.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imagecomposer.boot import file_info, read_file
+from imagecomposer.config.model import Config
+from imagecomposer.families.deb.verity_initrd import OPENED_MARKER
+from imagecomposer.inspect import compare
+from imagecomposer.pipeline.build import BuildReport
+from imagecomposer.spec import Spec
+from tests.unprivileged import User
+
+pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.boot, pytest.mark.slow]
+
+ExampleBuild = Callable[[str, Path | None], tuple[Spec, BuildReport, Path]]
+EXAMPLES = Path(__file__).parents[2] / "examples"
+NAMES = ("debian-12-minimal", "debian-12-verity")
+# Files whose content records when they were made (until builds are reproducible): dpkg's
+# and update-alternatives' logs, the initramfs (cpio mtimes, gzip header) and its copy on
+# the ESP, the SBOMs embedded in the image (creation time, the initramfs's hash) and, for
+# verity, the boot entry holding the root hash of a root filesystem that holds all these.
+BUILD_TIME = re.compile(r"/var/log/[^/]*\.log|/log/[^/]*\.log|/boot/initrd\.img-[^/]*"
+                        r"|/[^/]+/[^/]+/initrd|/usr/share/sbom/[^/]*|/loader/entries/[^/]*")
+
+
+@pytest.fixture(scope="module")
+def builds(rootless_user: User, example_build: ExampleBuild, verity_check_spec: Path,
+           config: Config) -> dict[str, tuple[Path, Path]]:
+    """name -> (the root build's outputs, the user's outputs), the user's built with the
+    CLI from a copy of the specs in its home and the root build's lock."""
+    user = rootless_user
+    specs = user.home / "specs"
+    shutil.copytree(EXAMPLES, specs)
+    for source in verity_check_spec.parent.iterdir():
+        shutil.copy(source, specs / source.name)
+    spec_files = {"debian-12-minimal": specs / "debian-12-minimal.yml",
+                  "debian-12-verity": specs / verity_check_spec.name}
+    root_outs = {name: example_build(name, None if name == "debian-12-minimal"
+                                     else verity_check_spec)[2] for name in NAMES}
+    # The session's downloads, not the archive again: the user's package and metadata caches
+    # start as copies of the root builds' (downloading needs no privilege; the installed
+    # trees, the initramfs and the disks are the user's own work)
+    cache = user.home / ".cache/imagecomposer"
+    cache.mkdir(parents=True)
+    for kind in ("packages", "metadata"):
+        if (config.core.cache_dir / kind).is_dir():
+            subprocess.run(["cp", "-a", "--reflink=auto", config.core.cache_dir / kind,
+                            cache / kind], check=True)
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", user.home / ".cache"],
+                   check=True)
+    found: dict[str, tuple[Path, Path]] = {}
+    for name, spec in spec_files.items():
+        root_out = root_outs[name]
+        out = user.home / "out" / name
+        out.mkdir(parents=True)
+        shutil.copy(root_out / f"{name}.lock.json", out)
+        subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", specs, user.home / "out"],
+                       check=True)
+        # --no-image-cache and the workspace removed once checked: a build's copies cost
+        # ~3 GB of disk each, and the boots need the outputs only
+        began = time.monotonic()
+        done = user.imagecomposer("build", spec, "--locked", "--no-image-cache", "-o", out,
+                                  timeout=1800)
+        print(f"{name}: rootless build {time.monotonic() - began:.0f} s")
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert "building without root: root of a user namespace" in done.stderr
+        work = user.home / ".local/state/imagecomposer/work"
+        trees = list(work.glob(f"{name}-*/compose/*"))  # the installed tree, on the host
+        assert trees, list(work.iterdir())
+        for tree in trees:
+            shadow, su = (tree / "etc/shadow").stat(), (tree / "usr/bin/su").stat()
+            assert (shadow.st_uid, shadow.st_gid) == (user.uid, (user.subgid or 0) + 41)
+            assert (su.st_uid, su.st_mode & 0o7777) == (user.uid, 0o4755)
+        shutil.rmtree(work)
+        found[name] = (root_out, out)
+    return found
+
+
+def test_outputs_are_the_users_and_nothing_is_left_outside_its_home(
+        rootless_user: User, builds: dict[str, tuple[Path, Path]]) -> None:
+    user = rootless_user
+    for _, out in builds.values():
+        for path in out.iterdir():
+            info = path.stat()
+            assert (info.st_uid, info.st_gid) == (user.uid, user.gid), path
+            assert info.st_mode & stat.S_IRUSR
+    # the workspaces were in the user's state directory (the fixture checked and removed them)
+    assert (user.home / ".local/state/imagecomposer").is_dir()
+    # the builds' own trees in the user's tree cache, holding the image's ids mapped
+    shadows = list((user.home / ".cache/imagecomposer/trees").rglob("etc/shadow"))
+    assert shadows, list((user.home / ".cache/imagecomposer").iterdir())
+    for shadow in shadows:
+        info = shadow.stat()
+        assert (info.st_uid, info.st_gid) == (user.uid, (user.subgid or 0) + 41), shadow
+    assert user.subuid is not None
+    roots = [r for r in ("/tmp", "/var/tmp", "/dev/shm", "/var/cache", "/run")
+             if Path(r).is_dir()]
+    found = subprocess.run(
+        ["find", *roots, "-xdev", "(", "-path", f"/tmp/pytest-of-{user.name}", "-o", "-path",
+         str(user.home), ")", "-prune", "-o",
+         "(", "-uid", str(user.uid), "-o", "(", "-uid", f"+{user.subuid - 1}", "-uid",
+         f"-{user.subuid + 65535}", ")", ")", "-print"],
+        capture_output=True, text=True, check=False).stdout.split()
+    assert found == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_rootless_image_holds_what_the_root_build_holds(
+        name: str, builds: dict[str, tuple[Path, Path]]) -> None:
+    root_out, user_out = builds[name]
+    image, root_image = user_out / f"{name}.raw", root_out / f"{name}.raw"
+    report = compare(root_image, image, mode="files")
+    print(f"{name}: root and rootless raw images byte-identical: {report.identical}")
+    assert report.files is not None
+    for diff in report.files:
+        assert diff.added == () and diff.removed == (), (diff.mountpoint, diff.added,
+                                                         diff.removed)
+        for change in diff.changed:
+            # owners, modes, kinds and link targets are all the same; only what records
+            # the build's time may differ in content
+            assert set(change.fields) <= {"sha256", "size"}, change
+            assert BUILD_TIME.fullmatch(change.path), change
+    # and they are what the image needs, not the host user's ids
+    passwd = read_file(image, "root", "/etc/passwd").decode()
+    group = read_file(image, "root", "/etc/group").decode()
+    admin = next(line.split(":") for line in passwd.splitlines() if line.startswith("admin:"))
+    shadow_gid = next(int(line.split(":")[2]) for line in group.splitlines()
+                      if line.startswith("shadow:"))
+    expected = {"/": (0o040755, 0, 0), "/etc/passwd": (0o100644, 0, 0),
+                "/etc/shadow": (0o100640, 0, shadow_gid),
+                "/usr/bin/passwd": (0o104755, 0, 0), "/usr/bin/su": (0o104755, 0, 0),
+                "/usr/bin/sudo": (0o104755, 0, 0),
+                "/home/admin": (0o040755, int(admin[2]), int(admin[3])),
+                "/root": (0o040700, 0, 0)}
+    if name == "debian-12-minimal":  # the verity example has no SSH keys
+        expected["/home/admin/.ssh/authorized_keys"] = (0o100600, int(admin[2]),
+                                                        int(admin[3]))
+    for path, (mode, uid, gid) in expected.items():
+        info = file_info(image, "root", path)
+        assert (info.mode, info.uid, info.gid) == (mode, uid, gid), path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_user_boots_the_rootless_image(
+        name: str, rootless_user: User, builds: dict[str, tuple[Path, Path]]) -> None:
+    _, out = builds[name]
+    console = rootless_user.home / f"{name}.console.log"
+    done = rootless_user.imagecomposer("boot", out / f"{name}.raw", "--timeout", "600",
+                                       "--console-log", console, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "login prompt reached" in done.stdout
+    text = console.read_text(errors="replace")
+    hostname = "debian-minimal" if name == "debian-12-minimal" else "debian-verity"
+    assert f"{hostname} login:" in text
+    if name == "debian-12-verity":
+        assert OPENED_MARKER in text and "device-mapper: verity" in text
+        assert re.search(r"VERITY-CHECK root: /dev/mapper/root +ro[,\s]", text)
+        assert "VERITY-CHECK etc: read-only" in text and "VERITY-CHECK var: writable" in text
