@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Spec": "imagecomposer.spec",
-    "validate": "imagecomposer.spec",
+    "validate": "imagecomposer.families",
     "Config": "imagecomposer.config",
     "load_config": "imagecomposer.config",
     "family": "imagecomposer.families",

@@ -26,6 +26,7 @@ from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.export import Exporter
 from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
 from imagecomposer.export.verify import verify_outputs
+from imagecomposer.families import validate_file
 from imagecomposer.foundation import userns
 from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import UsageError, ValidationError
@@ -36,7 +37,7 @@ from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.many import build_many
 from imagecomposer.resolver.resolver import Resolver
 from imagecomposer.sign import Signer
-from imagecomposer.spec import Spec, schema_text, validate_file
+from imagecomposer.spec import Spec, schema_text
 
 log = logging.getLogger("imagecomposer")
 

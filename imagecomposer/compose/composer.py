@@ -14,7 +14,8 @@ Stages it runs (each usable alone):
 - :meth:`Composer.compose` -- all of it plus layout planning and disk assembly (the disk
   side, :mod:`imagecomposer.compose.disk`).
 
-Work trees are removed at the end (also on failure and Ctrl-C) unless ``keep_temp``.
+Work trees are removed at the end unless ``keep_temp``; after a failure (or Ctrl-C) they are
+kept when ``keep_on_failure`` (``core.cleanup_on_failure: false``), for inspection.
 
 Same lock, spec and ``epoch``, same bytes: the epoch (``Composer(config, epoch=N)``; default
 :func:`imagecomposer.foundation.epoch.build_epoch`, ``SOURCE_DATE_EPOCH`` or a fixed date) is
@@ -113,10 +114,13 @@ class Composer:
     """Builds image trees and disks for one global configuration."""
 
     def __init__(self, config: Config, *, keep_temp: bool = False,
-                 events: EventSink | None = None, use_cache: bool = True,
-                 epoch: int | None = None) -> None:
+                 keep_on_failure: bool | None = None, events: EventSink | None = None,
+                 use_cache: bool = True, epoch: int | None = None) -> None:
         self.config = config
-        self.keep_temp = keep_temp
+        self.keep_temp = keep_temp  # keep the work trees, always
+        # keep them when the build fails (None: not core.cleanup_on_failure)
+        self.keep_on_failure = keep_temp or (not config.core.cleanup_on_failure
+                                             if keep_on_failure is None else keep_on_failure)
         self.use_cache = use_cache  # the initramfs cache (the tree cache has its own switch)
         self.events: EventSink = events or (lambda _event: None)
         self.cache = TreeCache.for_config(config)  # both honour storage.*.enabled
@@ -138,6 +142,7 @@ class Composer:
         """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
         self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
         family(lock.kind).install(lock, packages, tree, timeout=self.config.core.timeout,
+                                  parallel=self.config.core.parallel,
                                   events=self.events, epoch=self.epoch)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
@@ -155,7 +160,7 @@ class Composer:
         try:
             self.install(lock, packages, tree)
         except BaseException:
-            if not self.keep_temp:
+            if not self.keep_on_failure:
                 remove_tree(tree)
             raise
         if use_cache and self.cache.enabled:
@@ -238,10 +243,11 @@ class Composer:
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")
-        hooks.finish(ctx)
         normalize.remove_leftovers(tree, hooks.leftovers)
         if on_configured is not None:
             on_configured(tree)
+        # last: the family's finish labels every file written so far (SELinux)
+        hooks.finish(ctx)
         trees.update(split_partitions(tree, layout))
         return trees
 
@@ -276,6 +282,7 @@ class Composer:
         disk = default_disk(spec)
         seed = layout_seed(spec, lock)
         arch = spec.image.base.arch
+        done = False
         try:
             start = time.monotonic()
             if installed is not None:
@@ -313,7 +320,7 @@ class Composer:
             steps = DiskSteps(self.events, 1 + sum(1 for _ in layout.volumes()))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
                               events=steps, on_verity=on_verity, keys=key_sources(disk),
-                              epoch=self.epoch)
+                              epoch=self.epoch, parallel=self.config.core.parallel)
             steps.finished()
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:
@@ -324,8 +331,9 @@ class Composer:
                     result.output.unlink(missing_ok=True)  # never a half-bootable output
                     raise
             timings["assemble"] = time.monotonic() - start
+            done = True
         finally:
-            if not self.keep_temp:
+            if not (self.keep_temp or (not done and self.keep_on_failure)):
                 for child in ("root", "disk", BIOS_DIR,
                               *(f"part-{name}" for name in volume_names(disk))):
                     remove_tree(workdir / child)
@@ -357,8 +365,9 @@ class DiskSteps:
 def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:
     """Move the content of each separately mounted partition (/home, /var ...) out of the
     root tree into ``part-<name>``, deepest mount point first, leaving empty mount points
-    (same owner, mode and times). Mount points resolve inside the tree; one that is itself a
-    symlink is refused (the partition would be mounted wherever it points)."""
+    (same owner, mode, times and extended attributes: an SELinux label). Mount points
+    resolve inside the tree; one that is itself a symlink is refused (the partition would be
+    mounted wherever it points)."""
     moved: dict[str, Path] = {}
     parts = [p for p in layout.volumes()
              if p.mountpoint not in (None, "/") and p is not layout.esp
@@ -375,9 +384,11 @@ def split_partitions(tree: Path, layout: Layout) -> dict[str, Path]:
                 remove_tree(dest)
             if root.is_dir(mount):
                 st = root.lstat(mount)
+                labels = root.xattrs(mount)
                 root.move_out(mount, dest)
                 root.mkdir(mount, st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid,
                            follow=False)
+                root.set_xattrs(mount, labels)
                 root.set_times(mount, (st.st_atime_ns, st.st_mtime_ns))
             else:
                 dest.mkdir()

@@ -189,3 +189,16 @@ class Config:
     @property
     def initramfs_cache_dir(self) -> Path:
         return self.core.cache_dir / "initramfs"
+
+
+def without_caches(config: Config) -> Config:
+    """``config`` with every cache of ``storage`` disabled (``--no-cache``): packages and
+    repository metadata go into throwaway stores, and no tree, initramfs or image is read
+    from or written to a cache."""
+    s = config.storage
+    return attrs.evolve(config, storage=Storage(
+        package_cache=attrs.evolve(s.package_cache, enabled=False),
+        image_cache=attrs.evolve(s.image_cache, enabled=False),
+        tree_cache=attrs.evolve(s.tree_cache, enabled=False),
+        initramfs_cache=attrs.evolve(s.initramfs_cache, enabled=False),
+        metadata_cache=attrs.evolve(s.metadata_cache, enabled=False)))

@@ -2,10 +2,10 @@
 moved into the output directory in one atomic step.
 
 Conversions go through ``qemu-img convert`` and compression through the multithreaded tools
-(``zstd -T0``, ``xz -T0``, ``pigz`` when present, else ``gzip``), all via
-:func:`imagecomposer.foundation.runner.run`. Everything is written into a staging directory
-first; only a complete, checksummed (and, with a signer, signed) set of files replaces the
-previous outputs (see :mod:`imagecomposer.foundation.staging`).
+with ``parallel`` threads (``zstd -TN``, ``xz -T+N``, ``pigz -p N`` when present, else
+``gzip``), all via :func:`imagecomposer.foundation.runner.run`. Everything is written into a
+staging directory first; only a complete, checksummed (and, with a signer, signed) set of
+files replaces the previous outputs (see :mod:`imagecomposer.foundation.staging`).
 
 The same raw disk and epoch give the same bytes in every format: the identifiers and times
 qemu-img puts in vhd, vhdx, vmdk and vdi headers are replaced by values derived from the raw
@@ -181,15 +181,18 @@ class Exporter:
         out = path.with_name(path.name + COMPRESSIONS[compression].suffix)
         started = time.monotonic()
         if compression == "zstd":
-            argv: list[str | Path] = [require("zstd", "zstd"), "-T0", "-q", "-f", path, "-o", out]
+            argv: list[str | Path] = [require("zstd", "zstd"), f"-T{self.parallel}", "-q",
+                                      "-f", path, "-o", out]
         elif compression == "xz":
-            # -T0 is multithreaded mode even with one thread (xz >= 5.4), whose output does
-            # not depend on the thread count; --no-adjust fails rather than falling back to
-            # the single-threaded mode (other bytes) when memory is short.
-            argv = [require("xz", "xz-utils"), "-T0", "--no-adjust", "-k", "-f", path]
+            # -T+N is multithreaded mode even with one thread, whose output does not
+            # depend on the thread count (plain -T1 is the single-threaded mode: other
+            # bytes); --no-adjust fails rather than falling back to it when memory is short.
+            argv = [require("xz", "xz-utils"), f"-T+{self.parallel}", "--no-adjust", "-k",
+                    "-f", path]
+        elif pigz := which("pigz"):
+            argv = [pigz, "-p", str(self.parallel), "-n", "-k", "-f", path]
         else:
-            gzip = which("pigz") or require("gzip", "gzip")
-            argv = [gzip, "-n", "-k", "-f", path]
+            argv = [require("gzip", "gzip"), "-n", "-k", "-f", path]
         try:
             run(argv, what=f"{compression} compression of {path.name}")
         except CommandError as exc:

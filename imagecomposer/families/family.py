@@ -10,6 +10,8 @@ branches on the family's name (see docs/architecture.md, "Adding a family").
 
 What a family owns, in build order:
 
+- **validation**: :meth:`Family.check`, what the packages stage would refuse, found without
+  the network (the OS profile, keyrings, mirrors, repository keys, the kernel package);
 - **the request**: :meth:`Family.request` turns a spec into the
   :class:`~imagecomposer.families.request.PackageRequest` the packages stage hashes and
   resolves (the same rule for deb and rpm today);
@@ -45,6 +47,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
 from imagecomposer.families.licenses import PackageLicense
 from imagecomposer.families.request import PackageRequest, package_request
+from imagecomposer.foundation.errors import Problem
 from imagecomposer.foundation.events import Event, EventSink
 from imagecomposer.foundation.settings import PackageFamily
 from imagecomposer.lock import Lock, LockedPackage
@@ -108,6 +111,15 @@ class Family(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r})"
 
+    # --- validation -----------------------------------------------------------------------
+
+    def check(self, spec: Spec, config: Config) -> list[Problem]:
+        """What the packages stage would stop at in ``spec`` under ``config`` that can be
+        known without the network (the OS profile, the provider's keyring and mirror, the
+        repositories' keys ...), each a positioned problem (helpers:
+        :mod:`imagecomposer.families.checks`). None by default."""
+        return []
+
     # --- the packages stage --------------------------------------------------------------
 
     def request(self, spec: Spec) -> PackageRequest:
@@ -140,12 +152,13 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None) -> None:
         """Install every package of ``lock`` (files in ``packages``, by name) into ``tree``,
-        an empty or missing directory; maintainer scripts or scriptlets see
-        ``SOURCE_DATE_EPOCH`` = ``epoch`` (None: :func:`~imagecomposer.foundation.epoch.
-        build_epoch`). The result may depend on the lock and the epoch alone: the
-        installed-tree cache is keyed by the lock's hash and the epoch."""
+        an empty or missing directory, with at most ``parallel`` processes at a time
+        (``--parallel``); maintainer scripts or scriptlets see ``SOURCE_DATE_EPOCH`` =
+        ``epoch`` (None: :func:`~imagecomposer.foundation.epoch.build_epoch`). The result may
+        depend on the lock and the epoch alone: the installed-tree cache is keyed by the
+        lock's hash and the epoch."""
 
     def after_install(self, ctx: TreeContext) -> None:
         """First in the configuration stage, before any step enables or disables a unit."""

@@ -58,6 +58,11 @@ class Profile:
     # or LUKS2 encryption (cryptsetup and the initramfs hooks that unlock at boot)
     lvm: tuple[str, ...] = ()
     encryption: tuple[str, ...] = ()
+    # added when customizations.security.selinux is permissive or enforcing: the policy and
+    # what labels and boots it (empty: the OS offers no SELinux, and validation says so)
+    selinux: tuple[str, ...] = ()
+    # glob patterns a kernel package of this OS matches (customizations.kernel.package)
+    kernels: tuple[str, ...] = ("linux-image-*",)
 
     def layout_packages(self, features: tuple[str, ...]) -> tuple[str, ...]:
         """The packages the disk layout's ``features`` (spec.model.disk_features) need."""

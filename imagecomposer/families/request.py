@@ -4,8 +4,9 @@ A provider and the resolver read a spec only through this value, and the package
 hashes exactly this value (with the provider's settings and a ``--locked`` lock) into its
 key: a field that is not here cannot change the lock, and a field that is here reruns the
 stage when it changes. ``security.read_only_root`` is here because a Debian image with a
-dm-verity root needs cryptsetup-bin; ``selinux`` is not, because no resolver reads it (the
-configuration stage applies it).
+dm-verity root needs cryptsetup-bin; whether SELinux is on (``selinux``, not the mode) because
+it adds the policy packages: permissive and enforcing install the same packages, and the
+configuration stage applies the mode.
 
 The family of the base OS makes it (:meth:`Family.request
 <imagecomposer.families.family.Family.request>`, reached through
@@ -32,6 +33,7 @@ class PackageRequest:
     kernel: str | None = None  # None: the OS profile's default kernel
     bootloader: Bootloader = "systemd-boot"
     read_only_root: bool = False  # dm-verity root: the profile's read_only_root packages
+    selinux: bool = False  # permissive or enforcing: the profile's selinux packages
     disk_features: tuple[str, ...] = ()  # "lvm", "encryption": the profile's layout packages
     repositories: tuple[Repository, ...] = ()  # extra repositories; key files by content
 
@@ -46,7 +48,8 @@ def package_request(spec: Spec) -> PackageRequest:
     return PackageRequest(
         base=spec.image.base, install=c.packages.install, remove=c.packages.remove,
         recommends=c.packages.recommends, kernel=c.kernel.package, bootloader=c.bootloader,
-        read_only_root=c.security.read_only_root, disk_features=disk_features(spec.disk),
+        read_only_root=c.security.read_only_root,
+        selinux=c.security.selinux != "disabled", disk_features=disk_features(spec.disk),
         repositories=spec.repositories)
 
 

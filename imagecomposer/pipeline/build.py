@@ -22,7 +22,7 @@ import attrs
 from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
-from imagecomposer.config.model import Config
+from imagecomposer.config.model import Config, without_caches
 from imagecomposer.foundation import display, userns
 from imagecomposer.foundation.console import EVENT_RECORD, Console
 from imagecomposer.foundation.errors import (
@@ -154,7 +154,9 @@ class ImagePipeline:
             check_writable(out, "the output directory")
             check_writable(out.parent, "the directory holding the output directory")
         workspace = Workspace.for_spec(self.config.core.work_dir, spec.image.name, spec.path)
-        ctx = BuildContext(spec, self.config, options, workspace, events)
+        # --no-cache bypasses every cache: the metadata, tree and initramfs caches too
+        config = without_caches(self.config) if options.no_cache else self.config
+        ctx = BuildContext(spec, config, options, workspace, events)
         ctx.locked_path()  # a missing --locked lock fails here, before anything is written
         run_options = RunOptions(selected=tuple(spec.build.stages), until=options.until,
                                  skip=tuple(options.skip), force=options.no_cache,
@@ -169,12 +171,19 @@ class ImagePipeline:
                 run = self.engine.run(ctx, workspace, run_options, build=ctx.name,
                                       hooks=self._hooks(ctx, run_options), events=events)
             except BaseException:
-                if self.config.core.cleanup_on_failure and not options.keep_temp:
+                if ctx.keep_on_failure:
+                    why = "--keep-temp" if options.keep_temp else \
+                        "core.cleanup_on_failure is false"
+                    log.warning("[%s] the failed build's work trees are kept in %s (%s)",
+                                ctx.name, workspace.root, why)
+                else:
                     workspace.remove_temp()
                 raise
             finally:
                 ctx.close()
-            if not options.keep_temp:
+            if options.keep_temp:
+                log.info("[%s] work trees kept in %s (--keep-temp)", ctx.name, workspace.root)
+            else:
                 workspace.remove_temp()
         hit = any(o.reason == IMAGE_CACHE_HIT for o in run.outcomes)
         last = options.until or STAGES[-1]

@@ -149,6 +149,12 @@ class BuildContext:
                 and self.spec.build.cache.use_image_cache
                 and not (self.options.no_cache or self.options.no_image_cache))
 
+    @property
+    def keep_on_failure(self) -> bool:
+        """Whether a failed build keeps its workspace's work trees (``--keep-temp`` or
+        ``core.cleanup_on_failure: false``)."""
+        return self.options.keep_temp or not self.config.core.cleanup_on_failure
+
     def locked_path(self) -> Path | None:
         """The lock ``--locked`` installs (UsageError when an earlier build left none)."""
         locked = self.options.locked
@@ -217,9 +223,12 @@ class BuildContext:
 
     def composer(self, config: Config | None = None, *, epoch: int | None = None) -> Composer:
         """A composer for ``config`` (a stage's: its hashed settings over the operational
-        ones) and ``epoch`` (a stage's; default :meth:`epoch`), reporting to the build's
-        events."""
-        return Composer(config or self.config, keep_temp=self.options.keep_temp,
+        ones) with the build's ``--parallel`` and ``epoch`` (a stage's; default
+        :meth:`epoch`), reporting to the build's events."""
+        config = config or self.config
+        config = attrs.evolve(config, core=attrs.evolve(config.core, parallel=self.parallel))
+        return Composer(config, keep_temp=self.options.keep_temp,
+                        keep_on_failure=self.keep_on_failure,
                         use_cache=not self.options.no_cache, events=self.emit,
                         epoch=self.epoch()[0] if epoch is None else epoch)
 

@@ -20,6 +20,7 @@ from imagecomposer.export import Exporter
 from imagecomposer.export.finalize import finalize
 from imagecomposer.export.manifest import layout_data
 from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, embed_sboms, sbom_documents
+from imagecomposer.families import validate
 from imagecomposer.foundation.cleanup import remove_tree
 from imagecomposer.foundation.events import ConfigurationStep
 from imagecomposer.foundation.fsutil import atomic_write
@@ -42,7 +43,6 @@ from imagecomposer.pipeline.inputs import (
 )
 from imagecomposer.pipeline.packages import run_packages_stage
 from imagecomposer.sign import Signer
-from imagecomposer.spec import validate
 
 log = logging.getLogger("imagecomposer.pipeline")
 

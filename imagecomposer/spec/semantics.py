@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 from imagecomposer.foundation.errors import Problem
 from imagecomposer.foundation.units import format_size
+from imagecomposer.foundation.yamldoc.sourcemap import PathKey
 from imagecomposer.spec.combinations import (
     ESP_MIN,
     GPT_MAX_PARTITIONS,
@@ -23,7 +24,7 @@ from imagecomposer.spec.combinations import (
     MiB,
 )
 from imagecomposer.spec.model import STAGES, Spec
-from imagecomposer.spec.volumes import root_count
+from imagecomposer.spec.volumes import logical_volumes, root_count
 
 # 1 MiB before the first partition (alignment) and 1 MiB at the end (backup GPT).
 TABLE_OVERHEAD = 2 * MiB
@@ -214,6 +215,29 @@ def check_repositories_and_stages(spec: Spec) -> list[Problem]:
                                       f"stages must be listed once each, in pipeline order: "
                                       f"{', '.join(STAGES)}"))
     return problems
+
+
+# filesystems made from a directory whose tool cannot carry extended attributes (SELinux
+# labels): the mkfs.xfs prototype file has no syntax for them
+NO_XATTRS = frozenset({"xfs"})
+
+
+def check_security(spec: Spec) -> list[Problem]:
+    """SELinux labels the files at build time: every filesystem that holds files must keep
+    them (mkfs.ext4 -d, mksquashfs and mkfs.erofs copy extended attributes)."""
+    mode = spec.customizations.security.selinux
+    if mode == "disabled":
+        return []
+    volumes: list[tuple[PathKey, str, str | None]] = [
+        (("disk", "partitions", i), p.filesystem, "/" if p.type == "root" else p.mountpoint)
+        for i, p in enumerate(spec.disk.partitions)]
+    volumes += [(at, lv.filesystem, lv.mountpoint) for at, _, lv in logical_volumes(spec)]
+    return [spec.source_map.problem(
+        (*at, "filesystem"),
+        f"SELinux {mode} labels every file at build time, but a {fs} filesystem made from a "
+        f"directory cannot hold the labels (mkfs.xfs's prototype file has no extended "
+        f"attributes): use ext4 for {mountpoint}")
+        for at, fs, mountpoint in volumes if fs in NO_XATTRS and mountpoint is not None]
 
 
 def warnings(spec: Spec) -> list[Problem]:

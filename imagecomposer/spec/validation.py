@@ -9,6 +9,10 @@ combination matrix of :mod:`imagecomposer.spec.combinations`:
   allowed paths, symlinks followed: :mod:`imagecomposer.spec.roots`) and exists;
 - settings combinations are legal; the disk layout, accounts, files, services are coherent.
 
+What needs the base OS's family (its profile, keyring, mirror, repository rules) is added
+by :func:`imagecomposer.families.validation.check`, the validation the validate stage and
+``imagecomposer validate`` run.
+
 :func:`validate` raises one :class:`~imagecomposer.foundation.errors.ValidationError` with every
 problem and logs warnings; :func:`check` returns both lists for callers that want them.
 """
@@ -131,6 +135,11 @@ def check_files_exist(spec: Spec, config: Config) -> list[Problem]:
     return problems
 
 
+def order(p: Problem) -> tuple[str, int, int]:
+    """Problems in file order."""
+    return (p.file or "", p.line or 0, p.column or 0)
+
+
 def check(spec: Spec, config: Config) -> Report:
     """Every problem and warning of ``spec`` under ``config``."""
     errors = [
@@ -144,12 +153,9 @@ def check(spec: Spec, config: Config) -> Report:
         *semantics.check_files(spec),
         *semantics.check_services_and_network(spec),
         *semantics.check_repositories_and_stages(spec),
+        *semantics.check_security(spec),
     ]
     warnings = [*semantics.warnings(spec), *combinations.boot_warnings(spec)]
-
-    def order(p: Problem) -> tuple[str, int, int]:
-        return (p.file or "", p.line or 0, p.column or 0)
-
     return Report(tuple(sorted(errors, key=order)), tuple(sorted(warnings, key=order)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import attrs
@@ -181,6 +182,21 @@ def test_split_partitions_moves_mounted_content_out(tmp_path: Path) -> None:
     assert (tree / "var").is_dir() and not any((tree / "var").iterdir())
 
 
+def test_split_partitions_keeps_the_mount_points_label(tmp_path: Path) -> None:
+    """The empty mount point left in the root tree keeps its SELinux label (issue 12:
+    labelled at build time, an unlabelled /var would be unlabeled_t under the mount)."""
+    tree = tmp_path / "root"
+    (tree / "var/log").mkdir(parents=True)
+    label = b"system_u:object_r:var_t:s0\0"
+    os.setxattr(tree / "var", "security.selinux", label)
+    var = PlannedPartition(name="var", type="var", type_guid="x", filesystem="ext4",
+                           start=0, size=1, partuuid="p", fsuuid="f", number=3,
+                           mountpoint="/var")
+    composer.split_partitions(tree, make_layout(var))
+    assert os.getxattr(tree / "var", "security.selinux") == label
+    assert os.getxattr(tmp_path / "part-var", "security.selinux") == label
+
+
 def test_dpkg_output_lines_become_progress_events() -> None:
     """dpkg's "Unpacking"/"Setting up" lines, read as they come, are the install's progress
     (issue 12): one event per package, capped at the total."""
@@ -209,7 +225,7 @@ def test_deb_family_install_forwards_the_events(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(dpkg_install, "install", fake_install)
     events: list[Event] = []
     family("deb").install(LOCK, {}, tmp_path, timeout=5.0, events=events.append)
-    assert seen == {"timeout": 5.0, "events": events.append, "epoch": None}
+    assert seen == {"timeout": 5.0, "events": events.append, "epoch": None, "parallel": 1}
 
 
 def test_disk_assembly_steps_are_progress_to_the_end() -> None:

@@ -169,7 +169,7 @@ class FakeFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None) -> None:
         self.calls.append("install")
         tree.mkdir(parents=True, exist_ok=True)
         with Root(tree) as root:

@@ -29,11 +29,13 @@ def with_security(spec: Spec, **changes: object) -> Spec:
         c, security=attrs.evolve(c.security, **changes)))
 
 
-def test_read_only_root_reruns_the_packages_stage_and_selinux_does_not(
+def test_read_only_root_and_selinux_rerun_the_packages_stage_the_selinux_mode_does_not(
         tmp_path: Path, www: Path, gpg_key: GpgKey, server: RepoServer) -> None:
     archive = DebArchive(www / "debian", gpg_key)
     archive.add("bookworm", *base_system(),
-                Deb("cryptsetup-bin", "2:2.6.1-4", arch="amd64", depends="libc6"))
+                Deb("cryptsetup-bin", "2:2.6.1-4", arch="amd64", depends="libc6"),
+                Deb("selinux-basics", "0.5.8", arch="all"),
+                Deb("selinux-policy-default", "2:2.20221101-2", arch="all"))
     archive.add("bookworm-updates")
     archive.add("bookworm-security")
     archive.publish()
@@ -51,11 +53,15 @@ def test_read_only_root_reruns_the_packages_stage_and_selinux_does_not(
     outcome, names = packages(spec)
     assert outcome.status == "ran" and "cryptsetup-bin" not in names
 
-    # selinux is applied by the configuration stage; no resolver reads it
-    outcome, _ = packages(with_security(spec, selinux="permissive"))
+    # SELinux on adds the profile's policy packages (issue 12: it did nothing on Debian)
+    outcome, names = packages(with_security(spec, selinux="permissive"))
+    assert (outcome.status, outcome.reason) == ("ran", "input 'request.selinux' changed")
+    assert {"selinux-basics", "selinux-policy-default"} <= names
+    # the mode is the configuration stage's: permissive and enforcing install the same
+    outcome, _ = packages(with_security(spec, selinux="enforcing"))
     assert (outcome.status, outcome.reason) == ("skipped", "up to date")
 
-    outcome, names = packages(with_security(spec, selinux="permissive", read_only_root=True))
+    outcome, names = packages(with_security(spec, selinux="enforcing", read_only_root=True))
     assert (outcome.status, outcome.reason) == (
         "ran", "input 'request.read_only_root' changed")
     assert "cryptsetup-bin" in names  # the profile's read_only_root packages
@@ -67,17 +73,21 @@ def test_the_request_is_all_the_packages_stage_hashes(tmp_path: Path) -> None:
     key = fingerprint(packages_input(spec, config))
     assert packages_input(spec, config).request == package_request(spec)
     # fields of the configuration stage only: the packages key stays
-    for other in (with_security(spec, selinux="enforcing"),
-                  attrs.evolve(spec, customizations=attrs.evolve(
-                      spec.customizations, hostname="web", timezone="Europe/Paris"))):
+    for other in (attrs.evolve(spec, customizations=attrs.evolve(
+                      spec.customizations, hostname="web", timezone="Europe/Paris")),):
         assert fingerprint(packages_input(other, config)) == key
         assert fingerprint(configuration_input(other, config, "00", {"compose": ""},
                                                epoch=0)) != \
             fingerprint(configuration_input(spec, config, "00", {"compose": ""}, epoch=0))
+    # the SELinux mode is the configuration stage's; on or off is the resolver's
+    permissive = with_security(spec, selinux="permissive")
+    assert fingerprint(packages_input(with_security(spec, selinux="enforcing"), config)) == \
+        fingerprint(packages_input(permissive, config))
     # what the resolver reads: each one changes it
     c = spec.customizations
     for changed in (
             with_security(spec, read_only_root=True),
+            with_security(spec, selinux="enforcing"),
             attrs.evolve(spec, customizations=attrs.evolve(c, bootloader="grub")),
             attrs.evolve(spec, customizations=attrs.evolve(
                 c, kernel=attrs.evolve(c.kernel, package="linux-image-rt-amd64"))),

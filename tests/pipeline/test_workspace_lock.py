@@ -168,7 +168,9 @@ def dead_pid() -> int:
 
 def test_the_next_build_removes_what_a_killed_build_left(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path, "http://127.0.0.1:9/debian", tmp_path / "no.gpg")
+    keyring = tmp_path / "keyring.gpg"  # validate checks that it exists (issue 12)
+    keyring.write_bytes(b"")
+    config = write_config(tmp_path, "http://127.0.0.1:9/debian", keyring)
     spec = tmp_path / "same.yml"
     spec.write_text(SPEC)
     root = Workspace.for_spec(tmp_path / "work", "same", spec).root

@@ -60,7 +60,7 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
              events: Events | None = None,
              on_verity: Callable[[VerityInfo], None] | None = None,
              keys: Mapping[str, KeySource] | None = None,
-             epoch: int | None = None) -> AssemblyResult:
+             epoch: int | None = None, parallel: int = 1) -> AssemblyResult:
     """Write ``layout`` with each partition filled from ``trees[name]`` into ``output``.
 
     A partition or logical volume without a tree gets an empty filesystem (read-only ones
@@ -70,7 +70,8 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
     is built. ``events`` receives one line per step. ``epoch`` is the build's clock
     (default :func:`imagecomposer.foundation.epoch.build_epoch`): the same layout, trees
     and epoch give the same bytes (LUKS2 containers excepted: their salts and volume keys
-    are random by design). The trees' file times are clamped to it.
+    are random by design). The trees' file times are clamped to it. ``parallel``: threads
+    of the filesystem tools that have them (mksquashfs); the bytes do not depend on it.
     """
     began = time.monotonic()
     epoch = resolve(epoch)
@@ -94,10 +95,10 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
         say(f"partition table ({layout.table}, {layout.size // MIB} MiB)")
         table.write_table(layout, partial)
         sizes: dict[str, int] = {}
-        verity = _seal_root(layout, trees, partial, stage, sizes, say, epoch)
+        verity = _seal_root(layout, trees, partial, stage, sizes, say, epoch, parallel)
         if verity is not None and on_verity is not None:
             on_verity(verity)
-        writer = stack.Writer(trees, keys or {}, stage, say, epoch=epoch)
+        writer = stack.Writer(trees, keys or {}, stage, say, epoch=epoch, parallel=parallel)
         for part in layout.partitions:
             if part.name not in sizes:
                 writer.partition(part, partial)
@@ -115,7 +116,8 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
 
 
 def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Path,
-               sizes: dict[str, int], say: Events, epoch: int) -> VerityInfo | None:
+               sizes: dict[str, int], say: Events, epoch: int, parallel: int
+               ) -> VerityInfo | None:
     hash_part = layout.by_type("verity")
     if hash_part is None:
         return None
@@ -125,7 +127,8 @@ def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Pat
     if data_part.filesystem in filesystems.IN_PLACE:
         with image.open("wb") as handle:
             handle.truncate(data_part.size)
-    filesystems.make_filesystem(data_part, trees.get(data_part.name), image, epoch=epoch)
+    filesystems.make_filesystem(data_part, trees.get(data_part.name), image, epoch=epoch,
+                                parallel=parallel)
     filesystems.image_fits(data_part, image)
     hash_image = stage / f"{hash_part.name}.img"
     say(f"dm-verity hash tree into partition '{hash_part.name}'")

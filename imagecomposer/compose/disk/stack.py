@@ -32,8 +32,9 @@ class Writer:
     """Writes partitions of one disk: the trees, key sources and staging directory."""
 
     def __init__(self, trees: Mapping[str, Path], keys: Mapping[str, luks.KeySource],
-                 stage: Path, say: Events, *, epoch: int) -> None:
+                 stage: Path, say: Events, *, epoch: int, parallel: int = 1) -> None:
         self.trees = trees
+        self.parallel = parallel
         self.keys = keys
         self.stage = stage
         self.say = say
@@ -85,11 +86,12 @@ class Writer:
         self.say(f"{volume.filesystem} for {kind} '{volume.name}' ({capacity // MIB} MiB)")
         if volume.filesystem in filesystems.IN_PLACE:
             filesystems.make_filesystem(volume, tree, target, offset=offset, size=capacity,
-                                        epoch=self.epoch)
+                                        epoch=self.epoch, parallel=self.parallel)
             return capacity
         image = self.stage / f"{volume.name}.img"
         try:
-            filesystems.make_filesystem(volume, tree, image, size=capacity, epoch=self.epoch)
+            filesystems.make_filesystem(volume, tree, image, size=capacity, epoch=self.epoch,
+                                        parallel=self.parallel)
             size = filesystems.image_fits(volume, image, capacity)
             sparse.copy_into(image, target, offset)
         finally:

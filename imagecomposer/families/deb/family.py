@@ -11,6 +11,9 @@
   (:mod:`.image_sources`).
 - **before the initramfs:** initramfs-tools ignores systemd's verity words, so a dm-verity
   root gets our hook and ``local-top`` script (:mod:`.verity_initrd`).
+- **finish:** with ``security.selinux`` permissive or enforcing, the mode in
+  ``/etc/selinux/config`` and every file labelled at build time
+  (:mod:`imagecomposer.families.selinux`; the profile's ``selinux`` packages are requested).
 - **database and SBOM:** ``/var/lib/dpkg/status`` (:mod:`.pkgdb`), ``pkg:deb`` URLs, licenses
   from the DEP-5 copyright files (:mod:`.copyright`).
 """
@@ -21,20 +24,27 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from imagecomposer.config.model import Config
-from imagecomposer.families import libsolv
+from imagecomposer.config.model import Config, ProviderConfig
+from imagecomposer.families import checks, libsolv, selinux
 from imagecomposer.families.base import Provider
 from imagecomposer.families.deb import image_sources, install, verity_initrd
 from imagecomposer.families.deb import request as requests
 from imagecomposer.families.deb.copyright import package_license
 from imagecomposer.families.deb.pkgdb import DPKG_STATUS, dpkg_installed
-from imagecomposer.families.deb.provider import DebProvider
+from imagecomposer.families.deb.provider import DebProvider, base_mirror
 from imagecomposer.families.family import Family, InstalledPackage, TreeContext, purl_part
 from imagecomposer.families.licenses import PackageLicense
+from imagecomposer.families.profile import available, load_profile
 from imagecomposer.families.request import PackageRequest
-from imagecomposer.foundation.errors import PackageNotFound
+from imagecomposer.foundation.errors import (
+    ConfigError,
+    PackageNotFound,
+    Problem,
+    ProviderNotConfigured,
+)
 from imagecomposer.foundation.events import ConfigurationStep, EventSink
 from imagecomposer.lock import Lock, LockedPackage
+from imagecomposer.spec.model import Spec
 
 
 class DebFamily(Family):
@@ -44,6 +54,38 @@ class DebFamily(Family):
     database = "dpkg status"
     database_paths = (DPKG_STATUS,)
     leftovers = install.LEFTOVERS
+
+    def check(self, spec: Spec, config: Config) -> list[Problem]:
+        """The OS profile exists and knows the arch, base type and kernel package; the
+        keyring exists; a mirror is configured or the host's apt sources serve the suites;
+        every remote repository has a key or ``trusted: true``; SELinux has packages."""
+        base, where = spec.image.base, spec.source_map
+        found = checks.repositories(spec, local_needs_key=False)
+        try:
+            profile = load_profile(base.os, base.version)
+        except ProviderNotConfigured as exc:
+            return [where.problem(("image", "base", "version"), str(exc)), *found]
+        what = f"{base.os} {base.version}"
+        settings = config.providers.get(base.os, ProviderConfig())
+        found += checks.profile_choices(
+            spec, what=what, architectures=profile.architectures,
+            base_types=profile.package_sets, kernels=profile.kernels,
+            default_kernel=profile.kernel)
+        found += checks.keyring(spec, settings.keyring or profile.keyring,
+                                setting=f"providers.{base.os}.keyring",
+                                configured=settings.keyring is not None,
+                                hint=f"install the keyring package of {base.os}")
+        for role in dict.fromkeys(r.mirror for r in profile.repositories):
+            try:
+                base_mirror(base.os, profile, settings, role)
+            except ConfigError as exc:
+                found.append(where.problem(("image", "base", "os"), str(exc)))
+        if spec.customizations.security.selinux != "disabled" and not profile.selinux:
+            found += checks.selinux_packages(
+                spec, profile.selinux, what=what,
+                supported={f"{o} {v}": bool(load_profile(o, v).selinux)
+                           for o, v in available()})
+        return found
 
     def provider(self, request: PackageRequest, config: Config, *,
                  cache_dir: Path | None = None,
@@ -87,8 +129,9 @@ class DebFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                epoch: int | None = None) -> None:
-        install.install(lock, packages, tree, timeout=timeout, events=events, epoch=epoch)
+                parallel: int = 1, epoch: int | None = None) -> None:
+        install.install(lock, packages, tree, timeout=timeout, events=events,
+                        parallel=parallel, epoch=epoch)
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(
@@ -99,6 +142,17 @@ class DebFamily(Family):
             # initramfs-tools ignores systemd's verity words: our script opens the root
             ctx.events(ConfigurationStep("initramfs: dm-verity root script"))
             verity_initrd.install(ctx.tree)
+
+    def finish(self, ctx: TreeContext) -> None:
+        """The SELinux mode and the tree's labels (:mod:`imagecomposer.families.selinux`);
+        the profile's ``selinux`` packages (selinux-basics, selinux-policy-default) are in
+        the lock when the mode is not disabled."""
+        mode = ctx.spec.customizations.security.selinux
+        if mode != "disabled":
+            ctx.events(ConfigurationStep(f"SELinux {mode}: labelling the tree"))
+        selinux.configure(ctx.tree, mode, default_policy="default",
+                          packages="selinux-basics and selinux-policy-default",
+                          timeout=ctx.timeout, parallel=ctx.config.core.parallel)
 
     def installed_packages(self, tree: Path) -> dict[str, InstalledPackage]:
         return dpkg_installed(tree)

@@ -26,6 +26,7 @@ runs it once, after fstab exists. All of these are undone before returning.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -100,9 +101,11 @@ def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
 
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
             eatmydata: bool = True, timeout: float | None = None,
-            events: EventSink | None = None, epoch: int | None = None) -> None:
+            events: EventSink | None = None, parallel: int = 1,
+            epoch: int | None = None) -> None:
     """Install every package of ``lock`` into the empty directory ``tree`` (``events``
-    receives the unpacking and configuring progress).
+    receives the unpacking and configuring progress; ``parallel``: the Essential packages
+    extracted at a time).
 
     Maintainer scripts run with ``SOURCE_DATE_EPOCH`` = ``epoch`` (default
     :func:`imagecomposer.foundation.epoch.build_epoch`): the accounts ``adduser`` and
@@ -116,7 +119,7 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     essential = essential_set(lock)
     if not essential:
         raise ComposeError("the lock has no Essential packages: cannot bootstrap dpkg")
-    extract([Path(packages[p.name]) for p in essential], tree)
+    extract([Path(packages[p.name]) for p in essential], tree, parallel=parallel)
     _prepare_dpkg(tree)
     binds, in_chroot = _bind_packages(files)
     env: dict[str, str] = {"INITRD": "No", **epoch_env(resolve(epoch))}
@@ -163,23 +166,25 @@ def restore_update_initramfs(tree: Path) -> None:
         root.remove(UPDATE_INITRAMFS + DIVERTED_SUFFIX)
 
 
-def extract(debs: list[Path], tree: Path) -> None:
+def extract(debs: list[Path], tree: Path, *, parallel: int = 1) -> None:
     """Extract the data of ``debs`` into ``tree``, keeping merged-/usr directory symlinks.
 
-    Packages are extracted in parallel, one ``xargs`` slot per CPU: decompressing xz data is
-    what this step spends its time on, and Essential packages never share files. They do
-    share directories, and which tar sets a shared directory's time last is a race: tar
-    restores no times here (``--touch``), so nothing depends on it. (dpkg unpacks every
-    package again right after, with the packaged file times.)
+    Packages are extracted in parallel, ``parallel`` ``xargs`` slots (``--parallel``, at
+    most one per CPU): decompressing xz data is what this step spends its time on, and
+    Essential packages never share files. They do share directories, and which tar sets a
+    shared directory's time last is a race: tar restores no times here (``--touch``), so
+    nothing depends on it. (dpkg unpacks every package again right after, with the packaged
+    file times.)
     """
     script = (
-        'set -euo pipefail; T=$1; shift\n'
-        'printf "%s\\0" "$@" | xargs -0 -r -n 4 -P "$(nproc)" bash -c '
+        'set -euo pipefail; T=$1; P=$2; shift 2\n'
+        'printf "%s\\0" "$@" | xargs -0 -r -n 4 -P "$P" bash -c '
         '\'set -euo pipefail; T=$0; for deb; do dpkg-deb --fsys-tarfile "$deb" | '
         'tar -x --touch --keep-directory-symlink -C "$T" -f -; done\' "$T"'
     )
     runner.require("dpkg-deb", "dpkg")
-    runner.run(["bash", "-c", script, "extract", str(tree), *map(str, debs)],
+    slots = max(1, min(parallel, os.cpu_count() or 1))
+    runner.run(["bash", "-c", script, "extract", str(tree), str(slots), *map(str, debs)],
                what="extracting the Essential packages")
 
 

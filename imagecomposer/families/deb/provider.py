@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagecomposer.config.model import Config, ProviderConfig
-from imagecomposer.families import aptsources
+from imagecomposer.families import aptsources, checks
 from imagecomposer.families.deb import aptmodel
 from imagecomposer.families.deb import request as requests
 from imagecomposer.families.deb.aptpool import AptPool
@@ -69,32 +69,7 @@ class DebProvider:
         return self._arch
 
     def _mirror(self, role: str) -> str:
-        """The configured mirror for ``role`` (main, security), or the host's.
-
-        With ``auto`` the host's apt sources are searched for the first suite of that role
-        in the profile (bookworm, bookworm-security); the other suites of the role (e.g.
-        bookworm-updates) come from the same archive. A host that lists no suite of this
-        version lends the archive it uses for another version of the same OS (a Debian 12
-        host builds Debian 13): the suite's signed InRelease is the check it is served.
-        """
-        key = "mirror" if role == "main" else "security_mirror"
-        value = getattr(self.settings, key)
-        if value and value != "auto":
-            if "@" in str(value).split("://", 1)[-1].split("/", 1)[0]:
-                raise ConfigError(f"providers.{self.os}.{key}: do not put credentials in the "
-                                  "URL (they would end up in locks and logs); use the "
-                                  "credentials section (url_prefix, username, password_env)")
-            return str(value)
-        suite = next(r.suite for r in self.profile.repositories if r.mirror == role)
-        found = aptsources.mirror_for(suite) or aptsources.mirror_for(
-            suite, codenames=codenames(self.os))
-        if found:
-            return found
-        raise ConfigError(
-            f"No mirror for {self.os} {self.profile.version} (suite {suite}): the host's apt "
-            f"sources do not serve it. Set providers.{self.os}.{key} in the global "
-            f"configuration to the URL of a {self.os} archive (the directory that holds "
-            "dists/ and pool/)")
+        return base_mirror(self.os, self.profile, self.settings, role)
 
     def _sources(self) -> list[DebSource]:
         keyring = self.settings.keyring or self.profile.keyring
@@ -113,14 +88,9 @@ class DebProvider:
         return sources
 
     def _extra(self, repo: Repository, hint: str) -> DebSource:
-        if "@" in repo.url.split("://", 1)[-1].split("/", 1)[0]:
-            raise ConfigError(f"repository {repo.name!r}: credentials must not be written in "
-                              "the spec; put them in the global configuration (credentials: "
-                              "url_prefix, username, password_env)")
-        if repo.key is None and not repo.trusted and "://" in repo.url \
-                and not repo.url.startswith("file:"):
-            raise ConfigError(f"repository {repo.name!r} has no key: set key: to its "
-                              "OpenPGP public key file, or trusted: true to skip checks")
+        problem = checks.repository_problem(repo, local_needs_key=False)
+        if problem is not None:
+            raise ConfigError(problem[1])
         return DebSource(name=repo.name, url=repo.url, suite=repo.suite,
                          components=repo.components, arch=self._arch, keyring=repo.key,
                          trusted=repo.trusted, priority=repo.priority, allow=repo.packages,
@@ -213,6 +183,8 @@ class DebProvider:
                  *self.profile.bootloader.get(request.bootloader, ())]
         if request.read_only_root:
             extra += self.profile.read_only_root
+        if request.selinux:
+            extra += self.profile.selinux
         extra += self.profile.layout_packages(request.disk_features)
         names.update(self.profile.expand(n, arch) for n in extra)
         return sorted(names)
@@ -292,6 +264,35 @@ class DebProvider:
         with path.open("rb") as fh:
             if fh.read(8) != b"!<arch>\n":
                 raise RepositoryError(f"{path}: not a .deb file (cache entry corrupt?)")
+
+
+def base_mirror(os_name: str, profile: Profile, settings: ProviderConfig, role: str) -> str:
+    """The configured mirror of ``os_name`` for ``role`` (main, security), or the host's.
+
+    With ``auto`` the host's apt sources are searched for the first suite of that role in
+    the profile (bookworm, bookworm-security); the other suites of the role (e.g.
+    bookworm-updates) come from the same archive. A host that lists no suite of this version
+    lends the archive it uses for another version of the same OS (a Debian 12 host builds
+    Debian 13): the suite's signed InRelease is the check it is served. ConfigError when
+    there is none, or when a configured URL holds credentials.
+    """
+    key = "mirror" if role == "main" else "security_mirror"
+    value = getattr(settings, key)
+    if value and value != "auto":
+        if checks.has_credentials(str(value)):
+            raise ConfigError(f"providers.{os_name}.{key}: do not put credentials in the URL "
+                              "(they would end up in locks and logs); use the credentials "
+                              "section (url_prefix, username, password_env)")
+        return str(value)
+    suite = next(r.suite for r in profile.repositories if r.mirror == role)
+    found = aptsources.mirror_for(suite) or aptsources.mirror_for(
+        suite, codenames=codenames(os_name))
+    if found:
+        return found
+    raise ConfigError(
+        f"No mirror for {os_name} {profile.version} (suite {suite}): the host's apt sources "
+        f"do not serve it. Set providers.{os_name}.{key} in the global configuration to the "
+        f"URL of a {os_name} archive (the directory that holds dists/ and pool/)")
 
 
 def apt_requests(universe: AptPool, pool: Any, texts: Sequence[str]

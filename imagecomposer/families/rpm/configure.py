@@ -13,29 +13,23 @@ Three things differ from Debian, and are done here:
   (``%systemd_post``). :func:`apply_presets` runs ``systemctl --root TREE preset-all`` once
   as a backstop, *before* the spec's ``services.enabled/disabled`` are applied over it.
 * **SELinux**: :func:`configure_selinux` writes ``/etc/selinux/config`` for the spec's mode
-  and, unless disabled, relabels the tree with the image's own ``setfiles`` and its policy's
-  ``file_contexts`` (last, after every file is written); without setfiles it schedules a
-  relabel at first boot (``/.autorelabel``). A mode other than disabled without an installed
-  policy is an error naming the package to add.
+  and, unless disabled, labels the tree at build time with the host's ``setfiles`` and the
+  image's own ``file_contexts`` (last, after every file is written; shared with the Debian
+  family: :mod:`imagecomposer.families.selinux`). A mode other than disabled without an
+  installed policy is an error naming the package to add (the profile adds it).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
 from pathlib import Path
 
+from imagecomposer.families import selinux
 from imagecomposer.foundation import runner
-from imagecomposer.foundation.errors import ComposeError
 from imagecomposer.foundation.rootfs import Root
-from imagecomposer.foundation.sandbox import run_in_chroot
 from imagecomposer.foundation.settings import SelinuxMode
 
 log = logging.getLogger("imagecomposer.rpm")
-
-RunInChroot = Callable[..., object]
-SELINUX_CONFIG = "/etc/selinux/config"
 
 
 def expose_kernels(tree: Path) -> list[str]:
@@ -73,47 +67,11 @@ def apply_presets(tree: Path, *, timeout: float | None = None) -> bool:
     return True
 
 
-_SELINUX_LINE = re.compile(r"^\s*SELINUX\s*=.*$", re.MULTILINE)
-_TYPE_LINE = re.compile(r"^\s*SELINUXTYPE\s*=\s*(\S+)\s*$", re.MULTILINE)
-
-
-def configure_selinux(tree: Path, mode: SelinuxMode, *, chroot: RunInChroot | None = None,
-                      timeout: float | None = None) -> str:
-    """Set the mode and relabel; what was done: "none", "config", "setfiles", "autorelabel"."""
-    with Root(tree) as root:
-        if mode == "disabled":
-            if not root.is_file(SELINUX_CONFIG):
-                return "none"
-            _write_mode(root, mode)
-            return "config"
-        if not root.is_file(SELINUX_CONFIG):
-            raise ComposeError(
-                f"SELinux {mode} needs a policy, but the image has no {SELINUX_CONFIG}: add "
-                "selinux-policy-targeted to customizations.packages.install")
-        found = _TYPE_LINE.search(root.read_text(SELINUX_CONFIG))
-        policy = found.group(1) if found else "targeted"
-        contexts = f"/etc/selinux/{policy}/contexts/files/file_contexts"
-        if not root.is_file(contexts):
-            raise ComposeError(
-                f"SELinux {mode}: policy {policy} is not installed ({contexts} is missing): "
-                f"add selinux-policy-{policy} to customizations.packages.install")
-        _write_mode(root, mode)
-        setfiles = next((p for p in ("/usr/sbin/setfiles", "/sbin/setfiles")
-                         if root.is_file(p)), None)
-        if setfiles is None:
-            root.write("/.autorelabel", "")
-            log.warning("the image has no setfiles (policycoreutils): it relabels at first boot")
-            return "autorelabel"
-    if chroot is None:
-
-        chroot = run_in_chroot
-    chroot(tree, [setfiles, "-F", "-e", "/proc", "-e", "/sys", "-e", "/dev", "-e", "/run",
-                  contexts, "/"], what="setfiles (SELinux relabel)", timeout=timeout)
-    return "setfiles"
-
-
-def _write_mode(root: Root, mode: str) -> None:
-    text = root.read_text(SELINUX_CONFIG)
-    line = f"SELINUX={mode}"
-    text = _SELINUX_LINE.sub(line, text) if _SELINUX_LINE.search(text) else f"{line}\n{text}"
-    root.write(SELINUX_CONFIG, text, mode=root.stat(SELINUX_CONFIG).st_mode & 0o7777)
+def configure_selinux(tree: Path, mode: SelinuxMode, *, timeout: float | None = None,
+                      parallel: int = 1) -> str:
+    """Set the mode and label the tree (:func:`imagecomposer.families.selinux.configure`:
+    the host's setfiles against the image's targeted policy); what was done: "none",
+    "config" or "setfiles"."""
+    return selinux.configure(tree, mode, default_policy="targeted",
+                             packages="selinux-policy-targeted", timeout=timeout,
+                             parallel=parallel)

@@ -12,7 +12,8 @@
   configured keys imported into the image's rpm database (:mod:`.repos`). The keys come from
   the spec and the global configuration, not the lock, so they are imported here, in the
   configuration stage, never into the installed tree the cache shares between specs.
-- **finish:** the SELinux mode and relabel, after every file is written.
+- **finish:** the SELinux mode and the tree's labels, after every file is written
+  (:mod:`imagecomposer.families.selinux`, shared with the Debian family).
 - **database and SBOM:** ``rpm -qa`` on the image's database (:mod:`.pkgdb`), ``pkg:rpm``
   URLs with the epoch as a qualifier, licenses from the License tag.
 """
@@ -23,7 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from imagecomposer.config.model import Config
+from imagecomposer.config.model import Config, ProviderConfig
+from imagecomposer.families import checks
 from imagecomposer.families.base import Provider
 from imagecomposer.families.family import Family, InstalledPackage, TreeContext, purl_part
 from imagecomposer.families.licenses import PackageLicense, spdx_or_ref
@@ -38,12 +40,14 @@ from imagecomposer.families.rpm.install import (
     rpmdb_location,
 )
 from imagecomposer.families.rpm.pkgdb import rpm_installed
-from imagecomposer.families.rpm.provider import RpmProvider
+from imagecomposer.families.rpm.profile import load_rpm_profile, profile_path, rpm_profiles
+from imagecomposer.families.rpm.provider import RpmProvider, dnf_priority
 from imagecomposer.families.rpm.repos import write_repo_files
 from imagecomposer.foundation import runner
-from imagecomposer.foundation.errors import ComposeError
-from imagecomposer.foundation.events import EventSink
+from imagecomposer.foundation.errors import ComposeError, ConfigError, Problem
+from imagecomposer.foundation.events import ConfigurationStep, EventSink
 from imagecomposer.lock import Lock, LockedPackage
+from imagecomposer.spec.model import Spec
 
 
 class RpmFamily(Family):
@@ -56,6 +60,58 @@ class RpmFamily(Family):
     # configuration step run dnf in the image
     leftovers = ("/var/log/dnf.log", "/var/log/dnf.librepo.log", "/var/log/dnf.rpm.log",
                  "/var/log/hawkey.log")
+
+    def check(self, spec: Spec, config: Config) -> list[Problem]:
+        """A shipped profile, or the spec's repositories for an OS without one; the profile
+        knows the arch, base type and kernel package; a mirror and keyring for its
+        repositories (the keyring exists); every spec repository has a key or
+        ``trusted: true`` and a dnf priority; SELinux has packages in the profile."""
+        base, where = spec.image.base, spec.source_map
+        found = checks.repositories(spec, local_needs_key=True)
+        for i, repo in enumerate(spec.repositories):
+            try:
+                dnf_priority(repo)
+            except ConfigError as exc:
+                found.append(where.problem(("repositories", i, "priority"), str(exc)))
+        what = f"{base.os} {base.version}"
+        if not profile_path(base.os, base.version).is_file():
+            own = [r for r in spec.repositories if r.kind in (None, "rpm")]
+            if not own:
+                shipped = ", ".join(f"{o} {v}" for o, v in rpm_profiles()) or "none"
+                found.append(where.problem(
+                    ("image", "base", "version"),
+                    f"No RPM OS profile for {what} (profiles shipped: {shipped}), and the "
+                    "spec names no repositories: an OS without a profile takes every "
+                    "package from the spec's repositories"))
+            return found
+        profile = load_rpm_profile(base.os, base.version)
+        found += checks.profile_choices(
+            spec, what=what, architectures=profile.architectures,
+            base_types=profile.package_sets, kernels=profile.kernels,
+            default_kernel=profile.kernel)
+        if spec.customizations.security.selinux != "disabled" and not profile.selinux:
+            found += checks.selinux_packages(
+                spec, profile.selinux, what=what,
+                supported={f"{o} {v}": bool(load_rpm_profile(o, v).selinux)
+                           for o, v in rpm_profiles()})
+        settings = config.providers.get(base.os, ProviderConfig(kind="rpm", mirror=None))
+        repos = [r for r in profile.repositories if r.enabled]
+        if repos and settings.mirror in (None, "auto"):
+            found.append(where.problem(
+                ("image", "base", "os"),
+                f"providers.{base.os}.mirror is not set: rpm mirrors are never guessed; set "
+                f"it in the global configuration to the mirror URL the paths of "
+                f"{profile_path(base.os, base.version).name} are relative to"))
+        keyring = settings.keyring or profile.keyring
+        if repos and keyring is None and any(r.gpgcheck or r.repo_gpgcheck for r in repos):
+            found.append(where.problem(("image", "base", "os"),
+                                       f"{what}: its repositories are signed: set "
+                                       f"providers.{base.os}.keyring"))
+        if repos:
+            found += checks.keyring(spec, keyring, setting=f"providers.{base.os}.keyring",
+                                    configured=settings.keyring is not None,
+                                    hint=f"install the release keys of {base.os}")
+        return found
 
     def provider(self, request: PackageRequest, config: Config, *,
                  cache_dir: Path | None = None,
@@ -76,7 +132,7 @@ class RpmFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None) -> None:
         dbpath, backend = rpmdb_location(lock)
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
                      timeout=timeout, events=events, epoch=epoch)
@@ -104,9 +160,12 @@ class RpmFamily(Family):
         return write_repo_files(ctx.tree, provider)
 
     def finish(self, ctx: TreeContext) -> None:
-        """The SELinux mode and relabel (the Debian family leaves SELinux alone)."""
-        configure_selinux(ctx.tree, ctx.spec.customizations.security.selinux,
-                          timeout=ctx.timeout)
+        """The SELinux mode and the tree's labels (:mod:`imagecomposer.families.selinux`)."""
+        mode = ctx.spec.customizations.security.selinux
+        if mode != "disabled":
+            ctx.events(ConfigurationStep(f"SELinux {mode}: labelling the tree"))
+        configure_selinux(ctx.tree, mode, timeout=ctx.timeout,
+                          parallel=ctx.config.core.parallel)
 
     def installed_packages(self, tree: Path) -> dict[str, InstalledPackage]:
         return rpm_installed(tree)

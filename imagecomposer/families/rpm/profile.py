@@ -70,6 +70,10 @@ class RpmProfile:
     # crypt modules use them)
     lvm: tuple[str, ...] = ()
     encryption: tuple[str, ...] = ()
+    # added when customizations.security.selinux is permissive or enforcing
+    selinux: tuple[str, ...] = ()
+    # glob patterns a kernel package of this OS matches (customizations.kernel.package)
+    kernels: tuple[str, ...] = ("kernel", "kernel-*")
 
     def layout_packages(self, features: tuple[str, ...]) -> tuple[str, ...]:
         """The packages the disk layout's ``features`` (spec.model.disk_features) need."""

@@ -295,6 +295,8 @@ class RpmProvider:
             names.append(kernel)
         names += self.profile.bootloader.get(request.bootloader, ())
         names += self.profile.layout_packages(request.disk_features)
+        if request.selinux:
+            names += self.profile.selinux
         return tuple(dict.fromkeys(names))
 
     def verify_package(self, package: LockedPackage, path: Path) -> None:

@@ -290,6 +290,34 @@ class Root:
                 self._parent(path, create=False) as (parent, name):
             os.utime(name, ns=ns, dir_fd=parent, follow_symlinks=False)
 
+    def xattrs(self, path: ImagePath) -> dict[str, bytes]:
+        """The extended attributes of the file or directory ``path`` (a symlink there is
+        not followed: it has none we keep), by name."""
+        with self._errors("read the extended attributes of", path), \
+                self._fd(path, follow=False) as fd:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                return {}
+            inode = f"/proc/self/fd/{fd}"  # the very inode found (an O_PATH descriptor)
+            try:
+                names = sorted(os.listxattr(inode))
+            except OSError as exc:
+                if exc.errno == errno.ENOTSUP:  # a filesystem without extended attributes
+                    return {}
+                raise
+            return {name: os.getxattr(inode, name) for name in names}
+
+    def set_xattrs(self, path: ImagePath, values: dict[str, bytes]) -> None:
+        """Set extended attributes of the file or directory ``path`` (a symlink there is
+        refused, never followed)."""
+        if not values:
+            return
+        with self._errors("set the extended attributes of", path), \
+                self._fd(path, follow=False) as fd:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, "it is a symlink (not followed)")
+            for name, value in values.items():
+                os.setxattr(f"/proc/self/fd/{fd}", name, value)
+
     def remove(self, path: ImagePath, *, missing_ok: bool = True) -> bool:
         """Remove the file or symlink ``path`` (not its target); whether it existed."""
         with self._errors("remove", path):
