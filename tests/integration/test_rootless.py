@@ -64,9 +64,10 @@ def builds(rootless_user: User, example_build: ExampleBuild, verity_check_spec: 
     # The session's downloads, not the archive again: the user's package and metadata caches
     # start as copies of the root builds' (downloading needs no privilege; the installed
     # trees, the initramfs and the disks are the user's own work)
-    cache = user.home / ".cache/imagecomposer"
-    cache.mkdir(parents=True)
+    cache = user.home / ".cache/imagecomposer"  # the session's user: earlier tests used it
+    cache.mkdir(parents=True, exist_ok=True)
     for kind in ("packages", "metadata"):
+        shutil.rmtree(cache / kind, ignore_errors=True)
         if (config.core.cache_dir / kind).is_dir():
             subprocess.run(["cp", "-a", "--reflink=auto", config.core.cache_dir / kind,
                             cache / kind], check=True)
