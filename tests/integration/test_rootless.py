@@ -118,11 +118,13 @@ def test_outputs_are_the_users_and_nothing_is_left_outside_its_home(
         info = shadow.stat()
         assert (info.st_uid, info.st_gid) == (user.uid, (user.subgid or 0) + 41), shadow
     assert user.subuid is not None
+    # other test users' directories (/tmp/ic-user-*) are left out: they share this user's
+    # subordinate range, so what they hold would match
     roots = [r for r in ("/tmp", "/var/tmp", "/dev/shm", "/var/cache", "/run")
              if Path(r).is_dir()]
     found = subprocess.run(
         ["find", *roots, "-xdev", "(", "-path", f"/tmp/pytest-of-{user.name}", "-o", "-path",
-         str(user.home), ")", "-prune", "-o",
+         str(user.home), "-o", "-path", "/tmp/ic-user-*", ")", "-prune", "-o",
          "(", "-uid", str(user.uid), "-o", "(", "-uid", f"+{user.subuid - 1}", "-uid",
          f"-{user.subuid + 65535}", ")", ")", "-print"],
         capture_output=True, text=True, check=False).stdout.split()
