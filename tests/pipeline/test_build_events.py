@@ -20,7 +20,7 @@ import pytest
 
 from imagecomposer.cache.trees import TreeCache
 from imagecomposer.compose.composer import Composer
-from imagecomposer.config.model import Config, Core, ProviderConfig
+from imagecomposer.config.model import Config
 from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.events import (
     BuildWarning,
@@ -45,7 +45,7 @@ from imagecomposer.pipeline.inputs import ConfigurationInput
 from imagecomposer.pipeline.stages import DEFAULT_STAGES, ConfigurationStage
 from imagecomposer.resolver import Resolver
 from imagecomposer.spec.model import Base, Image, Output, Spec
-from tests.fixtures.debrepo import DebArchive, GpgKey, RepoServer, base_system
+from tests.fixtures.debrepo import served_debian
 
 log = logging.getLogger("imagecomposer.test")
 
@@ -69,18 +69,8 @@ STAGES = tuple(StandinConfiguration() if s.name == "configuration" else s
 
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[Config]:
-    key = GpgKey.create(tmp_path / "gpg")
-    archive = DebArchive(tmp_path / "www" / "debian", key)
-    archive.add("bookworm", *base_system())
-    archive.add("bookworm-updates")
-    archive.add("bookworm-security")
-    archive.publish()
-    with RepoServer(tmp_path / "www") as server:
-        mirror = server.url + "/debian"
-        yield Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"),
-                     providers={"debian": ProviderConfig(kind="deb", mirror=mirror,
-                                                         security_mirror=mirror,
-                                                         keyring=key.keyring)})
+    with served_debian(tmp_path) as config:
+        yield config
 
 
 def between(events: list[Event], stage: str) -> list[Event]:

@@ -20,32 +20,21 @@ import pytest
 
 from imagecomposer.cache.trees import TreeCache
 from imagecomposer.compose.composer import Composer
-from imagecomposer.config.model import Config, Core, ProviderConfig
+from imagecomposer.config.model import Config
 from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.errors import ImageComposerError
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.resolver import Resolver
 from imagecomposer.spec.model import Base, Image, Output, Spec
-from tests.fixtures.debrepo import DebArchive, GpgKey, RepoServer, base_system
+from tests.fixtures.debrepo import served_debian
 
 SPEC = Spec(image=Image("kept", Base("debian", "12")), output=Output(formats=("raw",), sbom=()))
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[Config]:
-    key = GpgKey.create(tmp_path / "gpg")
-    archive = DebArchive(tmp_path / "www" / "debian", key)
-    archive.add("bookworm", *base_system())
-    archive.add("bookworm-updates")
-    archive.add("bookworm-security")
-    archive.publish()
-    with RepoServer(tmp_path / "www") as server:
-        mirror = server.url + "/debian"
-        config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"),
-                        providers={"debian": ProviderConfig(kind="deb", mirror=mirror,
-                                                            security_mirror=mirror,
-                                                            keyring=key.keyring)})
+    with served_debian(tmp_path) as config:
         tree = tmp_path / "installed"  # no kernel: the configuration stage fails
         (tree / "var/lib/dpkg").mkdir(parents=True)
         (tree / "etc").mkdir()
