@@ -56,6 +56,8 @@ examples:
       continue: the finished stages are reused)
   imagecomposer build web.yml --locked
       install exactly the lock of the previous build (offline when the packages are cached)
+  imagecomposer build web.yml --check-reproducible
+      build, build again with every cache off, and check that the outputs are identical
   imagecomposer build web.yml --no-cache --timeout 30m
       rebuild everything, give up after 30 minutes
   imagecomposer build a.yml b.yml
@@ -116,6 +118,10 @@ def _build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     b.add_argument("--wait", action="store_true",
                    help="if a build of the same spec is running, wait for it instead of "
                         "failing at once")
+    b.add_argument("--check-reproducible", action="store_true",
+                   help="then build the spec again from the same lock in a fresh workspace "
+                        "with every cache off, and compare every output byte for byte "
+                        "(exit code 1 and a report of where they differ if they do)")
 
 
 def _cache_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
