@@ -24,7 +24,7 @@ from imagecomposer.config import (
 )
 from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.export import Exporter
-from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
+from imagecomposer.export.sbom import sbom_command
 from imagecomposer.export.verify import verify_outputs
 from imagecomposer.families import validate_file
 from imagecomposer.foundation import userns
@@ -32,7 +32,6 @@ from imagecomposer.foundation.console import Console
 from imagecomposer.foundation.errors import NotReproducible, UsageError, ValidationError
 from imagecomposer.foundation.settings import SBOM_FORMATS
 from imagecomposer.inspect.outputs import OutputsReport
-from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.many import build_many
@@ -243,10 +242,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_sbom(args: argparse.Namespace) -> int:
 
-    lock = Lock.read(args.lock)
-    documents = generate_sboms(lock, args.tree, ImageInfo(args.name),
-                               args.formats or SBOM_FORMATS)
-    for path in write_sboms(args.output, args.name, documents):
+    for path in sbom_command(args.lock, args.tree, args.output, name=args.name,
+                             version=args.image_version, image=args.image,
+                             formats=args.formats or SBOM_FORMATS):
         print(path)
     return 0
 

@@ -180,7 +180,11 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     help="PEM public key or certificate: also check every signature "
                          "(without it, signatures are not checked, and it says so)")
 
-    sb = sub.add_parser("sbom", help="write SBOMs for a lock and an installed root tree")
+    sb = sub.add_parser("sbom", help="write SBOMs for a lock and an installed root tree",
+                        description="Write SBOMs for a lock and the root tree it was "
+                                    "installed into, created at the build epoch of the lock "
+                                    "(SOURCE_DATE_EPOCH, else the newest date of its "
+                                    "repositories), as a build's are.")
     sb.add_argument("lock", type=Path, metavar="LOCK", help="lock file (NAME.lock.json)")
     sb.add_argument("tree", type=Path, metavar="TREE",
                     help="root tree the lock was installed into")
@@ -189,6 +193,11 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sb.add_argument("-o", "--output", type=Path, default=Path(), metavar="DIR",
                     help="where to write the SBOMs (default: the current directory)")
     sb.add_argument("--name", default="image", help="name of the described image")
+    sb.add_argument("--image-version", default="0.0.0", metavar="VERSION",
+                    help="version of the described image (the spec's image.version)")
+    sb.add_argument("--image", type=Path, metavar="RAW",
+                    help="the raw disk image described: its SHA-256 and file name go into "
+                         "the SBOM, as in the SBOMs a build writes next to it")
 
     bt = sub.add_parser("boot", help="boot an image in QEMU until a login prompt",
                         description="Boot a disk image (raw, qcow2, vhd, vhdx, vmdk, vdi; "

@@ -36,7 +36,7 @@ from imagecomposer.foundation.errors import ConfigError, PackageNotFound, Reposi
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.foundation.settings import PackageFamily
-from imagecomposer.lock import LockedPackage, LockedRepository
+from imagecomposer.lock import LockedPackage, LockedRepository, SignedIndex
 from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.deb")
