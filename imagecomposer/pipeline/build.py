@@ -201,9 +201,19 @@ class ImagePipeline:
 
     def _check_reproducible(self, spec: Spec, options: BuildOptions, first: BuildReport
                             ) -> BuildReport:
-        """Build ``spec`` again in a fresh workspace with every cache off, from the first
-        build's lock, and compare the outputs (:mod:`imagecomposer.pipeline.reproduce`)."""
-        rebuild = reproduce.plan_rebuild(self.config, spec, options, first.output_dir)
+        return attrs.evolve(first, reproducibility=self.check_reproducible(
+            spec, first.output_dir, options))
+
+    def check_reproducible(self, spec: Spec, output_dir: Path,
+                           options: BuildOptions | None = None) -> OutputsReport:
+        """Build ``spec`` again from the lock in ``output_dir`` (an earlier build's outputs),
+        in a fresh workspace, cache and output directory with every cache off, and compare
+        every output byte for byte (:mod:`imagecomposer.pipeline.reproduce`). Returns the
+        comparison when all are identical; raises :class:`NotReproducible` (its ``report``
+        says where they differ) when not. ``options``: the first build's (``parallel``,
+        ``timeout``, ``keep_temp`` keeps the second build's directories)."""
+        options = options or BuildOptions()
+        rebuild = reproduce.plan_rebuild(self.config, spec, options, output_dir)
         log.info("[%s] checking reproducibility: building again in %s with every cache off",
                  spec.image.name, rebuild.base)
         failed = True
@@ -216,13 +226,13 @@ class ImagePipeline:
                                                              f"({reproduce.TAG})")))
             ImagePipeline(rebuild.config, events=renamed, progress_bar=self.progress_bar,
                           stages=self.stages).build(spec, rebuild.options)
-            found = reproduce.compare_builds(spec.image.name, first.output_dir, rebuild,
+            found = reproduce.compare_builds(spec.image.name, output_dir, rebuild,
                                              time.monotonic() - started)
             failed = False
         finally:
             reproduce.finish(rebuild, keep=options.keep_temp, failed=failed)
         log.info("[%s] %s", spec.image.name, found.summary())
-        return attrs.evolve(first, reproducibility=found)
+        return found
 
     def _hooks(self, ctx: BuildContext, options: RunOptions) -> list[Hook[BuildContext]]:
         """The image cache around the stages after packages, when the build goes to the
@@ -331,3 +341,18 @@ def build(spec: Spec | Path | str, *, config: Config | None = None,
     if not isinstance(spec, Spec):
         spec = Spec.load(spec, variables=variables, allowed_paths=config.core.allowed_paths)
     return ImagePipeline(config, events=events).build(spec, options)
+
+
+def check_reproducible(spec: Spec | Path | str, output_dir: Path, *,
+                       config: Config | None = None, options: BuildOptions | None = None,
+                       events: EventSink | None = None,
+                       variables: Mapping[str, str] | None = None) -> OutputsReport:
+    """Check that the outputs of an earlier build of ``spec`` in ``output_dir`` are what a
+    second build from their lock writes, byte for byte
+    (:meth:`ImagePipeline.check_reproducible`; ``build(..., options=BuildOptions(
+    check_reproducible=True))`` builds first, then checks)."""
+    if config is None:
+        config = load_config().config
+    if not isinstance(spec, Spec):
+        spec = Spec.load(spec, variables=variables, allowed_paths=config.core.allowed_paths)
+    return ImagePipeline(config, events=events).check_reproducible(spec, output_dir, options)

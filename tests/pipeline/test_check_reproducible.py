@@ -151,3 +151,26 @@ def test_check_reproducible_needs_finalize(config: Config) -> None:
                     BuildOptions(skip=("finalize",), check_reproducible=True)):
         with pytest.raises(UsageError, match="--check-reproducible"):
             ImagePipeline(config).build(SPEC, options)
+
+
+def test_the_outputs_of_an_earlier_build_are_checked_from_their_lock(
+        config: Config, tmp_path: Path) -> None:
+    """``ImagePipeline.check_reproducible(spec, output_dir)`` (``imagecomposer.
+    check_reproducible``): only the second build, compared with outputs already there; a
+    byte changed in one of them since is found."""
+    pipeline = ImagePipeline(config, stages=stages())  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    pipeline.build(SPEC, BuildOptions(output_dir=out))
+    assert pipeline.check_reproducible(SPEC, out).identical
+    sums = (out / "SHA256SUMS").read_bytes()
+    (out / "SHA256SUMS").write_bytes(sums[:10] + bytes([sums[10] ^ 1]) + sums[11:])
+
+    with pytest.raises(NotReproducible) as caught:
+        pipeline.check_reproducible(SPEC, out, BuildOptions(keep_temp=True))
+
+    report = caught.value.report
+    assert isinstance(report, OutputsReport)
+    [difference] = report.differences
+    assert (difference.name, difference.first_byte and difference.first_byte.offset) == \
+        ("SHA256SUMS", 10)
+    assert leftovers(config) != []  # --keep-temp keeps the second build's directories
