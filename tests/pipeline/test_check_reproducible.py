@@ -25,6 +25,7 @@ from imagecomposer.foundation.errors import NotReproducible, UsageError
 from imagecomposer.foundation.events import BuildEnded, Event
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.inspect.outputs import OutputDifference, OutputsReport
+from imagecomposer.pipeline import reproduce
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.inputs import ComposeInput, ConfigurationInput
@@ -174,3 +175,19 @@ def test_the_outputs_of_an_earlier_build_are_checked_from_their_lock(
     assert (difference.name, difference.first_byte and difference.first_byte.offset) == \
         ("SHA256SUMS", 10)
     assert leftovers(config) != []  # --keep-temp keeps the second build's directories
+
+
+def test_randomized_signatures_are_left_out(tmp_path: Path) -> None:
+    """ECDSA and RSA-PSS signatures differ at every signing: with such a key (the manifest's
+    sig_alg) the files carrying signatures are exempt; Ed25519 and RSA PKCS#1 v1.5 are
+    deterministic and compared like every other file."""
+    names = ("a.raw", "a.raw.sig", "a.provenance.intoto.json", "manifest.json", "SHA256SUMS",
+             "SHA256SUMS.sig", "a.lock.json")
+    for name in names:
+        (tmp_path / name).write_text("x")
+    for algorithm, exempt in (("ecdsa-sha256", True), ("rsa-pss-sha256", True),
+                              ("ed25519", False), ("rsa-pkcs1-sha256", False), (None, False)):
+        (tmp_path / "manifest.json").write_text(json.dumps({"sig_alg": algorithm}))
+        assert reproduce.exempt_names(tmp_path) == (
+            ("SHA256SUMS", "SHA256SUMS.sig", "a.provenance.intoto.json", "a.raw.sig",
+             "manifest.json") if exempt else ()), algorithm
