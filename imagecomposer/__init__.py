@@ -9,8 +9,9 @@ docs/api.md for each one's constructor, methods and a Jupyter example)::
     provider_for, Resolver, Resolution, Lock   repository metadata, resolution, the lockfile
     PackageCache, ImageCache, Caches           the package store, the image cache, all caches
     Composer, Signer, Exporter                 tree and disk, signatures, formats and outputs
-    ImagePipeline, BuildOptions, BuildReport,  the default build (all stages), several at once
-    build, build_many, BuildResult
+    ImagePipeline, BuildOptions, BuildReport,  the default build (all stages), several at once,
+    build, build_many, BuildResult,            a second build compared with the first
+    check_reproducible
     Image, compare                             offline inspection and comparison
 
 (``boot`` lives in :mod:`imagecomposer.boot`: ``from imagecomposer.boot import boot``; the
@@ -45,6 +46,7 @@ _EXPORTS = {
     "BuildOptions": "imagecomposer.pipeline.context",
     "BuildReport": "imagecomposer.pipeline.build",
     "build": "imagecomposer.pipeline.build",
+    "check_reproducible": "imagecomposer.pipeline.build",
     "build_many": "imagecomposer.pipeline.many",
     "BuildResult": "imagecomposer.pipeline.many",
     "Image": "imagecomposer.inspect",

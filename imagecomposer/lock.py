@@ -27,6 +27,16 @@ converter = CONVERTER
 
 
 @attrs.frozen
+class SignedIndex:
+    """The signed metadata file a repository's package list was verified with, as its
+    family names it (deb: ``InRelease`` or ``Release``; rpm: ``repodata/repomd.xml``),
+    relative to the repository's ``url``, and its SHA-256."""
+
+    path: str
+    sha256: str
+
+
+@attrs.frozen
 class LockedRepository:
     name: str
     url: str
@@ -37,6 +47,9 @@ class LockedRepository:
     # when its signed metadata was published, in seconds since 1970-01-01 UTC (the
     # Release file's Date:, repomd.xml's revision or timestamp); None: it has no such date
     date: int | None = None
+    # the signed index the build used (None: no signed metadata, e.g. a local directory,
+    # or a lock written before the field existed)
+    signed_index: SignedIndex | None = None
 
 
 @attrs.frozen

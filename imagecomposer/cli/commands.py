@@ -24,14 +24,14 @@ from imagecomposer.config import (
 )
 from imagecomposer.config.loader import LoadedConfig
 from imagecomposer.export import Exporter
-from imagecomposer.export.sbom import ImageInfo, generate_sboms, write_sboms
+from imagecomposer.export.sbom import sbom_command
 from imagecomposer.export.verify import verify_outputs
 from imagecomposer.families import validate_file
 from imagecomposer.foundation import userns
 from imagecomposer.foundation.console import Console
-from imagecomposer.foundation.errors import UsageError, ValidationError
+from imagecomposer.foundation.errors import NotReproducible, UsageError, ValidationError
 from imagecomposer.foundation.settings import SBOM_FORMATS
-from imagecomposer.lock import Lock
+from imagecomposer.inspect.outputs import OutputsReport
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.many import build_many
@@ -119,7 +119,7 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         no_package_cache=args.no_package_cache, no_image_cache=args.no_image_cache,
         timeout=args.timeout,
         parallel=args.parallel, keep_temp=args.keep_temp, locked=args.locked or None,
-        output_dir=args.output, wait=args.wait)
+        output_dir=args.output, wait=args.wait, check_reproducible=args.check_reproducible)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -136,11 +136,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     if cli:
         loaded = apply_overrides(loaded, cli, "command line")
     events = logsetup.json_events()
-    report = ImagePipeline(loaded.config, events=events,
-                           progress_bar=False if events is not None else None
-                           ).build(spec, _build_options(args))
+    try:
+        report = ImagePipeline(loaded.config, events=events,
+                               progress_bar=False if events is not None else None
+                               ).build(spec, _build_options(args))
+    except NotReproducible as exc:  # the report on stdout, one ERROR line
+        print(exc.report.text() if isinstance(exc.report, OutputsReport) else exc,
+              end="")
+        log.error("%s", exc.headline)
+        return exc.exit_code
     print(report.table())
     print(report.where())
+    if report.reproducibility is not None:
+        print(report.reproducibility.summary())
     return 0
 
 
@@ -234,10 +242,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_sbom(args: argparse.Namespace) -> int:
 
-    lock = Lock.read(args.lock)
-    documents = generate_sboms(lock, args.tree, ImageInfo(args.name),
-                               args.formats or SBOM_FORMATS)
-    for path in write_sboms(args.output, args.name, documents):
+    for path in sbom_command(args.lock, args.tree, args.output, name=args.name,
+                             version=args.image_version, image=args.image,
+                             formats=args.formats or SBOM_FORMATS):
         print(path)
     return 0
 

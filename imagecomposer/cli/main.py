@@ -56,6 +56,8 @@ examples:
       continue: the finished stages are reused)
   imagecomposer build web.yml --locked
       install exactly the lock of the previous build (offline when the packages are cached)
+  imagecomposer build web.yml --check-reproducible
+      build, build again with every cache off, and check that the outputs are identical
   imagecomposer build web.yml --no-cache --timeout 30m
       rebuild everything, give up after 30 minutes
   imagecomposer build a.yml b.yml
@@ -116,6 +118,10 @@ def _build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     b.add_argument("--wait", action="store_true",
                    help="if a build of the same spec is running, wait for it instead of "
                         "failing at once")
+    b.add_argument("--check-reproducible", action="store_true",
+                   help="then build the spec again from the same lock in a fresh workspace "
+                        "with every cache off, and compare every output byte for byte "
+                        "(exit code 1 and a report of where they differ if they do)")
 
 
 def _cache_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -174,7 +180,11 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     help="PEM public key or certificate: also check every signature "
                          "(without it, signatures are not checked, and it says so)")
 
-    sb = sub.add_parser("sbom", help="write SBOMs for a lock and an installed root tree")
+    sb = sub.add_parser("sbom", help="write SBOMs for a lock and an installed root tree",
+                        description="Write SBOMs for a lock and the root tree it was "
+                                    "installed into, created at the build epoch of the lock "
+                                    "(SOURCE_DATE_EPOCH, else the newest date of its "
+                                    "repositories), as a build's are.")
     sb.add_argument("lock", type=Path, metavar="LOCK", help="lock file (NAME.lock.json)")
     sb.add_argument("tree", type=Path, metavar="TREE",
                     help="root tree the lock was installed into")
@@ -183,6 +193,11 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sb.add_argument("-o", "--output", type=Path, default=Path(), metavar="DIR",
                     help="where to write the SBOMs (default: the current directory)")
     sb.add_argument("--name", default="image", help="name of the described image")
+    sb.add_argument("--image-version", default="0.0.0", metavar="VERSION",
+                    help="version of the described image (the spec's image.version)")
+    sb.add_argument("--image", type=Path, metavar="RAW",
+                    help="the raw disk image described: its SHA-256 and file name go into "
+                         "the SBOM, as in the SBOMs a build writes next to it")
 
     bt = sub.add_parser("boot", help="boot an image in QEMU until a login prompt",
                         description="Boot a disk image (raw, qcow2, vhd, vhdx, vmdk, vdi; "

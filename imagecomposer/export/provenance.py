@@ -9,8 +9,9 @@ v1 (https://in-toto.io/Statement/v1) signed with the spec's signing key (``outpu
    file). ``buildDefinition``: the spec with its secrets redacted and its digest (as the
    manifest holds them), the lock's digest, the build epoch, the configuration that
    affected the build, and as ``resolvedDependencies`` every package of the lock (URL and
-   SHA-256) and every repository (URL, suite, the date of its signed metadata; the lock
-   does not record the metadata's digest, so there is none). ``runDetails``: the builder
+   SHA-256) and every repository (suite, the date of its signed metadata, and the URL and
+   SHA-256 of the signed index it used: ``InRelease``/``Release`` or ``repomd.xml``, as the
+   lock records it). ``runDetails``: the builder
    and its version; no start or finish time (see below).
 2. One attestation per SBOM (predicate types ``https://spdx.dev/Document`` and
    ``https://cyclonedx.org/bom``), the SBOM document as predicate and the disk images as
@@ -40,7 +41,7 @@ from imagecomposer.export.manifest import build_time, canonical_json, iso, norma
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import SigningError
 from imagecomposer.foundation.fsutil import atomic_write
-from imagecomposer.lock import Lock
+from imagecomposer.lock import Lock, LockedRepository
 from imagecomposer.sign.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     envelope_line,
@@ -75,6 +76,21 @@ def statement(subjects: Mapping[str, str], predicate_type: str,
             "predicateType": predicate_type, "predicate": dict(predicate)}
 
 
+def repository(repo: LockedRepository) -> dict[str, Any]:
+    """A repository as a resolved dependency: with the signed index the build used (its
+    ``InRelease``/``Release`` or ``repomd.xml``), that file's URL and SHA-256; a repository
+    without one (a local directory, a lock older than the field) by its URL alone."""
+    annotations = {"kind": repo.kind, "suite": repo.suite, "components": list(repo.components),
+                   "metadataDate": repo.date, "trusted": repo.trusted}
+    if repo.signed_index is None:
+        return {"name": repo.name, "uri": repo.url, "annotations": annotations}
+    return {"name": repo.name,
+            "uri": repo.url.rstrip("/") + "/" + repo.signed_index.path.lstrip("/"),
+            "digest": {"sha256": repo.signed_index.sha256},
+            "annotations": {**annotations, "repository": repo.url,
+                            "signedIndex": repo.signed_index.path}}
+
+
 def slsa_predicate(*, spec_data: Mapping[str, Any], lock: Lock | None, epoch: int,
                    epoch_source: str | None,
                    configuration: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -89,11 +105,7 @@ def slsa_predicate(*, spec_data: Mapping[str, Any], lock: Lock | None, epoch: in
     }
     dependencies: list[dict[str, Any]] = []
     if lock is not None:
-        dependencies += [
-            {"name": r.name, "uri": r.url,
-             "annotations": {"kind": r.kind, "suite": r.suite, "components": list(r.components),
-                             "metadataDate": r.date, "trusted": r.trusted}}
-            for r in lock.repositories]
+        dependencies += [repository(r) for r in lock.repositories]
         dependencies += [
             {"name": p.name, "uri": p.url, "digest": {"sha256": p.sha256},
              "annotations": {"version": p.version, "arch": p.arch, "repository": p.repository,

@@ -231,6 +231,18 @@ class ExportError(ImageComposerError):
     """Conversion, compression, manifest or SBOM generation failed."""
 
 
+class NotReproducible(ImageComposerError):
+    """A second build of the same spec and lock (``build --check-reproducible``) wrote other
+    bytes. ``headline`` is the one-line error; ``report`` says where the outputs differ
+    (an :class:`imagecomposer.inspect.outputs.OutputsReport`), ``str()`` holds both."""
+
+    def __init__(self, headline: str, report: object) -> None:
+        self.headline = headline
+        self.report = report
+        text = getattr(report, "text", None)
+        super().__init__(f"{headline}\n{text()}" if callable(text) else headline)
+
+
 class CacheError(ImageComposerError):
     """A cache is inconsistent, locked or cannot be used."""
 

@@ -125,6 +125,38 @@ def same_content(a: Iterator[bytes], b: Iterator[bytes]) -> bool:
     return not pending and not any(b)
 
 
+
+def first_unequal(a: bytes, b: bytes) -> int:
+    """The index of the first byte where ``a`` and ``b`` differ (the shorter one's length
+    when one is a prefix of the other), by halving: a few memcmp, no loop over bytes."""
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while high - low > 1:  # a[:low] == b[:low] and a[:high] != b[:high]
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def first_content_difference(a: Iterator[bytes], b: Iterator[bytes]) -> int | None:
+    """The offset of the first byte where two chunk streams differ (the shorter one's
+    length when one ends first), None when they hold the same bytes; stops reading there."""
+    offset, left, right = 0, b"", b""
+    while True:
+        left = left or next((c for c in a if c), b"")
+        right = right or next((c for c in b if c), b"")
+        if not left or not right:
+            return None if not left and not right else offset
+        step = min(len(left), len(right))
+        if left[:step] != right[:step]:
+            return offset + first_unequal(left[:step], right[:step])
+        offset += step
+        left, right = left[step:], right[step:]
+
+
 _PENDING = object()
 
 

@@ -20,6 +20,7 @@ import attrs
 from imagecomposer.compose.disk.sparse import data_extents
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.errors import InspectToolError, TruncatedImage, UnsupportedImage
+from imagecomposer.inspect.fsbase import first_unequal
 
 # magic bytes at offset 0 -> format name (qemu-img's name in parentheses where it differs)
 _MAGIC = ((b"QFI\xfb", "qcow2"), (b"vhdxfile", "vhdx"), (b"KDMV", "vmdk"),
@@ -167,28 +168,40 @@ def same_bytes(a: DiskSource, b: DiskSource) -> bool:
     """Whether two disks hold the same bytes: regions that are holes in both are equal
     without reading; the rest is compared chunk by chunk, stopping at the first difference
     (each disk is read at most once)."""
-    if a.size != b.size:
-        return False
+    return a.size == b.size and first_difference(a, b) is None
+
+
+def first_difference(a: DiskSource, b: DiskSource, start: int = 0,
+                     length: int | None = None) -> int | None:
+    """The offset (from the start of the disks) of the first byte that differs between
+    ``length`` bytes of both disks from ``start`` (default: to the end of the shorter one);
+    None when they are equal. Regions that are holes in both are equal without being read;
+    the rest is compared chunk by chunk, stopping at the first difference."""
+    stop = min(a.size, b.size) if length is None else start + length
+    if stop > min(a.size, b.size):
+        return min(a.size, b.size)  # one disk ends first: its end is the first difference
     fd_a, fd_b = os.open(a.path, os.O_RDONLY), os.open(b.path, os.O_RDONLY)
     try:
         regions = sorted([(s - a.offset, e - a.offset)
-                          for s, e in data_extents(fd_a, a.offset + a.size, a.offset)]
+                          for s, e in data_extents(fd_a, a.offset + stop, a.offset + start)]
                          + [(s - b.offset, e - b.offset)
-                            for s, e in data_extents(fd_b, b.offset + b.size, b.offset)])
+                            for s, e in data_extents(fd_b, b.offset + stop, b.offset + start)])
         merged: list[list[int]] = []
-        for start, end in regions:
-            if merged and start <= merged[-1][1]:
+        for begin, end in regions:
+            if merged and begin <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], end)
             else:
-                merged.append([start, end])
-        for start, end in merged:
-            while start < end:
-                step = min(end - start, 8 << 20)
-                if os.pread(fd_a, step, a.offset + start) != os.pread(fd_b, step,
-                                                                       b.offset + start):
-                    return False
-                start += step
+                merged.append([begin, end])
+        for begin, end in merged:
+            while begin < end:
+                step = min(end - begin, 8 << 20)
+                left = os.pread(fd_a, step, a.offset + begin)
+                right = os.pread(fd_b, step, b.offset + begin)
+                if left != right:
+                    return begin + first_unequal(left, right)
+                begin += step
     finally:
         os.close(fd_a)
         os.close(fd_b)
-    return True
+    return None
+

@@ -35,6 +35,8 @@ from imagecomposer.foundation.errors import (
 from imagecomposer.foundation.events import BuildEnded, BuildWarning, EventSink, fan_out
 from imagecomposer.foundation.fingerprint import fingerprint
 from imagecomposer.foundation.fsutil import check_writable
+from imagecomposer.inspect.outputs import OutputsReport
+from imagecomposer.pipeline import reproduce
 from imagecomposer.pipeline.context import BuildContext, BuildEvents, BuildOptions, output_dir
 from imagecomposer.pipeline.engine import (
     UPSTREAM,
@@ -69,6 +71,8 @@ class BuildReport:
     image_cache_hit: bool = False
     stage: str = "finalize"
     result: Path | None = None
+    # --check-reproducible: the comparison with a second build (all outputs identical)
+    reproducibility: OutputsReport | None = None
 
     def table(self) -> str:
         return self.run.table()
@@ -113,6 +117,7 @@ class ImagePipeline:
                  progress_bar: bool | None = None,
                  stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES) -> None:
         self.config = config
+        self.sink, self.progress_bar, self.stages = events, progress_bar, stages
         self.events = fan_out(Console(tty=progress_bar), events)
         self.engine: Engine[BuildContext] = Engine(stages, events=self.events)
 
@@ -129,10 +134,13 @@ class ImagePipeline:
         (:func:`imagecomposer.foundation.userns.become_root`, see docs/rootless.md): what is
         missing for that is one error before any work."""
         options = options or BuildOptions()
+        reproduce.check_options(options)
         events = BuildEvents(spec.image.name, self.events)
         started = time.monotonic()
         try:
             report = self._build(spec, options, events)
+            if options.check_reproducible:
+                report = self._check_reproducible(spec, options, report)
         except BaseException as exc:
             where = stage_of(exc)
             code = (exc.exit_code if isinstance(exc, ImageComposerError) else
@@ -190,6 +198,41 @@ class ImagePipeline:
         result = ctx.output_dir if hit else ctx.stage_result(last)
         log.debug("build %s: %s result at %s", ctx.name, last, result)
         return BuildReport(run, ctx.output_dir, image_cache_hit=hit, stage=last, result=result)
+
+    def _check_reproducible(self, spec: Spec, options: BuildOptions, first: BuildReport
+                            ) -> BuildReport:
+        return attrs.evolve(first, reproducibility=self.check_reproducible(
+            spec, first.output_dir, options))
+
+    def check_reproducible(self, spec: Spec, output_dir: Path,
+                           options: BuildOptions | None = None) -> OutputsReport:
+        """Build ``spec`` again from the lock in ``output_dir`` (an earlier build's outputs),
+        in a fresh workspace, cache and output directory with every cache off, and compare
+        every output byte for byte (:mod:`imagecomposer.pipeline.reproduce`). Returns the
+        comparison when all are identical; raises :class:`NotReproducible` (its ``report``
+        says where they differ) when not. ``options``: the first build's (``parallel``,
+        ``timeout``, ``keep_temp`` keeps the second build's directories)."""
+        options = options or BuildOptions()
+        rebuild = reproduce.plan_rebuild(self.config, spec, options, output_dir)
+        log.info("[%s] checking reproducibility: building again in %s with every cache off",
+                 spec.image.name, rebuild.base)
+        failed = True
+        try:
+            started = time.monotonic()
+            sink = self.sink
+            # the second build's events are tagged as such: NAME (check-reproducible)
+            renamed = None if sink is None else (
+                lambda event: sink(attrs.evolve(event, build=f"{event.build} "
+                                                             f"({reproduce.TAG})")))
+            ImagePipeline(rebuild.config, events=renamed, progress_bar=self.progress_bar,
+                          stages=self.stages).build(spec, rebuild.options)
+            found = reproduce.compare_builds(spec.image.name, output_dir, rebuild,
+                                             time.monotonic() - started)
+            failed = False
+        finally:
+            reproduce.finish(rebuild, keep=options.keep_temp, failed=failed)
+        log.info("[%s] %s", spec.image.name, found.summary())
+        return found
 
     def _hooks(self, ctx: BuildContext, options: RunOptions) -> list[Hook[BuildContext]]:
         """The image cache around the stages after packages, when the build goes to the
@@ -298,3 +341,18 @@ def build(spec: Spec | Path | str, *, config: Config | None = None,
     if not isinstance(spec, Spec):
         spec = Spec.load(spec, variables=variables, allowed_paths=config.core.allowed_paths)
     return ImagePipeline(config, events=events).build(spec, options)
+
+
+def check_reproducible(spec: Spec | Path | str, output_dir: Path, *,
+                       config: Config | None = None, options: BuildOptions | None = None,
+                       events: EventSink | None = None,
+                       variables: Mapping[str, str] | None = None) -> OutputsReport:
+    """Check that the outputs of an earlier build of ``spec`` in ``output_dir`` are what a
+    second build from their lock writes, byte for byte
+    (:meth:`ImagePipeline.check_reproducible`; ``build(..., options=BuildOptions(
+    check_reproducible=True))`` builds first, then checks)."""
+    if config is None:
+        config = load_config().config
+    if not isinstance(spec, Spec):
+        spec = Spec.load(spec, variables=variables, allowed_paths=config.core.allowed_paths)
+    return ImagePipeline(config, events=events).check_reproducible(spec, output_dir, options)

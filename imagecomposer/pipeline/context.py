@@ -53,6 +53,9 @@ class BuildOptions:
     locked: Path | bool | None = None
     output_dir: Path | None = None
     wait: bool = False  # --wait: queue behind a running build of the same spec, not fail
+    # --check-reproducible: then build again in a fresh workspace, every cache off, and
+    # compare the outputs byte for byte (imagecomposer.pipeline.reproduce)
+    check_reproducible: bool = False
 
 
 def output_dir(spec: Spec, options: BuildOptions) -> Path:

@@ -13,12 +13,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from imagecomposer.export import Exporter, verify_outputs
 from imagecomposer.export.finalize import finalize
-from imagecomposer.export.provenance import verify_provenance
+from imagecomposer.export.provenance import slsa_predicate, verify_provenance
 from imagecomposer.foundation.errors import ExportError, SigningError
+from imagecomposer.lock import LockedRepository, SignedIndex
 from imagecomposer.sign import Signer
 from imagecomposer.sign.dsse import envelope_line, sign_envelope
 from imagecomposer.sign.keys import load_public_key
@@ -234,3 +236,27 @@ def test_no_signing_key_no_provenance(signed: tuple[Path, Path, Path],
     unsigned = build(raw, tmp_path, tmp_path / "unsigned", None)
     assert not list(unsigned.glob("*.intoto.json"))
     assert verify_outputs(unsigned) == ()
+
+
+def test_each_repository_is_listed_with_the_digest_of_its_signed_index() -> None:
+    """resolvedDependencies names the signed index each repository's packages were verified
+    with (the lock's ``signed_index``): its URL and SHA-256; a repository without one (a
+    local directory, a lock older than the field) by its URL alone."""
+    digest = hashlib.sha256(b"InRelease bytes").hexdigest()
+    lock = make_lock()
+    signed_repo = attrs.evolve(lock.repositories[0],
+                               signed_index=SignedIndex("dists/bookworm/InRelease", digest))
+    local = LockedRepository("local", "file:///srv/repo", "deb", trusted=True)
+    lock = attrs.evolve(lock, repositories=(signed_repo, local))
+
+    predicate = slsa_predicate(spec_data={}, lock=lock, epoch=EPOCH, epoch_source="lock")
+
+    deps = predicate["buildDefinition"]["resolvedDependencies"]
+    assert deps[0] == {
+        "name": "main", "uri": "http://deb.invalid/debian/dists/bookworm/InRelease",
+        "digest": {"sha256": digest},
+        "annotations": {"kind": "deb", "suite": "bookworm", "components": ["main"],
+                        "metadataDate": None, "trusted": False,
+                        "repository": "http://deb.invalid/debian",
+                        "signedIndex": "dists/bookworm/InRelease"}}
+    assert deps[1]["uri"] == "file:///srv/repo" and "digest" not in deps[1]

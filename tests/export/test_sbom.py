@@ -9,8 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
+from imagecomposer.cli.main import main
+from imagecomposer.export import Exporter
+from imagecomposer.export.finalize import finalize
 from imagecomposer.export.sbom import (
     ImageInfo,
     collect,
@@ -22,8 +26,10 @@ from imagecomposer.export.sbom import (
 from imagecomposer.families import family
 from imagecomposer.families.deb.copyright import dep5_license
 from imagecomposer.families.licenses import spdx_or_ref
+from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.errors import ExportError
 from imagecomposer.lock import LockedPackage
+from imagecomposer.spec.model import Base, Image, Output, Spec
 
 from .sbom_fixtures import make_lock, make_tree
 
@@ -262,3 +268,42 @@ def test_sbom_command(tmp_path: Path) -> None:
     assert doc["packages"][0]["checksums"][0]["checksumValue"] == hashlib.sha256(
         b"image bytes").hexdigest()
     assert spdx_errors(paths[0]) == []
+
+
+def test_the_sbom_command_writes_the_bytes_the_build_wrote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``imagecomposer sbom`` takes the build's epoch from the lock (the newest date of its
+    repositories, or SOURCE_DATE_EPOCH), not the fixed default: with the build's name,
+    version and raw disk, its SBOMs are the bytes finalize wrote (issue 10)."""
+    lock = make_lock()
+    lock = attrs.evolve(lock, repositories=tuple(
+        attrs.evolve(r, date=1796000000) for r in lock.repositories))
+    lock_file = tmp_path / "edge.lock.json"
+    lock.write(lock_file)
+    tree = make_tree(tmp_path / "tree")
+    raw = tmp_path / "disk.raw"
+    with raw.open("wb") as handle:
+        handle.truncate(4 << 20)
+        handle.write(b"a disk")
+    spec = Spec(image=Image("edge", Base("debian", "12"), "1.0.0"),
+                output=Output(formats=("raw",), sbom=("spdx", "cyclonedx")))
+    for environment in ({}, {"SOURCE_DATE_EPOCH": "1700000000"}):
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        epoch = choose_epoch(inputs=lock.source_date)[0]  # what the pipeline gives finalize
+        assert epoch == int(environment.get("SOURCE_DATE_EPOCH", 1796000000))
+        out, again = tmp_path / f"out-{epoch}", tmp_path / f"again-{epoch}"
+        work = tmp_path / f"work-{epoch}"
+        work.mkdir()
+        finalize(raw, spec, out, lock=lock, lock_file=lock_file, tree=tree, work_dir=work,
+                 exporter=Exporter(epoch=epoch))
+
+        assert main(["sbom", str(lock_file), str(tree), "--name", "edge", "--image-version",
+                     "1.0.0", "--image", str(out / "edge.raw"), "-o", str(again)]) == 0
+
+        assert capsys.readouterr().out.split() == [str(again / "edge.spdx.json"),
+                                                   str(again / "edge.cdx.json")]
+        for name in ("edge.spdx.json", "edge.cdx.json"):
+            assert (again / name).read_bytes() == (out / name).read_bytes(), name

@@ -4,11 +4,12 @@ dates is the build epoch (issue 10)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from imagecomposer.config.model import Config
 from imagecomposer.families.deb.release import parse_release
-from imagecomposer.lock import Lock
+from imagecomposer.lock import Lock, SignedIndex
 from imagecomposer.resolver import Resolver
 from tests.fixtures.debrepo import DebArchive
 from tests.packages.conftest import make_spec
@@ -36,3 +37,23 @@ def test_the_lock_records_every_release_date(config: Config, archive: DebArchive
     for repository in data["repositories"]:
         del repository["date"]
     assert Lock.from_json(json.dumps(data)).source_date is None
+
+
+def test_the_lock_records_the_sha256_of_every_inrelease(config: Config,
+                                                        archive: DebArchive) -> None:
+    """The signed index each suite's packages were verified with (issue 10), as the deb
+    family names it: the InRelease file the build read, relative to the repository's URL.
+    A lock without the field (written before it existed) still reads."""
+    lock = Resolver(config).resolve(make_spec()).lock
+    assert {r.name: r.signed_index for r in lock.repositories} == {
+        r.name: SignedIndex(f"dists/{r.suite}/InRelease", hashlib.sha256(
+            (archive.release_dir(str(r.suite)) / "InRelease").read_bytes()).hexdigest())
+        for r in lock.repositories}
+    assert len(lock.repositories) == 3
+    assert Lock.from_json(lock.to_json()) == lock
+    data = json.loads(lock.to_json())
+    for repository in data["repositories"]:
+        del repository["signed_index"]
+    older = Lock.from_json(json.dumps(data))
+    assert [r.signed_index for r in older.repositories] == [None] * 3
+    assert older.source_date == lock.source_date

@@ -7,6 +7,7 @@ test_lock_determinism.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -20,6 +21,7 @@ from rpm_helpers import RpmFixture, make_spec, resolve_lock
 from imagecomposer.config.model import Config
 from imagecomposer.families.rpm import RpmProvider
 from imagecomposer.families.rpm.repomd import Repomd
+from imagecomposer.lock import SignedIndex
 from imagecomposer.resolver import Resolver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,3 +84,16 @@ def test_the_lock_records_every_repomd_date(rpm_fixture: RpmFixture,
         dates[repository.name] = int(found.group(1))
     assert {r.name: r.date for r in lock.repositories} == dates
     assert lock.source_date == max(dates.values())
+
+
+def test_the_lock_records_the_sha256_of_every_repomd(rpm_fixture: RpmFixture,
+                                                      rpm_config: Config) -> None:
+    """The signed index each repository's packages were verified with (issue 10), as the
+    rpm family names it: repodata/repomd.xml under the repository's URL."""
+    lock = resolve_lock(make_spec(rpm_fixture, "main", "extra", install=("alpha",)),
+                        rpm_config)
+    assert lock.repositories
+    for repository in lock.repositories:
+        served = (rpm_fixture.repos[repository.name] / "repodata/repomd.xml").read_bytes()
+        assert repository.signed_index == SignedIndex(
+            "repodata/repomd.xml", hashlib.sha256(served).hexdigest())

@@ -12,6 +12,7 @@ from imagecomposer.export.sbom.cyclonedx import cyclonedx_document
 from imagecomposer.export.sbom.packages import SbomPackage, collect
 from imagecomposer.export.sbom.spdx import spdx_document
 from imagecomposer.foundation.digest import sha256_file
+from imagecomposer.foundation.epoch import choose_epoch
 from imagecomposer.foundation.errors import ExportError, ImagePathError
 from imagecomposer.foundation.fsutil import atomic_write
 from imagecomposer.foundation.rootfs import Root
@@ -44,10 +45,15 @@ def sbom_documents(image: ImageInfo, packages: tuple[SbomPackage, ...], lock_has
 
 
 def generate_sboms(lock: Lock, tree: Path, image: ImageInfo,
-                   formats: Iterable[str] = SBOM_FORMATS) -> dict[str, dict[str, Any]]:
-    """``{format: document}`` of the installed ``tree``. Raises ExportError when lock and
-    tree disagree."""
-    return sbom_documents(image, collect(lock, tree), lock.hash, formats)
+                   formats: Iterable[str] = SBOM_FORMATS, *,
+                   epoch: int | None = None) -> dict[str, dict[str, Any]]:
+    """``{format: document}`` of the installed ``tree``, created at ``epoch`` (default: the
+    build epoch of ``lock``, as a build of it chooses it: ``SOURCE_DATE_EPOCH``, else the
+    newest date of its repositories, else the fixed default). Raises ExportError when lock
+    and tree disagree."""
+    if epoch is None:
+        epoch = choose_epoch(inputs=lock.source_date)[0]
+    return sbom_documents(image, collect(lock, tree), lock.hash, formats, epoch=epoch)
 
 
 def sbom_text(document: Mapping[str, Any]) -> str:
@@ -86,12 +92,16 @@ def embed_sboms(tree: Path, stem: str, documents: Mapping[str, Mapping[str, Any]
 
 def sbom_command(lock_file: Path, tree: Path, output_dir: Path, *, name: str | None = None,
                  version: str = "0.0.0", image: Path | None = None,
-                 formats: Iterable[str] = SBOM_FORMATS) -> list[Path]:
+                 formats: Iterable[str] = SBOM_FORMATS, epoch: int | None = None
+                 ) -> list[Path]:
     """What ``imagecomposer sbom LOCK TREE`` does: read the lock, describe the tree (and the
-    image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``."""
+    image file's hash when ``image`` is given), write ``NAME.spdx.json``/``NAME.cdx.json``,
+    created at ``epoch`` (default: the lock's build epoch, see :func:`generate_sboms`). With
+    the build's name, version and raw disk, the same bytes as the build's SBOMs."""
 
     lock = Lock.read(lock_file)
     name = name or (image.name.split(".")[0] if image is not None else lock_file.stem)
     info = ImageInfo(name, version, sha256_file(image) if image is not None else None,
                      image.name if image is not None else None)
-    return write_sboms(output_dir, name, generate_sboms(lock, tree, info, formats))
+    return write_sboms(output_dir, name, generate_sboms(lock, tree, info, formats,
+                                                        epoch=epoch))

@@ -36,7 +36,7 @@ from imagecomposer.foundation.errors import ConfigError, PackageNotFound, Reposi
 from imagecomposer.foundation.events import Event, MetadataLoaded
 from imagecomposer.foundation.http import Http
 from imagecomposer.foundation.settings import PackageFamily
-from imagecomposer.lock import LockedPackage, LockedRepository
+from imagecomposer.lock import LockedPackage, LockedRepository, SignedIndex
 from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.deb")
@@ -97,14 +97,18 @@ class DebProvider:
                          check_valid_until=self.settings.check_valid_until, hint=hint)
 
     def repositories(self) -> Sequence[LockedRepository]:
-        """The repositories used, each with its Release file's ``Date:`` once loaded."""
+        """The repositories used, each with its Release file's ``Date:`` and the SHA-256 of
+        its ``InRelease``/``Release`` once loaded."""
         dates: dict[str, int] = {}
+        signed: dict[str, SignedIndex] = {}
         for item in self._loaded.values():
             if item.date is not None:
                 dates[item.source.name] = max(item.date, dates.get(item.source.name, 0))
+            if item.signed is not None:
+                signed[item.source.name] = item.signed
         return [LockedRepository(name=s.name, url=s.url, kind="deb", suite=s.suite,
                                  components=s.components, trusted=s.trusted,
-                                 date=dates.get(s.name))
+                                 date=dates.get(s.name), signed_index=signed.get(s.name))
                 for s in self.sources if s.priority >= 0]
 
     # --- loading -----------------------------------------------------------------------

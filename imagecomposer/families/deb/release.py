@@ -40,6 +40,8 @@ class IndexEntry:
 class Release:
     fields: dict[str, str]
     files: dict[str, IndexEntry]  # relative path -> SHA256 entry
+    # (file name, SHA-256) of the InRelease or Release file this was read from
+    signed: tuple[str, str] | None = None
 
     @property
     def by_hash(self) -> bool:

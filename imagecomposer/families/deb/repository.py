@@ -35,6 +35,7 @@ from imagecomposer.families.deb.index import (
 from imagecomposer.families.metadata import Document, IndexRef, MetadataStore
 from imagecomposer.foundation.errors import ConfigError, RepositoryError, SignatureError
 from imagecomposer.foundation.http import NotFound
+from imagecomposer.lock import SignedIndex
 
 log = logging.getLogger("imagecomposer.deb")
 
@@ -67,6 +68,7 @@ class LoadedIndex:
     from_cache: bool
     index: IndexRef | None = None  # the (compressed) Packages file, when there is one
     date: int | None = None  # the Release file's Date: (None: no Release)
+    signed: SignedIndex | None = None  # the InRelease/Release file read (None: no Release)
 
 
 def _local_dir(url: str) -> Path | None:
@@ -182,9 +184,11 @@ def _release_once(store: MetadataStore, source: DebSource, dist_url: str, what: 
                     "metadata and packages are NOT verified against any key", source.name)
     if inrelease is not None:
         if source.trusted:
-            return rel.parse_release(_strip_clearsign(inrelease.decode("utf-8", "replace")))
+            return _signed(rel.parse_release(_strip_clearsign(
+                inrelease.decode("utf-8", "replace"))), "InRelease", inrelease)
         assert keyring is not None
-        return rel.parse_release(_verify(store, keyring, inrelease, None, what))
+        return _signed(rel.parse_release(_verify(store, keyring, inrelease, None, what)),
+                       "InRelease", inrelease)
     try:
         release = fetch("Release")
     except NotFound:
@@ -193,14 +197,22 @@ def _release_once(store: MetadataStore, source: DebSource, dist_url: str, what: 
         raise RepositoryError(f"{what}: neither InRelease nor Release found at {dist_url} "
                               "(is the URL and suite right?)") from None
     if source.trusted:
-        return rel.parse_release(release.decode("utf-8", "replace"))
+        return _signed(rel.parse_release(release.decode("utf-8", "replace")), "Release",
+                       release)
     try:
         signature = fetch("Release.gpg")
     except NotFound:
         raise SignatureError(f"Signature verification failed for {what}: Release is not "
                                  "signed (no InRelease, no Release.gpg)") from None
     assert keyring is not None
-    return rel.parse_release(_verify(store, keyring, release, signature, what))
+    return _signed(rel.parse_release(_verify(store, keyring, release, signature, what)),
+                   "Release", release)
+
+
+def _signed(release: rel.Release, name: str, body: bytes) -> rel.Release:
+    """``release`` with the name and SHA-256 of the file it was read from (the lock records
+    them: :class:`imagecomposer.lock.SignedIndex`)."""
+    return attrs.evolve(release, signed=(name, hashlib.sha256(body).hexdigest()))
 
 
 def _verify(store: MetadataStore, keyring: Path, signed: bytes, signature: bytes | None,
@@ -259,9 +271,13 @@ def load_source(pool: Any, source: DebSource, store: MetadataStore,
     paths = ([f"{c}/binary-{source.arch}/Packages" for c in source.components]
              if source.suite else ["Packages"])
     date = release.date if release is not None else None
+    signed = None
+    if release is not None and release.signed is not None:  # relative to the source's url
+        signed = SignedIndex(dist_url[len(base):] + release.signed[0], release.signed[1])
     for index in paths:
         loaded.append(attrs.evolve(
-            _load_index(pool, source, store, release, dist_url, index, base, what), date=date))
+            _load_index(pool, source, store, release, dist_url, index, base, what), date=date,
+            signed=signed))
     return loaded
 
 

@@ -33,6 +33,9 @@ from imagecomposer.foundation.http import NotFound
 log = logging.getLogger("imagecomposer.rpm")
 
 
+REPOMD = "repodata/repomd.xml"  # the signed index, relative to the base URL
+
+
 @attrs.frozen
 class RpmSource:
     """One rpm-md repository to load: a base OS one or an extra one from the spec."""
@@ -95,7 +98,7 @@ def _fetch_repomd(source: RpmSource, store: MetadataStore, docs: list[Document],
         return doc.body
 
     try:
-        body = fetch("repodata/repomd.xml")
+        body = fetch(REPOMD)
     except NotFound:
         raise RepositoryError(f"{url} is not an rpm-md repository: "
                               "repodata/repomd.xml not found") from None

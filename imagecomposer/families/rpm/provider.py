@@ -35,6 +35,7 @@ from imagecomposer.families.rpm.jobs import (
 )
 from imagecomposer.families.rpm.keys import Keyring, prepare_keyring
 from imagecomposer.families.rpm.loader import (
+    REPOMD,
     LoadedRepo,
     RpmSource,
     load_filelists,
@@ -53,7 +54,7 @@ from imagecomposer.families.solvables import locked_package
 from imagecomposer.foundation.errors import ConfigError, ProviderNotConfigured, RepositoryError
 from imagecomposer.foundation.events import MetadataLoaded
 from imagecomposer.foundation.http import Http
-from imagecomposer.lock import LockedPackage, LockedRepository
+from imagecomposer.lock import LockedPackage, LockedRepository, SignedIndex
 from imagecomposer.spec.model import Repository, Spec
 
 log = logging.getLogger("imagecomposer.rpm")
@@ -188,11 +189,18 @@ class RpmProvider:
     # --- Provider protocol ----------------------------------------------------------------
 
     def repositories(self) -> Sequence[LockedRepository]:
-        """The repositories, each with its repomd.xml's date once loaded."""
+        """The repositories, each with its repomd.xml's date and SHA-256 once loaded."""
         return tuple(LockedRepository(
             name=s.name, url=s.baseurl, kind="rpm", trusted=s.trusted,
-            date=self.loaded[s.name].repomd.date if s.name in self.loaded else None)
+            date=self.loaded[s.name].repomd.date if s.name in self.loaded else None,
+            signed_index=self._signed_index(s.name))
             for s in self._sources.values())
+
+    def _signed_index(self, name: str) -> SignedIndex | None:
+        repomd = self.loaded[name].repomd if name in self.loaded else None
+        if repomd is None or repomd.sha256 is None:
+            return None
+        return SignedIndex(REPOMD, repomd.sha256)
 
     def load(self, pool: Any) -> list[Any]:
         """Load every repository (verified, cached), filelists if a file dep needs them.

@@ -9,6 +9,7 @@ libsolv itself (``Repo.add_repomdxml``) in a scratch pool, so the parser that lo
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Repomd:
     records: dict[str, RepomdRecord]
     timestamp: int | None  # the newest <timestamp> of its records
     revision: str | None = None  # <revision>: createrepo_c writes the time of indexing
+    sha256: str | None = None  # of the repomd.xml document itself
 
     @property
     def date(self) -> int | None:
@@ -86,7 +88,8 @@ def parse_repomd(data: bytes, *, url: str) -> Repomd:
             break
     timestamp = repo.meta.lookup_num(solv.REPOSITORY_TIMESTAMP)
     revision = repo.meta.lookup_str(solv.REPOSITORY_REVISION)
-    return Repomd(records, timestamp or None, revision or None)
+    return Repomd(records, timestamp or None, revision or None,
+                  hashlib.sha256(data).hexdigest())
 
 
 def verify_repomd(repomd: bytes, signature: bytes, keyring: Keyring, *, url: str) -> None:
