@@ -15,8 +15,8 @@ imported into the target's database (``keys=``) so that its own rpm trusts them 
 
 With the spec's ``pre_install`` scripts (:func:`install_in_phases`), two transactions: the
 bootstrap set (:func:`bootstrap_set`: filesystem, setup, basesystem and the package that
-provides ``/bin/sh``, with their dependencies: what dnf's ``--installroot`` installs first
-and what a script needs to run), then the scripts, then the rest of the lock.
+provides ``/bin/sh``, with their dependencies: the base every RPM system starts from and
+what a script needs to run), then the scripts, then the rest of the lock.
 
 A failing scriptlet (even a %post, which rpm itself only warns about) raises
 :class:`~imagecomposer.foundation.errors.ScriptFailed` with the tail of rpm's output. The tree is
