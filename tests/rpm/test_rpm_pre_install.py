@@ -22,8 +22,10 @@ from imagecomposer.config.model import Config
 from imagecomposer.families import family
 from imagecomposer.families.rpm.install import find_rpmdb
 from imagecomposer.foundation.errors import ScriptFailed
+from imagecomposer.export.manifest import layout_data
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
+from imagecomposer.pipeline.packages import run_packages_stage
 from imagecomposer.pipeline.workspace import Workspace
 from imagecomposer.spec import Spec
 from imagecomposer.spec.model import Base, Customizations, Image, Scripts
@@ -124,3 +126,25 @@ def test_pipeline_runs_pre_install_in_the_compose_stage(rpm_fixture: RpmFixture,
     image = _extract(root / "configuration" / f"{spec.image.name}.raw", layout,
                      tmp_path / "image")
     assert (image / "var/pre-install-runs").read_text() == "ran\n"
+
+
+def test_library_compose_runs_pre_install_once(rpm_fixture: RpmFixture, tmp_path: Path) -> None:
+    """``Composer.compose`` without an installed tree (the library's one call): the spec's
+    pre_install scripts run at installation, once, and the disk holds their work."""
+    config = example_config(tmp_path)
+    path = example_spec(rpm_fixture, tmp_path)
+    (tmp_path / "count.sh").write_text("echo ran >> /var/pre-install-runs\n"
+                                       "[ ! -e /usr/share/alpha/data ]\n")
+    marker = "customizations:\n  hostname: rpm-fixture\n"
+    path.write_text(path.read_text().replace(
+        marker, marker + "  scripts:\n    pre_install: [./count.sh]\n"))
+    spec = Spec.load(path)
+    result = run_packages_stage(spec, config, lock_path=tmp_path / "lock.json")
+    composed = Composer(config).compose(spec, result.lock, result.packages, tmp_path / "work",
+                                        tmp_path / "disk.raw")
+    result.cache.close()
+    assert not composed.cache_hit
+    (tmp_path / "image").mkdir()
+    image = _extract(composed.output, layout_data(composed.layout), tmp_path / "image")
+    assert (image / "var/pre-install-runs").read_text() == "ran\n"
+    assert (image / "var/alpha-post.log").is_file()
