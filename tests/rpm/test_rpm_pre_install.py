@@ -19,10 +19,10 @@ from test_rpm_pipeline import _extract, example_config, example_spec
 from imagecomposer.compose.composer import Composer
 from imagecomposer.compose.configure.scripts import PreInstall
 from imagecomposer.config.model import Config
+from imagecomposer.export.manifest import layout_data
 from imagecomposer.families import family
 from imagecomposer.families.rpm.install import find_rpmdb
 from imagecomposer.foundation.errors import ScriptFailed
-from imagecomposer.export.manifest import layout_data
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.packages import run_packages_stage
