@@ -4,9 +4,12 @@ Stages it runs (each usable alone):
 
 - :meth:`Composer.install` -- packages into an empty tree with the lock's family's tool
   (dpkg in a namespaced chroot, one ``rpm --root`` transaction: :meth:`Family.install
-  <imagecomposer.families.family.Family.install>`);
+  <imagecomposer.families.family.Family.install>`); with the spec's ``pre_install`` scripts
+  (:class:`~imagecomposer.compose.configure.scripts.PreInstall`) in two phases: the family's
+  bootstrap set, the scripts on that tree, the rest of the lock;
 - :meth:`Composer.installed_tree` -- the same through the installed-tree cache, keyed by the
-  lock's hash and the epoch, so a configuration-only change skips installation;
+  lock's hash, the epoch and the pre_install scripts, so a configuration-only change skips
+  installation;
 - :meth:`Composer.configure` -- the spec's customizations, the image's repositories (APT
   sources or dnf ``.repo`` files), fstab, the initramfs and the bootloader, with the
   family's hooks around them (rpm: kernels and systemd presets first, SELinux last; deb: the
@@ -29,6 +32,7 @@ filesystem by it (docs/reproducibility.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import shutil
@@ -53,6 +57,7 @@ from imagecomposer.compose.configure import (
     system,
     users,
 )
+from imagecomposer.compose.configure.scripts import PreInstall
 from imagecomposer.compose.disk import assemble, plan_layout, tree_size
 from imagecomposer.compose.disk.content import clamp_times
 from imagecomposer.compose.disk.luks import embedded_keys, key_sources
@@ -131,41 +136,58 @@ class Composer:
         return display.call("Composer", tree_cache=self.config.tree_cache_dir,
                             use_cache=self.use_cache, keep_temp=self.keep_temp)
 
-    def tree_key(self, lock: Lock) -> str:
+    def tree_key(self, lock: Lock, pre_install: PreInstall | None = None) -> str:
         """The installed-tree cache key: the lock and the epoch (maintainer scripts record
-        it, e.g. as the password change date of the accounts they create)."""
-        return f"{lock.hash}-e{self.epoch}"
+        it, e.g. as the password change date of the accounts they create), and for a spec
+        with pre_install scripts, their content, names and environment (the key of a spec
+        without is what it always was)."""
+        key = f"{lock.hash}-e{self.epoch}"
+        return key if pre_install is None else f"{key}-p{pre_install.key}"
 
     # --- packages ------------------------------------------------------------------------
 
-    def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path) -> None:
-        """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``."""
+    def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
+                pre_install: PreInstall | None = None) -> None:
+        """Install every package of ``lock`` (files in ``packages``) into the empty ``tree``;
+        ``pre_install``: the spec's pre_install scripts, run once the family's bootstrap set
+        is installed, before the rest (None: one phase)."""
         self.events(InstallStep(f"installing {len(lock.packages)} {lock.kind} packages"))
+        hook = None if pre_install is None else functools.partial(self._pre_install,
+                                                                  pre_install)
         family(lock.kind).install(lock, packages, tree, timeout=self.config.core.timeout,
                                   parallel=self.config.core.parallel,
-                                  events=self.events, epoch=self.epoch)
+                                  events=self.events, epoch=self.epoch, pre_install=hook)
+
+    def _pre_install(self, pre_install: PreInstall, tree: Path) -> None:
+        self.events(InstallStep(f"pre-install scripts ({', '.join(pre_install.names)}) on the "
+                                "bootstrap set"))
+        pre_install.run(tree, timeout=self.config.core.timeout, epoch=self.epoch)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
-                       *, use_cache: bool = True) -> Path:
-        """``workdir/root`` holding the installed ``lock``, restored from the tree cache when
-        an earlier build installed the same lock (then ``packages`` is not read)."""
+                       *, use_cache: bool = True, pre_install: PreInstall | None = None
+                       ) -> Path:
+        """``workdir/root`` holding the installed ``lock`` (with ``pre_install`` run between
+        the bootstrap set and the rest), restored from the tree cache when an earlier build
+        installed the same (then ``packages`` is not read). On a failure nothing is left:
+        no tree (unless the build keeps its work trees), no cache entry."""
         tree = workdir / "root"
         if tree.exists():
             remove_tree(tree)
         workdir.mkdir(parents=True, exist_ok=True)
-        if use_cache and self.cache.restore(self.tree_key(lock), tree):
+        key = self.tree_key(lock, pre_install)
+        if use_cache and self.cache.restore(key, tree):
             self.events(InstallStep(
                 f"installed tree restored from the cache ({lock.hash[:12]})"))
             return tree
         try:
-            self.install(lock, packages, tree)
+            self.install(lock, packages, tree, pre_install=pre_install)
         except BaseException:
             if not self.keep_on_failure:
                 remove_tree(tree)
             raise
         if use_cache and self.cache.enabled:
             self.events(InstallStep("storing the installed tree in the cache"))
-            self.cache.store(self.tree_key(lock), tree)
+            self.cache.store(key, tree)
         return tree
 
     # --- configuration -------------------------------------------------------------------
@@ -189,9 +211,7 @@ class Composer:
         # first (rpm: kernels under /boot and the distribution's presets), before anything
         # below (network, services, scripts) enables or disables a unit over them
         hooks.after_install(ctx)
-        self.events(ConfigurationStep("configuration: pre-install scripts"))
-        scripts.run_scripts(tree, spec, "pre-install", c.scripts.pre_install, timeout=timeout,
-                            epoch=epoch)
+        # the spec's pre_install scripts ran at installation (Composer.install)
         # customizations.packages.remove acted at resolution: no removed package is locked
         self.events(ConfigurationStep("configuration: system, users, files, ssh, network, "
                                       "services"))
@@ -272,8 +292,9 @@ class Composer:
         """Install (or restore), configure and assemble ``output``, a raw disk image.
 
         ``installed``: a tree that already holds the installed lock (the pipeline's compose
-        stage output); it is copied, never changed. ``on_configured`` sees the configured
-        root tree before the disk is assembled (the pipeline takes the SBOM data there).
+        stage output, the spec's pre_install scripts run); it is copied, never changed.
+        ``on_configured`` sees the configured root tree before the disk is assembled (the
+        pipeline takes the SBOM data there).
         """
 
         timings: dict[str, float] = {}
@@ -292,8 +313,11 @@ class Composer:
                     remove_tree(tree)
                 copy_tree(installed, tree)
             else:
-                hit = use_tree_cache and self.cache.lookup(self.tree_key(lock)) is not None
-                tree = self.installed_tree(lock, packages, workdir, use_cache=use_tree_cache)
+                pre_install = PreInstall.of(spec)
+                hit = use_tree_cache and self.cache.lookup(
+                    self.tree_key(lock, pre_install)) is not None
+                tree = self.installed_tree(lock, packages, workdir, use_cache=use_tree_cache,
+                                           pre_install=pre_install)
             timings["restore" if hit else "install"] = time.monotonic() - start
             start = time.monotonic()
             names = volume_names(disk)

@@ -22,7 +22,9 @@ What a family owns, in build order:
   lock given with ``build --locked``;
 - **the package file**: its extension and file name (:meth:`Family.filename`);
 - **installing** a lock into an empty tree with the family's tool (:meth:`Family.install`),
-  its scripts seeing the build epoch as ``SOURCE_DATE_EPOCH``; what the family's tools leave
+  its scripts seeing the build epoch as ``SOURCE_DATE_EPOCH``; in two phases when the spec
+  has ``pre_install`` scripts: the family's bootstrap set first (:meth:`Family.bootstrap`),
+  then the scripts, then the rest of the lock; what the family's tools leave
   that differs from build to build (:attr:`Family.leftovers`, removed after installation
   and configuration by :func:`imagecomposer.foundation.normalize.remove_leftovers`);
 - **configuration hooks** on a :class:`TreeContext`: :meth:`Family.after_install` (first),
@@ -36,7 +38,7 @@ What a family owns, in build order:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -85,6 +87,20 @@ class TreeContext:
     @property
     def timeout(self) -> float | None:
         return self.config.core.timeout
+
+
+def with_dependencies(lock: Lock, names: Iterable[str]) -> tuple[LockedPackage, ...]:
+    """The packages of ``lock`` named in ``names`` and everything they depend on in the lock
+    (transitively), in the lock's order."""
+    by_name = {p.name: p for p in lock.packages}
+    wanted = {name for name in names if name in by_name}
+    todo = list(wanted)
+    while todo:
+        for dep in by_name[todo.pop()].depends:
+            if dep in by_name and dep not in wanted:
+                wanted.add(dep)
+                todo.append(dep)
+    return tuple(p for p in lock.packages if p.name in wanted)
 
 
 def purl_part(text: str) -> str:
@@ -152,13 +168,32 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1, epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None,
+                pre_install: Callable[[Path], None] | None = None) -> None:
         """Install every package of ``lock`` (files in ``packages``, by name) into ``tree``,
         an empty or missing directory, with at most ``parallel`` processes at a time
         (``--parallel``); maintainer scripts or scriptlets see ``SOURCE_DATE_EPOCH`` =
         ``epoch`` (None: :func:`~imagecomposer.foundation.epoch.build_epoch`). The result may
-        depend on the lock and the epoch alone: the installed-tree cache is keyed by the
-        lock's hash and the epoch."""
+        depend on the lock, the epoch and ``pre_install`` alone: the installed-tree cache is
+        keyed by them.
+
+        ``pre_install`` (the spec's pre_install scripts): called with ``tree`` once the
+        bootstrap set (:meth:`bootstrap`) is installed, before the rest of the lock; None:
+        the whole lock in one phase."""
+
+    @abc.abstractmethod
+    def bootstrap(self, lock: Lock, packages: Mapping[str, Path]) -> tuple[LockedPackage, ...]:
+        """The packages of ``lock`` installed before the spec's pre_install scripts run (in
+        the lock's order): what a script needs to run (a shell) and the family's base of
+        every system, with their dependencies in the lock."""
+
+    @staticmethod
+    def phases(lock: Lock, first: Sequence[LockedPackage]) -> tuple[Lock, Lock]:
+        """``lock`` split in two, ``first`` and the rest, each in the lock's order."""
+        names = {p.name for p in first}
+        return (attrs.evolve(lock, packages=tuple(p for p in lock.packages if p.name in names)),
+                attrs.evolve(lock, packages=tuple(p for p in lock.packages
+                                                  if p.name not in names)))
 
     def after_install(self, ctx: TreeContext) -> None:
         """First in the configuration stage, before any step enables or disables a unit."""

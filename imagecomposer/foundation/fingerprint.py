@@ -17,6 +17,9 @@ Two attrs field markers change how one field is hashed (pass them as ``metadata=
   value.
 - :data:`BY_NAME`: a path that is a location, not content (an output directory, an allowed
   directory of host files); it is hashed as its name.
+- :data:`OPTIONAL`: a field left out of the canonical form while it holds its default (a
+  field added to a value later: the fingerprints of values that do not use it, and so the
+  stage records and cache keys made before it existed, stay the same).
 
 :func:`fingerprint_fields` also returns one fingerprint per field (``request.read_only_root``,
 dotted through attrs instances and mappings), so a record can say which field changed.
@@ -36,11 +39,12 @@ from typing import Any
 
 import attrs
 
-__all__ = ["BY_NAME", "SECRET", "Fingerprint", "canonical", "changed_fields", "fingerprint",
-           "fingerprint_fields", "path_digest"]
+__all__ = ["BY_NAME", "OPTIONAL", "SECRET", "Fingerprint", "canonical", "changed_fields",
+           "fingerprint", "fingerprint_fields", "path_digest"]
 
 SECRET: Mapping[str, str] = {"fingerprint": "secret"}
 BY_NAME: Mapping[str, str] = {"fingerprint": "name"}
+OPTIONAL: Mapping[str, str] = {"fingerprint": "optional"}
 
 MISSING = "missing"
 _BLOCK = 1 << 20
@@ -88,6 +92,8 @@ def canonical(value: Any) -> Any:
                 continue
             item = getattr(value, field.name)
             how = field.metadata.get("fingerprint")
+            if how == "optional" and item == field.default:
+                continue
             if how == "secret":
                 out[field.name] = _secret(item, field.name)
             elif how == "name":

@@ -25,11 +25,12 @@ from typing import Any
 import attrs
 
 from imagecomposer import __version__
+from imagecomposer.compose.configure.scripts import PreInstall
 from imagecomposer.config.model import Config, Core, ProviderConfig
 from imagecomposer.families.registry import family_for
 from imagecomposer.families.request import PackageRequest
 from imagecomposer.foundation.digest import sha256_file
-from imagecomposer.foundation.fingerprint import BY_NAME
+from imagecomposer.foundation.fingerprint import BY_NAME, OPTIONAL
 from imagecomposer.spec.model import (
     Build,
     Customizations,
@@ -74,11 +75,14 @@ class PackagesInput:
 
 @attrs.frozen
 class ComposeInput:
-    """The lock's hash and the build epoch (maintainer scripts see it): the installed tree
-    depends on nothing else."""
+    """The lock's hash, the build epoch (maintainer scripts see it) and the spec's
+    pre_install scripts (they run between the bootstrap set and the rest of the lock): the
+    installed tree depends on nothing else. Without pre_install scripts the value's
+    fingerprint is what it was before they ran here."""
 
     lock: str
     epoch: int
+    pre_install: PreInstall | None = attrs.field(default=None, metadata=OPTIONAL)
 
 
 @attrs.frozen
@@ -150,8 +154,8 @@ def packages_input(spec: Spec, config: Config, locked: Path | None = None) -> Pa
     return PackagesInput(request, config.providers.get(request.os), locked)
 
 
-def compose_input(lock_hash: str, *, epoch: int) -> ComposeInput:
-    return ComposeInput(lock_hash, epoch)
+def compose_input(lock_hash: str, *, epoch: int, spec: Spec | None = None) -> ComposeInput:
+    return ComposeInput(lock_hash, epoch, PreInstall.of(spec) if spec is not None else None)
 
 
 def configuration_input(spec: Spec, config: Config, lock_hash: str,

@@ -93,13 +93,14 @@ class PackagesStage:
 
 class ComposeStage:
     """Installs the locked packages into ``compose/root`` (restored from the installed-tree
-    cache when an earlier build installed the same lock)."""
+    cache when an earlier build installed the same lock), the spec's pre_install scripts
+    run between the family's bootstrap set and the rest."""
 
     name = "compose"
     consumes: tuple[str, ...] = ()
 
     def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> ComposeInput:
-        return compose_input(ctx.lock().hash, epoch=ctx.epoch()[0])
+        return compose_input(ctx.lock().hash, epoch=ctx.epoch()[0], spec=ctx.spec)
 
     def outputs_present(self, ctx: BuildContext) -> bool:
         return (ctx.installed_tree / "var/lib").is_dir()
@@ -114,7 +115,8 @@ class ComposeStage:
             remove_tree(work)
         # installed_tree() leaves the tree in work/"root", which is ctx.installed_tree
         ctx.composer(epoch=inputs.epoch).installed_tree(lock, packages, work,
-                                                      use_cache=not ctx.options.no_cache)
+                                                      use_cache=not ctx.options.no_cache,
+                                                      pre_install=inputs.pre_install)
 
 
 class ConfigurationStage:

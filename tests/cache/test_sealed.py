@@ -182,7 +182,8 @@ def test_the_composer_installs_when_the_cached_tree_was_tampered(tmp_path: Path)
     installs: list[Path] = []
 
     class Installing(Composer):
-        def install(self, lock: Lock, packages: object, tree: Path) -> None:  # type: ignore[override]
+        def install(self, lock: Lock, packages: object, tree: Path,  # type: ignore[override]
+                    *, pre_install: object = None) -> None:
             assert not tree.exists() or not any(tree.iterdir())
             installs.append(tree)
             make_tree(tree)

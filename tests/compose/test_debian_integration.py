@@ -24,7 +24,9 @@ from imagecomposer.cache import manifest
 from imagecomposer.cache.trees import copy_tree
 from imagecomposer.compose import bootloader, initramfs
 from imagecomposer.compose.composer import Composer
+from imagecomposer.compose.configure.scripts import PreInstall
 from imagecomposer.config.model import Config, Core
+from imagecomposer.families import family
 from imagecomposer.families.deb import install as dpkg_install
 from imagecomposer.foundation.errors import ScriptFailed
 from imagecomposer.foundation.sandbox import run_in_chroot
@@ -235,8 +237,8 @@ def test_failing_post_install_script(composer: Composer, installed: tuple[Path, 
     assert not mounts_under(tmp_path)
 
 
-def build_deb(directory: Path, name: str, postinst: str) -> Path:
-    root = directory / name
+def build_deb(directory: Path, name: str, postinst: str, *, root: Path | None = None) -> Path:
+    root = root or directory / name
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN/control").write_text(
         f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t.invalid>\n"
@@ -264,6 +266,62 @@ def test_failing_maintainer_script_names_the_package(debian_packages: Packages,
     assert "postinst is failing" in info.value.stderr_tail
     assert not mounts_under(tmp_path)
     assert not (tree / "usr/sbin/policy-rc.d").exists()
+
+
+# A pre_install script: what dpkg knows when it runs, whether the spec's package is there
+# yet, the tools a pre-install step uses, and a dpkg path exclude the rest must honour.
+PRE_INSTALL = """#!/bin/sh
+set -e
+dpkg-query -W -f '${Package}\\n' | sort > /var/lib/pre-install-seen
+test ! -e /usr/share/icspec/kept
+for tool in dpkg-divert debconf-set-selections useradd; do
+  command -v "$tool" || echo "missing $tool"
+done > /var/lib/pre-install-tools
+mkdir -p /etc/dpkg/dpkg.cfg.d
+echo 'path-exclude=/usr/share/icspec/excluded' > /etc/dpkg/dpkg.cfg.d/pre-install
+"""
+
+
+def test_pre_install_runs_before_the_spec_packages(debian_packages: Packages,
+                                                   tmp_path: Path) -> None:
+    """Two phases (issue 12): the bootstrap set (Essential, required and their dependencies)
+    installed and configured, the script on that tree, then the rest (here one spec
+    package), which honours what the script configured."""
+    lock, files = debian_packages
+    root = tmp_path / "icspec"
+    (root / "usr/share/icspec").mkdir(parents=True)
+    (root / "usr/share/icspec/kept").write_text("kept\n")
+    (root / "usr/share/icspec/excluded").write_text("excluded\n")
+    deb = build_deb(tmp_path, "icspec", "#!/bin/sh\nexit 0\n", root=root)
+    essential = dpkg_install.essential_set(lock)
+    spec_package = LockedPackage(name="icspec", version="1.0", arch="all", repository="local",
+                                 url=deb.as_uri(), sha256="0" * 64, size=deb.stat().st_size)
+    small = attrs.evolve(lock, packages=(*essential, spec_package))
+    assert family("deb").bootstrap(small, files) == tuple(essential)
+    (tmp_path / "spec").mkdir()
+    script = tmp_path / "spec/pre.sh"
+    script.write_text(PRE_INSTALL)
+    pre = PreInstall.of(Spec(image=Image(name="pre", base=Base(os="debian", version="12")),
+                             customizations=Customizations(scripts=Scripts(
+                                 pre_install=(script,)))))
+    composer = Composer(Config(core=Core(cache_dir=tmp_path / "cache",
+                                         work_dir=tmp_path / "work")))
+    start = time.monotonic()
+    tree = composer.installed_tree(small, {**files, "icspec": deb}, tmp_path / "work",
+                                   pre_install=pre)
+    seconds = time.monotonic() - start
+    seen = (tree / "var/lib/pre-install-seen").read_text().split()
+    assert seen == sorted(p.name for p in essential) and "icspec" not in seen
+    tools = (tree / "var/lib/pre-install-tools").read_text()
+    assert "missing" not in tools and len(tools.split()) == 3, tools
+    status = (tree / "var/lib/dpkg/status").read_text()
+    assert status.count("Status: install ok installed") == len(small.packages)
+    assert (tree / "usr/share/icspec/kept").read_text() == "kept\n"
+    assert not (tree / "usr/share/icspec/excluded").exists()  # the script's exclude held
+    assert not (tree / "usr/sbin/policy-rc.d").exists()
+    assert "update-initramfs" not in (tree / "var/lib/dpkg/diversions").read_text()
+    assert not mounts_under(tmp_path)
+    print(f"\ntwo-phase install of {len(essential)} + 1 packages {seconds:.1f} s")
 
 
 # What a hostile script tries, in perl (the image's perl-base): results go to RESULT in the
@@ -408,6 +466,7 @@ import json, sys
 from pathlib import Path
 from imagecomposer.compose.composer import Composer
 from imagecomposer.config.model import Config, Core
+from imagecomposer.families import family
 from imagecomposer.lock import Lock
 data = json.loads(Path(sys.argv[1]).read_text())
 lock = Lock.from_json(data["lock"])

@@ -225,7 +225,8 @@ def test_deb_family_install_forwards_the_events(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(dpkg_install, "install", fake_install)
     events: list[Event] = []
     family("deb").install(LOCK, {}, tmp_path, timeout=5.0, events=events.append)
-    assert seen == {"timeout": 5.0, "events": events.append, "epoch": None, "parallel": 1}
+    assert seen == {"timeout": 5.0, "events": events.append, "epoch": None, "parallel": 1,
+                    "pre_install": None}
 
 
 def test_disk_assembly_steps_are_progress_to_the_end() -> None:

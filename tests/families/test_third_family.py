@@ -169,17 +169,27 @@ class FakeFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1, epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None,
+                pre_install: Callable[[Path], None] | None = None) -> None:
         self.calls.append("install")
         tree.mkdir(parents=True, exist_ok=True)
+        first = self.bootstrap(lock, packages) if pre_install is not None else lock.packages
         with Root(tree) as root:
             for path, text in TREE_FILES.items():
                 root.write(path, text)
-            for package in lock.packages:
-                root.write(f"/usr/share/fakepac/{package.name}",
-                           Path(packages[package.name]).read_bytes())
+        for phase in (first, [p for p in lock.packages if p not in first]):
+            if phase is not first and pre_install is not None:
+                pre_install(tree)
+            with Root(tree) as root:
+                for package in phase:
+                    root.write(f"/usr/share/fakepac/{package.name}",
+                               Path(packages[package.name]).read_bytes())
+        with Root(tree) as root:
             root.write(DB, "".join(f"{p.name}\t{p.version}\t{p.arch}\n"
                                    for p in lock.packages))
+
+    def bootstrap(self, lock: Lock, packages: Mapping[str, Path]) -> tuple[LockedPackage, ...]:
+        return lock.packages[:1]
 
     def after_install(self, ctx: TreeContext) -> None:
         self.calls.append("after_install")

@@ -2,9 +2,16 @@
 
 When they run:
 
-- ``pre_install``: after the packages are installed (or the installed tree is restored from
-  the cache) and before any customization (users, files, services, network ...);
-- ``post_install``: after every customization, before the initramfs and the bootloader.
+- ``pre_install``: in the compose stage, between the two phases of the installation: on the
+  tree holding only the family's bootstrap set (Debian: the Essential and Priority: required
+  packages with their dependencies, installed and configured: debootstrap's ``minbase``;
+  RPM: filesystem, setup, basesystem and the ``/bin/sh`` provider with their dependencies),
+  before the rest of the lock (the spec's packages) is installed. :class:`PreInstall` is
+  what they see; the installed-tree cache is keyed by it too
+  (:meth:`imagecomposer.compose.composer.Composer.tree_key`). Without ``pre_install``
+  scripts the lock is installed in one phase, as it always was;
+- ``post_install``: in the configuration stage, after every customization, before the
+  initramfs and the bootloader.
 
 Each script runs in the sandbox of :mod:`imagecomposer.foundation.sandbox`: the image tree is
 the root (``pivot_root``, no host path reachable), the capabilities are reduced (no mount,
@@ -36,10 +43,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import ComposeError, ScriptFailed
+from imagecomposer.foundation.fingerprint import fingerprint
 from imagecomposer.foundation.sandbox import run_in_chroot
-from imagecomposer.spec.model import Spec
+from imagecomposer.spec.model import Customizations, Image, Scripts, Spec
 
 MOUNT = "/run/imagecomposer/scripts"
 RunInChroot = Callable[..., object]
@@ -63,6 +73,45 @@ def environment(spec: Spec, stage: str, script: Path) -> dict[str, str]:
         "IMAGECOMPOSER_ROOT": "/",
         "IMAGECOMPOSER_SCRIPT": script.name,
     }
+
+
+@attrs.frozen
+class PreInstall:
+    """A spec's ``pre_install`` scripts and everything they see: what the installed tree
+    depends on besides the lock and the epoch when a spec has such scripts. The scripts
+    stand for their content (a fingerprint hashes a path's file), their names for what the
+    scripts are called in the sandbox and ``IMAGECOMPOSER_SCRIPT``."""
+
+    image: Image  # the IMAGECOMPOSER_* environment
+    scripts: tuple[Path, ...]
+    names: tuple[str, ...]
+    network: bool = False  # customizations.scripts.network
+
+    @classmethod
+    def of(cls, spec: Spec) -> PreInstall | None:
+        """``spec``'s pre_install scripts, None when it has none."""
+        found = spec.customizations.scripts
+        if not found.pre_install:
+            return None
+        return cls(spec.image, found.pre_install, tuple(p.name for p in found.pre_install),
+                   found.network)
+
+    @property
+    def key(self) -> str:
+        """A digest of the scripts' content, names and environment (the tree cache key's
+        part)."""
+        return fingerprint(self)[:16]
+
+    def spec(self) -> Spec:
+        """A spec holding exactly what the scripts see."""
+        return Spec(image=self.image, customizations=Customizations(
+            scripts=Scripts(pre_install=self.scripts, network=self.network)))
+
+    def run(self, tree: Path, *, timeout: float | None = None, epoch: int | None = None,
+            chroot: RunInChroot = run_in_chroot) -> None:
+        """Run the scripts in order in ``tree`` (the bootstrapped tree)."""
+        run_scripts(tree, self.spec(), "pre-install", self.scripts, chroot=chroot,
+                    timeout=timeout, epoch=epoch)
 
 
 def run_scripts(tree: Path, spec: Spec, stage: str, scripts: tuple[Path, ...], *,

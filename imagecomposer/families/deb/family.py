@@ -6,7 +6,9 @@
   purged afterwards. A lock given with ``build --locked`` is checked with the same jobs
   (:meth:`DebFamily.removed`).
 - **install:** the Essential set extracted, then one ``dpkg --unpack`` and one
-  ``dpkg --configure -a`` in the sandbox (:mod:`.install`).
+  ``dpkg --configure -a`` in the sandbox (:mod:`.install`). With ``pre_install`` scripts,
+  two rounds: the bootstrap set (Essential, Priority: required and their dependencies:
+  debootstrap's ``minbase``, a shell, dpkg, debconf, passwd, apt), the scripts, the rest.
 - **the image's repositories:** deb822 ``.sources`` files from the lock, with keyrings
   (:mod:`.image_sources`).
 - **before the initramfs:** initramfs-tools ignores systemd's verity words, so a dm-verity
@@ -129,9 +131,18 @@ class DebFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1, epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None,
+                pre_install: Callable[[Path], None] | None = None) -> None:
         install.install(lock, packages, tree, timeout=timeout, events=events,
-                        parallel=parallel, epoch=epoch)
+                        parallel=parallel, epoch=epoch, pre_install=pre_install)
+
+    def bootstrap(self, lock: Lock, packages: Mapping[str, Path]) -> tuple[LockedPackage, ...]:
+        """Essential: yes, Priority: required and their dependencies
+        (:func:`.install.essential_set`): debootstrap's and mmdebstrap's ``minbase`` -- a
+        POSIX shell (dash, bash), coreutils, dpkg (``dpkg-divert``, path excludes in
+        ``/etc/dpkg/dpkg.cfg.d`` that the rest then honours), debconf
+        (``debconf-set-selections``), passwd (``useradd``), apt."""
+        return tuple(install.essential_set(lock))
 
     def configure_repositories(self, ctx: TreeContext) -> list[Path]:
         return image_sources.configure(

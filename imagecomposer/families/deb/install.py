@@ -102,7 +102,8 @@ def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
 def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
             eatmydata: bool = True, timeout: float | None = None,
             events: EventSink | None = None, parallel: int = 1,
-            epoch: int | None = None) -> None:
+            epoch: int | None = None,
+            pre_install: Callable[[Path], None] | None = None) -> None:
     """Install every package of ``lock`` into the empty directory ``tree`` (``events``
     receives the unpacking and configuring progress; ``parallel``: the Essential packages
     extracted at a time).
@@ -110,6 +111,13 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     Maintainer scripts run with ``SOURCE_DATE_EPOCH`` = ``epoch`` (default
     :func:`imagecomposer.foundation.epoch.build_epoch`): the accounts ``adduser`` and
     ``pwconv`` write get it as their password change date, not the day of the build.
+
+    ``pre_install`` (the spec's pre_install scripts): the lock is installed in two phases,
+    the bootstrap set (:func:`essential_set`: what debootstrap's ``minbase`` variant
+    installs) unpacked and configured first, then ``pre_install(tree)`` on that tree (no
+    policy-rc.d, no diversion, nothing of ours in it: a finished minimal system), then the
+    rest of the lock unpacked and configured; mmdebstrap's ``--essential-hook`` runs at the
+    same point. None: one phase, every package unpacked then configured together.
     """
     files = package_files(lock, packages)
     tree.mkdir(parents=True, exist_ok=True)
@@ -121,33 +129,58 @@ def install(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
         raise ComposeError("the lock has no Essential packages: cannot bootstrap dpkg")
     extract([Path(packages[p.name]) for p in essential], tree, parallel=parallel)
     _prepare_dpkg(tree)
-    binds, in_chroot = _bind_packages(files)
-    env: dict[str, str] = {"INITRD": "No", **epoch_env(resolve(epoch))}
-    copies: list[tuple[Path, str]] = []
-    eat = _eatmydata_library() if eatmydata else None
-    if eat is not None:  # copied: a preloaded library cannot come from a noexec bind mount
-        copies.append((eat, EATMYDATA_MOUNT))
-        env["LD_PRELOAD"] = EATMYDATA_MOUNT
-    _write_policy_rc_d(tree)
-    try:
-        unpack = (
-            f"dpkg-divert --quiet --local --rename --divert {UPDATE_INITRAMFS}{DIVERTED_SUFFIX}"
-            f" --add {UPDATE_INITRAMFS}\n"
-            f"printf '#!/bin/sh\\n# imagecomposer: initramfs is built once, later\\nexit 0\\n'"
-            f" > {UPDATE_INITRAMFS}\nchmod 755 {UPDATE_INITRAMFS}\n"
-            "exec dpkg " + " ".join(DPKG_OPTIONS) + " --force-depends --unpack "
-            + " ".join(shlex.quote(f) for f in in_chroot)
-        )
-        _dpkg_phase(tree, unpack, env, binds, copies, "unpack", timeout,
-                    _counter(events, "unpacking", "Unpacking ", len(files)))
-        _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
-                    env, binds, copies, "configure", timeout,
-                    _counter(events, "configuring", "Setting up ", len(files)))
-    finally:
-        with Root(tree) as root:
-            root.remove(POLICY_RC_D)
-    restore_update_initramfs(tree)
-    _cleanup(tree)
+    dpkg = _Dpkg(tree, eatmydata=eatmydata, timeout=timeout, events=events, epoch=epoch)
+    if pre_install is None:
+        dpkg.install(files)
+        return
+    first = {p.name for p in essential}
+    dpkg.install([f for p, f in zip(lock.packages, files, strict=True) if p.name in first])
+    pre_install(tree)
+    rest = [f for p, f in zip(lock.packages, files, strict=True) if p.name not in first]
+    if rest:
+        dpkg.install(rest)
+
+
+class _Dpkg:
+    """One ``dpkg --unpack`` and one ``dpkg --configure -a`` of a list of packages in the
+    sandbox, with policy-rc.d and the update-initramfs diversion around them."""
+
+    def __init__(self, tree: Path, *, eatmydata: bool, timeout: float | None,
+                 events: EventSink | None, epoch: int | None) -> None:
+        self.tree = tree
+        self.timeout = timeout
+        self.events = events
+        self.env: dict[str, str] = {"INITRD": "No", **epoch_env(resolve(epoch))}
+        self.copies: list[tuple[Path, str]] = []
+        eat = _eatmydata_library() if eatmydata else None
+        if eat is not None:  # copied: a preloaded library cannot come from a noexec bind mount
+            self.copies.append((eat, EATMYDATA_MOUNT))
+            self.env["LD_PRELOAD"] = EATMYDATA_MOUNT
+
+    def install(self, files: list[Path]) -> None:
+        tree, env, copies, timeout, events = (self.tree, self.env, self.copies, self.timeout,
+                                              self.events)
+        binds, in_chroot = _bind_packages(files)
+        _write_policy_rc_d(tree)
+        try:
+            unpack = (
+                f"dpkg-divert --quiet --local --rename --divert "
+                f"{UPDATE_INITRAMFS}{DIVERTED_SUFFIX} --add {UPDATE_INITRAMFS}\n"
+                f"printf '#!/bin/sh\\n# imagecomposer: initramfs is built once, later\\n"
+                f"exit 0\\n' > {UPDATE_INITRAMFS}\nchmod 755 {UPDATE_INITRAMFS}\n"
+                "exec dpkg " + " ".join(DPKG_OPTIONS) + " --force-depends --unpack "
+                + " ".join(shlex.quote(f) for f in in_chroot)
+            )
+            _dpkg_phase(tree, unpack, env, binds, copies, "unpack", timeout,
+                        _counter(events, "unpacking", "Unpacking ", len(files)))
+            _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
+                        env, binds, copies, "configure", timeout,
+                        _counter(events, "configuring", "Setting up ", len(files)))
+        finally:
+            with Root(tree) as root:
+                root.remove(POLICY_RC_D)
+        restore_update_initramfs(tree)
+        _cleanup(tree)
 
 
 def restore_update_initramfs(tree: Path) -> None:

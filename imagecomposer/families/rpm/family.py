@@ -4,7 +4,9 @@
   at resolution (:mod:`.jobs`), so they are never in a lock; a lock given with ``build
   --locked`` is checked with the same patterns (:meth:`RpmFamily.removed`).
 - **install:** one ``rpm --root`` transaction into the database location the lock's OS
-  profile names (:mod:`.install`).
+  profile names (:mod:`.install`); with ``pre_install`` scripts, two: the bootstrap set
+  (filesystem, setup, basesystem, the ``/bin/sh`` provider and their dependencies), the
+  scripts, the rest.
 - **after install:** kernels exposed under ``/boot`` and the distribution's systemd presets
   applied, before any configuration step enables or disables a unit (the network step
   enables systemd-networkd; ``preset-all`` would disable it again) (:mod:`.configure`).
@@ -34,7 +36,9 @@ from imagecomposer.families.rpm import jobs
 from imagecomposer.families.rpm.configure import apply_presets, configure_selinux, expose_kernels
 from imagecomposer.families.rpm.install import (
     DBPATHS,
+    bootstrap_set,
     find_rpmdb,
+    install_in_phases,
     install_rpms,
     rpm_command,
     rpmdb_location,
@@ -132,10 +136,20 @@ class RpmFamily(Family):
 
     def install(self, lock: Lock, packages: Mapping[str, Path], tree: Path, *,
                 timeout: float | None = None, events: EventSink | None = None,
-                parallel: int = 1, epoch: int | None = None) -> None:
+                parallel: int = 1, epoch: int | None = None,
+                pre_install: Callable[[Path], None] | None = None) -> None:
         dbpath, backend = rpmdb_location(lock)
+        if pre_install is not None:
+            install_in_phases(lock, packages, tree, pre_install, dbpath=dbpath,
+                              db_backend=backend, timeout=timeout, events=events, epoch=epoch)
+            return
         install_rpms(lock, packages, tree, dbpath=dbpath, db_backend=backend,
                      timeout=timeout, events=events, epoch=epoch)
+
+    def bootstrap(self, lock: Lock, packages: Mapping[str, Path]) -> tuple[LockedPackage, ...]:
+        """filesystem, setup, basesystem and the package that provides ``/bin/sh`` (read
+        from the package files), with their dependencies (:func:`.install.bootstrap_set`)."""
+        return bootstrap_set(lock, packages)
 
     def after_install(self, ctx: TreeContext) -> None:
         """Kernels at ``/boot/vmlinuz-V`` and the distribution's systemd presets

@@ -13,6 +13,11 @@ not checked again here (``--nosignature``): the packages stage already checked e
 against the repository's configured keys (``RpmProvider.verify_package``); the keys can be
 imported into the target's database (``keys=``) so that its own rpm trusts them later.
 
+With the spec's ``pre_install`` scripts (:func:`install_in_phases`), two transactions: the
+bootstrap set (:func:`bootstrap_set`: filesystem, setup, basesystem and the package that
+provides ``/bin/sh``, with their dependencies: the base every RPM system starts from and
+what a script needs to run), then the scripts, then the rest of the lock.
+
 A failing scriptlet (even a %post, which rpm itself only warns about) raises
 :class:`~imagecomposer.foundation.errors.ScriptFailed` with the tail of rpm's output. The tree is
 then
@@ -24,17 +29,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import attrs
 
+from imagecomposer.families.family import Family, with_dependencies
 from imagecomposer.families.rpm.profile import bare_profile, load_rpm_profile, profile_path
 from imagecomposer.foundation import runner
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import (
     CommandError,
+    ComposeError,
     DependencyError,
     ImageComposerError,
     LockError,
@@ -42,7 +49,7 @@ from imagecomposer.foundation.errors import (
 )
 from imagecomposer.foundation.events import EventSink, InstallStep
 from imagecomposer.foundation.sandbox import host_tool_argv
-from imagecomposer.lock import Lock
+from imagecomposer.lock import Lock, LockedPackage
 
 log = logging.getLogger("imagecomposer.rpm")
 
@@ -184,6 +191,53 @@ def install_rpms(lock: Lock, packages: Mapping[str, Path], tree: Path, *,
     if events is not None:
         events(InstallStep(f"installed {len(paths)} rpm packages in {seconds:.1f} s"))
     return RpmInstallResult(len(paths), seconds, output)
+
+
+# The base of every RPM system, by the names Fedora, Enterprise Linux and Azure Linux use:
+# the directory tree, the account and configuration files, the base system's meta-package
+BOOTSTRAP = ("filesystem", "setup", "basesystem")
+SHELL = "/bin/sh"  # and whatever provides it: what scriptlets and pre_install scripts run
+
+
+def shell_providers(paths: Sequence[Path]) -> list[str]:
+    """The names of the packages among the files ``paths`` that provide ``/bin/sh`` (read
+    from their headers: the lock records no provides)."""
+    if not paths:
+        return []
+    done = runner.run([runner.require("rpm", "rpm"), "-qp", "--nosignature", "--nodigest",
+                       "--qf", "%{NAME}[\t%{PROVIDENAME}]\n", *map(str, paths)],
+                      capture=True, what="rpm -qp (who provides /bin/sh)")
+    found: list[str] = []
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        name, *provides = line.split("\t")
+        if SHELL in provides and name not in found:
+            found.append(name)
+    return found
+
+
+def bootstrap_set(lock: Lock, packages: Mapping[str, Path]) -> tuple[LockedPackage, ...]:
+    """:data:`BOOTSTRAP` and the ``/bin/sh`` providers of ``lock`` with their dependencies
+    in the lock, in the lock's order."""
+    paths = _ordered_paths(lock, packages)
+    return with_dependencies(lock, (*BOOTSTRAP, *shell_providers(paths)))
+
+
+def install_in_phases(lock: Lock, packages: Mapping[str, Path], tree: Path,
+                      pre_install: Callable[[Path], None], *, dbpath: str = SYSIMAGE_DBPATH,
+                      db_backend: str = "sqlite", events: EventSink | None = None,
+                      timeout: float | None = None, epoch: int | None = None) -> None:
+    """:func:`install_rpms` of the bootstrap set, ``pre_install(tree)``, then
+    :func:`install_rpms` of the rest of ``lock`` (the options: install_rpms's)."""
+    first, rest = Family.phases(lock, bootstrap_set(lock, packages))
+    if not first.packages:
+        raise ComposeError(f"the lock has no package providing {SHELL} nor any of "
+                           f"{', '.join(BOOTSTRAP)}: nothing to run pre_install scripts on")
+    for phase in (first, rest):
+        if phase is rest:
+            pre_install(tree)
+        if phase.packages:
+            install_rpms(phase, packages, tree, dbpath=dbpath, db_backend=db_backend,
+                         events=events, timeout=timeout, epoch=epoch)
 
 
 _SCRIPTLET = re.compile(r"%(\w+)\(([^)]+)\) scriptlet failed, exit status (\d+)")
