@@ -198,6 +198,20 @@ def test_the_rootless_build_gives_the_root_builds_bytes(
                     user_out.parents[1] / "specs/release.pub")
 
 
+def user_bin(user: User) -> str:
+    """The user's PATH with ``~/.local/bin`` first, holding ``virt-fw-vars`` (what ``pip
+    install --user virt-firmware`` gives: it enrolls the db certificate for --secure-boot)
+    run by the user's interpreter, which may not be the one with the script beside it."""
+    script = user.home / ".local/bin/virt-fw-vars"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(f"#!{user.interpreter}\nimport sys\nfrom virt.firmware.vars import main\n"
+                      "sys.exit(main())\n")
+    script.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", user.home / ".local/bin"],
+                   check=True)
+    return f"{script.parent}:{user.env()['PATH']}"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_the_user_boots_the_rootless_image(
         name: str, rootless_user: User, builds: dict[str, tuple[Path, Path]]) -> None:
@@ -208,7 +222,8 @@ def test_the_user_boots_the_rootless_image(
     secure = (["--secure-boot", "--sb-cert", rootless_user.home / "specs/db.crt"]
               if name == "debian-12-verity" else [])
     done = rootless_user.imagecomposer("boot", out / f"{name}.raw", *secure, "--timeout",
-                                       "600", "--console-log", console, timeout=900)
+                                       "600", "--console-log", console, timeout=900,
+                                       env={"PATH": user_bin(rootless_user)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "login prompt reached" in done.stdout
     text = console.read_text(errors="replace")
