@@ -20,8 +20,8 @@ APT_PACKAGES=(
   # rootless builds: newuidmap/newgidmap (only a Recommends of mmdebstrap, which this
   # script does not install; without it the rootless tests would skip)
   uidmap
-  # boot, signing, export
-  qemu-system-x86 qemu-utils ovmf sbsigntool openssl zstd pigz xz-utils
+  # boot, signing (osslsigncode signs EFI binaries, sbverify checks them), export
+  qemu-system-x86 qemu-utils ovmf osslsigncode sbsigntool openssl zstd pigz xz-utils
   # reference tools the tests and benchmarks compare against
   mmdebstrap busybox-static cpio dnf
 )

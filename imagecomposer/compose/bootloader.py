@@ -9,7 +9,7 @@ Hooks:
 
 - Secure Boot: with ``customizations.security.secure_boot`` every EFI binary written here
   (bootloader, fallback loader and kernel) goes through
-  :func:`imagecomposer.sign.sign_efi`.
+  :func:`imagecomposer.sign.sign_efi`, signing time the build epoch.
 - dm-verity: the root hash is known only after disk assembly formatted the root filesystem;
   :func:`kernel_cmdline` takes it (``roothash=``) and :func:`rewrite_entries` updates the
   written entries before the ESP is assembled.
@@ -107,16 +107,17 @@ def _copy_kernels(tree: Root, esp: Root, token: str,
     return placed
 
 
-def _sign(spec: Spec, binaries: list[Path]) -> None:
+def _sign(spec: Spec, binaries: list[Path], epoch: int | None) -> None:
     secure_boot = spec.customizations.security.secure_boot
     if secure_boot is None:
         return
     for binary in binaries:
-        sign_efi(binary, secure_boot.key, secure_boot.cert)
+        sign_efi(binary, secure_boot.key, secure_boot.cert, epoch=epoch)
 
 
 def systemd_boot(tree: Path, esp: Path, spec: Spec, layout: Layout,
-                 kernels: list[Kernel], *, roothash: str | None = None) -> list[Path]:
+                 kernels: list[Kernel], *, roothash: str | None = None,
+                 epoch: int | None = None) -> list[Path]:
     """Populate ``esp`` for systemd-boot; return the EFI binaries written (for signing)."""
     suffix, _ = EFI_ARCH[spec.image.base.arch]
     name = f"systemd-boot{suffix}.efi"
@@ -143,7 +144,7 @@ def systemd_boot(tree: Path, esp: Path, spec: Spec, layout: Layout,
                            f"version {kernel.version}\nlinux {linux}\ninitrd {initrd}\n"
                            f"options {cmdline}\n")
         binaries += [esp_root.host_path(linux) for _, linux, _ in placed]
-    _sign(spec, binaries)
+    _sign(spec, binaries, epoch)
     return binaries
 
 
@@ -180,7 +181,7 @@ def grub_config(spec: Spec, layout: Layout, placed: list[tuple[Kernel, str, str]
 
 
 def grub_efi(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
-             roothash: str | None = None) -> list[Path]:
+             roothash: str | None = None, epoch: int | None = None) -> list[Path]:
     """A standalone GRUB EFI image (``grub-mkimage`` from the image's own GRUB, run in the
     chroot so tool and modules match) at the fallback path, with grub.cfg next to it."""
     suffix, platform = EFI_ARCH[spec.image.base.arch]
@@ -203,13 +204,14 @@ def grub_efi(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Ke
             image.remove(inner)
         esp_root.write("/EFI/BOOT/grub.cfg", grub_config(spec, layout, placed, roothash=roothash))
         binaries = [target] + [esp_root.host_path(linux) for _, linux, _ in placed]
-    _sign(spec, binaries)
+    _sign(spec, binaries, epoch)
     return binaries
 
 
 def install(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Kernel], *,
-            roothash: str | None = None) -> list[Path]:
-    """Write the spec's bootloader into ``esp``; return the EFI binaries written.
+            roothash: str | None = None, epoch: int | None = None) -> list[Path]:
+    """Write the spec's bootloader into ``esp``; return the EFI binaries written (signed
+    for Secure Boot at ``epoch``, default the build epoch, when the spec asks).
 
     (GRUB for BIOS, on MBR disks without an ESP, is :func:`grub_bios` instead.)"""
     loader = spec.customizations.bootloader
@@ -219,8 +221,8 @@ def install(tree: Path, esp: Path, spec: Spec, layout: Layout, kernels: list[Ker
         raise ComposeError(f"bootloader {loader} needs an ESP partition (type: esp) in the "
                            "disk layout")
     if loader == "systemd-boot":
-        return systemd_boot(tree, esp, spec, layout, kernels, roothash=roothash)
-    return grub_efi(tree, esp, spec, layout, kernels, roothash=roothash)
+        return systemd_boot(tree, esp, spec, layout, kernels, roothash=roothash, epoch=epoch)
+    return grub_efi(tree, esp, spec, layout, kernels, roothash=roothash, epoch=epoch)
 
 
 # --- GRUB for BIOS (MBR disks) -----------------------------------------------------------------

@@ -259,7 +259,7 @@ class Composer:
                 remove_tree(esp_tree)
             esp_tree.mkdir()
             self.events(ConfigurationStep(f"bootloader: {c.bootloader}"))
-            bootloader.install(tree, esp_tree, spec, layout, kernels)
+            bootloader.install(tree, esp_tree, spec, layout, kernels, epoch=epoch)
             trees[esp.name] = esp_tree
         elif c.bootloader != "none":
             raise ComposeError(f"bootloader {c.bootloader} needs an ESP partition (type: esp)")

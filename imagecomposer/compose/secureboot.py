@@ -1,8 +1,14 @@
-"""Secure Boot signing of EFI binaries with ``sbsign``/``sbverify`` (sbsigntool).
+"""Secure Boot signing of EFI binaries with ``osslsigncode``, checked with ``sbverify``
+(sbsigntool).
 
-sbsign reads the key file itself and cannot be given a passphrase without a terminal, so an
-encrypted key is refused here rather than decrypted into a temporary file: decrypted key
-material must never land in a workspace.
+Same binary, key and epoch, same bytes: the Authenticode signature's signing time is the
+build epoch (``osslsigncode sign -time``), not the clock (sbsign has no way to set it, so
+two builds' signed bootloaders and kernels differed). A binary that is signed already (the
+distribution's kernel) gets this signature instead of its own.
+
+The key file is read by the tool, which cannot be given a passphrase without a terminal or
+the command line, so an encrypted key is refused here rather than decrypted into a
+temporary file: decrypted key material must never land in a workspace.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import CommandError, SigningError
 from imagecomposer.foundation.runner import require, run
 
@@ -24,15 +31,19 @@ def _check_unencrypted(key: Path) -> None:
                            "encrypted key non-interactively")
 
 
-def sign_efi(binary: Path, key: Path, cert: Path, *, out: Path | None = None) -> Path:
-    """Sign an EFI binary (PE/COFF) for Secure Boot; in place unless ``out`` is given."""
-    sbsign = require("sbsign", "sbsigntool")
+def sign_efi(binary: Path, key: Path, cert: Path, *, out: Path | None = None,
+             epoch: int | None = None) -> Path:
+    """Sign an EFI binary (PE/COFF) for Secure Boot, signing time ``epoch`` (default: the
+    build epoch, :func:`imagecomposer.foundation.epoch.build_epoch`); in place unless
+    ``out`` is given."""
+    signer = require("osslsigncode", "osslsigncode")
     _check_unencrypted(key)
+    when = resolve(epoch)
     target = out if out is not None else binary
     tmp = target.with_name(f".{target.name}.signing{os.getpid()}")
     try:
-        run([sbsign, "--key", key, "--cert", cert, "--output", tmp, binary],
-            what=f"sbsign {binary.name}")
+        run([signer, "sign", "-h", "sha256", "-time", str(when), "-certs", cert, "-key", key,
+             "-in", binary, "-out", tmp], what=f"osslsigncode sign {binary.name}")
         tmp.replace(target)
     except CommandError as exc:
         raise SigningError(f"Secure Boot signing of {binary} failed: {exc}") from None

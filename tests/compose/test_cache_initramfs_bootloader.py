@@ -167,15 +167,18 @@ def test_secure_boot_signs_every_efi_binary(fake_tree: Path, spec: Spec, layout:
     key, cert = tmp_path / "db.key", tmp_path / "db.crt"
     key.write_text("k")
     cert.write_text("c")
-    log = tmp_path / "sbsign.log"
-    # a fake sbsign: records its arguments and writes the "signed" output
-    fake_tool("sbsign", f'echo "$@" >> {log}; while [ $# -gt 1 ]; do '
-              'case $1 in --output) out=$2; shift;; esac; shift; done; '
-              '{ cat "$1"; echo SIGNED; } > "$out"')
+    log = tmp_path / "osslsigncode.log"
+    # a fake osslsigncode: records its arguments and writes the "signed" output
+    fake_tool("osslsigncode", f'echo "$@" >> {log}; while [ $# -gt 1 ]; do '
+              'case $1 in -in) in=$2; shift;; -out) out=$2; shift;; esac; shift; done; '
+              '{ cat "$in"; echo SIGNED; } > "$out"')
     signed = attrs.evolve(spec, customizations=Customizations(
         security=Security(secure_boot=SecureBoot(key=key, cert=cert))))
-    binaries = bootloader.install(fake_tree, tmp_path / "esp", signed, layout, kernels)
-    assert len(log.read_text().splitlines()) == len(binaries) == 3
+    binaries = bootloader.install(fake_tree, tmp_path / "esp", signed, layout, kernels,
+                                  epoch=1700000000)
+    calls = log.read_text().splitlines()
+    assert len(calls) == len(binaries) == 3
+    assert all(" -time 1700000000 " in call for call in calls)  # the epoch, not the clock
     for binary in binaries:
         assert binary.read_bytes().endswith(b"SIGNED\n")
         assert not binary.with_name(binary.name + ".signed-tmp").exists()

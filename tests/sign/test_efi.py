@@ -1,9 +1,10 @@
-"""Secure Boot signing with the real sbsign/sbverify on a real (tiny) EFI application."""
+"""Secure Boot signing with the real osslsigncode/sbverify on a real (tiny) EFI application."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ import pytest
 from imagecomposer.foundation.errors import SigningError
 from imagecomposer.sign import sign_efi, verify_efi
 
-pytestmark = pytest.mark.skipif(shutil.which("sbsign") is None or shutil.which("ld") is None,
-                                reason="needs sbsigntool and binutils")
+pytestmark = pytest.mark.skipif(
+    shutil.which("osslsigncode") is None or shutil.which("sbverify") is None
+    or shutil.which("ld") is None, reason="needs osslsigncode, sbsigntool and binutils")
 
 HOST_STUBS = (Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"),)
 
@@ -68,3 +70,20 @@ def test_sign_efi_failures(tmp_path: Path) -> None:
                    check=True)
     with pytest.raises(SigningError, match="encrypted"):
         sign_efi(efi_binary(tmp_path), enc, cert)
+
+
+def test_same_binary_key_and_epoch_sign_to_the_same_bytes(tmp_path: Path) -> None:
+    """The signing time is the epoch, not the clock: two signings a second apart (two
+    builds) give the same bytes, and another epoch gives other bytes."""
+    binary = efi_binary(tmp_path)
+    key, cert = self_signed(tmp_path, "db")
+    first = sign_efi(binary, key, cert, out=tmp_path / "first.efi", epoch=1686355200)
+    time.sleep(1.1)
+    second = sign_efi(binary, key, cert, out=tmp_path / "second.efi", epoch=1686355200)
+    other = sign_efi(binary, key, cert, out=tmp_path / "other.efi", epoch=1700000000)
+    assert first.read_bytes() == second.read_bytes()
+    assert other.read_bytes() != first.read_bytes()
+    for signed in (first, other):
+        verify_efi(signed, cert)
+    # the signature carries the epoch as its signing time (UTCTime 230610000000Z)
+    assert b"230610000000Z" in first.read_bytes()
