@@ -40,7 +40,7 @@ import attrs
 
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.cache.trees import TreeCache, copy_tree
-from imagecomposer.compose import bootloader, initramfs_cache
+from imagecomposer.compose import bootloader, initramfs, initramfs_cache
 from imagecomposer.compose.configure import (
     crypttab,
     files,
@@ -224,7 +224,7 @@ class Composer:
             tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
             scripts=c.scripts.post_install, timeout=timeout, epoch=epoch,
-            events=self.events)
+            events=self.events, modules=initramfs.modules_for(layout))
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
