@@ -61,7 +61,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.families.family import TreeContext
 from imagecomposer.families.registry import family
 from imagecomposer.foundation import display, normalize
-from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.cleanup import remove_doomed, remove_tree, remove_tree_soon
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 from imagecomposer.foundation.events import (
@@ -278,6 +278,7 @@ class Composer:
 
         timings: dict[str, float] = {}
         workdir.mkdir(parents=True, exist_ok=True)
+        remove_doomed(workdir)  # a killed build's trees that were being deleted
         check_free_space(workdir, lock, spec)
         disk = default_disk(spec)
         seed = layout_seed(spec, lock)
@@ -334,9 +335,11 @@ class Composer:
             done = True
         finally:
             if not (self.keep_temp or (not done and self.keep_on_failure)):
+                # after success the files go while the build goes on (finalize)
+                remove = remove_tree_soon if done else remove_tree
                 for child in ("root", "disk", BIOS_DIR,
                               *(f"part-{name}" for name in volume_names(disk))):
-                    remove_tree(workdir / child)
+                    remove(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
 

@@ -23,7 +23,7 @@ from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config, without_caches
-from imagecomposer.foundation import display, userns
+from imagecomposer.foundation import cleanup, display, userns
 from imagecomposer.foundation.console import EVENT_RECORD, Console
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
@@ -132,7 +132,10 @@ class ImagePipeline:
         events = BuildEvents(spec.image.name, self.events)
         started = time.monotonic()
         try:
-            report = self._build(spec, options, events)
+            try:
+                report = self._build(spec, options, events)
+            finally:
+                cleanup.wait_for_removals()  # work trees deleted in the background
         except BaseException as exc:
             where = stage_of(exc)
             code = (exc.exit_code if isinstance(exc, ImageComposerError) else
