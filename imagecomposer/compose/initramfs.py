@@ -190,9 +190,10 @@ def build(tree: Path, *, root_fstype: str | None = None, chroot: RunInChroot = r
     then runs verbosely: its output lines say what it adds).
 
     ``modules``: the kernel modules of an initramfs-tools image (:func:`modules_for`; None:
-    ``MODULES=most``). ``root_fstype`` names the root filesystem for initramfs-tools' fsck hook: it cannot probe
-    the not-yet-existing root device at build time (``FSTYPE=auto`` would then leave fsck out
-    of the initramfs, and the root filesystem would never be checked at boot).
+    ``MODULES=most``). ``root_fstype`` names the root filesystem for initramfs-tools' fsck
+    hook: it cannot probe the not-yet-existing root device at build time (``FSTYPE=auto``
+    would then leave fsck out of the initramfs, and the root filesystem would never be
+    checked at boot).
     """
     found = kernels(tree)
     if not found:

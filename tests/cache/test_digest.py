@@ -6,7 +6,6 @@ import hashlib
 import shutil
 from pathlib import Path
 
-
 from imagecomposer.foundation.digest import (
     BLOCK,
     recall,

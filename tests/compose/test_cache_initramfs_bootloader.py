@@ -11,10 +11,10 @@ from conftest import make_layout
 
 from imagecomposer import sign
 from imagecomposer.compose import bootloader, initramfs
+from imagecomposer.compose.disk import plan_layout
 from imagecomposer.compose.layout import Layout, PlannedPartition
 from imagecomposer.foundation import cleanup
 from imagecomposer.foundation.errors import ComposeError
-from imagecomposer.compose.disk import plan_layout
 from imagecomposer.spec.model import (
     Customizations,
     Disk,
