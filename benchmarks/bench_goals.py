@@ -39,8 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compose_vs_mmdebstrap import mmdebstrap
-
+from benchmarks.compose_vs_mmdebstrap import mmdebstrap
 from imagecomposer.boot import boot
 from imagecomposer.compose import bootloader, initramfs
 from imagecomposer.compose.composer import default_disk
