@@ -27,7 +27,6 @@ bookkeeping.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ import attrs
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import (
-    hash_file_into,
+    sha256_known,
     sparse_sha256,
     sparse_sha256_of,
     workers,
@@ -307,13 +306,13 @@ class ImageCache:
 
         def fill(stage: Path) -> None:
             (stage / FILES).mkdir(parents=True)
-            if files:
-                run(["cp", "--reflink=auto", "--sparse=always", "-t", stage / FILES, *files])
             # the digests come from the build's outputs, not from the copies in the cache
+            # (taken first: a hard link made read-only below changes the output's ctime)
             with ThreadPoolExecutor(max_workers=workers(len(files) or 1),
                                     thread_name_prefix="sha256") as pool:
                 digests = dict(zip((p.name for p in files), pool.map(_digests, files),
                                    strict=True))
+            _store_files(files, stage / FILES)
             records = []
             for path in sorted((stage / FILES).iterdir()):
                 path.chmod(0o444)
@@ -400,10 +399,9 @@ def _parse(path: Path, data: Mapping[str, Any], last_used: float | None = None
 
 
 def _digests(path: Path) -> tuple[str, str]:
-    """The SHA256 and the sparse content digest of ``path``."""
-    digest = hashlib.sha256()
-    hash_file_into(path, digest)
-    return digest.hexdigest(), sparse_sha256(path)
+    """The SHA256 (known already when the build's finalize hashed this very file) and the
+    sparse content digest of ``path``."""
+    return sha256_known(path), sparse_sha256(path)
 
 
 def _changed_since_checked(entry: Entry, stage: Path) -> str | None:
@@ -423,6 +421,34 @@ def _changed_since_checked(entry: Entry, stage: Path) -> str | None:
             if sparse_sha256_of(fh) != f.content:
                 return f"{f.name} does not match its stored digest"
     return None
+
+
+def _store_files(sources: list[Path], dest: Path) -> None:
+    """Put ``sources`` (a build's outputs) into the entry directory ``dest``: a reflink
+    where the filesystem has them, else a hard link (O(1): never a second copy of a 2 GiB
+    image) when this user owns the file and nobody else can write it, else a sparse copy.
+    The entry's files are made read-only right after (so is the output a hard link shares
+    its inode with: a restore links the same way); a write through one anyway breaks the
+    entry's sealed digests, and the next lookup discards it."""
+    if not sources:
+        return
+    try:
+        run(["cp", "--reflink=always", "-t", dest, *sources])
+        return
+    except CommandError:
+        for path in dest.iterdir():
+            path.unlink()
+    try:
+        for src in sources:
+            st = src.lstat()
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022 or st.st_nlink != 1:
+                raise PermissionError("another user or name could change it: copy it instead")
+            os.link(src, dest / src.name)
+        return
+    except OSError:
+        for path in dest.iterdir():
+            path.unlink()
+    run(["cp", "--sparse=always", "-t", dest, *sources])
 
 
 def _link_or_copy(sources: list[Path], dest: Path) -> None:

@@ -44,7 +44,7 @@ import attrs
 
 from imagecomposer.cache.initramfs import InitramfsCache
 from imagecomposer.cache.trees import TreeCache, copy_tree
-from imagecomposer.compose import bootloader, initramfs_cache
+from imagecomposer.compose import bootloader, initramfs, initramfs_cache
 from imagecomposer.compose.configure import (
     crypttab,
     files,
@@ -66,7 +66,7 @@ from imagecomposer.config.model import Config
 from imagecomposer.families.family import TreeContext
 from imagecomposer.families.registry import family
 from imagecomposer.foundation import display, normalize
-from imagecomposer.foundation.cleanup import remove_tree
+from imagecomposer.foundation.cleanup import remove_doomed, remove_tree, remove_tree_soon
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import ComposeError, InsufficientDiskSpace
 from imagecomposer.foundation.events import (
@@ -244,7 +244,7 @@ class Composer:
             tree, self.initramfs_cache if self.use_cache else None,
             root_fstype=None if verity_root else layout.root.filesystem,
             scripts=c.scripts.post_install, timeout=timeout, epoch=epoch,
-            events=self.events)
+            events=self.events, modules=initramfs.modules_for(layout))
         trees: dict[str, Path] = {layout.root.name: tree}
         esp = layout.esp
         bios_dir = tree.parent / BIOS_DIR
@@ -299,6 +299,7 @@ class Composer:
 
         timings: dict[str, float] = {}
         workdir.mkdir(parents=True, exist_ok=True)
+        remove_doomed(workdir)  # a killed build's trees that were being deleted
         check_free_space(workdir, lock, spec)
         disk = default_disk(spec)
         seed = layout_seed(spec, lock)
@@ -358,9 +359,11 @@ class Composer:
             done = True
         finally:
             if not (self.keep_temp or (not done and self.keep_on_failure)):
+                # after success the files go while the build goes on (finalize)
+                remove = remove_tree_soon if done else remove_tree
                 for child in ("root", "disk", BIOS_DIR,
                               *(f"part-{name}" for name in volume_names(disk))):
-                    remove_tree(workdir / child)
+                    remove(workdir / child)
         return ComposeResult(output=result.output, layout=result.layout,
                              roothash=result.roothash, cache_hit=hit, timings=timings)
 

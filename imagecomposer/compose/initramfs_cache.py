@@ -83,15 +83,18 @@ def _tree(digest: hashlib._Hash, root: Path, label: str, *, content: bool) -> No
 def build(tree: Path, cache: InitramfsCache | None, *, root_fstype: str | None,
           scripts: Iterable[Path] = (), timeout: float | None = None,
           builder: Callable[..., list[initramfs.Kernel]] = initramfs.build,
-          epoch: int | None = None, events: EventSink | None = None
-          ) -> list[initramfs.Kernel]:
+          epoch: int | None = None, events: EventSink | None = None,
+          modules: tuple[str, ...] | None = None) -> list[initramfs.Kernel]:
     """:func:`initramfs.build` through the cache (``cache`` None or disabled: no cache);
-    ``events`` receives the builder's progress."""
+    ``events`` receives the builder's progress; ``modules``: the initramfs's kernel modules
+    (their hook is under etc/initramfs-tools, so they are part of the key)."""
     epoch = resolve(epoch)
-    extra = {"events": events} if events is not None else {}
+    extra: dict[str, object] = {"events": events} if events is not None else {}
+    if modules is not None:
+        extra["modules"] = modules
     if cache is None or not cache.enabled or not (tree / "var/lib/dpkg/status").is_file():
         return builder(tree, root_fstype=root_fstype, timeout=timeout, epoch=epoch, **extra)
-    initramfs.write_conf(tree, root_fstype)
+    initramfs.write_conf(tree, root_fstype, modules)
     digest = key(tree, root_fstype=root_fstype, scripts=scripts, epoch=epoch)
     kernels = initramfs.kernels(tree)
     images = cache.load(digest, [k.initrd.name for k in kernels])  # checked against the seal

@@ -36,7 +36,7 @@ from imagecomposer.export.formats import (
 )
 from imagecomposer.export.manifest import MANIFEST, write_manifest
 from imagecomposer.foundation import display
-from imagecomposer.foundation.digest import sha256_file
+from imagecomposer.foundation.digest import recall, remember, sha256_known
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import CommandError, ExportError
 from imagecomposer.foundation.events import EventSink, ExportStep, Progress
@@ -108,8 +108,10 @@ class Exporter:
         return lambda done, total: events(Progress(what, done, total, unit))
 
     def sha256(self, path: Path) -> str:
-        """The SHA256 of ``path``, reporting :class:`Progress` ("hashing NAME")."""
-        return sha256_file(path, self._progress(f"hashing {path.name}"))
+        """The SHA256 of ``path``, reporting :class:`Progress` ("hashing NAME"); a file this
+        process hashed already, unchanged, is not read again
+        (:func:`~imagecomposer.foundation.digest.sha256_known`)."""
+        return sha256_known(path, self._progress(f"hashing {path.name}"))
 
     def _event(self, kind: str, name: str, started: float) -> None:
         event = ExportStep(kind, name, round(time.monotonic() - started, 3))
@@ -136,6 +138,9 @@ class Exporter:
         try:
             if info.name == "raw":
                 run(["cp", "--reflink=auto", "--sparse=always", raw, out], error=CommandError)
+                known = recall(raw)
+                if known is not None:  # a copy: the same bytes, not hashed again
+                    remember(out, known)
                 return out
             size = raw.stat().st_size
             if info.round_to_mib and size != round_up_mib(size):

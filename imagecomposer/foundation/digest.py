@@ -2,6 +2,14 @@
 
 Hashing releases the GIL (hashlib does for large buffers), so a few threads hash several
 files at once; more threads than CPUs only add contention.
+
+:func:`sha256_file` reads only the data of a sparse file (its holes are fed to the digest
+as zeros from memory, never read from the kernel) and remembers, for this process, the
+digest of the inode it hashed (by device, inode, size, mtime and ctime: any write changes
+one of them). :func:`sha256_known` answers from that memory: a build hashes its 2 GiB raw
+image once, not once for the SBOMs, once for the exporter's identity, once for
+``SHA256SUMS`` and once more for the image cache. Checks against a stored digest (the
+caches' seals) always read the file again: they call :func:`sha256_file`.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ import errno
 import hashlib
 import os
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,24 +31,84 @@ _SPARSE_TAG = b"imagecomposer sparse-sha256 v1\0"
 
 
 PROGRESS_EVERY = 64 * BLOCK  # bytes between two progress reports of one file
+KNOWN_MAX = 256  # digests remembered by sha256_known (least recently used out)
+
+Identity = tuple[int, int, int, int, int]
+_known: OrderedDict[Identity, str] = OrderedDict()
+_known_lock = threading.Lock()
+
+
+def identity(st: os.stat_result) -> Identity:
+    """What changes whenever the file's content may have: device, inode, size, mtime and
+    ctime (a write sets both times; restoring an mtime still moves the ctime)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def remember(path: Path, digest: str) -> None:
+    """Record ``digest`` as the SHA256 of the file ``path`` is now (the caller made it from
+    bytes whose digest it knows: a copy, or a file it hashed while writing it)."""
+    with _known_lock:
+        _known[identity(path.stat())] = digest
+        while len(_known) > KNOWN_MAX:
+            _known.popitem(last=False)
+
+
+def recall(path: Path) -> str | None:
+    """The SHA256 this process knows for the file ``path`` as it is now, or None."""
+    key = identity(path.stat())
+    with _known_lock:
+        found = _known.get(key)
+        if found is not None:
+            _known.move_to_end(key)
+    return found
+
+
+def sha256_known(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+    """The SHA256 of ``path``: :func:`recall` when this process hashed (or remembered) this
+    very inode unchanged, else :func:`sha256_file`."""
+    found = recall(path)
+    return found if found is not None else sha256_file(path, progress)
 
 
 def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
     """The SHA256 of ``path`` (hex); ``OSError`` if it cannot be read. ``progress(done,
-    total)`` is called every :data:`PROGRESS_EVERY` bytes and at the end."""
+    total)`` is called every :data:`PROGRESS_EVERY` bytes and at the end. Holes are hashed
+    as the zeros they read as, without reading them; the digest is remembered for
+    :func:`sha256_known` when the file did not change while it was read."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
-        total = os.fstat(f.fileno()).st_size if progress is not None else 0
+        fd = f.fileno()
+        before = os.fstat(fd)
+        total = before.st_size
         done = reported = 0
-        while block := f.read(BLOCK):
+        for start, end in [*_data_ranges(fd, total), (total, total)]:
+            while done < start:  # a hole: zeros, from memory
+                step = min(BLOCK, start - done)
+                digest.update(_ZERO if step == BLOCK else memoryview(_ZERO)[:step])
+                done += step
+                if progress is not None and done - reported >= PROGRESS_EVERY:
+                    progress(done, total)
+                    reported = done
+            f.seek(done)
+            while done < end and (block := f.read(min(BLOCK, end - done))):
+                digest.update(block)
+                done += len(block)
+                if progress is not None and done - reported >= PROGRESS_EVERY:
+                    progress(done, total)
+                    reported = done
+        while block := f.read(BLOCK):  # grown while being read: the digest is of what was read
             digest.update(block)
             done += len(block)
-            if progress is not None and done - reported >= PROGRESS_EVERY:
-                progress(done, total)
-                reported = done
         if progress is not None:
             progress(done, max(total, done))
-    return digest.hexdigest()
+        after = os.fstat(fd)
+    hexdigest = digest.hexdigest()
+    if identity(after) == identity(before):
+        with _known_lock:
+            _known[identity(after)] = hexdigest
+            while len(_known) > KNOWN_MAX:
+                _known.popitem(last=False)
+    return hexdigest
 
 
 def workers(parallel: int) -> int:

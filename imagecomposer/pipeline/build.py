@@ -23,7 +23,7 @@ from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.registry import Caches
 from imagecomposer.config import load_config
 from imagecomposer.config.model import Config, without_caches
-from imagecomposer.foundation import display, userns
+from imagecomposer.foundation import cleanup, display, userns
 from imagecomposer.foundation.console import EVENT_RECORD, Console
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
@@ -138,9 +138,12 @@ class ImagePipeline:
         events = BuildEvents(spec.image.name, self.events)
         started = time.monotonic()
         try:
-            report = self._build(spec, options, events)
-            if options.check_reproducible:
-                report = self._check_reproducible(spec, options, report)
+            try:
+                report = self._build(spec, options, events)
+                if options.check_reproducible:
+                    report = self._check_reproducible(spec, options, report)
+            finally:
+                cleanup.wait_for_removals()  # work trees deleted in the background
         except BaseException as exc:
             where = stage_of(exc)
             code = (exc.exit_code if isinstance(exc, ImageComposerError) else

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
-from imagecomposer.foundation.digest import BLOCK, sha256_file, sha256_files, sparse_sha256
+from imagecomposer.foundation.digest import (
+    BLOCK,
+    recall,
+    remember,
+    sha256_file,
+    sha256_files,
+    sha256_known,
+    sparse_sha256,
+)
 
 
 def write(path: Path, size: int, chunks: dict[int, bytes], *, dense: bool = False) -> Path:
@@ -42,3 +51,46 @@ def test_sha256_files_in_parallel(tmp_path: Path) -> None:
     for path in paths:
         assert sums[path] == hashlib.sha256(path.read_bytes()).hexdigest() == sha256_file(path)
     assert sums[tmp_path / "missing"] is None
+
+
+def rchar() -> int:
+    """Bytes this process has read so far (read(2) and the like)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_sha256_of_a_sparse_file_reads_only_its_data(tmp_path: Path) -> None:
+    """The whole-file SHA256 of a 2 GiB raw image read 2 GiB of holes from the kernel; it
+    reads the data and feeds the holes as zeros from memory (same digest as reading)."""
+    size = 64 * BLOCK + 321
+    chunks = {5 * BLOCK + 3: b"data", 40 * BLOCK: b"x" * (BLOCK + 9), size - 4: b"end!"}
+    sparse = write(tmp_path / "sparse", size, chunks)
+    dense = write(tmp_path / "dense", size, chunks, dense=True)
+    expected = hashlib.sha256(dense.read_bytes()).hexdigest()
+    before = rchar()
+    assert sha256_file(sparse) == expected
+    assert rchar() - before < 8 * BLOCK  # the data blocks, not the 64 MiB of holes
+    before = rchar()
+    assert sha256_file(dense) == expected
+    assert rchar() - before >= size
+    assert sha256_file(write(tmp_path / "empty", 0, {})) == hashlib.sha256(b"").hexdigest()
+
+
+def test_sha256_known_hashes_an_unchanged_file_once(tmp_path: Path) -> None:
+    """finalize hashed the raw image for the SBOMs, for SHA256SUMS and the image cache:
+    three reads of 2 GiB; a file hashed (or copied from one) unchanged is not read again."""
+    path = write(tmp_path / "image.raw", 4 * BLOCK, {BLOCK: b"one"})
+    first = sha256_file(path)
+    path.chmod(0o000)  # unreadable: an answer can only come from memory
+    try:
+        assert sha256_known(path) == first
+    finally:
+        path.chmod(0o644)
+    write(path, 4 * BLOCK, {BLOCK: b"two"})  # changed (same size): hashed again
+    assert sha256_known(path) == hashlib.sha256(path.read_bytes()).hexdigest() != first
+    copy = tmp_path / "copy.raw"
+    shutil.copyfile(path, copy)
+    remember(copy, recall(path) or "")
+    assert recall(copy) == sha256_known(path)

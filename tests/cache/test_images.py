@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -155,8 +156,10 @@ def test_store_is_atomic_and_modified_entries_are_dropped(tmp_path: Path, projec
     cache = ImageCache(tmp_path / "cache")
     key = key_for(project)
     fake_tool("cp", "echo 'cp: error writing: Input/output error' >&2; exit 1")  # type: ignore[operator]
-    with pytest.raises(CacheError, match="cannot store image"):
-        cache.store(key, outputs(tmp_path, "built"))
+    with pytest.MonkeyPatch.context() as patch:  # no hard link either: the copy fails
+        patch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError("EXDEV")))
+        with pytest.raises(CacheError, match="cannot store image"):
+            cache.store(key, outputs(tmp_path, "built"))
     assert cache.list() == [] and not (tmp_path / "cache/edge").exists()
     assert not list((tmp_path / "cache/.tmp").iterdir())  # no staging area left behind
     os.environ["PATH"] = os.environ["PATH"].split(os.pathsep, 1)[1]  # drop the fake cp
@@ -169,6 +172,26 @@ def test_store_is_atomic_and_modified_entries_are_dropped(tmp_path: Path, projec
         f.write(b"CORRUPT")
     assert cache.lookup(key) is None
     assert not entry.path.exists()
+
+
+def test_store_links_the_outputs_instead_of_copying_them(tmp_path: Path,
+                                                         project: Path) -> None:
+    """Storing copied the outputs (a 2 GiB raw image: seconds, and its data twice on
+    disk); a filesystem without reflinks gets a hard link of the read-only file."""
+    cache = ImageCache(tmp_path / "cache")
+    built = outputs(tmp_path, "built", size=2 << 30)
+    entry = cache.store(key_for(project), built)
+    assert entry is not None
+    stored, output = entry.path / "files/edge.raw", built / "edge.raw"
+    same_inode = stored.stat().st_ino == output.stat().st_ino
+    reflinked = subprocess.run(["cp", "--reflink=always", output, tmp_path / "probe"],
+                               capture_output=True, check=False).returncode == 0
+    assert same_inode or reflinked
+    assert stored.stat().st_mode & 0o222 == 0
+    found = cache.lookup(key_for(project))
+    assert found is not None
+    assert cache.restore(found, tmp_path / "out") is not None
+    assert (tmp_path / "out/edge.raw").read_bytes()[:32] == output.read_bytes()[:32]
 
 
 def test_prune_clean_and_disabled(tmp_path: Path, project: Path) -> None:
