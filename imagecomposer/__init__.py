@@ -45,7 +45,7 @@ _EXPORTS = {
     "BuildOptions": "imagecomposer.pipeline.context",
     "BuildReport": "imagecomposer.pipeline.build",
     "build": "imagecomposer.pipeline.build",
-    "build_many": "imagecomposer.pipeline.many",
+    "build_many": "imagecomposer.cluster.api",
     "BuildResult": "imagecomposer.pipeline.many",
     "Image": "imagecomposer.inspect",
     "compare": "imagecomposer.inspect",
