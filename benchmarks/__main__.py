@@ -1,7 +1,7 @@
 """Run the benchmarks, each printing its own table: ``python -m benchmarks [NAME ...]``.
 
-Names: packages, parity, disk, export, pipeline, inspect, seal, compose (default: all but
-compose, which needs tests/compose on the path and downloads its own package set).
+Names: packages, parity, disk, export, pipeline, inspect, seal, cluster, compose (default:
+all but compose, which needs tests/compose on the path and downloads its own package set).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ SCRIPTS = {"packages": "bench_packages.py", "parity": "bench_parity.py",
            "disk": "bench_disk.py",
            "export": "bench_export.py", "pipeline": "bench_pipeline.py",
            "inspect": "bench_inspect.py", "compose": "compose_vs_mmdebstrap.py",
-           "seal": "bench_seal.py"}
-DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect", "seal")
+           "seal": "bench_seal.py", "cluster": "bench_cluster.py"}
+DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect", "seal", "cluster")
 
 
 def main(names: list[str]) -> int:

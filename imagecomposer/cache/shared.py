@@ -160,7 +160,7 @@ class SharedStore:
             raise CacheError(f"shared store: refusing to publish {final.name}: its content "
                              f"hashes to {actual}")
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(tmp, final)
+        tmp.rename(final)
         return final
 
     def remove_leftovers(self) -> list[Path]:
@@ -195,7 +195,7 @@ def copy_tree_atomically(source: Path, final: Path) -> bool:
     try:
         shutil.copytree(source, staging, symlinks=True)
         try:
-            os.rename(staging, final)
+            staging.rename(final)
         except OSError:
             if final.exists():  # another host published the same output meanwhile
                 return False

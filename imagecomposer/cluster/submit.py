@@ -77,11 +77,11 @@ def submit_many(specs: Sequence[Spec | Path | str], url: str, *, config: Config,
     try:
         _collect(submitted, client, events, timeout)
     except BaseException:
-        for item in submitted:
-            if item.result is None:  # queued ones never start; running ones finish
-                item.async_result.revoke()
+        for build in submitted:
+            if build.result is None:  # queued ones never start; running ones finish
+                build.async_result.revoke()
         raise
-    return [item.result for item in submitted if item.result is not None]
+    return [build.result for build in submitted if build.result is not None]
 
 
 def _collect(submitted: list[_Submitted], client: Any, events: EventSink | None,

@@ -52,5 +52,6 @@ def decode(text: str | bytes) -> Event | dict[str, Any]:
         raise ValueError(f"not a build event: {data['kind']!r}")
     fields = {k: Path(v["path"]) if isinstance(v, dict) and set(v) == {"path"} else v
               for k, v in data["fields"].items()}
-    event: Event = cls(**fields)
+    event = cls(**fields)
+    assert isinstance(event, Event)
     return event

@@ -6,12 +6,14 @@ and the Debian archive; these stay hermetic and fast while the real validate, pa
 The raw disk holds the lock's package hashes and the spec's hostname: different specs give
 different bytes, the same spec the same bytes. A spec whose image name starts with ``slow``
 waits :data:`SLOW_SECONDS` in configuration, after writing ``WORK/building/NAME`` (which
-worker is building it: the tests kill that one).
+worker is building it: the tests kill that one). ``$IMAGECOMPOSER_STANDIN_SECONDS`` makes
+every configuration take that long (the cluster benchmark's stand-in for real work).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from imagecomposer.foundation.events import ConfigurationStep, InstallStep
@@ -37,6 +39,7 @@ class StandinConfiguration(ConfigurationStage):
             marks.mkdir(parents=True, exist_ok=True)
             (marks / name).write_text("building\n")
             time.sleep(SLOW_SECONDS)
+        time.sleep(float(os.environ.get("IMAGECOMPOSER_STANDIN_SECONDS", "0")))
         ctx.emit(ConfigurationStep(f"hostname {inputs.customizations.hostname}"))
         lock = ctx.lock()
         body = "\n".join([f"hostname {inputs.customizations.hostname}", lock.hash,
