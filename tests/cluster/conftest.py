@@ -13,10 +13,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
+from imagecomposer.foundation.children import die_with_parent
 from tests.fixtures.debrepo import Deb, DebArchive, GpgKey, RepoServer, base_system
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +26,11 @@ VISIBILITY_TIMEOUT = 3.0  # seconds: a killed worker's build is redelivered this
 EXTRAS = [Deb("tool-a", "1.0", arch="amd64", depends="libc6"),
           Deb("tool-b", "2.0", arch="amd64", depends="bash"),
           Deb("tool-c", "3.0", arch="amd64")]
+
+
+# Out of the test process's group (a test's Ctrl-C to its group must not stop them), and
+# killed with it if the test process dies (no redis-server or worker left behind).
+DETACHED: dict[str, Any] = {"start_new_session": True, "preexec_fn": die_with_parent()}
 
 
 def free_port() -> int:
@@ -42,7 +49,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--dir",
                                 str(data), "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               **DETACHED)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -101,7 +109,8 @@ class Worker:
         if self.secrets is not None:
             argv.append(str(self.secrets))
         self.process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log,
-                                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                        **DETACHED)
 
     def kill(self) -> None:
         assert self.process is not None
