@@ -22,7 +22,8 @@ from imagecomposer.foundation.children import die_with_parent
 from tests.fixtures.debrepo import Deb, DebArchive, GpgKey, RepoServer, base_system
 
 ROOT = Path(__file__).resolve().parents[2]
-VISIBILITY_TIMEOUT = 3.0  # seconds: a killed worker's build is redelivered this fast
+VISIBILITY_TIMEOUT = 8.0  # seconds: a killed worker's build is redelivered this fast (the
+# lease renews every 2 s: a margin for a loaded CI machine)
 EXTRAS = [Deb("tool-a", "1.0", arch="amd64", depends="libc6"),
           Deb("tool-b", "2.0", arch="amd64", depends="bash"),
           Deb("tool-c", "3.0", arch="amd64")]
