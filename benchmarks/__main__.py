@@ -1,7 +1,8 @@
 """Run the benchmarks, each printing its own table: ``python -m benchmarks [NAME ...]``.
 
-Names: packages, parity, disk, export, pipeline, inspect, seal, goals, compose (default: all
-but compose, which downloads its own package set).
+Names: packages, parity, disk, export, pipeline, inspect, seal, goals, cluster, compose
+(default: all but compose, which needs tests/compose on the path and downloads its own
+package set).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ SCRIPTS = {"packages": "bench_packages.py", "parity": "bench_parity.py",
            "disk": "bench_disk.py",
            "export": "bench_export.py", "pipeline": "bench_pipeline.py",
            "inspect": "bench_inspect.py", "compose": "compose_vs_mmdebstrap.py",
-           "seal": "bench_seal.py", "goals": "bench_goals.py"}
-DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect", "seal", "goals")
+           "seal": "bench_seal.py", "goals": "bench_goals.py",
+           "cluster": "bench_cluster.py"}
+DEFAULT = ("packages", "parity", "disk", "export", "pipeline", "inspect", "seal", "goals",
+           "cluster")
 
 
 def main(names: list[str]) -> int:

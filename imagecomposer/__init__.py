@@ -47,7 +47,7 @@ _EXPORTS = {
     "BuildReport": "imagecomposer.pipeline.build",
     "build": "imagecomposer.pipeline.build",
     "check_reproducible": "imagecomposer.pipeline.build",
-    "build_many": "imagecomposer.pipeline.many",
+    "build_many": "imagecomposer.cluster.api",
     "BuildResult": "imagecomposer.pipeline.many",
     "Image": "imagecomposer.inspect",
     "compare": "imagecomposer.inspect",

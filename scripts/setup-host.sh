@@ -24,6 +24,8 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils ovmf osslsigncode sbsigntool openssl zstd pigz xz-utils
   # reference tools the tests and benchmarks compare against
   mmdebstrap busybox-static cpio dnf
+  # distributed builds: the broker (docs/distributed.md); the cluster tests start their own
+  redis-server
 )
 
 export DEBIAN_FRONTEND=noninteractive

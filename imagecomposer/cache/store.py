@@ -21,6 +21,7 @@ before the first download.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import os
 import re
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import attrs
 
+from imagecomposer.cache.shared import SharedStore
 from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
 from imagecomposer.families.registry import family
@@ -136,6 +138,8 @@ class PackageCache:
                                        setting="core.work_dir (or $IMAGECOMPOSER_WORK_DIR)")
         self.objects = self.root / "objects"
         self._http = http
+        shared = config.storage.shared_store
+        self.shared = SharedStore(shared) if shared is not None else None
 
     @property
     def http(self) -> Http:
@@ -304,17 +308,29 @@ class PackageCache:
         cancel = Cancel()
         failures: builtins.list[BaseException] = []  # in the order they happened
         http = self.http
+        shared = self.shared
 
         def one(package: LockedPackage) -> None:
             cancel.check(package.url)  # a queued transfer never starts after a failure
 
+            ext = family(package.kind).package_extension
+
             def download(dest: Path) -> None:
+                if shared is not None and shared.copy_to("packages", package.sha256, dest,
+                                                         ext):
+                    log.debug("package %s taken from the shared store", package.name)
+                    return
                 http.download(package.url, dest, sha256=package.sha256,
                               size=package.size or None, cancel=cancel,
                               on_bytes=lambda n: emit(DownloadProgress(package.name, n)))
 
             try:
-                dest = self.storage.write(_key(package), download, record=False)
+                # one host of those sharing the store downloads it; the others copy it
+                with (shared.exclusive("packages", package.sha256) if shared is not None
+                      else contextlib.nullcontext()):
+                    dest = self.storage.write(_key(package), download, record=False)
+                    if shared is not None:
+                        shared.publish("packages", package.sha256, dest, ext)
             except DownloadCancelled:
                 raise
             except BaseException as exc:

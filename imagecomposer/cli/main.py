@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from imagecomposer import __version__
-from imagecomposer.cli import commands, inspect_cmds, logsetup
+from imagecomposer.cli import cluster_cmds, commands, inspect_cmds, logsetup
 from imagecomposer.foundation.errors import (
     BuildInterrupted,
     ImageComposerError,
@@ -122,6 +122,7 @@ def _build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    help="then build the spec again from the same lock in a fresh workspace "
                         "with every cache off, and compare every output byte for byte "
                         "(exit code 1 and a report of where they differ if they do)")
+    cluster_cmds.add_build_options(b)
 
 
 def _cache_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -224,6 +225,14 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     help="private key for --ssh (default: ssh's own identities)")
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        return cluster_cmds.cmd_worker(args)
+    if args.command == "build" and args.cluster:
+        return cluster_cmds.cmd_build_on_cluster(args)
+    return commands.dispatch(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagecomposer",
@@ -262,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_parser(sub)
     _tool_parsers(sub)
     inspect_cmds.add_parsers(sub)
+    cluster_cmds.add_parsers(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -298,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         logsetup.configure(args.log_level or "info", args.log_file, args.log_format)
         signal.signal(signal.SIGTERM, _raise_interrupted)
-        code = commands.dispatch(args)
+        code = _dispatch(args)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's exit
         return code
     except BrokenPipeError:

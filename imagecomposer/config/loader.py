@@ -42,10 +42,12 @@ ENVIRONMENT: dict[str, str] = {
     "IMAGECOMPOSER_LOG_LEVEL": "logging.level",
     "IMAGECOMPOSER_PARALLEL": "core.parallel",
     "IMAGECOMPOSER_SEAL_KEY": "storage.seal_key",
+    "IMAGECOMPOSER_SHARED_STORE": "storage.shared_store",
 }
 # Fields holding paths: relative values are resolved against the config file's directory.
 PATH_KEYS = ("core.cache_dir", "core.work_dir", "logging.file", "providers.*.keyring",
-             "credentials[*].password_file", "core.allowed_paths[*]", "storage.seal_key")
+             "credentials[*].password_file", "core.allowed_paths[*]", "storage.seal_key",
+             "storage.shared_store")
 
 
 @attrs.frozen

@@ -130,6 +130,9 @@ class Storage:
     metadata_cache: MetadataCacheConfig = attrs.field(factory=MetadataCacheConfig)
     # The key sealing derived cache entries; machines sharing a cache share it (a secret).
     seal_key: Path = attrs.field(factory=default_seal_key)
+    # A directory shared by build hosts (docs/distributed.md): packages by SHA256 are taken
+    # from it before any download and published to it after one. None: no shared store.
+    shared_store: Path | None = None
 
 
 @attrs.frozen

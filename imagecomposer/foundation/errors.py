@@ -336,3 +336,9 @@ def describe(exc: BaseException) -> str:
     if where is not None:
         return f"{where[0]} failed after {where[1]:.1f} s: {text}"
     return text
+
+
+class ClusterError(ImageComposerError):
+    """A distributed build could not be submitted, run or collected (the broker cannot be
+    reached, the cluster extra is not installed, a spec cannot travel, a worker lacks a
+    secret): the message says which, and what to do."""

@@ -74,6 +74,8 @@ class BuildResult:
     error: str | None = None  # the error message, as the CLI prints it (with the stage)
     error_type: str | None = None  # its class name (ValidationError, WorkspaceBusy, ...)
     exit_code: int = 0  # what the CLI exits with for it: 1 failed, 2 usage, 130 interrupted
+    worker: str | None = None  # a cluster build (imagecomposer.cluster): the worker's name
+    output: Path | None = None  # a cluster build: its outputs in the shared output store
 
 
 def build_many(specs: Sequence[Spec | Path | str], *, config: Config | None = None,

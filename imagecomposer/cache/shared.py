@@ -1,0 +1,205 @@
+"""A content-addressed store shared by build hosts (``storage.shared_store``).
+
+A directory every host mounts (NFS, CephFS, a bind mount in tests)::
+
+    packages/ab/ab12...ef.deb   a package by its SHA256 (what the lock names)
+    bundles/ab/ab12...ef.tar    a spec and the files it references (imagecomposer.cluster)
+    .tmp/HOST-PID-RAND          a writer's staging file
+    .locks/KIND/ab12...ef       flock: one host downloads an object, the others wait for it
+
+Guarantees:
+
+* **Atomic publish.** An object is written to ``.tmp/``, flushed, hashed, and renamed into
+  place; a reader sees nothing or the whole object, never a part of one.
+* **Verified on read.** :meth:`SharedStore.copy_to` hashes while it copies; an object whose
+  content does not match its name is removed (with a warning) and is a miss. Nothing is
+  served from the store unchecked.
+* **One download per object.** :meth:`SharedStore.exclusive` serialises the hosts that miss
+  the same object; the first downloads and publishes, the others then copy it.
+
+The store is plugged into :class:`imagecomposer.cache.store.PackageCache`: a package missing
+from the host's own store is copied from here before any download, and published here after
+one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagecomposer.foundation.errors import CacheError
+from imagecomposer.foundation.filelock import exclusive
+
+log = logging.getLogger("imagecomposer.cache")
+
+_CHUNK = 1 << 20
+_KINDS = ("packages", "bundles")
+
+
+def _check(kind: str, digest: str, ext: str) -> None:
+    if kind not in _KINDS:
+        raise CacheError(f"shared store: unknown object kind {kind!r}")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise CacheError(f"shared store: {digest!r} is not a SHA256")
+    if ext and not re.fullmatch(r"[a-z0-9]{1,8}", ext):
+        raise CacheError(f"shared store: bad extension {ext!r}")
+
+
+class SharedStore:
+    """Objects addressed by SHA256 in a directory shared by several hosts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"SharedStore(root={str(self.root)!r})"
+
+    def path(self, kind: str, digest: str, ext: str = "") -> Path:
+        _check(kind, digest, ext)
+        return self.root / kind / digest[:2] / (f"{digest}.{ext}" if ext else digest)
+
+    def has(self, kind: str, digest: str, ext: str = "") -> bool:
+        return self.path(kind, digest, ext).is_file()
+
+    @contextlib.contextmanager
+    def exclusive(self, kind: str, digest: str) -> Iterator[None]:
+        """Hold the object's lock: the one host that fetches it, the others wait."""
+        _check(kind, digest, "")
+        with exclusive(self.root / ".locks" / kind / digest):
+            yield
+
+    def copy_to(self, kind: str, digest: str, dest: Path, ext: str = "") -> bool:
+        """Copy the object to ``dest`` (a new file), checking its SHA256 while copying.
+
+        False when the store does not hold it, or holds a damaged copy (then removed, so
+        that the next writer publishes a good one); ``dest`` is then removed too."""
+        source = self.path(kind, digest, ext)
+        h = hashlib.sha256()
+        try:
+            with source.open("rb") as src, dest.open("wb") as out:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+        except FileNotFoundError:
+            dest.unlink(missing_ok=True)
+            return False
+        if h.hexdigest() != digest:
+            dest.unlink(missing_ok=True)
+            log.warning("shared store: %s is damaged (its SHA256 is %s); removing it",
+                        source, h.hexdigest())
+            with contextlib.suppress(FileNotFoundError):
+                source.unlink()
+            return False
+        return True
+
+    def read_bytes(self, kind: str, digest: str, ext: str = "") -> bytes | None:
+        """The object's bytes, checked against its name; None when missing or damaged."""
+        try:
+            data = self.path(kind, digest, ext).read_bytes()
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(data).hexdigest() != digest:
+            log.warning("shared store: %s is damaged; removing it",
+                        self.path(kind, digest, ext))
+            self.path(kind, digest, ext).unlink(missing_ok=True)
+            return None
+        return data
+
+    def publish(self, kind: str, digest: str, source: Path, ext: str = "") -> Path:
+        """Publish ``source`` (whose SHA256 must be ``digest``) atomically; a no-op when the
+        store already holds it."""
+        final = self.path(kind, digest, ext)
+        if final.is_file():
+            return final
+        tmp = self._staging()
+        try:
+            h = hashlib.sha256()
+            with source.open("rb") as src, tmp.open("wb") as out:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            return self._rename(tmp, final, h.hexdigest(), digest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def publish_bytes(self, kind: str, data: bytes, ext: str = "") -> str:
+        """Publish ``data``; returns its SHA256."""
+        digest = hashlib.sha256(data).hexdigest()
+        final = self.path(kind, digest, ext)
+        if final.is_file():
+            return digest
+        tmp = self._staging()
+        try:
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            self._rename(tmp, final, digest, digest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest
+
+    def _staging(self) -> Path:
+        staging = self.root / ".tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+    @staticmethod
+    def _rename(tmp: Path, final: Path, actual: str, digest: str) -> Path:
+        if actual != digest:
+            raise CacheError(f"shared store: refusing to publish {final.name}: its content "
+                             f"hashes to {actual}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(final)
+        return final
+
+    def remove_leftovers(self) -> list[Path]:
+        """Staging files of this host's dead writers (a killed worker's partial copies)."""
+        host = socket.gethostname()
+        removed = []
+        for tmp in sorted((self.root / ".tmp").glob(f"{host}-*")):
+            pid = tmp.name[len(host) + 1:].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def copy_tree_atomically(source: Path, final: Path) -> bool:
+    """Copy a directory to ``final`` through a staging directory next to it and one rename;
+    False (and nothing changed) when ``final`` already exists."""
+    if final.exists():
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(source, staging, symlinks=True)
+        try:
+            staging.rename(final)
+        except OSError:
+            if final.exists():  # another host published the same output meanwhile
+                return False
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return True
