@@ -26,9 +26,8 @@ from imagecomposer.config import load_config
 from imagecomposer.pipeline.build import ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.spec.model import Spec
-from tests.cluster.conftest import EXTRAS, Archive, Worker, config_file, free_port
+from tests.cluster.conftest import EXTRAS, Worker, config_file, free_port, served_archive
 from tests.cluster.standins import STAGES
-from tests.fixtures.debrepo import DebArchive, GpgKey, RepoServer, base_system
 
 
 def specs(directory: Path, count: int) -> list[Path]:
@@ -68,14 +67,7 @@ def main() -> int:
     url = f"redis://127.0.0.1:{port}/0"
     workers: list[Worker] = []
     try:
-        key = GpgKey.create(root / "gpg")
-        debian = DebArchive(root / "www" / "debian", key)
-        debian.add("bookworm", *base_system(), *EXTRAS)
-        debian.add("bookworm-updates")
-        debian.add("bookworm-security")
-        debian.publish()
-        with RepoServer(root / "www") as server:
-            archive = Archive(server.url + "/debian", key.keyring, server)
+        with served_archive(root) as archive:
             paths = specs(root / "specs", args.builds)
             local_host = root / "local"
             local_host.mkdir()

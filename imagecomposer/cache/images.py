@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -430,50 +430,46 @@ def _store_files(sources: list[Path], dest: Path) -> None:
     The entry's files are made read-only right after (so is the output a hard link shares
     its inode with: a restore links the same way); a write through one anyway breaks the
     entry's sealed digests, and the next lookup discards it."""
-    if not sources:
-        return
-    try:
-        run(["cp", "--reflink=always", "-t", dest, *sources])
-        return
-    except CommandError:
-        for path in dest.iterdir():
-            path.unlink()
-    try:
-        for src in sources:
-            st = src.lstat()
-            if st.st_uid != os.geteuid() or st.st_mode & 0o022 or st.st_nlink != 1:
-                raise PermissionError("another user or name could change it: copy it instead")
-            os.link(src, dest / src.name)
-        return
-    except OSError:
-        for path in dest.iterdir():
-            path.unlink()
-    run(["cp", "--sparse=always", "-t", dest, *sources])
+    _place(sources, dest, lambda st: _private(st) and st.st_nlink == 1)
 
 
 def _link_or_copy(sources: list[Path], dest: Path) -> None:
     """Reflink when the filesystem can, else hard link (O(1) for any image size) when this
     user owns the file and nobody else can write it, else a sparse copy."""
-    if not sources:
-        return
-    try:
-        run(["cp", "--reflink=always", "-t", dest, *sources])
+    if _place(sources, dest, _private):
         for path in dest.iterdir():
             path.chmod(0o644)
-        return
+
+
+def _private(st: os.stat_result) -> bool:
+    """Owned by this user, and nobody else can write it."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _place(sources: list[Path], dest: Path, linkable: Callable[[os.stat_result], bool]
+           ) -> bool:
+    """Put ``sources`` into ``dest`` by reflink, else by hard link when every source is
+    ``linkable``, else by a sparse copy; True when the files are new (reflink or copy),
+    False when they are hard links sharing the sources' inodes."""
+    if not sources:
+        return False
+    try:
+        run(["cp", "--reflink=always", "-t", dest, *sources])
+        return True
     except CommandError:
-        for path in dest.iterdir():
-            path.unlink()
+        _empty(dest)
     try:
         for src in sources:
+            if not linkable(src.lstat()):
+                raise PermissionError("another user or name could change it: copy it instead")
             os.link(src, dest / src.name)
-            st = (dest / src.name).lstat()
-            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                raise PermissionError("another user could change it: copy it instead")
-        return
+        return False
     except OSError:
-        for path in dest.iterdir():
-            path.unlink()
+        _empty(dest)
     run(["cp", "--sparse=always", "-t", dest, *sources])
-    for path in dest.iterdir():
-        path.chmod(0o644)
+    return True
+
+
+def _empty(directory: Path) -> None:
+    for path in directory.iterdir():
+        path.unlink()

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.filelock import exclusive
+from imagecomposer.foundation.staging import pid_running
 
 log = logging.getLogger("imagecomposer.cache")
 
@@ -169,20 +170,10 @@ class SharedStore:
         removed = []
         for tmp in sorted((self.root / ".tmp").glob(f"{host}-*")):
             pid = tmp.name[len(host) + 1:].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_running(int(pid)):
                 tmp.unlink(missing_ok=True)
                 removed.append(tmp)
         return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def copy_tree_atomically(source: Path, final: Path) -> bool:

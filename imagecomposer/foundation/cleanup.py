@@ -53,28 +53,30 @@ def mounts_below(path: Path) -> list[Path]:
 
 def remove_tree(path: Path) -> None:
     """``rm -rf path``, refusing if anything is mounted below it."""
-    if not path.exists() and not path.is_symlink():
+    if _removed_if_not_a_tree(path):
         return
+    shutil.rmtree(path)
+
+
+def _removed_if_not_a_tree(path: Path) -> bool:
+    """Refuse ``path`` if anything is mounted below it; True when nothing is left to do
+    (it did not exist, or it was a file or symlink and is unlinked), False for a directory."""
+    if not path.exists() and not path.is_symlink():
+        return True
     mounted = mounts_below(path)
     if mounted:
         raise ComposeError(f"refusing to remove {path}: {mounted[0]} is mounted below it")
     if path.is_symlink() or not path.is_dir():
         path.unlink()
-        return
-    shutil.rmtree(path)
+        return True
+    return False
 
 
 def remove_tree_soon(path: Path) -> None:
     """:func:`remove_tree`, the files deleted in a background thread: ``path`` is renamed
     to a hidden sibling (``.removing-...``) before this returns, so the name is free at once
     and nothing is left where the caller looks; the mount check runs before the rename."""
-    if not path.exists() and not path.is_symlink():
-        return
-    mounted = mounts_below(path)
-    if mounted:
-        raise ComposeError(f"refusing to remove {path}: {mounted[0]} is mounted below it")
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
+    if _removed_if_not_a_tree(path):
         return
     doomed = path.with_name(f"{DOOMED_PREFIX}{path.name}-{os.getpid()}-{next(_serial)}")
     path.rename(doomed)

@@ -4,6 +4,7 @@ with separate work and cache directories standing in for separate hosts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -72,9 +73,9 @@ class Archive:
     server: RepoServer
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    root = tmp_path_factory.mktemp("archive")
+@contextlib.contextmanager
+def served_archive(root: Path) -> Iterator[Archive]:
+    """The test archive (base system and :data:`EXTRAS`), signed, served on 127.0.0.1."""
     key = GpgKey.create(root / "gpg")
     debian = DebArchive(root / "www" / "debian", key)
     debian.add("bookworm", *base_system(), *EXTRAS)
@@ -83,6 +84,12 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     debian.publish()
     with RepoServer(root / "www") as server:
         yield Archive(server.url + "/debian", key.keyring, server)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
+    with served_archive(tmp_path_factory.mktemp("archive")) as served:
+        yield served
 
 
 def config_file(path: Path, host: Path, archive: Archive, shared: Path | None) -> Path:

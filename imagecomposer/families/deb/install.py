@@ -32,6 +32,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from imagecomposer.families.family import with_dependencies
 from imagecomposer.foundation import normalize, runner
 from imagecomposer.foundation.epoch import epoch_env, resolve
 from imagecomposer.foundation.errors import CommandError, ComposeError, LockError, ScriptFailed
@@ -75,15 +76,8 @@ def essential_set(lock: Lock) -> list[LockedPackage]:
     In transaction order. Extracting a few packages more than strictly needed is harmless:
     dpkg unpacks every package again right after and takes ownership of the files.
     """
-    by_name = {p.name: p for p in lock.packages}
-    wanted = {p.name for p in lock.packages if p.essential or p.priority == "required"}
-    todo = list(wanted)
-    while todo:
-        for dep in by_name[todo.pop()].depends:
-            if dep in by_name and dep not in wanted:
-                wanted.add(dep)
-                todo.append(dep)
-    return [p for p in lock.packages if p.name in wanted]
+    return list(with_dependencies(
+        lock, (p.name for p in lock.packages if p.essential or p.priority == "required")))
 
 
 def package_files(lock: Lock, packages: Mapping[str, Path]) -> list[Path]:
