@@ -57,6 +57,8 @@ log = logging.getLogger("imagecomposer.cache")
 
 ENTRY = "entry.json"
 FILES = "files"
+STAMPS = "checked.json"  # sealed stat stamps of the files last found intact
+STAMP_KIND = "images-checked"  # what the stamps' seals name (never an entry record's)
 FORMAT = 3  # 2: files carry their sparse content digest; 3: the record is sealed
 KIND = "images"  # what the seals name
 PATTERNS = ("*/*",)
@@ -182,51 +184,103 @@ class ImageCache:
         return sorted(found, key=lambda e: (e.name, -e.last_used))
 
     @staticmethod
-    def _damage(entry: Entry) -> tuple[str | None, dict[str, Checked]]:
-        """Why ``entry`` cannot be used (None when every file is as sealed), and the inode
-        of each file that was hashed.
+    def _damage(entry: Entry, stamps: Mapping[str, list[int]] | None = None
+                ) -> tuple[str | None, dict[str, Checked], dict[str, os.stat_result]]:
+        """Why ``entry`` cannot be used (None when every file is as sealed), the inode of
+        each file that was checked, and the status (taken before reading) of each file that
+        was hashed.
 
         Size and mtime first (cheap), then each file's digest (a file rewritten with its
         mtime put back is caught here), hashed through one open file: what was checked is
-        exactly the inode that was read, whatever its name points to meanwhile.
+        exactly the inode that was read, whatever its name points to meanwhile. A file
+        whose (device, inode, size, mtime, ctime) is the one ``stamps`` (sealed, see
+        :meth:`_stamps`) recorded when it was last found intact, that this user owns and
+        nobody else can write, is not read again: any write, truncation, ``utime`` or
+        ``chmod`` since would have moved its ctime, which no one but root can set.
         """
         for f in entry.files:
             path = entry.path / FILES / f.name
             try:
                 st = path.stat()
             except OSError:
-                return f"{f.name} is missing", {}
+                return f"{f.name} is missing", {}, {}
             if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
-                return f"{f.name} was modified (size or mtime changed)", {}
+                return f"{f.name} was modified (size or mtime changed)", {}, {}
 
-        def one(f: CachedFile) -> tuple[str | None, Checked | None]:
+        trusted = stamps or {}
+
+        def one(f: CachedFile) -> tuple[str | None, Checked | None, os.stat_result | None]:
             try:
                 with (entry.path / FILES / f.name).open("rb") as fh:
                     st = os.fstat(fh.fileno())
                     if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
-                        return f"{f.name} was modified (size or mtime changed)", None
+                        return f"{f.name} was modified (size or mtime changed)", None, None
+                    checked = Checked(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                    if _private(st) and trusted.get(f.name) == _stamp(st):
+                        return None, checked, None  # unchanged since it was last hashed
                     digest = sparse_sha256_of(fh)
             except OSError:
-                return f"{f.name} cannot be read", None
+                return f"{f.name} cannot be read", None, None
             if digest != f.content:
-                return f"{f.name} does not match its stored digest", None
-            return None, Checked(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                return f"{f.name} does not match its stored digest", None, None
+            return None, checked, st
 
         with ThreadPoolExecutor(max_workers=workers(len(entry.files) or 1),
                                 thread_name_prefix="sha256") as pool:
             results = builtins.list(pool.map(one, entry.files))
-        for problem, _ in results:
+        for problem, _, _ in results:
             if problem is not None:
-                return problem, {}
-        return None, {f.name: c for f, (_, c) in zip(entry.files, results, strict=True)
-                      if c is not None}
+                return problem, {}, {}
+        pairs = builtins.list(zip(entry.files, results, strict=True))
+        return (None, {f.name: c for f, (_, c, _) in pairs if c is not None},
+                {f.name: st for f, (_, _, st) in pairs if st is not None})
+
+    def _stamps(self, entry: Entry, stored: str) -> dict[str, list[int]]:
+        """The stat stamps (by file name) recorded when the files of ``entry`` (key
+        ``stored``) were last found intact, if their seal holds for this entry and they
+        were taken against the content digests the entry records; else none."""
+        try:
+            data = json.loads((entry.path / STAMPS).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        record = {k: v for k, v in data.items() if k != "seal"}
+        if not self.seal_key.check(STAMP_KIND, stored, record, data.get("seal")):
+            return {}
+        files = record.get("files")
+        if not isinstance(files, dict):
+            return {}
+        contents = {f.name: f.content for f in entry.files}
+        return {name: stamp["stat"] for name, stamp in files.items()
+                if isinstance(stamp, dict) and name in contents
+                and stamp.get("content") == contents[name] and isinstance(stamp.get("stat"), list)}
+
+    def _write_stamps(self, entry: Entry, stored: str, stats: Mapping[str, os.stat_result]
+                      ) -> None:
+        """Record (sealed) the status of the files of ``entry`` just found intact, so that
+        the next lookup need not read them again while they stay that very, unchanged
+        inode. Best effort: a cache this user cannot write just has no stamps."""
+        previous = self._stamps(entry, stored)
+        contents = {f.name: f.content for f in entry.files}
+        files = {name: {"content": contents[name], "stat": stat}
+                 for name, stat in previous.items()}
+        files.update({name: {"content": contents[name], "stat": _stamp(st)}
+                      for name, st in stats.items() if name in contents})
+        partial = entry.path / f".{STAMPS}.{os.getpid()}"
+        try:
+            partial.write_text(self._stamp_text(stored, files))
+            partial.replace(entry.path / STAMPS)
+        except OSError as exc:
+            log.debug("image cache: cannot record the check of %s: %s", entry.path, exc)
+            partial.unlink(missing_ok=True)
 
     def _verify(self, path: Path) -> str | None:
         """The store's verification: the entry is sealed and every file is intact."""
         entry, problem = self._sealed(path, path.relative_to(self.root).as_posix())
         if entry is None:
             return problem
-        return self._damage(entry)[0]
+        return self._damage(entry)[0]  # every file read: no stamps trusted
 
     def remove_leftovers(self, *, dry_run: bool = False) -> builtins.list[Path]:
         """Remove the staging areas of stores that were killed (owner pid dead, or older
@@ -250,17 +304,21 @@ class ImageCache:
             return None
         entry, damage = self._sealed(path, stored)
         checked: dict[str, Checked] = {}
+        hashed: dict[str, os.stat_result] = {}
         if entry is not None:
-            found, checked = self._damage(entry)
+            found, checked, hashed = self._damage(entry, self._stamps(entry, stored))
             damage = found or ""
         if entry is None or damage:
             log.warning("image cache entry %s is damaged (%s); discarding it", path, damage)
             self._discarded[key.digest] = damage
             self.storage.remove(stored, inode=inode)
             return None
-        log.debug("image cache: %s %s intact (%d files checked against their sealed digests "
-                  "in %.2f s)", entry.name, entry.digest[:12], len(entry.files),
-                 time.monotonic() - started)
+        if hashed:
+            self._write_stamps(entry, stored, hashed)
+        log.debug("image cache: %s %s intact (%d files checked against their sealed digests, "
+                  "%d of them unchanged since their last check, in %.2f s)", entry.name,
+                  entry.digest[:12], len(entry.files), len(entry.files) - len(hashed),
+                  time.monotonic() - started)
         return attrs.evolve(entry, checked=checked)
 
     def restore(self, entry: Entry, output_dir: Path) -> builtins.list[Path] | None:
@@ -285,6 +343,8 @@ class ImageCache:
                         raise _Changed
             except _Changed:
                 pass
+            if problem is None:
+                self._restamp(entry, key, path)
         if problem is not None:
             log.warning("image cache entry %s is damaged (%s since it was checked); "
                         "discarding it", entry.path, problem)
@@ -295,6 +355,29 @@ class ImageCache:
         log.info("image cache hit: %s %s restored to %s in %.2f s", entry.name,
                  entry.digest[:12], output_dir, time.monotonic() - started)
         return [output_dir / f.name for f in entry.files]
+
+    def _stamp_text(self, stored: str, files: Mapping[str, Any]) -> str:
+        """The sealed stamps file of entry ``stored``."""
+        record: dict[str, Any] = {"files": dict(files)}
+        record["seal"] = self.seal_key.seal(STAMP_KIND, stored, record)
+        return json.dumps(record, sort_keys=True)
+
+    def _restamp(self, entry: Entry, stored: str, path: Path) -> None:
+        """After a restore: a hard link made (and the previous outputs' links removed)
+        moved the ctime of the entry's files; record it for the files that are still the
+        inode :meth:`lookup` checked, unchanged, so the next lookup need not read them."""
+        stats = {}
+        for f in entry.files:
+            seen = entry.checked.get(f.name)
+            try:
+                st = (path / FILES / f.name).lstat()
+            except OSError:
+                return
+            if seen is None or (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (
+                    seen.dev, seen.ino, seen.size, seen.mtime_ns):
+                return
+            stats[f.name] = st
+        self._write_stamps(attrs.evolve(entry, path=path), stored, stats)
 
     def store(self, key: CacheKey, artifacts_dir: Path) -> Entry | None:
         """Copy every file of ``artifacts_dir`` into a new entry, then apply the limits
@@ -313,13 +396,17 @@ class ImageCache:
                 digests = dict(zip((p.name for p in files), pool.map(_digests, files),
                                    strict=True))
             _store_files(files, stage / FILES)
-            records = []
+            records, stamps = [], {}
             for path in sorted((stage / FILES).iterdir()):
                 path.chmod(0o444)
                 st = path.stat()
                 full, content = digests[path.name]
                 records.append(attrs.asdict(CachedFile(
                     path.name, st.st_size, full, st.st_mtime_ns, content)))
+                # the file as it is now holds the bytes just hashed: the first lookup
+                # need not read it again while it stays this very, unchanged inode
+                stamps[path.name] = {"content": content, "stat": _stamp(st)}
+            (stage / STAMPS).write_text(self._stamp_text(stored, stamps))
             record: dict[str, Any] = {
                 "format": FORMAT, "name": key.name, "digest": key.digest,
                 "inputs": [list(pair) for pair in key.inputs], "files": records,
@@ -402,6 +489,13 @@ def _digests(path: Path) -> tuple[str, str]:
     """The SHA256 (known already when the build's finalize hashed this very file) and the
     sparse content digest of ``path``."""
     return sha256_known(path), sparse_sha256(path)
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    """What must stay the same for a checked file to be the same bytes: the inode and its
+    size, mtime and ctime (the kernel moves ctime on every write, truncation, utime and
+    chmod; only root can set it)."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _changed_since_checked(entry: Entry, stage: Path) -> str | None:

@@ -8,12 +8,15 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
+from imagecomposer.cache import images
 from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.fingerprint import fingerprint, path_digest
+from imagecomposer.foundation.seal import SealKey
 
 SPEC = json.dumps({"image": {"name": "edge"}, "customizations": {"hostname": "a"}},
                   sort_keys=True)
@@ -284,3 +287,82 @@ def test_leftovers_of_a_killed_store_go_on_the_next_start(tmp_path: Path,
     os.utime(running, (old, old))
     assert cache.prune() == [running] and not running.exists()
     assert [e.digest for e in cache.list()] == [key.digest]
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files whose content the image cache hashes from now on (by name)."""
+    read: list[str] = []
+    original = images.sparse_sha256_of
+
+    def counting(fh: BinaryIO) -> str:
+        read.append(Path(fh.name).name)
+        return original(fh)
+
+    monkeypatch.setattr(images, "sparse_sha256_of", counting)
+    return read
+
+
+def test_unchanged_files_are_not_read_again(tmp_path: Path, project: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An identical rebuild read every byte of the cached images again (1.4 s of the 2.9 s
+    CLI rebuild of the minimal example, issue 16): a file that is still the inode recorded,
+    sealed, when it was last found intact (device, inode, size, mtime, ctime) is trusted;
+    `cache prune` still reads everything."""
+    cache = ImageCache(tmp_path / "cache")
+    key = key_for(project)
+    cache.store(key, outputs(tmp_path, "built", size=8 << 20))
+    read = count_reads(monkeypatch)
+    for attempt in range(3):  # the restore's hard links move the ctime: recorded again
+        entry = cache.lookup(key)
+        assert entry is not None, attempt
+        assert cache.restore(entry, tmp_path / "out") is not None
+    assert read == []
+    assert cache.prune() == [] and sorted(read) == ["SHA256SUMS", "edge.raw"]
+
+
+@pytest.mark.parametrize("when", ["after the store", "after a restore"])
+def test_a_recorded_check_does_not_hide_a_write(tmp_path: Path, project: Path, when: str,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A write through the cached file (its mtime put back) moves its ctime: it is read
+    again and refused, whether it was stamped by the store or by a restore."""
+    cache = ImageCache(tmp_path / "cache")
+    key = key_for(project)
+    entry = cache.store(key, outputs(tmp_path, "built", size=8 << 20))
+    assert entry is not None
+    if when == "after a restore":
+        found = cache.lookup(key)
+        assert found is not None and cache.restore(found, tmp_path / "out") is not None
+    tamper_keeping_mtime(entry.path / "files/edge.raw", 5 << 20, b"EVIL")
+    with caplog.at_level(logging.WARNING, "imagecomposer.cache"):
+        assert cache.lookup(key) is None
+    assert "edge.raw does not match its stored digest" in caplog.text
+
+
+def test_forged_or_copied_stamps_are_not_trusted(tmp_path: Path, project: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Whoever can write the cache but not read the key cannot vouch for a file they
+    changed: stamps sealed with another key, or copied from another entry, are ignored
+    and the file is read (then refused)."""
+    cache = ImageCache(tmp_path / "cache")
+    key, other = key_for(project), key_for(project, tool="9.9")
+    entry = cache.store(key, outputs(tmp_path, "built", size=8 << 20))
+    second = cache.store(other, outputs(tmp_path, "built2", size=8 << 20))
+    assert entry is not None and second is not None
+    raw = entry.path / "files/edge.raw"
+    tamper_keeping_mtime(raw, 5 << 20, b"EVIL")
+    stamps = json.loads((entry.path / "checked.json").read_text())
+    stamps["files"]["edge.raw"]["stat"] = images._stamp(raw.stat())
+    forger = ImageCache(tmp_path / "cache", seal_key=SealKey(tmp_path / "forger.key"))
+    (entry.path / "checked.json").write_text(forger._stamp_text(
+        f"edge/{key.digest}", stamps["files"]))
+    with caplog.at_level(logging.WARNING, "imagecomposer.cache"):
+        assert cache.lookup(key) is None
+    assert "edge.raw does not match its stored digest" in caplog.text
+    # the other entry's (valid) stamps put into a tampered entry of the same outputs
+    raw2 = second.path / "files/edge.raw"
+    tamper_keeping_mtime(raw2, 5 << 20, b"EVIL")
+    theirs = json.loads((second.path / "checked.json").read_text())
+    theirs["files"]["edge.raw"]["stat"] = images._stamp(raw2.stat())
+    (second.path / "checked.json").write_text(cache._stamp_text(
+        f"edge/{key.digest}", theirs["files"]))  # sealed, but for another entry
+    assert cache.lookup(other) is None
