@@ -212,7 +212,8 @@ class Exporter:
     # --- the whole finalize step ------------------------------------------------------------
 
     def export(self, raw: Path, formats: Iterable[str], compression: str, output_dir: Path, *,
-               extra_files: Iterable[Path] = (), name: str | None = None,
+               extra_files: Iterable[Path] | Callable[[], Iterable[Path]] = (),
+               name: str | None = None,
                qcow2_compressed: bool = False, signer: FileSigner | None = None,
                manifest: ManifestBuilder | None = None,
                attest: Attester | None = None) -> ExportResult:
@@ -221,15 +222,15 @@ class Exporter:
         document), the attestations (``attest`` writes them over every file so far:
         :mod:`imagecomposer.export.provenance`), ``SHA256SUMS`` (and its signature), then
         replace ``output_dir`` atomically. On any failure ``output_dir`` is left as it
-        was."""
+        was. ``extra_files`` may be a function giving them, called once the formats are
+        converted (the caller makes them meanwhile: the SBOMs wait for the raw image's
+        SHA256, hashed while ``qemu-img`` converts)."""
         formats = tuple(dict.fromkeys(formats))
         if not formats:
             raise ExportError("no output format requested")
         check_combination(formats, compression)
-        extra = tuple(extra_files)
-        for path in extra:
-            if not path.is_file():
-                raise ExportError(f"extra file {path} does not exist")
+        extra: tuple[Path, ...] = () if callable(extra_files) else tuple(extra_files)
+        _check_extra(extra)
         stem = name or raw.name.removesuffix(".raw")
         self._timings = []
         raw_digest = None
@@ -240,10 +241,19 @@ class Exporter:
         with staged(output_dir) as stage:
             converted = self._convert_all(raw, formats, compression, stage, stem,
                                           qcow2_compressed, raw_digest)
-            artifacts = [self._artifact(stage, path, fmt, compression, signer,
-                                        raw_digest if (fmt, compression) == ("raw", "none")
-                                        else None)
-                         for fmt, path in converted]
+            plain_raw = [(fmt, compression) == ("raw", "none") for fmt, _ in converted]
+            # the other formats are hashed first: the caller may still be hashing the raw
+            done = {i: self._artifact(stage, path, fmt, compression, signer)
+                    for i, (fmt, path) in enumerate(converted) if not plain_raw[i]}
+            if callable(extra_files):
+                extra = tuple(extra_files())
+                _check_extra(extra)
+            # hashed meanwhile (the caller's SBOMs): the copy was made from these very,
+            # unchanged bytes (recall answers only for the inode as it was hashed)
+            raw_digest = raw_digest or recall(raw)
+            artifacts = [done[i] if i in done else
+                         self._artifact(stage, path, fmt, compression, signer, raw_digest)
+                         for i, (fmt, path) in enumerate(converted)]
             for path in extra:
                 copy = stage / path.name
                 if copy.exists():
@@ -307,6 +317,12 @@ class Exporter:
         signature = self._sign(signer, path).name if signer is not None else None
         return Artifact(path.name, fmt, compression, path.stat().st_size, digest, signature,
                         signer.sig_alg if signer is not None else None)
+
+
+def _check_extra(files: Iterable[Path]) -> None:
+    for path in files:
+        if not path.is_file():
+            raise ExportError(f"extra file {path} does not exist")
 
 
 QEMU_PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,25 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
     exporter = exporter or Exporter()
     name = spec.image.name
     base = spec.image.base
-    with tempfile.TemporaryDirectory(prefix="tmp-finalize-", dir=work_dir) as scratch:
+    with (tempfile.TemporaryDirectory(prefix="tmp-finalize-", dir=work_dir) as scratch,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hashing):
         extra: list[Path] = []
         if lock_file is not None:
             extra.append(Path(shutil.copyfile(lock_file, Path(scratch) / f"{name}.lock.json")))
-        if spec.output.sbom and lock is not None:
-            if packages is None and tree is not None:
-                packages = collect(lock, tree)
-            if packages is not None:
-                image = ImageInfo(name, spec.image.version, exporter.sha256(raw),
-                                  f"{name}.raw")
-                extra += write_sboms(Path(scratch), name, sbom_documents(
-                    image, packages, lock.hash, spec.output.sbom, epoch=exporter.epoch))
+        sbom_lock = lock if spec.output.sbom else None
+        if sbom_lock is not None and packages is None and tree is not None:
+            packages = collect(sbom_lock, tree)
+        # the SBOMs name the raw image's SHA256: hashed (2 GiB, holes as zeros: seconds of
+        # CPU) while qemu-img converts, the SBOMs written once both are done
+        raw_sha256 = (hashing.submit(exporter.sha256, raw)
+                      if sbom_lock is not None and packages is not None else None)
+
+        def extra_files() -> list[Path]:
+            if sbom_lock is None or packages is None or raw_sha256 is None:
+                return extra
+            image = ImageInfo(name, spec.image.version, raw_sha256.result(), f"{name}.raw")
+            return extra + write_sboms(Path(scratch), name, sbom_documents(
+                image, packages, sbom_lock.hash, spec.output.sbom, epoch=exporter.epoch))
 
         def manifest(artifacts: Sequence[Artifact], directory: Path) -> Mapping[str, Any]:
             return build_manifest(
@@ -85,5 +93,5 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
                                     predicate=predicate)
 
         return exporter.export(raw, spec.output.formats, spec.output.compression, output_dir,
-                               extra_files=extra, name=name, signer=signer, manifest=manifest,
+                               extra_files=extra_files, name=name, signer=signer, manifest=manifest,
                                attest=attest if signer is not None else None)

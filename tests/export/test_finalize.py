@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,35 @@ def test_the_manifest_and_the_sboms_hold_the_build_epoch(raw_image: Path, tmp_pa
     cdx = json.loads((out / "edge.cdx.json").read_text())
     assert spdx["creationInfo"]["created"] == cdx["metadata"]["timestamp"] == \
         "2026-11-30T00:53:20Z"
+
+
+def test_the_raw_image_is_hashed_while_the_formats_convert(raw_image: Path, tmp_path: Path
+                                                           ) -> None:
+    """The SBOMs need the raw image's SHA256 (a 2 GiB raw: seconds of CPU), which finalize
+    computed before converting anything (issue 16): it now runs while qemu-img converts,
+    and the SBOMs and SHA256SUMS still name the raw's digest, hashed once."""
+    converting = threading.Event()
+    hashed: list[str] = []
+
+    class Watched(Exporter):
+        def sha256(self, path: Path) -> str:
+            hashed.append(path.name)
+            if path == raw_image:  # would wait forever if nothing converted meanwhile
+                assert converting.wait(timeout=30), "nothing converted while hashing"
+            return super().sha256(path)
+
+        def convert(self, raw: Path, fmt: str, out: Path, *, compressed: bool = False,
+                    identity: str | None = None) -> Path:
+            converting.set()
+            return super().convert(raw, fmt, out, compressed=compressed, identity=identity)
+
+    spec = Spec(image=Image("edge", Base("debian", "12"), "1.0.0"),
+                output=Output(formats=("raw", "qcow2"), sbom=("spdx",)))
+    out = tmp_path / "out"
+    finalize(raw_image, spec, out, lock=make_lock(), tree=make_tree(tmp_path / "tree"),
+             work_dir=tmp_path, exporter=Watched())
+    digest = hashlib.sha256(raw_image.read_bytes()).hexdigest()
+    spdx = (out / "edge.spdx.json").read_text()
+    assert digest in spdx
+    assert f"{digest}  edge.raw" in (out / "SHA256SUMS").read_text()
+    assert hashed.count(raw_image.name) == 1 and "edge.raw" not in hashed  # the copy's is known
