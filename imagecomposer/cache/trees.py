@@ -41,7 +41,7 @@ from pathlib import Path
 from imagecomposer.cache import manifest
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import runner
-from imagecomposer.foundation.errors import CacheError
+from imagecomposer.foundation.errors import CacheError, CommandError
 from imagecomposer.foundation.seal import SealKey
 from imagecomposer.foundation.store import NO_LIMITS, Limits, Store
 
@@ -195,10 +195,16 @@ class TreeCache:
                   copied - start, len(expected), now - copied)
         return True
 
-    def store(self, key: str, tree: Path) -> Path | None:
+    def store(self, key: str, tree: Path, *, link: bool = False) -> Path | None:
         """Copy ``tree`` into the cache under ``key`` atomically with its sealed manifest
         (made from ``tree`` while it is copied), then apply the limits (the new entry is
-        kept); return the entry (None when the cache is disabled)."""
+        kept); return the entry (None when the cache is disabled).
+
+        ``link``: the caller never writes into ``tree`` again (the pipeline configures a
+        copy of it), so its files are hard-linked into the entry instead of copied (~0.3 s
+        instead of 2-3 s for a minimal Debian tree); a copy where linking fails (another
+        filesystem). A write into ``tree`` anyway would change the entry: the restore's
+        check against the sealed manifest refuses it (a miss with a warning)."""
         if not self.enabled:
             return None
         stored = self._key(key)
@@ -207,7 +213,8 @@ class TreeCache:
             staged.mkdir()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="manifest") as pool:
                 made = pool.submit(manifest.of_tree, tree, parallel=self.parallel)
-                copy_tree(tree, staged / TREE)
+                if not (link and link_tree(tree, staged / TREE)):
+                    copy_tree(tree, staged / TREE)
                 records = made.result()
             data = manifest.encode(records)
             record = {"manifest": hashlib.sha256(data).hexdigest(), "paths": len(records)}
@@ -235,3 +242,18 @@ def copy_tree(source: Path, dest: Path) -> None:
     """A faithful copy (owners, modes, hard links, xattrs, device nodes); reflinks if possible."""
     runner.run(["cp", "-a", "--reflink=auto", "--", str(source), str(dest)],
                what=f"copying the tree {source}")
+
+
+def link_tree(source: Path, dest: Path) -> bool:
+    """``dest`` made of hard links to the files of ``source`` (directories copied with
+    their owners, modes, times and xattrs); False (nothing left at ``dest``) when the
+    filesystem or the permissions do not allow it."""
+    try:
+        runner.run(["cp", "-a", "--link", "--", str(source), str(dest)],
+                   what=f"linking the tree {source}")
+    except CommandError as exc:
+        log.debug("cannot hard-link %s into the tree cache (%s): copying it", source, exc)
+        if dest.exists():
+            shutil.rmtree(dest)
+        return False
+    return True

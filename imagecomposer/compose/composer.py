@@ -164,12 +164,14 @@ class Composer:
         pre_install.run(tree, timeout=self.config.core.timeout, epoch=self.epoch)
 
     def installed_tree(self, lock: Lock, packages: Mapping[str, Path], workdir: Path,
-                       *, use_cache: bool = True, pre_install: PreInstall | None = None
-                       ) -> Path:
+                       *, use_cache: bool = True, pre_install: PreInstall | None = None,
+                       read_only: bool = False) -> Path:
         """``workdir/root`` holding the installed ``lock`` (with ``pre_install`` run between
         the bootstrap set and the rest), restored from the tree cache when an earlier build
         installed the same (then ``packages`` is not read). On a failure nothing is left:
-        no tree (unless the build keeps its work trees), no cache entry."""
+        no tree (unless the build keeps its work trees), no cache entry. ``read_only``:
+        the caller never writes into the tree (it configures a copy), so the tree cache
+        stores it by hard links (:meth:`TreeCache.store`)."""
         tree = workdir / "root"
         if tree.exists():
             remove_tree(tree)
@@ -187,7 +189,7 @@ class Composer:
             raise
         if use_cache and self.cache.enabled:
             self.events(InstallStep("storing the installed tree in the cache"))
-            self.cache.store(key, tree)
+            self.cache.store(key, tree, link=read_only)
         return tree
 
     # --- configuration -------------------------------------------------------------------

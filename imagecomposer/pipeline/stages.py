@@ -116,7 +116,8 @@ class ComposeStage:
         # installed_tree() leaves the tree in work/"root", which is ctx.installed_tree
         ctx.composer(epoch=inputs.epoch).installed_tree(lock, packages, work,
                                                       use_cache=not ctx.options.no_cache,
-                                                      pre_install=inputs.pre_install)
+                                                      pre_install=inputs.pre_install,
+                                                      read_only=True)  # configured: a copy
 
 
 class ConfigurationStage:

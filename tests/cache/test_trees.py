@@ -152,3 +152,40 @@ def test_config_limits_reach_the_tree_cache_and_cache_list(tmp_path: Path) -> No
     off = TreeCache.for_config(attrs.evolve(config, storage=Storage(
         tree_cache=TreeCacheConfig(enabled=False))))
     assert off.store("c", make_tree(tmp_path / "tree3")) is None and off.lookup("b") is None
+
+
+def test_a_read_only_tree_is_stored_by_hard_links(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Storing the installed tree copied it (2-3 s of a cold build of the minimal image,
+    issue 16) although the pipeline only ever reads it (it configures a copy): its files
+    are now hard-linked into the entry. A write into the source anyway changes the entry,
+    and the restore's check against the sealed manifest refuses it."""
+    cache = TreeCache(tmp_path / "cache")
+    tree = make_tree(tmp_path / "tree", payload=4096)
+    cache.store("k1", tree, link=True)
+    stored = cache.entry("k1") / "tree"
+    assert (stored / "usr/lib/payload").stat().st_ino == (tree / "usr/lib/payload").stat().st_ino
+    assert (stored / "usr/bin/tool").stat().st_ino == (stored / "usr/bin/tool-link").stat().st_ino
+    dest = tmp_path / "work/root"
+    assert cache.restore("k1", dest)  # a copy, checked against the manifest
+    assert (dest / "usr/lib/payload").read_bytes() == (tree / "usr/lib/payload").read_bytes()
+    assert (dest / "usr/lib/payload").stat().st_ino != (tree / "usr/lib/payload").stat().st_ino
+    st = (tree / "etc/os-release").stat()
+    with (tree / "etc/os-release").open("r+b") as f:  # same size, time put back
+        f.write(b"ID=evil!")
+    os.utime(tree / "etc/os-release", ns=(st.st_atime_ns, st.st_mtime_ns))
+    with caplog.at_level("WARNING"):
+        assert not cache.restore("k1", tmp_path / "work/again")
+    assert "etc/os-release" in caplog.text
+    assert cache.lookup("k1") is None
+
+
+def test_linking_falls_back_to_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where hard links cannot be made (another filesystem), the tree is copied."""
+    cache = TreeCache(tmp_path / "cache")
+    tree = make_tree(tmp_path / "tree")
+    monkeypatch.setattr(trees, "link_tree", lambda source, dest: False)
+    cache.store("k1", tree, link=True)
+    stored = cache.entry("k1") / "tree/usr/bin/tool"
+    assert stored.stat().st_ino != (tree / "usr/bin/tool").stat().st_ino
+    assert cache.restore("k1", tmp_path / "work/root")
