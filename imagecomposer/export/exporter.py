@@ -251,6 +251,9 @@ class Exporter:
             # hashed meanwhile (the caller's SBOMs): the copy was made from these very,
             # unchanged bytes (recall answers only for the inode as it was hashed)
             raw_digest = raw_digest or recall(raw)
+            for i, (_, path) in enumerate(converted):
+                if plain_raw[i] and raw_digest is not None and recall(path) is None:
+                    remember(path, raw_digest)  # for SHA256SUMS and the image cache
             artifacts = [done[i] if i in done else
                          self._artifact(stage, path, fmt, compression, signer, raw_digest)
                          for i, (fmt, path) in enumerate(converted)]

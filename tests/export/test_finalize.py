@@ -14,6 +14,7 @@ import pytest
 from imagecomposer.export import Exporter, verify_outputs
 from imagecomposer.export.finalize import finalize
 from imagecomposer.export.manifest import canonical_json, normalize_spec
+from imagecomposer.foundation.digest import recall
 from imagecomposer.sign import Signer
 from imagecomposer.spec.model import Base, Customizations, Image, Output, Sign, Spec
 
@@ -97,8 +98,12 @@ def test_the_raw_image_is_hashed_while_the_formats_convert(raw_image: Path, tmp_
 
         def convert(self, raw: Path, fmt: str, out: Path, *, compressed: bool = False,
                     identity: str | None = None) -> Path:
-            converting.set()
-            return super().convert(raw, fmt, out, compressed=compressed, identity=identity)
+            try:
+                return super().convert(raw, fmt, out, compressed=compressed,
+                                       identity=identity)
+            finally:
+                if fmt == "raw":  # copied before the raw was hashed
+                    converting.set()
 
     spec = Spec(image=Image("edge", Base("debian", "12"), "1.0.0"),
                 output=Output(formats=("raw", "qcow2"), sbom=("spdx",)))
@@ -110,3 +115,4 @@ def test_the_raw_image_is_hashed_while_the_formats_convert(raw_image: Path, tmp_
     assert digest in spdx
     assert f"{digest}  edge.raw" in (out / "SHA256SUMS").read_text()
     assert hashed.count(raw_image.name) == 1 and "edge.raw" not in hashed  # the copy's is known
+    assert recall(out / "edge.raw") == digest  # the image cache does not hash it again
