@@ -7,6 +7,8 @@ Debian tree on ext4 here (reflinks make it nearly free on btrfs/XFS), against ~1
 unpack a zstd tarball of it (119 MB) — speed wins over the disk space (see docs/compose.md),
 so the cache is pruned: ``storage.tree_cache`` limits the number of trees, their total size
 and their age (least recently used first out).
+A tree its caller never writes again (the pipeline's: it configures a copy) is stored by
+hard links instead (``store(link=True)``), a copy where linking fails.
 
 A :class:`~imagecomposer.foundation.store.Store` under ``Config.tree_cache_dir`` whose
 entries are ``v2-<lock hash>-e<epoch>/{tree/, manifest, seal.json}``: the tree, its content
