@@ -30,6 +30,7 @@ import builtins
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -267,7 +268,7 @@ class ImageCache:
                  for name, stat in previous.items()}
         files.update({name: {"content": contents[name], "stat": _stamp(st)}
                       for name, st in stats.items() if name in contents})
-        partial = entry.path / f".{STAMPS}.{os.getpid()}"
+        partial = entry.path / f".{STAMPS}.{os.getpid()}.{threading.get_ident()}"
         try:
             partial.write_text(self._stamp_text(stored, files))
             partial.replace(entry.path / STAMPS)
