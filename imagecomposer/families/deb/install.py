@@ -29,12 +29,9 @@ import logging
 import os
 import re
 import shlex
-import tempfile
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from imagecomposer.families.deb import repack
 from imagecomposer.families.family import with_dependencies
 from imagecomposer.foundation import normalize, runner
 from imagecomposer.foundation.epoch import epoch_env, resolve
@@ -157,49 +154,27 @@ class _Dpkg:
     def install(self, files: list[Path]) -> None:
         tree, env, copies, timeout, events = (self.tree, self.env, self.copies, self.timeout,
                                               self.events)
+        binds, in_chroot = _bind_packages(files)
         _write_policy_rc_d(tree)
         try:
-            self._unpack(files)
+            unpack = (
+                f"dpkg-divert --quiet --local --rename --divert "
+                f"{UPDATE_INITRAMFS}{DIVERTED_SUFFIX} --add {UPDATE_INITRAMFS}\n"
+                f"printf '#!/bin/sh\\n# imagecomposer: initramfs is built once, later\\n"
+                f"exit 0\\n' > {UPDATE_INITRAMFS}\nchmod 755 {UPDATE_INITRAMFS}\n"
+                "exec dpkg " + " ".join(DPKG_OPTIONS) + " --force-depends --unpack "
+                + " ".join(shlex.quote(f) for f in in_chroot)
+            )
+            _dpkg_phase(tree, unpack, env, binds, copies, "unpack", timeout,
+                        _counter(events, "unpacking", "Unpacking ", len(files)))
             _dpkg_phase(tree, "exec dpkg " + " ".join(DPKG_OPTIONS) + " --configure -a",
-                        env, _bind_packages(files)[0], copies, "configure", timeout,
+                        env, binds, copies, "configure", timeout,
                         _counter(events, "configuring", "Setting up ", len(files)))
         finally:
             with Root(tree) as root:
                 root.remove(POLICY_RC_D)
         restore_update_initramfs(tree)
         _cleanup(tree)
-
-
-    def _unpack(self, files: list[Path]) -> None:
-        """``dpkg --unpack`` of ``files`` (update-initramfs diverted first). The data of the
-        large packages (the kernel) is decompressed on another core meanwhile
-        (:mod:`~imagecomposer.families.deb.repack`): dpkg unpacks the packages before the
-        first of them, then the rest with the decompressed copies."""
-        progress = _counter(self.events, "unpacking", "Unpacking ", len(files))
-        divert = (
-            f"dpkg-divert --quiet --local --rename --divert "
-            f"{UPDATE_INITRAMFS}{DIVERTED_SUFFIX} --add {UPDATE_INITRAMFS}\n"
-            f"printf '#!/bin/sh\\n# imagecomposer: initramfs is built once, later\\n"
-            f"exit 0\\n' > {UPDATE_INITRAMFS}\nchmod 755 {UPDATE_INITRAMFS}\n")
-
-        def unpack(part: list[Path], first: bool) -> None:
-            binds, in_chroot = _bind_packages(part)
-            script = ((divert if first else "") + "exec dpkg " + " ".join(DPKG_OPTIONS)
-                      + " --force-depends --unpack " + " ".join(shlex.quote(f) for f in in_chroot))
-            _dpkg_phase(self.tree, script, self.env, binds, self.copies, "unpack",
-                        self.timeout, progress)
-
-        ahead = repack.large(files)
-        if not ahead:
-            unpack(files, True)
-            return
-        with (tempfile.TemporaryDirectory(prefix=".decompressed-", dir=self.tree.parent)
-              as scratch, ThreadPoolExecutor(max_workers=1, thread_name_prefix="repack") as pool):
-            made = {i: pool.submit(repack.decompressed, files[i], Path(scratch)) for i in ahead}
-            if ahead[0] > 0:
-                unpack(files[:ahead[0]], True)
-            unpack([made[i].result() if i in made else f
-                    for i, f in enumerate(files) if i >= ahead[0]], ahead[0] == 0)
 
 
 def restore_update_initramfs(tree: Path) -> None:
