@@ -396,7 +396,7 @@ class ImageCache:
                                     thread_name_prefix="sha256") as pool:
                 digests = dict(zip((p.name for p in files), pool.map(_digests, files),
                                    strict=True))
-            _store_files(files, stage / FILES)
+            linked = _store_files(files, stage / FILES)
             records, stamps = [], {}
             for path in sorted((stage / FILES).iterdir()):
                 path.chmod(0o444)
@@ -404,10 +404,11 @@ class ImageCache:
                 full, content = digests[path.name]
                 records.append(attrs.asdict(CachedFile(
                     path.name, st.st_size, full, st.st_mtime_ns, content)))
-                # the file as it is now holds the bytes just hashed: the first lookup
-                # need not read it again while it stays this very, unchanged inode
+                # a hard link is the very inode just hashed: the first lookup need not
+                # read it again while it stays unchanged (a reflink or copy is read once)
                 stamps[path.name] = {"content": content, "stat": _stamp(st)}
-            (stage / STAMPS).write_text(self._stamp_text(stored, stamps))
+            if linked:
+                (stage / STAMPS).write_text(self._stamp_text(stored, stamps))
             record: dict[str, Any] = {
                 "format": FORMAT, "name": key.name, "digest": key.digest,
                 "inputs": [list(pair) for pair in key.inputs], "files": records,
@@ -518,14 +519,16 @@ def _changed_since_checked(entry: Entry, stage: Path) -> str | None:
     return None
 
 
-def _store_files(sources: list[Path], dest: Path) -> None:
+def _store_files(sources: list[Path], dest: Path) -> bool:
     """Put ``sources`` (a build's outputs) into the entry directory ``dest``: a reflink
     where the filesystem has them, else a hard link (O(1): never a second copy of a 2 GiB
     image) when this user owns the file and nobody else can write it, else a sparse copy.
     The entry's files are made read-only right after (so is the output a hard link shares
     its inode with: a restore links the same way); a write through one anyway breaks the
-    entry's sealed digests, and the next lookup discards it."""
-    _place(sources, dest, lambda st: _private(st) and st.st_nlink == 1)
+    entry's sealed digests, and the next lookup discards it. True when the files are hard
+    links of ``sources``."""
+    return bool(sources) and not _place(sources, dest,
+                                        lambda st: _private(st) and st.st_nlink == 1)
 
 
 def _link_or_copy(sources: list[Path], dest: Path) -> None:

@@ -310,8 +310,16 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, project: Path,
     `cache prune` still reads everything."""
     cache = ImageCache(tmp_path / "cache")
     key = key_for(project)
-    cache.store(key, outputs(tmp_path, "built", size=8 << 20))
+    built = outputs(tmp_path, "built", size=8 << 20)
+    stored = cache.store(key, built)
+    assert stored is not None
+    linked = ((stored.path / "files/edge.raw").stat().st_ino
+              == (built / "edge.raw").stat().st_ino)
     read = count_reads(monkeypatch)
+    first = cache.lookup(key)  # a hard-linked store vouches for its files; a copy is read
+    assert first is not None and cache.restore(first, tmp_path / "out") is not None
+    assert read == [] if linked else sorted(read) == ["SHA256SUMS", "edge.raw"]
+    read.clear()
     for attempt in range(3):  # the restore's hard links move the ctime: recorded again
         entry = cache.lookup(key)
         assert entry is not None, attempt
