@@ -1,0 +1,135 @@
+"""What one build host does for another, with real components started here: a redis-server
+of this module's own (append-only, so that it can be restarted), two worker processes with
+their own work and cache directories, one shared store, the signed test archive.
+
+* An image built on one worker is an image cache hit on the other (through the shared
+  store), with the same bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+import imagecomposer
+from imagecomposer.foundation.events import Event, StageSkipped, StageStarted
+from imagecomposer.pipeline.build import SHARED_HIT
+from imagecomposer.pipeline.many import BuildResult
+from tests.cluster.conftest import Archive, RedisServer, Worker, config_file
+
+FULL = "full"  # images named so fail for a full disk on the worker w1 (tests.cluster.standins)
+
+
+@attrs.frozen
+class Cluster:
+    redis: RedisServer
+    workers: list[Worker]
+    shared: Path
+    specs: Path
+
+    def only(self, *names: str) -> None:
+        """Run exactly the workers named (a stopped worker finishes its build first)."""
+        for worker in self.workers:
+            if worker.name not in names:
+                worker.stop()
+        for worker in self.workers:
+            if worker.name in names and not worker.running:
+                worker.start()
+
+    def spec(self, name: str) -> Path:
+        path = self.specs / f"{name}.yml"
+        path.write_text(
+            f"image: {{name: {name}, base: {{os: debian, version: '12'}}}}\n"
+            f"customizations:\n  hostname: {name}\n  packages: {{install: [tool-a]}}\n"
+            "output: {formats: [raw], sbom: []}\n")
+        return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("hosts")
+    redis = RedisServer(root / "redis", appendonly=True)
+    redis.data.mkdir()
+    redis.start()
+    shared = root / "shared"
+    shared.mkdir()
+    (root / "specs").mkdir()
+    workers = []
+    for n in range(2):
+        host = root / f"host{n}"
+        host.mkdir()
+        workers.append(Worker(f"w{n}", host, config_file(host / "config.yml", host, archive,
+                                                         shared), redis.url,
+                              env={"IMAGECOMPOSER_STANDIN_ENOSPC": FULL} if n == 1 else {}))
+    try:
+        yield Cluster(redis, workers, shared, root / "specs")
+    finally:
+        for worker in workers:
+            worker.stop()
+        redis.stop()
+
+
+@attrs.define
+class Submission:
+    """``build_many(cluster=)`` in a thread: its events, then its results."""
+
+    events: list[Event] = attrs.field(factory=list)
+    results: list[BuildResult] = attrs.field(factory=list)
+    failure: list[BaseException] = attrs.field(factory=list)
+    thread: threading.Thread | None = None
+
+    def start(self, specs: list[Path], url: str) -> Submission:
+        def submit() -> None:
+            try:
+                self.results.extend(imagecomposer.build_many(
+                    specs, cluster=url, events=self.events.append, timeout=120))
+            except BaseException as exc:
+                self.failure.append(exc)
+
+        self.thread = threading.Thread(target=submit)
+        self.thread.start()
+        return self
+
+    def wait(self) -> list[BuildResult]:
+        assert self.thread is not None
+        self.thread.join(timeout=150)
+        assert not self.thread.is_alive() and not self.failure, self.failure
+        return self.results
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+def test_an_image_built_on_one_worker_is_a_cache_hit_on_the_other(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only("w0", "w1")
+    spec = cluster.spec("same")
+    first = Submission().start([spec], cluster.redis.url)
+    [built] = first.wait()
+    assert built.ok, built.error
+    assert [e.reason for e in first.events if isinstance(e, StageSkipped)] == []
+    # the worker that built it leaves: the same spec goes to the other one
+    other = next(w for w in cluster.workers if w.name != built.worker)
+    cluster.only(other.name)
+    second = Submission().start([spec], cluster.redis.url)
+    [again] = second.wait()
+    print(f"built, then a shared-store hit on another worker: "
+          f"{time.monotonic() - started:.1f} s")
+    assert again.ok and again.worker == other.name != built.worker, again.error
+    skipped = {e.stage: e.reason for e in second.events if isinstance(e, StageSkipped)}
+    assert skipped == {"compose": SHARED_HIT, "configuration": SHARED_HIT,
+                       "sign": SHARED_HIT, "finalize": SHARED_HIT}
+    assert "configuration" not in {e.stage for e in second.events
+                                   if isinstance(e, StageStarted)}
+    # the same bytes: the outputs published by both, and the other worker's cache entry
+    assert again.output == built.output and built.output is not None
+    published = files(built.output)
+    published.pop("cluster.json")
+    [entry] = (other.host / "cache").rglob("entry.json")
+    assert files(entry.parent / "files") == published
