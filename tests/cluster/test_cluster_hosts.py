@@ -4,6 +4,11 @@ their own work and cache directories, one shared store, the signed test archive.
 
 * An image built on one worker is an image cache hit on the other (through the shared
   store), with the same bytes.
+* A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
+  fails the build there with a clear warning, and the build goes to the other worker and
+  succeeds (w1 alone first: the build waits for a worker that is not excluded).
+* redis-server SIGKILLed and started again (same port, same append-only file) while two
+  builds wait in the queue: neither is lost, both complete, the submitter waits it out.
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ import attrs
 import pytest
 
 import imagecomposer
-from imagecomposer.foundation.events import Event, StageSkipped, StageStarted
+from imagecomposer.cluster import wire
+from imagecomposer.cluster.app import redis_client
+from imagecomposer.cluster.worker import NO_SPACE, host_arch
+from imagecomposer.foundation.events import (
+    BuildWarning,
+    Event,
+    StageFailed,
+    StageSkipped,
+    StageStarted,
+)
 from imagecomposer.pipeline.build import SHARED_HIT
 from imagecomposer.pipeline.many import BuildResult
 from tests.cluster.conftest import Archive, RedisServer, Worker, config_file
@@ -133,3 +147,51 @@ def test_an_image_built_on_one_worker_is_a_cache_hit_on_the_other(cluster: Clust
     published.pop("cluster.json")
     [entry] = (other.host / "cache").rglob("entry.json")
     assert files(entry.parent / "files") == published
+
+
+def test_a_worker_with_a_full_disk_hands_the_build_to_another(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only("w1")  # the only worker, and its disk is full for this image
+    submission = Submission().start([cluster.spec(FULL)], cluster.redis.url)
+    deadline = time.monotonic() + 60
+    while not any(isinstance(e, BuildWarning) for e in submission.events):
+        assert time.monotonic() < deadline and submission.thread is not None \
+            and submission.thread.is_alive(), (submission.failure, submission.results)
+        time.sleep(0.05)
+    cluster.only("w0", "w1")  # another worker comes
+    [result] = submission.wait()
+    print(f"a full disk on w1, the build done on w0: {time.monotonic() - started:.1f} s")
+    assert result.ok and result.worker == "w0", result.error
+    [warning] = [e for e in submission.events if isinstance(e, BuildWarning)]
+    assert warning.message.startswith("worker w1: ") and NO_SPACE in warning.message
+    assert warning.message.endswith("the build goes to another worker")
+    assert [e.stage for e in submission.events if isinstance(e, StageFailed)] == \
+        ["configuration"]
+    assert cluster.workers[1].running  # w1 stays up for builds it can do
+    assert result.output is not None
+    assert [p.name for p in result.output.parent.iterdir()] == [result.output.name]
+
+
+def test_builds_queued_when_the_broker_restarts_are_not_lost(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only()  # no worker: the builds wait in their queue
+    specs = [cluster.spec("queued1"), cluster.spec("queued2")]
+    submission = Submission().start(specs, cluster.redis.url)
+    queue = wire.queue_for(host_arch())
+    client = redis_client(cluster.redis.url)
+    deadline = time.monotonic() + 30
+    while client.llen(queue) < 2:
+        assert time.monotonic() < deadline, "the builds were not queued"
+        time.sleep(0.05)
+    cluster.redis.kill()  # SIGKILL: nothing is written on the way out
+    time.sleep(1)  # the submitter finds the broker gone
+    cluster.redis.start()  # same port, same directory: it reads its append-only file
+    assert redis_client(cluster.redis.url).llen(queue) == 2
+    cluster.only("w0", "w1")
+    results = submission.wait()
+    print(f"two builds queued across a broker restart: {time.monotonic() - started:.1f} s")
+    assert [(Path(r.spec).stem, r.ok) for r in results] == [("queued1", True),
+                                                            ("queued2", True)], \
+        [r.error for r in results]
+    assert all(r.output is not None and (r.output / "cluster.json").is_file()
+               for r in results)
