@@ -21,14 +21,15 @@ store are removed by the next lookup, store or prune.
 
 With a shared store (``storage.shared_store``, :mod:`imagecomposer.cache.shared`) the cache
 spans build hosts: after a build the entry's files are published there by their SHA256,
-with an index record naming them under the key (``index/images/NAME/KEY.json``); a lookup
-that misses here takes the entry from there. The seal key is each host's own, so what comes
-from the shared store is checked by content instead: each file is copied with its SHA256
-checked against the record, and only then sealed into this host's cache with its key. A
-file that does not match (a partial or damaged object), or a record that is not well formed
-(a bad file name, a key that is not its own), is a miss: the object or record is removed
-with a warning and the image is built. Whoever can write the shared store is trusted to
-publish images (as with the host's own cache directory without its seal key).
+with a record naming them under the key, sealed with this host's key
+(:mod:`imagecomposer.cache.shared_images`); a lookup that misses here takes the entry from
+there. The hosts of a cluster share ``storage.seal_key``, as machines sharing a cache do:
+a record whose seal does not hold (another key, or forged by a writer of the store) is not
+used. The local entry's own seal cannot vouch for what comes from another host, so each
+file is checked by content instead: copied with its SHA256 checked against the record, and
+only then sealed into this host's cache. A file that does not match (a partial or damaged
+object) or a record that is not well formed (a bad file name, a key that is not its own) is
+a miss: the object or record is removed with a warning and the image is built.
 
 Layout: a :class:`~imagecomposer.foundation.store.Store` whose entries are
 ``ROOT/<name>/<digest>/{entry.json, files/...}``; the last use of each is in the store's
@@ -49,7 +50,8 @@ from typing import Any
 
 import attrs
 
-from imagecomposer.cache.shared import INDEX_FORMAT, SharedStore, index_files
+from imagecomposer.cache import shared_images
+from imagecomposer.cache.shared import SharedStore
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import (
@@ -379,51 +381,47 @@ class ImageCache:
         return final
 
     def _publish_shared(self, entry: Entry, shared: SharedStore) -> None:
-        """Publish ``entry`` (just stored here) to the shared store: each file by its
-        SHA256, then the index record naming them (so a reader never finds a record whose
-        files are not all there). A failure is a warning: the build has succeeded."""
-        record = {"format": INDEX_FORMAT, "name": entry.name, "digest": entry.digest,
-                  "inputs": [list(pair) for pair in entry.inputs],
-                  "files": [{"name": f.name, "size": f.size, "sha256": f.sha256}
-                            for f in entry.files]}
+        """Publish ``entry`` (just stored here) to the shared store; a failure is a
+        warning (the build has succeeded)."""
         try:
-            if shared.read_index(KIND, _safe(entry.name), entry.digest) is not None:
-                return
-            for f in entry.files:
-                shared.publish(KIND, f.sha256, entry.path / FILES / f.name)
-            shared.publish_index(KIND, _safe(entry.name), entry.digest,
-                                 json.dumps(record, indent=1, sort_keys=True).encode())
+            published = shared_images.publish(
+                shared, self.seal_key, entry.name, _safe(entry.name), entry.digest,
+                entry.inputs, [(f.name, f.size, f.sha256, entry.path / FILES / f.name)
+                               for f in entry.files])
         except (OSError, CacheError) as exc:
             log.warning("image cache: could not publish %s %s to the shared store %s: %s",
                         entry.name, entry.digest[:12], shared.root, exc)
             return
-        log.info("image cache: published %s %s to the shared store", entry.name,
-                 entry.digest[:12])
+        if published:
+            log.info("image cache: published %s %s to the shared store", entry.name,
+                     entry.digest[:12])
 
     def _from_shared(self, key: CacheKey, shared: SharedStore) -> bool:
         """Take the entry of ``key`` from the shared store into this cache (sealed with
-        this host's key) after checking every file against its SHA256; False (a miss)
-        when the store does not have it, or its record or a file is damaged (then removed,
-        with a warning)."""
+        this host's key) after checking its record's seal and every file against its
+        SHA256; False (a miss) when the store does not have it, or its record or a file is
+        damaged (then removed, with a warning), or the record is not sealed with this
+        host's key (left for the hosts that have it)."""
         name = _safe(key.name)
         try:
-            data = shared.read_index(KIND, name, key.digest)
+            files, problem = shared_images.record(shared, self.seal_key, key.name, name,
+                                                  key.digest)
         except (OSError, CacheError) as exc:
             log.warning("image cache: cannot read the shared store %s: %s", shared.root, exc)
             return False
-        if data is None:
-            return False
-        files = index_files(data, key.name, key.digest)
         if files is None:
-            log.warning("image cache: the shared store's record of %s %s is damaged; "
-                        "removing it", key.name, key.digest[:12])
-            shared.remove_index(KIND, name, key.digest)
+            if problem:
+                log.warning("image cache: the shared store's record of %s %s is %s; not "
+                            "used (the image is built)", key.name, key.digest[:12], problem)
+                self._discarded[key.digest] = f"its shared store record is {problem}"
+            if problem == "damaged":
+                shared.remove_index(shared_images.KIND, name, key.digest)
             return False
 
         def place(dest: Path) -> Mapping[str, tuple[str, str]]:
             digests = {}
             for file_name, sha256 in files:
-                if not shared.copy_to(KIND, sha256, dest / file_name):
+                if not shared.copy_to(shared_images.KIND, sha256, dest / file_name):
                     raise _Damaged(file_name)
                 digests[file_name] = (sha256, sparse_sha256(dest / file_name))
             return digests
@@ -434,7 +432,7 @@ class ImageCache:
         except _Damaged as exc:
             log.warning("image cache: %s of %s %s in the shared store is missing or damaged: "
                         "not used (the image is built)", exc, key.name, key.digest[:12])
-            shared.remove_index(KIND, name, key.digest)
+            shared.remove_index(shared_images.KIND, name, key.digest)
             self._discarded[key.digest] = f"{exc} in the shared store is missing or damaged"
             return False
         log.info("image cache: %s %s taken from the shared store (%d files verified) in "

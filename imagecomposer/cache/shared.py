@@ -39,8 +39,9 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.filelock import exclusive
@@ -183,11 +184,9 @@ class SharedStore:
             return None
 
     def publish_index(self, kind: str, name: str, digest: str, data: bytes) -> None:
-        """Write the record atomically (staging file, fsync, rename); a record already
-        there is kept (the same key names the same inputs)."""
+        """Write the record atomically (staging file, fsync, rename), replacing any record
+        there (its writer checked it first)."""
         final = self.index_path(kind, name, digest)
-        if final.is_file():
-            return
         tmp = self._staging()
         try:
             with tmp.open("wb") as out:
@@ -228,17 +227,26 @@ class SharedStore:
         return removed
 
 
-def index_files(data: bytes, name: str, digest: str) -> list[tuple[str, str]] | None:
+def index_record(data: bytes) -> dict[str, Any] | None:
+    """An index record read from the store (a JSON object), or None."""
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def index_files(record: Mapping[str, Any], name: str, digest: str
+                ) -> list[tuple[str, str]] | None:
     """The (file name, SHA256) of each file an index record names; None when the record is
     not well formed, is not the record of ``name``/``digest``, or a file name is not a
     plain name (a record read from the store is checked before it is used)."""
+    if (record.get("format") != INDEX_FORMAT or record.get("name") != name
+            or record.get("digest") != digest):
+        return None
     try:
-        record = json.loads(data)
-        if (not isinstance(record, dict) or record.get("format") != INDEX_FORMAT
-                or record.get("name") != name or record.get("digest") != digest):
-            return None
         files = [(str(f["name"]), str(f["sha256"])) for f in record["files"]]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     names = [n for n, _ in files]
     if (not files or len(set(names)) != len(names)

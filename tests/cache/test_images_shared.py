@@ -1,7 +1,9 @@
 """The image cache across hosts (storage.shared_store): an image one host built is a hit on
-another host, whose seal key differs, with the same bytes; what comes from the shared store
-is checked by content: a damaged, partial or forged object, or a record naming a path, is a
-miss and is never served."""
+another host (its own cache directory, the cluster's seal key) with the same bytes. What
+comes from the shared store is checked: the record's seal (a writer of the store without
+the key cannot publish an image a host uses), then every file by its SHA256 (a damaged,
+partial or replaced object is a miss and is never served); a record naming a path or
+another key is removed."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from imagecomposer.foundation.seal import SealKey
 from tests.cache.test_images import key_for, outputs, project  # noqa: F401 (a fixture)
 
 
-def host(tmp_path: Path, name: str, shared: Path) -> ImageCache:
-    """A host's image cache: its own directory and seal key, the common shared store."""
-    return ImageCache(tmp_path / name / "images", seal_key=SealKey(tmp_path / name / "seal"),
+def host(tmp_path: Path, name: str, shared: Path, key: str = "cluster.key") -> ImageCache:
+    """A host's image cache: its own directory, the cluster's seal key (a copy of it in
+    practice: the same path here), the common shared store."""
+    return ImageCache(tmp_path / name / "images", seal_key=SealKey(tmp_path / key),
                       shared=SharedStore(shared))
 
 
@@ -106,3 +109,29 @@ def test_a_forged_record_is_a_miss(tmp_path: Path, project: Path, forge: str) ->
     assert two.lookup(key) is None
     assert not record_path.exists() and two.list() == []
     assert not list(tmp_path.rglob("escape"))
+
+
+def test_a_record_not_sealed_with_the_hosts_key_is_not_used(
+        tmp_path: Path, project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key, built, shared = built_on_one(tmp_path, project)
+    # a writer of the store without the key publishes its own image under the same key,
+    # consistent in itself: its files by their SHA256, a record naming them
+    record_path = next((shared / "index" / "images").rglob("*.json"))
+    record = json.loads(record_path.read_text())
+    forged = b"forged image, consistent digests"
+    digest = hashlib.sha256(forged).hexdigest()
+    store = SharedStore(shared)
+    store.publish_bytes("images", forged)
+    record["files"] = [{"name": "edge.raw", "size": len(forged), "sha256": digest}]
+    record_path.write_text(json.dumps(record))
+    two = host(tmp_path, "two", shared)
+    assert two.lookup(key) is None and two.list() == []
+    assert "not sealed with this host's key" in caplog.text
+    # a host with another key does not use a good record either, and leaves it
+    two.store(key, built)  # a keyholder's build replaces the forged record
+    assert json.loads(record_path.read_text())["files"] != record["files"]
+    stranger = host(tmp_path, "three", shared, key="other.key")
+    assert stranger.lookup(key) is None and stranger.list() == []
+    assert record_path.exists()
+    assert restored(host(tmp_path, "four", shared), key, tmp_path / "out") == \
+        {p.name: p.read_bytes() for p in built.iterdir()}
