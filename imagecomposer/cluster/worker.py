@@ -188,14 +188,15 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
     app = make_app(url, visibility_timeout=settings.visibility_timeout)
     client = redis_client(url)
 
-    @app.task(name=wire.TASK, bind=True)  # type: ignore[untyped-decorator]
+    # max_retries=None: a build sent back (a full disk) may go round until REROUTE_WAIT
+    @app.task(name=wire.TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         task_id = str(self.request.id)
         if excluded_from(payload, settings):  # this worker's disk was full for it
             time.sleep(REROUTE_PAUSE)
             waited = time.time() - float(payload.get("rerouted_at") or 0)
             if waited < REROUTE_WAIT:
-                raise self.retry(args=[payload], countdown=0, max_retries=None)
+                raise self.retry(args=[payload], countdown=0)
             return {"spec": str(payload["spec"]), "worker": settings.name, "ok": False,
                     "exit_code": 1, "error_type": "OSError",
                     "error": f"{payload.get('reroute_error')} (no other worker took the "
@@ -225,7 +226,7 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
             emit(BuildWarning(message, "imagecomposer.cluster", build=str(payload["name"])))
             raise self.retry(args=[{**rerouted(payload, settings),
                                     "reroute_error": result["error"]}],
-                             countdown=0, max_retries=None)
+                             countdown=0)
         return result
 
     app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",

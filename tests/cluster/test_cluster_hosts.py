@@ -24,7 +24,7 @@ import pytest
 import imagecomposer
 from imagecomposer.cluster import wire
 from imagecomposer.cluster.app import redis_client
-from imagecomposer.cluster.worker import NO_SPACE, host_arch
+from imagecomposer.cluster.worker import NO_SPACE, REROUTE_PAUSE, host_arch
 from imagecomposer.foundation.events import (
     BuildWarning,
     Event,
@@ -158,7 +158,9 @@ def test_a_worker_with_a_full_disk_hands_the_build_to_another(cluster: Cluster) 
         assert time.monotonic() < deadline and submission.thread is not None \
             and submission.thread.is_alive(), (submission.failure, submission.results)
         time.sleep(0.05)
-    cluster.only("w0", "w1")  # another worker comes
+    # w1 alone sends it round (more often than Celery's default of 3 retries)...
+    time.sleep(5 * REROUTE_PAUSE)
+    cluster.only("w0", "w1")  # ...until another worker comes
     [result] = submission.wait()
     print(f"a full disk on w1, the build done on w0: {time.monotonic() - started:.1f} s")
     assert result.ok and result.worker == "w0", result.error
