@@ -435,6 +435,10 @@ class ImageCache:
             shared.remove_index(shared_images.KIND, name, key.digest)
             self._discarded[key.digest] = f"{exc} in the shared store is missing or damaged"
             return False
+        except CacheError as exc:  # this host's cache cannot take it: the image is built
+            log.warning("image cache: %s %s from the shared store not kept: %s", key.name,
+                        key.digest[:12], exc)
+            return False
         log.info("image cache: %s %s taken from the shared store (%d files verified) in "
                  "%.2f s", key.name, key.digest[:12], len(files), time.monotonic() - started)
         return True

@@ -13,12 +13,14 @@ one rename (``DIGEST``: the SHA256 of the output's file list and file hashes), w
 ``cluster.json`` naming the worker. The task directory is removed afterwards, and at the
 next start after a kill. Events go to the submitter through a Redis list per task.
 
-A build that fails for a full disk (``No space left on device``, ENOSPC) is this worker's
-failure, not the build's: the worker says so (a warning event to the submitter, a log line)
-and sends the build back to its queue with itself excluded (Celery's ``retry``, same task
-id). A worker that receives a build it is excluded from puts it back after
-:data:`REROUTE_PAUSE` seconds; when no other worker has taken it within
-:data:`REROUTE_WAIT` seconds, the build fails with the full disk's error.
+A build that fails for a full disk (``No space left on device``, ENOSPC, or the pipeline's
+free-space check) is taken for this worker's failure, not the build's: the worker says so (a
+warning event to the submitter, a log line) and sends the build back to its queue with
+itself excluded (Celery's ``retry``, same task id). A worker that receives a build it is
+excluded from puts it back after :data:`REROUTE_PAUSE` seconds; when no other worker has
+taken it within :data:`REROUTE_WAIT` seconds, the build fails with the full disk's error.
+A build that fails so on :data:`MAX_FULL` workers fails there and then: an image whose own
+filesystem is too small fails with ENOSPC on every worker.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ log = logging.getLogger("imagecomposer.cluster")
 
 REROUTE_PAUSE = 1.0  # seconds an excluded worker holds a build before putting it back
 REROUTE_WAIT = 600.0  # seconds a rerouted build waits for a worker that is not excluded
+MAX_FULL = 2  # workers a build may fail on for a full disk before it fails for good
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -148,18 +151,27 @@ def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings
 
 
 def no_space(result: dict[str, Any]) -> bool:
-    """Whether a build failed for a full disk (the OSError, or a tool's message)."""
-    return not result.get("ok") and NO_SPACE in str(result.get("error") or "")
+    """Whether a build failed for a full disk (an OSError, a tool's message, or the
+    pipeline's free-space check)."""
+    error = str(result.get("error") or "")
+    return not result.get("ok") and (result.get("error_type") == "InsufficientDiskSpace"
+                                      or NO_SPACE in error
+                                      or "Insufficient disk space" in error)
 
 
 def excluded_from(payload: dict[str, Any], settings: WorkerSettings) -> bool:
     return settings.name in (payload.get("excluded") or [])
 
 
-def rerouted(payload: dict[str, Any], settings: WorkerSettings) -> dict[str, Any]:
-    """The payload sent back to the queue: this worker excluded, the first reroute's time
-    kept (what :data:`REROUTE_WAIT` counts from)."""
-    return {**payload, "excluded": [*(payload.get("excluded") or []), settings.name],
+def rerouted(payload: dict[str, Any], settings: WorkerSettings, error: str
+             ) -> dict[str, Any] | None:
+    """The payload sent back to the queue after a full disk on this worker: this worker
+    excluded, the first reroute's time kept (what :data:`REROUTE_WAIT` counts from); None
+    when the build has now failed so on :data:`MAX_FULL` workers (it fails)."""
+    excluded = [*(payload.get("excluded") or []), settings.name]
+    if len(excluded) >= MAX_FULL:
+        return None
+    return {**payload, "excluded": excluded, "reroute_error": error,
             "rerouted_at": payload.get("rerouted_at") or time.time()}
 
 
@@ -219,15 +231,18 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
         with Lease(client, tag, settings.visibility_timeout):
             result = execute(payload, config=config, settings=settings, task_id=task_id,
                              attempt=attempt, emit=emit, stages=stages)
-        if no_space(result):
-            message = (f"worker {settings.name}: {result['error']}; the build goes to "
-                       f"another worker")
-            log.warning("%s", message)
-            emit(BuildWarning(message, "imagecomposer.cluster", build=str(payload["name"])))
-            raise self.retry(args=[{**rerouted(payload, settings),
-                                    "reroute_error": result["error"]}],
-                             countdown=0)
-        return result
+        if not no_space(result):
+            return result
+        again = rerouted(payload, settings, str(result["error"]))
+        if again is None:
+            workers = ", ".join([*(payload.get("excluded") or []), settings.name])
+            result["error"] = (f"{result['error']} (no room on {MAX_FULL} workers: {workers};"
+                               f" is the image too big for its own filesystem?)")
+            return result
+        message = f"worker {settings.name}: {result['error']}; the build goes to another worker"
+        log.warning("%s", message)
+        emit(BuildWarning(message, "imagecomposer.cluster", build=str(payload["name"])))
+        raise self.retry(args=[again], countdown=0)
 
     app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",
                      "--prefetch-multiplier", "1", "--queues", wire.queue_for(settings.arch),

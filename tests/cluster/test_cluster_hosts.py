@@ -24,7 +24,15 @@ import pytest
 import imagecomposer
 from imagecomposer.cluster import wire
 from imagecomposer.cluster.app import redis_client
-from imagecomposer.cluster.worker import NO_SPACE, REROUTE_PAUSE, host_arch
+from imagecomposer.cluster.worker import (
+    MAX_FULL,
+    NO_SPACE,
+    REROUTE_PAUSE,
+    WorkerSettings,
+    host_arch,
+    no_space,
+    rerouted,
+)
 from imagecomposer.foundation.events import (
     BuildWarning,
     Event,
@@ -197,3 +205,17 @@ def test_builds_queued_when_the_broker_restarts_are_not_lost(cluster: Cluster) -
         [r.error for r in results]
     assert all(r.output is not None and (r.output / "cluster.json").is_file()
                for r in results)
+
+
+def test_which_failures_are_a_full_disk_and_how_far_a_build_goes_round() -> None:
+    assert no_space({"ok": False, "error": f"configuration failed: x ({NO_SPACE})"})
+    assert no_space({"ok": False, "error_type": "InsufficientDiskSpace",
+                     "error": "Insufficient disk space: need 900 MiB, have 12 MiB in /w"})
+    assert not no_space({"ok": False, "error": "Script returned non-zero exit code 1"})
+    assert not no_space({"ok": True, "error": None})
+    payload = {"name": "x", "spec": "x.yml"}
+    first = rerouted(payload, WorkerSettings(name="w1"), "ENOSPC on w1")
+    assert first is not None and first["excluded"] == ["w1"]
+    assert first["reroute_error"] == "ENOSPC on w1" and first["rerouted_at"] > 0
+    assert MAX_FULL == 2  # the second full disk ends it: the image may be too big itself
+    assert rerouted(first, WorkerSettings(name="w0"), "ENOSPC on w0") is None
