@@ -51,7 +51,8 @@ from typing import Any
 import attrs
 
 from imagecomposer.cache import shared_images
-from imagecomposer.cache.shared import SharedStore
+from imagecomposer.cache.shared import ObjectStore
+from imagecomposer.cache.shared_http import object_store_for
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import (
@@ -136,7 +137,7 @@ class ImageCache:
 
     def __init__(self, root: Path, *, max_count: int = 5, enabled: bool = True,
                  max_size_gb: float | None = None, retention_days: float | None = None,
-                 seal_key: SealKey | None = None, shared: SharedStore | None = None) -> None:
+                 seal_key: SealKey | None = None, shared: ObjectStore | None = None) -> None:
         self.root = root
         self.shared = shared
         self.max_count = max(1, max_count)
@@ -157,8 +158,7 @@ class ImageCache:
                    enabled=enabled and settings.enabled, max_size_gb=settings.max_size_gb,
                    retention_days=settings.retention_days,
                    seal_key=SealKey(config.storage.seal_key),
-                   shared=None if config.storage.shared_store is None
-                   else SharedStore(config.storage.shared_store))
+                   shared=object_store_for(config))
 
     def __repr__(self) -> str:
         return display.call("ImageCache", root=self.root, max_count=self.max_count,
@@ -380,7 +380,7 @@ class ImageCache:
         log.info("image cache: stored %s %s", key.name, key.digest[:12])
         return final
 
-    def _publish_shared(self, entry: Entry, shared: SharedStore) -> None:
+    def _publish_shared(self, entry: Entry, shared: ObjectStore) -> None:
         """Publish ``entry`` (just stored here) to the shared store; a failure is a
         warning (the build has succeeded)."""
         try:
@@ -390,13 +390,13 @@ class ImageCache:
                                for f in entry.files])
         except (OSError, CacheError) as exc:
             log.warning("image cache: could not publish %s %s to the shared store %s: %s",
-                        entry.name, entry.digest[:12], shared.root, exc)
+                        entry.name, entry.digest[:12], shared, exc)
             return
         if published:
             log.info("image cache: published %s %s to the shared store", entry.name,
                      entry.digest[:12])
 
-    def _from_shared(self, key: CacheKey, shared: SharedStore) -> bool:
+    def _from_shared(self, key: CacheKey, shared: ObjectStore) -> bool:
         """Take the entry of ``key`` from the shared store into this cache (sealed with
         this host's key) after checking its record's seal and every file against its
         SHA256; False (a miss) when the store does not have it, or its record or a file is
@@ -407,7 +407,7 @@ class ImageCache:
             files, problem = shared_images.record(shared, self.seal_key, key.name, name,
                                                   key.digest)
         except (OSError, CacheError) as exc:
-            log.warning("image cache: cannot read the shared store %s: %s", shared.root, exc)
+            log.warning("image cache: cannot read the shared store %s: %s", shared, exc)
             return False
         if files is None:
             if problem:

@@ -41,7 +41,7 @@ import socket
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.filelock import exclusive
@@ -66,6 +66,41 @@ def _check(kind: str, digest: str, ext: str) -> None:
         raise CacheError(f"shared store: bad extension {ext!r}")
 
 
+def object_name(kind: str, digest: str, ext: str = "") -> str:
+    """Where an object is, relative to the store's root (a directory or a URL)."""
+    _check(kind, digest, ext)
+    return f"{kind}/{digest[:2]}/{digest}.{ext}" if ext else f"{kind}/{digest[:2]}/{digest}"
+
+
+def index_name(kind: str, name: str, digest: str) -> str:
+    """Where an index record is, relative to the store's root."""
+    if kind not in _INDEXES:
+        raise CacheError(f"shared store: unknown index {kind!r}")
+    if not _NAME.fullmatch(name):
+        raise CacheError(f"shared store: bad name {name!r}")
+    _check(kind, digest, "")
+    return f"index/{kind}/{name}/{digest}.json"
+
+
+class ObjectStore(Protocol):
+    """What the package and image caches use of a shared store: a directory
+    (:class:`SharedStore`) or an HTTP object store
+    (:class:`imagecomposer.cache.shared_http.HttpStore`)."""
+
+    def exclusive(self, kind: str, digest: str) -> contextlib.AbstractContextManager[None]:
+        ...
+
+    def copy_to(self, kind: str, digest: str, dest: Path, ext: str = "") -> bool: ...
+
+    def publish(self, kind: str, digest: str, source: Path, ext: str = "") -> object: ...
+
+    def read_index(self, kind: str, name: str, digest: str) -> bytes | None: ...
+
+    def publish_index(self, kind: str, name: str, digest: str, data: bytes) -> None: ...
+
+    def remove_index(self, kind: str, name: str, digest: str) -> None: ...
+
+
 class SharedStore:
     """Objects addressed by SHA256 in a directory shared by several hosts."""
 
@@ -76,8 +111,7 @@ class SharedStore:
         return f"SharedStore(root={str(self.root)!r})"
 
     def path(self, kind: str, digest: str, ext: str = "") -> Path:
-        _check(kind, digest, ext)
-        return self.root / kind / digest[:2] / (f"{digest}.{ext}" if ext else digest)
+        return self.root / object_name(kind, digest, ext)
 
     def has(self, kind: str, digest: str, ext: str = "") -> bool:
         return self.path(kind, digest, ext).is_file()
@@ -169,12 +203,7 @@ class SharedStore:
         return digest
 
     def index_path(self, kind: str, name: str, digest: str) -> Path:
-        if kind not in _INDEXES:
-            raise CacheError(f"shared store: unknown index {kind!r}")
-        if not _NAME.fullmatch(name):
-            raise CacheError(f"shared store: bad name {name!r}")
-        _check("images", digest, "")
-        return self.root / "index" / kind / name / f"{digest}.json"
+        return self.root / index_name(kind, name, digest)
 
     def read_index(self, kind: str, name: str, digest: str) -> bytes | None:
         """The record ``kind/name/digest`` (its reader checks it), or None."""

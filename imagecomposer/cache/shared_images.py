@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imagecomposer.cache.shared import INDEX_FORMAT, SharedStore, index_files, index_record
+from imagecomposer.cache.shared import INDEX_FORMAT, ObjectStore, index_files, index_record
 from imagecomposer.foundation.seal import SealKey
 
 KIND = "images"  # the store's object kind and index
 SEALS = "shared-images"  # what the records' seals name
 
 
-def record(shared: SharedStore, seal_key: SealKey, image: str, name: str, digest: str
+def record(shared: ObjectStore, seal_key: SealKey, image: str, name: str, digest: str
            ) -> tuple[list[tuple[str, str]] | None, str]:
     """The (file name, SHA256) of each file of the record of ``image`` (stored as
     ``name``) and key ``digest`` if it is well formed and sealed with ``seal_key``, else
@@ -42,7 +42,7 @@ def record(shared: SharedStore, seal_key: SealKey, image: str, name: str, digest
     return files, ""
 
 
-def publish(shared: SharedStore, seal_key: SealKey, image: str, name: str, digest: str,
+def publish(shared: ObjectStore, seal_key: SealKey, image: str, name: str, digest: str,
             inputs: Sequence[tuple[str, str]], files: Sequence[tuple[str, int, str, Path]]
             ) -> bool:
     """Publish an image's ``files`` (name, size, SHA256, path) by their SHA256, then its
