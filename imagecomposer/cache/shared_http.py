@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import urllib3
 
@@ -117,7 +118,7 @@ class HttpStore:
             raise CacheError(f"shared store {self.url}: cannot publish {name}: {exc}") from None
         return name
 
-    def _put(self, name: str, body: object, size: int) -> None:
+    def _put(self, name: str, body: bytes | BinaryIO, size: int) -> None:
         response = self._pool.request(
             "PUT", f"{self.url}/{name}", body=body,
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},

@@ -24,11 +24,20 @@ from imagecomposer.cache.store import PackageCache
 from imagecomposer.config import load_config
 from imagecomposer.foundation.errors import CacheError, ConfigError
 from imagecomposer.foundation.seal import SealKey
-from tests.cache.test_images import key_for, outputs, project  # noqa: F401 (a fixture)
+from tests.cache.test_images import key_for, outputs
 from tests.cluster.conftest import free_port
 
 DATA = b"package bytes\n" * 100
 DIGEST = hashlib.sha256(DATA).hexdigest()
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The spec's files (as in tests/cache/test_images.py): what the keys fingerprint."""
+    spec_dir = tmp_path / "project"
+    (spec_dir / "files").mkdir(parents=True)
+    (spec_dir / "files/motd").write_text("hello\n")
+    (spec_dir / "post.sh").write_text("#!/bin/sh\necho hi\n")
+    return spec_dir
 
 
 class ObjectServer(http.server.ThreadingHTTPServer):
@@ -135,7 +144,7 @@ def test_objects_are_checked_before_they_are_sent_and_as_they_are_read(
 
 
 def test_an_image_built_on_one_host_is_a_hit_on_another_through_http(
-        tmp_path: Path, project: Path, server: ObjectServer) -> None:  # noqa: F811
+        tmp_path: Path, project: Path, server: ObjectServer) -> None:
     key = key_for(project)
     built = outputs(tmp_path, "built")
     seal = SealKey(tmp_path / "cluster.key")
