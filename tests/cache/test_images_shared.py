@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.cache.shared import SharedStore
 from imagecomposer.foundation.seal import SealKey
 from tests.cache.test_images import key_for, outputs
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
@@ -70,7 +70,7 @@ def test_an_image_built_on_one_host_is_a_hit_on_another(
     assert again is not None and not again.shared
     # a sparse image stays sparse on the way (4 MiB of mostly zeros)
     raw = tmp_path / "out" / "edge.raw"
-    assert os.stat(raw).st_blocks * 512 < raw.stat().st_size // 2
+    assert raw.stat().st_blocks * 512 < raw.stat().st_size // 2
 
 
 @pytest.mark.parametrize("damage", ["truncated", "replaced", "missing"])

@@ -10,7 +10,6 @@ import hashlib
 import http.server
 import json
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -69,7 +68,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.requests[f"{self.command} {self.path}"] += 1
         return self._path()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = self._count()
         if path is None or not path.is_file():
             self.send_error(404)
@@ -83,7 +82,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_HEAD = do_GET  # noqa: N815
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         path = self._count()
         if path is None:
             self.send_error(400)
@@ -92,12 +91,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{threading.get_ident()}")
         tmp.write_bytes(data)
-        os.replace(tmp, path)
+        tmp.replace(path)
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         path = self._count()
         if path is not None:
             path.unlink(missing_ok=True)
