@@ -19,6 +19,18 @@ At most ``max_count`` entries per image name are kept, least recently used first
 within the size and age limits of ``storage.image_cache``. The staging areas of a killed
 store are removed by the next lookup, store or prune.
 
+With a shared store (``storage.shared_store``, :mod:`imagecomposer.cache.shared`) the cache
+spans build hosts: after a build the entry's files are published there by their SHA256,
+with a record naming them under the key, sealed with this host's key
+(:mod:`imagecomposer.cache.shared_images`); a lookup that misses here takes the entry from
+there. The hosts of a cluster share ``storage.seal_key``, as machines sharing a cache do:
+a record whose seal does not hold (another key, or forged by a writer of the store) is not
+used. The local entry's own seal cannot vouch for what comes from another host, so each
+file is checked by content instead: copied with its SHA256 checked against the record, and
+only then sealed into this host's cache. A file that does not match (a partial or damaged
+object) or a record that is not well formed (a bad file name, a key that is not its own) is
+a miss: the object or record is removed with a warning and the image is built.
+
 Layout: a :class:`~imagecomposer.foundation.store.Store` whose entries are
 ``ROOT/<name>/<digest>/{entry.json, files/...}``; the last use of each is in the store's
 bookkeeping.
@@ -39,6 +51,9 @@ from typing import Any
 
 import attrs
 
+from imagecomposer.cache import shared_images
+from imagecomposer.cache.shared import ObjectStore
+from imagecomposer.cache.shared_http import object_store_for
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import (
@@ -63,6 +78,9 @@ STAMP_KIND = "images-checked"  # what the stamps' seals name (never an entry rec
 FORMAT = 3  # 2: files carry their sparse content digest; 3: the record is sealed
 KIND = "images"  # what the seals name
 PATTERNS = ("*/*",)
+# what an entry's writer returns: each file's (SHA256, sparse content digest), and whether
+# the files are hard links of the very inodes hashed (then their stamps are recorded)
+_Placed = tuple[Mapping[str, tuple[str, str]], bool]
 
 
 @attrs.frozen
@@ -101,6 +119,7 @@ class Entry:
     created: float
     last_used: float
     checked: Mapping[str, Checked] = attrs.field(factory=dict, eq=False)  # by file name
+    shared: bool = attrs.field(default=False, eq=False)  # just taken from the shared store
 
     @property
     def size(self) -> int:
@@ -124,8 +143,9 @@ class ImageCache:
 
     def __init__(self, root: Path, *, max_count: int = 5, enabled: bool = True,
                  max_size_gb: float | None = None, retention_days: float | None = None,
-                 seal_key: SealKey | None = None) -> None:
+                 seal_key: SealKey | None = None, shared: ObjectStore | None = None) -> None:
         self.root = root
+        self.shared = shared
         self.max_count = max(1, max_count)
         self.enabled = enabled
         self.seal_key = seal_key if seal_key is not None else SealKey(default_seal_key())
@@ -143,7 +163,8 @@ class ImageCache:
         return cls(config.image_cache_dir, max_count=settings.max_count,
                    enabled=enabled and settings.enabled, max_size_gb=settings.max_size_gb,
                    retention_days=settings.retention_days,
-                   seal_key=SealKey(config.storage.seal_key))
+                   seal_key=SealKey(config.storage.seal_key),
+                   shared=object_store_for(config))
 
     def __repr__(self) -> str:
         return display.call("ImageCache", root=self.root, max_count=self.max_count,
@@ -292,10 +313,20 @@ class ImageCache:
 
     def lookup(self, key: CacheKey) -> Entry | None:
         """The intact entry for ``key``, or None. Every file is checked against its stored
-        digest first; a damaged entry is discarded (with a warning) and is a miss."""
+        digest first; a damaged entry is discarded (with a warning) and is a miss. Missing
+        here, the entry is taken from the shared store when it has it (every file checked
+        against its SHA256; ``Entry.shared`` is then True)."""
         if not self.enabled:
             return None
         self.remove_leftovers()
+        entry = self._lookup_here(key)
+        if entry is None and self.shared is not None and self._from_shared(key, self.shared):
+            entry = self._lookup_here(key)
+            if entry is not None:
+                return attrs.evolve(entry, shared=True)
+        return entry
+
+    def _lookup_here(self, key: CacheKey) -> Entry | None:
         stored = _key(key.name, key.digest)
         path = self.storage.path(stored)
         started = time.monotonic()
@@ -386,17 +417,31 @@ class ImageCache:
         if not self.enabled:
             return None
         files = sorted(p for p in artifacts_dir.iterdir() if p.is_file())
-        stored = _key(key.name, key.digest)
 
-        def fill(stage: Path) -> None:
-            (stage / FILES).mkdir(parents=True)
+        def place(dest: Path) -> _Placed:
             # the digests come from the build's outputs, not from the copies in the cache
             # (taken first: a hard link made read-only below changes the output's ctime)
             with ThreadPoolExecutor(max_workers=workers(len(files) or 1),
                                     thread_name_prefix="sha256") as pool:
                 digests = dict(zip((p.name for p in files), pool.map(_digests, files),
                                    strict=True))
-            linked = _store_files(files, stage / FILES)
+            return digests, _store_files(files, dest)
+
+        final = self._write(key, place, f"{', '.join(p.name for p in files)}")
+        entry = self._read(final)
+        if entry is not None and self.shared is not None:
+            self._publish_shared(entry, self.shared)
+        return entry
+
+    def _write(self, key: CacheKey, place: Callable[[Path], _Placed],
+               label: str) -> Path:
+        """Write the entry of ``key`` whose files ``place`` puts into the directory it is
+        given (see ``_Placed``), sealed."""
+        stored = _key(key.name, key.digest)
+
+        def fill(stage: Path) -> None:
+            (stage / FILES).mkdir(parents=True)
+            digests, linked = place(stage / FILES)
             records, stamps = [], {}
             for path in sorted((stage / FILES).iterdir()):
                 path.chmod(0o444)
@@ -418,13 +463,76 @@ class ImageCache:
 
         try:
             final = self.storage.write(stored, fill, meta={
-                "label": f"{key.name} {key.digest[:12]}: {', '.join(p.name for p in files)}"})
+                "label": f"{key.name} {key.digest[:12]}: {label}"})
         except (OSError, CommandError) as exc:
             raise CacheError(f"cannot store image in cache {self.root / _safe(key.name)}: "
                              f"{exc}") from None
         self.storage.prune(keep={stored})
         log.info("image cache: stored %s %s", key.name, key.digest[:12])
-        return self._read(final)
+        return final
+
+    def _publish_shared(self, entry: Entry, shared: ObjectStore) -> None:
+        """Publish ``entry`` (just stored here) to the shared store; a failure is a
+        warning (the build has succeeded)."""
+        try:
+            published = shared_images.publish(
+                shared, self.seal_key, entry.name, _safe(entry.name), entry.digest,
+                entry.inputs, [(f.name, f.size, f.sha256, entry.path / FILES / f.name)
+                               for f in entry.files])
+        except (OSError, CacheError) as exc:
+            log.warning("image cache: could not publish %s %s to the shared store %s: %s",
+                        entry.name, entry.digest[:12], shared, exc)
+            return
+        if published:
+            log.info("image cache: published %s %s to the shared store", entry.name,
+                     entry.digest[:12])
+
+    def _from_shared(self, key: CacheKey, shared: ObjectStore) -> bool:
+        """Take the entry of ``key`` from the shared store into this cache (sealed with
+        this host's key) after checking its record's seal and every file against its
+        SHA256; False (a miss) when the store does not have it, or its record or a file is
+        damaged (then removed, with a warning), or the record is not sealed with this
+        host's key (left for the hosts that have it)."""
+        name = _safe(key.name)
+        try:
+            files, problem = shared_images.record(shared, self.seal_key, key.name, name,
+                                                  key.digest)
+        except (OSError, CacheError) as exc:
+            log.warning("image cache: cannot read the shared store %s: %s", shared, exc)
+            return False
+        if files is None:
+            if problem:
+                log.warning("image cache: the shared store's record of %s %s is %s; not "
+                            "used (the image is built)", key.name, key.digest[:12], problem)
+                self._discarded[key.digest] = f"its shared store record is {problem}"
+            if problem == "damaged":
+                shared.remove_index(shared_images.KIND, name, key.digest)
+            return False
+
+        def place(dest: Path) -> _Placed:
+            digests = {}
+            for file_name, sha256 in files:
+                if not shared.copy_to(shared_images.KIND, sha256, dest / file_name):
+                    raise _Damaged(file_name)
+                digests[file_name] = (sha256, sparse_sha256(dest / file_name))
+            return digests, False
+
+        started = time.monotonic()
+        try:
+            self._write(key, place, ", ".join(n for n, _ in files) + " (shared store)")
+        except _Damaged as exc:
+            log.warning("image cache: %s of %s %s in the shared store is missing or damaged: "
+                        "not used (the image is built)", exc, key.name, key.digest[:12])
+            shared.remove_index(shared_images.KIND, name, key.digest)
+            self._discarded[key.digest] = f"{exc} in the shared store is missing or damaged"
+            return False
+        except CacheError as exc:  # this host's cache cannot take it: the image is built
+            log.warning("image cache: %s %s from the shared store not kept: %s", key.name,
+                        key.digest[:12], exc)
+            return False
+        log.info("image cache: %s %s taken from the shared store (%d files verified) in "
+                 "%.2f s", key.name, key.digest[:12], len(files), time.monotonic() - started)
+        return True
 
     def explain_miss(self, key: CacheKey) -> str:
         if not self.enabled:
@@ -465,6 +573,10 @@ class ImageCache:
 
 class _Changed(Exception):
     """A staged file is not what the lookup checked: the staging is dropped."""
+
+
+class _Damaged(Exception):
+    """A file of a shared image is missing or does not match its SHA256."""
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecomposer.cache.shared import SharedStore
+from imagecomposer.cache.shared_http import object_store_for
 from imagecomposer.config.model import Config
 from imagecomposer.families.base import Provider
 from imagecomposer.families.registry import family
@@ -138,8 +138,7 @@ class PackageCache:
                                        setting="core.work_dir (or $IMAGECOMPOSER_WORK_DIR)")
         self.objects = self.root / "objects"
         self._http = http
-        shared = config.storage.shared_store
-        self.shared = SharedStore(shared) if shared is not None else None
+        self.shared = object_store_for(config)
 
     @property
     def http(self) -> Http:

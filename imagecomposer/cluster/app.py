@@ -62,6 +62,13 @@ def make_app(url: str, *, visibility_timeout: float = VISIBILITY_TIMEOUT) -> Any
     return app
 
 
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """What a client raises while the broker is away (restarting, or its host lost)."""
+    redis = _module("redis.exceptions")
+    kombu = _module("kombu.exceptions")
+    return (redis.ConnectionError, redis.TimeoutError, kombu.OperationalError)
+
+
 def redis_client(url: str) -> Any:
     return _module("redis").Redis.from_url(url)
 

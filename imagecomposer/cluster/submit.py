@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from imagecomposer.cluster import bundle, wire
-from imagecomposer.cluster.app import make_app, redis_client
+from imagecomposer.cluster.app import broker_errors, make_app, redis_client
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.errors import ClusterError, UsageError
 from imagecomposer.foundation.events import EventSink
@@ -88,22 +88,40 @@ def _collect(submitted: list[_Submitted], client: Any, events: EventSink | None,
              timeout: float | None) -> None:
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = list(submitted)
+    unreachable = broker_errors()
+    lost: float | None = None  # since when the broker has been unreachable
     while pending:
         if deadline is not None and time.monotonic() > deadline:
             names = ", ".join(item.name for item in pending)
             raise ClusterError(f"cluster builds still running after {timeout:g} s: {names}")
-        got = client.blpop([wire.events_key(i.async_result.id) for i in pending], timeout=0.5)
-        if got is not None:
-            key, text = got
-            item = next(i for i in pending
-                        if wire.events_key(i.async_result.id) == key.decode())
-            _deliver(item, text, events)
-        for item in list(pending):
-            if item.async_result.ready():
-                _drain(item, client, events)
-                item.result = _result(item)
-                client.delete(wire.events_key(item.async_result.id))
-                pending.remove(item)
+        try:
+            _poll(pending, client, events)
+        except unreachable as exc:  # restarting: the queued builds are in its append-only file
+            if lost is None:
+                lost = time.monotonic()
+                log.warning("lost the build cluster's broker (%s); waiting for it", exc)
+            time.sleep(0.5)
+            continue
+        if lost is not None:
+            log.warning("the build cluster's broker is back after %.1f s",
+                        time.monotonic() - lost)
+            lost = None
+
+
+def _poll(pending: list[_Submitted], client: Any, events: EventSink | None) -> None:
+    """Deliver the events that came, collect the builds that have ended."""
+    got = client.blpop([wire.events_key(i.async_result.id) for i in pending], timeout=0.5)
+    if got is not None:
+        key, text = got
+        item = next(i for i in pending
+                    if wire.events_key(i.async_result.id) == key.decode())
+        _deliver(item, text, events)
+    for item in list(pending):
+        if item.async_result.ready():
+            _drain(item, client, events)
+            item.result = _result(item)
+            client.delete(wire.events_key(item.async_result.id))
+            pending.remove(item)
 
 
 def _drain(item: _Submitted, client: Any, events: EventSink | None) -> None:

@@ -12,11 +12,21 @@ and publishes the outputs into the shared output store ``STORE/outputs/NAME/DIGE
 one rename (``DIGEST``: the SHA256 of the output's file list and file hashes), with
 ``cluster.json`` naming the worker. The task directory is removed afterwards, and at the
 next start after a kill. Events go to the submitter through a Redis list per task.
+
+A build that fails for a full disk (``No space left on device``, ENOSPC, or the pipeline's
+free-space check) is taken for this worker's failure, not the build's: the worker says so (a
+warning event to the submitter, a log line) and sends the build back to its queue with
+itself excluded (Celery's ``retry``, same task id). A worker that receives a build it is
+excluded from puts it back after :data:`REROUTE_PAUSE` seconds; when no other worker has
+taken it within :data:`REROUTE_WAIT` seconds, the build fails with the full disk's error.
+A build that fails so on :data:`MAX_FULL` workers fails there and then: an image whose own
+filesystem is too small fails with ENOSPC on every worker.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import logging
@@ -24,6 +34,7 @@ import os
 import platform
 import shutil
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,13 +47,18 @@ from imagecomposer.cluster.app import VISIBILITY_TIMEOUT, Lease, make_app, redis
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import ClusterError, ImageComposerError, describe
-from imagecomposer.foundation.events import Event
+from imagecomposer.foundation.events import BuildWarning, Event
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Stage
 from imagecomposer.pipeline.many import build_many
 from imagecomposer.pipeline.stages import DEFAULT_STAGES
 
 log = logging.getLogger("imagecomposer.cluster")
+
+REROUTE_PAUSE = 1.0  # seconds an excluded worker holds a build before putting it back
+REROUTE_WAIT = 600.0  # seconds a rerouted build waits for a worker that is not excluded
+MAX_FULL = 2  # workers a build may fail on for a full disk before it fails for good
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
@@ -134,6 +150,31 @@ def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings
     return result
 
 
+def no_space(result: dict[str, Any]) -> bool:
+    """Whether a build failed for a full disk (an OSError, a tool's message, or the
+    pipeline's free-space check)."""
+    error = str(result.get("error") or "")
+    return not result.get("ok") and (result.get("error_type") == "InsufficientDiskSpace"
+                                      or NO_SPACE in error
+                                      or "Insufficient disk space" in error)
+
+
+def excluded_from(payload: dict[str, Any], settings: WorkerSettings) -> bool:
+    return settings.name in (payload.get("excluded") or [])
+
+
+def rerouted(payload: dict[str, Any], settings: WorkerSettings, error: str
+             ) -> dict[str, Any] | None:
+    """The payload sent back to the queue after a full disk on this worker: this worker
+    excluded, the first reroute's time kept (what :data:`REROUTE_WAIT` counts from); None
+    when the build has now failed so on :data:`MAX_FULL` workers (it fails)."""
+    excluded = [*(payload.get("excluded") or []), settings.name]
+    if len(excluded) >= MAX_FULL:
+        return None
+    return {**payload, "excluded": excluded, "reroute_error": error,
+            "rerouted_at": payload.get("rerouted_at") or time.time()}
+
+
 def publish(out: Path, store: SharedStore, name: str, settings: WorkerSettings,
             task_id: str, bundle_digest: str) -> Path:
     """Put the outputs into ``STORE/outputs/NAME/DIGEST`` with one rename, with a
@@ -159,9 +200,19 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
     app = make_app(url, visibility_timeout=settings.visibility_timeout)
     client = redis_client(url)
 
-    @app.task(name=wire.TASK, bind=True)  # type: ignore[untyped-decorator]
+    # max_retries=None: a build sent back (a full disk) may go round until REROUTE_WAIT
+    @app.task(name=wire.TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         task_id = str(self.request.id)
+        if excluded_from(payload, settings):  # this worker's disk was full for it
+            time.sleep(REROUTE_PAUSE)
+            waited = time.time() - float(payload.get("rerouted_at") or 0)
+            if waited < REROUTE_WAIT:
+                raise self.retry(args=[payload], countdown=0)
+            return {"spec": str(payload["spec"]), "worker": settings.name, "ok": False,
+                    "exit_code": 1, "error_type": "OSError",
+                    "error": f"{payload.get('reroute_error')} (no other worker took the "
+                             f"build within {REROUTE_WAIT:g} s)"}
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         key = wire.events_key(task_id)
         attempt = int(client.incr(f"imagecomposer:attempts:{task_id}"))
@@ -178,8 +229,20 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
                               redelivered=redelivered, pid=os.getpid()))
         tag = (self.request.properties or {}).get("delivery_tag")
         with Lease(client, tag, settings.visibility_timeout):
-            return execute(payload, config=config, settings=settings, task_id=task_id,
-                           attempt=attempt, emit=emit, stages=stages)
+            result = execute(payload, config=config, settings=settings, task_id=task_id,
+                             attempt=attempt, emit=emit, stages=stages)
+        if not no_space(result):
+            return result
+        again = rerouted(payload, settings, str(result["error"]))
+        if again is None:
+            workers = ", ".join([*(payload.get("excluded") or []), settings.name])
+            result["error"] = (f"{result['error']} (no room on {MAX_FULL} workers: {workers};"
+                               f" is the image too big for its own filesystem?)")
+            return result
+        message = f"worker {settings.name}: {result['error']}; the build goes to another worker"
+        log.warning("%s", message)
+        emit(BuildWarning(message, "imagecomposer.cluster", build=str(payload["name"])))
+        raise self.retry(args=[again], countdown=0)
 
     app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",
                      "--prefetch-multiplier", "1", "--queues", wire.queue_for(settings.arch),

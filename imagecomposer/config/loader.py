@@ -43,6 +43,7 @@ ENVIRONMENT: dict[str, str] = {
     "IMAGECOMPOSER_PARALLEL": "core.parallel",
     "IMAGECOMPOSER_SEAL_KEY": "storage.seal_key",
     "IMAGECOMPOSER_SHARED_STORE": "storage.shared_store",
+    "IMAGECOMPOSER_SHARED_STORE_URL": "storage.shared_store_url",
 }
 # Fields holding paths: relative values are resolved against the config file's directory.
 PATH_KEYS = ("core.cache_dir", "core.work_dir", "logging.file", "providers.*.keyring",

@@ -133,6 +133,9 @@ class Storage:
     # A directory shared by build hosts (docs/distributed.md): packages by SHA256 are taken
     # from it before any download and published to it after one. None: no shared store.
     shared_store: Path | None = None
+    # An HTTP object store (GET/PUT/DELETE) for the shared packages and images instead of
+    # the directory (which still holds a cluster's outputs). None: the directory's.
+    shared_store_url: str | None = None
 
 
 @attrs.frozen

@@ -55,6 +55,7 @@ from imagecomposer.spec.model import STAGES, Spec, encryptions
 log = logging.getLogger("imagecomposer.pipeline")
 
 IMAGE_CACHE_HIT = "image cache hit"
+SHARED_HIT = "image cache hit (from the shared store)"  # starts as IMAGE_CACHE_HIT
 
 
 @attrs.frozen
@@ -196,7 +197,7 @@ class ImagePipeline:
                 log.info("[%s] work trees kept in %s (--keep-temp)", ctx.name, workspace.root)
             else:
                 workspace.remove_temp()
-        hit = any(o.reason == IMAGE_CACHE_HIT for o in run.outcomes)
+        hit = any(o.reason in (IMAGE_CACHE_HIT, SHARED_HIT) for o in run.outcomes)
         last = options.until or STAGES[-1]
         result = ctx.output_dir if hit else ctx.stage_result(last)
         log.debug("build %s: %s result at %s", ctx.name, last, result)
@@ -273,7 +274,7 @@ class ImageCacheHook:
         if self.cache.restore(entry, ctx.output_dir) is None:  # changed since the lookup
             log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
             return None
-        return IMAGE_CACHE_HIT
+        return SHARED_HIT if entry.shared else IMAGE_CACHE_HIT
 
     def store(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:
         finalize = view.outcome("finalize")

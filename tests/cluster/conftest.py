@@ -42,28 +42,60 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (scripts/setup-host.sh installs it)")
-    data = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--dir",
-                                str(data), "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               **DETACHED)
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 20
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return
         except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "no redis-server"
+            assert process.poll() is None and time.monotonic() < deadline, f"no {what}"
             time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=20)
+
+
+@attrs.define
+class RedisServer:
+    """redis-server on 127.0.0.1 (``appendonly``: its queues survive a restart)."""
+
+    data: Path
+    port: int = attrs.field(factory=free_port)
+    appendonly: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.skip("redis-server is not installed (scripts/setup-host.sh installs it)")
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly \
+            else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data),
+             "--save", "", *persist],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **DETACHED)
+        wait_for_port(self.port, self.process, "redis-server")
+
+    def kill(self) -> None:
+        """SIGKILL: the broker's host fails (nothing is flushed on the way out)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @attrs.frozen
@@ -108,6 +140,7 @@ class Worker:
     config: Path
     url: str
     secrets: Path | None = None
+    env: dict[str, str] = attrs.field(factory=dict)  # for the stand-in stages
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -117,13 +150,17 @@ class Worker:
         if self.secrets is not None:
             argv.append(str(self.secrets))
         self.process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log,
-                                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                        env={**os.environ, "PYTHONPATH": str(ROOT), **self.env},
                                         **DETACHED)
 
     def kill(self) -> None:
         assert self.process is not None
         self.process.kill()  # SIGKILL: the host is gone
         self.process.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

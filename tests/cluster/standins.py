@@ -8,10 +8,13 @@ different bytes, the same spec the same bytes. A spec whose image name starts wi
 waits :data:`SLOW_SECONDS` in configuration, after writing ``WORK/building/NAME`` (which
 worker is building it: the tests kill that one). ``$IMAGECOMPOSER_STANDIN_SECONDS`` makes
 every configuration take that long (the cluster benchmark's stand-in for real work).
+``$IMAGECOMPOSER_STANDIN_ENOSPC=PREFIX`` (set on one worker) fails the configuration of the
+images whose name starts with PREFIX with ``OSError(ENOSPC)``: that worker's disk is full.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -34,6 +37,9 @@ class StandinCompose(ComposeStage):
 class StandinConfiguration(ConfigurationStage):
     def run(self, ctx: BuildContext, inputs: ConfigurationInput) -> None:
         name = ctx.spec.image.name
+        full = os.environ.get("IMAGECOMPOSER_STANDIN_ENOSPC")
+        if full and name.startswith(full):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.raw_path))
         if name.startswith("slow"):
             marks = ctx.config.core.work_dir / "building"
             marks.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,221 @@
+"""What one build host does for another, with real components started here: a redis-server
+of this module's own (append-only, so that it can be restarted), two worker processes with
+their own work and cache directories, one shared store, the signed test archive.
+
+* An image built on one worker is an image cache hit on the other (through the shared
+  store), with the same bytes.
+* A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
+  fails the build there with a clear warning, and the build goes to the other worker and
+  succeeds (w1 alone first: the build waits for a worker that is not excluded).
+* redis-server SIGKILLed and started again (same port, same append-only file) while two
+  builds wait in the queue: neither is lost, both complete, the submitter waits it out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+import imagecomposer
+from imagecomposer.cluster import wire
+from imagecomposer.cluster.app import redis_client
+from imagecomposer.cluster.worker import (
+    MAX_FULL,
+    NO_SPACE,
+    REROUTE_PAUSE,
+    WorkerSettings,
+    host_arch,
+    no_space,
+    rerouted,
+)
+from imagecomposer.foundation.events import (
+    BuildWarning,
+    Event,
+    StageFailed,
+    StageSkipped,
+    StageStarted,
+)
+from imagecomposer.pipeline.build import SHARED_HIT
+from imagecomposer.pipeline.many import BuildResult
+from tests.cluster.conftest import Archive, RedisServer, Worker, config_file
+
+FULL = "full"  # images named so fail for a full disk on the worker w1 (tests.cluster.standins)
+
+
+@attrs.frozen
+class Cluster:
+    redis: RedisServer
+    workers: list[Worker]
+    shared: Path
+    specs: Path
+
+    def only(self, *names: str) -> None:
+        """Run exactly the workers named (a stopped worker finishes its build first)."""
+        for worker in self.workers:
+            if worker.name not in names:
+                worker.stop()
+        for worker in self.workers:
+            if worker.name in names and not worker.running:
+                worker.start()
+
+    def spec(self, name: str) -> Path:
+        path = self.specs / f"{name}.yml"
+        path.write_text(
+            f"image: {{name: {name}, base: {{os: debian, version: '12'}}}}\n"
+            f"customizations:\n  hostname: {name}\n  packages: {{install: [tool-a]}}\n"
+            "output: {formats: [raw], sbom: []}\n")
+        return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("hosts")
+    redis = RedisServer(root / "redis", appendonly=True)
+    redis.data.mkdir()
+    redis.start()
+    shared = root / "shared"
+    shared.mkdir()
+    (root / "specs").mkdir()
+    workers = []
+    for n in range(2):
+        host = root / f"host{n}"
+        host.mkdir()
+        workers.append(Worker(f"w{n}", host, config_file(host / "config.yml", host, archive,
+                                                         shared), redis.url,
+                              env={"IMAGECOMPOSER_STANDIN_ENOSPC": FULL} if n == 1 else {}))
+    try:
+        yield Cluster(redis, workers, shared, root / "specs")
+    finally:
+        for worker in workers:
+            worker.stop()
+        redis.stop()
+
+
+@attrs.define
+class Submission:
+    """``build_many(cluster=)`` in a thread: its events, then its results."""
+
+    events: list[Event] = attrs.field(factory=list)
+    results: list[BuildResult] = attrs.field(factory=list)
+    failure: list[BaseException] = attrs.field(factory=list)
+    thread: threading.Thread | None = None
+
+    def start(self, specs: list[Path], url: str) -> Submission:
+        def submit() -> None:
+            try:
+                self.results.extend(imagecomposer.build_many(
+                    specs, cluster=url, events=self.events.append, timeout=120))
+            except BaseException as exc:
+                self.failure.append(exc)
+
+        self.thread = threading.Thread(target=submit)
+        self.thread.start()
+        return self
+
+    def wait(self) -> list[BuildResult]:
+        assert self.thread is not None
+        self.thread.join(timeout=150)
+        assert not self.thread.is_alive() and not self.failure, self.failure
+        return self.results
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+def test_an_image_built_on_one_worker_is_a_cache_hit_on_the_other(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only("w0", "w1")
+    spec = cluster.spec("same")
+    first = Submission().start([spec], cluster.redis.url)
+    [built] = first.wait()
+    assert built.ok, built.error
+    assert [e.reason for e in first.events if isinstance(e, StageSkipped)] == []
+    # the worker that built it leaves: the same spec goes to the other one
+    other = next(w for w in cluster.workers if w.name != built.worker)
+    cluster.only(other.name)
+    second = Submission().start([spec], cluster.redis.url)
+    [again] = second.wait()
+    print(f"built, then a shared-store hit on another worker: "
+          f"{time.monotonic() - started:.1f} s")
+    assert again.ok and again.worker == other.name != built.worker, again.error
+    skipped = {e.stage: e.reason for e in second.events if isinstance(e, StageSkipped)}
+    assert skipped == {"compose": SHARED_HIT, "configuration": SHARED_HIT,
+                       "sign": SHARED_HIT, "finalize": SHARED_HIT}
+    assert "configuration" not in {e.stage for e in second.events
+                                   if isinstance(e, StageStarted)}
+    # the same bytes: the outputs published by both, and the other worker's cache entry
+    assert again.output == built.output and built.output is not None
+    published = files(built.output)
+    published.pop("cluster.json")
+    [entry] = (other.host / "cache").rglob("entry.json")
+    assert files(entry.parent / "files") == published
+
+
+def test_a_worker_with_a_full_disk_hands_the_build_to_another(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only("w1")  # the only worker, and its disk is full for this image
+    submission = Submission().start([cluster.spec(FULL)], cluster.redis.url)
+    deadline = time.monotonic() + 60
+    while not any(isinstance(e, BuildWarning) for e in submission.events):
+        assert time.monotonic() < deadline and submission.thread is not None \
+            and submission.thread.is_alive(), (submission.failure, submission.results)
+        time.sleep(0.05)
+    # w1 alone sends it round (more often than Celery's default of 3 retries)...
+    time.sleep(5 * REROUTE_PAUSE)
+    cluster.only("w0", "w1")  # ...until another worker comes
+    [result] = submission.wait()
+    print(f"a full disk on w1, the build done on w0: {time.monotonic() - started:.1f} s")
+    assert result.ok and result.worker == "w0", result.error
+    [warning] = [e for e in submission.events if isinstance(e, BuildWarning)]
+    assert warning.message.startswith("worker w1: ") and NO_SPACE in warning.message
+    assert warning.message.endswith("the build goes to another worker")
+    assert [e.stage for e in submission.events if isinstance(e, StageFailed)] == \
+        ["configuration"]
+    assert cluster.workers[1].running  # w1 stays up for builds it can do
+    assert result.output is not None
+    assert [p.name for p in result.output.parent.iterdir()] == [result.output.name]
+
+
+def test_builds_queued_when_the_broker_restarts_are_not_lost(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only()  # no worker: the builds wait in their queue
+    specs = [cluster.spec("queued1"), cluster.spec("queued2")]
+    submission = Submission().start(specs, cluster.redis.url)
+    queue = wire.queue_for(host_arch())
+    client = redis_client(cluster.redis.url)
+    deadline = time.monotonic() + 30
+    while client.llen(queue) < 2:
+        assert time.monotonic() < deadline, "the builds were not queued"
+        time.sleep(0.05)
+    cluster.redis.kill()  # SIGKILL: nothing is written on the way out
+    time.sleep(1)  # the submitter finds the broker gone
+    cluster.redis.start()  # same port, same directory: it reads its append-only file
+    assert redis_client(cluster.redis.url).llen(queue) == 2
+    cluster.only("w0", "w1")
+    results = submission.wait()
+    print(f"two builds queued across a broker restart: {time.monotonic() - started:.1f} s")
+    assert [(Path(r.spec).stem, r.ok) for r in results] == [("queued1", True),
+                                                            ("queued2", True)], \
+        [r.error for r in results]
+    assert all(r.output is not None and (r.output / "cluster.json").is_file()
+               for r in results)
+
+
+def test_which_failures_are_a_full_disk_and_how_far_a_build_goes_round() -> None:
+    assert no_space({"ok": False, "error": f"configuration failed: x ({NO_SPACE})"})
+    assert no_space({"ok": False, "error_type": "InsufficientDiskSpace",
+                     "error": "Insufficient disk space: need 900 MiB, have 12 MiB in /w"})
+    assert not no_space({"ok": False, "error": "Script returned non-zero exit code 1"})
+    assert not no_space({"ok": True, "error": None})
+    payload = {"name": "x", "spec": "x.yml"}
+    first = rerouted(payload, WorkerSettings(name="w1"), "ENOSPC on w1")
+    assert first is not None and first["excluded"] == ["w1"]
+    assert first["reroute_error"] == "ENOSPC on w1" and first["rerouted_at"] > 0
+    assert MAX_FULL == 2  # the second full disk ends it: the image may be too big itself
+    assert rerouted(first, WorkerSettings(name="w0"), "ENOSPC on w0") is None
