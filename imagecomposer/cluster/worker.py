@@ -130,7 +130,8 @@ def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings
                              spec_dir)
         out = task_root / "out"
         results = build_many([spec_dir / str(payload["spec"])], config=config,
-                             options=BuildOptions(output_dir=out), events=emit,
+                             options=BuildOptions(output_dir=out, worker=settings.name),
+                             events=emit,
                              variables=dict(payload.get("variables") or {}),
                              stages=stages, max_concurrent=1)
         built = results[0]

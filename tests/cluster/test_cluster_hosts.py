@@ -3,7 +3,9 @@ of this module's own (append-only, so that it can be restarted), two worker proc
 their own work and cache directories, one shared store, the signed test archive.
 
 * An image built on one worker is an image cache hit on the other (through the shared
-  store), with the same bytes.
+  store), with the same bytes. Its signed provenance names the worker that built it
+  (``runDetails.builder.id``); everything else is byte-identical to a local build, and the
+  provenance's ``buildDefinition`` too.
 * A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
   fails the build there with a clear warning, and the build goes to the other worker and
   succeeds (w1 alone first: the build waits for a worker that is not excluded).
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import imagecomposer
 from imagecomposer.cluster import wire
@@ -33,6 +37,8 @@ from imagecomposer.cluster.worker import (
     no_space,
     rerouted,
 )
+from imagecomposer.config import load_config
+from imagecomposer.export.provenance import BUILDER_ID, SUFFIX, builder_id, read_statements
 from imagecomposer.foundation.events import (
     BuildWarning,
     Event,
@@ -40,9 +46,12 @@ from imagecomposer.foundation.events import (
     StageSkipped,
     StageStarted,
 )
-from imagecomposer.pipeline.build import SHARED_HIT
+from imagecomposer.pipeline.build import SHARED_HIT, ImagePipeline
+from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.many import BuildResult
+from imagecomposer.spec.model import Spec
 from tests.cluster.conftest import Archive, RedisServer, Worker, config_file
+from tests.cluster.standins import STAGES as STANDIN_STAGES
 
 FULL = "full"  # images named so fail for a full disk on the worker w1 (tests.cluster.standins)
 
@@ -53,6 +62,8 @@ class Cluster:
     workers: list[Worker]
     shared: Path
     specs: Path
+    archive: Archive
+    key: ed25519.Ed25519PrivateKey  # signs the specs' outputs; each worker has it as a secret
 
     def only(self, *names: str) -> None:
         """Run exactly the workers named (a stopped worker finishes its build first)."""
@@ -63,12 +74,13 @@ class Cluster:
             if worker.name in names and not worker.running:
                 worker.start()
 
-    def spec(self, name: str) -> Path:
+    def spec(self, name: str, *, signed: bool = False) -> Path:
         path = self.specs / f"{name}.yml"
+        sign = ", sign: {key: ./keys/sign.pem}" if signed else ""
         path.write_text(
             f"image: {{name: {name}, base: {{os: debian, version: '12'}}}}\n"
             f"customizations:\n  hostname: {name}\n  packages: {{install: [tool-a]}}\n"
-            "output: {formats: [raw], sbom: []}\n")
+            f"output: {{formats: [raw], sbom: []{sign}}}\n")
         return path
 
 
@@ -80,16 +92,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Itera
     redis.start()
     shared = root / "shared"
     shared.mkdir()
-    (root / "specs").mkdir()
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    for keys in (root / "specs" / "keys", root / "secrets" / "keys"):
+        keys.mkdir(parents=True)
+        (keys / "sign.pem").write_bytes(pem)
     workers = []
     for n in range(2):
         host = root / f"host{n}"
         host.mkdir()
         workers.append(Worker(f"w{n}", host, config_file(host / "config.yml", host, archive,
                                                          shared), redis.url,
+                              secrets=root / "secrets",
                               env={"IMAGECOMPOSER_STANDIN_ENOSPC": FULL} if n == 1 else {}))
     try:
-        yield Cluster(redis, workers, shared, root / "specs")
+        yield Cluster(redis, workers, shared, root / "specs", archive, key)
     finally:
         for worker in workers:
             worker.stop()
@@ -126,6 +144,17 @@ class Submission:
 
 def files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+def builder_and_definition(output: Path, key: ed25519.Ed25519PrivateKey
+                           ) -> tuple[str, dict[str, object]]:
+    """The signed provenance's builder id, and its build definition and subjects."""
+    [path] = output.glob(f"*{SUFFIX}")
+    slsa = read_statements(path, key.public_key())[0]
+    predicate = slsa["predicate"]
+    return predicate["runDetails"]["builder"]["id"], {
+        "buildDefinition": predicate["buildDefinition"], "subject": slsa["subject"],
+        "builder": {k: v for k, v in predicate["runDetails"]["builder"].items() if k != "id"}}
 
 
 def test_an_image_built_on_one_worker_is_a_cache_hit_on_the_other(cluster: Cluster) -> None:
@@ -219,3 +248,31 @@ def test_which_failures_are_a_full_disk_and_how_far_a_build_goes_round() -> None
     assert first["reroute_error"] == "ENOSPC on w1" and first["rerouted_at"] > 0
     assert MAX_FULL == 2  # the second full disk ends it: the image may be too big itself
     assert rerouted(first, WorkerSettings(name="w0"), "ENOSPC on w0") is None
+
+
+def test_the_provenance_names_the_worker_that_built_the_outputs(cluster: Cluster,
+                                                                tmp_path: Path) -> None:
+    started = time.monotonic()
+    cluster.only("w0", "w1")
+    spec = cluster.spec("signed", signed=True)
+    [built] = Submission().start([spec], cluster.redis.url).wait()
+    assert built.ok and built.output is not None, built.error
+    builder, definition = builder_and_definition(built.output, cluster.key)
+    assert builder == builder_id(built.worker) == \
+        f"urn:imagecomposer:builder:worker:{built.worker}"
+    # the same spec built here: only the provenance's builder id differs, and the files
+    # that list the provenance's hash (SHA256SUMS and its signature)
+    host = tmp_path / "local"
+    host.mkdir()
+    config = load_config(config_file(host / "config.yml", host, cluster.archive, None)).config
+    local = tmp_path / "out"
+    ImagePipeline(config, stages=STANDIN_STAGES, progress_bar=False).build(
+        Spec.load(spec), BuildOptions(output_dir=local))
+    print(f"a signed build on the cluster and here: {time.monotonic() - started:.1f} s")
+    published, here = files(built.output), files(local)
+    assert published.pop("cluster.json")
+    assert here.keys() == published.keys()
+    assert {"signed.raw", "signed.raw.sig", "manifest.json", "signed.lock.json"} <= set(here)
+    naming = {"signed" + SUFFIX, "SHA256SUMS", "SHA256SUMS.sig"}
+    assert sorted(n for n in here if here[n] != published[n]) == sorted(naming)
+    assert builder_and_definition(local, cluster.key) == (BUILDER_ID, definition)
