@@ -21,6 +21,11 @@ excluded from puts it back after :data:`REROUTE_PAUSE` seconds; when no other wo
 taken it within :data:`REROUTE_WAIT` seconds, the build fails with the full disk's error.
 A build that fails so on :data:`MAX_FULL` workers fails there and then: an image whose own
 filesystem is too small fails with ENOSPC on every worker.
+
+A build its submitter cancels (Ctrl-C, SIGTERM, ``cancel``: a mark in Redis,
+:func:`imagecomposer.cluster.wire.cancel_key`) is interrupted as a local Ctrl-C interrupts
+it (:class:`imagecomposer.cluster.app.CancelWatch` sets ``build_many``'s ``cancel``): its
+build process unwinds and cleans up, nothing is published; one not started yet never starts.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import os
 import platform
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,10 +49,21 @@ import attrs
 
 from imagecomposer.cache.shared import SharedStore, copy_tree_atomically
 from imagecomposer.cluster import bundle, wire
-from imagecomposer.cluster.app import VISIBILITY_TIMEOUT, Lease, make_app, redis_client
+from imagecomposer.cluster.app import (
+    VISIBILITY_TIMEOUT,
+    CancelWatch,
+    Lease,
+    make_app,
+    redis_client,
+)
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.digest import sha256_file
-from imagecomposer.foundation.errors import ClusterError, ImageComposerError, describe
+from imagecomposer.foundation.errors import (
+    BuildInterrupted,
+    ClusterError,
+    ImageComposerError,
+    describe,
+)
 from imagecomposer.foundation.events import BuildWarning, Event
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Stage
@@ -114,8 +131,10 @@ def output_digest(directory: Path) -> str:
 
 def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings,
             task_id: str, attempt: int, emit: Any,
-            stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES) -> dict[str, Any]:
-    """Run one build task; returns the result the submitter turns into a BuildResult."""
+            stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES,
+            cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Run one build task; returns the result the submitter turns into a BuildResult.
+    ``cancel`` set: the build is interrupted as by Ctrl-C, nothing is published."""
     store = store_of(config)
     name = str(payload["name"])
     task_root = tasks_dir(config) / task_id
@@ -133,7 +152,7 @@ def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings
                              options=BuildOptions(output_dir=out, worker=settings.name),
                              events=emit,
                              variables=dict(payload.get("variables") or {}),
-                             stages=stages, max_concurrent=1)
+                             stages=stages, max_concurrent=1, cancel=cancel)
         built = results[0]
         result.update(ok=built.ok, error=built.error, error_type=built.error_type,
                       exit_code=built.exit_code)
@@ -158,6 +177,13 @@ def no_space(result: dict[str, Any]) -> bool:
     return not result.get("ok") and (result.get("error_type") == "InsufficientDiskSpace"
                                       or NO_SPACE in error
                                       or "Insufficient disk space" in error)
+
+
+def cancelled(payload: dict[str, Any], settings: WorkerSettings) -> dict[str, Any]:
+    """The result of a build cancelled before it started (never built)."""
+    return {"spec": str(payload["spec"]), "worker": settings.name, "ok": False,
+            "exit_code": BuildInterrupted.exit_code, "error_type": "BuildInterrupted",
+            "error": "Interrupted: cancelled before it started"}
 
 
 def excluded_from(payload: dict[str, Any], settings: WorkerSettings) -> bool:
@@ -214,6 +240,9 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
                     "exit_code": 1, "error_type": "OSError",
                     "error": f"{payload.get('reroute_error')} (no other worker took the "
                              f"build within {REROUTE_WAIT:g} s)"}
+        if client.exists(wire.cancel_key(task_id)):  # cancelled while it was queued
+            log.warning("%s: cancelled by its submitter before it started", payload["name"])
+            return cancelled(payload, settings)
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         key = wire.events_key(task_id)
         attempt = int(client.incr(f"imagecomposer:attempts:{task_id}"))
@@ -229,9 +258,14 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
         push(wire.encode_note("started", worker=settings.name, attempt=attempt,
                               redelivered=redelivered, pid=os.getpid()))
         tag = (self.request.properties or {}).get("delivery_tag")
-        with Lease(client, tag, settings.visibility_timeout):
+        with (Lease(client, tag, settings.visibility_timeout),
+              CancelWatch(client, wire.cancel_key(task_id)) as watch):
             result = execute(payload, config=config, settings=settings, task_id=task_id,
-                             attempt=attempt, emit=emit, stages=stages)
+                             attempt=attempt, emit=emit, stages=stages,
+                             cancel=watch.cancelled)
+        if watch.cancelled.is_set() and not result.get("ok"):
+            log.warning("%s: cancelled by its submitter: %s", payload["name"], result["error"])
+            return result
         if not no_space(result):
             return result
         again = rerouted(payload, settings, str(result["error"]))

@@ -9,12 +9,19 @@ their own work and cache directories, one shared store, the signed test archive.
 * A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
   fails the build there with a clear warning, and the build goes to the other worker and
   succeeds (w1 alone first: the build waits for a worker that is not excluded).
+* The submitter (``imagecomposer build --cluster``) interrupted with Ctrl-C (SIGINT): its
+  running build is interrupted on its worker (cleaned up, nothing published), its queued
+  build never runs, and the worker takes the next build.
 * redis-server SIGKILLed and started again (same port, same append-only file) while two
   builds wait in the queue: neither is lost, both complete, the submitter waits it out.
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -50,7 +57,7 @@ from imagecomposer.pipeline.build import SHARED_HIT, ImagePipeline
 from imagecomposer.pipeline.context import BuildOptions
 from imagecomposer.pipeline.many import BuildResult
 from imagecomposer.spec.model import Spec
-from tests.cluster.conftest import Archive, RedisServer, Worker, config_file
+from tests.cluster.conftest import DETACHED, ROOT, Archive, RedisServer, Worker, config_file
 from tests.cluster.standins import STAGES as STANDIN_STAGES
 
 FULL = "full"  # images named so fail for a full disk on the worker w1 (tests.cluster.standins)
@@ -276,3 +283,65 @@ def test_the_provenance_names_the_worker_that_built_the_outputs(cluster: Cluster
     naming = {"signed" + SUFFIX, "SHA256SUMS", "SHA256SUMS.sig"}
     assert sorted(n for n in here if here[n] != published[n]) == sorted(naming)
     assert builder_and_definition(local, cluster.key) == (BUILDER_ID, definition)
+
+
+def task_results(url: str) -> dict[str, dict[str, object]]:
+    """Every task result in the broker's result backend, by task id."""
+    client = redis_client(url)
+    found = {}
+    for key in client.scan_iter("celery-task-meta-*"):
+        data = json.loads(client.get(key))
+        found[key.decode().removeprefix("celery-task-meta-")] = data
+    return found
+
+
+def test_ctrl_c_in_the_submitter_cancels_its_builds(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.only("w0")  # one worker: the first build runs, the second waits in the queue
+    [w0] = [w for w in cluster.workers if w.name == "w0"]
+    before = set(task_results(cluster.redis.url))
+    specs = [cluster.spec("slowcancel"), cluster.spec("queuedcancel")]
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "imagecomposer.cli.main", "--config", str(w0.config),
+         "build", "--cluster", cluster.redis.url, *map(str, specs)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **DETACHED)
+    marker = w0.work / "building" / "slowcancel"  # the stand-in's configuration has begun
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and submitter.poll() is None, \
+            submitter.communicate()
+        time.sleep(0.05)
+    submitter.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = submitter.communicate(timeout=30)
+    assert submitter.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    deadline = time.monotonic() + 30
+    while len(new := {k: v for k, v in task_results(cluster.redis.url).items()
+                      if k not in before}) < 2:
+        assert time.monotonic() < deadline, new
+        time.sleep(0.1)
+    print(f"Ctrl-C of a submitter, its builds cancelled: {time.monotonic() - started:.1f} s")
+    results = {"revoked" if v["status"] == "REVOKED" else str(v["result"]["spec"]): v
+               for v in new.values()}
+    # the running build was interrupted on its worker as a local Ctrl-C does...
+    slow = results["slowcancel.yml"]["result"]
+    assert isinstance(slow, dict)
+    assert (slow["ok"], slow["error_type"], slow["worker"]) == \
+        (False, "BuildInterrupted", "w0"), slow
+    assert "configuration" in str(slow["error"])
+    # ...the queued one never started (revoked by Celery, or refused by the worker)
+    queued = results.get("queuedcancel.yml", results.get("revoked"))
+    assert queued is not None and (queued["status"] == "REVOKED" or queued["result"] == {
+        "spec": "queuedcancel.yml", "worker": "w0", "ok": False, "exit_code": 130,
+        "error_type": "BuildInterrupted", "error": "Interrupted: cancelled before it started"})
+    print(f"the queued build: {queued['status']} {queued['result']}")
+    # nothing of either was published, the task directory is gone
+    outputs = cluster.shared / "outputs"
+    assert not (outputs / "slowcancel").exists() and not (outputs / "queuedcancel").exists()
+    assert not list((cluster.shared / ".tmp").iterdir())
+    assert not list((w0.work / "cluster").iterdir())
+    assert "slowcancel: cancelled by its submitter" in (w0.host / "w0.log").read_text()
+    # the worker goes on with the next build
+    [after] = Submission().start([cluster.spec("aftercancel")], cluster.redis.url).wait()
+    assert after.ok and after.worker == "w0", after.error
+    print(f"... and the next build on that worker: {time.monotonic() - started:.1f} s")
