@@ -63,6 +63,11 @@ def make_app(url: str, *, visibility_timeout: float = VISIBILITY_TIMEOUT) -> Any
     return app
 
 
+def celery_signals() -> Any:
+    """``celery.signals`` (the worker's ``worker_ready`` hands over its consumer)."""
+    return _module("celery.signals")
+
+
 def broker_errors() -> tuple[type[BaseException], ...]:
     """What a client raises while the broker is away (restarting, or its host lost)."""
     redis = _module("redis.exceptions")

@@ -41,7 +41,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,11 @@ from imagecomposer.cluster.app import (
     VISIBILITY_TIMEOUT,
     CancelWatch,
     Lease,
+    celery_signals,
     make_app,
     redis_client,
 )
+from imagecomposer.cluster.rotation import MIN_FREE, SPACE_CHECK, Rotation, free_bytes
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.digest import sha256_file
 from imagecomposer.foundation.errors import (
@@ -93,6 +95,11 @@ class WorkerSettings:
     arch: str = attrs.field(factory=host_arch)
     secrets_dir: Path | None = None  # signing keys, passphrases: never in a task
     visibility_timeout: float = VISIBILITY_TIMEOUT
+    # after a full disk: out of rotation until this many bytes are free (imagecomposer.
+    # cluster.rotation), looked at every space_check seconds, measured by free_space
+    min_free: int = MIN_FREE
+    space_check: float = SPACE_CHECK
+    free_space: Callable[[Config], int] = free_bytes
 
 
 def store_of(config: Config) -> SharedStore:
@@ -226,6 +233,11 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
     remove_leftovers(config)
     app = make_app(url, visibility_timeout=settings.visibility_timeout)
     client = redis_client(url)
+    queue = wire.queue_for(settings.arch)
+    rotation = Rotation(queue, settings.name, min_free=settings.min_free,
+                        interval=settings.space_check,
+                        free=lambda: settings.free_space(config))
+    celery_signals().worker_ready.connect(rotation.ready, weak=False)
 
     # max_retries=None: a build sent back (a full disk) may go round until REROUTE_WAIT
     @app.task(name=wire.TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
@@ -277,9 +289,10 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
         message = f"worker {settings.name}: {result['error']}; the build goes to another worker"
         log.warning("%s", message)
         emit(BuildWarning(message, "imagecomposer.cluster", build=str(payload["name"])))
+        rotation.take_out(f"{payload['name']}: {NO_SPACE}")  # before the build is requeued
         raise self.retry(args=[again], countdown=0)
 
     app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",
-                     "--prefetch-multiplier", "1", "--queues", wire.queue_for(settings.arch),
+                     "--prefetch-multiplier", "1", "--queues", queue,
                      "--hostname", settings.name, "--loglevel", loglevel,
                      "--without-gossip", "--without-mingle", "--task-events"])

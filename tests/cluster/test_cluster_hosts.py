@@ -8,7 +8,9 @@ their own work and cache directories, one shared store, the signed test archive.
   provenance's ``buildDefinition`` too.
 * A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
   fails the build there with a clear warning, and the build goes to the other worker and
-  succeeds (w1 alone first: the build waits for a worker that is not excluded).
+  succeeds (w1 alone first: the build waits for a worker that is not excluded). w1 is out
+  of rotation meanwhile (it takes no build, the queue keeps them) until its free space (a
+  stand-in, :mod:`tests.cluster.workerproc`) is back, then it builds again.
 * The submitter (``imagecomposer build --cluster``) interrupted with Ctrl-C (SIGINT): its
   running build is interrupted on its worker (cleaned up, nothing published), its queued
   build never runs, and the worker takes the next build.
@@ -38,7 +40,6 @@ from imagecomposer.cluster.app import redis_client
 from imagecomposer.cluster.worker import (
     MAX_FULL,
     NO_SPACE,
-    REROUTE_PAUSE,
     WorkerSettings,
     host_arch,
     no_space,
@@ -112,7 +113,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Itera
         workers.append(Worker(f"w{n}", host, config_file(host / "config.yml", host, archive,
                                                          shared), redis.url,
                               secrets=root / "secrets",
-                              env={"IMAGECOMPOSER_STANDIN_ENOSPC": FULL} if n == 1 else {}))
+                              env={"IMAGECOMPOSER_STANDIN_ENOSPC": FULL,
+                                   "IMAGECOMPOSER_STANDIN_FREE": str(host / "free")}
+                              if n == 1 else {}))
     try:
         yield Cluster(redis, workers, shared, root / "specs", archive, key)
     finally:
@@ -195,25 +198,48 @@ def test_an_image_built_on_one_worker_is_a_cache_hit_on_the_other(cluster: Clust
 
 def test_a_worker_with_a_full_disk_hands_the_build_to_another(cluster: Cluster) -> None:
     started = time.monotonic()
-    cluster.only("w1")  # the only worker, and its disk is full for this image
+    w0, w1 = cluster.workers
+    free = w1.host / "free"  # w1's free space (tests.cluster.workerproc)
+    free.write_text("0")  # its disk is full: the stand-in stage fails FULL builds with ENOSPC
+    cluster.only("w1")  # the only worker
     submission = Submission().start([cluster.spec(FULL)], cluster.redis.url)
     deadline = time.monotonic() + 60
     while not any(isinstance(e, BuildWarning) for e in submission.events):
         assert time.monotonic() < deadline and submission.thread is not None \
             and submission.thread.is_alive(), (submission.failure, submission.results)
         time.sleep(0.05)
-    # w1 alone sends it round (more often than Celery's default of 3 retries)...
-    time.sleep(5 * REROUTE_PAUSE)
-    cluster.only("w0", "w1")  # ...until another worker comes
+    # w1 is out of rotation: it takes neither the build sent back nor another one
+    other = Submission().start([cluster.spec("roomy")], cluster.redis.url)
+    client = redis_client(cluster.redis.url)
+    queue = wire.queue_for(host_arch())
+    deadline = time.monotonic() + 20
+    while client.llen(queue) != 2:  # both queued
+        assert time.monotonic() < deadline, client.llen(queue)
+        time.sleep(0.05)
+    lengths = []
+    for _ in range(15):  # and they stay there (w1 would take one within 0.1 s)
+        time.sleep(0.1)
+        lengths.append(client.llen(queue))
+    assert lengths == [2] * 15, lengths
+    assert "worker w1: out of rotation (full: No space left on device)" in \
+        (w1.host / "w1.log").read_text()
+    # room again: w1 consumes again and builds what it can
+    free.write_text(str(1 << 40))
+    [roomy] = other.wait()
+    assert roomy.ok and roomy.worker == "w1", roomy.error
+    assert "worker w1: back in rotation: 1024.0 GiB free (at least 1.0 GiB)" in \
+        (w1.host / "w1.log").read_text()
+    cluster.only("w0", "w1")  # the full build goes to another worker
     [result] = submission.wait()
-    print(f"a full disk on w1, the build done on w0: {time.monotonic() - started:.1f} s")
+    print(f"a full disk on w1, out of rotation and back, the build done on w0: "
+          f"{time.monotonic() - started:.1f} s")
     assert result.ok and result.worker == "w0", result.error
     [warning] = [e for e in submission.events if isinstance(e, BuildWarning)]
     assert warning.message.startswith("worker w1: ") and NO_SPACE in warning.message
     assert warning.message.endswith("the build goes to another worker")
     assert [e.stage for e in submission.events if isinstance(e, StageFailed)] == \
         ["configuration"]
-    assert cluster.workers[1].running  # w1 stays up for builds it can do
+    assert w1.running and w0.running  # w1 stays up for builds it can do
     assert result.output is not None
     assert [p.name for p in result.output.parent.iterdir()] == [result.output.name]
 
