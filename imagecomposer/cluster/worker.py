@@ -243,6 +243,9 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
     @app.task(name=wire.TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         task_id = str(self.request.id)
+        if client.exists(wire.cancel_key(task_id)):  # cancelled while it was queued
+            log.warning("%s: cancelled by its submitter before it started", payload["name"])
+            return cancelled(payload, settings)
         if excluded_from(payload, settings):  # this worker's disk was full for it
             time.sleep(REROUTE_PAUSE)
             waited = time.time() - float(payload.get("rerouted_at") or 0)
@@ -252,9 +255,6 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
                     "exit_code": 1, "error_type": "OSError",
                     "error": f"{payload.get('reroute_error')} (no other worker took the "
                              f"build within {REROUTE_WAIT:g} s)"}
-        if client.exists(wire.cancel_key(task_id)):  # cancelled while it was queued
-            log.warning("%s: cancelled by its submitter before it started", payload["name"])
-            return cancelled(payload, settings)
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         key = wire.events_key(task_id)
         attempt = int(client.incr(f"imagecomposer:attempts:{task_id}"))
