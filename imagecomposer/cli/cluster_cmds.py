@@ -13,9 +13,11 @@ import attrs
 from imagecomposer.cli import logsetup
 from imagecomposer.cli.commands import _config, _variables
 from imagecomposer.cluster.app import VISIBILITY_TIMEOUT
+from imagecomposer.cluster.rotation import MIN_FREE, SPACE_CHECK
 from imagecomposer.cluster.submit import submit_many
 from imagecomposer.cluster.worker import WorkerSettings, host_arch, run_worker
 from imagecomposer.foundation.errors import UsageError
+from imagecomposer.foundation.units import human_size, parse_size
 
 log = logging.getLogger("imagecomposer")
 
@@ -50,6 +52,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    metavar="SECONDS",
                    help="a dead worker's build is redelivered after this long (default "
                         f"{VISIBILITY_TIMEOUT:g})")
+    w.add_argument("--min-free", type=_size, default=MIN_FREE, metavar="SIZE",
+                   help="after a build failed for a full disk, take no build until this much "
+                        "is free in the work and cache directories (default "
+                        f"{human_size(MIN_FREE)})")
+    w.add_argument("--space-check", type=float, default=SPACE_CHECK, metavar="SECONDS",
+                   help="how often a worker out of rotation looks at its free space "
+                        f"(default {SPACE_CHECK:g})")
+
+
+def _size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size in bytes or with a unit (8GiB)")
+    return size
 
 
 def add_build_options(b: argparse.ArgumentParser) -> None:
@@ -64,7 +83,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         config = attrs.evolve(config, storage=attrs.evolve(
             config.storage, shared_store=args.shared_store.resolve()))
     settings = WorkerSettings(arch=args.arch, secrets_dir=args.secrets,
-                              visibility_timeout=args.visibility_timeout)
+                              visibility_timeout=args.visibility_timeout,
+                              min_free=args.min_free, space_check=args.space_check)
     if args.name:
         settings = attrs.evolve(settings, name=args.name)
     run_worker(args.cluster, config, settings, loglevel="INFO")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,22 @@ def build_many(specs: Sequence[Spec | Path | str], *, config: Config | None = No
                max_concurrent: int | None = None,
                variables: Mapping[str, str] | None = None,
                stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES,
-               cluster: str | None = None, timeout: float | None = None
-               ) -> list[BuildResult]:
+               cluster: str | None = None, timeout: float | None = None,
+               cancel: threading.Event | None = None) -> list[BuildResult]:
     """Build every spec: here (:func:`imagecomposer.pipeline.many.build_many`), or with
     ``cluster`` (``redis://HOST:PORT/DB``) on the workers of that cluster, each spec file
-    on a worker of its architecture; the results are in the order of ``specs``."""
+    on a worker of its architecture; the results are in the order of ``specs``.
+
+    ``cancel`` (set from another thread) stops the builds: running ones are interrupted
+    and clean up as after Ctrl-C (on their worker too), the others never start; each comes
+    back as a ``BuildInterrupted`` result."""
     if cluster is None:
         return many.build_many(specs, config=config, options=options, events=events,
                                max_concurrent=max_concurrent, variables=variables,
-                               stages=stages)
+                               stages=stages, cancel=cancel)
     if options is not None and options != BuildOptions():
         raise UsageError("build options (--stage, --no-cache, -o, ...) are not supported "
                          "with a cluster yet: each worker builds with its own configuration")
     config = config if config is not None else load_config().config
     return submit_many(specs, cluster, config=config, events=events, variables=variables,
-                       timeout=timeout)
+                       timeout=timeout, cancel=cancel)

@@ -23,6 +23,7 @@ from imagecomposer.foundation.errors import ClusterError
 
 VISIBILITY_TIMEOUT = 60.0  # seconds without a lease renewal before a build is redelivered
 RESTORE_INTERVAL = 2  # seconds between a worker's sweeps for expired messages
+CANCEL_POLL = 0.5  # seconds between a worker's looks at its running build's cancel mark
 UNACKED_INDEX = "unacked_index"  # kombu's Redis transport: sorted set of unacked messages
 
 
@@ -60,6 +61,11 @@ def make_app(url: str, *, visibility_timeout: float = VISIBILITY_TIMEOUT) -> Any
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def celery_signals() -> Any:
+    """``celery.signals`` (the worker's ``worker_ready`` hands over its consumer)."""
+    return _module("celery.signals")
 
 
 def broker_errors() -> tuple[type[BaseException], ...]:
@@ -100,4 +106,37 @@ class Lease:
                 # XX: renew only; an acknowledged or restored message is not brought back
                 self.client.zadd(UNACKED_INDEX, {self.tag: time.time()}, xx=True)
             except Exception:  # the broker restarting: the next renewal tries again
+                continue
+
+
+class CancelWatch:
+    """Sets ``cancelled`` once the running build's cancel mark (``key``) is in Redis.
+
+    Celery's ``revoke(terminate=True)`` cannot stop the build: the solo pool runs it in the
+    worker's main thread, which handles no control message until the task returns, and it
+    has no pool process to signal. So the submitter sets the mark (besides revoking), and
+    this thread of the worker looks for it every :data:`CANCEL_POLL` seconds."""
+
+    def __init__(self, client: Any, key: str) -> None:
+        self.client = client
+        self.key = key
+        self.cancelled = threading.Event()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cancel-watch", daemon=True)
+
+    def __enter__(self) -> CancelWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(CANCEL_POLL):
+            try:
+                if self.client.exists(self.key):
+                    self.cancelled.set()
+                    return
+            except Exception:  # the broker restarting: look again
                 continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ import attrs
 from imagecomposer.cluster import bundle, wire
 from imagecomposer.cluster.app import broker_errors, make_app, redis_client
 from imagecomposer.config.model import Config
-from imagecomposer.foundation.errors import ClusterError, UsageError
+from imagecomposer.foundation.errors import BuildInterrupted, ClusterError, UsageError
 from imagecomposer.foundation.events import EventSink
 from imagecomposer.pipeline.many import BuildResult
 from imagecomposer.spec.model import Spec
@@ -50,8 +51,14 @@ def payload_for(spec_file: Path, spec: Spec, variables: Mapping[str, str]) -> di
 def submit_many(specs: Sequence[Spec | Path | str], url: str, *, config: Config,
                 events: EventSink | None = None,
                 variables: Mapping[str, str] | None = None,
-                timeout: float | None = None) -> list[BuildResult]:
-    """Build every spec file on the cluster at ``url``; wait for all of them."""
+                timeout: float | None = None,
+                cancel: threading.Event | None = None) -> list[BuildResult]:
+    """Build every spec file on the cluster at ``url``; wait for all of them.
+
+    Cancelling: ``cancel`` set (from any thread), or an exception while waiting (Ctrl-C,
+    SIGTERM in the CLI, an exception in ``events``) cancels every build that has not ended
+    (:func:`cancel_builds`); with ``cancel`` those come back as ``BuildInterrupted``
+    results, an exception is raised again."""
     variables = dict(variables or {})
     loaded: list[tuple[str, Path, Spec]] = []
     for item in specs:
@@ -75,22 +82,39 @@ def submit_many(specs: Sequence[Spec | Path | str], url: str, *, config: Config,
         log.info("%s: submitted as %s to %s", spec.image.name, sent.id, queue)
         submitted.append(_Submitted(index, label, spec.image.name, sent))
     try:
-        _collect(submitted, client, events, timeout)
+        _collect(submitted, client, events, timeout, cancel)
     except BaseException:
-        for build in submitted:
-            if build.result is None:  # queued ones never start; running ones finish
-                build.async_result.revoke()
+        cancel_builds(submitted, client)
         raise
-    return [build.result for build in submitted if build.result is not None]
+    if cancel_builds(submitted, client):
+        log.warning("cancelled the builds that had not ended")
+    return [build.result or BuildResult(build.label, False, error="Interrupted: cancelled",
+                                        error_type="BuildInterrupted",
+                                        exit_code=BuildInterrupted.exit_code)
+            for build in submitted]
+
+
+def cancel_builds(submitted: list[_Submitted], client: Any) -> int:
+    """Cancel every build that has not ended: its cancel mark for the workers (the one
+    running it interrupts it as a local Ctrl-C does, a worker receiving it later does not
+    start it), and Celery's revoke (idle workers drop it from the queue). The number."""
+    unfinished = [build for build in submitted if build.result is None]
+    for build in unfinished:
+        try:
+            client.set(wire.cancel_key(build.async_result.id), b"1", ex=wire.EVENTS_TTL)
+            build.async_result.revoke()
+        except Exception as exc:  # the broker away: the builds run on; say so
+            log.warning("%s: could not cancel it on the cluster: %s", build.name, exc)
+    return len(unfinished)
 
 
 def _collect(submitted: list[_Submitted], client: Any, events: EventSink | None,
-             timeout: float | None) -> None:
+             timeout: float | None, cancel: threading.Event | None) -> None:
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = list(submitted)
     unreachable = broker_errors()
     lost: float | None = None  # since when the broker has been unreachable
-    while pending:
+    while pending and not (cancel is not None and cancel.is_set()):
         if deadline is not None and time.monotonic() > deadline:
             names = ", ".join(item.name for item in pending)
             raise ClusterError(f"cluster builds still running after {timeout:g} s: {names}")

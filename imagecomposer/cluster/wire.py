@@ -26,6 +26,12 @@ def events_key(task_id: str) -> str:
     return f"imagecomposer:events:{task_id}"
 
 
+def cancel_key(task_id: str) -> str:
+    """Set by the submitter when it cancels the build (Ctrl-C, SIGTERM, ``cancel``): the
+    worker running it interrupts it, a worker receiving it later does not start it."""
+    return f"imagecomposer:cancel:{task_id}"
+
+
 def encode_event(event: Event) -> str:
     fields = {f.name: _plain(getattr(event, f.name)) for f in attrs.fields(type(event))}
     return json.dumps({"kind": type(event).__name__, "fields": fields}, sort_keys=True)

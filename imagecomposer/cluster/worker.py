@@ -21,6 +21,11 @@ excluded from puts it back after :data:`REROUTE_PAUSE` seconds; when no other wo
 taken it within :data:`REROUTE_WAIT` seconds, the build fails with the full disk's error.
 A build that fails so on :data:`MAX_FULL` workers fails there and then: an image whose own
 filesystem is too small fails with ENOSPC on every worker.
+
+A build its submitter cancels (Ctrl-C, SIGTERM, ``cancel``: a mark in Redis,
+:func:`imagecomposer.cluster.wire.cancel_key`) is interrupted as a local Ctrl-C interrupts
+it (:class:`imagecomposer.cluster.app.CancelWatch` sets ``build_many``'s ``cancel``): its
+build process unwinds and cleans up, nothing is published; one not started yet never starts.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ import os
 import platform
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +49,23 @@ import attrs
 
 from imagecomposer.cache.shared import SharedStore, copy_tree_atomically
 from imagecomposer.cluster import bundle, wire
-from imagecomposer.cluster.app import VISIBILITY_TIMEOUT, Lease, make_app, redis_client
+from imagecomposer.cluster.app import (
+    VISIBILITY_TIMEOUT,
+    CancelWatch,
+    Lease,
+    celery_signals,
+    make_app,
+    redis_client,
+)
+from imagecomposer.cluster.rotation import MIN_FREE, SPACE_CHECK, Rotation, free_bytes
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.digest import sha256_file
-from imagecomposer.foundation.errors import ClusterError, ImageComposerError, describe
+from imagecomposer.foundation.errors import (
+    BuildInterrupted,
+    ClusterError,
+    ImageComposerError,
+    describe,
+)
 from imagecomposer.foundation.events import BuildWarning, Event
 from imagecomposer.pipeline.context import BuildContext, BuildOptions
 from imagecomposer.pipeline.engine import Stage
@@ -76,6 +95,11 @@ class WorkerSettings:
     arch: str = attrs.field(factory=host_arch)
     secrets_dir: Path | None = None  # signing keys, passphrases: never in a task
     visibility_timeout: float = VISIBILITY_TIMEOUT
+    # after a full disk: out of rotation until this many bytes are free (imagecomposer.
+    # cluster.rotation), looked at every space_check seconds, measured by free_space
+    min_free: int = MIN_FREE
+    space_check: float = SPACE_CHECK
+    free_space: Callable[[Config], int] = free_bytes
 
 
 def store_of(config: Config) -> SharedStore:
@@ -114,8 +138,10 @@ def output_digest(directory: Path) -> str:
 
 def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings,
             task_id: str, attempt: int, emit: Any,
-            stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES) -> dict[str, Any]:
-    """Run one build task; returns the result the submitter turns into a BuildResult."""
+            stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES,
+            cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Run one build task; returns the result the submitter turns into a BuildResult.
+    ``cancel`` set: the build is interrupted as by Ctrl-C, nothing is published."""
     store = store_of(config)
     name = str(payload["name"])
     task_root = tasks_dir(config) / task_id
@@ -130,9 +156,10 @@ def execute(payload: dict[str, Any], *, config: Config, settings: WorkerSettings
                              spec_dir)
         out = task_root / "out"
         results = build_many([spec_dir / str(payload["spec"])], config=config,
-                             options=BuildOptions(output_dir=out), events=emit,
+                             options=BuildOptions(output_dir=out, worker=settings.name),
+                             events=emit,
                              variables=dict(payload.get("variables") or {}),
-                             stages=stages, max_concurrent=1)
+                             stages=stages, max_concurrent=1, cancel=cancel)
         built = results[0]
         result.update(ok=built.ok, error=built.error, error_type=built.error_type,
                       exit_code=built.exit_code)
@@ -157,6 +184,13 @@ def no_space(result: dict[str, Any]) -> bool:
     return not result.get("ok") and (result.get("error_type") == "InsufficientDiskSpace"
                                       or NO_SPACE in error
                                       or "Insufficient disk space" in error)
+
+
+def cancelled(payload: dict[str, Any], settings: WorkerSettings) -> dict[str, Any]:
+    """The result of a build cancelled before it started (never built)."""
+    return {"spec": str(payload["spec"]), "worker": settings.name, "ok": False,
+            "exit_code": BuildInterrupted.exit_code, "error_type": "BuildInterrupted",
+            "error": "Interrupted: cancelled before it started"}
 
 
 def excluded_from(payload: dict[str, Any], settings: WorkerSettings) -> bool:
@@ -199,11 +233,19 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
     remove_leftovers(config)
     app = make_app(url, visibility_timeout=settings.visibility_timeout)
     client = redis_client(url)
+    queue = wire.queue_for(settings.arch)
+    rotation = Rotation(queue, settings.name, min_free=settings.min_free,
+                        interval=settings.space_check,
+                        free=lambda: settings.free_space(config))
+    celery_signals().worker_ready.connect(rotation.ready, weak=False)
 
     # max_retries=None: a build sent back (a full disk) may go round until REROUTE_WAIT
     @app.task(name=wire.TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def build(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         task_id = str(self.request.id)
+        if client.exists(wire.cancel_key(task_id)):  # cancelled while it was queued
+            log.warning("%s: cancelled by its submitter before it started", payload["name"])
+            return cancelled(payload, settings)
         if excluded_from(payload, settings):  # this worker's disk was full for it
             time.sleep(REROUTE_PAUSE)
             waited = time.time() - float(payload.get("rerouted_at") or 0)
@@ -228,9 +270,14 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
         push(wire.encode_note("started", worker=settings.name, attempt=attempt,
                               redelivered=redelivered, pid=os.getpid()))
         tag = (self.request.properties or {}).get("delivery_tag")
-        with Lease(client, tag, settings.visibility_timeout):
+        with (Lease(client, tag, settings.visibility_timeout),
+              CancelWatch(client, wire.cancel_key(task_id)) as watch):
             result = execute(payload, config=config, settings=settings, task_id=task_id,
-                             attempt=attempt, emit=emit, stages=stages)
+                             attempt=attempt, emit=emit, stages=stages,
+                             cancel=watch.cancelled)
+        if watch.cancelled.is_set() and not result.get("ok"):
+            log.warning("%s: cancelled by its submitter: %s", payload["name"], result["error"])
+            return result
         if not no_space(result):
             return result
         again = rerouted(payload, settings, str(result["error"]))
@@ -242,9 +289,10 @@ def run_worker(url: str, config: Config, settings: WorkerSettings, *,
         message = f"worker {settings.name}: {result['error']}; the build goes to another worker"
         log.warning("%s", message)
         emit(BuildWarning(message, "imagecomposer.cluster", build=str(payload["name"])))
+        rotation.take_out(f"{payload['name']}: {NO_SPACE}")  # before the build is requeued
         raise self.retry(args=[again], countdown=0)
 
     app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",
-                     "--prefetch-multiplier", "1", "--queues", wire.queue_for(settings.arch),
+                     "--prefetch-multiplier", "1", "--queues", queue,
                      "--hostname", settings.name, "--loglevel", loglevel,
                      "--without-gossip", "--without-mingle", "--task-events"])

@@ -19,7 +19,7 @@ from typing import Any
 from imagecomposer.compose.layout import Layout
 from imagecomposer.export.exporter import Artifact, Exporter, ExportResult
 from imagecomposer.export.manifest import build_manifest
-from imagecomposer.export.provenance import slsa_predicate, write_provenance
+from imagecomposer.export.provenance import BUILDER_ID, slsa_predicate, write_provenance
 from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, sbom_documents, write_sboms
 from imagecomposer.lock import Lock
 from imagecomposer.sign.signer import Signer
@@ -34,7 +34,8 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
              work_dir: Path | None = None, exporter: Exporter | None = None,
              min_current_version: str | None = None,
              epoch_source: str | None = None,
-             configuration: Mapping[str, Any] | None = None) -> ExportResult:
+             configuration: Mapping[str, Any] | None = None,
+             builder: str = BUILDER_ID) -> ExportResult:
     """Publish ``raw`` into ``output_dir`` as ``spec.output`` asks.
 
     SBOMs (``spec.output.sbom``) need the ``lock`` and the image's packages: ``packages``
@@ -49,7 +50,8 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
 
     With a ``signer``, ``NAME.provenance.intoto.json`` holds the signed SLSA provenance and
     SBOM attestations (:mod:`imagecomposer.export.provenance`); ``configuration`` is the
-    global configuration that affected the build (plain data), recorded there.
+    global configuration that affected the build (plain data), recorded there; ``builder``
+    is its ``runDetails.builder.id`` (:func:`imagecomposer.export.provenance.builder_id`).
     """
     exporter = exporter or Exporter()
     name = spec.image.name
@@ -88,7 +90,7 @@ def finalize(raw: Path, spec: Spec, output_dir: Path, *, lock: Lock | None = Non
             assert signer is not None
             predicate = slsa_predicate(spec_data=spec.to_data(), lock=lock,
                                        epoch=exporter.epoch, epoch_source=epoch_source,
-                                       configuration=configuration)
+                                       configuration=configuration, builder=builder)
             return write_provenance(directory, name, signer, artifacts=artifacts,
                                     predicate=predicate)
 

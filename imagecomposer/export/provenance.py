@@ -11,8 +11,10 @@ v1 (https://in-toto.io/Statement/v1) signed with the spec's signing key (``outpu
    affected the build, and as ``resolvedDependencies`` every package of the lock (URL and
    SHA-256) and every repository (suite, the date of its signed metadata, and the URL and
    SHA-256 of the signed index it used: ``InRelease``/``Release`` or ``repomd.xml``, as the
-   lock records it). ``runDetails``: the builder
-   and its version; no start or finish time (see below).
+   lock records it). ``runDetails``: the builder and its version; no start or finish time
+   (see below). The builder is ``urn:imagecomposer:builder:local`` for a local build and
+   names the worker for a cluster build (:func:`builder_id`): the one part of the outputs
+   that says where they were built, not what they were built from.
 2. One attestation per SBOM (predicate types ``https://spdx.dev/Document`` and
    ``https://cyclonedx.org/bom``), the SBOM document as predicate and the disk images as
    subjects.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,8 +62,17 @@ SBOM_PREDICATES = {"sbom-spdx": "https://spdx.dev/Document",
 # ours: the project has no web home yet, so URNs (valid URIs, never resolved)
 BUILD_TYPE = "urn:imagecomposer:build-type:image:v1"
 BUILDER_ID = "urn:imagecomposer:builder:local"
+WORKER_BUILDER = "urn:imagecomposer:builder:worker:"  # + the worker's name
 # files written after the provenance (they list it): never subjects
 AFTER = frozenset({"SHA256SUMS", "SHA256SUMS.sig"})
+
+
+def builder_id(worker: str | None) -> str:
+    """``runDetails.builder.id``: :data:`BUILDER_ID` for a local build, the worker's name
+    (percent-encoded where a URN needs it) for a build on a cluster worker."""
+    if worker is None:
+        return BUILDER_ID
+    return WORKER_BUILDER + urllib.parse.quote(worker, safe="@.-_~")
 
 
 def provenance_name(image_name: str) -> str:
@@ -93,8 +105,10 @@ def repository(repo: LockedRepository) -> dict[str, Any]:
 
 def slsa_predicate(*, spec_data: Mapping[str, Any], lock: Lock | None, epoch: int,
                    epoch_source: str | None,
-                   configuration: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The SLSA Provenance v1 predicate of a build (no wall clock, no random id)."""
+                   configuration: Mapping[str, Any] | None = None,
+                   builder: str = BUILDER_ID) -> dict[str, Any]:
+    """The SLSA Provenance v1 predicate of a build (no wall clock, no random id);
+    ``builder`` (:func:`builder_id`) is the only part that depends on where it ran."""
     spec = normalize_spec(spec_data)
     internal: dict[str, Any] = {
         "buildEpoch": epoch, "buildEpochTime": iso(build_time(epoch)),
@@ -122,7 +136,7 @@ def slsa_predicate(*, spec_data: Mapping[str, Any], lock: Lock | None, epoch: in
             "resolvedDependencies": dependencies,
         },
         "runDetails": {
-            "builder": {"id": BUILDER_ID, "version": {"imagecomposer": __version__}},
+            "builder": {"id": builder, "version": {"imagecomposer": __version__}},
         },
     }
 

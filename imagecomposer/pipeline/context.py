@@ -56,6 +56,9 @@ class BuildOptions:
     # --check-reproducible: then build again in a fresh workspace, every cache off, and
     # compare the outputs byte for byte (imagecomposer.pipeline.reproduce)
     check_reproducible: bool = False
+    # the cluster worker running this build (its name): named by the signed provenance's
+    # runDetails.builder.id; None: a local build. Not an input of any stage (no cache key).
+    worker: str | None = None
 
 
 def output_dir(spec: Spec, options: BuildOptions) -> Path:

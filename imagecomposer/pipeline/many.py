@@ -16,8 +16,12 @@ with the image name. A failure of one build does not stop the others; each
 Interruption: Ctrl-C reaches every build (they share the terminal's process group); a
 signal to the caller alone (SIGTERM, or an exception in ``events``) is passed on as SIGTERM.
 Each build unwinds once, cleaning up as a single build does; one that has not ended after
-:data:`GRACE` seconds is killed. If the caller is killed outright (SIGKILL), every build gets
-SIGKILL from the kernel (``PR_SET_PDEATHSIG``) and its reaper kills the tools it ran.
+:data:`GRACE` seconds is killed. ``cancel`` (a :class:`threading.Event`, set from any
+thread) does the same without an exception: the running builds are interrupted as by
+SIGTERM, the ones not started never start, and each comes back as a ``BuildInterrupted``
+result (a cluster worker cancels its build so, :mod:`imagecomposer.cluster.worker`).
+If the caller is killed outright (SIGKILL), every build gets SIGKILL from the kernel
+(``PR_SET_PDEATHSIG``) and its reaper kills the tools it ran.
 
 As with any multiprocessing code, a script that calls :func:`build_many` at import time
 must do it under ``if __name__ == "__main__":`` (each build process imports the main module).
@@ -61,6 +65,7 @@ from imagecomposer.spec.model import Spec
 log = logging.getLogger("imagecomposer.pipeline")
 
 GRACE = 60.0  # seconds an interrupted build has to clean up before it is killed
+CANCEL_POLL = 0.5  # seconds between looks at build_many's ``cancel`` event
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -82,11 +87,12 @@ def build_many(specs: Sequence[Spec | Path | str], *, config: Config | None = No
                options: BuildOptions | None = None, events: EventSink | None = None,
                max_concurrent: int | None = None,
                variables: Mapping[str, str] | None = None,
-               stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES
-               ) -> list[BuildResult]:
+               stages: Sequence[Stage[BuildContext, Any]] = DEFAULT_STAGES,
+               cancel: threading.Event | None = None) -> list[BuildResult]:
     """Build every spec (objects, or files loaded with ``variables``), at most
     ``max_concurrent`` at once; the results are in the order of ``specs``. ``stages``
-    (picklable: instances of module-level classes) replaces the default stages."""
+    (picklable: instances of module-level classes) replaces the default stages; ``cancel``,
+    once set, interrupts the builds (checked every :data:`CANCEL_POLL` seconds)."""
     config = config if config is not None else load_config().config
     options = options or BuildOptions()
     limit = max(1, max_concurrent or config.core.max_concurrent_builds)
@@ -96,17 +102,37 @@ def build_many(specs: Sequence[Spec | Path | str], *, config: Config | None = No
     running: list[_Child] = []
     try:
         while pending or running:
-            while pending and len(running) < limit:
+            while pending and len(running) < limit and not (cancel and cancel.is_set()):
                 index, spec = pending.pop(0)
                 running.append(_Child.start(index, spec, config, options, variables, level,
                                             tuple(stages)))
-            for child in _serve(running, events):
+            for child in _serve(running, events, None if cancel is None else CANCEL_POLL):
                 running.remove(child)
                 results[child.index] = child.outcome()
+            if cancel is not None and cancel.is_set():
+                _cancel(running, pending, results, events)
+                break
     except BaseException:
         _stop(running, events)
         raise
     return [r for r in results if r is not None]
+
+
+def _cancel(running: list[_Child], pending: list[tuple[int, Spec | Path | str]],
+            results: list[BuildResult | None], events: EventSink | None) -> None:
+    """Interrupt the running builds (each cleans up as after Ctrl-C); the others never
+    start."""
+    stopping = list(running)
+    _stop(running, events)
+    for child in stopping:
+        results[child.index] = child.outcome()
+    for index, spec in pending:
+        results[index] = BuildResult(_label(spec), False,
+                                     error="Interrupted: cancelled before it started",
+                                     error_type="BuildInterrupted",
+                                     exit_code=BuildInterrupted.exit_code)
+    pending.clear()
+    running.clear()
 
 
 def _label(spec: Spec | Path | str) -> str:

@@ -19,6 +19,7 @@ from imagecomposer.compose.composer import ComposeResult
 from imagecomposer.export import Exporter
 from imagecomposer.export.finalize import finalize
 from imagecomposer.export.manifest import layout_data
+from imagecomposer.export.provenance import builder_id
 from imagecomposer.export.sbom import ImageInfo, SbomPackage, collect, embed_sboms, sbom_documents
 from imagecomposer.families import validate
 from imagecomposer.foundation.cleanup import remove_tree
@@ -203,6 +204,7 @@ class FinalizeStage:
         result = finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
                  lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
                  signer=signer, configuration=provenance_configuration(inputs.provider),
+                 builder=builder_id(ctx.options.worker),
                  work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
                  exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
         images = [a for a in result.artifacts if not a.format.startswith(("sbom", "extra"))]

@@ -53,3 +53,4 @@ def test_the_worker_command_is_documented(capsys: pytest.CaptureFixture[str]) ->
         main(["worker", "--help"])
     out = capsys.readouterr().out
     assert "--cluster URL" in out and "--secrets DIR" in out and "--arch" in out
+    assert "--min-free SIZE" in out and "--space-check SECONDS" in out

@@ -18,7 +18,12 @@ import pytest
 
 from imagecomposer.export import Exporter, verify_outputs
 from imagecomposer.export.finalize import finalize
-from imagecomposer.export.provenance import slsa_predicate, verify_provenance
+from imagecomposer.export.provenance import (
+    BUILDER_ID,
+    builder_id,
+    slsa_predicate,
+    verify_provenance,
+)
 from imagecomposer.foundation.errors import ExportError, SigningError
 from imagecomposer.lock import LockedRepository, SignedIndex
 from imagecomposer.sign import Signer
@@ -260,3 +265,20 @@ def test_each_repository_is_listed_with_the_digest_of_its_signed_index() -> None
                         "repository": "http://deb.invalid/debian",
                         "signedIndex": "dists/bookworm/InRelease"}}
     assert deps[1]["uri"] == "file:///srv/repo" and "digest" not in deps[1]
+
+
+def test_the_builder_is_the_only_part_that_names_where_it_ran() -> None:
+    """A local build's builder id is the same as before cluster workers existed; a worker's
+    build names the worker (a valid URN: unsafe characters percent-encoded), and nothing
+    else of the predicate depends on it."""
+    assert builder_id(None) == BUILDER_ID == "urn:imagecomposer:builder:local"
+    assert builder_id("imagecomposer@build-3.lab") == \
+        "urn:imagecomposer:builder:worker:imagecomposer@build-3.lab"
+    assert builder_id("w 1/x?y") == "urn:imagecomposer:builder:worker:w%201%2Fx%3Fy"
+    here = slsa_predicate(spec_data={}, lock=make_lock(), epoch=EPOCH, epoch_source="lock")
+    there = slsa_predicate(spec_data={}, lock=make_lock(), epoch=EPOCH, epoch_source="lock",
+                           builder=builder_id("w1"))
+    assert here["runDetails"]["builder"]["id"] == BUILDER_ID
+    assert there["runDetails"]["builder"]["id"] == "urn:imagecomposer:builder:worker:w1"
+    there["runDetails"]["builder"]["id"] = BUILDER_ID
+    assert there == here

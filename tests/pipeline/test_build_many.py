@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,6 +124,31 @@ def test_builds_run_concurrently_in_their_own_processes_and_one_failure_stops_no
     assert "[alpha] hello from alpha" in caplog.text
     # the failure is the caller's to print (once): the build's log lines do not repeat it
     assert "nothing-of-that-name" not in caplog.text
+
+
+def test_cancel_interrupts_the_running_build_and_starts_no_other(tmp_path: Path) -> None:
+    """``cancel`` set from another thread: the running build unwinds as after Ctrl-C (a
+    BuildInterrupted result naming its stage), the pending one never starts."""
+    config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
+    marks = tmp_path / "work" / "marks"
+    cancel = threading.Event()
+
+    def cancel_when_alpha_waits() -> None:  # alpha waits in packages for gamma, never started
+        deadline = time.monotonic() + 60
+        while not (marks / "alpha.start").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancel.set()
+
+    threading.Thread(target=cancel_when_alpha_waits, daemon=True).start()
+    started = time.monotonic()
+    results = build_many([spec(n, tmp_path) for n in ("alpha", "gamma")], config=config,
+                         max_concurrent=1, stages=STANDINS, cancel=cancel)
+    assert time.monotonic() - started < 30  # not alpha's 60 s wait
+    assert [(r.spec, r.ok, r.error_type, r.exit_code) for r in results] == [
+        ("alpha", False, "BuildInterrupted", 130), ("gamma", False, "BuildInterrupted", 130)]
+    assert results[0].error is not None and results[0].error.startswith("packages ")
+    assert results[1].error == "Interrupted: cancelled before it started"
+    assert not (marks / "gamma.start").exists() and not (marks / "alpha.end").exists()
 
 
 def test_cli_builds_several_specs_through_build_many(
