@@ -12,7 +12,7 @@ Two attrs field markers change how one field is hashed (pass them as ``metadata=
 
 - :data:`SECRET`: a password hash, a passphrase or key file. It still changes the
   fingerprint (a changed password must rebuild) but only through a salted scrypt of its
-  value or file content, about 0.1 s per distinct secret and process: what is stored in a
+  value or file content (wherever the file is), about 0.1 s per distinct secret and process: what is stored in a
   workspace record or a cache entry is never a fast hash of key material, let alone the
   value.
 - :data:`BY_NAME`: a path that is a location, not content (an output directory, an allowed
@@ -147,8 +147,10 @@ def _slow(data: bytes, salt: bytes) -> str:
 
 
 def _secret(value: Any, name: str) -> Any:
-    """A secret's stand-in: salted scrypt of the value (a path: of its content, salted with
-    the path as written)."""
+    """A secret's stand-in: scrypt of the value (a path: of its content), salted with the
+    field's name. Not with a path's location: the same key at another path (a cluster
+    worker unpacks each task's spec in a directory of its own) is the same input, as any
+    other file's content is."""
     if value is None:
         return None
     if isinstance(value, list | tuple):
@@ -158,7 +160,7 @@ def _secret(value: Any, name: str) -> Any:
             data = value.read_bytes() if value.is_file() else path_digest(value).encode()
         except OSError:
             data = b"\0unreadable"
-        return "secret:" + _slow(data, str(value).encode())
+        return "secret:" + _slow(data, name.encode())
     data = value.encode() if isinstance(value, str) else _dumps(canonical(value)).encode()
     return "secret:" + _slow(data, name.encode())
 

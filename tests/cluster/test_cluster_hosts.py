@@ -3,7 +3,7 @@ of this module's own (append-only, so that it can be restarted), two worker proc
 their own work and cache directories, one shared store, the signed test archive.
 
 * An image built on one worker is an image cache hit on the other (through the shared
-  store), with the same bytes. Its signed provenance names the worker that built it
+  store), with the same bytes, its signing key included in the inputs. Its signed provenance names the worker that built it
   (``runDetails.builder.id``); everything else is byte-identical to a local build, and the
   provenance's ``buildDefinition`` too.
 * A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
@@ -170,7 +170,8 @@ def builder_and_definition(output: Path, key: ed25519.Ed25519PrivateKey
 def test_an_image_built_on_one_worker_is_a_cache_hit_on_the_other(cluster: Cluster) -> None:
     started = time.monotonic()
     cluster.only("w0", "w1")
-    spec = cluster.spec("same")
+    # signed: the key is unpacked at another path for every task (the same input)
+    spec = cluster.spec("same", signed=True)
     first = Submission().start([spec], cluster.redis.url)
     [built] = first.wait()
     assert built.ok, built.error

@@ -153,6 +153,25 @@ def test_secrets_change_the_fingerprint_but_are_never_in_it(tmp_path: Path) -> N
     assert changed_fields(first.fields, second.fields) == ["disk.partitions"]
 
 
+def test_a_secret_file_counts_by_its_content_wherever_it_is(tmp_path: Path) -> None:
+    """The same key at another path is the same input (a cluster worker unpacks each task's
+    spec in a directory of its own: a signed spec must still be an image cache hit); other
+    key material is another input."""
+    def spec_with(passphrase: Path) -> Spec:
+        return Spec(image=Image("web", Base("debian", "12")), disk=Disk(partitions=(
+            Partition("root", "root", 1 << 30, encryption=Encryption(
+                passphrase_file=passphrase)),)))
+
+    (tmp_path / "task1").mkdir()
+    (tmp_path / "task2").mkdir()
+    (tmp_path / "task1/pass").write_text("hunter2\n")
+    (tmp_path / "task2/pass").write_text("hunter2\n")
+    (tmp_path / "other").write_text("hunter3\n")
+    first = fingerprint(spec_with(tmp_path / "task1/pass"))
+    assert fingerprint(spec_with(tmp_path / "task2/pass")) == first
+    assert fingerprint(spec_with(tmp_path / "other")) != first
+
+
 def test_spec_paths_and_referenced_files(tmp_path: Path) -> None:
     source = tmp_path / "motd"
     source.write_text("hi\n")
