@@ -12,9 +12,9 @@ Two attrs field markers change how one field is hashed (pass them as ``metadata=
 
 - :data:`SECRET`: a password hash, a passphrase or key file. It still changes the
   fingerprint (a changed password must rebuild) but only through a salted scrypt of its
-  value or file content (wherever the file is), about 0.1 s per distinct secret and process: what is stored in a
-  workspace record or a cache entry is never a fast hash of key material, let alone the
-  value.
+  value or file content (wherever the file is), about 0.1 s per distinct secret and
+  process: what is stored in a workspace record or a cache entry is never a fast hash of
+  key material, let alone the value.
 - :data:`BY_NAME`: a path that is a location, not content (an output directory, an allowed
   directory of host files); it is hashed as its name.
 - :data:`OPTIONAL`: a field left out of the canonical form while it holds its default (a

@@ -3,9 +3,9 @@ of this module's own (append-only, so that it can be restarted), two worker proc
 their own work and cache directories, one shared store, the signed test archive.
 
 * An image built on one worker is an image cache hit on the other (through the shared
-  store), with the same bytes, its signing key included in the inputs. Its signed provenance names the worker that built it
-  (``runDetails.builder.id``); everything else is byte-identical to a local build, and the
-  provenance's ``buildDefinition`` too.
+  store), with the same bytes, its signing key included in the inputs. Its signed
+  provenance names the worker that built it (``runDetails.builder.id``); everything else is
+  byte-identical to a local build, and the provenance's ``buildDefinition`` too.
 * A worker whose disk is full (a stand-in stage raising ``OSError(ENOSPC)`` on w1 only)
   fails the build there with a clear warning, and the build goes to the other worker and
   succeeds (w1 alone first: the build waits for a worker that is not excluded). w1 is out
