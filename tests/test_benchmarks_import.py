@@ -24,3 +24,26 @@ def test_benchmark_imports(name: str) -> None:
     done = subprocess.run([sys.executable, "-c", f"import benchmarks.{name}"], env=env,
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_goal_builds_run_with_bytecode(tmp_path: Path) -> None:
+    """The goals' CLI builds compiled every module again when this environment sets
+    PYTHONDONTWRITEBYTECODE (0.5-1 s of each row, which an installed package does not pay):
+    each build runs with its bytecode kept under the benchmark's work directory."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests/compose")]),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    probe = (
+        "import subprocess, sys\n"
+        "from pathlib import Path\n"
+        "import benchmarks.bench_goals as goals\n"
+        "seen = {}\n"
+        "def run(argv, env, **kwargs):\n"
+        "    seen.update(env)\n"
+        "    return subprocess.CompletedProcess(argv, 0, '', '')\n"
+        "goals.subprocess.run = run\n"
+        "goals.cli(Path(sys.argv[1]), 'spec.yml')\n"
+        "print(seen.get('PYTHONDONTWRITEBYTECODE'), seen.get('PYTHONPYCACHEPREFIX'))\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["None", str(tmp_path / "pycache")]

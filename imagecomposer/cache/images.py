@@ -57,6 +57,7 @@ from imagecomposer.cache.shared_http import object_store_for
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import (
+    content_known,
     sha256_known,
     sparse_sha256,
     sparse_sha256_of,
@@ -600,9 +601,9 @@ def _parse(path: Path, data: Mapping[str, Any], last_used: float | None = None
 
 
 def _digests(path: Path) -> tuple[str, str]:
-    """The SHA256 (known already when the build's finalize hashed this very file) and the
-    sparse content digest of ``path``."""
-    return sha256_known(path), sparse_sha256(path)
+    """The SHA256 and the sparse content digest of ``path`` (both known already when the
+    build's finalize hashed this very file with its content digest: not read again)."""
+    return sha256_known(path), content_known(path)
 
 
 def _stamp(st: os.stat_result) -> list[int]:

@@ -36,7 +36,7 @@ from imagecomposer.export.formats import (
 )
 from imagecomposer.export.manifest import MANIFEST, write_manifest
 from imagecomposer.foundation import display
-from imagecomposer.foundation.digest import recall, remember, sha256_known
+from imagecomposer.foundation.digest import recall, recall_content, remember, sha256_known
 from imagecomposer.foundation.epoch import resolve
 from imagecomposer.foundation.errors import CommandError, ExportError
 from imagecomposer.foundation.events import EventSink, ExportStep, Progress
@@ -89,8 +89,12 @@ class Exporter:
     """Converts, compresses and publishes disk images. Stateless apart from its settings."""
 
     def __init__(self, *, parallel: int | None = None,
-                 events: EventSink | None = None, epoch: int | None = None) -> None:
+                 events: EventSink | None = None, epoch: int | None = None,
+                 content_digests: bool = False) -> None:
         self.parallel = max(1, parallel if parallel is not None else min(4, os.cpu_count() or 1))
+        # also make each hashed file's content digest in the same read (the image cache
+        # stores the outputs next: it then reads none of them again)
+        self.content_digests = content_digests
         self._events = events
         self._timings: list[ExportStep] = []
         # the build's clock (vhd timestamps); default: SOURCE_DATE_EPOCH or a fixed date
@@ -111,7 +115,8 @@ class Exporter:
         """The SHA256 of ``path``, reporting :class:`Progress` ("hashing NAME"); a file this
         process hashed already, unchanged, is not read again
         (:func:`~imagecomposer.foundation.digest.sha256_known`)."""
-        return sha256_known(path, self._progress(f"hashing {path.name}"))
+        return sha256_known(path, self._progress(f"hashing {path.name}"),
+                            content=self.content_digests)
 
     def _event(self, kind: str, name: str, started: float) -> None:
         event = ExportStep(kind, name, round(time.monotonic() - started, 3))
@@ -140,7 +145,7 @@ class Exporter:
                 run(["cp", "--reflink=auto", "--sparse=always", raw, out], error=CommandError)
                 known = recall(raw)
                 if known is not None:  # a copy: the same bytes, not hashed again
-                    remember(out, known)
+                    remember(out, known, recall_content(raw))
                 return out
             size = raw.stat().st_size
             if info.round_to_mib and size != round_up_mib(size):
@@ -253,7 +258,8 @@ class Exporter:
             raw_digest = raw_digest or recall(raw)
             for i, (_, path) in enumerate(converted):
                 if plain_raw[i] and raw_digest is not None and recall(path) is None:
-                    remember(path, raw_digest)  # for SHA256SUMS and the image cache
+                    # for SHA256SUMS and the image cache
+                    remember(path, raw_digest, recall_content(raw))
             artifacts = [done[i] if i in done else
                          self._artifact(stage, path, fmt, compression, signer, raw_digest)
                          for i, (fmt, path) in enumerate(converted)]

@@ -10,6 +10,10 @@ one of them). :func:`sha256_known` answers from that memory: a build hashes its 
 image once, not once for the SBOMs, once for the exporter's identity, once for
 ``SHA256SUMS`` and once more for the image cache. Checks against a stored digest (the
 caches' seals) always read the file again: they call :func:`sha256_file`.
+
+With ``content=True`` the same pass also makes the file's :func:`sparse_sha256` (the image
+cache's content digest) and remembers it too: :func:`content_known` answers from that, so
+the image cache stores a build's outputs without reading them once more.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ KNOWN_MAX = 256  # digests remembered by sha256_known (least recently used out)
 
 Identity = tuple[int, int, int, int, int]
 _known: OrderedDict[Identity, str] = OrderedDict()
+_content: OrderedDict[Identity, str] = OrderedDict()  # sparse_sha256, same identities
 _known_lock = threading.Lock()
 
 
@@ -44,13 +49,21 @@ def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def remember(path: Path, digest: str) -> None:
+def remember(path: Path, digest: str, content: str | None = None) -> None:
     """Record ``digest`` as the SHA256 of the file ``path`` is now (the caller made it from
-    bytes whose digest it knows: a copy, or a file it hashed while writing it)."""
+    bytes whose digest it knows: a copy, or a file it hashed while writing it), and
+    ``content`` as its :func:`sparse_sha256` when given."""
+    _record(identity(path.stat()), digest, content)
+
+
+def _record(key: Identity, digest: str, content: str | None) -> None:
     with _known_lock:
-        _known[identity(path.stat())] = digest
-        while len(_known) > KNOWN_MAX:
-            _known.popitem(last=False)
+        for known, value in ((_known, digest), (_content, content)):
+            if value is not None:
+                known[key] = value
+                known.move_to_end(key)
+                while len(known) > KNOWN_MAX:
+                    known.popitem(last=False)
 
 
 def recall(path: Path) -> str | None:
@@ -63,23 +76,56 @@ def recall(path: Path) -> str | None:
     return found
 
 
-def sha256_known(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+def recall_content(path: Path) -> str | None:
+    """The :func:`sparse_sha256` this process knows for the file ``path`` as it is now."""
+    key = identity(path.stat())
+    with _known_lock:
+        found = _content.get(key)
+        if found is not None:
+            _content.move_to_end(key)
+    return found
+
+
+def sha256_known(path: Path, progress: Callable[[int, int], None] | None = None, *,
+                 content: bool = False) -> str:
     """The SHA256 of ``path``: :func:`recall` when this process hashed (or remembered) this
-    very inode unchanged, else :func:`sha256_file`."""
+    very inode unchanged, else :func:`sha256_file` (``content``: its content digest made
+    in the same pass)."""
     found = recall(path)
-    return found if found is not None else sha256_file(path, progress)
+    return found if found is not None else sha256_file(path, progress, content=content)
 
 
-def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+def content_known(path: Path) -> str:
+    """The :func:`sparse_sha256` of ``path``: :func:`recall_content` when this process
+    hashed (or remembered) this very inode unchanged, else read and remembered."""
+    found = recall_content(path)
+    if found is not None:
+        return found
+    with path.open("rb") as f:
+        before = os.fstat(f.fileno())
+        found = sparse_sha256_of(f)
+        if identity(os.fstat(f.fileno())) == identity(before):
+            with _known_lock:
+                _content[identity(before)] = found
+                while len(_content) > KNOWN_MAX:
+                    _content.popitem(last=False)
+    return found
+
+
+def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None, *,
+                content: bool = False) -> str:
     """The SHA256 of ``path`` (hex); ``OSError`` if it cannot be read. ``progress(done,
     total)`` is called every :data:`PROGRESS_EVERY` bytes and at the end. Holes are hashed
     as the zeros they read as, without reading them; the digest is remembered for
-    :func:`sha256_known` when the file did not change while it was read."""
+    :func:`sha256_known` when the file did not change while it was read. ``content``: its
+    :func:`sparse_sha256` is made from the same reads and remembered for
+    :func:`content_known` (the data is hashed twice, but read once)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         fd = f.fileno()
         before = os.fstat(fd)
         total = before.st_size
+        sparse = _Sparse(total) if content else None
         done = reported = 0
         for start, end in [*_data_ranges(fd, total), (total, total)]:
             while done < start:  # a hole: zeros, from memory
@@ -92,6 +138,8 @@ def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) 
             f.seek(done)
             while done < end and (block := f.read(min(BLOCK, end - done))):
                 digest.update(block)
+                if sparse is not None:
+                    sparse.update(done, block)
                 done += len(block)
                 if progress is not None and done - reported >= PROGRESS_EVERY:
                     progress(done, total)
@@ -103,11 +151,8 @@ def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) 
             progress(done, max(total, done))
         after = os.fstat(fd)
     hexdigest = digest.hexdigest()
-    if identity(after) == identity(before):
-        with _known_lock:
-            _known[identity(after)] = hexdigest
-            while len(_known) > KNOWN_MAX:
-                _known.popitem(last=False)
+    if identity(after) == identity(before) and done == total:
+        _record(identity(after), hexdigest, sparse.hexdigest() if sparse is not None else None)
     return hexdigest
 
 
@@ -173,10 +218,9 @@ def sparse_sha256(path: Path) -> str:
 def sparse_sha256_of(f: BinaryIO) -> str:
     """:func:`sparse_sha256` of the open file ``f`` (read from its start): what was hashed
     is exactly the inode ``f`` holds, whatever the name points to meanwhile."""
-    digest = hashlib.sha256(_SPARSE_TAG)
     fd = f.fileno()
     size = os.fstat(fd).st_size
-    digest.update(struct.pack(">Q", size))
+    digest = _Sparse(size)
     for start, end in _data_ranges(fd, size):
         f.seek(start)
         pos = start
@@ -184,11 +228,26 @@ def sparse_sha256_of(f: BinaryIO) -> str:
             block = f.read(min(BLOCK, size - pos))
             if not block:
                 break
-            if block != (_ZERO if len(block) == BLOCK else bytes(len(block))):
-                digest.update(struct.pack(">Q", pos // BLOCK))
-                digest.update(block)
+            digest.update(pos, block)
             pos += len(block)
     return digest.hexdigest()
+
+
+class _Sparse:
+    """The :func:`sparse_sha256` encoding: the size, then the index and bytes of every
+    1 MiB block that is not all zeros (blocks fed at multiples of :data:`BLOCK`)."""
+
+    def __init__(self, size: int) -> None:
+        self.digest = hashlib.sha256(_SPARSE_TAG)
+        self.digest.update(struct.pack(">Q", size))
+
+    def update(self, offset: int, block: bytes) -> None:
+        if block != (_ZERO if len(block) == BLOCK else bytes(len(block))):
+            self.digest.update(struct.pack(">Q", offset // BLOCK))
+            self.digest.update(block)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
 
 def hash_file_into(path: Path, digest: hashlib._Hash) -> None:

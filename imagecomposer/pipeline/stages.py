@@ -206,7 +206,8 @@ class FinalizeStage:
                  signer=signer, configuration=provenance_configuration(inputs.provider),
                  builder=builder_id(ctx.options.worker),
                  work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
-                 exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch))
+                 exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch,
+                                   content_digests=ctx.use_image_cache))
         images = [a for a in result.artifacts if not a.format.startswith(("sbom", "extra"))]
         others = len(result.artifacts) - len(images) + (result.manifest is not None) + 1
         log.info("finalize: %s and %d more files (SBOMs, lock, manifest, SHA256SUMS)",

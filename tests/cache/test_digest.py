@@ -6,9 +6,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from imagecomposer.export.exporter import Exporter
 from imagecomposer.foundation.digest import (
     BLOCK,
+    content_known,
     recall,
+    recall_content,
     remember,
     sha256_file,
     sha256_files,
@@ -94,3 +97,46 @@ def test_sha256_known_hashes_an_unchanged_file_once(tmp_path: Path) -> None:
     shutil.copyfile(path, copy)
     remember(copy, recall(path) or "")
     assert recall(copy) == sha256_known(path)
+
+
+def test_content_digest_made_in_the_same_read_as_the_sha256(tmp_path: Path) -> None:
+    """The image cache stored a build's outputs by reading the 2 GiB raw and the qcow2 once
+    more for their sparse content digests (seconds on a loaded host): finalize makes them in
+    the pass that makes the SHA256, and the store reads nothing (same digests as reading)."""
+    size = 64 * BLOCK + 321
+    chunks = {5 * BLOCK + 3: b"data", 20 * BLOCK: bytes(BLOCK),  # a written zero block
+              40 * BLOCK: b"x" * (BLOCK + 9), size - 4: b"end!"}
+    for name, dense in (("sparse", False), ("dense", True)):
+        path = write(tmp_path / name, size, chunks, dense=dense)
+        expected = sparse_sha256(path), hashlib.sha256(path.read_bytes()).hexdigest()
+        path.touch()  # new ctime: what this process knew no longer applies
+        assert recall_content(path) is None
+        before = rchar()
+        assert sha256_file(path, content=True) == expected[1]
+        once = rchar() - before
+        assert once < (8 * BLOCK if not dense else size + BLOCK)
+        before = rchar()
+        assert content_known(path) == expected[0]
+        assert rchar() - before < BLOCK  # from memory
+        path.touch()  # changed since hashed: read again
+        before = rchar()
+        assert content_known(path) == expected[0]
+        assert rchar() - before >= 3 * BLOCK
+    tail = write(tmp_path / "tail", 3 * BLOCK + 5, {3 * BLOCK: b"12345"})
+    assert sha256_file(tail, content=True) and content_known(tail) == sparse_sha256(tail)
+
+
+def test_exported_raw_copy_carries_the_content_digest(tmp_path: Path) -> None:
+    """The raw output is a copy of the work image, hashed once: with ``content_digests``
+    its content digest is known for the copy too (what the image cache store asks)."""
+    raw = write(tmp_path / "img.raw", 16 * BLOCK, {BLOCK: b"boot", 9 * BLOCK: b"root"})
+    exporter = Exporter(parallel=1, content_digests=True)
+    result = exporter.export(raw, ("raw",), "none", tmp_path / "out", name="img")
+    out = result.output_dir / "img.raw"
+    expected = sparse_sha256(raw)
+    before = rchar()
+    assert content_known(out) == expected
+    assert rchar() - before < BLOCK
+    other = write(tmp_path / "other.raw", 16 * BLOCK, {BLOCK: b"else"})
+    plain = Exporter(parallel=1).export(other, ("raw",), "none", tmp_path / "out2", name="img")
+    assert recall_content(plain.output_dir / "img.raw") is None  # not asked: not made
