@@ -121,7 +121,7 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
          accelerator: str | None = None,
          check: Callable[[Path], None] | None = None,
          console_input: Sequence[tuple[str, str]] = (),
-         ssh: SshCommand | None = None) -> BootResult:
+         ssh: SshCommand | None = None, afterwards: str | None = None) -> BootResult:
     """Boot ``image`` (any output format, compressed or not: see
     :mod:`imagecomposer.boot.disk`) until ``expect`` appears on the serial console.
 
@@ -131,7 +131,10 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
     "tcg"; by default KVM is used only when :func:`kvm_works`. ``console_input``: (prompt,
     text) pairs, each text typed (plus a newline) when its prompt appears. ``ssh``: then run
     a command in the image over SSH (a forwarded port, see :mod:`imagecomposer.boot.ssh`);
-    its result is in ``BootResult.ssh``.
+    its result is in ``BootResult.ssh``. ``afterwards``: once ``expect`` appeared, keep the
+    VM running until this text appears too (what a unit prints once the boot finished, e.g.
+    ``systemd-analyze``); ``seconds`` stays the time to ``expect``, the console tail and
+    ``console_log`` hold both.
     Raises :class:`BootError` with the console tail on timeout, QEMU exit or a failure text.
     """
     image = Path(image)
@@ -165,6 +168,10 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
             seconds, seen = _watch(proc, console, errors_path, expect=expect, markers=markers,
                                    fail_on=fail_on, timeout=timeout, accel=accel,
                                    typist=typist)
+            if afterwards is not None:
+                _watch(proc, console, errors_path, expect=afterwards, markers=(),
+                       fail_on=fail_on, timeout=max(timeout - seconds, 0.0), accel=accel,
+                       typist=typist)
             remote = None
             if ssh is not None and port is not None:
                 remote = run_ssh(ssh, port, alive=lambda: proc.poll() is None)
