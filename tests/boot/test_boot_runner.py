@@ -116,15 +116,19 @@ def test_offline_check_runs_after_the_prompt(tmp_path: Path,
 def test_afterwards_keeps_the_vm_until_its_text(tmp_path: Path, fake_qemu: Callable[[str], Path],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """``afterwards``: the boot goes on after the prompt until a later text (a boot profile
-    printed once the boot finished); ``seconds`` is still the time to the prompt."""
+    printed once the boot finished); ``seconds`` is still the time to the prompt.
+    ``timestamps``: when texts first appeared, before or after the prompt."""
     image = fake_qemu("host login: ")
     monkeypatch.setenv("FAKE_QEMU_LATER", "\\nPROFILE: userspace 9s\\nPROFILE-END\\n")
     log = tmp_path / "console.log"
     began = time.monotonic()
     result = boot(image, timeout=10, accelerator="tcg", console_log=log,
-                  afterwards="PROFILE-END")
+                  afterwards="PROFILE-END", timestamps=["BdsDxe", "PROFILE: ", "never"])
     waited = time.monotonic() - began
     assert result.seconds < 0.8 < waited  # the prompt at ~0.3 s, the profile 1 s later
+    seen = dict(result.seen_at)  # when each text first appeared; "never" did not
+    assert set(seen) == {"BdsDxe", "PROFILE: "}
+    assert seen["BdsDxe"] <= result.seconds < seen["PROFILE: "] - 0.5
     assert "PROFILE: userspace 9s" in result.console_tail
     assert "PROFILE-END" in log.read_text()
     _assert_dead(tmp_path)
