@@ -105,9 +105,10 @@ def peer_image(spec: Spec, tree: Path, esp: Path, out: Path, work: Path) -> Path
 def profiled_boot(image: Path, log: Path) -> tuple[BootResult, boot_profile.Profile]:
     """Boot to the login prompt, then wait for the boot profile the image's unit prints."""
     result = boot(image, timeout=600, console_log=log.with_suffix(".console"),
-                  afterwards=boot_profile.END)
+                  afterwards=boot_profile.END, timestamps=[boot_profile.EFI_STUB])
     console = log.with_suffix(".console").read_text(errors="replace")
-    return result, boot_profile.parse(console, result.seconds)
+    return result, boot_profile.parse(console, result.seconds,
+                                      dict(result.seen_at).get(boot_profile.EFI_STUB))
 
 
 def ratio(ours: float, peer: float | None) -> str:

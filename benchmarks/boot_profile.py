@@ -11,11 +11,12 @@ initramfs) and of systemd's first message (the initramfs hands over to the real 
 :func:`parse` splits the time to the login prompt measured on the host (QEMU started ->
 ``login:``) into:
 
-- before the kernel: QEMU, OVMF, the bootloader, reading kernel and initrd (the rest of the
-  host-side figure);
+- firmware: QEMU, OVMF and the bootloader reading kernel and initrd, until the kernel's EFI
+  stub prints its first line (:data:`EFI_STUB`, timed on the host: ``boot(timestamps=)``);
 - kernel: until ``Run /init`` (includes unpacking the initrd);
 - initramfs: until systemd starts in the real root (udev, finding and checking the root);
-- userspace: systemd until ``serial-getty@ttyS0.service`` started.
+- userspace: systemd until ``serial-getty@ttyS0.service`` started;
+- prompt: the rest, agetty printing the prompt after it started (and the host's polling).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import attrs
 
+EFI_STUB = "EFI stub: "  # the kernel's EFI stub, on the firmware's console, before the kernel
 BEGIN = "BOOT-PROFILE-BEGIN"
 END = "BOOT-PROFILE-END"
 NAME = "boot-profile.service"
@@ -54,17 +56,24 @@ class Profile:
     kernel: float  # kernel start -> Run /init
     initramfs: float  # Run /init -> systemd in the real root
     userspace: float  # systemd -> serial-getty@ttyS0 started
+    firmware: float | None = None  # QEMU started -> the EFI stub's line (host-side)
     chain: tuple[str, ...] = ()  # the critical chain of the serial getty
     blame: tuple[str, ...] = ()  # the slowest units
 
     @property
-    def before_kernel(self) -> float:
-        return self.login - self.kernel - self.initramfs - self.userspace
+    def rest(self) -> float:
+        """``login`` less the other phases: the prompt's printing (and the firmware when
+        it was not timed)."""
+        return (self.login - (self.firmware or 0.0) - self.kernel - self.initramfs
+                - self.userspace)
 
     @property
     def split(self) -> str:
-        return (f"before the kernel {self.before_kernel:.1f} + kernel {self.kernel:.1f} + "
-                f"initramfs {self.initramfs:.1f} + userspace {self.userspace:.1f} s")
+        phases = (f"kernel {self.kernel:.1f} + initramfs {self.initramfs:.1f} + userspace "
+                  f"{self.userspace:.1f}")
+        if self.firmware is None:
+            return f"firmware and prompt {self.rest:.1f} + {phases} s"
+        return f"firmware {self.firmware:.1f} + {phases} + prompt {self.rest:.1f} s"
 
 
 def seconds(text: str) -> float:
@@ -76,9 +85,10 @@ def seconds(text: str) -> float:
     return int(minutes or 0) * 60 + float(secs or 0) + int(millis or 0) / 1000
 
 
-def parse(console: str, login: float) -> Profile:
+def parse(console: str, login: float, firmware: float | None = None) -> Profile:
     """The :class:`Profile` of a boot whose console holds the unit's output (``login``:
-    the seconds to the login prompt measured on the host)."""
+    the seconds to the login prompt measured on the host; ``firmware``: to the EFI stub's
+    line)."""
     text = ANSI.sub("", console).replace("\r", "")
     if BEGIN not in text or END not in text:
         raise ValueError("the console holds no boot profile")
@@ -103,7 +113,8 @@ def parse(console: str, login: float) -> Profile:
         end += 1
     blame = tuple(line.strip() for line in lines[end:]
                   if re.fullmatch(r"\s*[\dminms. ]+ \S+\.[a-z]+", line))
-    return Profile(login=login, kernel=until_init, initramfs=until_systemd - until_init,
+    return Profile(login=login, firmware=firmware, kernel=until_init,
+                   initramfs=until_systemd - until_init,
                    userspace=kernel + getty - until_systemd, chain=tuple(lines[start:end]),
                    blame=blame)
 

@@ -49,14 +49,19 @@ def test_console_is_split_into_phases() -> None:
     assert profile.initramfs == pytest.approx(23.458383 - 14.206370)
     # systemd started 21.844 s after the kernel; the getty 36.671 s after that
     assert profile.userspace == pytest.approx(21.844 + 36.671 - 23.458383)
-    assert profile.before_kernel == pytest.approx(78.7 - 21.844 - 36.671)
+    assert profile.firmware is None  # not timed: in the rest, with the prompt
+    assert profile.rest == pytest.approx(78.7 - 21.844 - 36.671)
     assert profile.chain == ("serial-getty@ttyS0.service @36.671s",
                              "└─systemd-user-sessions.service @35.421s +786ms",
                              "  └─basic.target @34.257s", "    └─-.slice @10.456s")
     assert profile.blame == ("21.446s dev-vda2.device", "7.280s systemd-journald.service",
                              "1min 6.469s e2scrub_reap.service", "687ms modprobe@loop.service")
-    assert profile.split == ("before the kernel 20.2 + kernel 14.2 + initramfs 9.3 + "
+    assert profile.split == ("firmware and prompt 20.2 + kernel 14.2 + initramfs 9.3 + "
                              "userspace 35.1 s")
+    timed = boot_profile.parse(CONSOLE, login=78.7, firmware=17.5)
+    assert timed.rest == pytest.approx(78.7 - 17.5 - 21.844 - 36.671)
+    assert timed.split == ("firmware 17.5 + kernel 14.2 + initramfs 9.3 + userspace 35.1 + "
+                           "prompt 2.7 s")
 
 
 def test_durations_and_a_console_without_profile() -> None:
