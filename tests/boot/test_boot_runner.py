@@ -133,7 +133,7 @@ def test_afterwards_keeps_the_vm_until_its_text(tmp_path: Path, fake_qemu: Calla
     assert "PROFILE-END" in log.read_text()
     _assert_dead(tmp_path)
     with pytest.raises(BootError, match=r"Boot timed out: no 'NEVER' after"):
-        boot(image, timeout=2, accelerator="tcg", afterwards="NEVER")
+        boot(image, timeout=1, accelerator="tcg", afterwards="NEVER")
     _assert_dead(tmp_path)
 
 
