@@ -61,6 +61,8 @@ class BootResult:
     markers: tuple[str, ...] = ()  # markers that were seen
     format: str = "raw"  # the disk format QEMU was given
     ssh: SshResult | None = None  # the --ssh command's result
+    # (text, seconds from starting QEMU to its first appearance) for boot(timestamps=...)
+    seen_at: tuple[tuple[str, float], ...] = ()
 
     @property
     def summary(self) -> str:
@@ -121,7 +123,8 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
          accelerator: str | None = None,
          check: Callable[[Path], None] | None = None,
          console_input: Sequence[tuple[str, str]] = (),
-         ssh: SshCommand | None = None) -> BootResult:
+         ssh: SshCommand | None = None, afterwards: str | None = None,
+         timestamps: Sequence[str] = ()) -> BootResult:
     """Boot ``image`` (any output format, compressed or not: see
     :mod:`imagecomposer.boot.disk`) until ``expect`` appears on the serial console.
 
@@ -131,7 +134,12 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
     "tcg"; by default KVM is used only when :func:`kvm_works`. ``console_input``: (prompt,
     text) pairs, each text typed (plus a newline) when its prompt appears. ``ssh``: then run
     a command in the image over SSH (a forwarded port, see :mod:`imagecomposer.boot.ssh`);
-    its result is in ``BootResult.ssh``.
+    its result is in ``BootResult.ssh``. ``afterwards``: once ``expect`` appeared, keep the
+    VM running until this text appears too (what a unit prints once the boot finished, e.g.
+    ``systemd-analyze``); ``seconds`` stays the time to ``expect``, the console tail and
+    ``console_log`` hold both. ``timestamps``: texts whose first appearance on the console is
+    timed too (``BootResult.seen_at``; e.g. the EFI stub's line: the firmware and bootloader
+    are done).
     Raises :class:`BootError` with the console tail on timeout, QEMU exit or a failure text.
     """
     image = Path(image)
@@ -162,9 +170,15 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
         with errors_path.open("wb") as errors, _sigterm_raises(), \
                 runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=errors) as proc, \
                 _Typist(serial, console_input, proc) as typist:
+            began = time.monotonic()
+            seen_at = {text: -1.0 for text in timestamps}
             seconds, seen = _watch(proc, console, errors_path, expect=expect, markers=markers,
                                    fail_on=fail_on, timeout=timeout, accel=accel,
-                                   typist=typist)
+                                   typist=typist, began=began, seen_at=seen_at)
+            if afterwards is not None:
+                _watch(proc, console, errors_path, expect=afterwards, markers=(),
+                       fail_on=fail_on, timeout=timeout, accel=accel, typist=typist,
+                       began=began, seen_at=seen_at)
             remote = None
             if ssh is not None and port is not None:
                 remote = run_ssh(ssh, port, alive=lambda: proc.poll() is None)
@@ -173,6 +187,7 @@ def boot(image: Path, *, timeout: float = 300, secure_boot: bool = False,
         check(image)
     return BootResult(seconds=seconds, console_tail=tail, accelerator=accel, firmware=firmware,
                       secure_boot=secure_boot, markers=seen, format=attached.format,
+                      seen_at=tuple((t, s) for t, s in seen_at.items() if s >= 0),
                       ssh=remote)
 
 
@@ -238,13 +253,19 @@ class _Typist:
 
 def _watch(proc: subprocess.Popen[bytes], console: Path, errors: Path, *, expect: str,
            markers: Sequence[str], fail_on: Sequence[str], timeout: float,
-           accel: str, typist: _Typist | None = None) -> tuple[float, tuple[str, ...]]:
-    began = time.monotonic()
+           accel: str, typist: _Typist | None = None, began: float | None = None,
+           seen_at: dict[str, float] | None = None) -> tuple[float, tuple[str, ...]]:
+    """Poll the console until ``expect``; ``seen_at``: texts not yet seen (-1) get the
+    seconds since ``began`` (default: now) at which they first appeared."""
+    began = time.monotonic() if began is None else began
     while True:
         text = _read(console)
         if typist is not None:
             typist.step(text)
         elapsed = time.monotonic() - began
+        if seen_at is not None:
+            for wanted in [w for w, at in seen_at.items() if at < 0 and w in text]:
+                seen_at[wanted] = elapsed
         failed = next((f for f in fail_on if f in text or f in _read(errors)), None)
         if failed is not None:
             raise BootError(f"Boot failed after {elapsed:.1f} s ({accel}): '{failed}' on the "

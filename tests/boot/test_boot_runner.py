@@ -23,6 +23,7 @@ printf '\033[2JBdsDxe: starting Boot0001\r\n' >> "$out"
 sleep 0.3
 printf '%b' "$FAKE_QEMU_SAYS" >> "$out"
 [ -n "$FAKE_QEMU_EXIT" ] && exit "$FAKE_QEMU_EXIT"
+[ -n "$FAKE_QEMU_LATER" ] && sleep 1 && printf '%b' "$FAKE_QEMU_LATER" >> "$out"
 sleep 1000
 """
 
@@ -110,6 +111,30 @@ def test_offline_check_runs_after_the_prompt(tmp_path: Path,
     checked: list[Path] = []
     boot(image, timeout=10, accelerator="tcg", check=checked.append)
     assert checked == [image]
+
+
+def test_afterwards_keeps_the_vm_until_its_text(tmp_path: Path, fake_qemu: Callable[[str], Path],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``afterwards``: the boot goes on after the prompt until a later text (a boot profile
+    printed once the boot finished); ``seconds`` is still the time to the prompt.
+    ``timestamps``: when texts first appeared, before or after the prompt."""
+    image = fake_qemu("host login: ")
+    monkeypatch.setenv("FAKE_QEMU_LATER", "\\nPROFILE: userspace 9s\\nPROFILE-END\\n")
+    log = tmp_path / "console.log"
+    began = time.monotonic()
+    result = boot(image, timeout=10, accelerator="tcg", console_log=log,
+                  afterwards="PROFILE-END", timestamps=["BdsDxe", "PROFILE: ", "never"])
+    waited = time.monotonic() - began
+    assert result.seconds < 0.8 < waited  # the prompt at ~0.3 s, the profile 1 s later
+    seen = dict(result.seen_at)  # when each text first appeared; "never" did not
+    assert set(seen) == {"BdsDxe", "PROFILE: "}
+    assert seen["BdsDxe"] <= result.seconds < seen["PROFILE: "] - 0.5
+    assert "PROFILE: userspace 9s" in result.console_tail
+    assert "PROFILE-END" in log.read_text()
+    _assert_dead(tmp_path)
+    with pytest.raises(BootError, match=r"Boot timed out: no 'NEVER' after"):
+        boot(image, timeout=1, accelerator="tcg", afterwards="NEVER")
+    _assert_dead(tmp_path)
 
 
 def test_bad_arguments(tmp_path: Path) -> None:

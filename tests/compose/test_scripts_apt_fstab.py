@@ -110,12 +110,33 @@ def test_fstab_by_uuid(fake_tree: Path) -> None:
     assert body == [
         ["UUID=33333333-3333-4333-8333-333333333333", "/", "ext4", "errors=remount-ro", "0",
          "1"],
-        ["UUID=ABCD-1234", "/boot/efi", "vfat", "umask=0077", "0", "2"],
+        ["UUID=ABCD-1234", "/boot/efi", "vfat", "umask=0077,x-systemd.automount", "0",
+         "2"],
         ["UUID=66666666-6666-4666-8666-666666666666", "/home", "xfs", "nodev,nosuid", "0",
          "0"],
         ["UUID=77777777-7777-4777-8777-777777777777", "none", "swap", "sw", "0", "0"],
     ]
     assert (fake_tree / "boot/efi").is_dir()
+
+
+def test_fstab_esp_is_mounted_on_first_access_unless_the_spec_says(fake_tree: Path) -> None:
+    """The ESP is an automount by default (mounted at boot it holds local-fs.target, and the
+    login prompt, until its device and fsck.vfat are done); the spec's ``mount_options``
+    win, and another vfat partition is mounted at boot as before."""
+    data = PlannedPartition(
+        name="data", type="generic", type_guid="0fc63daf-8483-4772-8e79-3d69d8477de4",
+        filesystem="vfat", start=2 << 30, size=1 << 30, partuuid="5" * 8 + "-5555-4555-8555-"
+        + "5" * 12, fsuuid="ABCD-5678", number=3, mountpoint="/srv/data")
+    rows = [line.split("\t") for line in fstab.render(make_layout(data)).splitlines()
+            if not line.startswith("#")]
+    assert ["UUID=ABCD-1234", "/boot/efi", "vfat", "umask=0077,x-systemd.automount", "0",
+            "2"] in rows
+    assert ["UUID=ABCD-5678", "/srv/data", "vfat", "umask=0077", "0", "2"] in rows
+    layout = make_layout()
+    given = attrs.evolve(layout.partitions[0], mount_options="umask=0022")
+    text = fstab.render(attrs.evolve(layout, partitions=(given, *layout.partitions[1:])))
+    assert "UUID=ABCD-1234\t/boot/efi\tvfat\tumask=0022\t0\t2" in text
+    assert "automount" not in text
 
 
 def test_fstab_read_only_roots() -> None:

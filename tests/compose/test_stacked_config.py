@@ -73,7 +73,8 @@ def test_fstab_names_mapper_devices(layout: Layout, fake_tree: Path) -> None:
     esp = layout.partitions[0]
     assert body == [
         ["/dev/mapper/sys-root", "/", "ext4", "errors=remount-ro", "0", "1"],
-        [f"UUID={esp.fsuuid}", "/boot/efi", "vfat", "umask=0077", "0", "2"],
+        [f"UUID={esp.fsuuid}", "/boot/efi", "vfat", "umask=0077,x-systemd.automount", "0",
+         "2"],
         ["/dev/mapper/data-home", "/home", "ext4", "nodev", "0", "2"],
         ["/dev/mapper/srv_crypt", "/srv", "xfs", "defaults", "0", "0"],
         ["/dev/mapper/sys-swap", "none", "swap", "sw", "0", "0"],

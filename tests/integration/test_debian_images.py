@@ -105,6 +105,8 @@ def test_example_image_builds_boots_and_holds_the_spec(config: Config, tmp_path:
     check_cli_output(name, cli, out)
     image = out / f"{name}.raw"
     check_inside(spec, image)
+    fstab = read_file(image, "root", "/etc/fstab").decode()
+    assert re.search(r"\t/boot/efi\tvfat\tumask=0077,x-systemd\.automount\t0\t2\n", fstab)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["name"] == name
     assert {a["format"] for a in manifest["artifacts"]} >= {"raw", "qcow2"}
@@ -122,12 +124,16 @@ def test_example_image_builds_boots_and_holds_the_spec(config: Config, tmp_path:
             [sys.executable, "-m", "imagecomposer", "boot", str(out / f"{name}.qcow2"),
              "--console-log", str(tmp_path / "console.log"), "--ssh-user", "admin",
              "--ssh-key", str(ssh_key), "--ssh",
-             "cat /etc/hostname; systemctl is-active ssh systemd-networkd; id -un"],
+             "cat /etc/hostname; systemctl is-active ssh systemd-networkd boot-efi.automount; "
+             "ls /boot/efi >/dev/null 2>&1; "
+             "awk '$2 == \"/boot/efi\" {print $3}' /proc/mounts | sort | paste -sd,; "
+             "id -un"],
             capture_output=True, text=True, env=cli_environment(), check=False)
         assert done.returncode == 0, done.stderr + (tmp_path / "console.log").read_text(
             errors="replace")[-3000:]
+        # the ESP is an automount (docs/compose.md "Boot-time defaults"), mounted on access
         assert done.stdout.split() == [spec.customizations.hostname, "active", "active",
-                                       "admin"]
+                                       "active", "autofs,vfat", "admin"]
         assert "login prompt reached in " in done.stderr and ", qcow2)" in done.stderr
         print(done.stderr)  # the boot summary: seconds to the prompt, then for SSH
 

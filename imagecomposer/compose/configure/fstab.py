@@ -8,6 +8,12 @@ dm-verity root) are mounted ``ro``. The mount points of every non-root partition
 in the root tree. Partitions without a mount point (ESP without one, BIOS boot, verity
 hashes) are left out. A dm-verity root also gets a tmpfs on /tmp (the rest of the writable
 state is the spec's business: a ``var`` partition, see docs/disk.md).
+
+The ESP (``type: esp``) is mounted on first access (``x-systemd.automount``, as systemd's
+own gpt-auto-generator mounts it) unless the spec gives its ``mount_options``: mounted at
+boot it holds ``local-fs.target``, and so the login prompt, until its device appeared and
+fsck.vfat ran (measured 12-16 s of a TCG boot: docs/performance.md "Boot"); nothing at boot
+reads it, and a kernel update's hooks that write it mount it by touching it.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagecomposer.compose.configure import paths
-from imagecomposer.compose.layout import Layout, Volume, volume_device
+from imagecomposer.compose.layout import Layout, PlannedPartition, Volume, volume_device
 from imagecomposer.foundation.rootfs import Root
 
 READ_ONLY_FS = ("squashfs", "erofs")
 TMPFS_TMP = "tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0\t0"
+VFAT_OPTIONS = "umask=0077"
+ESP_OPTIONS = f"{VFAT_OPTIONS},x-systemd.automount"
 
 
 def _entry(part: Volume, *, verity_root: bool) -> str | None:
@@ -38,7 +46,8 @@ def _entry(part: Volume, *, verity_root: bool) -> str | None:
     if is_root and part.filesystem == "ext4" and options == "defaults":
         options = "errors=remount-ro"
     if part.filesystem == "vfat" and options == "defaults":
-        options = "umask=0077"
+        is_esp = isinstance(part, PlannedPartition) and part.type == "esp"
+        options = ESP_OPTIONS if is_esp else VFAT_OPTIONS
     passno = 0 if part.filesystem in (*READ_ONLY_FS, "xfs") else (1 if is_root else 2)
     return f"{device}\t{mountpoint}\t{part.filesystem}\t{options}\t0\t{passno}"
 
