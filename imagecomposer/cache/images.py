@@ -52,91 +52,52 @@ from typing import Any
 import attrs
 
 from imagecomposer.cache import shared_images
+from imagecomposer.cache.image_entry import (
+    ENTRY,
+    FILES,
+    FORMAT,
+    CachedFile,
+    CacheKey,
+    Checked,
+    Entry,
+    entry_key,
+    load_record,
+    parse_record,
+    safe_name,
+)
+from imagecomposer.cache.image_files import (
+    changed_since_checked,
+    file_digests,
+    link_or_copy,
+    private_to_user,
+    stamp,
+    store_files,
+)
 from imagecomposer.cache.shared import ObjectStore
 from imagecomposer.cache.shared_http import object_store_for
 from imagecomposer.config.model import Config, default_seal_key
 from imagecomposer.foundation import display
 from imagecomposer.foundation.digest import (
-    content_known,
-    sha256_known,
     sparse_sha256,
     sparse_sha256_of,
     workers,
 )
 from imagecomposer.foundation.errors import CacheError, CommandError
-from imagecomposer.foundation.runner import run
 from imagecomposer.foundation.seal import SealKey
 from imagecomposer.foundation.staging import staged
 from imagecomposer.foundation.store import Limits, Store, StoreEntry
-from imagecomposer.foundation.units import human_size
+
+__all__ = ["CacheKey", "CachedFile", "Entry", "ImageCache"]
 
 log = logging.getLogger("imagecomposer.cache")
 
-ENTRY = "entry.json"
-FILES = "files"
 STAMPS = "checked.json"  # sealed stat stamps of the files last found intact
 STAMP_KIND = "images-checked"  # what the stamps' seals name (never an entry record's)
-FORMAT = 3  # 2: files carry their sparse content digest; 3: the record is sealed
 KIND = "images"  # what the seals name
 PATTERNS = ("*/*",)
 # what an entry's writer returns: each file's (SHA256, sparse content digest), and whether
 # the files are hard links of the very inodes hashed (then their stamps are recorded)
 _Placed = tuple[Mapping[str, tuple[str, str]], bool]
-
-
-@attrs.frozen
-class CacheKey:
-    name: str  # image name: max_count applies per name
-    digest: str
-    inputs: tuple[tuple[str, str], ...]  # (input label, sha256), sorted
-
-
-@attrs.frozen
-class CachedFile:
-    name: str
-    size: int
-    sha256: str
-    mtime_ns: int  # as stored: a change means someone wrote through a hard link
-    content: str  # sparse_sha256: checked before every restore
-
-
-@attrs.frozen
-class Checked:
-    """The inode a lookup hashed, as it was then."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-
-@attrs.frozen(repr=False)
-class Entry:
-    name: str
-    digest: str
-    path: Path
-    inputs: tuple[tuple[str, str], ...]
-    files: tuple[CachedFile, ...]
-    created: float
-    last_used: float
-    checked: Mapping[str, Checked] = attrs.field(factory=dict, eq=False)  # by file name
-    shared: bool = attrs.field(default=False, eq=False)  # just taken from the shared store
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def __repr__(self) -> str:
-        return (f"<image cache entry {self.name} {self.digest[:12]}: "
-                f"{', '.join(f.name for f in self.files)} ({human_size(self.size)})>")
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "default"
-
-
-def _key(name: str, digest: str) -> str:
-    return f"{_safe(name)}/{digest}"
 
 
 class ImageCache:
@@ -176,18 +137,18 @@ class ImageCache:
     @staticmethod
     def _read(path: Path, last_used: float | None = None) -> Entry | None:
         """The entry at ``path`` as its record says (not checked: see :meth:`_sealed`)."""
-        return _parse(path, _load(path), last_used)
+        return parse_record(path, load_record(path), last_used)
 
     def _sealed(self, path: Path, stored: str) -> tuple[Entry | None, str]:
         """The entry at ``path`` (key ``stored``) if its record is sealed for that key,
         else what is wrong."""
         try:
-            data = _load(path)
+            data = load_record(path)
         except OSError as exc:
             return None, f"unreadable: {exc.strerror or exc}"
         except ValueError:
             return None, "its record is not valid JSON"
-        entry = _parse(path, data)
+        entry = parse_record(path, data)
         if entry is None:
             return None, "not sealed: written by an older version, or its record is damaged"
         record = {k: v for k, v in data.items() if k != "seal"}
@@ -197,7 +158,7 @@ class ImageCache:
         return entry, ""
 
     def _entries(self, name: str | None = None) -> builtins.list[Entry]:
-        prefix = None if name is None else _safe(name) + "/"
+        prefix = None if name is None else safe_name(name) + "/"
         found = []
         for stored in self.storage.entries():
             if prefix is None or stored.key.startswith(prefix):
@@ -239,7 +200,7 @@ class ImageCache:
                     if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
                         return f"{f.name} was modified (size or mtime changed)", None, None
                     checked = Checked(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                    if _private(st) and trusted.get(f.name) == _stamp(st):
+                    if private_to_user(st) and trusted.get(f.name) == stamp(st):
                         return None, checked, None  # unchanged since it was last hashed
                     digest = sparse_sha256_of(fh)
             except OSError:
@@ -288,7 +249,7 @@ class ImageCache:
         contents = {f.name: f.content for f in entry.files}
         files = {name: {"content": contents[name], "stat": stat}
                  for name, stat in previous.items()}
-        files.update({name: {"content": contents[name], "stat": _stamp(st)}
+        files.update({name: {"content": contents[name], "stat": stamp(st)}
                       for name, st in stats.items() if name in contents})
         partial = entry.path / f".{STAMPS}.{os.getpid()}.{threading.get_ident()}"
         try:
@@ -328,7 +289,7 @@ class ImageCache:
         return entry
 
     def _lookup_here(self, key: CacheKey) -> Entry | None:
-        stored = _key(key.name, key.digest)
+        stored = entry_key(key.name, key.digest)
         path = self.storage.path(stored)
         started = time.monotonic()
         try:
@@ -360,7 +321,7 @@ class ImageCache:
         ``output_dir`` untouched) when the entry was removed meanwhile, or a file was
         changed in the cache since the lookup checked it (then it is discarded)."""
         started = time.monotonic()
-        key = _key(entry.name, entry.digest)
+        key = entry_key(entry.name, entry.digest)
         problem = None
         with self.storage.using(key) as path:
             if path is None:
@@ -370,8 +331,8 @@ class ImageCache:
             sources = [path / FILES / f.name for f in entry.files]
             try:
                 with staged(output_dir) as stage:
-                    _link_or_copy(sources, stage)
-                    problem = _changed_since_checked(entry, stage)
+                    link_or_copy(sources, stage)
+                    problem = changed_since_checked(entry, stage)
                     if problem is not None:
                         raise _Changed
             except _Changed:
@@ -424,9 +385,9 @@ class ImageCache:
             # (taken first: a hard link made read-only below changes the output's ctime)
             with ThreadPoolExecutor(max_workers=workers(len(files) or 1),
                                     thread_name_prefix="sha256") as pool:
-                digests = dict(zip((p.name for p in files), pool.map(_digests, files),
+                digests = dict(zip((p.name for p in files), pool.map(file_digests, files),
                                    strict=True))
-            return digests, _store_files(files, dest)
+            return digests, store_files(files, dest)
 
         final = self._write(key, place, f"{', '.join(p.name for p in files)}")
         entry = self._read(final)
@@ -438,7 +399,7 @@ class ImageCache:
                label: str) -> Path:
         """Write the entry of ``key`` whose files ``place`` puts into the directory it is
         given (see ``_Placed``), sealed."""
-        stored = _key(key.name, key.digest)
+        stored = entry_key(key.name, key.digest)
 
         def fill(stage: Path) -> None:
             (stage / FILES).mkdir(parents=True)
@@ -452,7 +413,7 @@ class ImageCache:
                     path.name, st.st_size, full, st.st_mtime_ns, content)))
                 # a hard link is the very inode just hashed: the first lookup need not
                 # read it again while it stays unchanged (a reflink or copy is read once)
-                stamps[path.name] = {"content": content, "stat": _stamp(st)}
+                stamps[path.name] = {"content": content, "stat": stamp(st)}
             if linked:
                 (stage / STAMPS).write_text(self._stamp_text(stored, stamps))
             record: dict[str, Any] = {
@@ -466,7 +427,7 @@ class ImageCache:
             final = self.storage.write(stored, fill, meta={
                 "label": f"{key.name} {key.digest[:12]}: {label}"})
         except (OSError, CommandError) as exc:
-            raise CacheError(f"cannot store image in cache {self.root / _safe(key.name)}: "
+            raise CacheError(f"cannot store image in cache {self.root / safe_name(key.name)}: "
                              f"{exc}") from None
         self.storage.prune(keep={stored})
         log.info("image cache: stored %s %s", key.name, key.digest[:12])
@@ -477,7 +438,7 @@ class ImageCache:
         warning (the build has succeeded)."""
         try:
             published = shared_images.publish(
-                shared, self.seal_key, entry.name, _safe(entry.name), entry.digest,
+                shared, self.seal_key, entry.name, safe_name(entry.name), entry.digest,
                 entry.inputs, [(f.name, f.size, f.sha256, entry.path / FILES / f.name)
                                for f in entry.files])
         except (OSError, CacheError) as exc:
@@ -494,7 +455,7 @@ class ImageCache:
         SHA256; False (a miss) when the store does not have it, or its record or a file is
         damaged (then removed, with a warning), or the record is not sealed with this
         host's key (left for the hosts that have it)."""
-        name = _safe(key.name)
+        name = safe_name(key.name)
         try:
             files, problem = shared_images.record(shared, self.seal_key, key.name, name,
                                                   key.digest)
@@ -580,107 +541,3 @@ class _Damaged(Exception):
     """A file of a shared image is missing or does not match its SHA256."""
 
 
-def _load(path: Path) -> dict[str, Any]:
-    data = json.loads((path / ENTRY).read_text())
-    if not isinstance(data, dict):
-        raise ValueError("not a record")
-    return data
-
-
-def _parse(path: Path, data: Mapping[str, Any], last_used: float | None = None
-           ) -> Entry | None:
-    try:
-        if data.get("format") != FORMAT:
-            return None
-        return Entry(data["name"], data["digest"], path,
-                     tuple((str(a), str(b)) for a, b in data["inputs"]),
-                     tuple(CachedFile(**f) for f in data["files"]), data["created"],
-                     data["created"] if last_used is None else last_used)
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _digests(path: Path) -> tuple[str, str]:
-    """The SHA256 and the sparse content digest of ``path`` (both known already when the
-    build's finalize hashed this very file with its content digest: not read again)."""
-    return sha256_known(path), content_known(path)
-
-
-def _stamp(st: os.stat_result) -> list[int]:
-    """What must stay the same for a checked file to be the same bytes: the inode and its
-    size, mtime and ctime (the kernel moves ctime on every write, truncation, utime and
-    chmod; only root can set it)."""
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _changed_since_checked(entry: Entry, stage: Path) -> str | None:
-    """What in ``stage`` (the restored files) is not what :meth:`ImageCache.lookup`
-    checked, or None. A hard link must be the very inode that was hashed, unchanged (only
-    this user can write it: :func:`_link_or_copy` links nothing else); a reflink or a copy
-    is hashed again."""
-    for f in entry.files:
-        path = stage / f.name
-        st = path.lstat()
-        seen = entry.checked.get(f.name)
-        if seen is not None and (st.st_dev, st.st_ino) == (seen.dev, seen.ino):
-            if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
-                return f"{f.name} was modified"
-            continue
-        with path.open("rb") as fh:
-            if sparse_sha256_of(fh) != f.content:
-                return f"{f.name} does not match its stored digest"
-    return None
-
-
-def _store_files(sources: list[Path], dest: Path) -> bool:
-    """Put ``sources`` (a build's outputs) into the entry directory ``dest``: a reflink
-    where the filesystem has them, else a hard link (O(1): never a second copy of a 2 GiB
-    image) when this user owns the file and nobody else can write it, else a sparse copy.
-    The entry's files are made read-only right after (so is the output a hard link shares
-    its inode with: a restore links the same way); a write through one anyway breaks the
-    entry's sealed digests, and the next lookup discards it. True when the files are hard
-    links of ``sources``."""
-    return bool(sources) and not _place(sources, dest,
-                                        lambda st: _private(st) and st.st_nlink == 1)
-
-
-def _link_or_copy(sources: list[Path], dest: Path) -> None:
-    """Reflink when the filesystem can, else hard link (O(1) for any image size) when this
-    user owns the file and nobody else can write it, else a sparse copy."""
-    if _place(sources, dest, _private):
-        for path in dest.iterdir():
-            path.chmod(0o644)
-
-
-def _private(st: os.stat_result) -> bool:
-    """Owned by this user, and nobody else can write it."""
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
-
-
-def _place(sources: list[Path], dest: Path, linkable: Callable[[os.stat_result], bool]
-           ) -> bool:
-    """Put ``sources`` into ``dest`` by reflink, else by hard link when every source is
-    ``linkable``, else by a sparse copy; True when the files are new (reflink or copy),
-    False when they are hard links sharing the sources' inodes."""
-    if not sources:
-        return False
-    try:
-        run(["cp", "--reflink=always", "-t", dest, *sources])
-        return True
-    except CommandError:
-        _empty(dest)
-    try:
-        for src in sources:
-            if not linkable(src.lstat()):
-                raise PermissionError("another user or name could change it: copy it instead")
-            os.link(src, dest / src.name)
-        return False
-    except OSError:
-        _empty(dest)
-    run(["cp", "--sparse=always", "-t", dest, *sources])
-    return True
-
-
-def _empty(directory: Path) -> None:
-    for path in directory.iterdir():
-        path.unlink()

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
-from imagecomposer.cache import images
+from imagecomposer.cache import image_files, images
 from imagecomposer.cache.images import CacheKey, ImageCache
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.fingerprint import fingerprint, path_digest
@@ -298,7 +298,8 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         read.append(Path(fh.name).name)
         return original(fh)
 
-    monkeypatch.setattr(images, "sparse_sha256_of", counting)
+    monkeypatch.setattr(images, "sparse_sha256_of", counting)  # lookups
+    monkeypatch.setattr(image_files, "sparse_sha256_of", counting)  # restores
     return read
 
 
@@ -359,7 +360,7 @@ def test_forged_or_copied_stamps_are_not_trusted(tmp_path: Path, project: Path,
     raw = entry.path / "files/edge.raw"
     tamper_keeping_mtime(raw, 5 << 20, b"EVIL")
     stamps = json.loads((entry.path / "checked.json").read_text())
-    stamps["files"]["edge.raw"]["stat"] = images._stamp(raw.stat())
+    stamps["files"]["edge.raw"]["stat"] = image_files.stamp(raw.stat())
     forger = ImageCache(tmp_path / "cache", seal_key=SealKey(tmp_path / "forger.key"))
     (entry.path / "checked.json").write_text(forger._stamp_text(
         f"edge/{key.digest}", stamps["files"]))
@@ -370,7 +371,7 @@ def test_forged_or_copied_stamps_are_not_trusted(tmp_path: Path, project: Path,
     raw2 = second.path / "files/edge.raw"
     tamper_keeping_mtime(raw2, 5 << 20, b"EVIL")
     theirs = json.loads((second.path / "checked.json").read_text())
-    theirs["files"]["edge.raw"]["stat"] = images._stamp(raw2.stat())
+    theirs["files"]["edge.raw"]["stat"] = image_files.stamp(raw2.stat())
     (second.path / "checked.json").write_text(cache._stamp_text(
         f"edge/{key.digest}", theirs["files"]))  # sealed, but for another entry
     assert cache.lookup(other) is None
