@@ -201,13 +201,14 @@ class FinalizeStage:
             packages = cattrs.structure(json.loads(ctx.sbom_packages_path.read_text()),
                                         tuple[SbomPackage, ...])
         signer = Signer.from_spec(spec.output.sign) if spec.output.sign is not None else None
-        result = finalize(ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
-                 lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
-                 signer=signer, configuration=provenance_configuration(inputs.provider),
-                 builder=builder_id(ctx.options.worker),
-                 work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
-                 exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch,
-                                   content_digests=ctx.use_image_cache))
+        result = finalize(
+            ctx.raw_path, spec, ctx.output_dir, lock=ctx.lock(), packages=packages,
+            lock_file=ctx.lock_path, layout=json.loads(ctx.layout_path.read_text()),
+            signer=signer, configuration=provenance_configuration(inputs.provider),
+            builder=builder_id(ctx.options.worker),
+            work_dir=ctx.workspace.root, epoch_source=inputs.epoch_source,
+            exporter=Exporter(parallel=ctx.parallel, events=ctx.emit, epoch=inputs.epoch,
+                              content_digests=ctx.use_image_cache))
         images = [a for a in result.artifacts if not a.format.startswith(("sbom", "extra"))]
         others = len(result.artifacts) - len(images) + (result.manifest is not None) + 1
         log.info("finalize: %s and %d more files (SBOMs, lock, manifest, SHA256SUMS)",

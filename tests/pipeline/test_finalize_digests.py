@@ -34,7 +34,8 @@ def test_finalize_makes_content_digests_for_the_image_cache(
         raw_path=tmp_path / "disk.raw", output_dir=tmp_path / "out", lock=lambda: None,
         lock_path=tmp_path / "lock.json", layout_path=tmp_path / "layout.json",
         workspace=SimpleNamespace(root=tmp_path), parallel=1, emit=lambda _event: None,
-        use_image_cache=use_image_cache, sbom_packages_path=tmp_path / "sbom.json")
+        use_image_cache=use_image_cache, sbom_packages_path=tmp_path / "sbom.json",
+        options=SimpleNamespace(worker=None))
     inputs = SimpleNamespace(spec=spec, provider=None, epoch_source="fixed",
                              epoch=1_700_000_000)
     stages.FinalizeStage().run(ctx, inputs)  # type: ignore[arg-type]
