@@ -31,6 +31,7 @@ here after one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -39,9 +40,9 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.filelock import exclusive
@@ -49,7 +50,21 @@ from imagecomposer.foundation.staging import pid_running
 
 log = logging.getLogger("imagecomposer.cache")
 
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
+_ZEROS = bytes(CHUNK)
+
+
+def write_sparse(chunks: Iterable[bytes], out: BinaryIO, h: Any) -> None:
+    """Write ``chunks`` (each at most :data:`CHUNK` bytes) to ``out``, updating the hash
+    ``h`` with each; blocks of zeros are skipped, not written (a sparse image stays
+    sparse)."""
+    for chunk in chunks:
+        h.update(chunk)
+        if chunk == _ZEROS[:len(chunk)]:
+            out.seek(len(chunk), os.SEEK_CUR)
+        else:
+            out.write(chunk)
+    out.truncate()
 _KINDS = ("packages", "bundles", "images")
 _INDEXES = ("images",)
 INDEX_FORMAT = 1  # of an index record
@@ -131,16 +146,9 @@ class SharedStore:
         that the next writer publishes a good one); ``dest`` is then removed too."""
         source = self.path(kind, digest, ext)
         h = hashlib.sha256()
-        zeros = bytes(_CHUNK)
         try:
             with source.open("rb") as src, dest.open("wb") as out:
-                while chunk := src.read(_CHUNK):
-                    h.update(chunk)
-                    if chunk == zeros[:len(chunk)]:
-                        out.seek(len(chunk), os.SEEK_CUR)
-                    else:
-                        out.write(chunk)
-                out.truncate()
+                write_sparse(iter(functools.partial(src.read, CHUNK), b""), out, h)
         except FileNotFoundError:
             dest.unlink(missing_ok=True)
             return False
@@ -176,7 +184,7 @@ class SharedStore:
         try:
             h = hashlib.sha256()
             with source.open("rb") as src, tmp.open("wb") as out:
-                while chunk := src.read(_CHUNK):
+                while chunk := src.read(CHUNK):
                     h.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -191,12 +199,8 @@ class SharedStore:
         final = self.path(kind, digest, ext)
         if final.is_file():
             return digest
-        tmp = self._staging()
+        tmp = self._staged(data)
         try:
-            with tmp.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
             self._rename(tmp, final, digest, digest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -216,12 +220,8 @@ class SharedStore:
         """Write the record atomically (staging file, fsync, rename), replacing any record
         there (its writer checked it first)."""
         final = self.index_path(kind, name, digest)
-        tmp = self._staging()
+        tmp = self._staged(data)
         try:
-            with tmp.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp.rename(final)
         finally:
@@ -234,6 +234,19 @@ class SharedStore:
         staging = self.root / ".tmp"
         staging.mkdir(parents=True, exist_ok=True)
         return staging / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+    def _staged(self, data: bytes) -> Path:
+        """A staging file holding ``data``, on disk (fsync) before it is renamed."""
+        tmp = self._staging()
+        try:
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
 
     @staticmethod
     def _rename(tmp: Path, final: Path, actual: str, digest: str) -> Path:

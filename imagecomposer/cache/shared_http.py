@@ -18,20 +18,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import urllib3
 
-from imagecomposer.cache.shared import ObjectStore, SharedStore, index_name, object_name
+from imagecomposer.cache.shared import (
+    CHUNK,
+    ObjectStore,
+    SharedStore,
+    index_name,
+    object_name,
+    write_sparse,
+)
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.errors import CacheError, ConfigError
 
 log = logging.getLogger("imagecomposer.cache")
 
-_CHUNK = 1 << 20
 _TIMEOUT = urllib3.Timeout(connect=10.0, read=60.0)
 _ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
@@ -64,7 +69,6 @@ class HttpStore:
         reached, or holds a damaged copy (then deleted there, with a warning)."""
         name = object_name(kind, digest, ext)
         h = hashlib.sha256()
-        zeros = bytes(_CHUNK)
         try:
             response = self._get(name)
             try:
@@ -74,13 +78,7 @@ class HttpStore:
                                     response.status)
                     return False
                 with dest.open("wb") as out:
-                    for chunk in response.stream(_CHUNK):
-                        h.update(chunk)
-                        if chunk == zeros[:len(chunk)]:
-                            out.seek(len(chunk), os.SEEK_CUR)
-                        else:
-                            out.write(chunk)
-                    out.truncate()
+                    write_sparse(response.stream(CHUNK), out, h)
             finally:
                 response.release_conn()
         except _ERRORS as exc:
@@ -103,7 +101,7 @@ class HttpStore:
         name = object_name(kind, digest, ext)
         h = hashlib.sha256()
         with source.open("rb") as src:
-            while chunk := src.read(_CHUNK):
+            while chunk := src.read(CHUNK):
                 h.update(chunk)
         if h.hexdigest() != digest:
             raise CacheError(f"shared store: refusing to publish {name}: its content hashes "

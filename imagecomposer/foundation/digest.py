@@ -68,21 +68,20 @@ def _record(key: Identity, digest: str, content: str | None) -> None:
 
 def recall(path: Path) -> str | None:
     """The SHA256 this process knows for the file ``path`` as it is now, or None."""
-    key = identity(path.stat())
-    with _known_lock:
-        found = _known.get(key)
-        if found is not None:
-            _known.move_to_end(key)
-    return found
+    return _recall(_known, path)
 
 
 def recall_content(path: Path) -> str | None:
     """The :func:`sparse_sha256` this process knows for the file ``path`` as it is now."""
+    return _recall(_content, path)
+
+
+def _recall(known: OrderedDict[Identity, str], path: Path) -> str | None:
     key = identity(path.stat())
     with _known_lock:
-        found = _content.get(key)
+        found = known.get(key)
         if found is not None:
-            _content.move_to_end(key)
+            known.move_to_end(key)
     return found
 
 

@@ -22,15 +22,6 @@ SPEC = json.dumps({"image": {"name": "edge"}, "customizations": {"hostname": "a"
                   sort_keys=True)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    spec_dir = tmp_path / "project"
-    (spec_dir / "files").mkdir(parents=True)
-    (spec_dir / "files/motd").write_text("hello\n")
-    (spec_dir / "post.sh").write_text("#!/bin/sh\necho hi\n")
-    return spec_dir
-
-
 def image_key(spec: str, files: list[Path], lock: str, tool: str,
               base: Path | None = None) -> CacheKey:
     """A key the way the pipeline makes one: a fingerprint per named input, and one over all

@@ -20,16 +20,6 @@ from imagecomposer.foundation.seal import SealKey
 from tests.cache.test_images import key_for, outputs
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """The spec's files (as in tests/cache/test_images.py): what the keys fingerprint."""
-    spec_dir = tmp_path / "project"
-    (spec_dir / "files").mkdir(parents=True)
-    (spec_dir / "files/motd").write_text("hello\n")
-    (spec_dir / "post.sh").write_text("#!/bin/sh\necho hi\n")
-    return spec_dir
-
-
 def host(tmp_path: Path, name: str, shared: Path, key: str = "cluster.key") -> ImageCache:
     """A host's image cache: its own directory, the cluster's seal key (a copy of it in
     practice: the same path here), the common shared store."""

@@ -29,16 +29,6 @@ from tests.cluster.conftest import free_port
 DATA = b"package bytes\n" * 100
 DIGEST = hashlib.sha256(DATA).hexdigest()
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """The spec's files (as in tests/cache/test_images.py): what the keys fingerprint."""
-    spec_dir = tmp_path / "project"
-    (spec_dir / "files").mkdir(parents=True)
-    (spec_dir / "files/motd").write_text("hello\n")
-    (spec_dir / "post.sh").write_text("#!/bin/sh\necho hi\n")
-    return spec_dir
-
-
 class ObjectServer(http.server.ThreadingHTTPServer):
     """GET, HEAD, PUT (written aside, then renamed: atomic) and DELETE under ``root``."""
 
