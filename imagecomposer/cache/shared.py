@@ -52,6 +52,11 @@ log = logging.getLogger("imagecomposer.cache")
 
 CHUNK = 1 << 20
 _ZEROS = bytes(CHUNK)
+_KINDS = ("packages", "bundles", "images")
+_INDEXES = ("images",)
+INDEX_FORMAT = 1  # of an index record
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}")
 
 
 def write_sparse(chunks: Iterable[bytes], out: BinaryIO, h: Any) -> None:
@@ -65,11 +70,6 @@ def write_sparse(chunks: Iterable[bytes], out: BinaryIO, h: Any) -> None:
         else:
             out.write(chunk)
     out.truncate()
-_KINDS = ("packages", "bundles", "images")
-_INDEXES = ("images",)
-INDEX_FORMAT = 1  # of an index record
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}")
 
 
 def _check(kind: str, digest: str, ext: str) -> None:
