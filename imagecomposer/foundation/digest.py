@@ -56,7 +56,7 @@ def remember(path: Path, digest: str, content: str | None = None) -> None:
     _record(identity(path.stat()), digest, content)
 
 
-def _record(key: Identity, digest: str, content: str | None) -> None:
+def _record(key: Identity, digest: str | None, content: str | None) -> None:
     with _known_lock:
         for known, value in ((_known, digest), (_content, content)):
             if value is not None:
@@ -104,10 +104,7 @@ def content_known(path: Path) -> str:
         before = os.fstat(f.fileno())
         found = sparse_sha256_of(f)
         if identity(os.fstat(f.fileno())) == identity(before):
-            with _known_lock:
-                _content[identity(before)] = found
-                while len(_content) > KNOWN_MAX:
-                    _content.popitem(last=False)
+            _record(identity(before), None, found)
     return found
 
 
