@@ -149,14 +149,14 @@ def example_build(config_file: Path, ssh_key: Path, tmp_path_factory: pytest.Tem
 
 
 @pytest.fixture(scope="session")
-def verity_check_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def verity_check_spec(ssh_key: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/debian-12-verity.yml with :data:`VERITY_CHECK_UNIT` added, its EFI binaries
     signed for Secure Boot (``db.key``, ``db.crt``: a throwaway RSA key and certificate),
     its outputs signed (``release.pem``, RSA PKCS#1 v1.5: deterministic, and it signs the
     SHA-256 the checksums compute, where Ed25519 reads each 2 GiB output twice more, ~1 min
-    per build; ``release.pub``) and every output format
-    (verity.yml and these files in a directory of their own). The rootless test builds the
-    same spec as an unprivileged user and compares every output with this build's: one
+    per build; ``release.pub``), every output format and ``ssh_key`` authorized for its
+    admin (verity.yml and these files in a directory of their own). The rootless test builds
+    the same spec as an unprivileged user and compares every output with this build's: one
     build covers Secure Boot signing, dm-verity, detached signatures, provenance and every
     format, at the cost of the conversions, checksums and signatures of the formats."""
     work = tmp_path_factory.mktemp("verity-spec")
@@ -169,7 +169,10 @@ def verity_check_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  ["pkey", "-in", "release.pem", "-pubout", "-out", "release.pub"]):
         subprocess.run(["openssl", *argv], cwd=work, check=True, capture_output=True)
     text = (EXAMPLES / "debian-12-verity.yml").read_text()
+    public = ssh_key.with_name(ssh_key.name + ".pub").read_text().strip()
     for old, new in (
+            ("      shell: /bin/bash\n",
+             f"      shell: /bin/bash\n      ssh_keys: [\"{public}\"]\n"),
             ("  services:\n    enabled: [systemd-networkd]\n",
              "  files:\n    - {source: ./verity-check.service, destination: "
              "/etc/systemd/system/verity-check.service, mode: \"0644\"}\n"
