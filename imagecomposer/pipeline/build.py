@@ -270,9 +270,11 @@ class ImageCacheHook:
         entry = self.cache.lookup(self.key)
         if entry is None:
             log.info("%s", self.cache.explain_miss(self.key))
+            self.cache.make_room(self.key)  # evicted in the background meanwhile
             return None
         if self.cache.restore(entry, ctx.output_dir) is None:  # changed since the lookup
             log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
+            self.cache.make_room(self.key)
             return None
         return SHARED_HIT if entry.shared else IMAGE_CACHE_HIT
 
