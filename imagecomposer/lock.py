@@ -7,6 +7,7 @@ keys the installed-tree cache and the image cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -103,9 +104,10 @@ class Lock:
         return display.html_grid(("#", "package", "version", "arch", "repository", "size"),
                                  rows, title=title, right=(0, 5))
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        """SHA256 of the canonical JSON form: identifies the package set."""
+        """SHA256 of the canonical JSON form: identifies the package set (computed once per
+        lock: a build asks for it 7 times, each a serialisation of every package)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     @property

@@ -347,7 +347,8 @@ class Composer:
             steps = DiskSteps(self.events, 1 + sum(1 for _ in layout.volumes()))
             result = assemble(layout, trees, output, workdir=workdir / "disk",
                               events=steps, on_verity=on_verity, keys=key_sources(disk),
-                              epoch=self.epoch, parallel=self.config.core.parallel)
+                              epoch=self.epoch, parallel=self.config.core.parallel,
+                              content_sizes=sizes)
             steps.finished()
             bios = bootloader.read_bios_boot(workdir / BIOS_DIR)
             if bios is not None:

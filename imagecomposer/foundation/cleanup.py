@@ -8,8 +8,10 @@ tool once wiped a host's /dev by deleting through a bind mount).
 :func:`remove_tree_soon` takes a tree away from its name at once (a rename) and deletes its
 files in a background thread, while the build goes on: unlinking the ~17,000 files of a
 configured Debian tree took 20 s on the loaded dev host (ext4 mounted with ``discard``), and
-finalize has no use for them. :func:`wait_for_removals` waits for every such deletion (the
-pipeline does before a build returns, so a finished build leaves nothing behind).
+finalize has no use for them. :func:`delete_soon` does the same for a tree already out of
+the way (the image cache's evicted entries, moved into its private staging area).
+:func:`wait_for_removals` waits for every such deletion (the pipeline does before a build
+returns, so a finished build leaves nothing behind).
 """
 
 from __future__ import annotations
@@ -80,7 +82,13 @@ def remove_tree_soon(path: Path) -> None:
         return
     doomed = path.with_name(f"{DOOMED_PREFIX}{path.name}-{os.getpid()}-{next(_serial)}")
     path.rename(doomed)
-    worker = threading.Thread(target=shutil.rmtree, args=(doomed,),
+    delete_soon(doomed)
+
+
+def delete_soon(path: Path) -> None:
+    """Delete ``path``, a tree already out of every reader's way (a hidden or private
+    name), in a background thread that :func:`wait_for_removals` waits for."""
+    worker = threading.Thread(target=shutil.rmtree, args=(path,),
                               kwargs={"ignore_errors": True}, name=f"remove {path.name}")
     with _pending_lock:
         _pending.append(worker)

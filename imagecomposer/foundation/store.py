@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+from imagecomposer.foundation.cleanup import delete_soon
 from imagecomposer.foundation.errors import CacheError, CacheNotWritable
 from imagecomposer.foundation.filelock import exclusive
 from imagecomposer.foundation.fsutil import atomic_write
@@ -358,9 +359,13 @@ class Store:
         return True
 
     def _evict(self, victims: Sequence[StoreEntry], dry_run: bool,
-               others: Sequence[StoreEntry] = ()) -> tuple[list[StoreEntry], list[StoreEntry]]:
+               others: Sequence[StoreEntry] = (), *, background: bool = False
+               ) -> tuple[list[StoreEntry], list[StoreEntry]]:
         """Remove ``victims`` (but those in use or replaced) under the lock; ``others`` that
-        have no bookkeeping yet (written by an older version) get theirs."""
+        have no bookkeeping yet (written by an older version) get theirs. ``background``:
+        the victims, moved into a private staging area under the lock (gone for every
+        reader when this returns), are deleted by a background thread
+        (:func:`imagecomposer.foundation.cleanup.delete_soon`)."""
         if dry_run:
             return list(victims), []
         removed: list[StoreEntry] = []
@@ -388,7 +393,10 @@ class Store:
                 index = {k: v for k, v in index.items() if os.path.lexists(self.root / k)}
                 self._write_index(index)
         finally:
-            _rmtree(area)
+            if background and removed:
+                delete_soon(area)
+            else:
+                _rmtree(area)
         return removed, kept
 
     def leftovers(self) -> list[Path]:
@@ -459,9 +467,13 @@ class Store:
         return [(e, p) for e, p in zip(candidates, problems, strict=True) if p is not None]
 
     def prune(self, *, dry_run: bool = False, keep: Collection[str] = (),
-              verify: bool = False, parallel: int = 4) -> Removal:
+              verify: bool = False, parallel: int = 4, incoming: str | None = None,
+              background: bool = False) -> Removal:
         """Remove leftovers, damaged entries (``verify``: every entry is checked), then
-        what the limits evict; ``keep`` protects keys from the limits."""
+        what the limits evict; ``keep`` protects keys from the limits. ``incoming``: the
+        key of an entry about to be written, counted as if it were there
+        (:func:`select_victims`). ``background``: the evicted entries disappear at once,
+        their files are deleted in a background thread (:meth:`_evict`)."""
         leftovers = self.remove_leftovers(dry_run=dry_run)
         entries = self.entries()
         damaged = self.damaged(entries, parallel=parallel) if verify else []
@@ -472,10 +484,11 @@ class Store:
         bad = {e.key for e, _ in damaged}
         victims = [e for e, _ in damaged] + select_victims(
             [e for e in entries if e.key not in bad], self.limits, time.time(), keep=keep,
-            group=self.group)
+            group=self.group, incoming=incoming)
         chosen = {e.key for e in victims}
         removed, in_use = self._evict(victims, dry_run,
-                                      [e for e in entries if e.key not in chosen])
+                                      [e for e in entries if e.key not in chosen],
+                                      background=background)
         gone = {e.key for e in removed}
         return Removal(tuple(removed), tuple((e, p) for e, p in damaged if e.key in gone),
                        tuple(leftovers), tuple(in_use), dry_run)

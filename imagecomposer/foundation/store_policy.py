@@ -127,12 +127,15 @@ def disk_usage(path: Path) -> int:
 
 
 def select_victims(entries: Sequence[StoreEntry], limits: Limits, now: float, *,
-                   keep: Collection[str] = (), group: Callable[[str], str] | None = None
-                   ) -> list[StoreEntry]:
+                   keep: Collection[str] = (), group: Callable[[str], str] | None = None,
+                   incoming: str | None = None) -> list[StoreEntry]:
     """The entries ``limits`` evict, least recently used first: unused longer than
     ``max_age``, beyond ``max_count`` in their group, then until ``max_bytes`` is met.
-    Keys in ``keep`` are never chosen (they still count towards the limits)."""
+    Keys in ``keep`` are never chosen (they still count towards the limits). ``incoming``:
+    the key of an entry about to be written, which takes one of its group's ``max_count``
+    places unless it is there already (what storing it will evict, chosen before)."""
     by_use = sorted(entries, key=lambda e: (e.last_used, e.key))
+    present = {e.key for e in entries}
     victims: list[StoreEntry] = []
     chosen: set[str] = set()
 
@@ -150,8 +153,11 @@ def select_victims(entries: Sequence[StoreEntry], limits: Limits, now: float, *,
         for entry in reversed(by_use):  # most recently used first
             if entry.key not in chosen:
                 groups.setdefault(group(entry.key) if group else "", []).append(entry)
-        for members in groups.values():
-            for entry in members[limits.max_count:]:
+        reserved = (group(incoming) if group else "") if (
+            incoming is not None and incoming not in present) else None
+        for name, members in groups.items():
+            room = limits.max_count - (1 if name == reserved else 0)
+            for entry in members[max(room, 0):]:
                 choose(entry)
     if limits.max_bytes is not None:
         total = sum(e.size for e in entries if e.key not in chosen)

@@ -245,7 +245,8 @@ class ImagePipeline:
         if options.until not in (None, STAGES[-1]) or not ctx.use_image_cache:
             return []
         hook = ImageCacheHook(ImageCache.for_config(self.config))
-        return [Hook("packages", hook.lookup), Hook("finalize", hook.store)]
+        return [Hook("packages", hook.lookup), Hook("configuration", hook.make_room),
+                Hook("finalize", hook.store)]
 
 
 def goes_past_packages(options: BuildOptions) -> bool:
@@ -256,11 +257,13 @@ def goes_past_packages(options: BuildOptions) -> bool:
 
 
 class ImageCacheHook:
-    """Looks the build up in the image cache after packages; stores it after finalize."""
+    """Looks the build up in the image cache after packages; after a miss, makes room for
+    its entry before finalize; stores it after finalize."""
 
     def __init__(self, cache: ImageCache) -> None:
         self.cache = cache
         self.key: CacheKey | None = None
+        self.missed = False
 
     def lookup(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:
         self.key = image_key(ctx.name, view, "packages")
@@ -270,11 +273,21 @@ class ImageCacheHook:
         entry = self.cache.lookup(self.key)
         if entry is None:
             log.info("%s", self.cache.explain_miss(self.key))
+            self.missed = True
             return None
         if self.cache.restore(entry, ctx.output_dir) is None:  # changed since the lookup
             log.info("[%s] %s", ctx.name, self.cache.explain_miss(self.key))
+            self.missed = True
             return None
         return SHARED_HIT if entry.shared else IMAGE_CACHE_HIT
+
+    def make_room(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:
+        """Before finalize, after a miss: evict what the store will evict, the files
+        deleted in the background while finalize hashes and converts (CPU) instead of
+        after it (ImageCache.make_room)."""
+        if self.missed and self.key is not None:
+            self.cache.make_room(self.key)
+        return None
 
     def store(self, ctx: BuildContext, view: RunView[BuildContext]) -> str | None:
         finalize = view.outcome("finalize")

@@ -18,7 +18,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imagecomposer.config.model import Config, Core
+from imagecomposer.config.model import Config, Core, ImageCacheConfig, Storage
 from imagecomposer.foundation.digest import sparse_sha256
 from imagecomposer.lock import Lock
 from imagecomposer.pipeline.build import ImagePipeline
@@ -137,3 +137,49 @@ def test_forged_cached_image_with_forged_digests_is_rebuilt(
     assert b"TAMPERED!" not in (tmp_path / "second/disk.raw").read_bytes()
     assert "its seal does not match" in caplog.text
     assert build(tmp_path / "third") and sums_ok(tmp_path / "third")  # stored again
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+
+
+def test_a_miss_makes_room_before_finalize_not_after_it(tmp_path: Path) -> None:
+    """With a full cache, the entry a build's store would evict is gone before its
+    finalize stage runs (deleted in the background meanwhile), not unlinked after it;
+    a hit evicts nothing."""
+    config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"),
+                    storage=Storage(image_cache=ImageCacheConfig(max_count=1)))
+    ran: list[str] = []
+    salt = ["a"]
+    present_in_finalize: list[list[str]] = []
+    entries = config.image_cache_dir / "debian-12-minimal"
+
+    @attrs.define
+    class Salted(FakeStage):
+        def inputs(self, ctx: BuildContext, upstream: Mapping[str, str]) -> dict[str, object]:
+            return {**super().inputs(ctx, upstream), "salt": salt[0]}
+
+        def run(self, ctx: BuildContext, inputs: object) -> None:
+            if self.name == "finalize":
+                present_in_finalize.append(names(entries))
+            super().run(ctx, inputs)
+
+    pipeline = ImagePipeline(config)
+    pipeline.engine = Engine([Salted(n, ran) for n in STAGES], events=pipeline.events)
+    spec = Spec.load(EXAMPLE)
+
+    def build(out: Path) -> bool:
+        ran.clear()
+        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+
+    assert not build(tmp_path / "first")
+    first = names(entries)
+    assert len(first) == 1 and present_in_finalize == [[]]
+    salt[0] = "b"
+    assert not build(tmp_path / "second")
+    assert present_in_finalize[-1] == []  # the old entry went before finalize ran
+    second = names(entries)
+    assert len(second) == 1 and second != first and sums_ok(tmp_path / "second")
+    assert names(config.image_cache_dir / ".tmp") == []  # nothing half-deleted left
+    assert build(tmp_path / "third")  # a hit: nothing evicted
+    assert names(entries) == second

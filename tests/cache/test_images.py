@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -14,6 +16,7 @@ import pytest
 
 from imagecomposer.cache import image_files, images
 from imagecomposer.cache.images import CacheKey, ImageCache
+from imagecomposer.foundation import cleanup
 from imagecomposer.foundation.errors import CacheError
 from imagecomposer.foundation.fingerprint import fingerprint, path_digest
 from imagecomposer.foundation.seal import SealKey
@@ -366,3 +369,61 @@ def test_forged_or_copied_stamps_are_not_trusted(tmp_path: Path, project: Path,
     (second.path / "checked.json").write_text(cache._stamp_text(
         f"edge/{key.digest}", theirs["files"]))  # sealed, but for another entry
     assert cache.lookup(other) is None
+
+
+def test_make_room_evicts_in_the_background_what_the_store_would(
+        tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a build that missed, the entry its store would evict goes at once: gone for
+    every lookup while its files are still being deleted in the background (nothing
+    half-deleted under the entry's name), the staging area gone after
+    wait_for_removals, and the store after the build has nothing left to delete."""
+    cache = ImageCache(tmp_path / "cache", max_count=2)
+    keys = [key_for(project, lock=f"{i:064x}") for i in range(3)]
+    for i, key in enumerate(keys[:2]):
+        cache.store(key, outputs(tmp_path, f"b{i}"))
+        cache.storage.touch([f"edge/{key.digest}"], when=1000 + i)
+    other = image_key(SPEC.replace("edge", "other"), [], "cc" * 32, "0.1.0")
+    cache.store(other, outputs(tmp_path, "o"))
+    oldest = cache.storage.path(f"edge/{keys[0].digest}")
+    release = threading.Event()
+    started: list[Path] = []
+    rmtree = shutil.rmtree
+
+    def slow_rmtree(path: Path, ignore_errors: bool = False) -> None:
+        started.append(Path(path))
+        release.wait(10)
+        rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(cleanup.shutil, "rmtree", slow_rmtree)
+    try:
+        cache.make_room(keys[1])  # already there: takes no new place, nothing evicted
+        assert not started and oldest.exists()
+        cache.make_room(keys[2])
+        assert started and started[0].parent == tmp_path / "cache" / ".tmp"
+        assert not oldest.exists() and cache.lookup(keys[0]) is None  # while deleting
+        assert {(e.name, e.digest) for e in cache.list()} == {
+            ("edge", keys[1].digest), ("other", other.digest)}
+        assert cache.lookup(keys[1]) is not None
+    finally:
+        release.set()
+        cleanup.wait_for_removals()
+    assert not started[0].exists()
+    calls: list[object] = []
+    monkeypatch.setattr(cache.storage, "_evict",
+                        lambda victims, *a, **k: calls.append(list(victims)) or ([], []))
+    cache.store(keys[2], outputs(tmp_path, "b2"))
+    assert calls == [[]]  # the store's own prune: no victim left
+    assert cache.lookup(keys[2]) is not None
+
+
+def test_make_room_disabled_or_with_room_left(tmp_path: Path, project: Path) -> None:
+    disabled = ImageCache(tmp_path / "off", enabled=False)
+    disabled.make_room(key_for(project))
+    assert not (tmp_path / "off").exists()
+    cache = ImageCache(tmp_path / "cache", max_count=3)
+    keys = [key_for(project, lock=f"{i:064x}") for i in range(3)]
+    for i, key in enumerate(keys[:2]):
+        cache.store(key, outputs(tmp_path, f"b{i}"))
+    cache.make_room(keys[2])  # two of three places taken: the third is free
+    cleanup.wait_for_removals()
+    assert len(cache.list()) == 2

@@ -19,6 +19,7 @@ from imagecomposer.foundation.errors import InvalidConfig
 from imagecomposer.foundation.http import Http
 from imagecomposer.foundation.settings import CACHE_NAMES
 from imagecomposer.foundation.store import DAY, Limits
+from imagecomposer.foundation.store_policy import StoreEntry, select_victims
 
 MIB = 1 << 20
 
@@ -150,3 +151,22 @@ def test_metadata_entries_of_the_older_layout_are_pruned_as_unreadable(tmp_path:
         f"docs/{'a' * 32}", f"docs/{'a' * 32}.json", f"solv/{'b' * 40}.solv"]
     assert all(p.startswith("unreadable") for _, p in removal.damaged)
     assert [e.key.split("/")[0] for e in store.storage.entries()] == ["by-hash"]
+
+
+def test_an_incoming_entry_takes_a_place_in_its_group() -> None:
+    """select_victims(incoming=...): what storing that entry will evict, chosen before it
+    is written; an entry already there takes no new place."""
+    entries = [StoreEntry(f"{g}/{i}", Path(f"/c/{g}/{i}"), 10, 0.0, 100.0 + i)
+               for g in ("a", "b") for i in range(3)]
+    limits = Limits(max_count=3)
+
+    def chosen(incoming: str | None) -> list[str]:
+        return [e.key for e in select_victims(entries, limits, 200.0, incoming=incoming,
+                                              group=lambda k: k.split("/")[0])]
+
+    assert chosen(None) == []
+    assert chosen("a/new") == ["a/0"]  # the least recently used of its group only
+    assert chosen("b/new") == ["b/0"]
+    assert chosen("a/2") == []  # already there
+    limits = Limits(max_count=1)  # no place left for anything of "a" but the incoming
+    assert set(chosen("a/new")) == {"a/0", "a/1", "a/2", "b/0", "b/1"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imagecomposer.compose.disk import assemble, plan_layout
-from imagecomposer.compose.disk.assembly import AssemblyResult
+from imagecomposer.compose.disk import assemble, plan_layout, stack, tree_size
+from imagecomposer.compose.disk.assembly import AssemblyResult, space_needed
 from imagecomposer.compose.disk.inspect import (
     NotInImage,
     extract_partition,
@@ -323,3 +323,19 @@ def test_fat_variant_follows_the_size(tmp_path: Path, esp_tree: Path, size: int,
     extract_partition(result.output, "esp", tmp_path / "fat.img")
     sh("fsck.vfat", "-n", tmp_path / "fat.img")
     assert read_file(result.output, "esp", "/loader/loader.conf") == b"timeout 0\n"
+
+
+def test_space_check_takes_the_sizes_the_layout_was_planned_from(
+        tmp_path: Path, root_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the trees' sizes (the composer has them from planning the layout), the space
+    check does not walk the trees again, and judges by exactly those sizes."""
+    disk = Disk(size=None, partitions=(Partition("root", "root", None),))
+    layout = plan_layout(disk, seed="seed", content_sizes={"root": tree_size(root_tree)})
+    trees = {"root": root_tree}
+    walked = space_needed(layout, trees)
+    walks: list[Path] = []
+    monkeypatch.setattr(stack, "tree_size", lambda tree: walks.append(tree) or 0)
+    assert space_needed(layout, trees, {"root": tree_size(root_tree)}) == walked
+    assert not walks
+    assert space_needed(layout, trees, {"root": 500 * M}) > walked
+    assert space_needed(layout, trees) != walked and walks == [root_tree]  # not given: walked

@@ -60,7 +60,8 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
              events: Events | None = None,
              on_verity: Callable[[VerityInfo], None] | None = None,
              keys: Mapping[str, KeySource] | None = None,
-             epoch: int | None = None, parallel: int = 1) -> AssemblyResult:
+             epoch: int | None = None, parallel: int = 1,
+             content_sizes: Mapping[str, int] | None = None) -> AssemblyResult:
     """Write ``layout`` with each partition filled from ``trees[name]`` into ``output``.
 
     A partition or logical volume without a tree gets an empty filesystem (read-only ones
@@ -72,6 +73,8 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
     and epoch give the same bytes (LUKS2 containers excepted: their salts and volume keys
     are random by design). The trees' file times are clamped to it. ``parallel``: threads
     of the filesystem tools that have them (mksquashfs); the bytes do not depend on it.
+    ``content_sizes``: :func:`tree_size` of the trees by name when the caller has them
+    (the layout was planned from them), not walked again for the space check.
     """
     began = time.monotonic()
     epoch = resolve(epoch)
@@ -82,7 +85,7 @@ def assemble(layout: Layout, trees: Mapping[str, Path], output: Path, *, workdir
     output = output.absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_space(layout, trees, output, workdir)
+    check_space(layout, trees, output, workdir, content_sizes)
     stage = Path(tempfile.mkdtemp(prefix="disk-", dir=workdir))
     fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
     partial = Path(name)
@@ -143,7 +146,8 @@ def _seal_root(layout: Layout, trees: Mapping[str, Path], disk: Path, stage: Pat
     return info
 
 
-def space_needed(layout: Layout, trees: Mapping[str, Path]) -> tuple[int, int]:
+def space_needed(layout: Layout, trees: Mapping[str, Path],
+                 content_sizes: Mapping[str, int] | None = None) -> tuple[int, int]:
     """Bytes needed next to the output and in the work directory (estimates, generous).
 
     The disk is sparse, so it needs about its content (all of an encrypted volume);
@@ -154,7 +158,7 @@ def space_needed(layout: Layout, trees: Mapping[str, Path]) -> tuple[int, int]:
     work = 0
     verity = layout.by_type("verity") is not None
     for part in layout.partitions:
-        part_out, part_work = stack.estimate(part, trees)
+        part_out, part_work = stack.estimate(part, trees, content_sizes)
         out += part_out
         if verity and part.type in ("root", "verity"):
             part_work = part_out * (2 if part.type == "root" else 1)
@@ -162,9 +166,10 @@ def space_needed(layout: Layout, trees: Mapping[str, Path]) -> tuple[int, int]:
     return out, work
 
 
-def check_space(layout: Layout, trees: Mapping[str, Path], output: Path, workdir: Path) -> None:
+def check_space(layout: Layout, trees: Mapping[str, Path], output: Path, workdir: Path,
+                content_sizes: Mapping[str, int] | None = None) -> None:
     """Raise :class:`InsufficientDiskSpace` before writing anything if space is short."""
-    out_need, work_need = space_needed(layout, trees)
+    out_need, work_need = space_needed(layout, trees, content_sizes)
     out_dev, work_dev = output.parent.stat().st_dev, workdir.stat().st_dev
     demands = {output.parent: out_need + (work_need if out_dev == work_dev else 0)}
     if out_dev != work_dev:

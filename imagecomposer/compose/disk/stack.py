@@ -99,19 +99,22 @@ class Writer:
         return size
 
 
-def estimate(volume: Volume, trees: Mapping[str, Path]) -> tuple[int, int]:
+def estimate(volume: Volume, trees: Mapping[str, Path],
+             content_sizes: Mapping[str, int] | None = None) -> tuple[int, int]:
     """(bytes in the disk file, bytes staged at once in the work directory) for a volume:
-    its content, or all of it when encrypted (ciphertext has no holes)."""
+    its content, or all of it when encrypted (ciphertext has no holes). ``content_sizes``:
+    the trees' :func:`tree_size` by name, where the caller has them."""
     group = volume.volume_group if isinstance(volume, PlannedPartition) else None
     if group is not None:
         out, work = 1 * MIB, 0
         for lv in group.logical_volumes:
-            lv_out, lv_work = estimate(lv, trees)
+            lv_out, lv_work = estimate(lv, trees, content_sizes)
             out += lv_out
             work = max(work, lv_work)
     else:
         tree = trees.get(volume.name)
-        content = tree_size(tree) if tree is not None else 0
+        known = content_sizes.get(volume.name) if content_sizes is not None else None
+        content = known if known is not None else tree_size(tree) if tree is not None else 0
         out = min(volume.size, content + content // 8 + 4 * MIB)
         if volume.filesystem == "swap":
             out = 1 * MIB
