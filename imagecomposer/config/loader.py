@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 
-from imagecomposer.config import schema_validator
 from imagecomposer.config.model import Config
 from imagecomposer.foundation.convert import CONVERTER
 from imagecomposer.foundation.errors import ConfigError, InvalidConfig, Problem
@@ -143,7 +142,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _structure(data: dict[str, Any], where: SourceMap | None = None) -> Config:
-    problems = schemacheck.check(data, schemacheck.validator(SCHEMA_PACKAGE, schema_validator),
+    problems = schemacheck.check(data, schemacheck.compiled(SCHEMA_PACKAGE),
                                  schemacheck.load_schema(SCHEMA_PACKAGE),
                                  where or SourceMap(default_file="<configuration>"))
     if problems:
@@ -183,8 +182,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     schemacheck.coerce_strings(root, schema)
     where = source_map(root, name)
     data = to_plain(root)
-    problems += schemacheck.check(data, schemacheck.validator(SCHEMA_PACKAGE, schema_validator),
-                                  schema, where)
+    problems += schemacheck.check(data, schemacheck.compiled(SCHEMA_PACKAGE), schema, where)
     if problems:
         raise InvalidConfig(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     origins: dict[str, str] = {}

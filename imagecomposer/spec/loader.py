@@ -27,7 +27,6 @@ from imagecomposer.foundation.yamldoc.positions import (
     source_map,
     to_plain,
 )
-from imagecomposer.spec import schema_validator
 from imagecomposer.spec.roots import resolve_roots
 from imagecomposer.spec.structure import check_fields, refuse_plaintext, to_spec
 from imagecomposer.spec.templates import Reading, apply_extends
@@ -128,8 +127,7 @@ def load_text(text: str, *, into: type[SpecT], name: str = "<spec>",
     data = to_plain(root)
     # A value already reported (say, an undefined variable) is not reported again.
     reported = {p.path for p in problems}
-    later = schemacheck.check(data, schemacheck.validator(SCHEMA_PACKAGE, schema_validator),
-                              schema, where)
+    later = schemacheck.check(data, schemacheck.compiled(SCHEMA_PACKAGE), schema, where)
     later += check_fields(data, where)
     problems += [p for p in later if p.path not in reported]
     if problems:
