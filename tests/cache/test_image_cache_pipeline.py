@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -63,6 +63,20 @@ class FakeStage:
             (out / "SHA256SUMS").write_text(sums)
 
 
+def builder(config: Config, stages: list[FakeStage], ran: list[str]) -> Callable[[Path], bool]:
+    """``build(out)``: the example built by an image pipeline running ``stages``; whether
+    it was an image cache hit (``ran`` cleared first: the stages that ran, in order)."""
+    pipeline = ImagePipeline(config)
+    pipeline.engine = Engine(stages, events=pipeline.events)
+    spec = Spec.load(EXAMPLE)
+
+    def build(out: Path) -> bool:
+        ran.clear()
+        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+
+    return build
+
+
 def sums_ok(out: Path) -> bool:
     for line in (out / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ", 1)
@@ -75,13 +89,7 @@ def test_tampered_cached_image_is_rebuilt_not_restored(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
     ran: list[str] = []
-    pipeline = ImagePipeline(config)
-    pipeline.engine = Engine([FakeStage(n, ran) for n in STAGES], events=pipeline.events)
-    spec = Spec.load(EXAMPLE)
-
-    def build(out: Path) -> bool:
-        ran.clear()
-        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+    build = builder(config, [FakeStage(n, ran) for n in STAGES], ran)
 
     assert not build(tmp_path / "first") and "finalize" in ran
     assert build(tmp_path / "second") and "finalize" not in ran  # a hit
@@ -107,13 +115,7 @@ def test_forged_cached_image_with_forged_digests_is_rebuilt(
     it (issue 18): the record's seal, made with a key outside the cache, no longer holds."""
     config = Config(core=Core(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work"))
     ran: list[str] = []
-    pipeline = ImagePipeline(config)
-    pipeline.engine = Engine([FakeStage(n, ran) for n in STAGES], events=pipeline.events)
-    spec = Spec.load(EXAMPLE)
-
-    def build(out: Path) -> bool:
-        ran.clear()
-        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+    build = builder(config, [FakeStage(n, ran) for n in STAGES], ran)
 
     assert not build(tmp_path / "first")
     cached = next((config.image_cache_dir).rglob("files/disk.raw"))
@@ -164,13 +166,7 @@ def test_a_miss_makes_room_before_finalize_not_after_it(tmp_path: Path) -> None:
                 present_in_finalize.append(names(entries))
             super().run(ctx, inputs)
 
-    pipeline = ImagePipeline(config)
-    pipeline.engine = Engine([Salted(n, ran) for n in STAGES], events=pipeline.events)
-    spec = Spec.load(EXAMPLE)
-
-    def build(out: Path) -> bool:
-        ran.clear()
-        return pipeline.build(spec, BuildOptions(output_dir=out)).image_cache_hit
+    build = builder(config, [Salted(n, ran) for n in STAGES], ran)
 
     assert not build(tmp_path / "first")
     first = names(entries)
