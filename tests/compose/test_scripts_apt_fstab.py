@@ -103,7 +103,8 @@ def test_fstab_by_uuid(fake_tree: Path) -> None:
         + "5" * 12, fsuuid="66666666-6666-4666-8666-666666666666", number=3,
         mountpoint="/home", mount_options="nodev,nosuid")
     swap = attrs.evolve(home, name="swap", type="swap", filesystem="swap", mountpoint=None,
-                        fsuuid="77777777-7777-4777-8777-777777777777", number=4)
+                        fsuuid="77777777-7777-4777-8777-777777777777", number=4,
+                        mount_options="defaults")
     fstab.configure(fake_tree, make_layout(home, swap))
     lines = (fake_tree / "etc/fstab").read_text().splitlines()
     body = [line.split("\t") for line in lines if not line.startswith("#")]
@@ -117,6 +118,19 @@ def test_fstab_by_uuid(fake_tree: Path) -> None:
         ["UUID=77777777-7777-4777-8777-777777777777", "none", "swap", "sw", "0", "0"],
     ]
     assert (fake_tree / "boot/efi").is_dir()
+
+
+def test_fstab_swap_takes_the_specs_options() -> None:
+    """A swap volume's ``mount_options`` are written as given (they were dropped for
+    ``sw``): a priority, discard, a longer device timeout for a slow boot."""
+    swap = PlannedPartition(
+        name="swap", type="swap", type_guid="0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",
+        filesystem="swap", start=2 << 30, size=1 << 30, partuuid="5" * 8 + "-5555-4555-8555-"
+        + "5" * 12, fsuuid="77777777-7777-4777-8777-777777777777", number=3,
+        mount_options="pri=10,x-systemd.device-timeout=300")
+    text = fstab.render(make_layout(swap))
+    assert ("UUID=77777777-7777-4777-8777-777777777777\tnone\tswap\t"
+            "pri=10,x-systemd.device-timeout=300\t0\t0") in text
 
 
 def test_fstab_esp_is_mounted_on_first_access_unless_the_spec_says(fake_tree: Path) -> None:

@@ -74,6 +74,10 @@ ExecStart=/usr/local/sbin/stack-check
 WantedBy=multi-user.target
 """
 
+# The volumes mounted after the root (activated by udev's lvm2 rules; /home's group also
+# needs systemd-cryptsetup first) wait up to 300 s for their devices instead of systemd's
+# 90: under TCG on a loaded 2-core host, udev's coldplug once took longer than 90 s, and
+# /home timed out (the boot ended in emergency mode).
 STACKED = """image:
   name: debian-12-stacked
   version: "1.0.0"
@@ -108,8 +112,8 @@ disk:
             mountpoint: /
             encryption: {type: luks2, key_file: ./root.key, embed_key: true,
                          pbkdf_iterations: 4}
-          - {name: swap, size: 64MiB, filesystem: swap}
-          - {name: var, size: rest, mountpoint: /var}
+          - {name: swap, size: 64MiB, filesystem: swap, mount_options: "@WAIT@"}
+          - {name: var, size: rest, mountpoint: /var, mount_options: "@WAIT@"}
     - name: vault
       type: lvm
       size: rest
@@ -117,10 +121,11 @@ disk:
       volume_group:
         name: data
         logical_volumes:
-          - {name: home, size: rest, mountpoint: /home}
+          - {name: home, size: rest, mountpoint: /home, mount_options: "@WAIT@"}
 output: {formats: [raw]}
-""".replace("@HASH@", "$6$examplesalt0001$4KyZq9mVS10GmIho7w0ctkbW1Q4C2G3lfpKvq.L2Z.5zHoIgn"
-            "cmQWO5f65YSSazBUcpFiQsLzofHNv7fHHRPG0")
+""".replace("@WAIT@", "x-systemd.device-timeout=300").replace(
+    "@HASH@", "$6$examplesalt0001$4KyZq9mVS10GmIho7w0ctkbW1Q4C2G3lfpKvq.L2Z.5zHoIgn"
+              "cmQWO5f65YSSazBUcpFiQsLzofHNv7fHHRPG0")
 
 
 def with_check_unit(text: str, work: Path) -> str:

@@ -34,8 +34,9 @@ def _entry(part: Volume, *, verity_root: bool) -> str | None:
     if part.filesystem in ("none", "") or (part.mountpoint is None and part.filesystem != "swap"):
         return None
     device = volume_device(part)
-    if part.filesystem == "swap":
-        return f"{device}\tnone\tswap\tsw\t0\t0"
+    if part.filesystem == "swap":  # the spec's options (pri=, discard, x-systemd.*) or sw
+        options = part.mount_options if part.mount_options not in ("", "defaults") else "sw"
+        return f"{device}\tnone\tswap\t{options}\t0\t0"
     mountpoint = part.mountpoint or "/"
     options = part.mount_options or "defaults"
     is_root = mountpoint == "/"
