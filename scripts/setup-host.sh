@@ -15,6 +15,8 @@ APT_PACKAGES=(
   # disk assembly without loop devices or mounts
   fdisk dosfstools mtools e2fsprogs xfsprogs squashfs-tools erofs-utils cryptsetup-bin
   util-linux eatmydata
+  # security.selinux: the tree is labelled at build time with the host's setfiles
+  policycoreutils
   # lvm2's pvck/lvs/vgck check the LVM2 metadata imagecomposer writes (tests only)
   lvm2
   # rootless builds: newuidmap/newgidmap (only a Recommends of mmdebstrap, which this
