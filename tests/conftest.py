@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,8 +29,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     ``IMAGECOMPOSER_TEST_USERNS=1``, not as root: run the session as root of a user
     namespace mapped to the user's subordinate ids, as a rootless build does (the sandbox
-    tests run so, as an unprivileged user, in tests/foundation/test_userns.py)."""
+    tests run so, as an unprivileged user, in tests/foundation/test_userns.py).
+
+    Ctrl-C is Ctrl-C for every process the tests start: a session started with SIGINT
+    ignored (a background job of a non-interactive shell) would pass that on to its
+    children, and the tests that interrupt a build with SIGINT would see it ignored."""
     global _SEAL_DIR
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if "IMAGECOMPOSER_SEAL_KEY" not in os.environ:
         _SEAL_DIR = tempfile.mkdtemp(prefix="ic-seal-")
         os.environ["IMAGECOMPOSER_SEAL_KEY"] = str(Path(_SEAL_DIR) / "cache.key")
