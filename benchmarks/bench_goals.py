@@ -155,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock = json.loads((work / "out" / f"{spec.image.name}.lock.json").read_text())
         peer_tree = work / "mmdebstrap"
         peer: float | None = None
+        peer_cpu = 0.0
         if not args.no_mmdebstrap:
             debs = deb_dir(work, lock, work / "debs")
             began, cpu = time.monotonic(), children_cpu()
